@@ -1,0 +1,247 @@
+//! Filesystem primitives: atomic replacement of a file and a run lock.
+//!
+//! Files are created with `O_CREAT|O_EXCL|O_NOFOLLOW`, so a planted symlink or a leftover file is
+//! an error rather than something written through.
+
+use rustix::fs::{FlockOperation, OFlags};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A filesystem step that failed, with the path it was working on.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// The path has no file name or no parent directory.
+    #[error("{path}: not a file path")]
+    NotAFilePath {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// Creating the temporary file failed.
+    #[error("cannot create {path}")]
+    Create {
+        /// The temporary file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing or syncing the temporary file failed.
+    #[error("cannot write {path}")]
+    Write {
+        /// The temporary file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Renaming the temporary file over the target failed.
+    #[error("cannot rename {from} to {to}")]
+    Rename {
+        /// The temporary file.
+        from: PathBuf,
+        /// The target.
+        to: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Syncing the directory after the rename failed.
+    #[error("cannot sync directory {path}")]
+    SyncDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Replaces `path` with `contents` so that a reader sees either the old file or the whole new one:
+/// write a temporary file beside it (exclusive, no-follow, `mode`), fsync, rename, fsync the
+/// directory. On error the temporary file is removed and `path` is untouched.
+pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    let not_a_file = || FsError::NotAFilePath { path: path.to_owned() };
+    let name = path.file_name().ok_or_else(not_a_file)?.to_string_lossy().into_owned();
+    let dir = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Err(not_a_file()),
+    };
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let result = write_new(&tmp, contents, mode).and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|source| FsError::Rename {
+            from: tmp.clone(),
+            to: path.to_owned(),
+            source,
+        })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| FsError::SyncDir { path: dir.to_owned(), source })
+}
+
+/// Creates `path`, which must not exist, with `mode`, writes `contents` and fsyncs it.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+    let mut file = create_new(path, mode)
+        .map_err(|source| FsError::Create { path: path.to_owned(), source })?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|source| FsError::Write { path: path.to_owned(), source })
+}
+
+/// Opens a new file for writing with `O_CREAT|O_EXCL|O_NOFOLLOW` and `mode` (before umask).
+pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(no_follow())
+        .open(path)
+}
+
+/// Opens `path` for appending, creating it with `mode` if missing, never through a symlink.
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(mode)
+        .custom_flags(no_follow())
+        .open(path)
+}
+
+fn no_follow() -> i32 {
+    OFlags::NOFOLLOW.bits() as i32
+}
+
+/// Why a [`RunLock`] could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds the lock.
+    #[error("another run holds the lock {path}{}", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Held {
+        /// The lock file.
+        path: PathBuf,
+        /// The pid recorded by the holder, when it could be read.
+        holder: Option<u32>,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot use lock file {path}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An exclusive `flock` on a lock file, held until dropped. The kernel releases it when the
+/// process dies, so a crashed run never leaves a stale lock behind.
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock without waiting; `LockError::Held` when another process has it.
+    pub fn try_acquire(path: &Path) -> Result<RunLock, LockError> {
+        let io_err = |source| LockError::Io { path: path.to_owned(), source };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(no_follow())
+            .open(path)
+            .map_err(io_err)?;
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(LockError::Held { path: path.to_owned(), holder: text.trim().parse().ok() });
+            }
+            Err(e) => return Err(io_err(e.into())),
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .map_err(io_err)?;
+        Ok(RunLock { file, path: path.to_owned() })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open lock file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("report.txt");
+        atomic_write(&target, b"one", 0o640).unwrap();
+        atomic_write(&target, b"two", 0o640).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o022, 0o640 & !0o022);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("report.txt")]);
+    }
+
+    #[test]
+    fn atomic_write_into_missing_dir_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = atomic_write(&dir.path().join("nope/report.txt"), b"x", 0o644).unwrap_err();
+        assert!(matches!(err, FsError::Create { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn create_new_refuses_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(create_new(&link, 0o644).is_err());
+        assert!(open_append(&link, 0o644).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn second_lock_is_refused_with_holder_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.lock");
+        let first = RunLock::try_acquire(&path).unwrap();
+        // flock locks belong to the open file description, so a second open in the same process
+        // conflicts just as another process would.
+        match RunLock::try_acquire(&path) {
+            Err(LockError::Held { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+            other => panic!("expected Held, got {other:?}"),
+        }
+        drop(first);
+        RunLock::try_acquire(&path).unwrap();
+    }
+}

@@ -1,0 +1,35 @@
+//! Shared vocabulary of kyb-maint.
+//!
+//! Every task crate speaks in these types: a [`Check`] is one finding with a [`Status`], a
+//! [`TaskReport`] groups the checks of one task, and [`Thresholds`] turn a measured number into a
+//! status. The [`fs`] module holds the filesystem primitives every crate that writes files uses.
+//!
+//! ```
+//! use kyb_core::{Check, Status, TaskReport, Thresholds};
+//! use std::time::Duration;
+//!
+//! let disk = Thresholds::new(80.0, 90.0);
+//! let check = Check::new("disk /", disk.classify(85.0), "85.0% used");
+//! let report = TaskReport::from_checks("system", vec![check], Duration::from_millis(12));
+//! assert_eq!(report.status, Status::Warn);
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod fs;
+mod report;
+mod secret;
+mod status;
+mod threshold;
+
+pub use report::{Check, Metric, TaskReport, Unit};
+pub use secret::Secret;
+pub use status::Status;
+pub use threshold::{Thresholds, ThresholdsError};
+
+use std::time::Duration;
+
+/// Whole milliseconds in `d`, saturating: the unit every report and config field uses.
+pub fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

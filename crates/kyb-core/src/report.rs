@@ -1,0 +1,198 @@
+//! Checks, their metrics, and the report of one task.
+
+use crate::{Status, duration_ms};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One finding of a task: what was looked at, its status, and a line a human can act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked, e.g. `app`, `postgres`, `disk /var`.
+    pub name: String,
+    /// The outcome.
+    pub status: Status,
+    /// One line saying what was seen, with the reason when it is not Ok.
+    pub summary: String,
+    /// Measured numbers, rendered as Nagios perfdata and kept in JSON reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<Metric>,
+}
+
+impl Check {
+    /// A check without metrics.
+    pub fn new(name: impl Into<String>, status: Status, summary: impl Into<String>) -> Check {
+        Check { name: name.into(), status, summary: summary.into(), metrics: Vec::new() }
+    }
+
+    /// Adds a metric.
+    pub fn with_metric(mut self, metric: Metric) -> Check {
+        self.metrics.push(metric);
+        self
+    }
+}
+
+/// Unit of a [`Metric`], as Nagios perfdata spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// A plain number.
+    None,
+    /// Percent, 0 to 100.
+    Percent,
+    /// Seconds.
+    Seconds,
+    /// Bytes.
+    Bytes,
+    /// A continuous counter.
+    Counter,
+}
+
+impl Unit {
+    fn perfdata_suffix(self) -> &'static str {
+        match self {
+            Unit::None => "",
+            Unit::Percent => "%",
+            Unit::Seconds => "s",
+            Unit::Bytes => "B",
+            Unit::Counter => "c",
+        }
+    }
+}
+
+/// A measured number with its unit and, where one applies, its thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// Perfdata label, e.g. `latency` or `disk_/var`.
+    pub label: String,
+    /// The value.
+    pub value: f64,
+    /// The unit.
+    pub unit: Unit,
+    /// Warning threshold, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn: Option<f64>,
+    /// Critical threshold, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit: Option<f64>,
+}
+
+impl Metric {
+    /// A metric without thresholds.
+    pub fn new(label: impl Into<String>, value: f64, unit: Unit) -> Metric {
+        Metric { label: label.into(), value, unit, warn: None, crit: None }
+    }
+
+    /// Sets the thresholds the value was judged against.
+    pub fn with_thresholds(mut self, warn: f64, crit: f64) -> Metric {
+        self.warn = Some(warn);
+        self.crit = Some(crit);
+        self
+    }
+
+    /// Nagios perfdata form: `'label'=value[unit];[warn];[crit]`.
+    pub fn perfdata(&self) -> String {
+        let mut out = String::new();
+        let label = self.label.replace('\'', "\"");
+        let _ = write!(out, "'{label}'={}{}", trim_float(self.value), self.unit.perfdata_suffix());
+        if self.warn.is_some() || self.crit.is_some() {
+            let show = |v: Option<f64>| v.map(trim_float).unwrap_or_default();
+            let _ = write!(out, ";{};{}", show(self.warn), show(self.crit));
+        }
+        out
+    }
+}
+
+fn trim_float(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// The outcome of one task of a flow: its checks and the worst of their statuses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// Task name, e.g. `health`.
+    pub name: String,
+    /// Worst status of the checks (or of the task itself when it could not run).
+    pub status: Status,
+    /// One line for the report's task table.
+    pub summary: String,
+    /// Wall time of the task.
+    pub duration_ms: u64,
+    /// The individual checks.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    /// Files the task wrote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<PathBuf>,
+}
+
+impl TaskReport {
+    /// A report whose status is the worst of `checks` and whose summary names the checks that are
+    /// not Ok (or counts them when all are).
+    pub fn from_checks(name: impl Into<String>, checks: Vec<Check>, took: Duration) -> TaskReport {
+        let status = Status::worst(checks.iter().map(|c| c.status));
+        let bad: Vec<String> = checks
+            .iter()
+            .filter(|c| c.status != Status::Ok)
+            .map(|c| format!("{} {}: {}", c.name, c.status, c.summary))
+            .collect();
+        let summary = if checks.is_empty() {
+            "nothing to check".to_owned()
+        } else if bad.is_empty() {
+            format!("{} of {} checks ok", checks.len(), checks.len())
+        } else {
+            bad.join("; ")
+        };
+        TaskReport {
+            name: name.into(),
+            status,
+            summary,
+            duration_ms: duration_ms(took),
+            checks,
+            artifacts: Vec::new(),
+        }
+    }
+
+    /// A report for a task that could not run at all: Unknown, with the reason as summary.
+    pub fn failed(name: impl Into<String>, reason: impl Into<String>, took: Duration) -> TaskReport {
+        TaskReport {
+            name: name.into(),
+            status: Status::Unknown,
+            summary: reason.into(),
+            duration_ms: duration_ms(took),
+            checks: Vec::new(),
+            artifacts: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perfdata_format() {
+        let m = Metric::new("latency", 0.0125, Unit::Seconds).with_thresholds(0.5, 1.0);
+        assert_eq!(m.perfdata(), "'latency'=0.0125s;0.5;1");
+        assert_eq!(Metric::new("up", 3.0, Unit::None).perfdata(), "'up'=3");
+    }
+
+    #[test]
+    fn summary_names_what_is_wrong() {
+        let checks = vec![
+            Check::new("app", Status::Crit, "HTTP 500"),
+            Check::new("redis", Status::Ok, "PONG"),
+        ];
+        let r = TaskReport::from_checks("health", checks, Duration::from_millis(3));
+        assert_eq!(r.status, Status::Crit);
+        assert_eq!(r.summary, "app CRIT: HTTP 500");
+        let ok = TaskReport::from_checks("x", vec![Check::new("a", Status::Ok, "")], Duration::ZERO);
+        assert_eq!(ok.summary, "1 of 1 checks ok");
+    }
+}
