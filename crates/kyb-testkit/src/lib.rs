@@ -1,1 +1,25 @@
-//! placeholder
+//! Test and sandbox support: a private PostgreSQL and Redis, and a fake platform app.
+//!
+//! The same machinery serves `cargo xtask sandbox`, `cargo xtask maint` and the test suites:
+//! [`Stack::ensure`] starts (or reuses) a PostgreSQL cluster and a `redis-server` under
+//! `target/kyb-sandbox/`, each on its own port with a generated password; [`FakeApp`] serves the
+//! platform's `/health` and `/metrics` in the modes tests need.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let db = kyb_testkit::fresh_database("demo").await;
+//! let app = kyb_testkit::FakeApp::start(kyb_testkit::HealthMode::Healthy).await;
+//! println!("{} {}", db.dbname, app.url("/health"));
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod app;
+mod db;
+mod paths;
+mod stack;
+
+pub use app::{FakeApp, HealthMode, MetricsMode, metrics_text};
+pub use db::{TestDb, TestRedis, fresh_database, redis};
+pub use paths::{sandbox_dir, workspace_root};
+pub use stack::{Stack, StackError};

@@ -1,0 +1,346 @@
+//! A fake platform app: `/health` in the modes tests need and realistic `/metrics`.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// How `/health` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthMode {
+    /// 200 with `{"status":"healthy",...}`.
+    Healthy,
+    /// 200 with `{"status":"unhealthy",...}`: only the body tells.
+    Unhealthy,
+    /// 500 with an error body.
+    ServerError,
+    /// Healthy, after a delay.
+    Slow(Duration),
+    /// Accepts the request and never answers.
+    Hang,
+    /// 200 with a body that is not JSON.
+    NotJson,
+    /// 200 with a body of this many bytes.
+    HugeBody(u64),
+    /// 302 back to itself, forever.
+    RedirectLoop,
+}
+
+/// How `/metrics` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsMode {
+    /// Well-formed text exposition with the platform's `kyb_*` series.
+    Realistic,
+    /// The same with some malformed lines mixed in.
+    Malformed,
+}
+
+#[derive(Debug)]
+struct State {
+    health: Mutex<HealthMode>,
+    metrics: Mutex<MetricsMode>,
+    scrapes: AtomicU64,
+}
+
+/// A running fake app on 127.0.0.1; stops when dropped.
+#[derive(Debug)]
+pub struct FakeApp {
+    addr: SocketAddr,
+    state: Arc<State>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeApp {
+    /// Starts the app on an ephemeral port with `/health` in `mode`.
+    pub async fn start(mode: HealthMode) -> FakeApp {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        FakeApp::serve(listener, mode)
+    }
+
+    /// Serves on `listener` (used by the sandbox binary to pick its address).
+    pub fn serve(listener: TcpListener, mode: HealthMode) -> FakeApp {
+        let addr = listener.local_addr().expect("listener address");
+        let state = Arc::new(State {
+            health: Mutex::new(mode),
+            metrics: Mutex::new(MetricsMode::Realistic),
+            scrapes: AtomicU64::new(0),
+        });
+        let server = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
+        FakeApp {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Changes how `/health` answers from now on.
+    pub fn set_health(&self, mode: HealthMode) {
+        *self.state.health.lock().expect("health mode lock") = mode;
+    }
+
+    /// Changes how `/metrics` answers from now on.
+    pub fn set_metrics(&self, mode: MetricsMode) {
+        *self.state.metrics.lock().expect("metrics mode lock") = mode;
+    }
+}
+
+impl Drop for FakeApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    // Connections live in this set so that aborting the server also drops hung requests.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let state = Arc::clone(&state);
+                connections.spawn(async move {
+                    let service = service_fn(move |req| handle(req, Arc::clone(&state)));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<AppBody>, Infallible> {
+    let response = match req.uri().path() {
+        "/health" => {
+            let mode = state.health.lock().expect("health mode lock").clone();
+            health(mode).await
+        }
+        "/metrics" => {
+            let n = state.scrapes.fetch_add(1, Ordering::Relaxed);
+            let mode = *state.metrics.lock().expect("metrics mode lock");
+            let mut text = metrics_text(n);
+            if mode == MetricsMode::Malformed {
+                text.push_str("kyb_broken_metric{endpoint=\"/x\" 12\n");
+                text.push_str("this line is not a sample\n");
+                text.push_str("kyb_no_value{model=\"bert\"}\n");
+            }
+            reply(StatusCode::OK, "text/plain; version=0.0.4", text)
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
+    };
+    Ok(response)
+}
+
+async fn health(mode: HealthMode) -> Response<AppBody> {
+    const JSON: &str = "application/json";
+    match mode {
+        HealthMode::Healthy => reply(StatusCode::OK, JSON, healthy_body()),
+        HealthMode::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            reply(StatusCode::OK, JSON, healthy_body())
+        }
+        HealthMode::Unhealthy => reply(
+            StatusCode::OK,
+            JSON,
+            r#"{"status":"unhealthy","checks":{"database":"failing: connection refused","redis":"ok"}}"#.to_owned(),
+        ),
+        HealthMode::ServerError => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            JSON,
+            r#"{"error":"internal server error"}"#.to_owned(),
+        ),
+        HealthMode::Hang => std::future::pending().await,
+        HealthMode::NotJson => reply(StatusCode::OK, "text/html", "<html><body>OK</body></html>".to_owned()),
+        HealthMode::HugeBody(size_bytes) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, JSON)
+            .header(header::CONTENT_LENGTH, size_bytes)
+            .body(AppBody::Repeat { remaining: size_bytes })
+            .expect("valid response"),
+        HealthMode::RedirectLoop => Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, "/health")
+            .body(AppBody::Full(None))
+            .expect("valid response"),
+    }
+}
+
+fn healthy_body() -> String {
+    r#"{"status":"healthy","version":"1.8.3","checks":{"database":"ok","redis":"ok","models":"ok"}}"#.to_owned()
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<AppBody> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(AppBody::Full(Some(Bytes::from(body))))
+        .expect("valid response")
+}
+
+/// A response body: a whole buffer, or `remaining` bytes of filler streamed in chunks.
+#[derive(Debug)]
+enum AppBody {
+    Full(Option<Bytes>),
+    Repeat { remaining: u64 },
+}
+
+const FILLER: [u8; 64 * 1024] = [b' '; 64 * 1024];
+
+impl Body for AppBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let frame = match self.get_mut() {
+            AppBody::Full(data) => data.take().map(Frame::data),
+            AppBody::Repeat { remaining } if *remaining == 0 => None,
+            AppBody::Repeat { remaining } => {
+                let n = (*remaining).min(FILLER.len() as u64);
+                *remaining -= n;
+                Some(Frame::data(Bytes::from_static(&FILLER[..n as usize])))
+            }
+        };
+        Poll::Ready(frame.map(Ok))
+    }
+}
+
+const ENDPOINTS: [(&str, &str, u64); 6] = [
+    ("/api/v1/verify", "POST", 9),
+    ("/api/v1/companies/{id}", "GET", 14),
+    ("/api/v1/companies", "POST", 5),
+    ("/api/v1/documents/upload", "POST", 3),
+    ("/api/v1/search?q=acme, inc", "GET", 4),
+    ("/health", "GET", 2),
+];
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The `/metrics` text the app serves at its `scrape`-th scrape: counters grow between scrapes,
+/// label values include braces, commas and spaces as real route templates do.
+pub fn metrics_text(scrape: u64) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let t = scrape + 1;
+    out.push_str(
+        "# HELP kyb_http_requests_total Total HTTP requests by endpoint, method and status.\n",
+    );
+    out.push_str("# TYPE kyb_http_requests_total counter\n");
+    for (i, (endpoint, method, weight)) in ENDPOINTS.iter().enumerate() {
+        for (status, share) in [("200", 90u64), ("400", 6), ("404", 3), ("500", 1)] {
+            let count = weight * share * 100 * t + i as u64;
+            let _ = writeln!(
+                out,
+                "kyb_http_requests_total{{endpoint=\"{endpoint}\",method=\"{method}\",status=\"{status}\"}} {count}"
+            );
+        }
+    }
+    out.push_str("# HELP kyb_http_request_duration_seconds HTTP request latency.\n");
+    out.push_str("# TYPE kyb_http_request_duration_seconds histogram\n");
+    for (i, (endpoint, method, weight)) in ENDPOINTS.iter().enumerate() {
+        let total = weight * 10_000 * t;
+        // Each endpoint has its own typical latency: later buckets fill faster for slow routes.
+        let slowness = (i as f64 + 1.0) * 0.6;
+        let mut sum = 0.0;
+        let mut prev_le = 0.0;
+        let mut prev_count = 0u64;
+        for le in BUCKETS {
+            let fraction = 1.0 - (-le * 40.0 / slowness).exp();
+            let count = ((total as f64) * fraction) as u64;
+            sum += (count - prev_count) as f64 * (le + prev_le) / 2.0;
+            let _ = writeln!(
+                out,
+                "kyb_http_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",method=\"{method}\",le=\"{le}\"}} {count}"
+            );
+            prev_le = le;
+            prev_count = count;
+        }
+        sum += (total - prev_count) as f64 * 12.0;
+        let _ = writeln!(
+            out,
+            "kyb_http_request_duration_seconds_bucket{{endpoint=\"{endpoint}\",method=\"{method}\",le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "kyb_http_request_duration_seconds_sum{{endpoint=\"{endpoint}\",method=\"{method}\"}} {sum:.3}"
+        );
+        let _ = writeln!(
+            out,
+            "kyb_http_request_duration_seconds_count{{endpoint=\"{endpoint}\",method=\"{method}\"}} {total}"
+        );
+    }
+    out.push_str(
+        "# HELP kyb_ml_model_accuracy Accuracy of each model on the rolling validation set.\n",
+    );
+    out.push_str("# TYPE kyb_ml_model_accuracy gauge\n");
+    out.push_str("kyb_ml_model_accuracy{model=\"bert\"} 0.912\n");
+    out.push_str("kyb_ml_model_accuracy{model=\"distilbert\"} 0.864\n");
+    out.push_str("# HELP kyb_ml_model_requests_total Inference requests by model.\n");
+    out.push_str("# TYPE kyb_ml_model_requests_total counter\n");
+    let _ = writeln!(
+        out,
+        "kyb_ml_model_requests_total{{model=\"bert\"}} {}",
+        52_000 * t
+    );
+    let _ = writeln!(
+        out,
+        "kyb_ml_model_requests_total{{model=\"distilbert\"}} {}",
+        87_000 * t
+    );
+    out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
+    out.push_str("# TYPE process_resident_memory_bytes gauge\n");
+    let _ = writeln!(
+        out,
+        "process_resident_memory_bytes {}",
+        412_000_000 + 1_000 * t
+    );
+    out.push_str(
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n",
+    );
+    out.push_str("# TYPE process_cpu_seconds_total counter\n");
+    let _ = writeln!(
+        out,
+        "process_cpu_seconds_total {:.2}",
+        1830.5 + 0.25 * t as f64
+    );
+    out.push_str("# HELP process_open_fds Number of open file descriptors.\n");
+    out.push_str("# TYPE process_open_fds gauge\n");
+    out.push_str("process_open_fds 57\n");
+    out.push_str("# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n");
+    out.push_str("# TYPE process_start_time_seconds gauge\n");
+    out.push_str("process_start_time_seconds 1.7640e+09\n");
+    out
+}
