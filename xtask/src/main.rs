@@ -1,1 +1,162 @@
-fn main() {}
+//! `cargo xtask`: the developer's entry points.
+//!
+//! - `maint <flow> [--config F] [kyb-maint args…]`: run a flow; with no config, against the sandbox
+//! - `sandbox up|down|status`: the private stack, the sandbox app and the sandbox config
+//! - `test [cargo test args…]`: bring the stack up, run the whole suite
+//! - `ci`: fmt --check, clippy -D warnings, test: green here is green in CI
+//! - `bench daily`: wall time of the daily flow, healthy and with the app hung
+
+mod bench;
+mod sandbox;
+
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  maint <daily|weekly|monthly> [--config F] [ARGS…]
+                           run a flow with kyb-maint; without --config, against the sandbox
+                           (ARGS go to kyb-maint, e.g. --format json, --dry-run)
+  sandbox up|down|status   start, stop or show the private stack and sandbox app
+  test [ARGS…]             start the private stack and run every test (ARGS go to cargo test)
+  ci                       cargo fmt --check, clippy -D warnings, then test
+  bench daily              time the daily flow (healthy and hung app) against the runbook's check
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode> {
+    let (cmd, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("help", &[]));
+    match cmd {
+        "maint" => maint(rest),
+        "sandbox" => {
+            match rest.first().map(String::as_str) {
+                Some("up") => {
+                    let config = sandbox::up()?;
+                    println!("{}", config.display());
+                }
+                Some("down") => sandbox::down()?,
+                Some("status") => return sandbox::status(),
+                _ => bail!("usage: cargo xtask sandbox up|down|status"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "test" => test(rest),
+        "ci" => ci(),
+        "bench" => match rest.first().map(String::as_str) {
+            Some("daily") => bench::daily(),
+            _ => bail!("usage: cargo xtask bench daily"),
+        },
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn maint(args: &[String]) -> Result<ExitCode> {
+    let Some((flow, rest)) = args.split_first() else {
+        bail!("usage: cargo xtask maint <daily|weekly|monthly> [--config F]")
+    };
+    let mut pass: Vec<String> = Vec::new();
+    let mut config: Option<PathBuf> = None;
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        if a == "--config" || a == "-c" {
+            config = Some(it.next().context("--config needs a file")?.into());
+        } else if let Some(v) = a.strip_prefix("--config=") {
+            config = Some(v.into());
+        } else {
+            pass.push(a.clone());
+        }
+    }
+    let config = match config {
+        Some(c) => c,
+        None => sandbox::up()?,
+    };
+    let status = cargo()
+        .args(["run", "--quiet", "--package", "kyb-maint", "--"])
+        .arg(flow)
+        .arg("--config")
+        .arg(&config)
+        .args(&pass)
+        .status()
+        .context("cannot run cargo")?;
+    Ok(exit_code(status))
+}
+
+fn test(args: &[String]) -> Result<ExitCode> {
+    let stack =
+        kyb_testkit::Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
+    eprintln!(
+        "xtask: private stack up (PostgreSQL on 127.0.0.1:{}, Redis on 127.0.0.1:{})",
+        stack.pg_port, stack.redis_port
+    );
+    let status = cargo()
+        .args(["test", "--workspace"])
+        .args(args)
+        .status()
+        .context("cannot run cargo test")?;
+    Ok(exit_code(status))
+}
+
+fn ci() -> Result<ExitCode> {
+    let steps: [(&str, &[&str]); 2] = [
+        ("fmt", &["fmt", "--all", "--", "--check"]),
+        (
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ];
+    for (name, args) in steps {
+        eprintln!("xtask ci: cargo {}", args.join(" "));
+        let status = cargo()
+            .args(args)
+            .status()
+            .with_context(|| format!("cannot run cargo {name}"))?;
+        if !status.success() {
+            eprintln!("xtask ci: {name} failed");
+            return Ok(exit_code(status));
+        }
+    }
+    eprintln!("xtask ci: cargo xtask test");
+    test(&[])
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(kyb_testkit::workspace_root());
+    cmd
+}
+
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    ExitCode::from(
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(2),
+    )
+}

@@ -1,1 +1,159 @@
-fn main() {}
+//! `kyb-health`: one health check, Nagios plugin style.
+
+use clap::{Parser, ValueEnum};
+use kyb_core::{Check, Status};
+use kyb_flows::config;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Runs one health check and prints it as a Nagios plugin does:
+/// `STATUS - summary | perfdata`, then one line per check.
+///
+/// Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (including a bad config or a check that
+/// is not configured).
+#[derive(Debug, Parser)]
+#[command(name = "kyb-health", version, about, long_about)]
+struct Cli {
+    /// What to check.
+    #[arg(value_enum)]
+    check: CheckArg,
+    /// Config file (TOML), the same file kyb-maint reads.
+    #[arg(
+        long,
+        short,
+        env = "KYB_MAINT_CONFIG",
+        default_value = "/etc/kyb-maint/kyb-maint.toml"
+    )]
+    config: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Nagios)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CheckArg {
+    /// The app's health endpoint.
+    App,
+    /// PostgreSQL: SELECT 1.
+    Postgres,
+    /// Redis: PING.
+    Redis,
+    /// CPU, memory, disks, load.
+    System,
+    /// All of the above.
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// `OK - ... | perfdata`.
+    Nagios,
+    /// `{"status": ..., "checks": [...]}`.
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(Status::Unknown.nagios_code());
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    let checks = match config::load(&cli.config) {
+        Ok(cfg) => run(cli.check, &cfg).await,
+        Err(e) => vec![Check::new("config", Status::Unknown, e.to_string())],
+    };
+    let status = Status::worst(checks.iter().map(|c| c.status));
+    let out = match cli.format {
+        Format::Nagios => nagios(status, &checks),
+        Format::Json => {
+            serde_json::to_string_pretty(&serde_json::json!({ "status": status, "checks": checks }))
+                .expect("checks serialize")
+                + "\n"
+        }
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    ExitCode::from(status.nagios_code())
+}
+
+async fn run(which: CheckArg, cfg: &config::Config) -> Vec<Check> {
+    let missing = |what: &str| {
+        Check::new(
+            what,
+            Status::Unknown,
+            format!("no [{what}] section in {}", cfg.source.display()),
+        )
+    };
+    let system = || async {
+        match kyb_health::system_metrics(&cfg.system).await {
+            Ok(r) => r.checks,
+            Err(e) => vec![Check::new("system", Status::Unknown, e.to_string())],
+        }
+    };
+    match which {
+        CheckArg::App => vec![match &cfg.health.app {
+            Some(c) => kyb_health::check_app(c).await,
+            None => missing("app"),
+        }],
+        CheckArg::Postgres => vec![match &cfg.health.postgres {
+            Some(c) => kyb_health::check_postgres(c).await,
+            None => missing("postgres"),
+        }],
+        CheckArg::Redis => vec![match &cfg.health.redis {
+            Some(c) => kyb_health::check_redis(c).await,
+            None => missing("redis"),
+        }],
+        CheckArg::System => system().await,
+        CheckArg::All => {
+            let (health, mut sys) = tokio::join!(kyb_health::check_all(&cfg.health), system());
+            let mut checks = health.checks;
+            checks.append(&mut sys);
+            checks
+        }
+    }
+}
+
+/// First line: the status and the checks that set it; then perfdata; then one line per check.
+fn nagios(status: Status, checks: &[Check]) -> String {
+    let headline: Vec<String> = checks
+        .iter()
+        .filter(|c| c.status == status)
+        .map(|c| format!("{}: {}", c.name, c.summary.replace('|', "/")))
+        .collect();
+    let perf: Vec<String> = checks
+        .iter()
+        .flat_map(|c| {
+            c.metrics.iter().map(move |m| {
+                let mut m = m.clone();
+                if checks.len() > 1 && !m.label.contains(&c.name) {
+                    m.label = format!("{}_{}", c.name.replace(' ', "_"), m.label);
+                }
+                m.perfdata()
+            })
+        })
+        .collect();
+    let mut out = format!("{} - {}", status.nagios_label(), headline.join("; "));
+    if !perf.is_empty() {
+        out.push_str(" | ");
+        out.push_str(&perf.join(" "));
+    }
+    out.push('\n');
+    if checks.len() > 1 {
+        for c in checks {
+            out.push_str(&format!(
+                "{} {}: {}\n",
+                c.status,
+                c.name,
+                c.summary.replace('|', "/")
+            ));
+        }
+    }
+    out
+}

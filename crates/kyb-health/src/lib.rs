@@ -1,1 +1,99 @@
-//! placeholder
+//! Health probes for the platform and the machine it runs on.
+//!
+//! - [`check_app`], [`check_postgres`], [`check_redis`]: one probe each, every one under its own
+//!   deadline; [`check_all`] runs the configured ones concurrently.
+//! - [`system_metrics`]: CPU, memory, per-mount disk usage, load and uptime against thresholds.
+//! - [`snapshot_metrics`]: saves the app's `/metrics` into the reports directory.
+//!
+//! A probe that fails is a [`Check`] with a [`Status`], never an `Err`: one dead dependency
+//! never stops the others from being checked.
+//!
+//! ```no_run
+//! use kyb_health::{AppConfig, HealthConfig, check_all};
+//! use kyb_core::Thresholds;
+//!
+//! # async fn demo() {
+//! let cfg = HealthConfig {
+//!     app: Some(AppConfig {
+//!         health_url: "http://127.0.0.1:8080/health".into(),
+//!         timeout_ms: 5_000,
+//!         max_body_bytes: 1 << 20,
+//!         max_redirects: 5,
+//!         latency_ms: Thresholds::new(500.0, 2_000.0),
+//!     }),
+//!     postgres: None,
+//!     redis: None,
+//! };
+//! let report = check_all(&cfg).await;
+//! println!("{}: {:?}", report.status, report.checks);
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod app;
+mod error;
+mod http;
+mod postgres;
+mod redis;
+mod snapshot;
+mod system;
+
+pub use app::{AppConfig, check_app};
+pub use error::HealthError;
+pub use http::{FetchError, parse_url};
+pub use postgres::{PostgresConfig, check_postgres, pool};
+pub use redis::{RedisConfig, check_redis};
+pub use snapshot::{SnapshotConfig, SnapshotReport, snapshot_metrics};
+pub use system::{DiskUsage, SystemConfig, SystemReport, human_bytes, system_metrics};
+
+use kyb_core::{Check, Status};
+
+/// Which dependencies to probe; `None` leaves one out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    /// The app's health endpoint.
+    pub app: Option<AppConfig>,
+    /// PostgreSQL.
+    pub postgres: Option<PostgresConfig>,
+    /// Redis.
+    pub redis: Option<RedisConfig>,
+}
+
+/// The outcome of [`check_all`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthReport {
+    /// Worst status of the checks.
+    pub status: Status,
+    /// One check per configured dependency, in the order app, postgres, redis.
+    pub checks: Vec<Check>,
+}
+
+/// Probes every configured dependency at once; the slowest deadline bounds the whole call.
+pub async fn check_all(cfg: &HealthConfig) -> HealthReport {
+    let (app, pg, redis) = tokio::join!(
+        async {
+            match &cfg.app {
+                Some(c) => Some(check_app(c).await),
+                None => None,
+            }
+        },
+        async {
+            match &cfg.postgres {
+                Some(c) => Some(check_postgres(c).await),
+                None => None,
+            }
+        },
+        async {
+            match &cfg.redis {
+                Some(c) => Some(check_redis(c).await),
+                None => None,
+            }
+        },
+    );
+    let checks: Vec<Check> = [app, pg, redis].into_iter().flatten().collect();
+    HealthReport {
+        status: Status::worst(checks.iter().map(|c| c.status)),
+        checks,
+    }
+}

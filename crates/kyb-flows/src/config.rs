@@ -1,0 +1,614 @@
+//! The configuration file: TOML, unknown keys refused, errors that name file, line and key.
+//!
+//! The file model (`File*` structs) mirrors the TOML; [`load`] turns it into [`Config`], the typed
+//! settings of every task, with defaults chosen here and nowhere else, relative paths resolved
+//! against the file's directory, and secrets read from the file, an env var or a password file.
+
+use kyb_core::{Secret, Thresholds};
+use kyb_health::{
+    AppConfig, HealthConfig, PostgresConfig, RedisConfig, SnapshotConfig, SystemConfig,
+};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A configuration that cannot be used. Every variant names the file; where it can, the line
+/// and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read config file: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not fit the schema.
+    #[error("{path}:{line}:{column}: {message}{}", key_note(key))]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The dotted key, when known.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value parses but cannot be used.
+    #[error("{path}:{}: {message}{}", line.map_or_else(|| "?".to_owned(), |l| l.to_string()), key_note(&Some(key.clone())))]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line of the key, when found.
+        line: Option<usize>,
+        /// The dotted key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn key_note(key: &Option<String>) -> String {
+    key.as_ref()
+        .filter(|k| !k.is_empty() && k.as_str() != ".")
+        .map(|k| format!(" (key `{k}`)"))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    paths: FilePaths,
+    app: Option<FileApp>,
+    postgres: Option<FilePostgres>,
+    redis: Option<FileRedis>,
+    #[serde(default)]
+    system: FileSystem,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePaths {
+    maintenance_dir: PathBuf,
+    log_dir: Option<PathBuf>,
+    backup_dir: Option<PathBuf>,
+    temp_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApp {
+    base_url: String,
+    #[serde(default = "default_health_path")]
+    health_path: String,
+    #[serde(default = "default_metrics_path")]
+    metrics_path: String,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: u64,
+    #[serde(default = "default_max_redirects")]
+    max_redirects: u32,
+    #[serde(default = "default_latency_ms")]
+    latency_ms: Thresholds,
+}
+
+/// The three ways a section can give its password.
+struct FileSecret {
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePostgres {
+    #[serde(default = "default_host")]
+    host: String,
+    #[serde(default = "default_pg_port")]
+    port: u16,
+    user: String,
+    dbname: String,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRedis {
+    #[serde(default = "default_host")]
+    host: String,
+    #[serde(default = "default_redis_port")]
+    port: u16,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSystem {
+    #[serde(default = "default_disk_pct")]
+    disk_pct: Thresholds,
+    #[serde(default = "default_memory_pct")]
+    memory_pct: Thresholds,
+    #[serde(default = "default_load_per_core")]
+    load_per_core: Thresholds,
+    #[serde(default = "default_cpu_sample_ms")]
+    cpu_sample_ms: u64,
+    #[serde(default = "default_mount_timeout_ms")]
+    mount_timeout_ms: u64,
+}
+
+impl Default for FileSystem {
+    fn default() -> Self {
+        FileSystem {
+            disk_pct: default_disk_pct(),
+            memory_pct: default_memory_pct(),
+            load_per_core: default_load_per_core(),
+            cpu_sample_ms: default_cpu_sample_ms(),
+            mount_timeout_ms: default_mount_timeout_ms(),
+        }
+    }
+}
+
+// The defaults, in one place; docs/configuration.md lists the same values.
+fn default_health_path() -> String {
+    "/health".to_owned()
+}
+fn default_metrics_path() -> String {
+    "/metrics".to_owned()
+}
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+fn default_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_max_redirects() -> u32 {
+    5
+}
+fn default_latency_ms() -> Thresholds {
+    Thresholds::new(500.0, 2_000.0)
+}
+fn default_host() -> String {
+    "localhost".to_owned()
+}
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_redis_port() -> u16 {
+    6379
+}
+fn default_disk_pct() -> Thresholds {
+    Thresholds::new(80.0, 90.0)
+}
+fn default_memory_pct() -> Thresholds {
+    Thresholds::new(85.0, 95.0)
+}
+fn default_load_per_core() -> Thresholds {
+    Thresholds::new(1.5, 3.0)
+}
+fn default_cpu_sample_ms() -> u64 {
+    250
+}
+fn default_mount_timeout_ms() -> u64 {
+    2_000
+}
+/// The largest deadline accepted: a day. Anything longer is almost surely a unit mistake.
+const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
+/// Directories the flows read and write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paths {
+    /// Root of kyb-maint's own files; holds the run lock.
+    pub maintenance_dir: PathBuf,
+    /// Run logs (`<maintenance_dir>/logs`).
+    pub run_logs_dir: PathBuf,
+    /// Reports and metrics snapshots (`<maintenance_dir>/reports`).
+    pub reports_dir: PathBuf,
+    /// The platform's log directory.
+    pub log_dir: Option<PathBuf>,
+    /// The backup directory.
+    pub backup_dir: Option<PathBuf>,
+    /// The temp directory.
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// Everything the flows need, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Directories.
+    pub paths: Paths,
+    /// Dependency probes.
+    pub health: HealthConfig,
+    /// System metric thresholds.
+    pub system: SystemConfig,
+    /// Metrics snapshot settings, when an app is configured.
+    pub snapshot: Option<SnapshotConfig>,
+}
+
+impl Config {
+    /// The run lock shared by every flow.
+    pub fn lock_path(&self) -> PathBuf {
+        self.paths.maintenance_dir.join("kyb-maint.lock")
+    }
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses config `text` as if read from `path` (relative paths resolve against its directory).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|err| {
+        let key = err.path().to_string();
+        let inner = err.into_inner();
+        let (line, column) = inner.span().map_or((1, 1), |s| line_col(text, s.start));
+        ConfigError::Parse {
+            path: path.to_owned(),
+            line,
+            column,
+            key: Some(key),
+            message: inner.message().trim().to_owned(),
+        }
+    })?;
+    Resolver { text, path }.resolve(file)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+struct Resolver<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: find_key_line(self.text, key),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn path(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() {
+            p
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+
+    fn resolve(&self, file: FileConfig) -> Result<Config, ConfigError> {
+        let maintenance_dir = self.path(file.paths.maintenance_dir);
+        let paths = Paths {
+            run_logs_dir: maintenance_dir.join("logs"),
+            reports_dir: maintenance_dir.join("reports"),
+            maintenance_dir,
+            log_dir: file.paths.log_dir.map(|p| self.path(p)),
+            backup_dir: file.paths.backup_dir.map(|p| self.path(p)),
+            temp_dir: file.paths.temp_dir.map(|p| self.path(p)),
+        };
+        let (app, snapshot) = match file.app {
+            Some(a) => {
+                let (app, snap) = self.app(a, &paths)?;
+                (Some(app), Some(snap))
+            }
+            None => (None, None),
+        };
+        let postgres = file.postgres.map(|p| self.postgres(p)).transpose()?;
+        let redis = file.redis.map(|r| self.redis(r)).transpose()?;
+        let s = file.system;
+        for (key, t) in [
+            ("system.disk_pct", s.disk_pct),
+            ("system.memory_pct", s.memory_pct),
+            ("system.load_per_core", s.load_per_core),
+        ] {
+            t.validate().map_err(|e| self.invalid(key, e.to_string()))?;
+        }
+        self.timeout("system.mount_timeout_ms", s.mount_timeout_ms)?;
+        if s.cpu_sample_ms == 0 || s.cpu_sample_ms > 10_000 {
+            return Err(self.invalid("system.cpu_sample_ms", "must be between 1 and 10000"));
+        }
+        Ok(Config {
+            source: self.path.to_owned(),
+            paths,
+            health: HealthConfig {
+                app,
+                postgres,
+                redis,
+            },
+            system: SystemConfig {
+                disk_pct: s.disk_pct,
+                memory_pct: s.memory_pct,
+                load_per_core: s.load_per_core,
+                cpu_sample_ms: s.cpu_sample_ms,
+                mount_timeout_ms: s.mount_timeout_ms,
+            },
+            snapshot,
+        })
+    }
+
+    fn timeout(&self, key: &str, ms: u64) -> Result<(), ConfigError> {
+        if ms == 0 || ms > MAX_TIMEOUT_MS {
+            return Err(self.invalid(
+                key,
+                format!("must be between 1 and {MAX_TIMEOUT_MS} milliseconds, got {ms}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn app(&self, a: FileApp, paths: &Paths) -> Result<(AppConfig, SnapshotConfig), ConfigError> {
+        let base = a.base_url.trim_end_matches('/');
+        kyb_health::parse_url(base).map_err(|e| self.invalid("app.base_url", e.to_string()))?;
+        for (key, p) in [
+            ("app.health_path", &a.health_path),
+            ("app.metrics_path", &a.metrics_path),
+        ] {
+            if !p.starts_with('/') {
+                return Err(self.invalid(key, format!("must start with `/`, got {p:?}")));
+            }
+        }
+        self.timeout("app.timeout_ms", a.timeout_ms)?;
+        a.latency_ms
+            .validate()
+            .map_err(|e| self.invalid("app.latency_ms", e.to_string()))?;
+        if a.max_body_bytes == 0 {
+            return Err(self.invalid("app.max_body_bytes", "must be at least 1"));
+        }
+        let app = AppConfig {
+            health_url: format!("{base}{}", a.health_path),
+            timeout_ms: a.timeout_ms,
+            max_body_bytes: a.max_body_bytes,
+            max_redirects: a.max_redirects,
+            latency_ms: a.latency_ms,
+        };
+        let snapshot = SnapshotConfig {
+            metrics_url: format!("{base}{}", a.metrics_path),
+            reports_dir: paths.reports_dir.clone(),
+            timeout_ms: a.timeout_ms,
+            // A metrics page is routinely larger than a health body.
+            max_body_bytes: a.max_body_bytes.max(64 * 1024 * 1024),
+            max_redirects: a.max_redirects,
+            dry_run: false,
+        };
+        Ok((app, snapshot))
+    }
+
+    fn postgres(&self, p: FilePostgres) -> Result<PostgresConfig, ConfigError> {
+        self.timeout("postgres.timeout_ms", p.timeout_ms)?;
+        if p.host.is_empty() {
+            return Err(self.invalid("postgres.host", "must not be empty"));
+        }
+        Ok(PostgresConfig {
+            password: self.secret(
+                "postgres",
+                FileSecret {
+                    password: p.password,
+                    password_env: p.password_env,
+                    password_file: p.password_file,
+                },
+            )?,
+            host: p.host,
+            port: p.port,
+            user: p.user,
+            dbname: p.dbname,
+            timeout_ms: p.timeout_ms,
+        })
+    }
+
+    fn redis(&self, r: FileRedis) -> Result<RedisConfig, ConfigError> {
+        self.timeout("redis.timeout_ms", r.timeout_ms)?;
+        if r.host.is_empty() {
+            return Err(self.invalid("redis.host", "must not be empty"));
+        }
+        Ok(RedisConfig {
+            password: self.secret(
+                "redis",
+                FileSecret {
+                    password: r.password,
+                    password_env: r.password_env,
+                    password_file: r.password_file,
+                },
+            )?,
+            host: r.host,
+            port: r.port,
+            username: r.username,
+            timeout_ms: r.timeout_ms,
+        })
+    }
+
+    /// At most one of `password`, `password_env`, `password_file`.
+    fn secret(&self, section: &str, s: FileSecret) -> Result<Option<Secret>, ConfigError> {
+        let given = [
+            s.password.is_some(),
+            s.password_env.is_some(),
+            s.password_file.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(self.invalid(
+                &format!("{section}.password"),
+                "give only one of password, password_env and password_file",
+            ));
+        }
+        if let Some(p) = s.password {
+            return Ok(Some(Secret::new(p)));
+        }
+        if let Some(var) = s.password_env {
+            let key = format!("{section}.password_env");
+            return match std::env::var(&var) {
+                Ok(v) => Ok(Some(Secret::new(v))),
+                Err(_) => Err(self.invalid(
+                    &key,
+                    format!("environment variable {var} is not set (or not UTF-8)"),
+                )),
+            };
+        }
+        if let Some(file) = s.password_file {
+            let file = self.path(file);
+            let key = format!("{section}.password_file");
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| self.invalid(&key, format!("cannot read {}: {e}", file.display())))?;
+            let value = text.strip_suffix('\n').unwrap_or(&text);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            return Ok(Some(Secret::new(value)));
+        }
+        Ok(None)
+    }
+}
+
+/// Line of `section.key` in `text`, found by walking table headers; good enough to point at.
+fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = h.trim().to_owned();
+        } else if current == section
+            && line
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[paths]\nmaintenance_dir = \"m\"\n";
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("/etc/kyb/kyb-maint.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolves_paths() {
+        let cfg = parse_str(MINIMAL).unwrap();
+        assert_eq!(cfg.paths.maintenance_dir, Path::new("/etc/kyb/m"));
+        assert_eq!(cfg.paths.reports_dir, Path::new("/etc/kyb/m/reports"));
+        assert_eq!(cfg.system.disk_pct, Thresholds::new(80.0, 90.0));
+        assert!(cfg.health.app.is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = format!("{MINIMAL}\n[app]\nbase_url = \"http://127.0.0.1:1\"\ntimeout = 5\n");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(err.starts_with("/etc/kyb/kyb-maint.toml:6:"), "{err}");
+        assert!(err.contains("unknown field `timeout`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let text =
+            format!("{MINIMAL}[postgres]\nuser = \"kyb\"\ndbname = \"kyb\"\nport = \"five\"\n");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(err.starts_with("/etc/kyb/kyb-maint.toml:6:"), "{err}");
+        assert!(err.contains("postgres.port"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_scheme_is_a_config_error() {
+        let text = format!("{MINIMAL}[app]\nbase_url = \"ftp://127.0.0.1\"\n");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(":4:") && err.contains("unsupported URL scheme `ftp`"),
+            "{err}"
+        );
+        assert!(err.contains("app.base_url"), "{err}");
+    }
+
+    #[test]
+    fn secret_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let text = format!(
+            "{MINIMAL}[postgres]\nuser = \"u\"\ndbname = \"d\"\npassword_file = \"{}\"\n[redis]\npassword = \"inline\"\n",
+            pw.display()
+        );
+        let cfg = parse_str(&text).unwrap();
+        assert_eq!(
+            cfg.health.postgres.unwrap().password.unwrap().expose(),
+            "from-file"
+        );
+        assert_eq!(
+            cfg.health
+                .redis
+                .as_ref()
+                .unwrap()
+                .password
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "inline"
+        );
+        assert!(!format!("{:?}", cfg.health.redis).contains("inline"));
+
+        let both = format!("{MINIMAL}[redis]\npassword = \"a\"\npassword_env = \"B\"\n");
+        assert!(
+            parse_str(&both)
+                .unwrap_err()
+                .to_string()
+                .contains("only one of")
+        );
+        let unset = format!("{MINIMAL}[redis]\npassword_env = \"KYB_SURELY_UNSET_VAR\"\n");
+        let err = parse_str(&unset).unwrap_err().to_string();
+        assert!(
+            err.contains("KYB_SURELY_UNSET_VAR is not set") && err.contains(":4:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn inverted_thresholds_rejected() {
+        let text = format!("{MINIMAL}[system]\ndisk_pct = {{ warn = 95, crit = 90 }}\n");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("system.disk_pct") && err.contains("must not be above"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = load(Path::new("/nonexistent/kyb.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/nonexistent/kyb.toml: cannot read config file"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! The flows: which tasks each one runs, and running them under the run lock.
+
+use crate::config::Config;
+use crate::report::{FlowReport, render_text};
+use crate::runlog::RunLog;
+use kyb_core::fs::{LockError, RunLock, atomic_write};
+use kyb_core::{Check, Status, TaskReport, duration_ms};
+use std::path::PathBuf;
+use std::time::Instant;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// A maintenance flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flow {
+    /// Every day.
+    Daily,
+    /// Every week.
+    Weekly,
+    /// Every month.
+    Monthly,
+}
+
+impl Flow {
+    /// Lower-case name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flow::Daily => "daily",
+            Flow::Weekly => "weekly",
+            Flow::Monthly => "monthly",
+        }
+    }
+
+    /// The tasks this flow runs, in report order.
+    pub fn tasks(self) -> &'static [Task] {
+        match self {
+            Flow::Daily => &[Task::Health, Task::System, Task::MetricsSnapshot],
+            Flow::Weekly | Flow::Monthly => &[],
+        }
+    }
+}
+
+/// One task a flow can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// App, PostgreSQL and Redis probes.
+    Health,
+    /// CPU, memory, disk, load, uptime.
+    System,
+    /// Save the app's `/metrics`.
+    MetricsSnapshot,
+}
+
+impl Task {
+    /// Name in reports and the run log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Health => "health",
+            Task::System => "system",
+            Task::MetricsSnapshot => "metrics-snapshot",
+        }
+    }
+}
+
+/// How to run a flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Change nothing: no files written, the plan shown instead.
+    pub dry_run: bool,
+}
+
+/// A flow that could not start or could not record its result.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// The flow has no tasks yet.
+    #[error("the {flow} flow has no tasks yet; nothing was run")]
+    NoTasks {
+        /// The flow.
+        flow: &'static str,
+    },
+    /// Another run holds the lock.
+    #[error("another kyb-maint run is already running: {0}")]
+    Locked(#[source] LockError),
+    /// A directory could not be created.
+    #[error("cannot create directory {path}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The run log could not be opened.
+    #[error("cannot open run log {path}")]
+    RunLog {
+        /// The log file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The report could not be saved.
+    #[error("cannot save report {path}")]
+    SaveReport {
+        /// The report file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: kyb_core::fs::FsError,
+    },
+}
+
+/// Runs `flow`: takes the run lock, runs its tasks concurrently (each under its own deadlines,
+/// so one hung dependency does not hold up the others), logs each result to the run log, and
+/// saves the text and JSON reports in the reports directory. In a dry run nothing is written
+/// and no lock file is created where none exists.
+pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<FlowReport, FlowError> {
+    let tasks = flow.tasks();
+    if tasks.is_empty() {
+        return Err(FlowError::NoTasks { flow: flow.name() });
+    }
+    let paths = &cfg.paths;
+    if !opts.dry_run {
+        for dir in [
+            &paths.maintenance_dir,
+            &paths.run_logs_dir,
+            &paths.reports_dir,
+        ] {
+            std::fs::create_dir_all(dir).map_err(|source| FlowError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+    }
+    let _lock = if opts.dry_run && !paths.maintenance_dir.exists() {
+        None
+    } else {
+        Some(RunLock::try_acquire(&cfg.lock_path()).map_err(FlowError::Locked)?)
+    };
+    let started_at = OffsetDateTime::now_utc();
+    let clock = Instant::now();
+    let log_path = paths
+        .run_logs_dir
+        .join(format!("{}-maintenance.log", flow.name()));
+    let mut log = if opts.dry_run {
+        RunLog::disabled()
+    } else {
+        RunLog::open(&log_path).map_err(|source| FlowError::RunLog {
+            path: log_path.clone(),
+            source,
+        })?
+    };
+    log.line(&format!(
+        "{} flow started{}",
+        flow.name(),
+        if opts.dry_run { " (dry run)" } else { "" }
+    ));
+
+    let reports =
+        futures_util::future::join_all(tasks.iter().map(|t| run_task(*t, cfg, opts, started_at)))
+            .await;
+    for r in &reports {
+        log.line(&format!(
+            "{} {} ({} ms): {}",
+            r.name, r.status, r.duration_ms, r.summary
+        ));
+        tracing::info!(flow = flow.name(), task = %r.name, status = %r.status, duration_ms = r.duration_ms, "{}", r.summary);
+    }
+    let failed = reports.iter().filter(|r| r.status >= Status::Crit).count();
+    let mut report = FlowReport {
+        flow: flow.name().to_owned(),
+        host: hostname(),
+        status: Status::worst(reports.iter().map(|r| r.status)),
+        started_at,
+        duration_ms: duration_ms(clock.elapsed()),
+        dry_run: opts.dry_run,
+        failed_tasks: failed,
+        tasks: reports,
+        report_files: Vec::new(),
+    };
+    log.line(&format!(
+        "{} flow finished: {} ({} of {} tasks failed) in {} ms",
+        flow.name(),
+        report.status,
+        failed,
+        report.tasks.len(),
+        report.duration_ms
+    ));
+    if !opts.dry_run {
+        save_report(&mut report, &paths.reports_dir)?;
+    }
+    Ok(report)
+}
+
+/// Saves `<flow>-report-YYYYMMDD-HHMMSS.txt` and `.json`, and lists them in the report.
+fn save_report(report: &mut FlowReport, dir: &std::path::Path) -> Result<(), FlowError> {
+    let stamp = stamp(report.started_at);
+    let txt = dir.join(format!("{}-report-{stamp}.txt", report.flow));
+    let json = dir.join(format!("{}-report-{stamp}.json", report.flow));
+    report.report_files = vec![txt.clone(), json.clone()];
+    let save = |path: &PathBuf, bytes: &[u8]| {
+        atomic_write(path, bytes, 0o640).map_err(|source| FlowError::SaveReport {
+            path: path.clone(),
+            source,
+        })
+    };
+    save(&txt, render_text(report).as_bytes())?;
+    let mut body = serde_json::to_vec_pretty(report).expect("reports serialize");
+    body.push(b'\n');
+    save(&json, &body)
+}
+
+fn stamp(t: OffsetDateTime) -> String {
+    t.format(format_description!(
+        "[year][month][day]-[hour][minute][second]"
+    ))
+    .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTime) -> TaskReport {
+    let clock = Instant::now();
+    let name = task.name();
+    match task {
+        Task::Health => {
+            let report = kyb_health::check_all(&cfg.health).await;
+            let mut checks = report.checks;
+            if checks.is_empty() {
+                checks.push(Check::new(
+                    "health",
+                    Status::Warn,
+                    "no app, postgres or redis configured",
+                ));
+            }
+            TaskReport::from_checks(name, checks, clock.elapsed())
+        }
+        Task::System => match kyb_health::system_metrics(&cfg.system).await {
+            Ok(r) => TaskReport::from_checks(name, r.checks, clock.elapsed()),
+            Err(e) => TaskReport::failed(name, error_line(&e), clock.elapsed()),
+        },
+        Task::MetricsSnapshot => {
+            let Some(snap) = &cfg.snapshot else {
+                return TaskReport::from_checks(
+                    name,
+                    vec![Check::new(
+                        "metrics snapshot",
+                        Status::Ok,
+                        "skipped: no [app] configured",
+                    )],
+                    clock.elapsed(),
+                );
+            };
+            let snap = kyb_health::SnapshotConfig {
+                dry_run: opts.dry_run,
+                ..snap.clone()
+            };
+            match kyb_health::snapshot_metrics(&snap, now).await {
+                Ok(r) => {
+                    let mut t = TaskReport::from_checks(name, vec![r.check], clock.elapsed());
+                    if !opts.dry_run {
+                        t.artifacts.extend(r.path);
+                    }
+                    t
+                }
+                Err(e) => TaskReport::failed(name, error_line(&e), clock.elapsed()),
+            }
+        }
+    }
+}
+
+/// `error: cause: cause`.
+pub(crate) fn error_line(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}

@@ -1,0 +1,92 @@
+//! The PostgreSQL probe: connect through a pool, `SELECT 1`, read the server version.
+
+use crate::error::chain;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use kyb_core::{Check, Metric, Secret, Status, Unit};
+use std::time::{Duration, Instant};
+
+/// Where and how to reach PostgreSQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Role.
+    pub user: String,
+    /// Password, if the server asks for one.
+    pub password: Option<Secret>,
+    /// Database.
+    pub dbname: String,
+    /// Deadline for connect plus query.
+    pub timeout_ms: u64,
+}
+
+/// Builds a one-connection pool for `cfg`; the same shape the maintenance crates use.
+pub fn pool(cfg: &PostgresConfig) -> Result<Pool, deadpool_postgres::BuildError> {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&cfg.host)
+        .port(cfg.port)
+        .user(&cfg.user)
+        .dbname(&cfg.dbname)
+        .application_name("kyb-maint")
+        .connect_timeout(Duration::from_millis(cfg.timeout_ms));
+    if let Some(pw) = &cfg.password {
+        pg.password(pw.expose());
+    }
+    let manager = Manager::from_config(
+        pg,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let timeout = Some(Duration::from_millis(cfg.timeout_ms));
+    Pool::builder(manager)
+        .max_size(1)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(timeout)
+        .create_timeout(timeout)
+        .recycle_timeout(timeout)
+        .build()
+}
+
+/// Probes PostgreSQL. Never fails: every outcome is a [`Check`] named `postgres`.
+pub async fn check_postgres(cfg: &PostgresConfig) -> Check {
+    let started = Instant::now();
+    let target = format!("{}@{}:{}/{}", cfg.user, cfg.host, cfg.port, cfg.dbname);
+    let outcome = tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), probe(cfg)).await;
+    let elapsed = started.elapsed();
+    let latency = Metric::new("latency", elapsed.as_secs_f64(), Unit::Seconds);
+    match outcome {
+        Err(_) => Check::new(
+            "postgres",
+            Status::Crit,
+            format!("{target}: no answer within {} ms", cfg.timeout_ms),
+        ),
+        Ok(Err(reason)) => Check::new("postgres", Status::Crit, format!("{target}: {reason}")),
+        Ok(Ok(version)) => Check::new(
+            "postgres",
+            Status::Ok,
+            format!(
+                "SELECT 1 ok in {} ms on {target} (PostgreSQL {version})",
+                elapsed.as_millis()
+            ),
+        ),
+    }
+    .with_metric(latency)
+}
+
+async fn probe(cfg: &PostgresConfig) -> Result<String, String> {
+    let pool = pool(cfg).map_err(|e| chain(&e))?;
+    let client = pool.get().await.map_err(|e| chain(&e))?;
+    let row = client
+        .query_one("SELECT 1::int4, current_setting('server_version')", &[])
+        .await
+        .map_err(|e| chain(&e))?;
+    let one: i32 = row.get(0);
+    if one != 1 {
+        return Err(format!("SELECT 1 returned {one}"));
+    }
+    Ok(row.get(1))
+}

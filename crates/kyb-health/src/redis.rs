@@ -1,0 +1,87 @@
+//! The Redis probe: AUTH, PING and the server version from INFO.
+
+use crate::error::chain;
+use fred::prelude::*;
+use fred::types::InfoKind;
+use kyb_core::{Check, Metric, Secret, Status, Unit};
+use std::time::{Duration, Instant};
+
+/// Where and how to reach Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// ACL user, if any.
+    pub username: Option<String>,
+    /// Password (`requirepass` or the ACL user's), if any.
+    pub password: Option<Secret>,
+    /// Deadline for connect plus commands.
+    pub timeout_ms: u64,
+}
+
+/// Probes Redis. Never fails: every outcome is a [`Check`] named `redis`.
+pub async fn check_redis(cfg: &RedisConfig) -> Check {
+    let started = Instant::now();
+    let target = format!("{}:{}", cfg.host, cfg.port);
+    let outcome = tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), probe(cfg)).await;
+    let elapsed = started.elapsed();
+    let latency = Metric::new("latency", elapsed.as_secs_f64(), Unit::Seconds);
+    match outcome {
+        Err(_) => Check::new(
+            "redis",
+            Status::Crit,
+            format!("{target}: no answer within {} ms", cfg.timeout_ms),
+        ),
+        Ok(Err(reason)) => Check::new("redis", Status::Crit, format!("{target}: {reason}")),
+        Ok(Ok(version)) => Check::new(
+            "redis",
+            Status::Ok,
+            format!(
+                "PING ok in {} ms on {target} (Redis {version})",
+                elapsed.as_millis()
+            ),
+        ),
+    }
+    .with_metric(latency)
+}
+
+async fn probe(cfg: &RedisConfig) -> Result<String, String> {
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let config = Config {
+        server: ServerConfig::new_centralized(&cfg.host, cfg.port),
+        username: cfg.username.clone(),
+        password: cfg.password.as_ref().map(|p| p.expose().to_owned()),
+        fail_fast: true,
+        ..Config::default()
+    };
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = timeout;
+            c.internal_command_timeout = timeout;
+            c.max_command_attempts = 1;
+            c.reconnect_on_auth_error = false;
+        })
+        .with_performance_config(|p| p.default_command_timeout = timeout)
+        .build()
+        .map_err(|e| chain(&e))?;
+    let result = async {
+        client.init().await.map_err(|e| chain(&e))?;
+        let pong: String = client.ping(None).await.map_err(|e| chain(&e))?;
+        if pong != "PONG" {
+            return Err(format!("PING answered {pong:?}"));
+        }
+        let info: String = client
+            .info(Some(InfoKind::Server))
+            .await
+            .map_err(|e| chain(&e))?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .map_or_else(|| "version unknown".to_owned(), |v| v.trim().to_owned()))
+    }
+    .await;
+    let _ = client.quit().await;
+    result
+}

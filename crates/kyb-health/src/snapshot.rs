@@ -1,0 +1,147 @@
+//! A snapshot of the app's `/metrics`, saved into the reports directory and checked for
+//! malformed lines.
+
+use crate::error::chain;
+use crate::{HealthError, http};
+use kyb_core::{Check, Metric, Status, Unit, fs::atomic_write};
+use std::path::PathBuf;
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// Where to scrape and where to save.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotConfig {
+    /// Full URL of the metrics endpoint.
+    pub metrics_url: String,
+    /// Directory the snapshot file goes into (created if missing).
+    pub reports_dir: PathBuf,
+    /// Deadline for the scrape.
+    pub timeout_ms: u64,
+    /// Bytes read at most.
+    pub max_body_bytes: u64,
+    /// Redirects followed at most.
+    pub max_redirects: u32,
+    /// Scrape and parse, but write nothing.
+    pub dry_run: bool,
+}
+
+/// What [`snapshot_metrics`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotReport {
+    /// The file written (or, in a dry run, the file that would be).
+    pub path: Option<PathBuf>,
+    /// Samples parsed.
+    pub samples: usize,
+    /// Malformed lines, as `line N: reason`.
+    pub problems: Vec<String>,
+    /// The check for the task report.
+    pub check: Check,
+}
+
+/// Scrapes `/metrics` and saves the text as `app-metrics-YYYYMMDD-HHMMSS.prom`. The snapshot is
+/// saved even when some lines are malformed; those are reported. `Err` only when the file cannot
+/// be written.
+pub async fn snapshot_metrics(
+    cfg: &SnapshotConfig,
+    now: OffsetDateTime,
+) -> Result<SnapshotReport, HealthError> {
+    let fetched = tokio::time::timeout(
+        Duration::from_millis(cfg.timeout_ms),
+        http::get(&cfg.metrics_url, cfg.max_redirects, cfg.max_body_bytes),
+    )
+    .await;
+    let fetched = match fetched {
+        Err(_) => {
+            return Ok(failed(format!(
+                "no response from {} within {} ms",
+                cfg.metrics_url, cfg.timeout_ms
+            )));
+        }
+        Ok(Err(e)) => return Ok(failed(chain(&e))),
+        Ok(Ok(f)) if !f.status.is_success() => {
+            return Ok(failed(format!(
+                "HTTP {} from {}",
+                f.status, cfg.metrics_url
+            )));
+        }
+        Ok(Ok(f)) => f,
+    };
+    let text = String::from_utf8_lossy(&fetched.body);
+    let parsed = kyb_prom::parse(&text);
+    let mut problems: Vec<String> = parsed.errors.iter().map(|e| e.to_string()).collect();
+    if fetched.truncated {
+        problems.push(format!(
+            "scrape larger than {} bytes; saved only that much",
+            cfg.max_body_bytes
+        ));
+    }
+    let stamp = now
+        .format(format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    let path = cfg.reports_dir.join(format!("app-metrics-{stamp}.prom"));
+    if !cfg.dry_run {
+        std::fs::create_dir_all(&cfg.reports_dir).map_err(|source| HealthError::CreateDir {
+            path: cfg.reports_dir.clone(),
+            source,
+        })?;
+        atomic_write(&path, &fetched.body, 0o640).map_err(|source| HealthError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let verb = if cfg.dry_run { "would save" } else { "saved" };
+    let mut summary = format!(
+        "{verb} {} samples ({} bytes) to {}",
+        parsed.samples.len(),
+        fetched.body.len(),
+        path.display()
+    );
+    let status = if problems.is_empty() {
+        Status::Ok
+    } else {
+        summary.push_str(&format!(
+            "; {} problem(s): {}",
+            problems.len(),
+            problems
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+        Status::Warn
+    };
+    let check = Check::new("metrics snapshot", status, summary)
+        .with_metric(Metric::new(
+            "samples",
+            parsed.samples.len() as f64,
+            Unit::None,
+        ))
+        .with_metric(Metric::new(
+            "malformed_lines",
+            parsed.errors.len() as f64,
+            Unit::None,
+        ));
+    Ok(SnapshotReport {
+        path: Some(path),
+        samples: parsed.samples.len(),
+        problems,
+        check,
+    })
+}
+
+fn failed(reason: String) -> SnapshotReport {
+    SnapshotReport {
+        path: None,
+        samples: 0,
+        problems: Vec::new(),
+        check: Check::new(
+            "metrics snapshot",
+            Status::Crit,
+            format!("not saved: {reason}"),
+        ),
+    }
+}

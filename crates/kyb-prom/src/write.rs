@@ -1,0 +1,391 @@
+//! Output for node_exporter's textfile collector: text format 0.0.4, replaced atomically.
+
+use crate::model::{Family, Sample, resolve_family};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Renders families and samples as text format 0.0.4 that [`parse`](crate::parse) reads back.
+///
+/// Each family gets its `# HELP` (if any) and `# TYPE` lines followed by its samples, matched as
+/// [`Exposition::family_of`](crate::Exposition::family_of) does; samples of no family come last,
+/// grouped by name. Timestamps are left out because the textfile collector refuses them, and units
+/// because 0.0.4 has no `# UNIT` line. A second family of the same name is skipped, as a second
+/// `# TYPE` would make the file invalid. Names are written as given: check them with
+/// [`is_metric_name`](crate::is_metric_name) and [`is_label_name`](crate::is_label_name).
+pub fn render_textfile(families: &[Family], samples: &[Sample]) -> String {
+    let mut family_index: HashMap<&str, usize> = HashMap::with_capacity(families.len());
+    for (index, family) in families.iter().enumerate() {
+        family_index.entry(family.name.as_str()).or_insert(index);
+    }
+    let mut by_family: Vec<Vec<&Sample>> = vec![Vec::new(); families.len()];
+    let mut orphan_index: HashMap<&str, usize> = HashMap::new();
+    let mut orphans: Vec<Vec<&Sample>> = Vec::new();
+    for sample in samples {
+        let found = resolve_family(&sample.name, families, |name| {
+            family_index.get(name).copied()
+        });
+        match found {
+            Some(index) => by_family[index].push(sample),
+            None => {
+                let group = *orphan_index.entry(&sample.name).or_insert_with(|| {
+                    orphans.push(Vec::new());
+                    orphans.len() - 1
+                });
+                orphans[group].push(sample);
+            }
+        }
+    }
+
+    let mut out = String::with_capacity(64 * (families.len() + samples.len()));
+    for (index, family) in families.iter().enumerate() {
+        if family_index.get(family.name.as_str()) != Some(&index) {
+            continue;
+        }
+        if let Some(help) = &family.help {
+            out.push_str("# HELP ");
+            out.push_str(&family.name);
+            out.push(' ');
+            push_escaped(&mut out, help, false);
+            out.push('\n');
+        }
+        out.push_str("# TYPE ");
+        out.push_str(&family.name);
+        out.push(' ');
+        out.push_str(family.kind.as_str());
+        out.push('\n');
+        for sample in &by_family[index] {
+            push_sample(&mut out, sample);
+        }
+    }
+    for sample in orphans.iter().flatten() {
+        push_sample(&mut out, sample);
+    }
+    out
+}
+
+fn push_sample(out: &mut String, sample: &Sample) {
+    out.push_str(&sample.name);
+    if !sample.labels.is_empty() {
+        out.push('{');
+        for (i, (name, value)) in sample.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(name);
+            out.push_str("=\"");
+            push_escaped(out, value, true);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    push_value(out, sample.value);
+    out.push('\n');
+}
+
+/// Escapes `\` and line feeds, and `"` in label values; 0.0.4 HELP text must not escape quotes.
+fn push_escaped(out: &mut String, text: &str, quotes: bool) {
+    let special = |ch: char| ch == '\\' || ch == '\n' || (quotes && ch == '"');
+    if !text.contains(special) {
+        out.push_str(text);
+        return;
+    }
+    for ch in text.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quotes => out.push_str("\\\""),
+            _ => out.push(ch),
+        }
+    }
+}
+
+/// Shortest text that reads back as the same f64, in plain notation for everyday magnitudes.
+fn push_value(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else if value == 0.0 || (1e-4..1e15).contains(&value.abs()) {
+        let _ = write!(out, "{value}");
+    } else {
+        let _ = write!(out, "{value:e}");
+    }
+}
+
+static TEMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Replaces the file at `path` with `text` so that a reader sees the old file or the whole new
+/// one: a temporary file beside it is created exclusively, written, fsynced and renamed over
+/// `path`, then the directory is fsynced. On error the temporary file is removed.
+pub fn write_textfile(path: &Path, text: &str) -> io::Result<()> {
+    let file_name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a file path", path.display()),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    // The collector reads only `*.prom`, so it never sees the temporary file half written.
+    let mut temp_name = OsString::from(".");
+    temp_name.push(file_name);
+    let sequence = TEMP_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    temp_name.push(format!(".{}.{sequence}.tmp", std::process::id()));
+    let temp = dir.join(temp_name);
+
+    // create_new is O_CREAT|O_EXCL: an existing file or planted symlink is an error, not something
+    // written through. When it fails the file is not ours, so there is nothing to remove.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(error) = written.and_then(|()| fs::rename(&temp, path)) {
+        let _ = fs::remove_file(&temp);
+        return Err(error);
+    }
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MetricKind, parse, parse_strict};
+    use std::path::PathBuf;
+
+    fn family(name: &str, kind: MetricKind, help: Option<&str>) -> Family {
+        Family {
+            name: name.to_owned(),
+            kind,
+            help: help.map(str::to_owned),
+            unit: None,
+        }
+    }
+
+    fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            name: name.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+            timestamp_ms: Some(1_700_000_000_000),
+            line: 0,
+        }
+    }
+
+    #[test]
+    fn renders_families_in_order_with_their_samples() {
+        let families = [
+            family("jobs_total", MetricKind::Counter, Some("Jobs run.")),
+            family("lat", MetricKind::Histogram, None),
+        ];
+        let samples = [
+            sample("lat_bucket", &[("le", "+Inf")], 2.0),
+            sample("orphan", &[], 1.0),
+            sample("jobs_total", &[("job", "a")], 3.0),
+            sample("other", &[], 1.0),
+            sample("lat_sum", &[], 0.5),
+            sample("orphan", &[("x", "y")], 2.0),
+            sample("jobs_created", &[("job", "a")], 1.7e9),
+        ];
+        assert_eq!(
+            render_textfile(&families, &samples),
+            "# HELP jobs_total Jobs run.\n\
+             # TYPE jobs_total counter\n\
+             jobs_total{job=\"a\"} 3\n\
+             jobs_created{job=\"a\"} 1700000000\n\
+             # TYPE lat histogram\n\
+             lat_bucket{le=\"+Inf\"} 2\n\
+             lat_sum 0.5\n\
+             orphan 1\n\
+             orphan{x=\"y\"} 2\n\
+             other 1\n"
+        );
+    }
+
+    #[test]
+    fn escapes_help_and_label_values() {
+        let families = [family("m", MetricKind::Gauge, Some("a \\ b\nc \"d\""))];
+        let samples = [sample("m", &[("p", "C:\\x\n\"q\"")], 1.0)];
+        assert_eq!(
+            render_textfile(&families, &samples),
+            "# HELP m a \\\\ b\\nc \"d\"\n# TYPE m gauge\nm{p=\"C:\\\\x\\n\\\"q\\\"\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn special_and_extreme_values() {
+        let cases = [
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.0, "1"),
+            (-2.5, "-2.5"),
+            (0.1, "0.1"),
+            (1e-4, "0.0001"),
+            (1.5e-7, "1.5e-7"),
+            (123_456_789_012_345.0, "123456789012345"),
+            (1e15, "1e15"),
+            (f64::MAX, "1.7976931348623157e308"),
+            (f64::MIN_POSITIVE / 4.0, "5.562684646268003e-309"),
+        ];
+        for (value, want) in cases {
+            let mut out = String::new();
+            push_value(&mut out, value);
+            assert_eq!(out, want);
+        }
+    }
+
+    #[test]
+    fn skips_a_second_family_of_the_same_name() {
+        let families = [
+            family("m", MetricKind::Gauge, None),
+            family("m", MetricKind::Counter, None),
+        ];
+        let out = render_textfile(&families, &[sample("m", &[], 1.0)]);
+        assert_eq!(out, "# TYPE m gauge\nm 1\n");
+    }
+
+    #[test]
+    fn round_trips_through_parse() {
+        let families = vec![
+            family(
+                "a_total",
+                MetricKind::Counter,
+                Some("Help with \\ and\nnewline and \"quotes\""),
+            ),
+            family("b", MetricKind::Gauge, None),
+            family("c", MetricKind::Summary, Some("")),
+            family("d", MetricKind::Histogram, Some("x")),
+            family("e", MetricKind::Untyped, None),
+        ];
+        let odd_values = [
+            "", " ", "a,b", "{}", "x=y", "# hash", "\\", "\"", "\n", "ü✓", "\\n\\\"",
+        ];
+        let numbers = [
+            0.0,
+            -1.0,
+            0.1,
+            1e300,
+            -1e-300,
+            42.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            3.25,
+        ];
+        let mut samples = Vec::new();
+        for (i, value) in odd_values.iter().enumerate() {
+            samples.push(sample(
+                "a_total",
+                &[("v", value), ("i", &i.to_string())],
+                numbers[i % numbers.len()],
+            ));
+        }
+        samples.push(sample("b", &[], 7.0));
+        samples.push(sample("c_sum", &[("q", "x")], 1.5));
+        samples.push(sample("c", &[("quantile", "0.5"), ("q", "x")], 0.25));
+        samples.push(sample("d_bucket", &[("le", "+Inf")], 9.0));
+        samples.push(sample("d_count", &[], 9.0));
+        samples.push(sample("loose", &[("k", "v")], 1.0));
+
+        let text = render_textfile(&families, &samples);
+        let parsed = parse_strict(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(parsed.families, families);
+        assert_eq!(parsed.samples.len(), samples.len());
+        for (got, want) in parsed.samples.iter().zip(&samples) {
+            assert_eq!(got.name, want.name);
+            assert_eq!(got.labels, want.labels);
+            assert_eq!(got.value.to_bits(), want.value.to_bits(), "{}", want.name);
+            assert_eq!(got.timestamp_ms, None);
+        }
+        assert_eq!(render_textfile(&parsed.families, &parsed.samples), text);
+    }
+
+    #[test]
+    fn round_trips_nan() {
+        let text = render_textfile(&[], &[sample("n", &[], f64::NAN)]);
+        assert_eq!(text, "n NaN\n");
+        assert!(parse(&text).samples[0].value.is_nan());
+    }
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static COUNT: AtomicU64 = AtomicU64::new(0);
+            let n = COUNT.fetch_add(1, Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("kyb-prom-{tag}-{}-{n}", std::process::id()));
+            fs::create_dir(&path).unwrap();
+            TempDir(path)
+        }
+
+        fn entries(&self) -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn write_creates_and_replaces_without_leftovers() {
+        let dir = TempDir::new("write");
+        let path = dir.0.join("kyb.prom");
+        write_textfile(&path, "a 1\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "a 1\n");
+        write_textfile(&path, "b 2\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "b 2\n");
+        assert_eq!(dir.entries(), ["kyb.prom"]);
+    }
+
+    #[test]
+    fn write_into_missing_directory_fails() {
+        let dir = TempDir::new("missing");
+        let path = dir.0.join("nope").join("kyb.prom");
+        let error = write_textfile(&path, "a 1\n").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        assert!(dir.entries().is_empty());
+    }
+
+    #[test]
+    fn failed_rename_removes_the_temporary_file() {
+        let dir = TempDir::new("rename");
+        let path = dir.0.join("kyb.prom");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("keep"), "x").unwrap();
+        assert!(write_textfile(&path, "a 1\n").is_err());
+        assert_eq!(dir.entries(), ["kyb.prom"]);
+        assert_eq!(fs::read_to_string(path.join("keep")).unwrap(), "x");
+    }
+
+    #[test]
+    fn write_refuses_a_path_without_file_name() {
+        let error = write_textfile(Path::new("/"), "").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,3 @@
+pub fn daily() -> anyhow::Result<std::process::ExitCode> {
+    anyhow::bail!("later")
+}

@@ -1,0 +1,126 @@
+//! The sandbox: private stack + sandbox app + a config file pointing at them.
+
+use anyhow::{Context, Result};
+use kyb_testkit::{Stack, sandbox_dir};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Brings everything up (or reuses it) and returns the sandbox config path.
+pub fn up() -> Result<PathBuf> {
+    let stack = Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
+    let app_bin = build_fake_app()?;
+    let addr = stack
+        .ensure_app(&app_bin)
+        .context("cannot start the sandbox app")?;
+    let dir = sandbox_dir();
+    let root = dir.join("root");
+    for sub in ["log", "backups", "maintenance", "tmp"] {
+        std::fs::create_dir_all(root.join(sub))
+            .with_context(|| format!("cannot create {}", root.join(sub).display()))?;
+    }
+    let secret = dir.join("password");
+    write_private(&secret, &format!("{}\n", stack.password))?;
+    let config = dir.join("kyb-maint.toml");
+    let text = format!(
+        "# Sandbox config written by `cargo xtask sandbox up`; rewritten on every run.\n\
+         [paths]\n\
+         maintenance_dir = \"root/maintenance\"\n\
+         log_dir = \"root/log\"\n\
+         backup_dir = \"root/backups\"\n\
+         temp_dir = \"root/tmp\"\n\n\
+         [app]\n\
+         base_url = \"http://{addr}\"\n\
+         timeout_ms = 5000\n\n\
+         [postgres]\n\
+         host = \"127.0.0.1\"\n\
+         port = {pg_port}\n\
+         user = \"{pg_user}\"\n\
+         dbname = \"kyb\"\n\
+         password_file = \"password\"\n\
+         timeout_ms = 5000\n\n\
+         [redis]\n\
+         host = \"127.0.0.1\"\n\
+         port = {redis_port}\n\
+         password_file = \"password\"\n\
+         timeout_ms = 5000\n",
+        pg_port = stack.pg_port,
+        pg_user = stack.pg_user,
+        redis_port = stack.redis_port,
+    );
+    write_private(&config, &text)?;
+    Ok(config)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(f.write(true).create_new(true), 0o600);
+    let mut file = f
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn down() -> Result<()> {
+    Stack::down().context("cannot stop the sandbox")?;
+    eprintln!(
+        "sandbox stopped (data kept under {})",
+        sandbox_dir().display()
+    );
+    Ok(())
+}
+
+pub fn status() -> Result<ExitCode> {
+    let Some((stack, status)) = Stack::status() else {
+        println!("sandbox: not set up (run `cargo xtask sandbox up`)");
+        return Ok(ExitCode::from(1));
+    };
+    let word = |up: bool| if up { "up" } else { "down" };
+    println!("sandbox:    {}", stack.dir.display());
+    println!("config:     {}", stack.dir.join("kyb-maint.toml").display());
+    println!(
+        "postgres:   {} (127.0.0.1:{})",
+        word(status.postgres),
+        stack.pg_port
+    );
+    println!(
+        "redis:      {} (127.0.0.1:{})",
+        word(status.redis),
+        stack.redis_port
+    );
+    match status.app {
+        Some(addr) => println!("app:        up (http://{addr})"),
+        None => println!("app:        down"),
+    }
+    let all = status.postgres && status.redis && status.app.is_some();
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Builds the sandbox app and returns its path.
+pub fn build_fake_app() -> Result<PathBuf> {
+    let status = crate::cargo()
+        .args([
+            "build",
+            "--quiet",
+            "--package",
+            "kyb-testkit",
+            "--bin",
+            "kyb-fake-app",
+        ])
+        .status()
+        .context("cannot run cargo build")?;
+    anyhow::ensure!(status.success(), "building kyb-fake-app failed");
+    Ok(target_dir().join("debug/kyb-fake-app"))
+}
+
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => kyb_testkit::workspace_root().join(t),
+        None => kyb_testkit::workspace_root().join("target"),
+    }
+}
