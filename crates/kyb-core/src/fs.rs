@@ -133,6 +133,20 @@ pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
         .open(path)
 }
 
+/// `dir/{stem}{ext}`, or `dir/{stem}-N{ext}` with the smallest N from 1 that does not exist yet:
+/// two runs in the same second must not overwrite each other's files. Callers hold the run
+/// lock, so nothing races between the check and the create.
+pub fn unused_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    let first = dir.join(format!("{stem}{ext}"));
+    if std::fs::symlink_metadata(&first).is_err() {
+        return first;
+    }
+    (1u32..)
+        .map(|n| dir.join(format!("{stem}-{n}{ext}")))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .expect("some counter is free")
+}
+
 fn no_follow() -> i32 {
     OFlags::NOFOLLOW.bits() as i32
 }
@@ -254,6 +268,19 @@ mod tests {
         assert!(create_new(&link, 0o644).is_err());
         assert!(open_append(&link, 0o644).is_err());
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn unused_path_adds_a_counter_on_collision() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = unused_path(dir.path(), "daily-report-20261126-020000", ".txt");
+        assert_eq!(first, dir.path().join("daily-report-20261126-020000.txt"));
+        std::fs::write(&first, "x").unwrap();
+        let second = unused_path(dir.path(), "daily-report-20261126-020000", ".txt");
+        assert_eq!(
+            second,
+            dir.path().join("daily-report-20261126-020000-1.txt")
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::report::{FlowReport, render_text};
 use crate::runlog::RunLog;
-use kyb_core::fs::{LockError, RunLock, atomic_write};
+use kyb_core::fs::{LockError, RunLock, atomic_write, unused_path};
 use kyb_core::{Check, Status, TaskReport, duration_ms};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -195,9 +195,10 @@ pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<Flow
 
 /// Saves `<flow>-report-YYYYMMDD-HHMMSS.txt` and `.json`, and lists them in the report.
 fn save_report(report: &mut FlowReport, dir: &std::path::Path) -> Result<(), FlowError> {
-    let stamp = stamp(report.started_at);
-    let txt = dir.join(format!("{}-report-{stamp}.txt", report.flow));
-    let json = dir.join(format!("{}-report-{stamp}.json", report.flow));
+    let stem = format!("{}-report-{}", report.flow, stamp(report.started_at));
+    let txt = unused_path(dir, &stem, ".txt");
+    // The JSON copy carries the same suffix as the text one.
+    let json = txt.with_extension("json");
     report.report_files = vec![txt.clone(), json.clone()];
     let save = |path: &PathBuf, bytes: &[u8]| {
         atomic_write(path, bytes, 0o640).map_err(|source| FlowError::SaveReport {

@@ -3,7 +3,8 @@
 
 use crate::error::chain;
 use crate::{HealthError, http};
-use kyb_core::{Check, Metric, Status, Unit, fs::atomic_write};
+use kyb_core::fs::{atomic_write, unused_path};
+use kyb_core::{Check, Metric, Status, Unit};
 use std::path::PathBuf;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -81,7 +82,7 @@ pub async fn snapshot_metrics(
             "[year][month][day]-[hour][minute][second]"
         ))
         .unwrap_or_else(|_| now.unix_timestamp().to_string());
-    let path = cfg.reports_dir.join(format!("app-metrics-{stamp}.prom"));
+    let path = unused_path(&cfg.reports_dir, &format!("app-metrics-{stamp}"), ".prom");
     if !cfg.dry_run {
         std::fs::create_dir_all(&cfg.reports_dir).map_err(|source| HealthError::CreateDir {
             path: cfg.reports_dir.clone(),

@@ -139,18 +139,23 @@ pub(crate) fn resolve_family(
     let (stem, suffix) = ALL_SUFFIXES
         .iter()
         .find_map(|suffix| Some((sample_name.strip_suffix(suffix)?, *suffix)))?;
-    let fits = |index: &usize, kind: Option<MetricKind>| {
-        families.get(*index).is_some_and(|f| {
-            kind.is_none_or(|k| f.kind == k) && f.kind.sample_suffixes().contains(&suffix)
-        })
+    let fits = |index: usize| {
+        families
+            .get(index)
+            .is_some_and(|f| f.kind.sample_suffixes().contains(&suffix))
     };
-    if let Some(index) = index_of(stem).filter(|i| fits(i, None)) {
+    if let Some(index) = index_of(stem).filter(|&i| fits(i)) {
         return Some(index);
     }
     if suffix == "_created" {
         // Text format 0.0.4 names a counter family after its `_total` sample, so the `_created`
         // sibling shares only the stem.
-        return index_of(&format!("{stem}_total")).filter(|i| fits(i, Some(MetricKind::Counter)));
+        let is_counter = |i: &usize| {
+            families
+                .get(*i)
+                .is_some_and(|f| f.kind == MetricKind::Counter)
+        };
+        return index_of(&format!("{stem}_total")).filter(is_counter);
     }
     None
 }
