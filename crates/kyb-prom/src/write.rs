@@ -2,12 +2,8 @@
 
 use crate::model::{Family, Sample, resolve_family};
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Renders families and samples as text format 0.0.4 that [`parse`](crate::parse) reads back.
 ///
@@ -118,51 +114,17 @@ fn push_value(out: &mut String, value: f64) {
     }
 }
 
-static TEMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
-
-/// Replaces the file at `path` with `text` so that a reader sees the old file or the whole new
-/// one: a temporary file beside it is created exclusively, written, fsynced and renamed over
-/// `path`, then the directory is fsynced. On error the temporary file is removed.
-pub fn write_textfile(path: &Path, text: &str) -> io::Result<()> {
-    let file_name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: not a file path", path.display()),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    // The collector reads only `*.prom`, so it never sees the temporary file half written.
-    let mut temp_name = OsString::from(".");
-    temp_name.push(file_name);
-    let sequence = TEMP_SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    temp_name.push(format!(".{}.{sequence}.tmp", std::process::id()));
-    let temp = dir.join(temp_name);
-
-    // create_new is O_CREAT|O_EXCL: an existing file or planted symlink is an error, not something
-    // written through. When it fails the file is not ours, so there is nothing to remove.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)?;
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(error) = written.and_then(|()| fs::rename(&temp, path)) {
-        let _ = fs::remove_file(&temp);
-        return Err(error);
-    }
-    File::open(dir)?.sync_all()
+/// Replaces `path` with `text` atomically (temporary file, fsync, rename), mode 0644 so the
+/// collector can read it. The temporary name does not end in `.prom`, so the collector never
+/// reads a half-written file.
+pub fn write_textfile(path: &Path, text: &str) -> Result<(), kyb_core::fs::FsError> {
+    kyb_core::fs::atomic_write(path, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{MetricKind, parse, parse_strict};
-    use std::path::PathBuf;
 
     fn family(name: &str, kind: MetricKind, help: Option<&str>) -> Family {
         Family {
@@ -324,68 +286,23 @@ mod tests {
     }
 
     /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            static COUNT: AtomicU64 = AtomicU64::new(0);
-            let n = COUNT.fetch_add(1, Ordering::Relaxed);
-            let path =
-                std::env::temp_dir().join(format!("kyb-prom-{tag}-{}-{n}", std::process::id()));
-            fs::create_dir(&path).unwrap();
-            TempDir(path)
-        }
-
-        fn entries(&self) -> Vec<String> {
-            let mut names: Vec<String> = fs::read_dir(&self.0)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn write_creates_and_replaces_without_leftovers() {
-        let dir = TempDir::new("write");
-        let path = dir.0.join("kyb.prom");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kyb.prom");
         write_textfile(&path, "a 1\n").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "a 1\n");
         write_textfile(&path, "b 2\n").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "b 2\n");
-        assert_eq!(dir.entries(), ["kyb.prom"]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b 2\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["kyb.prom"]);
     }
 
     #[test]
     fn write_into_missing_directory_fails() {
-        let dir = TempDir::new("missing");
-        let path = dir.0.join("nope").join("kyb.prom");
-        let error = write_textfile(&path, "a 1\n").unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::NotFound);
-        assert!(dir.entries().is_empty());
-    }
-
-    #[test]
-    fn failed_rename_removes_the_temporary_file() {
-        let dir = TempDir::new("rename");
-        let path = dir.0.join("kyb.prom");
-        fs::create_dir(&path).unwrap();
-        fs::write(path.join("keep"), "x").unwrap();
-        assert!(write_textfile(&path, "a 1\n").is_err());
-        assert_eq!(dir.entries(), ["kyb.prom"]);
-        assert_eq!(fs::read_to_string(path.join("keep")).unwrap(), "x");
-    }
-
-    #[test]
-    fn write_refuses_a_path_without_file_name() {
-        let error = write_textfile(Path::new("/"), "").unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        let dir = tempfile::tempdir().unwrap();
+        assert!(write_textfile(&dir.path().join("nope/kyb.prom"), "a 1\n").is_err());
     }
 }

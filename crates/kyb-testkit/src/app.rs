@@ -215,7 +215,7 @@ enum AppBody {
     Repeat { remaining: u64 },
 }
 
-const FILLER: [u8; 64 * 1024] = [b' '; 64 * 1024];
+static FILLER: [u8; 64 * 1024] = [b' '; 64 * 1024];
 
 impl Body for AppBody {
     type Data = Bytes;
