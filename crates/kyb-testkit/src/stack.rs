@@ -87,6 +87,10 @@ pub struct Stack {
     pub redis_port: u16,
     /// Password of both the PostgreSQL superuser and Redis (`requirepass`).
     pub password: String,
+    /// The PostgreSQL cluster's directory (data and log): `<dir>/pg`, unless the `postgres`
+    /// user cannot reach the sandbox directory.
+    #[serde(default)]
+    pub pg_dir: PathBuf,
 }
 
 impl std::fmt::Debug for Stack {
@@ -126,8 +130,12 @@ impl Stack {
                 pg_user: PG_USER.to_owned(),
                 redis_port: free_port(&dir)?,
                 password: random_hex(16, &dir)?,
+                pg_dir: choose_pg_dir(&dir),
             },
         };
+        if stack.pg_dir.as_os_str().is_empty() {
+            stack.pg_dir = dir.join("pg");
+        }
         stack.dir = dir.clone();
         write_state(&stack)?;
         ensure_postgres(&mut stack)?;
@@ -228,7 +236,7 @@ impl Stack {
 
     /// The PostgreSQL data directory.
     pub fn pg_data(&self) -> PathBuf {
-        self.dir.join("pg/data")
+        self.pg_dir.join("data")
     }
 
     /// A libpq URL for `dbname` (it carries the password: keep it out of output).
@@ -410,6 +418,30 @@ fn as_postgres(program: &Path) -> Result<Command, StackError> {
     }
 }
 
+/// `<dir>/pg`; as root, when the `postgres` user cannot reach `dir` (a checkout under a private
+/// home directory, say), a directory under /var/tmp named after `dir` instead.
+fn choose_pg_dir(dir: &Path) -> PathBuf {
+    let reachable = !is_root()
+        || Command::new("runuser")
+            .args(["-u", "postgres", "--", "test", "-x"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if reachable {
+        return dir.join("pg");
+    }
+    // FNV-1a: a stable short name per sandbox directory.
+    let hash = dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    PathBuf::from(format!("/var/tmp/kyb-sandbox-pg-{hash:016x}"))
+}
+
 fn give_to_postgres(path: &Path) -> Result<(), StackError> {
     if is_root() {
         let (uid, gid) = postgres_ids()?;
@@ -437,7 +469,7 @@ fn pg_running(stack: &Stack) -> bool {
 
 fn ensure_postgres(stack: &mut Stack) -> Result<(), StackError> {
     let bindir = pg_bindir()?;
-    let pg_dir = stack.dir.join("pg");
+    let pg_dir = stack.pg_dir.clone();
     let data = stack.pg_data();
     let fresh = !data.join("PG_VERSION").exists();
     if fresh {
