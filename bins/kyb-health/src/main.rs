@@ -122,18 +122,25 @@ async fn run(which: CheckArg, cfg: &config::Config) -> Vec<Check> {
 
 /// First line: the status and the checks that set it; then perfdata; then one line per check.
 fn nagios(status: Status, checks: &[Check]) -> String {
-    let headline: Vec<String> = checks
-        .iter()
-        .filter(|c| c.status == status)
-        .map(|c| format!("{}: {}", c.name, c.summary.replace('|', "/")))
-        .collect();
+    let headline: Vec<String> = if status == Status::Ok && checks.len() > 1 {
+        vec![format!("{} checks ok", checks.len())]
+    } else {
+        checks
+            .iter()
+            .filter(|c| c.status == status)
+            .map(|c| format!("{}: {}", c.name, c.summary.replace('|', "/")))
+            .collect()
+    };
     let perf: Vec<String> = checks
         .iter()
         .flat_map(|c| {
             c.metrics.iter().map(move |m| {
                 let mut m = m.clone();
-                if checks.len() > 1 && !m.label.contains(&c.name) {
-                    m.label = format!("{}_{}", c.name.replace(' ', "_"), m.label);
+                // Labels must be unique across checks: prefix the check's name unless the
+                // label already starts with it (`disk_/`, `load5_per_cpu`).
+                let prefix = c.name.replace(' ', "_");
+                if checks.len() > 1 && !m.label.starts_with(&prefix) {
+                    m.label = format!("{prefix}_{}", m.label);
                 }
                 m.perfdata()
             })

@@ -36,9 +36,9 @@ struct Cli {
 enum FlowArg {
     /// Health, system metrics, metrics snapshot.
     Daily,
-    /// Weekly flow.
+    /// Weekly flow (no tasks yet: exits 2).
     Weekly,
-    /// Monthly flow.
+    /// Monthly flow (no tasks yet: exits 2).
     Monthly,
 }
 

@@ -69,31 +69,20 @@ pub struct HealthReport {
     pub checks: Vec<Check>,
 }
 
-/// Probes every configured dependency at once; the slowest deadline bounds the whole call.
+/// Probes every configured dependency at once, each on its own task so that one probe's CPU work
+/// (SCRAM authentication, say) does not inflate another's measured latency. The slowest deadline
+/// bounds the whole call.
 pub async fn check_all(cfg: &HealthConfig) -> HealthReport {
-    let (app, pg, redis) = tokio::join!(
-        async {
-            match &cfg.app {
-                Some(c) => Some(check_app(c).await),
-                None => None,
-            }
-        },
-        async {
-            match &cfg.postgres {
-                Some(c) => Some(check_postgres(c).await),
-                None => None,
-            }
-        },
-        async {
-            match &cfg.redis {
-                Some(c) => Some(check_redis(c).await),
-                None => None,
-            }
-        },
-    );
-    let checks: Vec<Check> = [app, pg, redis].into_iter().flatten().collect();
-    HealthReport {
-        status: Status::worst(checks.iter().map(|c| c.status)),
-        checks,
+    let app = cfg.app.clone().map(|c| tokio::spawn(async move { check_app(&c).await }));
+    let pg = cfg.postgres.clone().map(|c| tokio::spawn(async move { check_postgres(&c).await }));
+    let redis = cfg.redis.clone().map(|c| tokio::spawn(async move { check_redis(&c).await }));
+    let mut checks = Vec::new();
+    for (name, handle) in [("app", app), ("postgres", pg), ("redis", redis)] {
+        let Some(handle) = handle else { continue };
+        checks.push(match handle.await {
+            Ok(check) => check,
+            Err(e) => Check::new(name, Status::Unknown, format!("probe crashed: {e}")),
+        });
     }
+    HealthReport { status: Status::worst(checks.iter().map(|c| c.status)), checks }
 }
