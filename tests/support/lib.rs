@@ -6,34 +6,19 @@ use std::sync::OnceLock;
 /// Path of a workspace binary, built (once per process) with the same profile as the tests.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default();
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = std::process::Command::new(cargo)
             .current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "--package",
-                "kyb-maint",
-                "--package",
-                "kyb-health-cli",
-            ])
+            .args(["build", "--quiet", "--package", "kyb-maint", "--package", "kyb-health-cli"])
             .status()
             .map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("cargo build exited with {status}"))
-        }
+        if status.success() { Ok(()) } else { Err(format!("cargo build exited with {status}")) }
     });
     if let Err(e) = built {
         panic!("cannot build the binaries under test: {e}");
     }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |t| root.join(t));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |t| root.join(t));
     target.join("debug").join(name)
 }

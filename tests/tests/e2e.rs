@@ -23,12 +23,7 @@ struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts {
-            app_mode: HealthMode::Healthy,
-            app_timeout_ms: 3_000,
-            pg_port: None,
-            redis_port: None,
-        }
+        Opts { app_mode: HealthMode::Healthy, app_timeout_ms: 3_000, pg_port: None, redis_port: None }
     }
 }
 
@@ -56,12 +51,7 @@ async fn setup(tag: &str, opts: Opts) -> Setup {
         r.password.unwrap_or_default(),
     );
     std::fs::write(&config, text).unwrap();
-    Setup {
-        dir,
-        config,
-        app,
-        db,
-    }
+    Setup { dir, config, app, db }
 }
 
 impl Setup {
@@ -78,9 +68,7 @@ impl Setup {
 
 /// Runs `cmd` off the async runtime, so the in-process fake app keeps serving.
 async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("spawn binary"))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || cmd.output().expect("spawn binary")).await.unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -88,11 +76,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn task<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -117,11 +101,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p))
-        } else {
-            out.push(p)
-        }
+        if p.is_dir() { out.extend(files_under(&p)) } else { out.push(p) }
     }
     out
 }
@@ -135,49 +115,18 @@ mod daily {
         let s = setup("dailyok", Opts::default()).await;
         let out = run(s.maint(&["daily"])).await;
         let stdout = text(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{stdout}\n{}",
-            text(&out.stderr)
-        );
-        assert!(
-            stdout.contains("kyb-maint daily report") && stdout.contains("Status:   OK"),
-            "{stdout}"
-        );
-        for line in [
-            "OK       app",
-            "OK       postgres",
-            "OK       redis",
-            "OK       memory",
-        ] {
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+        assert!(stdout.contains("kyb-maint daily report") && stdout.contains("Status:   OK"), "{stdout}");
+        for line in ["OK       app", "OK       postgres", "OK       redis", "OK       memory"] {
             assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
         }
         let files = files_under(&s.maint_dir());
-        let names: Vec<String> = files
-            .iter()
-            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            names
-                .iter()
-                .any(|n| n.starts_with("daily-report-") && n.ends_with(".txt")),
-            "{names:?}"
-        );
-        assert!(
-            names
-                .iter()
-                .any(|n| n.starts_with("daily-report-") && n.ends_with(".json")),
-            "{names:?}"
-        );
-        assert!(
-            names
-                .iter()
-                .any(|n| n.starts_with("app-metrics-") && n.ends_with(".prom")),
-            "{names:?}"
-        );
-        let log =
-            std::fs::read_to_string(s.maint_dir().join("logs/daily-maintenance.log")).unwrap();
+        let names: Vec<String> =
+            files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().any(|n| n.starts_with("daily-report-") && n.ends_with(".txt")), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("daily-report-") && n.ends_with(".json")), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("app-metrics-") && n.ends_with(".prom")), "{names:?}");
+        let log = std::fs::read_to_string(s.maint_dir().join("logs/daily-maintenance.log")).unwrap();
         assert!(
             log.starts_with('[')
                 && log.contains("daily flow started")
@@ -200,49 +149,26 @@ mod daily {
                 assert!(t.get(key).is_some(), "task lacks {key}: {t}");
             }
         }
-        let names: Vec<&str> = json["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap())
-            .collect();
+        let names: Vec<&str> =
+            json["tasks"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["health", "system", "metrics-snapshot"]);
-        assert!(
-            check(task(&json, "system"), "memory")["metrics"][0]["value"]
-                .as_f64()
-                .unwrap()
-                > 0.0
-        );
+        assert!(check(task(&json, "system"), "memory")["metrics"][0]["value"].as_f64().unwrap() > 0.0);
     }
 
     #[tokio::test]
     async fn hanging_app_is_cut_off_and_only_the_app_is_crit() {
-        let s = setup(
-            "dailyhang",
-            Opts {
-                app_mode: HealthMode::Hang,
-                app_timeout_ms: 1_000,
-                ..Opts::default()
-            },
-        )
-        .await;
+        let s =
+            setup("dailyhang", Opts { app_mode: HealthMode::Hang, app_timeout_ms: 1_000, ..Opts::default() })
+                .await;
         let started = Instant::now();
         let out = run(s.maint(&["daily", "--format", "json"])).await;
         let took = started.elapsed();
-        assert!(
-            took < Duration::from_millis(2_000),
-            "daily took {took:?} with a 1000 ms app timeout"
-        );
+        assert!(took < Duration::from_millis(2_000), "daily took {took:?} with a 1000 ms app timeout");
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let health = task(&json, "health");
         assert_eq!(check(health, "app")["status"], "crit");
-        assert!(
-            check(health, "app")["summary"]
-                .as_str()
-                .unwrap()
-                .contains("no response")
-        );
+        assert!(check(health, "app")["summary"].as_str().unwrap().contains("no response"));
         assert_eq!(check(health, "postgres")["status"], "ok");
         assert_eq!(check(health, "redis")["status"], "ok");
         assert_eq!(task(&json, "system")["status"], "ok");
@@ -250,27 +176,13 @@ mod daily {
 
     #[tokio::test]
     async fn postgres_down_is_crit_with_reason_and_the_rest_still_runs() {
-        let s = setup(
-            "dailypgdown",
-            Opts {
-                pg_port: Some(dead_port()),
-                ..Opts::default()
-            },
-        )
-        .await;
+        let s = setup("dailypgdown", Opts { pg_port: Some(dead_port()), ..Opts::default() }).await;
         let out = run(s.maint(&["daily", "--format", "json"])).await;
         assert_eq!(out.status.code(), Some(1));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let pg = check(task(&json, "health"), "postgres");
         assert_eq!(pg["status"], "crit");
-        assert!(
-            pg["summary"]
-                .as_str()
-                .unwrap()
-                .to_lowercase()
-                .contains("refused"),
-            "{pg}"
-        );
+        assert!(pg["summary"].as_str().unwrap().to_lowercase().contains("refused"), "{pg}");
         assert_eq!(check(task(&json, "health"), "app")["status"], "ok");
         assert_eq!(check(task(&json, "health"), "redis")["status"], "ok");
         assert_eq!(task(&json, "metrics-snapshot")["status"], "ok");
@@ -278,14 +190,7 @@ mod daily {
 
     #[tokio::test]
     async fn redis_down_is_crit_with_reason_and_the_rest_still_runs() {
-        let s = setup(
-            "dailyredisdown",
-            Opts {
-                redis_port: Some(dead_port()),
-                ..Opts::default()
-            },
-        )
-        .await;
+        let s = setup("dailyredisdown", Opts { redis_port: Some(dead_port()), ..Opts::default() }).await;
         let out = run(s.maint(&["daily", "--format", "json"])).await;
         assert_eq!(out.status.code(), Some(1));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -305,16 +210,9 @@ mod daily {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let snap = task(&json, "metrics-snapshot");
         assert_eq!(snap["status"], "warn");
-        assert!(
-            snap["summary"].as_str().unwrap().contains("line "),
-            "{snap}"
-        );
+        assert!(snap["summary"].as_str().unwrap().contains("line "), "{snap}");
         let saved = snap["artifacts"][0].as_str().unwrap();
-        assert!(
-            std::fs::read_to_string(saved)
-                .unwrap()
-                .contains("this line is not a sample")
-        );
+        assert!(std::fs::read_to_string(saved).unwrap().contains("this line is not a sample"));
     }
 
     #[tokio::test]
@@ -324,11 +222,7 @@ mod daily {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         assert!(text(&out.stdout).contains("(dry run: nothing changed)"));
         assert!(text(&out.stdout).contains("would save"));
-        assert!(
-            !s.maint_dir().exists(),
-            "dry run created {:?}",
-            files_under(&s.maint_dir())
-        );
+        assert!(!s.maint_dir().exists(), "dry run created {:?}", files_under(&s.maint_dir()));
     }
 
     #[tokio::test]
@@ -351,39 +245,24 @@ mod daily {
         // Slow enough to hold the lock for a while, fast enough to stay under the latency crit level.
         let s = setup(
             "lock",
-            Opts {
-                app_mode: HealthMode::Slow(Duration::from_millis(1_500)),
-                ..Opts::default()
-            },
+            Opts { app_mode: HealthMode::Slow(Duration::from_millis(1_500)), ..Opts::default() },
         )
         .await;
         let first = s.maint(&["daily"]).spawn_blocking_child();
         // Wait until the first run holds the lock (its pid is written after flock succeeds).
         let lock = s.maint_dir().join("kyb-maint.lock");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_to_string(&lock)
-            .map(|t| t.trim().is_empty())
-            .unwrap_or(true)
-        {
+        while std::fs::read_to_string(&lock).map(|t| t.trim().is_empty()).unwrap_or(true) {
             assert!(Instant::now() < deadline, "first run never took the lock");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let started = Instant::now();
         let second = run(s.maint(&["daily"])).await;
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "second run took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(1), "second run took {:?}", started.elapsed());
         assert_eq!(second.status.code(), Some(2));
         let err = text(&second.stderr);
-        assert!(
-            err.contains("already running") && err.contains("kyb-maint.lock"),
-            "{err}"
-        );
-        let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
-            .await
-            .unwrap();
+        assert!(err.contains("already running") && err.contains("kyb-maint.lock"), "{err}");
+        let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()).await.unwrap();
         assert_eq!(first.status.code(), Some(0), "{}", text(&first.stdout));
     }
 
@@ -393,10 +272,7 @@ mod daily {
 
     impl SpawnChild for Command {
         fn spawn_blocking_child(mut self) -> std::process::Child {
-            self.stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
         }
     }
 }
@@ -428,30 +304,20 @@ mod config_errors {
         assert_eq!(out.status.code(), Some(2));
         let err = text(&out.stderr);
         assert!(
-            err.contains(&format!("{}:5:", p.display()))
-                && err.contains("unknown field `timout_ms`"),
+            err.contains(&format!("{}:5:", p.display())) && err.contains("unknown field `timout_ms`"),
             "{err}"
         );
-        assert!(
-            !dir.path().join("m").exists(),
-            "nothing may run on a bad config"
-        );
+        assert!(!dir.path().join("m").exists(), "nothing may run on a bad config");
     }
 
     #[tokio::test]
     async fn wrong_type() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "[paths]\nmaintenance_dir = \"m\"\n\n[redis]\nport = \"six\"\n",
-        );
+        let p = write(dir.path(), "[paths]\nmaintenance_dir = \"m\"\n\n[redis]\nport = \"six\"\n");
         let out = maint_with(&p).await;
         assert_eq!(out.status.code(), Some(2));
         let err = text(&out.stderr);
-        assert!(
-            err.contains(&format!("{}:5:", p.display())) && err.contains("redis.port"),
-            "{err}"
-        );
+        assert!(err.contains(&format!("{}:5:", p.display())) && err.contains("redis.port"), "{err}");
     }
 
     #[tokio::test]
@@ -461,10 +327,7 @@ mod config_errors {
         let out = maint_with(&p).await;
         assert_eq!(out.status.code(), Some(2));
         let err = text(&out.stderr);
-        assert!(
-            err.contains(&p.display().to_string()) && err.contains("cannot read config file"),
-            "{err}"
-        );
+        assert!(err.contains(&p.display().to_string()) && err.contains("cannot read config file"), "{err}");
     }
 
     #[tokio::test]
@@ -473,11 +336,7 @@ mod config_errors {
         let p = write(dir.path(), "[paths\nmaintenance_dir = 3\n");
         let out = maint_with(&p).await;
         assert_eq!(out.status.code(), Some(2));
-        assert!(
-            text(&out.stderr).contains(&format!("{}:1:", p.display())),
-            "{}",
-            text(&out.stderr)
-        );
+        assert!(text(&out.stderr).contains(&format!("{}:1:", p.display())), "{}", text(&out.stderr));
     }
 }
 
@@ -488,10 +347,7 @@ mod secrets {
     #[tokio::test]
     async fn passwords_appear_nowhere() {
         let s = setup("secret", Opts::default()).await;
-        let pg_password =
-            s.db.password
-                .clone()
-                .expect("the private stack uses a password");
+        let pg_password = s.db.password.clone().expect("the private stack uses a password");
         let redis_password = redis().password.expect("the private stack uses a password");
         // One run that fails (postgres refuses a wrong user) so error paths are covered too.
         let config_text = std::fs::read_to_string(&s.config).unwrap();
@@ -504,10 +360,7 @@ mod secrets {
         let mut outputs = Vec::new();
         for (config, format) in [(&s.config, "text"), (&s.config, "json"), (&failing, "text")] {
             let mut cmd = Command::new(binary("kyb-maint"));
-            cmd.args(["daily", "--format", format])
-                .arg("--config")
-                .arg(config)
-                .env("KYB_LOG", "debug");
+            cmd.args(["daily", "--format", format]).arg("--config").arg(config).env("KYB_LOG", "debug");
             let out = run(cmd).await;
             outputs.push(text(&out.stdout));
             outputs.push(text(&out.stderr));
@@ -528,14 +381,8 @@ mod secrets {
             "the failing run should have reported the user"
         );
         for (i, o) in outputs.iter().enumerate() {
-            assert!(
-                !o.contains(&pg_password),
-                "postgres password leaked in output {i}:\n{o}"
-            );
-            assert!(
-                !o.contains(&redis_password),
-                "redis password leaked in output {i}:\n{o}"
-            );
+            assert!(!o.contains(&pg_password), "postgres password leaked in output {i}:\n{o}");
+            assert!(!o.contains(&redis_password), "redis password leaked in output {i}:\n{o}");
         }
     }
 }
@@ -557,10 +404,7 @@ mod nagios {
         let (code, out) = health(&s, &["app"]).await;
         assert_eq!(code, 0, "{out}");
         assert!(out.starts_with("OK - app: HTTP 200 in "), "{out}");
-        assert!(
-            out.contains(" | 'latency'=") && out.contains("s;0.5;2"),
-            "{out}"
-        );
+        assert!(out.contains(" | 'latency'=") && out.contains("s;0.5;2"), "{out}");
         for which in ["postgres", "redis", "all"] {
             let (code, out) = health(&s, &[which]).await;
             assert!(code <= 1, "{which}: {out}");
@@ -569,43 +413,19 @@ mod nagios {
 
     #[tokio::test]
     async fn warning_is_1() {
-        let s = setup(
-            "nagwarn",
-            Opts {
-                app_mode: HealthMode::NotJson,
-                ..Opts::default()
-            },
-        )
-        .await;
+        let s = setup("nagwarn", Opts { app_mode: HealthMode::NotJson, ..Opts::default() }).await;
         let (code, out) = health(&s, &["app"]).await;
         assert_eq!(code, 1, "{out}");
-        assert!(
-            out.starts_with("WARNING - app: HTTP 200") && out.contains("not JSON"),
-            "{out}"
-        );
+        assert!(out.starts_with("WARNING - app: HTTP 200") && out.contains("not JSON"), "{out}");
     }
 
     #[tokio::test]
     async fn critical_is_2() {
-        let s = setup(
-            "nagcrit",
-            Opts {
-                app_mode: HealthMode::ServerError,
-                ..Opts::default()
-            },
-        )
-        .await;
+        let s = setup("nagcrit", Opts { app_mode: HealthMode::ServerError, ..Opts::default() }).await;
         let (code, out) = health(&s, &["app"]).await;
         assert_eq!(code, 2, "{out}");
         assert!(out.starts_with("CRITICAL - app: HTTP 500"), "{out}");
-        let s = setup(
-            "nagcritpg",
-            Opts {
-                pg_port: Some(dead_port()),
-                ..Opts::default()
-            },
-        )
-        .await;
+        let s = setup("nagcritpg", Opts { pg_port: Some(dead_port()), ..Opts::default() }).await;
         let (code, out) = health(&s, &["postgres"]).await;
         assert_eq!(code, 2, "{out}");
         assert!(out.starts_with("CRITICAL - postgres: "), "{out}");
@@ -617,10 +437,7 @@ mod nagios {
         std::fs::write(&s.config, "[paths]\nmaintenance_dir = \"m\"\nbogus = 1\n").unwrap();
         let (code, out) = health(&s, &["app"]).await;
         assert_eq!(code, 3, "{out}");
-        assert!(
-            out.starts_with("UNKNOWN - config: ") && out.contains(":3:"),
-            "{out}"
-        );
+        assert!(out.starts_with("UNKNOWN - config: ") && out.contains(":3:"), "{out}");
         std::fs::write(&s.config, "[paths]\nmaintenance_dir = \"m\"\n").unwrap();
         let (code, out) = health(&s, &["redis"]).await;
         assert_eq!(code, 3, "{out}");

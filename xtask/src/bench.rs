@@ -21,37 +21,22 @@ pub fn daily() -> Result<ExitCode> {
     let bin = crate::sandbox::target_dir().join("release/kyb-maint");
     let config = crate::sandbox::up()?;
     let cfg_text = std::fs::read_to_string(&config)?;
-    let stack = kyb_testkit::Stack::status()
-        .context("sandbox state missing after `sandbox up`")?
-        .0;
+    let stack = kyb_testkit::Stack::status().context("sandbox state missing after `sandbox up`")?.0;
     let app = value(&cfg_text, "base_url").context("sandbox config has no base_url")?;
 
     // Warm up once so the first sample does not pay for cold caches.
     time_maint(&bin, &config)?;
-    let healthy = (0..HEALTHY_RUNS)
-        .map(|_| time_maint(&bin, &config))
-        .collect::<Result<Vec<_>>>()?;
-    let peer_healthy = (0..HEALTHY_RUNS)
-        .map(|_| time_runbook(&app, &stack))
-        .collect::<Result<Vec<_>>>()?;
+    let healthy = (0..HEALTHY_RUNS).map(|_| time_maint(&bin, &config)).collect::<Result<Vec<_>>>()?;
+    let peer_healthy = (0..HEALTHY_RUNS).map(|_| time_runbook(&app, &stack)).collect::<Result<Vec<_>>>()?;
 
     let rt = tokio::runtime::Runtime::new()?;
     let hung_app = rt.block_on(kyb_testkit::FakeApp::start(kyb_testkit::HealthMode::Hang));
     let hung_cfg = config.with_file_name("kyb-maint-hung.toml");
     let text = cfg_text
-        .replace(
-            &format!("base_url = \"{app}\""),
-            &format!("base_url = \"{}\"", hung_app.url("")),
-        )
-        .replacen(
-            "timeout_ms = 5000",
-            &format!("timeout_ms = {HUNG_TIMEOUT_MS}"),
-            1,
-        );
+        .replace(&format!("base_url = \"{app}\""), &format!("base_url = \"{}\"", hung_app.url("")))
+        .replacen("timeout_ms = 5000", &format!("timeout_ms = {HUNG_TIMEOUT_MS}"), 1);
     std::fs::write(&hung_cfg, text)?;
-    let hung = (0..HUNG_RUNS)
-        .map(|_| time_maint(&bin, &hung_cfg))
-        .collect::<Result<Vec<_>>>()?;
+    let hung = (0..HUNG_RUNS).map(|_| time_maint(&bin, &hung_cfg)).collect::<Result<Vec<_>>>()?;
     let peer_hung = time_capped_curl(&hung_app.url("/health"))?;
 
     let (h, p) = (median(&healthy), median(&peer_healthy));
@@ -123,25 +108,8 @@ fn time_runbook(app: &str, stack: &kyb_testkit::Stack) -> Result<Duration> {
     let metrics = format!("{app}/metrics");
     let steps: Vec<(PathBuf, Vec<&str>)> = vec![
         ("curl".into(), vec!["-f", "-s", "-o", "/dev/null", &health]),
-        (
-            psql,
-            vec![
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &pg_port,
-                "-U",
-                &stack.pg_user,
-                "-d",
-                "kyb",
-                "-c",
-                "SELECT 1;",
-            ],
-        ),
-        (
-            "redis-cli".into(),
-            vec!["-h", "127.0.0.1", "-p", &redis_port, "ping"],
-        ),
+        (psql, vec!["-h", "127.0.0.1", "-p", &pg_port, "-U", &stack.pg_user, "-d", "kyb", "-c", "SELECT 1;"]),
+        ("redis-cli".into(), vec!["-h", "127.0.0.1", "-p", &redis_port, "ping"]),
         ("top".into(), vec!["-bn1"]),
         ("free".into(), vec![]),
         ("df".into(), vec!["/"]),
@@ -159,12 +127,7 @@ fn time_runbook(app: &str, stack: &kyb_testkit::Stack) -> Result<Duration> {
             .stderr(Stdio::null())
             .status()
             .with_context(|| format!("cannot run {}", program.display()))?;
-        anyhow::ensure!(
-            status.success(),
-            "{} {:?} failed: {status}",
-            program.display(),
-            args
-        );
+        anyhow::ensure!(status.success(), "{} {:?} failed: {status}", program.display(), args);
     }
     Ok(started.elapsed())
 }

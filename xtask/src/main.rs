@@ -38,10 +38,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> Result<ExitCode> {
-    let (cmd, rest) = args
-        .split_first()
-        .map(|(c, r)| (c.as_str(), r))
-        .unwrap_or(("help", &[]));
+    let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
     match cmd {
         "maint" => maint(rest),
         "sandbox" => {
@@ -102,41 +99,24 @@ fn maint(args: &[String]) -> Result<ExitCode> {
 }
 
 fn test(args: &[String]) -> Result<ExitCode> {
-    let stack =
-        kyb_testkit::Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
+    let stack = kyb_testkit::Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
     eprintln!(
         "xtask: private stack up (PostgreSQL on 127.0.0.1:{}, Redis on 127.0.0.1:{})",
         stack.pg_port, stack.redis_port
     );
-    let status = cargo()
-        .args(["test", "--workspace"])
-        .args(args)
-        .status()
-        .context("cannot run cargo test")?;
+    let status =
+        cargo().args(["test", "--workspace"]).args(args).status().context("cannot run cargo test")?;
     Ok(exit_code(status))
 }
 
 fn ci() -> Result<ExitCode> {
     let steps: [(&str, &[&str]); 2] = [
         ("fmt", &["fmt", "--all", "--", "--check"]),
-        (
-            "clippy",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        ),
+        ("clippy", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
     ];
     for (name, args) in steps {
         eprintln!("xtask ci: cargo {}", args.join(" "));
-        let status = cargo()
-            .args(args)
-            .status()
-            .with_context(|| format!("cannot run cargo {name}"))?;
+        let status = cargo().args(args).status().with_context(|| format!("cannot run cargo {name}"))?;
         if !status.success() {
             eprintln!("xtask ci: {name} failed");
             return Ok(exit_code(status));
@@ -153,10 +133,5 @@ fn cargo() -> Command {
 }
 
 fn exit_code(status: std::process::ExitStatus) -> ExitCode {
-    ExitCode::from(
-        status
-            .code()
-            .and_then(|c| u8::try_from(c).ok())
-            .unwrap_or(2),
-    )
+    ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(2))
 }

@@ -9,9 +9,7 @@ use std::process::ExitCode;
 pub fn up() -> Result<PathBuf> {
     let stack = Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
     let app_bin = build_fake_app()?;
-    let addr = stack
-        .ensure_app(&app_bin)
-        .context("cannot start the sandbox app")?;
+    let addr = stack.ensure_app(&app_bin).context("cannot start the sandbox app")?;
     let dir = sandbox_dir();
     let root = dir.join("root");
     for sub in ["log", "backups", "maintenance", "tmp"] {
@@ -55,19 +53,14 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new();
     std::os::unix::fs::OpenOptionsExt::mode(f.write(true).create_new(true), 0o600);
-    let mut file = f
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = f.open(path).with_context(|| format!("cannot write {}", path.display()))?;
     std::io::Write::write_all(&mut file, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn down() -> Result<()> {
     Stack::down().context("cannot stop the sandbox")?;
-    eprintln!(
-        "sandbox stopped (data kept under {})",
-        sandbox_dir().display()
-    );
+    eprintln!("sandbox stopped (data kept under {})", sandbox_dir().display());
     Ok(())
 }
 
@@ -79,39 +72,20 @@ pub fn status() -> Result<ExitCode> {
     let word = |up: bool| if up { "up" } else { "down" };
     println!("sandbox:    {}", stack.dir.display());
     println!("config:     {}", stack.dir.join("kyb-maint.toml").display());
-    println!(
-        "postgres:   {} (127.0.0.1:{})",
-        word(status.postgres),
-        stack.pg_port
-    );
-    println!(
-        "redis:      {} (127.0.0.1:{})",
-        word(status.redis),
-        stack.redis_port
-    );
+    println!("postgres:   {} (127.0.0.1:{})", word(status.postgres), stack.pg_port);
+    println!("redis:      {} (127.0.0.1:{})", word(status.redis), stack.redis_port);
     match status.app {
         Some(addr) => println!("app:        up (http://{addr})"),
         None => println!("app:        down"),
     }
     let all = status.postgres && status.redis && status.app.is_some();
-    Ok(if all {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if all { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Builds the sandbox app and returns its path.
 pub fn build_fake_app() -> Result<PathBuf> {
     let status = crate::cargo()
-        .args([
-            "build",
-            "--quiet",
-            "--package",
-            "kyb-testkit",
-            "--bin",
-            "kyb-fake-app",
-        ])
+        .args(["build", "--quiet", "--package", "kyb-testkit", "--bin", "kyb-fake-app"])
         .status()
         .context("cannot run cargo build")?;
     anyhow::ensure!(status.success(), "building kyb-fake-app failed");

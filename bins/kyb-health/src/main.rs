@@ -19,12 +19,7 @@ struct Cli {
     #[arg(value_enum)]
     check: CheckArg,
     /// Config file (TOML), the same file kyb-maint reads.
-    #[arg(
-        long,
-        short,
-        env = "KYB_MAINT_CONFIG",
-        default_value = "/etc/kyb-maint/kyb-maint.toml"
-    )]
+    #[arg(long, short, env = "KYB_MAINT_CONFIG", default_value = "/etc/kyb-maint/kyb-maint.toml")]
     config: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Nagios)]
@@ -85,11 +80,7 @@ async fn main() -> ExitCode {
 
 async fn run(which: CheckArg, cfg: &config::Config) -> Vec<Check> {
     let missing = |what: &str| {
-        Check::new(
-            what,
-            Status::Unknown,
-            format!("no [{what}] section in {}", cfg.source.display()),
-        )
+        Check::new(what, Status::Unknown, format!("no [{what}] section in {}", cfg.source.display()))
     };
     let system = || async {
         match kyb_health::system_metrics(&cfg.system).await {
@@ -154,12 +145,7 @@ fn nagios(status: Status, checks: &[Check]) -> String {
     out.push('\n');
     if checks.len() > 1 {
         for c in checks {
-            out.push_str(&format!(
-                "{} {}: {}\n",
-                c.status,
-                c.name,
-                c.summary.replace('|', "/")
-            ));
+            out.push_str(&format!("{} {}: {}\n", c.status, c.name, c.summary.replace('|', "/")));
         }
     }
     out

@@ -17,12 +17,7 @@ struct Cli {
     #[arg(value_enum)]
     flow: FlowArg,
     /// Config file (TOML).
-    #[arg(
-        long,
-        short,
-        env = "KYB_MAINT_CONFIG",
-        default_value = "/etc/kyb-maint/kyb-maint.toml"
-    )]
+    #[arg(long, short, env = "KYB_MAINT_CONFIG", default_value = "/etc/kyb-maint/kyb-maint.toml")]
     config: PathBuf,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -63,15 +58,7 @@ async fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e),
     };
-    let report = match run_flow(
-        flow,
-        &cfg,
-        RunOptions {
-            dry_run: cli.dry_run,
-        },
-    )
-    .await
-    {
+    let report = match run_flow(flow, &cfg, RunOptions { dry_run: cli.dry_run }).await {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
@@ -84,15 +71,9 @@ async fn main() -> ExitCode {
     ExitCode::from(report.exit_code())
 }
 
-/// Prints `kyb-maint: error: ...` with its causes and returns exit code 2.
+/// Prints `kyb-maint: error: …` with its causes and returns exit code 2.
 fn fail(err: &dyn std::error::Error) -> ExitCode {
-    let mut text = format!("kyb-maint: error: {err}");
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(&format!("\n  caused by: {s}"));
-        source = s.source();
-    }
-    let _ = writeln!(std::io::stderr(), "{text}");
+    let _ = writeln!(std::io::stderr(), "kyb-maint: error: {}", kyb_core::error_chain(err));
     ExitCode::from(2)
 }
 
@@ -103,9 +84,7 @@ fn init_logging() {
     let default = if terminal { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KYB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if terminal {
         builder.compact().init();
     } else {

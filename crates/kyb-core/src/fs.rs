@@ -65,14 +65,8 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// write a temporary file beside it (exclusive, no-follow, `mode`), fsync, rename, fsync the
 /// directory. On error the temporary file is removed and `path` is untouched.
 pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
-    let not_a_file = || FsError::NotAFilePath {
-        path: path.to_owned(),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(not_a_file)?
-        .to_string_lossy()
-        .into_owned();
+    let not_a_file = || FsError::NotAFilePath { path: path.to_owned() };
+    let name = path.file_name().ok_or_else(not_a_file)?.to_string_lossy().into_owned();
     let dir = match path.parent() {
         Some(p) if p.as_os_str().is_empty() => Path::new("."),
         Some(p) => p,
@@ -93,44 +87,26 @@ pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsErr
     }
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| FsError::SyncDir {
-            path: dir.to_owned(),
-            source,
-        })
+        .map_err(|source| FsError::SyncDir { path: dir.to_owned(), source })
 }
 
 /// Creates `path`, which must not exist, with `mode`, writes `contents` and fsyncs it.
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
-    let mut file = create_new(path, mode).map_err(|source| FsError::Create {
-        path: path.to_owned(),
-        source,
-    })?;
+    let mut file =
+        create_new(path, mode).map_err(|source| FsError::Create { path: path.to_owned(), source })?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
-        .map_err(|source| FsError::Write {
-            path: path.to_owned(),
-            source,
-        })
+        .map_err(|source| FsError::Write { path: path.to_owned(), source })
 }
 
 /// Opens a new file for writing with `O_CREAT|O_EXCL|O_NOFOLLOW` and `mode` (before umask).
 pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(no_follow())
-        .open(path)
+    OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(no_follow()).open(path)
 }
 
 /// Opens `path` for appending, creating it with `mode` if missing, never through a symlink.
 pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(mode)
-        .custom_flags(no_follow())
-        .open(path)
+    OpenOptions::new().append(true).create(true).mode(mode).custom_flags(no_follow()).open(path)
 }
 
 /// `dir/{stem}{ext}`, or `dir/{stem}-N{ext}` with the smallest N from 1 that does not exist yet:
@@ -184,10 +160,7 @@ pub struct RunLock {
 impl RunLock {
     /// Takes the lock without waiting; `LockError::Held` when another process has it.
     pub fn try_acquire(path: &Path) -> Result<RunLock, LockError> {
-        let io_err = |source| LockError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        let io_err = |source| LockError::Io { path: path.to_owned(), source };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -202,10 +175,7 @@ impl RunLock {
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                return Err(LockError::Held {
-                    path: path.to_owned(),
-                    holder: text.trim().parse().ok(),
-                });
+                return Err(LockError::Held { path: path.to_owned(), holder: text.trim().parse().ok() });
             }
             Err(e) => return Err(io_err(e.into())),
         }
@@ -213,10 +183,7 @@ impl RunLock {
             .and_then(|()| file.rewind())
             .and_then(|()| writeln!(file, "{}", std::process::id()))
             .map_err(io_err)?;
-        Ok(RunLock {
-            file,
-            path: path.to_owned(),
-        })
+        Ok(RunLock { file, path: path.to_owned() })
     }
 
     /// The lock file.
@@ -244,10 +211,7 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"two");
         let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & !0o022, 0o640 & !0o022);
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("report.txt")]);
     }
 
@@ -277,10 +241,7 @@ mod tests {
         assert_eq!(first, dir.path().join("daily-report-20261126-020000.txt"));
         std::fs::write(&first, "x").unwrap();
         let second = unused_path(dir.path(), "daily-report-20261126-020000", ".txt");
-        assert_eq!(
-            second,
-            dir.path().join("daily-report-20261126-020000-1.txt")
-        );
+        assert_eq!(second, dir.path().join("daily-report-20261126-020000-1.txt"));
     }
 
     #[test]

@@ -29,6 +29,22 @@ pub use threshold::{Thresholds, ThresholdsError};
 
 use std::time::Duration;
 
+/// `error: cause: cause …` on one line, for report rows and error messages. A cause whose text
+/// its parent already contains is left out (many errors repeat their source in their message).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// Whole milliseconds in `d`, saturating: the unit every report and config field uses.
 pub fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -23,12 +23,7 @@ pub struct Check {
 impl Check {
     /// A check without metrics.
     pub fn new(name: impl Into<String>, status: Status, summary: impl Into<String>) -> Check {
-        Check {
-            name: name.into(),
-            status,
-            summary: summary.into(),
-            metrics: Vec::new(),
-        }
+        Check { name: name.into(), status, summary: summary.into(), metrics: Vec::new() }
     }
 
     /// Adds a metric.
@@ -86,13 +81,7 @@ pub struct Metric {
 impl Metric {
     /// A metric without thresholds.
     pub fn new(label: impl Into<String>, value: f64, unit: Unit) -> Metric {
-        Metric {
-            label: label.into(),
-            value,
-            unit,
-            warn: None,
-            crit: None,
-        }
+        Metric { label: label.into(), value, unit, warn: None, crit: None }
     }
 
     /// Sets the thresholds the value was judged against.
@@ -106,12 +95,7 @@ impl Metric {
     pub fn perfdata(&self) -> String {
         let mut out = String::new();
         let label = self.label.replace('\'', "\"");
-        let _ = write!(
-            out,
-            "'{label}'={}{}",
-            trim_float(self.value),
-            self.unit.perfdata_suffix()
-        );
+        let _ = write!(out, "'{label}'={}{}", trim_float(self.value), self.unit.perfdata_suffix());
         if self.warn.is_some() || self.crit.is_some() {
             let show = |v: Option<f64>| v.map(trim_float).unwrap_or_default();
             let _ = write!(out, ";{};{}", show(self.warn), show(self.crit));
@@ -176,11 +160,7 @@ impl TaskReport {
     }
 
     /// A report for a task that could not run at all: Unknown, with the reason as summary.
-    pub fn failed(
-        name: impl Into<String>,
-        reason: impl Into<String>,
-        took: Duration,
-    ) -> TaskReport {
+    pub fn failed(name: impl Into<String>, reason: impl Into<String>, took: Duration) -> TaskReport {
         TaskReport {
             name: name.into(),
             status: Status::Unknown,
@@ -205,15 +185,12 @@ mod tests {
 
     #[test]
     fn summary_names_what_is_wrong() {
-        let checks = vec![
-            Check::new("app", Status::Crit, "HTTP 500"),
-            Check::new("redis", Status::Ok, "PONG"),
-        ];
+        let checks =
+            vec![Check::new("app", Status::Crit, "HTTP 500"), Check::new("redis", Status::Ok, "PONG")];
         let r = TaskReport::from_checks("health", checks, Duration::from_millis(3));
         assert_eq!(r.status, Status::Crit);
         assert_eq!(r.summary, "app CRIT: HTTP 500");
-        let ok =
-            TaskReport::from_checks("x", vec![Check::new("a", Status::Ok, "")], Duration::ZERO);
+        let ok = TaskReport::from_checks("x", vec![Check::new("a", Status::Ok, "")], Duration::ZERO);
         assert_eq!(ok.summary, "1 of 1 checks ok");
     }
 }

@@ -69,10 +69,7 @@ mod tests {
         assert_eq!(Status::worst([]), Status::Ok);
         assert_eq!(Status::worst([Status::Ok, Status::Warn]), Status::Warn);
         assert_eq!(Status::worst([Status::Crit, Status::Warn]), Status::Crit);
-        assert_eq!(
-            Status::worst([Status::Crit, Status::Unknown, Status::Ok]),
-            Status::Unknown
-        );
+        assert_eq!(Status::worst([Status::Crit, Status::Unknown, Status::Ok]), Status::Unknown);
     }
 
     #[test]

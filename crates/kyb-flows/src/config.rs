@@ -5,9 +5,7 @@
 //! against the file's directory, and secrets read from the file, an env var or a password file.
 
 use kyb_core::{Secret, Thresholds};
-use kyb_health::{
-    AppConfig, HealthConfig, PostgresConfig, RedisConfig, SnapshotConfig, SystemConfig,
-};
+use kyb_health::{AppConfig, HealthConfig, PostgresConfig, RedisConfig, SnapshotConfig, SystemConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -249,10 +247,8 @@ impl Config {
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     parse(&text, path)
 }
 
@@ -297,11 +293,7 @@ impl Resolver<'_> {
     }
 
     fn path(&self, p: PathBuf) -> PathBuf {
-        if p.is_absolute() {
-            p
-        } else {
-            self.path.parent().unwrap_or(Path::new(".")).join(p)
-        }
+        if p.is_absolute() { p } else { self.path.parent().unwrap_or(Path::new(".")).join(p) }
     }
 
     fn resolve(&self, file: FileConfig) -> Result<Config, ConfigError> {
@@ -338,11 +330,7 @@ impl Resolver<'_> {
         Ok(Config {
             source: self.path.to_owned(),
             paths,
-            health: HealthConfig {
-                app,
-                postgres,
-                redis,
-            },
+            health: HealthConfig { app, postgres, redis },
             system: SystemConfig {
                 disk_pct: s.disk_pct,
                 memory_pct: s.memory_pct,
@@ -356,10 +344,9 @@ impl Resolver<'_> {
 
     fn timeout(&self, key: &str, ms: u64) -> Result<(), ConfigError> {
         if ms == 0 || ms > MAX_TIMEOUT_MS {
-            return Err(self.invalid(
-                key,
-                format!("must be between 1 and {MAX_TIMEOUT_MS} milliseconds, got {ms}"),
-            ));
+            return Err(
+                self.invalid(key, format!("must be between 1 and {MAX_TIMEOUT_MS} milliseconds, got {ms}"))
+            );
         }
         Ok(())
     }
@@ -367,18 +354,13 @@ impl Resolver<'_> {
     fn app(&self, a: FileApp, paths: &Paths) -> Result<(AppConfig, SnapshotConfig), ConfigError> {
         let base = a.base_url.trim_end_matches('/');
         kyb_health::parse_url(base).map_err(|e| self.invalid("app.base_url", e.to_string()))?;
-        for (key, p) in [
-            ("app.health_path", &a.health_path),
-            ("app.metrics_path", &a.metrics_path),
-        ] {
+        for (key, p) in [("app.health_path", &a.health_path), ("app.metrics_path", &a.metrics_path)] {
             if !p.starts_with('/') {
                 return Err(self.invalid(key, format!("must start with `/`, got {p:?}")));
             }
         }
         self.timeout("app.timeout_ms", a.timeout_ms)?;
-        a.latency_ms
-            .validate()
-            .map_err(|e| self.invalid("app.latency_ms", e.to_string()))?;
+        a.latency_ms.validate().map_err(|e| self.invalid("app.latency_ms", e.to_string()))?;
         if a.max_body_bytes == 0 {
             return Err(self.invalid("app.max_body_bytes", "must be at least 1"));
         }
@@ -446,11 +428,7 @@ impl Resolver<'_> {
 
     /// At most one of `password`, `password_env`, `password_file`.
     fn secret(&self, section: &str, s: FileSecret) -> Result<Option<Secret>, ConfigError> {
-        let given = [
-            s.password.is_some(),
-            s.password_env.is_some(),
-            s.password_file.is_some(),
-        ];
+        let given = [s.password.is_some(), s.password_env.is_some(), s.password_file.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
             return Err(self.invalid(
                 &format!("{section}.password"),
@@ -464,10 +442,9 @@ impl Resolver<'_> {
             let key = format!("{section}.password_env");
             return match std::env::var(&var) {
                 Ok(v) => Ok(Some(Secret::new(v))),
-                Err(_) => Err(self.invalid(
-                    &key,
-                    format!("environment variable {var} is not set (or not UTF-8)"),
-                )),
+                Err(_) => {
+                    Err(self.invalid(&key, format!("environment variable {var} is not set (or not UTF-8)")))
+                }
             };
         }
         if let Some(file) = s.password_file {
@@ -492,9 +469,7 @@ fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
         if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             current = h.trim().to_owned();
         } else if current == section
-            && line
-                .strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
+            && line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
         {
             return Some(i + 1);
         }
@@ -531,8 +506,7 @@ mod tests {
 
     #[test]
     fn wrong_type_names_the_key() {
-        let text =
-            format!("{MINIMAL}[postgres]\nuser = \"kyb\"\ndbname = \"kyb\"\nport = \"five\"\n");
+        let text = format!("{MINIMAL}[postgres]\nuser = \"kyb\"\ndbname = \"kyb\"\nport = \"five\"\n");
         let err = parse_str(&text).unwrap_err().to_string();
         assert!(err.starts_with("/etc/kyb/kyb-maint.toml:6:"), "{err}");
         assert!(err.contains("postgres.port"), "{err}");
@@ -542,10 +516,7 @@ mod tests {
     fn unsupported_scheme_is_a_config_error() {
         let text = format!("{MINIMAL}[app]\nbase_url = \"ftp://127.0.0.1\"\n");
         let err = parse_str(&text).unwrap_err().to_string();
-        assert!(
-            err.contains(":4:") && err.contains("unsupported URL scheme `ftp`"),
-            "{err}"
-        );
+        assert!(err.contains(":4:") && err.contains("unsupported URL scheme `ftp`"), "{err}");
         assert!(err.contains("app.base_url"), "{err}");
     }
 
@@ -559,56 +530,27 @@ mod tests {
             pw.display()
         );
         let cfg = parse_str(&text).unwrap();
-        assert_eq!(
-            cfg.health.postgres.unwrap().password.unwrap().expose(),
-            "from-file"
-        );
-        assert_eq!(
-            cfg.health
-                .redis
-                .as_ref()
-                .unwrap()
-                .password
-                .as_ref()
-                .unwrap()
-                .expose(),
-            "inline"
-        );
+        assert_eq!(cfg.health.postgres.unwrap().password.unwrap().expose(), "from-file");
+        assert_eq!(cfg.health.redis.as_ref().unwrap().password.as_ref().unwrap().expose(), "inline");
         assert!(!format!("{:?}", cfg.health.redis).contains("inline"));
 
         let both = format!("{MINIMAL}[redis]\npassword = \"a\"\npassword_env = \"B\"\n");
-        assert!(
-            parse_str(&both)
-                .unwrap_err()
-                .to_string()
-                .contains("only one of")
-        );
+        assert!(parse_str(&both).unwrap_err().to_string().contains("only one of"));
         let unset = format!("{MINIMAL}[redis]\npassword_env = \"KYB_SURELY_UNSET_VAR\"\n");
         let err = parse_str(&unset).unwrap_err().to_string();
-        assert!(
-            err.contains("KYB_SURELY_UNSET_VAR is not set") && err.contains(":4:"),
-            "{err}"
-        );
+        assert!(err.contains("KYB_SURELY_UNSET_VAR is not set") && err.contains(":4:"), "{err}");
     }
 
     #[test]
     fn inverted_thresholds_rejected() {
         let text = format!("{MINIMAL}[system]\ndisk_pct = {{ warn = 95, crit = 90 }}\n");
         let err = parse_str(&text).unwrap_err().to_string();
-        assert!(
-            err.contains("system.disk_pct") && err.contains("must not be above"),
-            "{err}"
-        );
+        assert!(err.contains("system.disk_pct") && err.contains("must not be above"), "{err}");
     }
 
     #[test]
     fn missing_file_is_a_read_error() {
-        let err = load(Path::new("/nonexistent/kyb.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("/nonexistent/kyb.toml: cannot read config file"),
-            "{err}"
-        );
+        let err = load(Path::new("/nonexistent/kyb.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("/nonexistent/kyb.toml: cannot read config file"), "{err}");
     }
 }

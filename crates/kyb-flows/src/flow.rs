@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::report::{FlowReport, render_text};
 use crate::runlog::RunLog;
 use kyb_core::fs::{LockError, RunLock, atomic_write, unused_path};
-use kyb_core::{Check, Status, TaskReport, duration_ms};
+use kyb_core::{Check, Status, TaskReport, duration_ms, error_chain};
 use std::path::PathBuf;
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -122,15 +122,9 @@ pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<Flow
     }
     let paths = &cfg.paths;
     if !opts.dry_run {
-        for dir in [
-            &paths.maintenance_dir,
-            &paths.run_logs_dir,
-            &paths.reports_dir,
-        ] {
-            std::fs::create_dir_all(dir).map_err(|source| FlowError::CreateDir {
-                path: dir.clone(),
-                source,
-            })?;
+        for dir in [&paths.maintenance_dir, &paths.run_logs_dir, &paths.reports_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| FlowError::CreateDir { path: dir.clone(), source })?;
         }
     }
     let _lock = if opts.dry_run && !paths.maintenance_dir.exists() {
@@ -140,31 +134,18 @@ pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<Flow
     };
     let started_at = OffsetDateTime::now_utc();
     let clock = Instant::now();
-    let log_path = paths
-        .run_logs_dir
-        .join(format!("{}-maintenance.log", flow.name()));
+    let log_path = paths.run_logs_dir.join(format!("{}-maintenance.log", flow.name()));
     let mut log = if opts.dry_run {
         RunLog::disabled()
     } else {
-        RunLog::open(&log_path).map_err(|source| FlowError::RunLog {
-            path: log_path.clone(),
-            source,
-        })?
+        RunLog::open(&log_path).map_err(|source| FlowError::RunLog { path: log_path.clone(), source })?
     };
-    log.line(&format!(
-        "{} flow started{}",
-        flow.name(),
-        if opts.dry_run { " (dry run)" } else { "" }
-    ));
+    log.line(&format!("{} flow started{}", flow.name(), if opts.dry_run { " (dry run)" } else { "" }));
 
     let reports =
-        futures_util::future::join_all(tasks.iter().map(|t| run_task(*t, cfg, opts, started_at)))
-            .await;
+        futures_util::future::join_all(tasks.iter().map(|t| run_task(*t, cfg, opts, started_at))).await;
     for r in &reports {
-        log.line(&format!(
-            "{} {} ({} ms): {}",
-            r.name, r.status, r.duration_ms, r.summary
-        ));
+        log.line(&format!("{} {} ({} ms): {}", r.name, r.status, r.duration_ms, r.summary));
         tracing::info!(flow = flow.name(), task = %r.name, status = %r.status, duration_ms = r.duration_ms, "{}", r.summary);
     }
     let failed = reports.iter().filter(|r| r.status >= Status::Crit).count();
@@ -201,10 +182,8 @@ fn save_report(report: &mut FlowReport, dir: &std::path::Path) -> Result<(), Flo
     let json = txt.with_extension("json");
     report.report_files = vec![txt.clone(), json.clone()];
     let save = |path: &PathBuf, bytes: &[u8]| {
-        atomic_write(path, bytes, 0o640).map_err(|source| FlowError::SaveReport {
-            path: path.clone(),
-            source,
-        })
+        atomic_write(path, bytes, 0o640)
+            .map_err(|source| FlowError::SaveReport { path: path.clone(), source })
     };
     save(&txt, render_text(report).as_bytes())?;
     let mut body = serde_json::to_vec_pretty(report).expect("reports serialize");
@@ -213,10 +192,8 @@ fn save_report(report: &mut FlowReport, dir: &std::path::Path) -> Result<(), Flo
 }
 
 fn stamp(t: OffsetDateTime) -> String {
-    t.format(format_description!(
-        "[year][month][day]-[hour][minute][second]"
-    ))
-    .unwrap_or_else(|_| t.unix_timestamp().to_string())
+    t.format(format_description!("[year][month][day]-[hour][minute][second]"))
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTime) -> TaskReport {
@@ -227,34 +204,23 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
             let report = kyb_health::check_all(&cfg.health).await;
             let mut checks = report.checks;
             if checks.is_empty() {
-                checks.push(Check::new(
-                    "health",
-                    Status::Warn,
-                    "no app, postgres or redis configured",
-                ));
+                checks.push(Check::new("health", Status::Warn, "no app, postgres or redis configured"));
             }
             TaskReport::from_checks(name, checks, clock.elapsed())
         }
         Task::System => match kyb_health::system_metrics(&cfg.system).await {
             Ok(r) => TaskReport::from_checks(name, r.checks, clock.elapsed()),
-            Err(e) => TaskReport::failed(name, error_line(&e), clock.elapsed()),
+            Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
         },
         Task::MetricsSnapshot => {
             let Some(snap) = &cfg.snapshot else {
                 return TaskReport::from_checks(
                     name,
-                    vec![Check::new(
-                        "metrics snapshot",
-                        Status::Ok,
-                        "skipped: no [app] configured",
-                    )],
+                    vec![Check::new("metrics snapshot", Status::Ok, "skipped: no [app] configured")],
                     clock.elapsed(),
                 );
             };
-            let snap = kyb_health::SnapshotConfig {
-                dry_run: opts.dry_run,
-                ..snap.clone()
-            };
+            let snap = kyb_health::SnapshotConfig { dry_run: opts.dry_run, ..snap.clone() };
             match kyb_health::snapshot_metrics(&snap, now).await {
                 Ok(r) => {
                     let mut t = TaskReport::from_checks(name, vec![r.check], clock.elapsed());
@@ -263,27 +229,12 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
                     }
                     t
                 }
-                Err(e) => TaskReport::failed(name, error_line(&e), clock.elapsed()),
+                Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
             }
         }
     }
 }
 
-/// `error: cause: cause`.
-pub(crate) fn error_line(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 fn hostname() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }

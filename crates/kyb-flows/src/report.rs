@@ -42,20 +42,10 @@ pub fn render_text(r: &FlowReport) -> String {
     let mut out = String::new();
     let when = r
         .started_at
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-        ))
+        .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC"))
         .unwrap_or_default();
     let title = format!("kyb-maint {} report", r.flow);
-    let _ = writeln!(
-        out,
-        "{title}{}",
-        if r.dry_run {
-            " (dry run: nothing changed)"
-        } else {
-            ""
-        }
-    );
+    let _ = writeln!(out, "{title}{}", if r.dry_run { " (dry run: nothing changed)" } else { "" });
     let _ = writeln!(out, "{}", "=".repeat(title.len()));
     let _ = writeln!(out, "Host:     {}", r.host);
     let _ = writeln!(out, "Started:  {when}");
@@ -68,24 +58,10 @@ pub fn render_text(r: &FlowReport) -> String {
         r.duration_ms
     );
     out.push('\n');
-    let name_w = r
-        .tasks
-        .iter()
-        .map(|t| t.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let _ = writeln!(
-        out,
-        "{:<name_w$}  {:<7}  {:>8}  SUMMARY",
-        "TASK", "STATUS", "TIME"
-    );
+    let name_w = r.tasks.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(out, "{:<name_w$}  {:<7}  {:>8}  SUMMARY", "TASK", "STATUS", "TIME");
     for t in &r.tasks {
-        let _ = writeln!(
-            out,
-            "{:<name_w$}  {:<7}  {:>5} ms  {}",
-            t.name, t.status, t.duration_ms, t.summary
-        );
+        let _ = writeln!(out, "{:<name_w$}  {:<7}  {:>5} ms  {}", t.name, t.status, t.duration_ms, t.summary);
     }
     for t in &r.tasks {
         if t.checks.is_empty() {
@@ -94,18 +70,10 @@ pub fn render_text(r: &FlowReport) -> String {
         let _ = writeln!(out, "\n{}", t.name);
         let check_w = t.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &t.checks {
-            let _ = writeln!(
-                out,
-                "  {:<7}  {:<check_w$}  {}",
-                c.status, c.name, c.summary
-            );
+            let _ = writeln!(out, "  {:<7}  {:<check_w$}  {}", c.status, c.name, c.summary);
         }
     }
-    let files: Vec<_> = r
-        .report_files
-        .iter()
-        .chain(r.tasks.iter().flat_map(|t| &t.artifacts))
-        .collect();
+    let files: Vec<_> = r.report_files.iter().chain(r.tasks.iter().flat_map(|t| &t.artifacts)).collect();
     if !files.is_empty() {
         out.push_str("\nFiles\n");
         for f in files {

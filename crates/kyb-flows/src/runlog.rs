@@ -15,9 +15,7 @@ pub struct RunLog {
 impl RunLog {
     /// Opens (or creates, mode 0640) the log at `path` for appending.
     pub fn open(path: &Path) -> std::io::Result<RunLog> {
-        Ok(RunLog {
-            file: Some(kyb_core::fs::open_append(path, 0o640)?),
-        })
+        Ok(RunLog { file: Some(kyb_core::fs::open_append(path, 0o640)?) })
     }
 
     /// A log that writes nothing.
@@ -31,9 +29,7 @@ impl RunLog {
         let Some(file) = &mut self.file else { return };
         let now = OffsetDateTime::now_utc();
         let stamp = now
-            .format(format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second]"
-            ))
+            .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
             .unwrap_or_default();
         if let Err(e) = writeln!(file, "[{stamp}] {text}") {
             tracing::warn!(error = %e, "cannot append to run log");

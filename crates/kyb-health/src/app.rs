@@ -1,7 +1,7 @@
 //! The application probe: `/health` status, body and latency.
 
-use crate::error::chain;
 use crate::http::{self, FetchError};
+use kyb_core::error_chain as chain;
 use kyb_core::{Check, Metric, Status, Thresholds, Unit};
 use std::time::{Duration, Instant};
 
@@ -24,11 +24,9 @@ pub struct AppConfig {
 pub async fn check_app(cfg: &AppConfig) -> Check {
     let started = Instant::now();
     let timeout = Duration::from_millis(cfg.timeout_ms);
-    let fetched = tokio::time::timeout(
-        timeout,
-        http::get(&cfg.health_url, cfg.max_redirects, cfg.max_body_bytes),
-    )
-    .await;
+    let fetched =
+        tokio::time::timeout(timeout, http::get(&cfg.health_url, cfg.max_redirects, cfg.max_body_bytes))
+            .await;
     let elapsed = started.elapsed();
     let latency = Metric::new("latency", elapsed.as_secs_f64(), Unit::Seconds)
         .with_thresholds(cfg.latency_ms.warn / 1000.0, cfg.latency_ms.crit / 1000.0);
@@ -37,10 +35,7 @@ pub async fn check_app(cfg: &AppConfig) -> Check {
             return Check::new(
                 "app",
                 Status::Crit,
-                format!(
-                    "no response from {} within {} ms",
-                    cfg.health_url, cfg.timeout_ms
-                ),
+                format!("no response from {} within {} ms", cfg.health_url, cfg.timeout_ms),
             )
             .with_metric(latency);
         }
@@ -71,28 +66,19 @@ pub async fn check_app(cfg: &AppConfig) -> Check {
     if fetched.truncated {
         problems.push((
             Status::Warn,
-            format!(
-                "body larger than {} bytes, read only that much",
-                cfg.max_body_bytes
-            ),
+            format!("body larger than {} bytes, read only that much", cfg.max_body_bytes),
         ));
     } else {
         match serde_json::from_slice::<serde_json::Value>(&fetched.body) {
             Ok(json) => problems.extend(judge_body(&json)),
-            Err(_) => problems.push((
-                Status::Warn,
-                format!("body is not JSON: {}", excerpt(&fetched.body)),
-            )),
+            Err(_) => problems.push((Status::Warn, format!("body is not JSON: {}", excerpt(&fetched.body)))),
         }
     }
     let slow = cfg.latency_ms.classify(ms as f64);
     if slow != Status::Ok {
         problems.push((
             slow,
-            format!(
-                "slow: {ms} ms (warn {} ms, crit {} ms)",
-                cfg.latency_ms.warn, cfg.latency_ms.crit
-            ),
+            format!("slow: {ms} ms (warn {} ms, crit {} ms)", cfg.latency_ms.warn, cfg.latency_ms.crit),
         ));
     }
     let status = Status::worst(problems.iter().map(|(s, _)| *s));
@@ -104,9 +90,7 @@ pub async fn check_app(cfg: &AppConfig) -> Check {
         summary.push_str("; ");
         summary.push_str(p);
     }
-    Check::new("app", status, summary)
-        .with_metric(latency)
-        .with_metric(size)
+    Check::new("app", status, summary).with_metric(latency).with_metric(size)
 }
 
 /// Reads the conventional `{"status": ..., "checks": {...}}` health body.
@@ -123,12 +107,7 @@ fn judge_body(json: &serde_json::Value) -> Option<(Status, String)> {
         .into_iter()
         .flatten()
         .filter(|(_, v)| !matches!(v.as_str(), Some("ok" | "healthy" | "up" | "pass")))
-        .map(|(k, v)| {
-            format!(
-                "{k}: {}",
-                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-            )
-        })
+        .map(|(k, v)| format!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
         .collect();
     let mut message = format!("app reports status \"{reported}\"");
     if !failing.is_empty() {
@@ -140,16 +119,9 @@ fn judge_body(json: &serde_json::Value) -> Option<(Status, String)> {
 /// The start of a body, printable and short, for a report line.
 fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
-    let mut clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let mut clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if body.len() > 120 {
         clean.push('…');
     }
-    if clean.trim().is_empty() {
-        "(empty body)".to_owned()
-    } else {
-        format!("{:?}", clean.trim())
-    }
+    if clean.trim().is_empty() { "(empty body)".to_owned() } else { format!("{:?}", clean.trim()) }
 }

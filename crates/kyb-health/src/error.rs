@@ -33,18 +33,3 @@ pub enum HealthError {
         source: std::io::Error,
     },
 }
-
-/// `error: cause: cause` for a report line, since reports show one line per problem.
-pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}

@@ -87,10 +87,7 @@ pub struct Fetched {
 
 /// Parses `url` and checks it is one this client can fetch.
 pub fn parse_url(url: &str) -> Result<Url, FetchError> {
-    let parsed = Url::parse(url).map_err(|source| FetchError::InvalidUrl {
-        url: url.to_owned(),
-        source,
-    })?;
+    let parsed = Url::parse(url).map_err(|source| FetchError::InvalidUrl { url: url.to_owned(), source })?;
     if parsed.scheme() != "http" {
         return Err(FetchError::UnsupportedScheme {
             scheme: parsed.scheme().to_owned(),
@@ -98,45 +95,26 @@ pub fn parse_url(url: &str) -> Result<Url, FetchError> {
         });
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(FetchError::NoHost {
-            url: url.to_owned(),
-        });
+        return Err(FetchError::NoHost { url: url.to_owned() });
     }
     Ok(parsed)
 }
 
 /// GETs `url`, following up to `max_redirects` redirects, reading at most `max_body_bytes` of the
 /// final body.
-pub async fn get(
-    url: &str,
-    max_redirects: u32,
-    max_body_bytes: u64,
-) -> Result<Fetched, FetchError> {
+pub async fn get(url: &str, max_redirects: u32, max_body_bytes: u64) -> Result<Fetched, FetchError> {
     let mut current = parse_url(url)?;
     let mut redirects = 0;
     loop {
         let (status, location, body) = exchange(&current, max_body_bytes).await?;
         if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
             let (body, truncated) = body;
-            return Ok(Fetched {
-                status,
-                body,
-                truncated,
-                redirects,
-            });
+            return Ok(Fetched { status, body, truncated, redirects });
         }
-        let bad = || FetchError::BadRedirect {
-            status,
-            url: current.to_string(),
-        };
-        let next = location
-            .and_then(|l| current.join(&l).ok())
-            .ok_or_else(bad)?;
+        let bad = || FetchError::BadRedirect { status, url: current.to_string() };
+        let next = location.and_then(|l| current.join(&l).ok()).ok_or_else(bad)?;
         if redirects >= max_redirects {
-            return Err(FetchError::TooManyRedirects {
-                max: max_redirects,
-                last: next.to_string(),
-            });
+            return Err(FetchError::TooManyRedirects { max: max_redirects, last: next.to_string() });
         }
         if next.scheme() != "http" {
             return Err(FetchError::UnsupportedScheme {
@@ -152,27 +130,16 @@ pub async fn get(
 type Exchange = (StatusCode, Option<String>, (Bytes, bool));
 
 async fn exchange(url: &Url, max_body_bytes: u64) -> Result<Exchange, FetchError> {
-    let host = url
-        .host_str()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
-    let stream = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|source| FetchError::Connect {
-            host: host.clone(),
-            port,
-            source,
-        })?;
-    let http_err = |source| FetchError::Http {
-        url: url.to_string(),
+    let stream = TcpStream::connect((host.as_str(), port)).await.map_err(|source| FetchError::Connect {
+        host: host.clone(),
+        port,
         source,
-    };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(http_err)?;
+    })?;
+    let http_err = |source| FetchError::Http { url: url.to_string(), source };
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http_err)?;
     // The connection task ends when the response body is dropped or fully read.
     let conn = tokio::spawn(conn);
     let authority = match url.port() {
@@ -182,23 +149,13 @@ async fn exchange(url: &Url, max_body_bytes: u64) -> Result<Exchange, FetchError
     let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let request = Request::get(if path.is_empty() { "/" } else { path })
         .header(header::HOST, authority)
-        .header(
-            header::USER_AGENT,
-            concat!("kyb-health/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(
-            header::ACCEPT,
-            "application/json, text/plain;q=0.9, */*;q=0.5",
-        )
+        .header(header::USER_AGENT, concat!("kyb-health/", env!("CARGO_PKG_VERSION")))
+        .header(header::ACCEPT, "application/json, text/plain;q=0.9, */*;q=0.5")
         .body(Empty::<Bytes>::new())
         .expect("request parts are valid");
     let response = sender.send_request(request).await.map_err(http_err)?;
     let status = response.status();
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut body = response.into_body();
     let mut buf = BytesMut::new();
     let mut truncated = false;

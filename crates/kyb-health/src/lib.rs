@@ -35,6 +35,7 @@ mod app;
 mod error;
 mod http;
 mod postgres;
+mod probe;
 mod redis;
 mod snapshot;
 mod system;

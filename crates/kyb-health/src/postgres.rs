@@ -1,9 +1,10 @@
 //! The PostgreSQL probe: connect through a pool, `SELECT 1`, read the server version.
 
-use crate::error::chain;
+use crate::probe::timed_probe;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use kyb_core::{Check, Metric, Secret, Status, Unit};
-use std::time::{Duration, Instant};
+use kyb_core::error_chain as chain;
+use kyb_core::{Check, Secret};
+use std::time::Duration;
 
 /// Where and how to reach PostgreSQL.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,9 +38,7 @@ pub fn pool(cfg: &PostgresConfig) -> Result<Pool, deadpool_postgres::BuildError>
     let manager = Manager::from_config(
         pg,
         tokio_postgres::NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
     );
     let timeout = Some(Duration::from_millis(cfg.timeout_ms));
     Pool::builder(manager)
@@ -53,28 +52,11 @@ pub fn pool(cfg: &PostgresConfig) -> Result<Pool, deadpool_postgres::BuildError>
 
 /// Probes PostgreSQL. Never fails: every outcome is a [`Check`] named `postgres`.
 pub async fn check_postgres(cfg: &PostgresConfig) -> Check {
-    let started = Instant::now();
     let target = format!("{}@{}:{}/{}", cfg.user, cfg.host, cfg.port, cfg.dbname);
-    let outcome = tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), probe(cfg)).await;
-    let elapsed = started.elapsed();
-    let latency = Metric::new("latency", elapsed.as_secs_f64(), Unit::Seconds);
-    match outcome {
-        Err(_) => Check::new(
-            "postgres",
-            Status::Crit,
-            format!("{target}: no answer within {} ms", cfg.timeout_ms),
-        ),
-        Ok(Err(reason)) => Check::new("postgres", Status::Crit, format!("{target}: {reason}")),
-        Ok(Ok(version)) => Check::new(
-            "postgres",
-            Status::Ok,
-            format!(
-                "SELECT 1 ok in {} ms on {target} (PostgreSQL {version})",
-                elapsed.as_millis()
-            ),
-        ),
-    }
-    .with_metric(latency)
+    timed_probe("postgres", &target, cfg.timeout_ms, probe(cfg), |ms, version| {
+        format!("SELECT 1 ok in {ms} ms on {target} (PostgreSQL {version})")
+    })
+    .await
 }
 
 async fn probe(cfg: &PostgresConfig) -> Result<String, String> {

@@ -1,10 +1,11 @@
 //! The Redis probe: AUTH, PING and the server version from INFO.
 
-use crate::error::chain;
+use crate::probe::timed_probe;
 use fred::prelude::*;
 use fred::types::InfoKind;
-use kyb_core::{Check, Metric, Secret, Status, Unit};
-use std::time::{Duration, Instant};
+use kyb_core::error_chain as chain;
+use kyb_core::{Check, Secret};
+use std::time::Duration;
 
 /// Where and how to reach Redis.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,28 +24,11 @@ pub struct RedisConfig {
 
 /// Probes Redis. Never fails: every outcome is a [`Check`] named `redis`.
 pub async fn check_redis(cfg: &RedisConfig) -> Check {
-    let started = Instant::now();
     let target = format!("{}:{}", cfg.host, cfg.port);
-    let outcome = tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), probe(cfg)).await;
-    let elapsed = started.elapsed();
-    let latency = Metric::new("latency", elapsed.as_secs_f64(), Unit::Seconds);
-    match outcome {
-        Err(_) => Check::new(
-            "redis",
-            Status::Crit,
-            format!("{target}: no answer within {} ms", cfg.timeout_ms),
-        ),
-        Ok(Err(reason)) => Check::new("redis", Status::Crit, format!("{target}: {reason}")),
-        Ok(Ok(version)) => Check::new(
-            "redis",
-            Status::Ok,
-            format!(
-                "PING ok in {} ms on {target} (Redis {version})",
-                elapsed.as_millis()
-            ),
-        ),
-    }
-    .with_metric(latency)
+    timed_probe("redis", &target, cfg.timeout_ms, probe(cfg), |ms, version| {
+        format!("PING ok in {ms} ms on {target} (Redis {version})")
+    })
+    .await
 }
 
 async fn probe(cfg: &RedisConfig) -> Result<String, String> {
@@ -72,10 +56,7 @@ async fn probe(cfg: &RedisConfig) -> Result<String, String> {
         if pong != "PONG" {
             return Err(format!("PING answered {pong:?}"));
         }
-        let info: String = client
-            .info(Some(InfoKind::Server))
-            .await
-            .map_err(|e| chain(&e))?;
+        let info: String = client.info(Some(InfoKind::Server)).await.map_err(|e| chain(&e))?;
         Ok(info
             .lines()
             .find_map(|l| l.strip_prefix("redis_version:"))

@@ -1,8 +1,8 @@
 //! A snapshot of the app's `/metrics`, saved into the reports directory and checked for
 //! malformed lines.
 
-use crate::error::chain;
 use crate::{HealthError, http};
+use kyb_core::error_chain as chain;
 use kyb_core::fs::{atomic_write, unused_path};
 use kyb_core::{Check, Metric, Status, Unit};
 use std::path::PathBuf;
@@ -54,17 +54,11 @@ pub async fn snapshot_metrics(
     .await;
     let fetched = match fetched {
         Err(_) => {
-            return Ok(failed(format!(
-                "no response from {} within {} ms",
-                cfg.metrics_url, cfg.timeout_ms
-            )));
+            return Ok(failed(format!("no response from {} within {} ms", cfg.metrics_url, cfg.timeout_ms)));
         }
         Ok(Err(e)) => return Ok(failed(chain(&e))),
         Ok(Ok(f)) if !f.status.is_success() => {
-            return Ok(failed(format!(
-                "HTTP {} from {}",
-                f.status, cfg.metrics_url
-            )));
+            return Ok(failed(format!("HTTP {} from {}", f.status, cfg.metrics_url)));
         }
         Ok(Ok(f)) => f,
     };
@@ -72,26 +66,17 @@ pub async fn snapshot_metrics(
     let parsed = kyb_prom::parse(&text);
     let mut problems: Vec<String> = parsed.errors.iter().map(|e| e.to_string()).collect();
     if fetched.truncated {
-        problems.push(format!(
-            "scrape larger than {} bytes; saved only that much",
-            cfg.max_body_bytes
-        ));
+        problems.push(format!("scrape larger than {} bytes; saved only that much", cfg.max_body_bytes));
     }
     let stamp = now
-        .format(format_description!(
-            "[year][month][day]-[hour][minute][second]"
-        ))
+        .format(format_description!("[year][month][day]-[hour][minute][second]"))
         .unwrap_or_else(|_| now.unix_timestamp().to_string());
     let path = unused_path(&cfg.reports_dir, &format!("app-metrics-{stamp}"), ".prom");
     if !cfg.dry_run {
-        std::fs::create_dir_all(&cfg.reports_dir).map_err(|source| HealthError::CreateDir {
-            path: cfg.reports_dir.clone(),
-            source,
-        })?;
-        atomic_write(&path, &fetched.body, 0o640).map_err(|source| HealthError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&cfg.reports_dir)
+            .map_err(|source| HealthError::CreateDir { path: cfg.reports_dir.clone(), source })?;
+        atomic_write(&path, &fetched.body, 0o640)
+            .map_err(|source| HealthError::Write { path: path.clone(), source })?;
     }
     let verb = if cfg.dry_run { "would save" } else { "saved" };
     let mut summary = format!(
@@ -106,32 +91,14 @@ pub async fn snapshot_metrics(
         summary.push_str(&format!(
             "; {} problem(s): {}",
             problems.len(),
-            problems
-                .iter()
-                .take(3)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ")
+            problems.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
         ));
         Status::Warn
     };
     let check = Check::new("metrics snapshot", status, summary)
-        .with_metric(Metric::new(
-            "samples",
-            parsed.samples.len() as f64,
-            Unit::None,
-        ))
-        .with_metric(Metric::new(
-            "malformed_lines",
-            parsed.errors.len() as f64,
-            Unit::None,
-        ));
-    Ok(SnapshotReport {
-        path: Some(path),
-        samples: parsed.samples.len(),
-        problems,
-        check,
-    })
+        .with_metric(Metric::new("samples", parsed.samples.len() as f64, Unit::None))
+        .with_metric(Metric::new("malformed_lines", parsed.errors.len() as f64, Unit::None));
+    Ok(SnapshotReport { path: Some(path), samples: parsed.samples.len(), problems, check })
 }
 
 fn failed(reason: String) -> SnapshotReport {
@@ -139,10 +106,6 @@ fn failed(reason: String) -> SnapshotReport {
         path: None,
         samples: 0,
         problems: Vec::new(),
-        check: Check::new(
-            "metrics snapshot",
-            Status::Crit,
-            format!("not saved: {reason}"),
-        ),
+        check: Check::new("metrics snapshot", Status::Crit, format!("not saved: {reason}")),
     }
 }

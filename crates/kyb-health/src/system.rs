@@ -107,20 +107,12 @@ pub async fn system_metrics(cfg: &SystemConfig) -> Result<SystemReport, HealthEr
     let memory_used_pct = pct(mem.mem_total.saturating_sub(available), mem.mem_total);
     let load = procfs::LoadAverage::current().map_err(proc_err("/proc/loadavg"))?;
     let uptime = procfs::Uptime::current().map_err(proc_err("/proc/uptime"))?;
-    let load = [
-        f64::from(load.one),
-        f64::from(load.five),
-        f64::from(load.fifteen),
-    ];
+    let load = [f64::from(load.one), f64::from(load.five), f64::from(load.fifteen)];
     let load_per_core = load[1] / cpus as f64;
 
     let mut checks = vec![
-        Check::new(
-            "cpu",
-            Status::Ok,
-            format!("{cpu_pct:.1}% busy over {} ms", cfg.cpu_sample_ms),
-        )
-        .with_metric(Metric::new("cpu", round1(cpu_pct), Unit::Percent)),
+        Check::new("cpu", Status::Ok, format!("{cpu_pct:.1}% busy over {} ms", cfg.cpu_sample_ms))
+            .with_metric(Metric::new("cpu", round1(cpu_pct), Unit::Percent)),
         Check::new(
             "memory",
             cfg.memory_pct.classify(memory_used_pct),
@@ -143,19 +135,11 @@ pub async fn system_metrics(cfg: &SystemConfig) -> Result<SystemReport, HealthEr
             ),
         )
         .with_metric(
-            Metric::new(
-                "load5_per_cpu",
-                (load_per_core * 100.0).round() / 100.0,
-                Unit::None,
-            )
-            .with_thresholds(cfg.load_per_core.warn, cfg.load_per_core.crit),
+            Metric::new("load5_per_cpu", (load_per_core * 100.0).round() / 100.0, Unit::None)
+                .with_thresholds(cfg.load_per_core.warn, cfg.load_per_core.crit),
         ),
-        Check::new(
-            "uptime",
-            Status::Ok,
-            format!("up {}", human_duration(uptime.uptime as u64)),
-        )
-        .with_metric(Metric::new("uptime", uptime.uptime.floor(), Unit::Seconds)),
+        Check::new("uptime", Status::Ok, format!("up {}", human_duration(uptime.uptime as u64)))
+            .with_metric(Metric::new("uptime", uptime.uptime.floor(), Unit::Seconds)),
     ];
     let (disks, disk_checks) = disks(cfg).await;
     checks.extend(disk_checks);
@@ -194,11 +178,7 @@ async fn disks(cfg: &SystemConfig) -> (Vec<DiskUsage>, Vec<Check>) {
         Err(e) => {
             return (
                 Vec::new(),
-                vec![Check::new(
-                    "disk",
-                    Status::Unknown,
-                    format!("cannot read mountinfo: {e}"),
-                )],
+                vec![Check::new("disk", Status::Unknown, format!("cannot read mountinfo: {e}"))],
             );
         }
     };
@@ -223,19 +203,12 @@ async fn disks(cfg: &SystemConfig) -> (Vec<DiskUsage>, Vec<Check>) {
                 checks.push(Check::new(
                     name,
                     Status::Unknown,
-                    format!(
-                        "statvfs did not answer within {} ms (hung mount?)",
-                        cfg.mount_timeout_ms
-                    ),
+                    format!("statvfs did not answer within {} ms (hung mount?)", cfg.mount_timeout_ms),
                 ));
                 continue;
             }
             Some(Err(e)) => {
-                checks.push(Check::new(
-                    name,
-                    Status::Unknown,
-                    format!("statvfs failed: {e}"),
-                ));
+                checks.push(Check::new(name, Status::Unknown, format!("statvfs failed: {e}")));
                 continue;
             }
             Some(Ok(s)) => s,
@@ -247,8 +220,8 @@ async fn disks(cfg: &SystemConfig) -> (Vec<DiskUsage>, Vec<Check>) {
         let total_bytes = stat.f_blocks * frsize;
         let used = stat.f_blocks.saturating_sub(stat.f_bfree);
         let used_pct = pct(used, used + stat.f_bavail);
-        let inodes_used_pct = (stat.f_files > 0)
-            .then(|| pct(stat.f_files.saturating_sub(stat.f_ffree), stat.f_files));
+        let inodes_used_pct =
+            (stat.f_files > 0).then(|| pct(stat.f_files.saturating_sub(stat.f_ffree), stat.f_files));
         let worst_pct = used_pct.max(inodes_used_pct.unwrap_or(0.0));
         let mut summary = format!(
             "{used_pct:.1}% used, {} free of {} ({})",
@@ -261,12 +234,8 @@ async fn disks(cfg: &SystemConfig) -> (Vec<DiskUsage>, Vec<Check>) {
         }
         checks.push(
             Check::new(name, cfg.disk_pct.classify(worst_pct), summary).with_metric(
-                Metric::new(
-                    format!("disk_{}", m.mount_point.display()),
-                    round1(used_pct),
-                    Unit::Percent,
-                )
-                .with_thresholds(cfg.disk_pct.warn, cfg.disk_pct.crit),
+                Metric::new(format!("disk_{}", m.mount_point.display()), round1(used_pct), Unit::Percent)
+                    .with_thresholds(cfg.disk_pct.warn, cfg.disk_pct.crit),
             ),
         );
         usages.push(DiskUsage {
@@ -298,11 +267,7 @@ pub(crate) async fn with_deadline<T: Send + 'static>(
 }
 
 fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
+    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
 }
 
 fn round1(v: f64) -> f64 {
@@ -318,20 +283,12 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 fn human_duration(secs: u64) -> String {
     let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    if d > 0 {
-        format!("{d}d {h}h {m}m")
-    } else {
-        format!("{h}h {m}m")
-    }
+    if d > 0 { format!("{d}d {h}h {m}m") } else { format!("{h}h {m}m") }
 }
 
 #[cfg(test)]
@@ -341,10 +298,8 @@ mod tests {
     #[tokio::test]
     async fn deadline_cuts_off_a_stuck_call() {
         let started = std::time::Instant::now();
-        let out = with_deadline(Duration::from_millis(100), || {
-            std::thread::sleep(Duration::from_secs(5))
-        })
-        .await;
+        let out =
+            with_deadline(Duration::from_millis(100), || std::thread::sleep(Duration::from_secs(5))).await;
         assert!(out.is_none());
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(with_deadline(Duration::from_secs(5), || 7).await, Some(7));

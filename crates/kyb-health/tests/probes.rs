@@ -17,11 +17,7 @@ fn app_cfg(url: String, timeout_ms: u64) -> AppConfig {
 
 /// A port nothing listens on.
 fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 mod app {
@@ -63,15 +59,8 @@ mod app {
         let c = check_app(&app_cfg(app.url("/health"), 300)).await;
         let took = started.elapsed();
         assert_eq!(c.status, Status::Crit);
-        assert!(
-            c.summary.contains("no response") && c.summary.contains("300 ms"),
-            "{}",
-            c.summary
-        );
-        assert!(
-            took >= Duration::from_millis(300) && took < Duration::from_millis(1_300),
-            "took {took:?}"
-        );
+        assert!(c.summary.contains("no response") && c.summary.contains("300 ms"), "{}", c.summary);
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(1_300), "took {took:?}");
     }
 
     #[tokio::test]
@@ -79,11 +68,7 @@ mod app {
         let app = FakeApp::start(HealthMode::NotJson).await;
         let c = check_app(&app_cfg(app.url("/health"), 2_000)).await;
         assert_eq!(c.status, Status::Warn);
-        assert!(
-            c.summary.contains("body is not JSON") && c.summary.contains("<html>"),
-            "{}",
-            c.summary
-        );
+        assert!(c.summary.contains("body is not JSON") && c.summary.contains("<html>"), "{}", c.summary);
     }
 
     #[tokio::test]
@@ -91,11 +76,7 @@ mod app {
         let app = FakeApp::start(HealthMode::HugeBody(100 * 1024 * 1024)).await;
         let c = check_app(&app_cfg(app.url("/health"), 10_000)).await;
         assert_eq!(c.status, Status::Warn, "{c:?}");
-        assert!(
-            c.summary.contains("body larger than 1048576 bytes"),
-            "{}",
-            c.summary
-        );
+        assert!(c.summary.contains("body larger than 1048576 bytes"), "{}", c.summary);
         let size = c.metrics.iter().find(|m| m.label == "size").unwrap();
         assert_eq!(size.value, 1_048_576.0);
     }
@@ -110,20 +91,12 @@ mod app {
 
     #[tokio::test]
     async fn unsupported_scheme_is_unknown() {
-        for url in [
-            "ftp://127.0.0.1/health",
-            "https://127.0.0.1/health",
-            "not a url",
-        ] {
+        for url in ["ftp://127.0.0.1/health", "https://127.0.0.1/health", "not a url"] {
             let c = check_app(&app_cfg(url.to_owned(), 2_000)).await;
             assert_eq!(c.status, Status::Unknown, "{url}: {c:?}");
         }
         let c = check_app(&app_cfg("gopher://x/".into(), 2_000)).await;
-        assert!(
-            c.summary.contains("unsupported URL scheme `gopher`"),
-            "{}",
-            c.summary
-        );
+        assert!(c.summary.contains("unsupported URL scheme `gopher`"), "{}", c.summary);
     }
 
     #[tokio::test]
@@ -138,11 +111,7 @@ mod app {
 
     #[tokio::test]
     async fn refused_connection_is_crit() {
-        let c = check_app(&app_cfg(
-            format!("http://127.0.0.1:{}/health", dead_port()),
-            2_000,
-        ))
-        .await;
+        let c = check_app(&app_cfg(format!("http://127.0.0.1:{}/health", dead_port()), 2_000)).await;
         assert_eq!(c.status, Status::Crit);
         assert!(c.summary.contains("cannot connect"), "{}", c.summary);
     }
@@ -167,38 +136,22 @@ mod postgres {
         let db = fresh_database("pgprobe").await;
         let c = check_postgres(&cfg(&db)).await;
         assert_eq!(c.status, Status::Ok, "{c:?}");
-        assert!(
-            c.summary.contains("SELECT 1 ok") && c.summary.contains("PostgreSQL 1"),
-            "{}",
-            c.summary
-        );
+        assert!(c.summary.contains("SELECT 1 ok") && c.summary.contains("PostgreSQL 1"), "{}", c.summary);
     }
 
     #[tokio::test]
     async fn wrong_port_is_crit_with_the_reason() {
         let db = fresh_database("pgdown").await;
-        let c = check_postgres(&PostgresConfig {
-            port: dead_port(),
-            ..cfg(&db)
-        })
-        .await;
+        let c = check_postgres(&PostgresConfig { port: dead_port(), ..cfg(&db) }).await;
         assert_eq!(c.status, Status::Crit);
-        assert!(
-            c.summary.to_lowercase().contains("refused"),
-            "{}",
-            c.summary
-        );
+        assert!(c.summary.to_lowercase().contains("refused"), "{}", c.summary);
     }
 
     #[tokio::test]
     async fn unknown_host_is_crit_quickly() {
         let db = fresh_database("pghost").await;
         let started = Instant::now();
-        let c = check_postgres(&PostgresConfig {
-            host: "no-such-host.invalid".into(),
-            ..cfg(&db)
-        })
-        .await;
+        let c = check_postgres(&PostgresConfig { host: "no-such-host.invalid".into(), ..cfg(&db) }).await;
         assert_eq!(c.status, Status::Crit);
         assert!(c.summary.contains("no-such-host.invalid"), "{}", c.summary);
         assert!(started.elapsed() < Duration::from_secs(4));
@@ -207,17 +160,10 @@ mod postgres {
     #[tokio::test]
     async fn wrong_password_is_crit_and_not_echoed() {
         let db = fresh_database("pgpass").await;
-        let c = check_postgres(&PostgresConfig {
-            password: Some(Secret::new("wrong-pw-123")),
-            ..cfg(&db)
-        })
-        .await;
+        let c =
+            check_postgres(&PostgresConfig { password: Some(Secret::new("wrong-pw-123")), ..cfg(&db) }).await;
         assert_eq!(c.status, Status::Crit);
-        assert!(
-            c.summary.contains("password authentication failed"),
-            "{}",
-            c.summary
-        );
+        assert!(c.summary.contains("password authentication failed"), "{}", c.summary);
         assert!(!c.summary.contains("wrong-pw-123"));
     }
 }
@@ -240,45 +186,24 @@ mod redis_probe {
     async fn ping_reports_the_server_version() {
         let c = check_redis(&cfg()).await;
         assert_eq!(c.status, Status::Ok, "{c:?}");
-        assert!(
-            c.summary.contains("PING ok") && c.summary.contains("Redis "),
-            "{}",
-            c.summary
-        );
+        assert!(c.summary.contains("PING ok") && c.summary.contains("Redis "), "{}", c.summary);
     }
 
     #[tokio::test]
     async fn wrong_password_is_crit_with_the_reason() {
-        let c = check_redis(&RedisConfig {
-            password: Some(Secret::new("not-the-password")),
-            ..cfg()
-        })
-        .await;
+        let c = check_redis(&RedisConfig { password: Some(Secret::new("not-the-password")), ..cfg() }).await;
         assert_eq!(c.status, Status::Crit);
         let s = c.summary.to_uppercase();
-        assert!(
-            s.contains("WRONGPASS") || s.contains("AUTH"),
-            "{}",
-            c.summary
-        );
+        assert!(s.contains("WRONGPASS") || s.contains("AUTH"), "{}", c.summary);
         assert!(!c.summary.contains("not-the-password"));
     }
 
     #[tokio::test]
     async fn down_is_crit() {
         let started = Instant::now();
-        let c = check_redis(&RedisConfig {
-            port: dead_port(),
-            timeout_ms: 1_000,
-            ..cfg()
-        })
-        .await;
+        let c = check_redis(&RedisConfig { port: dead_port(), timeout_ms: 1_000, ..cfg() }).await;
         assert_eq!(c.status, Status::Crit);
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     }
 }
 
@@ -300,24 +225,9 @@ async fn check_all_runs_probes_concurrently_and_keeps_going() {
     };
     let started = Instant::now();
     let report = check_all(&cfg).await;
-    assert!(
-        started.elapsed() < Duration::from_millis(1_500),
-        "took {:?}",
-        started.elapsed()
-    );
-    let statuses: Vec<_> = report
-        .checks
-        .iter()
-        .map(|c| (c.name.as_str(), c.status))
-        .collect();
-    assert_eq!(
-        statuses,
-        [
-            ("app", Status::Crit),
-            ("postgres", Status::Crit),
-            ("redis", Status::Ok)
-        ]
-    );
+    assert!(started.elapsed() < Duration::from_millis(1_500), "took {:?}", started.elapsed());
+    let statuses: Vec<_> = report.checks.iter().map(|c| (c.name.as_str(), c.status)).collect();
+    assert_eq!(statuses, [("app", Status::Crit), ("postgres", Status::Crit), ("redis", Status::Ok)]);
     assert_eq!(report.status, Status::Crit);
 }
 
@@ -351,18 +261,8 @@ mod system {
         assert!(r.cpus >= 1);
         assert!((0.0..=100.0).contains(&r.cpu_pct));
         assert!(r.memory_total_bytes > 0 && r.memory_available_bytes <= r.memory_total_bytes);
-        assert!(
-            r.disks
-                .iter()
-                .any(|d| d.mount_point == std::path::Path::new("/")),
-            "{:?}",
-            r.disks
-        );
-        assert!(
-            !r.disks
-                .iter()
-                .any(|d| d.fs_type == "proc" || d.fs_type == "sysfs")
-        );
+        assert!(r.disks.iter().any(|d| d.mount_point == std::path::Path::new("/")), "{:?}", r.disks);
+        assert!(!r.disks.iter().any(|d| d.fs_type == "proc" || d.fs_type == "sysfs"));
         for name in ["cpu", "memory", "load", "uptime", "disk /"] {
             assert!(r.checks.iter().any(|c| c.name == name), "missing {name}");
         }
@@ -370,24 +270,13 @@ mod system {
 
     #[tokio::test]
     async fn thresholds_turn_usage_into_status() {
-        let r = system_metrics(&SystemConfig {
-            disk_pct: Thresholds::new(0.0, 100.5),
-            ..cfg()
-        })
-        .await
-        .unwrap();
+        let r =
+            system_metrics(&SystemConfig { disk_pct: Thresholds::new(0.0, 100.5), ..cfg() }).await.unwrap();
         let root = r.checks.iter().find(|c| c.name == "disk /").unwrap();
         assert_eq!(root.status, Status::Warn, "{root:?}");
-        let r = system_metrics(&SystemConfig {
-            memory_pct: Thresholds::new(0.0, 0.0),
-            ..cfg()
-        })
-        .await
-        .unwrap();
-        assert_eq!(
-            r.checks.iter().find(|c| c.name == "memory").unwrap().status,
-            Status::Crit
-        );
+        let r =
+            system_metrics(&SystemConfig { memory_pct: Thresholds::new(0.0, 0.0), ..cfg() }).await.unwrap();
+        assert_eq!(r.checks.iter().find(|c| c.name == "memory").unwrap().status, Status::Crit);
     }
 }
 
@@ -413,15 +302,10 @@ mod snapshot {
     async fn saves_the_scrape() {
         let app = FakeApp::start(HealthMode::Healthy).await;
         let dir = tempfile::tempdir().unwrap();
-        let r = snapshot_metrics(&cfg(app.url("/metrics"), dir.path()), now())
-            .await
-            .unwrap();
+        let r = snapshot_metrics(&cfg(app.url("/metrics"), dir.path()), now()).await.unwrap();
         assert_eq!(r.check.status, Status::Ok, "{:?}", r.check);
         let path = r.path.unwrap();
-        assert_eq!(
-            path,
-            dir.path().join("reports/app-metrics-20261126-020005.prom")
-        );
+        assert_eq!(path, dir.path().join("reports/app-metrics-20261126-020005.prom"));
         let saved = std::fs::read_to_string(&path).unwrap();
         assert!(saved.contains("kyb_ml_model_accuracy{model=\"distilbert\"}"));
         assert!(r.samples > 100, "{}", r.samples);
@@ -432,17 +316,12 @@ mod snapshot {
         let app = FakeApp::start(HealthMode::Healthy).await;
         app.set_metrics(MetricsMode::Malformed);
         let dir = tempfile::tempdir().unwrap();
-        let r = snapshot_metrics(&cfg(app.url("/metrics"), dir.path()), now())
-            .await
-            .unwrap();
+        let r = snapshot_metrics(&cfg(app.url("/metrics"), dir.path()), now()).await.unwrap();
         assert_eq!(r.check.status, Status::Warn);
         assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
         assert!(r.problems[0].starts_with("line "), "{:?}", r.problems);
         let saved = std::fs::read_to_string(r.path.unwrap()).unwrap();
-        assert!(
-            saved.contains("this line is not a sample"),
-            "saved verbatim"
-        );
+        assert!(saved.contains("this line is not a sample"), "saved verbatim");
     }
 
     #[tokio::test]
@@ -450,19 +329,12 @@ mod snapshot {
         let app = FakeApp::start(HealthMode::Healthy).await;
         let dir = tempfile::tempdir().unwrap();
         let r = snapshot_metrics(
-            &SnapshotConfig {
-                dry_run: true,
-                ..cfg(app.url("/metrics"), dir.path())
-            },
+            &SnapshotConfig { dry_run: true, ..cfg(app.url("/metrics"), dir.path()) },
             now(),
         )
         .await
         .unwrap();
-        assert!(
-            r.check.summary.starts_with("would save"),
-            "{}",
-            r.check.summary
-        );
+        assert!(r.check.summary.starts_with("would save"), "{}", r.check.summary);
         assert!(!dir.path().join("reports").exists());
     }
 
@@ -470,9 +342,7 @@ mod snapshot {
     async fn unreachable_app_is_crit_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("http://127.0.0.1:{}/metrics", dead_port());
-        let r = snapshot_metrics(&cfg(url, dir.path()), now())
-            .await
-            .unwrap();
+        let r = snapshot_metrics(&cfg(url, dir.path()), now()).await.unwrap();
         assert_eq!(r.check.status, Status::Crit);
         assert!(r.path.is_none() && !dir.path().join("reports").exists());
     }

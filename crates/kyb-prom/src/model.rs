@@ -21,9 +21,8 @@ impl Exposition {
     /// a histogram and `foo_info` for a gauge, which OpenMetrics gauge histograms and infos become).
     pub fn family_of(&self, sample_name: &str) -> Option<&Family> {
         let families = &self.families;
-        let index = resolve_family(sample_name, families, |name| {
-            families.iter().position(|f| f.name == name)
-        })?;
+        let index =
+            resolve_family(sample_name, families, |name| families.iter().position(|f| f.name == name))?;
         families.get(index)
     }
 
@@ -31,8 +30,7 @@ impl Exposition {
     /// with the first. Label order does not matter, and a label with an empty value counts as
     /// absent, because Prometheus stores both as the same series.
     pub fn duplicates(&self) -> Vec<(usize, usize)> {
-        let mut first_line: HashMap<SeriesKey<'_>, usize> =
-            HashMap::with_capacity(self.samples.len());
+        let mut first_line: HashMap<SeriesKey<'_>, usize> = HashMap::with_capacity(self.samples.len());
         let mut pairs = Vec::new();
         for sample in &self.samples {
             let mut labels: Vec<(&str, &str)> = sample
@@ -123,9 +121,8 @@ impl MetricKind {
     }
 }
 
-const ALL_SUFFIXES: [&str; 8] = [
-    "_bucket", "_sum", "_count", "_total", "_created", "_gsum", "_gcount", "_info",
-];
+const ALL_SUFFIXES: [&str; 8] =
+    ["_bucket", "_sum", "_count", "_total", "_created", "_gsum", "_gcount", "_info"];
 
 /// Index of the family `sample_name` belongs to; `index_of` finds a family by exact name.
 pub(crate) fn resolve_family(
@@ -136,25 +133,16 @@ pub(crate) fn resolve_family(
     if let Some(index) = index_of(sample_name) {
         return Some(index);
     }
-    let (stem, suffix) = ALL_SUFFIXES
-        .iter()
-        .find_map(|suffix| Some((sample_name.strip_suffix(suffix)?, *suffix)))?;
-    let fits = |index: usize| {
-        families
-            .get(index)
-            .is_some_and(|f| f.kind.sample_suffixes().contains(&suffix))
-    };
+    let (stem, suffix) =
+        ALL_SUFFIXES.iter().find_map(|suffix| Some((sample_name.strip_suffix(suffix)?, *suffix)))?;
+    let fits = |index: usize| families.get(index).is_some_and(|f| f.kind.sample_suffixes().contains(&suffix));
     if let Some(index) = index_of(stem).filter(|&i| fits(i)) {
         return Some(index);
     }
     if suffix == "_created" {
         // Text format 0.0.4 names a counter family after its `_total` sample, so the `_created`
         // sibling shares only the stem.
-        let is_counter = |i: &usize| {
-            families
-                .get(*i)
-                .is_some_and(|f| f.kind == MetricKind::Counter)
-        };
+        let is_counter = |i: &usize| families.get(*i).is_some_and(|f| f.kind == MetricKind::Counter);
         return index_of(&format!("{stem}_total")).filter(is_counter);
     }
     None
@@ -178,10 +166,7 @@ pub struct Sample {
 impl Sample {
     /// The value of label `name`.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(label, _)| label == name)
-            .map(|(_, value)| value.as_str())
+        self.labels.iter().find(|(label, _)| label == name).map(|(_, value)| value.as_str())
     }
 }
 
@@ -200,21 +185,13 @@ mod tests {
     use super::*;
 
     fn family(name: &str, kind: MetricKind) -> Family {
-        Family {
-            name: name.to_owned(),
-            kind,
-            help: None,
-            unit: None,
-        }
+        Family { name: name.to_owned(), kind, help: None, unit: None }
     }
 
     fn sample(name: &str, labels: &[(&str, &str)], line: usize) -> Sample {
         Sample {
             name: name.to_owned(),
-            labels: labels
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                .collect(),
+            labels: labels.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
             value: 1.0,
             timestamp_ms: None,
             line,
@@ -222,10 +199,7 @@ mod tests {
     }
 
     fn with_families(families: Vec<Family>) -> Exposition {
-        Exposition {
-            families,
-            ..Exposition::default()
-        }
+        Exposition { families, ..Exposition::default() }
     }
 
     fn kind_of(e: &Exposition, sample_name: &str) -> Option<(String, MetricKind)> {
@@ -234,23 +208,12 @@ mod tests {
 
     #[test]
     fn family_of_maps_histogram_and_summary_suffixes() {
-        let e = with_families(vec![
-            family("lat", MetricKind::Histogram),
-            family("rpc", MetricKind::Summary),
-        ]);
+        let e = with_families(vec![family("lat", MetricKind::Histogram), family("rpc", MetricKind::Summary)]);
         for name in ["lat_bucket", "lat_sum", "lat_count", "lat_created", "lat"] {
-            assert_eq!(
-                kind_of(&e, name),
-                Some(("lat".into(), MetricKind::Histogram)),
-                "{name}"
-            );
+            assert_eq!(kind_of(&e, name), Some(("lat".into(), MetricKind::Histogram)), "{name}");
         }
         for name in ["rpc_sum", "rpc_count", "rpc_created", "rpc"] {
-            assert_eq!(
-                kind_of(&e, name),
-                Some(("rpc".into(), MetricKind::Summary)),
-                "{name}"
-            );
+            assert_eq!(kind_of(&e, name), Some(("rpc".into(), MetricKind::Summary)), "{name}");
         }
         assert_eq!(kind_of(&e, "rpc_bucket"), None);
         assert_eq!(kind_of(&e, "lat_total"), None);
@@ -260,25 +223,13 @@ mod tests {
     #[test]
     fn family_of_maps_counter_suffixes_in_both_formats() {
         let openmetrics = with_families(vec![family("req", MetricKind::Counter)]);
-        assert_eq!(
-            kind_of(&openmetrics, "req_total"),
-            Some(("req".into(), MetricKind::Counter))
-        );
-        assert_eq!(
-            kind_of(&openmetrics, "req_created"),
-            Some(("req".into(), MetricKind::Counter))
-        );
+        assert_eq!(kind_of(&openmetrics, "req_total"), Some(("req".into(), MetricKind::Counter)));
+        assert_eq!(kind_of(&openmetrics, "req_created"), Some(("req".into(), MetricKind::Counter)));
         assert_eq!(kind_of(&openmetrics, "req_sum"), None);
 
         let classic = with_families(vec![family("req_total", MetricKind::Counter)]);
-        assert_eq!(
-            kind_of(&classic, "req_total"),
-            Some(("req_total".into(), MetricKind::Counter))
-        );
-        assert_eq!(
-            kind_of(&classic, "req_created"),
-            Some(("req_total".into(), MetricKind::Counter))
-        );
+        assert_eq!(kind_of(&classic, "req_total"), Some(("req_total".into(), MetricKind::Counter)));
+        assert_eq!(kind_of(&classic, "req_created"), Some(("req_total".into(), MetricKind::Counter)));
     }
 
     #[test]
@@ -288,16 +239,10 @@ mod tests {
             family("temp_sum", MetricKind::Counter),
             family("build", MetricKind::Gauge),
         ]);
-        assert_eq!(
-            kind_of(&e, "temp_sum"),
-            Some(("temp_sum".into(), MetricKind::Counter))
-        );
+        assert_eq!(kind_of(&e, "temp_sum"), Some(("temp_sum".into(), MetricKind::Counter)));
         assert_eq!(kind_of(&e, "temp_count"), None);
         assert_eq!(kind_of(&e, "temp_total"), None);
-        assert_eq!(
-            kind_of(&e, "build_info"),
-            Some(("build".into(), MetricKind::Gauge))
-        );
+        assert_eq!(kind_of(&e, "build_info"), Some(("build".into(), MetricKind::Gauge)));
         assert_eq!(kind_of(&e, "unknown_metric"), None);
     }
 
@@ -328,10 +273,7 @@ mod tests {
 
     #[test]
     fn parse_error_displays_line_and_message() {
-        let e = ParseError {
-            line: 7,
-            message: "missing value for `up`".into(),
-        };
+        let e = ParseError { line: 7, message: "missing value for `up`".into() };
         assert_eq!(e.to_string(), "line 7: missing value for `up`");
     }
 

@@ -19,19 +19,10 @@ pub(crate) fn parse_value(token: &str) -> Result<f64, NumberError> {
         Some(b'+') => (false, &token[1..]),
         _ => (false, token),
     };
-    if unsigned
-        .as_bytes()
-        .first()
-        .is_some_and(u8::is_ascii_alphabetic)
-    {
+    if unsigned.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
         // Handled here because Rust also takes a signed NaN, which Go refuses.
-        return if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity")
-        {
-            Ok(if negative {
-                f64::NEG_INFINITY
-            } else {
-                f64::INFINITY
-            })
+        return if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
+            Ok(if negative { f64::NEG_INFINITY } else { f64::INFINITY })
         } else if unsigned.eq_ignore_ascii_case("nan") && unsigned.len() == token.len() {
             Ok(f64::NAN)
         } else {
@@ -51,10 +42,7 @@ pub(crate) fn parse_value(token: &str) -> Result<f64, NumberError> {
 /// A timestamp: an integer is milliseconds (text format 0.0.4); a number with a fraction or an
 /// exponent is seconds (OpenMetrics) and is rounded to the nearest millisecond.
 pub(crate) fn parse_timestamp_ms(token: &str) -> Result<i64, NumberError> {
-    if token
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b == b'+' || b == b'-')
-    {
+    if token.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b'-') {
         return token.parse::<i64>().map_err(|e| match e.kind() {
             IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => NumberError::OutOfRange,
             _ => NumberError::Invalid,
@@ -105,16 +93,7 @@ mod tests {
         for token in ["NaN", "nan", "NAN", "nAn"] {
             assert!(parse_value(token).unwrap().is_nan(), "{token}");
         }
-        for token in [
-            "+Inf",
-            "Inf",
-            "inf",
-            "INF",
-            "+inf",
-            "Infinity",
-            "+infinity",
-            "INFINITY",
-        ] {
+        for token in ["+Inf", "Inf", "inf", "INF", "+inf", "Infinity", "+infinity", "INFINITY"] {
             assert_eq!(parse_value(token), Ok(f64::INFINITY), "{token}");
         }
         for token in ["-Inf", "-inf", "-INF", "-Infinity", "-infinity"] {
@@ -125,8 +104,8 @@ mod tests {
     #[test]
     fn values_go_refuses() {
         for token in [
-            "", "+", "-", ".", "e3", "1e", "1e+", "1.2.3", "--1", "+-1", "1_000", "0x10", "0x1p3",
-            "+NaN", "-nan", "infin", "Infinit", "nanx", "1f", "1 ", " 1", "١", "1e3x", "∞",
+            "", "+", "-", ".", "e3", "1e", "1e+", "1.2.3", "--1", "+-1", "1_000", "0x10", "0x1p3", "+NaN",
+            "-nan", "infin", "Infinit", "nanx", "1f", "1 ", " 1", "١", "1e3x", "∞",
         ] {
             assert_eq!(parse_value(token), Err(NumberError::Invalid), "{token:?}");
         }
@@ -146,10 +125,7 @@ mod tests {
         assert_eq!(parse_timestamp_ms("+5"), Ok(5));
         assert_eq!(parse_timestamp_ms("0"), Ok(0));
         assert_eq!(parse_timestamp_ms("9223372036854775807"), Ok(i64::MAX));
-        assert_eq!(
-            parse_timestamp_ms("9223372036854775808"),
-            Err(NumberError::OutOfRange)
-        );
+        assert_eq!(parse_timestamp_ms("9223372036854775808"), Err(NumberError::OutOfRange));
         assert_eq!(parse_timestamp_ms("-"), Err(NumberError::Invalid));
         assert_eq!(parse_timestamp_ms("1-2"), Err(NumberError::Invalid));
     }
@@ -162,11 +138,7 @@ mod tests {
         assert_eq!(parse_timestamp_ms("-1.5"), Ok(-1500));
         assert_eq!(parse_timestamp_ms("1e17"), Err(NumberError::OutOfRange));
         for token in ["NaN", "Inf", "-Inf", "abc", "1.5s", "0x1p3"] {
-            assert_eq!(
-                parse_timestamp_ms(token),
-                Err(NumberError::Invalid),
-                "{token}"
-            );
+            assert_eq!(parse_timestamp_ms(token), Err(NumberError::Invalid), "{token}");
         }
     }
 }

@@ -21,14 +21,12 @@ pub fn parse_strict(text: &str) -> Result<Exposition, ParseError> {
 
 /// Whether `name` is a valid metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn is_metric_name(name: &str) -> bool {
-    name.as_bytes().first().is_some_and(|b| !b.is_ascii_digit())
-        && name.bytes().all(is_metric_name_byte)
+    name.as_bytes().first().is_some_and(|b| !b.is_ascii_digit()) && name.bytes().all(is_metric_name_byte)
 }
 
 /// Whether `name` is a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_label_name(name: &str) -> bool {
-    name.as_bytes().first().is_some_and(|b| !b.is_ascii_digit())
-        && name.bytes().all(is_label_name_byte)
+    name.as_bytes().first().is_some_and(|b| !b.is_ascii_digit()) && name.bytes().all(is_label_name_byte)
 }
 
 fn is_metric_name_byte(b: u8) -> bool {
@@ -67,12 +65,7 @@ impl<'a> Metadata<'a> {
                 help: None,
                 unit: None,
             });
-            Seen {
-                index: families.len() - 1,
-                help: false,
-                kind: false,
-                unit: false,
-            }
+            Seen { index: families.len() - 1, help: false, kind: false, unit: false }
         });
         let family = &mut families[seen.index];
         (seen, family)
@@ -80,10 +73,7 @@ impl<'a> Metadata<'a> {
 }
 
 fn run(text: &str, stop_at_first_error: bool) -> Exposition {
-    let mut metadata = Metadata {
-        families: Vec::new(),
-        seen: HashMap::new(),
-    };
+    let mut metadata = Metadata { families: Vec::new(), seen: HashMap::new() };
     let mut samples = Vec::new();
     let mut errors = Vec::new();
     let mut eof_line = None;
@@ -109,21 +99,14 @@ fn run(text: &str, stop_at_first_error: bool) -> Exposition {
             parse_sample(line, line_no).map(|sample| samples.push(sample))
         };
         if let Err(message) = result {
-            errors.push(ParseError {
-                line: line_no,
-                message,
-            });
+            errors.push(ParseError { line: line_no, message });
             // After `# EOF` one error says it all.
             if stop_at_first_error || eof_line.is_some() {
                 break;
             }
         }
     }
-    Exposition {
-        families: metadata.families,
-        samples,
-        errors,
-    }
+    Exposition { families: metadata.families, samples, errors }
 }
 
 /// A position in one line. Every stop is at an ASCII byte or the end, so slices fall on char
@@ -173,10 +156,8 @@ impl<'a> Cursor<'a> {
     /// `pred` must hold only for ASCII bytes, or for all non-blank ones as in [`Cursor::token`].
     fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a str {
         let start = self.pos;
-        let len = self.line.as_bytes()[start..]
-            .iter()
-            .position(|&b| !pred(b))
-            .unwrap_or(self.line.len() - start);
+        let len =
+            self.line.as_bytes()[start..].iter().position(|&b| !pred(b)).unwrap_or(self.line.len() - start);
         self.pos = start + len;
         &self.line[start..self.pos]
     }
@@ -216,11 +197,7 @@ fn parse_comment<'a>(rest: &'a str, metadata: &mut Metadata<'a>) -> Result<Comme
     let keyword = c.token();
     if keyword == "EOF" {
         c.skip_blanks();
-        return Ok(if c.at_end() {
-            Comment::Eof
-        } else {
-            Comment::Other
-        });
+        return Ok(if c.at_end() { Comment::Eof } else { Comment::Other });
     }
     if !matches!(keyword, "HELP" | "TYPE" | "UNIT") {
         return Ok(Comment::Other);
@@ -231,10 +208,7 @@ fn parse_comment<'a>(rest: &'a str, metadata: &mut Metadata<'a>) -> Result<Comme
         return Err(format!("missing metric name in `# {keyword}` line"));
     }
     if !is_metric_name(name) {
-        return Err(format!(
-            "invalid metric name `{}` in `# {keyword}` line",
-            shorten(name)
-        ));
+        return Err(format!("invalid metric name `{}` in `# {keyword}` line", shorten(name)));
     }
     c.skip_blanks();
     match keyword {
@@ -281,15 +255,7 @@ fn parse_comment<'a>(rest: &'a str, metadata: &mut Metadata<'a>) -> Result<Comme
 
 fn expect_end(c: &mut Cursor<'_>, after: impl Fn() -> String) -> Result<(), String> {
     c.skip_blanks();
-    if c.at_end() {
-        Ok(())
-    } else {
-        Err(format!(
-            "unexpected `{}` after {}",
-            shorten(c.rest()),
-            after()
-        ))
-    }
+    if c.at_end() { Ok(()) } else { Err(format!("unexpected `{}` after {}", shorten(c.rest()), after())) }
 }
 
 /// HELP text escapes `\\` and `\n`, and in OpenMetrics also `\"`. Any other backslash is kept as
@@ -326,23 +292,14 @@ fn parse_sample(line: &str, line_no: usize) -> Result<Sample, String> {
         return Err(if c.peek() == Some(b'{') {
             "missing metric name before `{`".to_owned()
         } else {
-            format!(
-                "invalid metric name: starts with {:?}",
-                c.next_char().unwrap_or(' ')
-            )
+            format!("invalid metric name: starts with {:?}", c.next_char().unwrap_or(' '))
         });
     }
     if name.as_bytes()[0].is_ascii_digit() {
-        return Err(format!(
-            "invalid metric name `{}`: starts with a digit",
-            shorten(name)
-        ));
+        return Err(format!("invalid metric name `{}`: starts with a digit", shorten(name)));
     }
     if !matches!(c.peek(), None | Some(b' ' | b'\t' | b'{')) {
-        return Err(format!(
-            "invalid character {:?} in metric name `{name}`",
-            c.next_char().unwrap_or(' ')
-        ));
+        return Err(format!("invalid character {:?} in metric name `{name}`", c.next_char().unwrap_or(' ')));
     }
     c.skip_blanks();
     let mut labels = Vec::new();
@@ -359,8 +316,7 @@ fn parse_sample(line: &str, line_no: usize) -> Result<Sample, String> {
     let mut timestamp_ms = None;
     if !c.at_end() && c.peek() != Some(b'#') {
         let token = c.token();
-        let ms =
-            parse_timestamp_ms(token).map_err(|e| number_message(e, "timestamp", token, name))?;
+        let ms = parse_timestamp_ms(token).map_err(|e| number_message(e, "timestamp", token, name))?;
         timestamp_ms = Some(ms);
         c.skip_blanks();
     }
@@ -368,19 +324,10 @@ fn parse_sample(line: &str, line_no: usize) -> Result<Sample, String> {
         None => {}
         Some(b'#') => skip_exemplar(&mut c, name)?,
         Some(_) => {
-            return Err(format!(
-                "unexpected `{}` after timestamp of `{name}`",
-                shorten(c.rest())
-            ));
+            return Err(format!("unexpected `{}` after timestamp of `{name}`", shorten(c.rest())));
         }
     }
-    Ok(Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-        timestamp_ms,
-        line: line_no,
-    })
+    Ok(Sample { name: name.to_owned(), labels, value, timestamp_ms, line: line_no })
 }
 
 fn number_message(error: NumberError, what: &str, token: &str, name: &str) -> String {
@@ -392,11 +339,7 @@ fn number_message(error: NumberError, what: &str, token: &str, name: &str) -> St
 }
 
 /// Reads `name="value",...}` after the `{`, allowing blanks between tokens and a trailing comma.
-fn parse_labels(
-    c: &mut Cursor<'_>,
-    name: &str,
-    labels: &mut Vec<(String, String)>,
-) -> Result<(), String> {
+fn parse_labels(c: &mut Cursor<'_>, name: &str, labels: &mut Vec<(String, String)>) -> Result<(), String> {
     loop {
         c.skip_blanks();
         if c.eat(b'}') {
@@ -407,30 +350,18 @@ fn parse_labels(
         }
         let label = c.take_while(is_label_name_byte);
         if label.is_empty() {
-            return Err(format!(
-                "expected label name or `}}` for `{name}`, {}",
-                found(c)
-            ));
+            return Err(format!("expected label name or `}}` for `{name}`, {}", found(c)));
         }
         if label.as_bytes()[0].is_ascii_digit() {
-            return Err(format!(
-                "invalid label name `{}` for `{name}`: starts with a digit",
-                shorten(label)
-            ));
+            return Err(format!("invalid label name `{}` for `{name}`: starts with a digit", shorten(label)));
         }
         c.skip_blanks();
         if !c.eat(b'=') {
-            return Err(format!(
-                "expected `=` after label name `{label}` for `{name}`, {}",
-                found(c)
-            ));
+            return Err(format!("expected `=` after label name `{label}` for `{name}`, {}", found(c)));
         }
         c.skip_blanks();
         if !c.eat(b'"') {
-            return Err(format!(
-                "expected `\"` to open value of label `{label}` for `{name}`, {}",
-                found(c)
-            ));
+            return Err(format!("expected `\"` to open value of label `{label}` for `{name}`, {}", found(c)));
         }
         let value = label_value(c, label, name)?;
         if labels.iter().any(|(seen, _)| seen == label) {
@@ -460,11 +391,7 @@ fn label_value(c: &mut Cursor<'_>, label: &str, name: &str) -> Result<String, St
     let unterminated = || format!("unterminated label value for `{name}`");
     let special = |b: &u8| *b == b'"' || *b == b'\\';
     let mut start = c.pos;
-    let mut at = start
-        + bytes[start..]
-            .iter()
-            .position(special)
-            .ok_or_else(unterminated)?;
+    let mut at = start + bytes[start..].iter().position(special).ok_or_else(unterminated)?;
     if bytes[at] == b'"' {
         c.pos = at + 1;
         return Ok(line[start..at].to_owned());
@@ -482,18 +409,12 @@ fn label_value(c: &mut Cursor<'_>, label: &str, name: &str) -> Result<String, St
             Some(b'n') => value.push('\n'),
             Some(_) => {
                 let escaped = line[at + 1..].chars().next().unwrap_or(' ');
-                return Err(format!(
-                    "invalid escape `\\{escaped}` in value of label `{label}` for `{name}`"
-                ));
+                return Err(format!("invalid escape `\\{escaped}` in value of label `{label}` for `{name}`"));
             }
             None => return Err(unterminated()),
         }
         start = at + 2;
-        at = start
-            + bytes[start..]
-                .iter()
-                .position(special)
-                .ok_or_else(unterminated)?;
+        at = start + bytes[start..].iter().position(special).ok_or_else(unterminated)?;
     }
 }
 

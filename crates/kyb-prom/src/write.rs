@@ -22,9 +22,7 @@ pub fn render_textfile(families: &[Family], samples: &[Sample]) -> String {
     let mut orphan_index: HashMap<&str, usize> = HashMap::new();
     let mut orphans: Vec<Vec<&Sample>> = Vec::new();
     for sample in samples {
-        let found = resolve_family(&sample.name, families, |name| {
-            family_index.get(name).copied()
-        });
+        let found = resolve_family(&sample.name, families, |name| family_index.get(name).copied());
         match found {
             Some(index) => by_family[index].push(sample),
             None => {
@@ -127,21 +125,13 @@ mod tests {
     use crate::{MetricKind, parse, parse_strict};
 
     fn family(name: &str, kind: MetricKind, help: Option<&str>) -> Family {
-        Family {
-            name: name.to_owned(),
-            kind,
-            help: help.map(str::to_owned),
-            unit: None,
-        }
+        Family { name: name.to_owned(), kind, help: help.map(str::to_owned), unit: None }
     }
 
     fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
         Sample {
             name: name.to_owned(),
-            labels: labels
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                .collect(),
+            labels: labels.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
             value,
             timestamp_ms: Some(1_700_000_000_000),
             line: 0,
@@ -215,10 +205,7 @@ mod tests {
 
     #[test]
     fn skips_a_second_family_of_the_same_name() {
-        let families = [
-            family("m", MetricKind::Gauge, None),
-            family("m", MetricKind::Counter, None),
-        ];
+        let families = [family("m", MetricKind::Gauge, None), family("m", MetricKind::Counter, None)];
         let out = render_textfile(&families, &[sample("m", &[], 1.0)]);
         assert_eq!(out, "# TYPE m gauge\nm 1\n");
     }
@@ -226,30 +213,14 @@ mod tests {
     #[test]
     fn round_trips_through_parse() {
         let families = vec![
-            family(
-                "a_total",
-                MetricKind::Counter,
-                Some("Help with \\ and\nnewline and \"quotes\""),
-            ),
+            family("a_total", MetricKind::Counter, Some("Help with \\ and\nnewline and \"quotes\"")),
             family("b", MetricKind::Gauge, None),
             family("c", MetricKind::Summary, Some("")),
             family("d", MetricKind::Histogram, Some("x")),
             family("e", MetricKind::Untyped, None),
         ];
-        let odd_values = [
-            "", " ", "a,b", "{}", "x=y", "# hash", "\\", "\"", "\n", "ü✓", "\\n\\\"",
-        ];
-        let numbers = [
-            0.0,
-            -1.0,
-            0.1,
-            1e300,
-            -1e-300,
-            42.0,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            3.25,
-        ];
+        let odd_values = ["", " ", "a,b", "{}", "x=y", "# hash", "\\", "\"", "\n", "ü✓", "\\n\\\""];
+        let numbers = [0.0, -1.0, 0.1, 1e300, -1e-300, 42.0, f64::INFINITY, f64::NEG_INFINITY, 3.25];
         let mut samples = Vec::new();
         for (i, value) in odd_values.iter().enumerate() {
             samples.push(sample(
@@ -293,10 +264,7 @@ mod tests {
         write_textfile(&path, "a 1\n").unwrap();
         write_textfile(&path, "b 2\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "b 2\n");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["kyb.prom"]);
     }
 

@@ -64,9 +64,7 @@ pub struct FakeApp {
 impl FakeApp {
     /// Starts the app on an ephemeral port with `/health` in `mode`.
     pub async fn start(mode: HealthMode) -> FakeApp {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         FakeApp::serve(listener, mode)
     }
 
@@ -79,11 +77,7 @@ impl FakeApp {
             scrapes: AtomicU64::new(0),
         });
         let server = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
-        FakeApp {
-            addr,
-            state,
-            server,
-        }
+        FakeApp { addr, state, server }
     }
 
     /// The listening address.
@@ -133,10 +127,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    state: Arc<State>,
-) -> Result<Response<AppBody>, Infallible> {
+async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<AppBody>, Infallible> {
     let response = match req.uri().path() {
         "/health" => {
             let mode = state.health.lock().expect("health mode lock").clone();
@@ -153,11 +144,7 @@ async fn handle(
             }
             reply(StatusCode::OK, "text/plain; version=0.0.4", text)
         }
-        _ => reply(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found\n".to_owned(),
-        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
     };
     Ok(response)
 }
@@ -173,13 +160,12 @@ async fn health(mode: HealthMode) -> Response<AppBody> {
         HealthMode::Unhealthy => reply(
             StatusCode::OK,
             JSON,
-            r#"{"status":"unhealthy","checks":{"database":"failing: connection refused","redis":"ok"}}"#.to_owned(),
+            r#"{"status":"unhealthy","checks":{"database":"failing: connection refused","redis":"ok"}}"#
+                .to_owned(),
         ),
-        HealthMode::ServerError => reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            JSON,
-            r#"{"error":"internal server error"}"#.to_owned(),
-        ),
+        HealthMode::ServerError => {
+            reply(StatusCode::INTERNAL_SERVER_ERROR, JSON, r#"{"error":"internal server error"}"#.to_owned())
+        }
         HealthMode::Hang => std::future::pending().await,
         HealthMode::NotJson => reply(StatusCode::OK, "text/html", "<html><body>OK</body></html>".to_owned()),
         HealthMode::HugeBody(size_bytes) => Response::builder()
@@ -197,7 +183,8 @@ async fn health(mode: HealthMode) -> Response<AppBody> {
 }
 
 fn healthy_body() -> String {
-    r#"{"status":"healthy","version":"1.8.3","checks":{"database":"ok","redis":"ok","models":"ok"}}"#.to_owned()
+    r#"{"status":"healthy","version":"1.8.3","checks":{"database":"ok","redis":"ok","models":"ok"}}"#
+        .to_owned()
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<AppBody> {
@@ -246,18 +233,14 @@ const ENDPOINTS: [(&str, &str, u64); 6] = [
     ("/api/v1/search?q=acme, inc", "GET", 4),
     ("/health", "GET", 2),
 ];
-const BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The `/metrics` text the app serves at its `scrape`-th scrape: counters grow between scrapes,
 /// label values include braces, commas and spaces as real route templates do.
 pub fn metrics_text(scrape: u64) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let t = scrape + 1;
-    out.push_str(
-        "# HELP kyb_http_requests_total Total HTTP requests by endpoint, method and status.\n",
-    );
+    out.push_str("# HELP kyb_http_requests_total Total HTTP requests by endpoint, method and status.\n");
     out.push_str("# TYPE kyb_http_requests_total counter\n");
     for (i, (endpoint, method, weight)) in ENDPOINTS.iter().enumerate() {
         for (status, share) in [("200", 90u64), ("400", 6), ("404", 3), ("500", 1)] {
@@ -302,44 +285,26 @@ pub fn metrics_text(scrape: u64) -> String {
             "kyb_http_request_duration_seconds_count{{endpoint=\"{endpoint}\",method=\"{method}\"}} {total}"
         );
     }
-    out.push_str(
-        "# HELP kyb_ml_model_accuracy Accuracy of each model on the rolling validation set.\n",
-    );
+    out.push_str("# HELP kyb_ml_model_accuracy Accuracy of each model on the rolling validation set.\n");
     out.push_str("# TYPE kyb_ml_model_accuracy gauge\n");
     out.push_str("kyb_ml_model_accuracy{model=\"bert\"} 0.912\n");
     out.push_str("kyb_ml_model_accuracy{model=\"distilbert\"} 0.864\n");
     out.push_str("# HELP kyb_ml_model_requests_total Inference requests by model.\n");
     out.push_str("# TYPE kyb_ml_model_requests_total counter\n");
-    let _ = writeln!(
-        out,
-        "kyb_ml_model_requests_total{{model=\"bert\"}} {}",
-        52_000 * t
-    );
-    let _ = writeln!(
-        out,
-        "kyb_ml_model_requests_total{{model=\"distilbert\"}} {}",
-        87_000 * t
-    );
+    let _ = writeln!(out, "kyb_ml_model_requests_total{{model=\"bert\"}} {}", 52_000 * t);
+    let _ = writeln!(out, "kyb_ml_model_requests_total{{model=\"distilbert\"}} {}", 87_000 * t);
     out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
     out.push_str("# TYPE process_resident_memory_bytes gauge\n");
-    let _ = writeln!(
-        out,
-        "process_resident_memory_bytes {}",
-        412_000_000 + 1_000 * t
-    );
-    out.push_str(
-        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n",
-    );
+    let _ = writeln!(out, "process_resident_memory_bytes {}", 412_000_000 + 1_000 * t);
+    out.push_str("# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n");
     out.push_str("# TYPE process_cpu_seconds_total counter\n");
-    let _ = writeln!(
-        out,
-        "process_cpu_seconds_total {:.2}",
-        1830.5 + 0.25 * t as f64
-    );
+    let _ = writeln!(out, "process_cpu_seconds_total {:.2}", 1830.5 + 0.25 * t as f64);
     out.push_str("# HELP process_open_fds Number of open file descriptors.\n");
     out.push_str("# TYPE process_open_fds gauge\n");
     out.push_str("process_open_fds 57\n");
-    out.push_str("# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n");
+    out.push_str(
+        "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n",
+    );
     out.push_str("# TYPE process_start_time_seconds gauge\n");
     out.push_str("process_start_time_seconds 1.7640e+09\n");
     out

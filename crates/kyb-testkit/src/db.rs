@@ -38,10 +38,7 @@ impl TestDb {
     /// A tokio-postgres config for this database.
     pub fn config(&self) -> tokio_postgres::Config {
         let mut cfg = tokio_postgres::Config::new();
-        cfg.host(&self.host)
-            .port(self.port)
-            .user(&self.user)
-            .dbname(&self.dbname);
+        cfg.host(&self.host).port(self.port).user(&self.user).dbname(&self.dbname);
         if let Some(pw) = &self.password {
             cfg.password(pw);
         }
@@ -106,9 +103,7 @@ fn server() -> TestDb {
             host,
             port: cfg.get_ports().first().copied().unwrap_or(5432),
             user: cfg.get_user().unwrap_or("postgres").to_owned(),
-            password: cfg
-                .get_password()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            password: cfg.get_password().map(|p| String::from_utf8_lossy(p).into_owned()),
             dbname: cfg.get_dbname().unwrap_or("postgres").to_owned(),
         };
     }
@@ -132,12 +127,8 @@ pub async fn fresh_database(tag: &str) -> TestDb {
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let admin = server.connect().await;
     SWEPT.get_or_init(|| sweep_stale(&admin)).await;
-    let tag: String = tag
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(20)
-        .collect::<String>()
-        .to_lowercase();
+    let tag: String =
+        tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_lowercase();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dbname = format!("kyb_t_{}_{}_{}", std::process::id(), n, tag);
     admin
@@ -148,12 +139,7 @@ pub async fn fresh_database(tag: &str) -> TestDb {
 }
 
 async fn sweep_stale(admin: &tokio_postgres::Client) {
-    let Ok(rows) = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'kyb\\_t\\_%'",
-            &[],
-        )
-        .await
+    let Ok(rows) = admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'kyb\\_t\\_%'", &[]).await
     else {
         return;
     };
@@ -162,9 +148,7 @@ async fn sweep_stale(admin: &tokio_postgres::Client) {
         let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
         let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
         if !alive {
-            let _ = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .await;
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
         }
     }
 }
@@ -173,16 +157,11 @@ async fn sweep_stale(admin: &tokio_postgres::Client) {
 /// stack's.
 pub fn redis() -> TestRedis {
     if let Ok(url) = std::env::var("KYB_TEST_REDIS_URL") {
-        return parse_redis_url(&url).unwrap_or_else(|| {
-            panic!("KYB_TEST_REDIS_URL must look like redis://[:password@]host:port")
-        });
+        return parse_redis_url(&url)
+            .unwrap_or_else(|| panic!("KYB_TEST_REDIS_URL must look like redis://[:password@]host:port"));
     }
     let s = stack();
-    TestRedis {
-        host: "127.0.0.1".to_owned(),
-        port: s.redis_port,
-        password: Some(s.password.clone()),
-    }
+    TestRedis { host: "127.0.0.1".to_owned(), port: s.redis_port, password: Some(s.password.clone()) }
 }
 
 fn parse_redis_url(url: &str) -> Option<TestRedis> {
@@ -199,11 +178,7 @@ fn parse_redis_url(url: &str) -> Option<TestRedis> {
         Some((h, p)) => (h.to_owned(), p.parse().ok()?),
         None => (hostport.to_owned(), 6379),
     };
-    Some(TestRedis {
-        host,
-        port,
-        password,
-    })
+    Some(TestRedis { host, port, password })
 }
 
 #[cfg(test)]
@@ -213,10 +188,7 @@ mod tests {
     #[test]
     fn redis_urls() {
         let r = parse_redis_url("redis://:s3cret@127.0.0.1:6390/0").unwrap();
-        assert_eq!(
-            (r.host.as_str(), r.port, r.password.as_deref()),
-            ("127.0.0.1", 6390, Some("s3cret"))
-        );
+        assert_eq!((r.host.as_str(), r.port, r.password.as_deref()), ("127.0.0.1", 6390, Some("s3cret")));
         let r = parse_redis_url("redis://localhost").unwrap();
         assert_eq!((r.port, r.password), (6379, None));
         assert!(parse_redis_url("http://x").is_none());

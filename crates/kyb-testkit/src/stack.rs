@@ -68,10 +68,7 @@ pub enum StackError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StackError + '_ {
-    move |source| StackError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| StackError::Io { path: path.to_owned(), source }
 }
 
 /// Ports and credentials of a running private stack.
@@ -150,14 +147,7 @@ impl Stack {
         let postgres = pg_running(&stack);
         let redis = redis_ping(stack.redis_port, &stack.password).is_ok();
         let app = app_addr(&dir);
-        Some((
-            stack,
-            StackStatus {
-                postgres,
-                redis,
-                app,
-            },
-        ))
+        Some((stack, StackStatus { postgres, redis, app }))
     }
 
     /// Stops the sandbox app, Redis and PostgreSQL. Data stays on disk for the next `ensure`.
@@ -176,9 +166,7 @@ impl Stack {
             if data.join("postmaster.pid").exists() {
                 let bindir = pg_bindir()?;
                 let mut cmd = as_postgres(&bindir.join("pg_ctl"))?;
-                cmd.arg("-D")
-                    .arg(&data)
-                    .args(["-m", "fast", "-w", "-t", "60", "stop"]);
+                cmd.arg("-D").arg(&data).args(["-m", "fast", "-w", "-t", "60", "stop"]);
                 run(&mut cmd)?;
             }
         }
@@ -196,11 +184,7 @@ impl Stack {
         let addr_file = app_dir.join("app.addr");
         let _ = fs::remove_file(&addr_file);
         let log_path = app_dir.join("app.log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err(&log_path))?;
+        let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_err(&log_path))?;
         let log2 = log.try_clone().map_err(io_err(&log_path))?;
         let child = Command::new(binary)
             .arg("--listen")
@@ -214,19 +198,11 @@ impl Stack {
             .spawn()
             .map_err(io_err(binary))?;
         let pid_path = app_dir.join("app.pid");
-        atomic_write(&pid_path, format!("{}\n", child.id()).as_bytes(), 0o644).map_err(|e| {
-            StackError::Io {
-                path: pid_path,
-                source: io::Error::other(e),
-            }
-        })?;
+        atomic_write(&pid_path, format!("{}\n", child.id()).as_bytes(), 0o644)
+            .map_err(|e| StackError::Io { path: pid_path, source: io::Error::other(e) })?;
         poll_until(Duration::from_secs(15), || app_addr(&self.dir).is_some())
             .then_some(())
-            .ok_or(StackError::NotReady {
-                what: "sandbox app",
-                seconds: 15,
-                log: log_path,
-            })?;
+            .ok_or(StackError::NotReady { what: "sandbox app", seconds: 15, log: log_path })?;
         app_addr(&self.dir).ok_or(StackError::NotReady {
             what: "sandbox app",
             seconds: 15,
@@ -241,10 +217,7 @@ impl Stack {
 
     /// A libpq URL for `dbname` (it carries the password: keep it out of output).
     pub fn pg_url(&self, dbname: &str) -> String {
-        format!(
-            "postgres://{}:{}@127.0.0.1:{}/{}",
-            self.pg_user, self.password, self.pg_port, dbname
-        )
+        format!("postgres://{}:{}@127.0.0.1:{}/{}", self.pg_user, self.password, self.pg_port, dbname)
     }
 
     /// Runs `sql` with psql against `dbname`, stopping at the first error.
@@ -252,16 +225,7 @@ impl Stack {
         let bindir = pg_bindir()?;
         let mut cmd = Command::new(bindir.join("psql"));
         cmd.env("PGPASSWORD", &self.password)
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-            ])
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
             .arg("-p")
             .arg(self.pg_port.to_string())
             .args(["-U", &self.pg_user, "-d", dbname, "-c", sql]);
@@ -281,10 +245,8 @@ fn lock(dir: &Path) -> Result<DirLock, StackError> {
         .mode(0o644)
         .open(&path)
         .map_err(io_err(&path))?;
-    rustix::fs::flock(&file, FlockOperation::LockExclusive).map_err(|e| StackError::Io {
-        path: path.clone(),
-        source: e.into(),
-    })?;
+    rustix::fs::flock(&file, FlockOperation::LockExclusive)
+        .map_err(|e| StackError::Io { path: path.clone(), source: e.into() })?;
     Ok(DirLock(file))
 }
 
@@ -295,21 +257,13 @@ fn read_state(dir: &Path) -> Option<Stack> {
 
 fn write_state(stack: &Stack) -> Result<(), StackError> {
     let path = stack.dir.join("stack.json");
-    let json = serde_json::to_vec_pretty(stack).map_err(|e| StackError::Io {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    atomic_write(&path, &json, 0o600).map_err(|e| StackError::Io {
-        path,
-        source: io::Error::other(e),
-    })
+    let json = serde_json::to_vec_pretty(stack)
+        .map_err(|e| StackError::Io { path: path.clone(), source: e.into() })?;
+    atomic_write(&path, &json, 0o600).map_err(|e| StackError::Io { path, source: io::Error::other(e) })
 }
 
 fn free_port(dir: &Path) -> Result<u16, StackError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(io_err(dir))
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(io_err(dir))
 }
 
 fn port_free(port: u16) -> bool {
@@ -318,9 +272,7 @@ fn port_free(port: u16) -> bool {
 
 fn random_hex(bytes: usize, dir: &Path) -> Result<String, StackError> {
     let mut buf = vec![0u8; bytes];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(io_err(dir))?;
+    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).map_err(io_err(dir))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -345,20 +297,13 @@ fn run(cmd: &mut Command) -> Result<Output, StackError> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| StackError::Command {
-            command: shown.clone(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| StackError::Command { command: shown.clone(), detail: e.to_string() })?;
     if out.status.success() {
         Ok(out)
     } else {
         Err(StackError::Command {
             command: shown,
-            detail: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
+            detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
         })
     }
 }
@@ -395,8 +340,7 @@ fn postgres_ids() -> Result<(u32, u32), StackError> {
         .lines()
         .find_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
-            (f.len() > 3 && f[0] == "postgres")
-                .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+            (f.len() > 3 && f[0] == "postgres").then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
         })
         .ok_or(StackError::NoPostgresUser)
 }
@@ -436,24 +380,15 @@ fn choose_pg_dir(dir: &Path) -> PathBuf {
         .as_os_str()
         .as_encoded_bytes()
         .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
     PathBuf::from(format!("/var/tmp/kyb-sandbox-pg-{hash:016x}"))
 }
 
 fn give_to_postgres(path: &Path) -> Result<(), StackError> {
     if is_root() {
         let (uid, gid) = postgres_ids()?;
-        rustix::fs::chown(
-            path,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )
-        .map_err(|e| StackError::Io {
-            path: path.to_owned(),
-            source: e.into(),
-        })?;
+        rustix::fs::chown(path, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(|e| StackError::Io { path: path.to_owned(), source: e.into() })?;
     }
     Ok(())
 }
@@ -485,16 +420,11 @@ fn ensure_postgres(stack: &mut Stack) -> Result<(), StackError> {
     write_pg_conf(stack, &data)?;
     let log = pg_dir.join("postgres.log");
     let mut cmd = as_postgres(&bindir.join("pg_ctl"))?;
-    cmd.arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(&log)
-        .args(["-w", "-t", "60", "-s", "start"]);
+    cmd.arg("-D").arg(&data).arg("-l").arg(&log).args(["-w", "-t", "60", "-s", "start"]);
     run(&mut cmd).map_err(|e| match e {
-        StackError::Command { command, detail } => StackError::Command {
-            command,
-            detail: format!("{detail}; see {}", log.display()),
-        },
+        StackError::Command { command, detail } => {
+            StackError::Command { command, detail: format!("{detail}; see {}", log.display()) }
+        }
         other => other,
     })?;
     if fresh {
@@ -506,12 +436,7 @@ fn ensure_postgres(stack: &mut Stack) -> Result<(), StackError> {
     Ok(())
 }
 
-fn init_cluster(
-    stack: &Stack,
-    bindir: &Path,
-    pg_dir: &Path,
-    data: &Path,
-) -> Result<(), StackError> {
+fn init_cluster(stack: &Stack, bindir: &Path, pg_dir: &Path, data: &Path) -> Result<(), StackError> {
     // A half-made cluster from an interrupted run cannot be resumed: start over.
     if data.exists() {
         fs::remove_dir_all(data).map_err(io_err(data))?;
@@ -522,43 +447,26 @@ fn init_cluster(
     let pwfile = pg_dir.join("pwfile");
     let _ = fs::remove_file(&pwfile);
     let mut f = kyb_core::fs::create_new(&pwfile, 0o600).map_err(io_err(&pwfile))?;
-    f.write_all(stack.password.as_bytes())
-        .map_err(io_err(&pwfile))?;
+    f.write_all(stack.password.as_bytes()).map_err(io_err(&pwfile))?;
     drop(f);
     give_to_postgres(&pwfile)?;
     let mut cmd = as_postgres(&bindir.join("initdb"))?;
     cmd.arg("-D")
         .arg(data)
-        .args([
-            "-U",
-            &stack.pg_user,
-            "-A",
-            "scram-sha-256",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ])
+        .args(["-U", &stack.pg_user, "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"])
         .arg(format!("--pwfile={}", pwfile.display()));
     let result = run(&mut cmd).map_err(|e| match e {
         StackError::Command { command, detail } if is_root() => StackError::Command {
             command,
-            detail: format!(
-                "{detail} (the postgres user must be able to reach {})",
-                pg_dir.display()
-            ),
+            detail: format!("{detail} (the postgres user must be able to reach {})", pg_dir.display()),
         },
         other => other,
     });
     let _ = fs::remove_file(&pwfile);
     result?;
     let conf = data.join("postgresql.conf");
-    let mut f = OpenOptions::new()
-        .append(true)
-        .open(&conf)
-        .map_err(io_err(&conf))?;
-    f.write_all(b"\ninclude_if_exists = 'kyb-sandbox.conf'\n")
-        .map_err(io_err(&conf))?;
+    let mut f = OpenOptions::new().append(true).open(&conf).map_err(io_err(&conf))?;
+    f.write_all(b"\ninclude_if_exists = 'kyb-sandbox.conf'\n").map_err(io_err(&conf))?;
     Ok(())
 }
 
@@ -578,10 +486,8 @@ fn write_pg_conf(stack: &Stack, data: &Path) -> Result<(), StackError> {
          full_page_writes = off\n",
         stack.pg_port
     );
-    atomic_write(&path, text.as_bytes(), 0o644).map_err(|e| StackError::Io {
-        path: path.clone(),
-        source: io::Error::other(e),
-    })?;
+    atomic_write(&path, text.as_bytes(), 0o644)
+        .map_err(|e| StackError::Io { path: path.clone(), source: io::Error::other(e) })?;
     give_to_postgres(&path)
 }
 
@@ -597,9 +503,7 @@ fn redis_binary() -> Result<PathBuf, StackError> {
 fn ensure_redis(stack: &mut Stack) -> Result<(), StackError> {
     let dir = stack.dir.join("redis");
     let pid_path = dir.join("redis.pid");
-    if read_pid(&pid_path).is_some_and(pid_alive)
-        && redis_ping(stack.redis_port, &stack.password).is_ok()
-    {
+    if read_pid(&pid_path).is_some_and(pid_alive) && redis_ping(stack.redis_port, &stack.password).is_ok() {
         return Ok(());
     }
     let binary = redis_binary()?;
@@ -610,15 +514,8 @@ fn ensure_redis(stack: &mut Stack) -> Result<(), StackError> {
     }
     let log = dir.join("redis.log");
     let conf_path = dir.join("redis.conf");
-    let quote = |p: &Path| {
-        format!(
-            "\"{}\"",
-            p.display()
-                .to_string()
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-        )
-    };
+    let quote =
+        |p: &Path| format!("\"{}\"", p.display().to_string().replace('\\', "\\\\").replace('"', "\\\""));
     let conf = format!(
         "port {}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize yes\npidfile {}\nlogfile {}\ndir {}\n\
          save \"\"\nappendonly no\nrequirepass {}\n",
@@ -628,21 +525,13 @@ fn ensure_redis(stack: &mut Stack) -> Result<(), StackError> {
         quote(&dir),
         stack.password
     );
-    atomic_write(&conf_path, conf.as_bytes(), 0o600).map_err(|e| StackError::Io {
-        path: conf_path.clone(),
-        source: io::Error::other(e),
-    })?;
+    atomic_write(&conf_path, conf.as_bytes(), 0o600)
+        .map_err(|e| StackError::Io { path: conf_path.clone(), source: io::Error::other(e) })?;
     run(Command::new(binary).arg(&conf_path))?;
-    if poll_until(Duration::from_secs(15), || {
-        redis_ping(stack.redis_port, &stack.password).is_ok()
-    }) {
+    if poll_until(Duration::from_secs(15), || redis_ping(stack.redis_port, &stack.password).is_ok()) {
         Ok(())
     } else {
-        Err(StackError::NotReady {
-            what: "redis-server",
-            seconds: 15,
-            log,
-        })
+        Err(StackError::NotReady { what: "redis-server", seconds: 15, log })
     }
 }
 
@@ -651,11 +540,7 @@ fn redis_ping(port: u16, password: &str) -> io::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let cmd = format!(
-        "*2\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n*1\r\n$4\r\nPING\r\n",
-        password.len(),
-        password
-    );
+    let cmd = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n*1\r\n$4\r\nPING\r\n", password.len(), password);
     s.write_all(cmd.as_bytes())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 256];
@@ -700,14 +585,8 @@ fn app_addr(dir: &Path) -> Option<SocketAddr> {
     if !pid_alive(pid) {
         return None;
     }
-    let addr: SocketAddr = fs::read_to_string(dir.join("app/app.addr"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-        .ok()
-        .map(|_| addr)
+    let addr: SocketAddr = fs::read_to_string(dir.join("app/app.addr")).ok()?.trim().parse().ok()?;
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok().map(|_| addr)
 }
 
 fn stop_app(dir: &Path) {

@@ -11,11 +11,7 @@ fn error(text: &str) -> String {
 }
 
 fn labels(sample: &Sample) -> Vec<(&str, &str)> {
-    sample
-        .labels
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
+    sample.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
 }
 
 #[test]
@@ -27,26 +23,11 @@ fn metric_names() {
     for name in ["", "1a", "a-b", "a.b", "ä", "a b"] {
         assert!(!is_metric_name(name), "{name}");
     }
-    assert_eq!(
-        error("1a 1"),
-        "line 1: invalid metric name `1a`: starts with a digit"
-    );
-    assert_eq!(
-        error("a-b 1"),
-        "line 1: invalid character '-' in metric name `a`"
-    );
-    assert_eq!(
-        error("a.b 1"),
-        "line 1: invalid character '.' in metric name `a`"
-    );
-    assert_eq!(
-        error("äb 1"),
-        "line 1: invalid metric name: starts with 'ä'"
-    );
-    assert_eq!(
-        error("{a=\"b\"} 1"),
-        "line 1: missing metric name before `{`"
-    );
+    assert_eq!(error("1a 1"), "line 1: invalid metric name `1a`: starts with a digit");
+    assert_eq!(error("a-b 1"), "line 1: invalid character '-' in metric name `a`");
+    assert_eq!(error("a.b 1"), "line 1: invalid character '.' in metric name `a`");
+    assert_eq!(error("äb 1"), "line 1: invalid metric name: starts with 'ä'");
+    assert_eq!(error("{a=\"b\"} 1"), "line 1: missing metric name before `{`");
 }
 
 #[test]
@@ -58,40 +39,17 @@ fn label_names() {
     for name in ["", "1a", "a:b", "a-b"] {
         assert!(!is_label_name(name), "{name}");
     }
-    assert_eq!(
-        error("m{1a=\"v\"} 1"),
-        "line 1: invalid label name `1a` for `m`: starts with a digit"
-    );
-    assert_eq!(
-        error("m{a:b=\"v\"} 1"),
-        "line 1: expected `=` after label name `a` for `m`, found ':'"
-    );
-    assert_eq!(
-        error("m{-=\"v\"} 1"),
-        "line 1: expected label name or `}` for `m`, found '-'"
-    );
+    assert_eq!(error("m{1a=\"v\"} 1"), "line 1: invalid label name `1a` for `m`: starts with a digit");
+    assert_eq!(error("m{a:b=\"v\"} 1"), "line 1: expected `=` after label name `a` for `m`, found ':'");
+    assert_eq!(error("m{-=\"v\"} 1"), "line 1: expected label name or `}` for `m`, found '-'");
 }
 
 #[test]
 fn label_value_escapes() {
     let s = one(r#"m{a="x\\y",b="say \"hi\"",c="l1\nl2",d="\\n"} 1"#);
-    assert_eq!(
-        labels(&s),
-        [
-            ("a", "x\\y"),
-            ("b", "say \"hi\""),
-            ("c", "l1\nl2"),
-            ("d", "\\n")
-        ]
-    );
-    assert_eq!(
-        error(r#"m{a="x\ty"} 1"#),
-        "line 1: invalid escape `\\t` in value of label `a` for `m`"
-    );
-    assert_eq!(
-        error(r#"m{a="\é"} 1"#),
-        "line 1: invalid escape `\\é` in value of label `a` for `m`"
-    );
+    assert_eq!(labels(&s), [("a", "x\\y"), ("b", "say \"hi\""), ("c", "l1\nl2"), ("d", "\\n")]);
+    assert_eq!(error(r#"m{a="x\ty"} 1"#), "line 1: invalid escape `\\t` in value of label `a` for `m`");
+    assert_eq!(error(r#"m{a="\é"} 1"#), "line 1: invalid escape `\\é` in value of label `a` for `m`");
 }
 
 #[test]
@@ -99,14 +57,7 @@ fn label_values_hold_separators_and_unicode() {
     let s = one(r##"m{a="x y, z",b="{}",c="k=v",d="# not a comment",e="",f="ünï ✓"} 1"##);
     assert_eq!(
         labels(&s),
-        [
-            ("a", "x y, z"),
-            ("b", "{}"),
-            ("c", "k=v"),
-            ("d", "# not a comment"),
-            ("e", ""),
-            ("f", "ünï ✓"),
-        ]
+        [("a", "x y, z"), ("b", "{}"), ("c", "k=v"), ("d", "# not a comment"), ("e", ""), ("f", "ünï ✓"),]
     );
 }
 
@@ -114,44 +65,23 @@ fn label_values_hold_separators_and_unicode() {
 fn label_set_shapes() {
     assert!(one("m{} 1").labels.is_empty());
     assert_eq!(labels(&one(r#"m{a="1",} 1"#)), [("a", "1")]);
-    assert_eq!(
-        labels(&one("m { a = \"1\" ,\tb=\"2\" , } 1")),
-        [("a", "1"), ("b", "2")]
-    );
+    assert_eq!(labels(&one("m { a = \"1\" ,\tb=\"2\" , } 1")), [("a", "1"), ("b", "2")]);
     assert_eq!(labels(&one(r#"m{a="1"}2"#)), [("a", "1")]);
-    assert_eq!(
-        error("m{,} 1"),
-        "line 1: expected label name or `}` for `m`, found ','"
-    );
-    assert_eq!(
-        error(r#"m{a="1",,} 1"#),
-        "line 1: expected label name or `}` for `m`, found ','"
-    );
+    assert_eq!(error("m{,} 1"), "line 1: expected label name or `}` for `m`, found ','");
+    assert_eq!(error(r#"m{a="1",,} 1"#), "line 1: expected label name or `}` for `m`, found ','");
     assert_eq!(
         error(r#"m{a="1" b="2"} 1"#),
         "line 1: expected `,` or `}` after value of label `a` for `m`, found 'b'"
     );
-    assert_eq!(
-        error("m{a=1} 1"),
-        "line 1: expected `\"` to open value of label `a` for `m`, found '1'"
-    );
-    assert_eq!(
-        error(r#"m{a="1""#),
-        "line 1: unterminated label set for `m`"
-    );
-    assert_eq!(
-        error("m{a"),
-        "line 1: expected `=` after label name `a` for `m`, found end of line"
-    );
+    assert_eq!(error("m{a=1} 1"), "line 1: expected `\"` to open value of label `a` for `m`, found '1'");
+    assert_eq!(error(r#"m{a="1""#), "line 1: unterminated label set for `m`");
+    assert_eq!(error("m{a"), "line 1: expected `=` after label name `a` for `m`, found end of line");
     assert_eq!(error("m{"), "line 1: unterminated label set for `m`");
 }
 
 #[test]
 fn duplicate_label_name_is_an_error() {
-    assert_eq!(
-        error(r#"m{a="1",b="2",a="1"} 1"#),
-        "line 1: duplicate label `a` for `m`"
-    );
+    assert_eq!(error(r#"m{a="1",b="2",a="1"} 1"#), "line 1: duplicate label `a` for `m`");
 }
 
 #[test]
@@ -163,18 +93,9 @@ fn unterminated_label_value() {
                 # a comment\n\
                 http_requests_total{code=\"201\"} 1\n\
                 http_requests_total{code=\"500} 3\n";
-    assert_eq!(
-        error(text),
-        "line 7: unterminated label value for `http_requests_total`"
-    );
-    assert_eq!(
-        error(r#"m{a="ends in backslash\"#),
-        "line 1: unterminated label value for `m`"
-    );
-    assert_eq!(
-        error(r#"m{a="x\"} 1"#),
-        "line 1: unterminated label value for `m`"
-    );
+    assert_eq!(error(text), "line 7: unterminated label value for `http_requests_total`");
+    assert_eq!(error(r#"m{a="ends in backslash\"#), "line 1: unterminated label value for `m`");
+    assert_eq!(error(r#"m{a="x\"} 1"#), "line 1: unterminated label value for `m`");
 }
 
 #[test]
@@ -198,10 +119,7 @@ fn values() {
     assert_eq!(error("m 1,5"), "line 1: invalid value `1,5` for `m`");
     assert_eq!(error("m 0x1p3"), "line 1: invalid value `0x1p3` for `m`");
     assert_eq!(error("m -NaN"), "line 1: invalid value `-NaN` for `m`");
-    assert_eq!(
-        error("m 1e999"),
-        "line 1: value `1e999` out of range for `m`"
-    );
+    assert_eq!(error("m 1e999"), "line 1: value `1e999` out of range for `m`");
 }
 
 #[test]
@@ -214,20 +132,11 @@ fn missing_value() {
 
 #[test]
 fn timestamps() {
-    assert_eq!(
-        one("m 1 1395066363000").timestamp_ms,
-        Some(1_395_066_363_000)
-    );
+    assert_eq!(one("m 1 1395066363000").timestamp_ms, Some(1_395_066_363_000));
     assert_eq!(one("m 1 -1").timestamp_ms, Some(-1));
     assert_eq!(one("m 1").timestamp_ms, None);
-    assert_eq!(
-        one("m 1 1520879607.789").timestamp_ms,
-        Some(1_520_879_607_789)
-    );
-    assert_eq!(
-        error("m 1 12ab"),
-        "line 1: invalid timestamp `12ab` for `m`"
-    );
+    assert_eq!(one("m 1 1520879607.789").timestamp_ms, Some(1_520_879_607_789));
+    assert_eq!(error("m 1 12ab"), "line 1: invalid timestamp `12ab` for `m`");
     assert_eq!(error("m 1 NaN"), "line 1: invalid timestamp `NaN` for `m`");
     assert_eq!(
         error("m 1 99999999999999999999"),
@@ -237,10 +146,7 @@ fn timestamps() {
 
 #[test]
 fn garbage_after_timestamp() {
-    assert_eq!(
-        error("m 1 2 3"),
-        "line 1: unexpected `3` after timestamp of `m`"
-    );
+    assert_eq!(error("m 1 2 3"), "line 1: unexpected `3` after timestamp of `m`");
     assert_eq!(
         error("m{a=\"b\"} 1 2 extra words"),
         "line 1: unexpected `extra words` after timestamp of `m`"
@@ -265,12 +171,7 @@ fn help_and_type() {
                 help: Some("Line one\nline two \\ \"q\" \\t kept".into()),
                 unit: None,
             },
-            Family {
-                name: "empty".into(),
-                kind: MetricKind::Untyped,
-                help: Some(String::new()),
-                unit: None,
-            },
+            Family { name: "empty".into(), kind: MetricKind::Untyped, help: Some(String::new()), unit: None },
         ]
     );
     let e = parse_strict("#\tTYPE\tx\tsummary \n# HELP x   spaced  out  ").unwrap();
@@ -280,43 +181,16 @@ fn help_and_type() {
 
 #[test]
 fn metadata_errors() {
-    assert_eq!(
-        error("# TYPE m timer"),
-        "line 1: unknown metric type `timer` for `m`"
-    );
-    assert_eq!(
-        error("# TYPE m Counter"),
-        "line 1: unknown metric type `Counter` for `m`"
-    );
+    assert_eq!(error("# TYPE m timer"), "line 1: unknown metric type `timer` for `m`");
+    assert_eq!(error("# TYPE m Counter"), "line 1: unknown metric type `Counter` for `m`");
     assert_eq!(error("# TYPE m"), "line 1: missing metric type for `m`");
-    assert_eq!(
-        error("# TYPE"),
-        "line 1: missing metric name in `# TYPE` line"
-    );
-    assert_eq!(
-        error("# TYPE 9m gauge"),
-        "line 1: invalid metric name `9m` in `# TYPE` line"
-    );
-    assert_eq!(
-        error("# TYPE m gauge extra"),
-        "line 1: unexpected `extra` after metric type of `m`"
-    );
-    assert_eq!(
-        error("# TYPE m gauge\n# TYPE m counter"),
-        "line 2: second TYPE line for `m`"
-    );
-    assert_eq!(
-        error("# HELP m a\n# HELP m b"),
-        "line 2: second HELP line for `m`"
-    );
-    assert_eq!(
-        error("# UNIT m s\n# UNIT m s"),
-        "line 2: second UNIT line for `m`"
-    );
-    assert_eq!(
-        error("# UNIT m sec-onds"),
-        "line 1: invalid unit `sec-onds` for `m`"
-    );
+    assert_eq!(error("# TYPE"), "line 1: missing metric name in `# TYPE` line");
+    assert_eq!(error("# TYPE 9m gauge"), "line 1: invalid metric name `9m` in `# TYPE` line");
+    assert_eq!(error("# TYPE m gauge extra"), "line 1: unexpected `extra` after metric type of `m`");
+    assert_eq!(error("# TYPE m gauge\n# TYPE m counter"), "line 2: second TYPE line for `m`");
+    assert_eq!(error("# HELP m a\n# HELP m b"), "line 2: second HELP line for `m`");
+    assert_eq!(error("# UNIT m s\n# UNIT m s"), "line 2: second UNIT line for `m`");
+    assert_eq!(error("# UNIT m sec-onds"), "line 1: invalid unit `sec-onds` for `m`");
 }
 
 #[test]
@@ -338,20 +212,11 @@ fn other_hash_lines_are_comments() {
 
 #[test]
 fn blank_lines_crlf_and_tabs() {
-    let e = parse_strict(
-        "\r\n# TYPE m counter\r\n\r\n  \t\r\nm{a=\"1\"}\t3\t\t100\r\n\tm{a=\"2\"}  4 \r\n",
-    )
-    .unwrap();
+    let e = parse_strict("\r\n# TYPE m counter\r\n\r\n  \t\r\nm{a=\"1\"}\t3\t\t100\r\n\tm{a=\"2\"}  4 \r\n")
+        .unwrap();
     assert_eq!(e.families[0].kind, MetricKind::Counter);
     assert_eq!(e.samples.len(), 2);
-    assert_eq!(
-        (
-            e.samples[0].value,
-            e.samples[0].timestamp_ms,
-            e.samples[0].line
-        ),
-        (3.0, Some(100), 5)
-    );
+    assert_eq!((e.samples[0].value, e.samples[0].timestamp_ms, e.samples[0].line), (3.0, Some(100), 5));
     assert_eq!((e.samples[1].value, e.samples[1].line), (4.0, 6));
     assert_eq!(e.samples[1].label("a"), Some("2"));
 }
@@ -392,29 +257,14 @@ fn openmetrics_document() {
         kind("acme_http_router_request_seconds_created"),
         Some(("acme_http_router_request_seconds", MetricKind::Summary))
     );
-    assert_eq!(
-        kind("process_cpu_total"),
-        Some(("process_cpu", MetricKind::Counter))
-    );
-    assert_eq!(
-        kind("process_cpu_created"),
-        Some(("process_cpu", MetricKind::Counter))
-    );
+    assert_eq!(kind("process_cpu_total"), Some(("process_cpu", MetricKind::Counter)));
+    assert_eq!(kind("process_cpu_created"), Some(("process_cpu", MetricKind::Counter)));
     assert_eq!(kind("foo_bucket"), Some(("foo", MetricKind::Histogram)));
     assert_eq!(kind("build_info"), Some(("build", MetricKind::Gauge)));
     assert_eq!(kind("queue_gsum"), Some(("queue", MetricKind::Histogram)));
-    assert_eq!(
-        e.family_of("state").map(|f| f.kind),
-        Some(MetricKind::Gauge)
-    );
-    assert_eq!(
-        e.family_of("other").map(|f| f.kind),
-        Some(MetricKind::Untyped)
-    );
-    assert_eq!(
-        e.family_of("process_cpu").and_then(|f| f.unit.as_deref()),
-        Some("seconds")
-    );
+    assert_eq!(e.family_of("state").map(|f| f.kind), Some(MetricKind::Gauge));
+    assert_eq!(e.family_of("other").map(|f| f.kind), Some(MetricKind::Untyped));
+    assert_eq!(e.family_of("process_cpu").and_then(|f| f.unit.as_deref()), Some("seconds"));
     assert_eq!(e.samples[5].timestamp_ms, Some(1_605_281_325_500));
     assert_eq!(e.samples[7].timestamp_ms, Some(1_520_879_607_789));
 }
@@ -423,43 +273,22 @@ fn openmetrics_document() {
 fn content_after_eof_is_one_error() {
     let e = parse("m 1\n# EOF\n\nm 2\nm 3\n");
     assert_eq!(e.samples.len(), 1);
-    assert_eq!(
-        e.errors,
-        [ParseError {
-            line: 4,
-            message: "content after `# EOF` on line 2".into()
-        }]
-    );
+    assert_eq!(e.errors, [ParseError { line: 4, message: "content after `# EOF` on line 2".into() }]);
     assert!(parse_strict("m 1\n# EOF\n").is_ok());
     assert!(parse_strict("m 1\n# EOF").is_ok());
-    assert!(
-        parse_strict("m 1\n# EOF more\nm 2").is_ok(),
-        "not an EOF line"
-    );
+    assert!(parse_strict("m 1\n# EOF more\nm 2").is_ok(), "not an EOF line");
 }
 
 #[test]
 fn bad_exemplars() {
-    assert_eq!(
-        error("m 1 # x"),
-        "line 1: invalid exemplar for `m`: expected `{` after `#`"
-    );
-    assert_eq!(
-        error("m 1 # {a=\"b\"}"),
-        "line 1: invalid exemplar for `m`: missing value"
-    );
+    assert_eq!(error("m 1 # x"), "line 1: invalid exemplar for `m`: expected `{` after `#`");
+    assert_eq!(error("m 1 # {a=\"b\"}"), "line 1: invalid exemplar for `m`: missing value");
     assert_eq!(
         error("m 1 # {a=\"b} 1"),
         "line 1: invalid exemplar for `m`: unterminated label value for `m`"
     );
-    assert_eq!(
-        error("m 1 # {} 1 2 3"),
-        "line 1: invalid exemplar for `m`: unexpected `3`"
-    );
-    assert_eq!(
-        error("m 1 # {} 1 x"),
-        "line 1: invalid exemplar for `m`: invalid timestamp `x`"
-    );
+    assert_eq!(error("m 1 # {} 1 2 3"), "line 1: invalid exemplar for `m`: unexpected `3`");
+    assert_eq!(error("m 1 # {} 1 x"), "line 1: invalid exemplar for `m`: invalid timestamp `x`");
 }
 
 #[test]
@@ -476,8 +305,7 @@ fn tolerant_keeps_good_lines_strict_stops() {
 
 #[test]
 fn duplicates_by_line() {
-    let e = parse_strict("m{a=\"1\",b=\"2\"} 1\nm{b=\"2\",a=\"1\"} 2\nm{a=\"1\"} 3\nn 1\nn 2\n")
-        .unwrap();
+    let e = parse_strict("m{a=\"1\",b=\"2\"} 1\nm{b=\"2\",a=\"1\"} 2\nm{a=\"1\"} 3\nn 1\nn 2\n").unwrap();
     assert_eq!(e.duplicates(), [(1, 2), (4, 5)]);
 }
 
@@ -580,9 +408,7 @@ fn random_fragments_never_panic() {
     let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
     for _ in 0..5000 {
         let parts = rng.below(40);
-        let text: String = (0..parts)
-            .map(|_| FRAGMENTS[rng.below(FRAGMENTS.len())])
-            .collect();
+        let text: String = (0..parts).map(|_| FRAGMENTS[rng.below(FRAGMENTS.len())]).collect();
         check_invariants(&text);
     }
 }
@@ -623,9 +449,7 @@ fn ten_thousand_lines() {
     let mut text = String::new();
     let mut lines = 0;
     for family in 0..500 {
-        text.push_str(&format!(
-            "# HELP job_{family}_seconds Time spent, per \"stage\".\n"
-        ));
+        text.push_str(&format!("# HELP job_{family}_seconds Time spent, per \"stage\".\n"));
         text.push_str(&format!("# TYPE job_{family}_seconds histogram\n"));
         lines += 2;
         for bucket in 0..17 {
@@ -634,9 +458,7 @@ fn ten_thousand_lines() {
                 bucket * 3
             ));
         }
-        text.push_str(&format!(
-            "job_{family}_seconds_sum{{host=\"node {family}\"}} 12.5e3\n"
-        ));
+        text.push_str(&format!("job_{family}_seconds_sum{{host=\"node {family}\"}} 12.5e3\n"));
         lines += 18;
     }
     assert_eq!(lines, 10_000);
