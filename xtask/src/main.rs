@@ -104,9 +104,35 @@ fn test(args: &[String]) -> Result<ExitCode> {
         "xtask: private stack up (PostgreSQL on 127.0.0.1:{}, Redis on 127.0.0.1:{})",
         stack.pg_port, stack.redis_port
     );
-    let status =
-        cargo().args(["test", "--workspace"]).args(args).status().context("cannot run cargo test")?;
+    let mut child = cargo()
+        .args(["test", "--workspace"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    // Pass the output through while adding up every test binary's result line, so the run ends
+    // with one total rather than the last binary's (often a doc-test run with no tests).
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let reader = std::io::BufReader::new(child.stdout.take().context("cargo test stdout")?);
+    for line in std::io::BufRead::lines(reader) {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count_before(rest, " passed");
+            failed += count_before(rest, " failed");
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    println!("\ntests: {passed} passed, {failed} failed");
     Ok(exit_code(status))
+}
+
+/// The number just before `word` in a `test result:` line (`ok. 12 passed; 0 failed; …`).
+fn count_before(line: &str, word: &str) -> u64 {
+    line.find(word)
+        .and_then(|end| line[..end].rsplit(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn ci() -> Result<ExitCode> {
@@ -134,4 +160,17 @@ fn cargo() -> Command {
 
 fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_before;
+
+    #[test]
+    fn counts_from_a_result_line() {
+        let line = "ok. 12 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s";
+        assert_eq!(count_before(line, " passed"), 12);
+        assert_eq!(count_before(line, " failed"), 3);
+        assert_eq!(count_before("FAILED. nothing here", " passed"), 0);
+    }
 }
