@@ -456,3 +456,46 @@ mod nagios {
         assert_eq!(json["checks"][0]["name"], "redis");
     }
 }
+
+// Prometheus textfile export for node_exporter.
+mod textfile {
+    use super::*;
+
+    #[tokio::test]
+    async fn textfile_holds_flow_task_and_check_statuses() {
+        let s = setup("textfile", Opts { app_mode: HealthMode::ServerError, ..Opts::default() }).await;
+        let prom = s.dir.path().join("kyb-maint-daily.prom");
+        let out = run(s.maint(&["daily", "--textfile", prom.to_str().unwrap()])).await;
+        assert_eq!(out.status.code(), Some(1));
+        let text = std::fs::read_to_string(&prom).unwrap();
+        assert!(text.contains("kyb_maint_flow_status{flow=\"daily\"} 2\n"), "{text}");
+        assert!(
+            text.contains("kyb_maint_check_status{flow=\"daily\",task=\"health\",check=\"app\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kyb_maint_check_status{flow=\"daily\",task=\"health\",check=\"redis\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE kyb_maint_task_duration_seconds gauge"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unwritable_textfile_fails_the_run_but_keeps_the_report() {
+        let s = setup("textfilebad", Opts::default()).await;
+        let prom = s.dir.path().join("no-such-dir/kyb.prom");
+        let out = run(s.maint(&["daily", "--textfile", prom.to_str().unwrap()])).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stderr).contains("no-such-dir"), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("kyb-maint daily report"));
+    }
+
+    #[tokio::test]
+    async fn dry_run_writes_no_textfile() {
+        let s = setup("textfiledry", Opts::default()).await;
+        let prom = s.dir.path().join("kyb.prom");
+        let out = run(s.maint(&["daily", "--dry-run", "--textfile", prom.to_str().unwrap()])).await;
+        assert_eq!(out.status.code(), Some(0));
+        assert!(!prom.exists());
+    }
+}

@@ -83,18 +83,22 @@ fn maint(args: &[String]) -> Result<ExitCode> {
             pass.push(a.clone());
         }
     }
+    // Build, then run the binary itself: `cargo run` would keep cargo in the way of a second,
+    // concurrent run reaching kyb-maint's own lock. `sandbox::up` builds kyb-maint too.
     let config = match config {
-        Some(c) => c,
+        Some(c) => {
+            sandbox::build(&["kyb-maint"])?;
+            c
+        }
         None => sandbox::up()?,
     };
-    let status = cargo()
-        .args(["run", "--quiet", "--package", "kyb-maint", "--"])
+    let status = Command::new(sandbox::target_dir().join("debug/kyb-maint"))
         .arg(flow)
         .arg("--config")
         .arg(&config)
         .args(&pass)
         .status()
-        .context("cannot run cargo")?;
+        .context("cannot run kyb-maint")?;
     Ok(exit_code(status))
 }
 

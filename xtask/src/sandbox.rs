@@ -8,7 +8,8 @@ use std::process::ExitCode;
 /// Brings everything up (or reuses it) and returns the sandbox config path.
 pub fn up() -> Result<PathBuf> {
     let stack = Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
-    let app_bin = build_fake_app()?;
+    sandbox_bins()?;
+    let app_bin = target_dir().join("debug/kyb-fake-app");
     let addr = stack.ensure_app(&app_bin).context("cannot start the sandbox app")?;
     let dir = sandbox_dir();
     let root = dir.join("root");
@@ -82,14 +83,21 @@ pub fn status() -> Result<ExitCode> {
     Ok(if all { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Builds the sandbox app and returns its path.
-pub fn build_fake_app() -> Result<PathBuf> {
-    let status = crate::cargo()
-        .args(["build", "--quiet", "--package", "kyb-testkit", "--bin", "kyb-fake-app"])
-        .status()
-        .context("cannot run cargo build")?;
-    anyhow::ensure!(status.success(), "building kyb-fake-app failed");
-    Ok(target_dir().join("debug/kyb-fake-app"))
+/// Builds the sandbox app and kyb-maint in one cargo call (one lock wait, one fingerprint pass).
+fn sandbox_bins() -> Result<()> {
+    build(&["kyb-fake-app", "kyb-maint"])
+}
+
+/// Builds the named binaries of the workspace (debug profile).
+pub fn build(bins: &[&str]) -> Result<()> {
+    let mut cmd = crate::cargo();
+    cmd.args(["build", "--quiet"]);
+    for b in bins {
+        cmd.args(["--bin", b]);
+    }
+    let status = cmd.status().context("cannot run cargo build")?;
+    anyhow::ensure!(status.success(), "building {} failed", bins.join(", "));
+    Ok(())
 }
 
 pub fn target_dir() -> PathBuf {

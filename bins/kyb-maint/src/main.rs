@@ -25,6 +25,10 @@ struct Cli {
     /// Show what would be done; write, delete and restart nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Also write the run's statuses and durations as Prometheus metrics to this file, for
+    /// node_exporter's textfile collector (e.g. /var/lib/node_exporter/textfile/kyb-maint-daily.prom).
+    #[arg(long, value_name = "FILE")]
+    textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -68,7 +72,15 @@ async fn main() -> ExitCode {
     };
     // A closed stdout (e.g. piped into `head`) must not turn a good run into a crash.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    ExitCode::from(report.exit_code())
+    let mut code = report.exit_code();
+    if let Some(path) = cli.textfile.filter(|_| !cli.dry_run)
+        && let Err(e) = kyb_flows::textfile::write(&path, &report)
+    {
+        // Monitoring would go on reading stale numbers: make the run fail visibly.
+        let _ = writeln!(std::io::stderr(), "kyb-maint: error: {}", kyb_core::error_chain(&e));
+        code = code.max(1);
+    }
+    ExitCode::from(code)
 }
 
 /// Prints `kyb-maint: error: …` with its causes and returns exit code 2.

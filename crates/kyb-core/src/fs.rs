@@ -131,7 +131,7 @@ fn no_follow() -> i32 {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds the lock.
-    #[error("another run holds the lock {path}{}", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    #[error("lock {path} is held{}", holder.map(|p| format!(" by pid {p}")).unwrap_or_default())]
     Held {
         /// The lock file.
         path: PathBuf,

@@ -198,7 +198,8 @@ fn default_load_per_core() -> Thresholds {
     Thresholds::new(1.5, 3.0)
 }
 fn default_cpu_sample_ms() -> u64 {
-    250
+    // Half a second: long enough for a steady figure, short for a daily job.
+    500
 }
 fn default_mount_timeout_ms() -> u64 {
     2_000

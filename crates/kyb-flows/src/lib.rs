@@ -21,6 +21,7 @@ pub mod config;
 mod flow;
 mod report;
 mod runlog;
+pub mod textfile;
 
 pub use config::{Config, ConfigError};
 pub use flow::{Flow, FlowError, RunOptions, Task, run_flow};
