@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 const HEALTHY_RUNS: usize = 10;
 const HUNG_RUNS: usize = 3;
+const SHORT_SAMPLE_MS: u64 = 50;
 const HUNG_TIMEOUT_MS: u64 = 2_000;
 /// How long the runbook's `curl -f` gets against the hung app before the bench gives up on it.
 const PEER_CAP: Duration = Duration::from_secs(30);
@@ -28,6 +29,10 @@ pub fn daily() -> Result<ExitCode> {
     time_maint(&bin, &config)?;
     let healthy = (0..HEALTHY_RUNS).map(|_| time_maint(&bin, &config)).collect::<Result<Vec<_>>>()?;
     let peer_healthy = (0..HEALTHY_RUNS).map(|_| time_runbook(&app, &stack)).collect::<Result<Vec<_>>>()?;
+    // The same run with a short CPU sample window: the work itself, without the measurement wait.
+    let short_cfg = config.with_file_name("kyb-maint-short-sample.toml");
+    std::fs::write(&short_cfg, format!("{cfg_text}\n[system]\ncpu_sample_ms = {SHORT_SAMPLE_MS}\n"))?;
+    let short = (0..HEALTHY_RUNS).map(|_| time_maint(&bin, &short_cfg)).collect::<Result<Vec<_>>>()?;
 
     let rt = tokio::runtime::Runtime::new()?;
     let hung_app = rt.block_on(kyb_testkit::FakeApp::start(kyb_testkit::HealthMode::Hang));
@@ -56,6 +61,17 @@ pub fn daily() -> Result<ExitCode> {
         ms(p),
         peer_healthy.len(),
         h.as_secs_f64() / p.as_secs_f64()
+    );
+    let s = median(&short);
+    println!(
+        "| healthy, cpu_sample_ms = {SHORT_SAMPLE_MS} | {} ({} runs, {}-{}) | {} ({} runs) | {:.2}x |",
+        ms(s),
+        short.len(),
+        ms(min(&short)),
+        ms(max(&short)),
+        ms(p),
+        peer_healthy.len(),
+        s.as_secs_f64() / p.as_secs_f64()
     );
     let peer_hung_text = match peer_hung {
         Some(d) => ms(d),
