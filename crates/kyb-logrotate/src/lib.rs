@@ -1,0 +1,76 @@
+//! Log rotation, compression, retention and temp cleanup, safe against crashes, live writers and
+//! hostile directory contents.
+//!
+//! - [`rotate`]: rotates logs by size or schedule to `<log>-YYYYMMDD-HHMMSS`, creates the new log
+//!   with `O_EXCL|O_NOFOLLOW` and sets owner and mode on its handle, tells the writer to reopen
+//!   (signal from a pid file or a systemd unit), waits until no process holds the rotated file,
+//!   then gzips it crash-safely. Leftovers of an interrupted run are finished or removed first.
+//! - [`prune`]: removes rotated logs past their age or count, and old reports, on every run.
+//! - [`clean_temp`]: removes idle `kyb-*` entries from the temp directory.
+//!
+//! Every operation goes through an open directory handle (`*at` calls, no symlink followed),
+//! touches only names that match strict patterns, and leaves symlinks, hard-linked files and
+//! other filesystems alone, saying so in the report. With `dry_run` the report lists the exact
+//! plan and nothing changes.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use kyb_logrotate::{TempConfig, clean_temp};
+//! let cfg = TempConfig {
+//!     dir: "/tmp".into(),
+//!     prefix: "kyb-".into(),
+//!     max_age_secs: 86_400,
+//!     timeout_ms: 30_000,
+//!     dry_run: true,
+//! };
+//! let report = clean_temp(&cfg, time::OffsetDateTime::now_utc()).await.unwrap();
+//! for action in &report.actions {
+//!     println!("{action}");
+//! }
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod compress;
+mod dir;
+mod holders;
+mod names;
+mod report;
+mod retention;
+mod rotate;
+mod temp;
+
+pub use report::{Action, Counts, FilesReport, Skipped};
+pub use retention::PruneConfig;
+pub use rotate::{Interval, LogPolicy, Reopen, ReopenSignal, RotateConfig};
+pub use temp::TempConfig;
+
+use time::OffsetDateTime;
+
+/// A file task that could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LogrotateError {
+    /// The blocking worker panicked or was cancelled.
+    #[error("file task worker failed")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
+/// Rotates and compresses the configured logs (on a blocking thread).
+pub async fn rotate(cfg: &RotateConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || rotate::rotate_blocking(&cfg, now)).await.map_err(LogrotateError::Worker)
+}
+
+/// Removes rotated logs and reports past retention (on a blocking thread).
+pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || retention::prune_blocking(&cfg, now)).await.map_err(LogrotateError::Worker)
+}
+
+/// Removes idle temp entries (on a blocking thread).
+pub async fn clean_temp(cfg: &TempConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || temp::clean_temp_blocking(&cfg, now)).await.map_err(LogrotateError::Worker)
+}

@@ -1,0 +1,130 @@
+//! What the file tasks did (or, in a dry run, would do).
+
+use kyb_core::Check;
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+
+/// One step on the filesystem or a process, done or planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// A live log renamed to its rotated name.
+    Rename {
+        /// The live log.
+        from: PathBuf,
+        /// The rotated name.
+        to: PathBuf,
+    },
+    /// A fresh live log created.
+    Create {
+        /// The new file.
+        path: PathBuf,
+        /// Owner uid.
+        uid: u32,
+        /// Group gid.
+        gid: u32,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// The live log copied, then truncated (copytruncate: lossy).
+    CopyTruncate {
+        /// The live log.
+        from: PathBuf,
+        /// The copy.
+        to: PathBuf,
+    },
+    /// A signal sent to the writer so it reopens its log.
+    Signal {
+        /// Process id.
+        pid: i32,
+        /// Signal name, e.g. `SIGHUP`.
+        signal: String,
+        /// Where the pid came from.
+        source: String,
+    },
+    /// A rotated file compressed.
+    Compress {
+        /// The rotated file.
+        from: PathBuf,
+        /// The `.gz`.
+        to: PathBuf,
+    },
+    /// A file or directory removed.
+    Remove {
+        /// What was removed.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Rename { from, to } => write!(f, "rename {} -> {}", from.display(), to.display()),
+            Action::Create { path, uid, gid, mode } => {
+                write!(f, "create {} owner {uid}:{gid} mode {mode:04o}", path.display())
+            }
+            Action::CopyTruncate { from, to } => write!(
+                f,
+                "copy {} -> {}, then truncate it (copytruncate: lines written in between are lost)",
+                from.display(),
+                to.display()
+            ),
+            Action::Signal { pid, signal, source } => write!(f, "send {signal} to pid {pid} ({source})"),
+            Action::Compress { from, to } => write!(f, "compress {} -> {}", from.display(), to.display()),
+            Action::Remove { path, reason } => write!(f, "remove {} ({reason})", path.display()),
+        }
+    }
+}
+
+/// Something left alone on purpose, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The entry.
+    pub path: PathBuf,
+    /// Why it was not touched.
+    pub reason: String,
+}
+
+/// Counters for the report line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Logs rotated.
+    pub rotated_files: u64,
+    /// Rotated files compressed.
+    pub compressed_files: u64,
+    /// Bytes read by compression.
+    pub compressed_in_bytes: u64,
+    /// Bytes of `.gz` written.
+    pub compressed_out_bytes: u64,
+    /// Files removed.
+    pub deleted_files: u64,
+    /// Directories removed.
+    pub deleted_dirs: u64,
+    /// Bytes freed by removals.
+    pub freed_bytes: u64,
+}
+
+/// The report of [`rotate`](crate::rotate), [`prune`](crate::prune) or
+/// [`clean_temp`](crate::clean_temp).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FilesReport {
+    /// One check per log or directory, with a status.
+    pub checks: Vec<Check>,
+    /// Steps done, or planned in a dry run, in order.
+    pub actions: Vec<Action>,
+    /// Entries left alone, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Totals.
+    pub counts: Counts,
+    /// Nothing was changed.
+    pub dry_run: bool,
+}
+
+impl FilesReport {
+    pub(crate) fn skip(&mut self, path: PathBuf, reason: impl Into<String>) {
+        self.skipped.push(Skipped { path, reason: reason.into() });
+    }
+}

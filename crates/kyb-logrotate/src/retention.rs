@@ -1,0 +1,229 @@
+//! Retention on every run: rotated logs past their age or count, and old reports. Strict name
+//! patterns, regular single-link files only, removed through the directory handle.
+
+use crate::dir::{DirHandle, kind};
+use crate::names::{self, Form};
+use crate::report::{Action, FilesReport};
+use crate::rotate::LogPolicy;
+use kyb_core::{Check, Status};
+use rustix::fs::FileType;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use time::OffsetDateTime;
+
+/// What [`prune`](crate::prune) removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneConfig {
+    /// Rotated files of these logs, by each policy's `keep_days` and `keep_count`.
+    pub logs: Vec<LogPolicy>,
+    /// kyb-maint's reports directory (`<flow>-report-*.txt|json`, `app-metrics-*.prom`).
+    pub reports_dir: Option<PathBuf>,
+    /// Reports older than this many days are removed.
+    pub reports_max_age_days: u32,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+const DAY_SECS: i64 = 86_400;
+
+/// Removes rotated logs and reports past retention.
+pub fn prune_blocking(cfg: &PruneConfig, now: OffsetDateTime) -> FilesReport {
+    let mut report = FilesReport { dry_run: cfg.dry_run, ..FilesReport::default() };
+    for p in &cfg.logs {
+        let check = prune_log(p, now, cfg.dry_run, &mut report);
+        report.checks.push(check);
+    }
+    if let Some(dir) = &cfg.reports_dir {
+        let check = prune_reports(dir, cfg.reports_max_age_days, now, cfg.dry_run, &mut report);
+        report.checks.push(check);
+    }
+    report
+}
+
+struct Candidate {
+    name: OsString,
+    order: (u64, u32),
+    mtime: i64,
+    size: u64,
+}
+
+fn prune_log(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut FilesReport) -> Check {
+    let label = format!("rotated {}", p.path.display());
+    let (Some(dir_path), Some(base)) = (p.path.parent(), p.path.file_name()) else {
+        return Check::new(label, Status::Unknown, "not a file path");
+    };
+    let dir = match DirHandle::open(dir_path) {
+        Ok(d) => d,
+        Err(e) => return Check::new(label, Status::Crit, format!("cannot open {}: {e}", dir_path.display())),
+    };
+    let matcher = |name: &OsStr| names::parse(base, name).filter(|r| r.form != Form::GzTmp).map(|r| (r.stamp, r.counter));
+    let (mut candidates, mut problems) = candidates(&dir, &matcher, report);
+    // Newest first: the count limit keeps the head of the list.
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.order));
+    let cutoff = now.unix_timestamp() - i64::from(p.keep_days) * DAY_SECS;
+    let keep_count = p.keep_count.map_or(usize::MAX, |c| c as usize);
+    let before = report.counts;
+    for (i, c) in candidates.iter().enumerate() {
+        let reason = if c.mtime < cutoff {
+            format!("older than {} days", p.keep_days)
+        } else if i >= keep_count {
+            format!("beyond the newest {keep_count}")
+        } else {
+            continue;
+        };
+        remove(&dir, c, reason, dry_run, report, &mut problems);
+    }
+    summary(label, candidates.len(), before, report, problems, dry_run)
+}
+
+fn prune_reports(dir_path: &std::path::Path, max_age_days: u32, now: OffsetDateTime, dry_run: bool, report: &mut FilesReport) -> Check {
+    let label = format!("reports {}", dir_path.display());
+    let dir = match DirHandle::open(dir_path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Check::new(label, Status::Ok, "no reports directory yet"),
+        Err(e) => return Check::new(label, Status::Crit, format!("cannot open: {e}")),
+    };
+    let matcher = |name: &OsStr| is_report_name(name.as_bytes()).then_some((0, 0));
+    let (candidates, mut problems) = candidates(&dir, &matcher, report);
+    let cutoff = now.unix_timestamp() - i64::from(max_age_days) * DAY_SECS;
+    let before = report.counts;
+    for c in candidates.iter().filter(|c| c.mtime < cutoff) {
+        remove(&dir, c, format!("older than {max_age_days} days"), dry_run, report, &mut problems);
+    }
+    summary(label, candidates.len(), before, report, problems, dry_run)
+}
+
+/// `daily-report-YYYYMMDD-HHMMSS[-N].txt|json` (any flow) or `app-metrics-YYYYMMDD-HHMMSS[-N].prom`.
+fn is_report_name(name: &[u8]) -> bool {
+    let stamped = |rest: &[u8], exts: &[&[u8]]| -> bool {
+        let ok_digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+        let Some(dot) = rest.iter().rposition(|b| *b == b'.') else { return false };
+        let (body, ext) = (&rest[..dot], &rest[dot + 1..]);
+        if !exts.contains(&ext) {
+            return false;
+        }
+        let parts: Vec<&[u8]> = body.split(|b| *b == b'-').collect();
+        match parts.as_slice() {
+            [d, t] => d.len() == 8 && t.len() == 6 && ok_digits(d) && ok_digits(t),
+            [d, t, n] => d.len() == 8 && t.len() == 6 && ok_digits(d) && ok_digits(t) && ok_digits(n) && n.len() <= 6,
+            _ => false,
+        }
+    };
+    if let Some(rest) = name.strip_prefix(b"app-metrics-") {
+        return stamped(rest, &[b"prom"]);
+    }
+    ["daily", "weekly", "monthly", "quarterly"]
+        .iter()
+        .any(|flow| name.strip_prefix(flow.as_bytes()).and_then(|r| r.strip_prefix(b"-report-")).is_some_and(|r| stamped(r, &[b"txt", b"json"])))
+}
+
+/// Entries whose name `matcher` accepts and that are regular files with one link; everything
+/// else with a matching name is reported as skipped.
+fn candidates(
+    dir: &DirHandle,
+    matcher: &dyn Fn(&OsStr) -> Option<(u64, u32)>,
+    report: &mut FilesReport,
+) -> (Vec<Candidate>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let entries = match dir.entries() {
+        Ok(e) => e,
+        Err(e) => return (out, vec![format!("cannot list: {e}")]),
+    };
+    for entry in entries {
+        let name = match entry {
+            Ok((name, _)) => name,
+            Err(e) => {
+                problems.push(format!("unreadable entry: {e}"));
+                continue;
+            }
+        };
+        let Some(order) = matcher(&name) else { continue };
+        let st = match dir.stat(&name) {
+            Ok(st) => st,
+            // Gone since the listing: someone else removed it, nothing to do.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                problems.push(format!("cannot stat {}: {e}", name.to_string_lossy()));
+                continue;
+            }
+        };
+        match kind(&st) {
+            FileType::RegularFile if st.st_nlink == 1 => {}
+            FileType::RegularFile => {
+                report.skip(dir.join(&name), format!("hard-linked ({} links); not removed", st.st_nlink));
+                continue;
+            }
+            FileType::Symlink => {
+                report.skip(dir.join(&name), "symlink; not followed, not removed");
+                continue;
+            }
+            other => {
+                report.skip(dir.join(&name), format!("not a regular file ({other:?}); not removed"));
+                continue;
+            }
+        }
+        out.push(Candidate { name, order, mtime: st.st_mtime, size: st.st_size as u64 });
+    }
+    (out, problems)
+}
+
+fn remove(dir: &DirHandle, c: &Candidate, reason: String, dry_run: bool, report: &mut FilesReport, problems: &mut Vec<String>) {
+    report.actions.push(Action::Remove { path: dir.join(&c.name), reason });
+    if dry_run {
+        report.counts.deleted_files += 1;
+        report.counts.freed_bytes += c.size;
+        return;
+    }
+    match dir.unlink(&c.name) {
+        Ok(()) => {
+            report.counts.deleted_files += 1;
+            report.counts.freed_bytes += c.size;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => problems.push(format!("cannot remove {}: {e}", c.name.to_string_lossy())),
+    }
+}
+
+fn summary(
+    label: String,
+    seen: usize,
+    before: crate::Counts,
+    report: &FilesReport,
+    problems: Vec<String>,
+    dry_run: bool,
+) -> Check {
+    let deleted = report.counts.deleted_files - before.deleted_files;
+    let freed = report.counts.freed_bytes - before.freed_bytes;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut text = format!("{verb} {deleted} of {seen} file(s), {} freed", crate::rotate::human(freed));
+    let status = if problems.is_empty() { Status::Ok } else { Status::Warn };
+    for p in problems {
+        text.push_str("; ");
+        text.push_str(&p);
+    }
+    Check::new(label, status, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_report_name;
+
+    #[test]
+    fn report_names_are_strict() {
+        for ok in ["daily-report-20261126-020000.txt", "weekly-report-20261126-020000-2.json", "app-metrics-20261126-020000.prom"] {
+            assert!(is_report_name(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "daily-report-20261126-020000.txt.bak",
+            "daily-report-2026112-020000.txt",
+            "notes.txt",
+            "app-metrics-20261126-020000.txt",
+            "hourly-report-20261126-020000.txt",
+            "daily-report-20261126-020000-x.txt",
+        ] {
+            assert!(!is_report_name(bad.as_bytes()), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Rotation of live logs: rename, create the new file on its handle, tell the writer, wait for it
+//! to let go, then compress.
+
+use crate::compress::compress;
+use crate::dir::{DirHandle, kind};
+use crate::holders::{holders, wait_released};
+use crate::names::{self, Form, Rotated};
+use crate::report::{Action, FilesReport};
+use kyb_core::{Check, Status};
+use rustix::fs::FileType;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+/// A time trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    /// Once per UTC day.
+    Daily,
+    /// Once per seven days.
+    Weekly,
+}
+
+/// The signal that makes the writer reopen its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReopenSignal {
+    /// SIGHUP.
+    Hup,
+    /// SIGUSR1.
+    Usr1,
+    /// SIGUSR2.
+    Usr2,
+}
+
+impl ReopenSignal {
+    /// `SIGHUP`, `SIGUSR1` or `SIGUSR2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReopenSignal::Hup => "SIGHUP",
+            ReopenSignal::Usr1 => "SIGUSR1",
+            ReopenSignal::Usr2 => "SIGUSR2",
+        }
+    }
+
+    fn signal(self) -> rustix::process::Signal {
+        match self {
+            ReopenSignal::Hup => rustix::process::Signal::HUP,
+            ReopenSignal::Usr1 => rustix::process::Signal::USR1,
+            ReopenSignal::Usr2 => rustix::process::Signal::USR2,
+        }
+    }
+}
+
+/// How the writer learns that its log was rotated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reopen {
+    /// Nobody is told; the rotated file is compressed once no process holds it.
+    Nothing,
+    /// Signal the pid in this file.
+    PidFile {
+        /// The pid file.
+        path: PathBuf,
+        /// The signal.
+        signal: ReopenSignal,
+    },
+    /// Signal the main process of a systemd unit (`systemctl kill --kill-whom=main`).
+    SystemdUnit {
+        /// The unit, e.g. `kyb-platform.service`.
+        unit: String,
+        /// The signal.
+        signal: ReopenSignal,
+    },
+    /// Copy the log, then truncate it in place: for writers that cannot reopen. Lossy: lines
+    /// written between the copy and the truncate are lost.
+    CopyTruncate,
+}
+
+/// The rotation policy of one log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPolicy {
+    /// The live log, an absolute path.
+    pub path: PathBuf,
+    /// Rotate when at least this big.
+    pub size_bytes: u64,
+    /// Also rotate on this schedule (a non-empty log only).
+    pub every: Option<Interval>,
+    /// Remove rotated files older than this.
+    pub keep_days: u32,
+    /// Keep at most this many rotated files.
+    pub keep_count: Option<u32>,
+    /// gzip rotated files.
+    pub compress: bool,
+    /// Leave the newest rotated file uncompressed until the next rotation.
+    pub delay_compress: bool,
+    /// gzip level, 1 to 9.
+    pub compress_level: u32,
+    /// Owner of the new live log.
+    pub uid: u32,
+    /// Group of the new live log.
+    pub gid: u32,
+    /// Mode of the new live log.
+    pub mode: u32,
+    /// How the writer is told.
+    pub reopen: Reopen,
+    /// How long to wait for the writer to let go of the rotated file.
+    pub reopen_timeout_ms: u64,
+}
+
+/// Logs to rotate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateConfig {
+    /// The logs and their policies.
+    pub logs: Vec<LogPolicy>,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+/// Rotates (when due) and compresses every configured log; first finishes or cleans up what an
+/// interrupted run left. One [`Check`] per log.
+pub fn rotate_blocking(cfg: &RotateConfig, now: OffsetDateTime) -> FilesReport {
+    let mut report = FilesReport { dry_run: cfg.dry_run, ..FilesReport::default() };
+    for policy in &cfg.logs {
+        let check = rotate_one(policy, now, cfg.dry_run, &mut report);
+        report.checks.push(check);
+    }
+    report
+}
+
+fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut FilesReport) -> Check {
+    let name = p.path.display().to_string();
+    let (Some(dir_path), Some(base)) = (p.path.parent(), p.path.file_name()) else {
+        return Check::new(name, Status::Unknown, "not a file path");
+    };
+    let dir = match DirHandle::open(dir_path) {
+        Ok(d) => d,
+        Err(e) => return Check::new(name, Status::Crit, format!("cannot open directory {}: {e}", dir_path.display())),
+    };
+    let mut notes: Vec<(Status, String)> = Vec::new();
+    let mut rotated = recover(&dir, base, dry_run, report, &mut notes);
+
+    let mut just_rotated: Option<OsString> = None;
+    match dir.stat(base) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A run killed between rename and create leaves no live log: put it back.
+            if !rotated.is_empty() && p.reopen != Reopen::CopyTruncate {
+                if let Err(e) = create_live(&dir, base, p, dry_run, report) {
+                    notes.push((Status::Crit, format!("cannot recreate the live log: {e}")));
+                }
+            } else {
+                notes.push((Status::Ok, "no live log".to_owned()));
+            }
+        }
+        Err(e) => notes.push((Status::Crit, format!("cannot stat: {e}"))),
+        Ok(st) if kind(&st) != FileType::RegularFile => {
+            report.skip(p.path.clone(), format!("not a regular file ({:?}); not rotated", kind(&st)));
+            notes.push((Status::Warn, format!("skipped: not a regular file ({:?})", kind(&st))));
+        }
+        Ok(st) if st.st_nlink > 1 => {
+            report.skip(p.path.clone(), format!("hard-linked ({} links); not rotated", st.st_nlink));
+            notes.push((Status::Warn, format!("skipped: hard-linked ({} links)", st.st_nlink)));
+        }
+        Ok(st) => {
+            let size = st.st_size as u64;
+            let newest = rotated.iter().map(|r| r.stamp).max();
+            match due(p, size, newest, now) {
+                None => notes.push((Status::Ok, format!("{} (limit {}); not due", human(size), human(p.size_bytes)))),
+                Some(why) => match rotate_live(&dir, base, p, now, dry_run, report) {
+                    Ok(stem) => {
+                        report.counts.rotated_files += 1;
+                        notes.push((Status::Ok, format!("rotated ({why}) to {}", stem.to_string_lossy())));
+                        let parsed = names::parse(base, &stem).expect("a stem we made parses");
+                        rotated.push(parsed);
+                        just_rotated = Some(stem);
+                    }
+                    Err(e) => notes.push((Status::Crit, format!("rotation failed: {e}"))),
+                },
+            }
+        }
+    }
+
+    if p.compress {
+        compress_rotated(&dir, p, &mut rotated, just_rotated.as_deref(), dry_run, report, &mut notes);
+    } else if let Some(stem) = &just_rotated {
+        wait_for_writer(&dir, p, stem, dry_run, &mut notes);
+    }
+    let status = Status::worst(notes.iter().map(|(s, _)| *s));
+    let summary = notes.into_iter().map(|(_, n)| n).collect::<Vec<_>>().join("; ");
+    Check::new(name, status, summary)
+}
+
+/// Removes stale `.gz.tmp` files and plain files that already have a complete `.gz`; returns the
+/// rotated files that remain.
+fn recover(
+    dir: &DirHandle,
+    base: &OsStr,
+    dry_run: bool,
+    report: &mut FilesReport,
+    notes: &mut Vec<(Status, String)>,
+) -> Vec<Rotated> {
+    let entries = match dir.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            notes.push((Status::Crit, format!("cannot list {}: {e}", dir.path().display())));
+            return Vec::new();
+        }
+    };
+    let mut found: Vec<(Rotated, OsString)> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok((name, _)) => {
+                if let Some(r) = names::parse(base, &name) {
+                    found.push((r, name));
+                }
+            }
+            Err(e) => notes.push((Status::Warn, format!("unreadable directory entry: {e}"))),
+        }
+    }
+    let gz_stems: Vec<OsString> = found.iter().filter(|(r, _)| r.form == Form::Gz).map(|(r, _)| r.stem.clone()).collect();
+    let mut kept = Vec::new();
+    for (r, name) in found {
+        let leftover = match r.form {
+            Form::GzTmp => Some("interrupted compression"),
+            Form::Plain if gz_stems.contains(&r.stem) => Some("already compressed"),
+            _ => None,
+        };
+        let Some(reason) = leftover else {
+            kept.push(r);
+            continue;
+        };
+        match dir.stat(&name) {
+            Ok(st) if kind(&st) == FileType::RegularFile => {}
+            Ok(_) => {
+                report.skip(dir.join(&name), "leftover-looking name but not a regular file; left alone");
+                continue;
+            }
+            Err(_) => continue,
+        }
+        report.actions.push(Action::Remove { path: dir.join(&name), reason: reason.to_owned() });
+        if !dry_run && let Err(e) = dir.unlink(&name) {
+            notes.push((Status::Warn, format!("cannot remove {}: {e}", name.to_string_lossy())));
+        }
+    }
+    kept.sort_by_key(|r| (r.stamp, r.counter));
+    kept
+}
+
+fn due(p: &LogPolicy, size: u64, newest: Option<u64>, now: OffsetDateTime) -> Option<String> {
+    if size == 0 {
+        return None;
+    }
+    if size >= p.size_bytes {
+        return Some(format!("{} >= {}", human(size), human(p.size_bytes)));
+    }
+    let today = u64::try_from(now.year()).unwrap_or(0) * 10_000 + u64::from(u8::from(now.month())) * 100 + u64::from(now.day());
+    let last_day = newest.map(|s| s / 1_000_000);
+    match (p.every?, last_day) {
+        (_, None) => Some("first scheduled rotation".to_owned()),
+        (Interval::Daily, Some(d)) if d < today => Some("daily".to_owned()),
+        (Interval::Weekly, Some(d)) if days_between(d, now) >= 7 => Some("weekly".to_owned()),
+        _ => None,
+    }
+}
+
+/// Whole days from the date `yyyymmdd` to `now`.
+fn days_between(yyyymmdd: u64, now: OffsetDateTime) -> i64 {
+    let month = time::Month::try_from(((yyyymmdd / 100) % 100) as u8).unwrap_or(time::Month::January);
+    match time::Date::from_calendar_date((yyyymmdd / 10_000) as i32, month, (yyyymmdd % 100) as u8) {
+        Ok(d) => (now.date() - d).whole_days(),
+        Err(_) => i64::MAX,
+    }
+}
+
+/// The first free rotated name for `now`: `<base>-YYYYMMDD-HHMMSS`, then `-1`, `-2`, ….
+fn free_stem(dir: &DirHandle, base: &OsStr, now: OffsetDateTime) -> io::Result<OsString> {
+    let stem = names::stem_for(base, now);
+    for n in 0..100_000u32 {
+        let candidate = if n == 0 { stem.clone() } else { names::with_suffix(&stem, &format!("-{n}")) };
+        let taken = [&candidate, &names::with_suffix(&candidate, ".gz"), &names::with_suffix(&candidate, ".gz.tmp")]
+            .iter()
+            .any(|name| dir.stat(name).is_ok());
+        if !taken {
+            return Ok(candidate);
+        }
+    }
+    Err(io::Error::other("no free rotated name"))
+}
+
+fn rotate_live(
+    dir: &DirHandle,
+    base: &OsStr,
+    p: &LogPolicy,
+    now: OffsetDateTime,
+    dry_run: bool,
+    report: &mut FilesReport,
+) -> io::Result<OsString> {
+    let stem = free_stem(dir, base, now)?;
+    if p.reopen == Reopen::CopyTruncate {
+        report.actions.push(Action::CopyTruncate { from: p.path.clone(), to: dir.join(&stem) });
+        if !dry_run {
+            copy_truncate(dir, base, &stem)?;
+        }
+        return Ok(stem);
+    }
+    report.actions.push(Action::Rename { from: p.path.clone(), to: dir.join(&stem) });
+    if !dry_run {
+        dir.rename_noreplace(base, &stem)?;
+    }
+    create_live(dir, base, p, dry_run, report)?;
+    signal_writer(p, dry_run, report)?;
+    Ok(stem)
+}
+
+/// Creates the live log with `O_EXCL|O_NOFOLLOW`, then sets owner and mode on the open handle,
+/// so there is no moment at which another path or another owner is in play.
+fn create_live(dir: &DirHandle, base: &OsStr, p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::Result<()> {
+    report.actions.push(Action::Create { path: p.path.clone(), uid: p.uid, gid: p.gid, mode: p.mode });
+    if dry_run {
+        return Ok(());
+    }
+    let file = dir.create_new(base, 0o600)?;
+    rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(p.uid)), Some(rustix::fs::Gid::from_raw(p.gid)))?;
+    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(p.mode))?;
+    file.sync_all()?;
+    dir.sync()
+}
+
+fn copy_truncate(dir: &DirHandle, base: &OsStr, stem: &OsStr) -> io::Result<()> {
+    let mut live = dir.open_file(base, rustix::fs::OFlags::RDWR)?;
+    let st = rustix::fs::fstat(&live)?;
+    let mut copy = dir.create_new(stem, st.st_mode & 0o7777)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = live.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        copy.write_all(&buf[..n])?;
+    }
+    copy.sync_all()?;
+    dir.sync()?;
+    live.set_len(0)
+}
+
+fn signal_writer(p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::Result<()> {
+    match &p.reopen {
+        Reopen::Nothing | Reopen::CopyTruncate => Ok(()),
+        Reopen::PidFile { path, signal } => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("pid file {}: {e}", path.display())))?;
+            let pid: i32 = text
+                .trim()
+                .parse()
+                .map_err(|_| io::Error::other(format!("pid file {} does not hold a pid", path.display())))?;
+            let target = rustix::process::Pid::from_raw(pid)
+                .ok_or_else(|| io::Error::other(format!("pid file {} holds pid {pid}", path.display())))?;
+            report.actions.push(Action::Signal {
+                pid,
+                signal: signal.name().to_owned(),
+                source: format!("pid file {}", path.display()),
+            });
+            if dry_run {
+                return Ok(());
+            }
+            rustix::process::kill_process(target, signal.signal())
+                .map_err(|e| io::Error::other(format!("cannot signal pid {pid} from {}: {e}", path.display())))
+        }
+        Reopen::SystemdUnit { unit, signal } => {
+            report.actions.push(Action::Signal {
+                pid: 0,
+                signal: signal.name().to_owned(),
+                source: format!("main process of {unit}, through systemctl"),
+            });
+            if dry_run {
+                return Ok(());
+            }
+            let mut child = Command::new("systemctl")
+                .args(["kill", "--kill-whom=main"])
+                .arg(format!("--signal={}", signal.name()))
+                .arg("--")
+                .arg(unit)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut pause = Duration::from_millis(10);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    if status.success() {
+                        return Ok(());
+                    }
+                    let mut err = String::new();
+                    if let Some(mut s) = child.stderr.take() {
+                        let _ = s.read_to_string(&mut err);
+                    }
+                    return Err(io::Error::other(format!("systemctl kill {unit}: {status}: {}", err.trim())));
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(io::Error::other(format!("systemctl kill {unit} did not finish within 10 s")));
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// After a rotation without compression: still report a writer that does not let go.
+fn wait_for_writer(dir: &DirHandle, p: &LogPolicy, stem: &OsStr, dry_run: bool, notes: &mut Vec<(Status, String)>) {
+    if dry_run || matches!(p.reopen, Reopen::Nothing | Reopen::CopyTruncate) {
+        return;
+    }
+    if let Ok(st) = dir.stat(stem) {
+        let left = wait_released(st.st_dev, st.st_ino, Duration::from_millis(p.reopen_timeout_ms));
+        if !left.is_empty() {
+            notes.push((Status::Warn, format!("writer (pid {left:?}) still has the rotated file open")));
+        }
+    }
+}
+
+fn compress_rotated(
+    dir: &DirHandle,
+    p: &LogPolicy,
+    rotated: &mut [Rotated],
+    just_rotated: Option<&OsStr>,
+    dry_run: bool,
+    report: &mut FilesReport,
+    notes: &mut Vec<(Status, String)>,
+) {
+    let plain: Vec<&Rotated> = rotated.iter().filter(|r| r.form == Form::Plain).collect();
+    let newest_rotation = rotated.iter().map(|r| (r.stamp, r.counter)).max();
+    let mut done = 0u64;
+    for r in plain {
+        if p.delay_compress && Some((r.stamp, r.counter)) == newest_rotation {
+            continue;
+        }
+        let path = dir.join(&r.stem);
+        if dry_run {
+            report.actions.push(Action::Compress { from: path.clone(), to: with_gz(&path) });
+            continue;
+        }
+        let st = match dir.stat(&r.stem) {
+            Ok(st) if kind(&st) == FileType::RegularFile && st.st_nlink == 1 => st,
+            Ok(st) => {
+                let why = if kind(&st) == FileType::RegularFile {
+                    format!("hard-linked ({} links)", st.st_nlink)
+                } else {
+                    format!("not a regular file ({:?})", kind(&st))
+                };
+                report.skip(path, format!("{why}; not compressed"));
+                notes.push((Status::Warn, format!("skipped {}: {why}", r.stem.to_string_lossy())));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        // Compressing a file someone still appends to would lose their later lines.
+        let wait = if just_rotated == Some(r.stem.as_os_str()) && !matches!(p.reopen, Reopen::Nothing) {
+            Duration::from_millis(p.reopen_timeout_ms)
+        } else {
+            Duration::ZERO
+        };
+        let left = if wait.is_zero() { holders(st.st_dev, st.st_ino) } else { wait_released(st.st_dev, st.st_ino, wait) };
+        if !left.is_empty() {
+            notes.push((
+                Status::Warn,
+                format!("{} still open by pid {left:?}; compression left for the next run", r.stem.to_string_lossy()),
+            ));
+            continue;
+        }
+        report.actions.push(Action::Compress { from: path.clone(), to: with_gz(&path) });
+        match compress(dir, &r.stem, p.compress_level) {
+            Ok(c) => {
+                done += 1;
+                report.counts.compressed_files += 1;
+                report.counts.compressed_in_bytes += c.in_bytes;
+                report.counts.compressed_out_bytes += c.out_bytes;
+            }
+            Err(e) => notes.push((Status::Crit, format!("cannot compress {}: {e}", r.stem.to_string_lossy()))),
+        }
+    }
+    if done > 0 {
+        notes.push((Status::Ok, format!("compressed {done} file(s)")));
+    }
+}
+
+fn with_gz(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".gz");
+    PathBuf::from(s)
+}
+
+/// `104.9 MB`-style sizes (decimal, as log sizes are usually given).
+pub(crate) fn human(bytes: u64) -> String {
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let units = ["kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64 / 1000.0;
+    let mut u = 0;
+    while v >= 1000.0 && u < units.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
+}
