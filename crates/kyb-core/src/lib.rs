@@ -21,6 +21,7 @@ mod report;
 mod secret;
 mod status;
 mod threshold;
+pub mod users;
 
 pub use report::{Check, Metric, TaskReport, Unit};
 pub use secret::Secret;

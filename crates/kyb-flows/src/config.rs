@@ -6,6 +6,7 @@
 
 use kyb_core::{Secret, Thresholds};
 use kyb_health::{AppConfig, HealthConfig, PostgresConfig, RedisConfig, SnapshotConfig, SystemConfig};
+use kyb_logrotate::{Interval, LogPolicy, Reopen, ReopenSignal, TempConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,83 @@ struct FileConfig {
     redis: Option<FileRedis>,
     #[serde(default)]
     system: FileSystem,
+    #[serde(default)]
+    logs: Vec<FileLog>,
+    #[serde(default)]
+    cleanup: FileCleanup,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    path: PathBuf,
+    #[serde(default = "default_log_size_bytes")]
+    size_bytes: u64,
+    every: Option<FileInterval>,
+    #[serde(default = "default_keep_days")]
+    keep_days: u32,
+    keep_count: Option<u32>,
+    #[serde(default = "default_true")]
+    compress: bool,
+    #[serde(default)]
+    delay_compress: bool,
+    #[serde(default = "default_compress_level")]
+    compress_level: u32,
+    #[serde(default = "default_log_owner")]
+    owner: String,
+    #[serde(default = "default_log_owner")]
+    group: String,
+    #[serde(default = "default_log_mode")]
+    mode: String,
+    pid_file: Option<PathBuf>,
+    systemd_unit: Option<String>,
+    #[serde(default = "default_reopen_signal")]
+    reopen_signal: FileSignal,
+    #[serde(default)]
+    copytruncate: bool,
+    #[serde(default = "default_reopen_timeout_ms")]
+    reopen_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileInterval {
+    Daily,
+    Weekly,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+enum FileSignal {
+    #[serde(alias = "SIGHUP")]
+    HUP,
+    #[serde(alias = "SIGUSR1")]
+    USR1,
+    #[serde(alias = "SIGUSR2")]
+    USR2,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCleanup {
+    #[serde(default = "default_temp_prefix")]
+    temp_prefix: String,
+    #[serde(default = "default_temp_max_age_days")]
+    temp_max_age_days: u32,
+    #[serde(default = "default_keep_days")]
+    reports_max_age_days: u32,
+    #[serde(default = "default_cleanup_timeout_ms")]
+    timeout_ms: u64,
+}
+
+impl Default for FileCleanup {
+    fn default() -> Self {
+        FileCleanup {
+            temp_prefix: default_temp_prefix(),
+            temp_max_age_days: default_temp_max_age_days(),
+            reports_max_age_days: default_keep_days(),
+            timeout_ms: default_cleanup_timeout_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +282,39 @@ fn default_cpu_sample_ms() -> u64 {
 fn default_mount_timeout_ms() -> u64 {
     2_000
 }
+fn default_log_size_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_keep_days() -> u32 {
+    30
+}
+fn default_true() -> bool {
+    true
+}
+fn default_compress_level() -> u32 {
+    6
+}
+fn default_log_owner() -> String {
+    "kyb".to_owned()
+}
+fn default_log_mode() -> String {
+    "0640".to_owned()
+}
+fn default_reopen_signal() -> FileSignal {
+    FileSignal::HUP
+}
+fn default_reopen_timeout_ms() -> u64 {
+    10_000
+}
+fn default_temp_prefix() -> String {
+    "kyb-".to_owned()
+}
+fn default_temp_max_age_days() -> u32 {
+    1
+}
+fn default_cleanup_timeout_ms() -> u64 {
+    60_000
+}
 /// The largest deadline accepted: a day. Anything longer is almost surely a unit mistake.
 const MAX_TIMEOUT_MS: u64 = 86_400_000;
 
@@ -237,6 +348,19 @@ pub struct Config {
     pub system: SystemConfig,
     /// Metrics snapshot settings, when an app is configured.
     pub snapshot: Option<SnapshotConfig>,
+    /// Logs to rotate, with their policies.
+    pub logs: Vec<LogPolicy>,
+    /// Retention of reports and cleanup of the temp directory.
+    pub cleanup: Cleanup,
+}
+
+/// Retention of kyb-maint's reports and cleanup of the temp directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cleanup {
+    /// Reports older than this many days are removed.
+    pub reports_max_age_days: u32,
+    /// Temp cleanup, when `[paths] temp_dir` is set.
+    pub temp: Option<TempConfig>,
 }
 
 impl Config {
@@ -328,6 +452,8 @@ impl Resolver<'_> {
         if s.cpu_sample_ms == 0 || s.cpu_sample_ms > 10_000 {
             return Err(self.invalid("system.cpu_sample_ms", "must be between 1 and 10000"));
         }
+        let logs = self.logs(file.logs, paths.log_dir.as_deref())?;
+        let cleanup = self.cleanup(file.cleanup, paths.temp_dir.as_deref())?;
         Ok(Config {
             source: self.path.to_owned(),
             paths,
@@ -340,6 +466,104 @@ impl Resolver<'_> {
                 mount_timeout_ms: s.mount_timeout_ms,
             },
             snapshot,
+            logs,
+            cleanup,
+        })
+    }
+
+    fn logs(&self, logs: Vec<FileLog>, log_dir: Option<&Path>) -> Result<Vec<LogPolicy>, ConfigError> {
+        logs.into_iter().enumerate().map(|(i, l)| self.log(i, l, log_dir)).collect()
+    }
+
+    fn log(&self, i: usize, l: FileLog, log_dir: Option<&Path>) -> Result<LogPolicy, ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: find_key_line_nth(self.text, "logs", i, key),
+            key: format!("logs[{i}].{key}"),
+            message,
+        };
+        let path = match (l.path.is_absolute(), log_dir) {
+            (true, _) => l.path,
+            (false, Some(dir)) => dir.join(l.path),
+            (false, None) => self.path(l.path),
+        };
+        if path.file_name().is_none() {
+            return Err(bad("path", format!("{} is not a file path", path.display())));
+        }
+        if l.size_bytes == 0 {
+            return Err(bad("size_bytes", "must be at least 1".to_owned()));
+        }
+        if !(1..=9).contains(&l.compress_level) {
+            return Err(bad("compress_level", format!("must be 1 to 9, got {}", l.compress_level)));
+        }
+        let uid = kyb_core::users::uid(&l.owner).map_err(|e| bad("owner", e.to_string()))?;
+        let gid = kyb_core::users::gid(&l.group).map_err(|e| bad("group", e.to_string()))?;
+        let mode = u32::from_str_radix(l.mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| bad("mode", format!("must be an octal mode like \"0640\", got {:?}", l.mode)))?;
+        if l.reopen_timeout_ms == 0 || l.reopen_timeout_ms > MAX_TIMEOUT_MS {
+            return Err(bad("reopen_timeout_ms", format!("must be between 1 and {MAX_TIMEOUT_MS}")));
+        }
+        let signal = match l.reopen_signal {
+            FileSignal::HUP => ReopenSignal::Hup,
+            FileSignal::USR1 => ReopenSignal::Usr1,
+            FileSignal::USR2 => ReopenSignal::Usr2,
+        };
+        let reopen = match (l.pid_file, l.systemd_unit, l.copytruncate) {
+            (None, None, false) => Reopen::Nothing,
+            (Some(p), None, false) => Reopen::PidFile { path: self.path(p), signal },
+            (None, Some(unit), false) if !unit.is_empty() && !unit.starts_with('-') => {
+                Reopen::SystemdUnit { unit, signal }
+            }
+            (None, Some(unit), false) => {
+                return Err(bad("systemd_unit", format!("{unit:?} is not a unit name")));
+            }
+            (None, None, true) => Reopen::CopyTruncate,
+            _ => {
+                return Err(bad(
+                    "copytruncate",
+                    "give at most one of pid_file, systemd_unit and copytruncate".to_owned(),
+                ));
+            }
+        };
+        Ok(LogPolicy {
+            path,
+            size_bytes: l.size_bytes,
+            every: l.every.map(|e| match e {
+                FileInterval::Daily => Interval::Daily,
+                FileInterval::Weekly => Interval::Weekly,
+            }),
+            keep_days: l.keep_days,
+            keep_count: l.keep_count,
+            compress: l.compress,
+            delay_compress: l.delay_compress,
+            compress_level: l.compress_level,
+            uid,
+            gid,
+            mode,
+            reopen,
+            reopen_timeout_ms: l.reopen_timeout_ms,
+        })
+    }
+
+    fn cleanup(&self, c: FileCleanup, temp_dir: Option<&Path>) -> Result<Cleanup, ConfigError> {
+        self.timeout("cleanup.timeout_ms", c.timeout_ms)?;
+        if c.temp_prefix.is_empty() || c.temp_prefix.contains('/') {
+            return Err(self.invalid(
+                "cleanup.temp_prefix",
+                "must be a non-empty name prefix without `/` (an empty prefix would match everything)",
+            ));
+        }
+        Ok(Cleanup {
+            reports_max_age_days: c.reports_max_age_days,
+            temp: temp_dir.map(|dir| TempConfig {
+                dir: dir.to_owned(),
+                prefix: c.temp_prefix,
+                max_age_secs: u64::from(c.temp_max_age_days) * 86_400,
+                timeout_ms: c.timeout_ms,
+                dry_run: false,
+            }),
         })
     }
 
@@ -464,18 +688,35 @@ impl Resolver<'_> {
 /// Line of `section.key` in `text`, found by walking table headers; good enough to point at.
 fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
     let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
-    let mut current = String::new();
+    find_key_line_nth(text, section, 0, key)
+}
+
+/// Line of `key` in the `nth` table named `section` (`[section]` or `[[section]]`); for an array
+/// table whose entry lacks the key, the line of its header.
+fn find_key_line_nth(text: &str, section: &str, nth: usize, key: &str) -> Option<usize> {
+    let mut seen: Option<usize> = None;
+    let mut header_line = None;
+    let mut in_section = false;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
-        if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = h.trim().to_owned();
-        } else if current == section
+        if line.starts_with('[') {
+            let name = line.trim_start_matches('[').trim_end_matches(']').trim();
+            if in_section && seen == Some(nth) {
+                return header_line;
+            }
+            in_section = name == section;
+            if in_section {
+                seen = Some(seen.map_or(0, |n| n + 1));
+                header_line = Some(i + 1);
+            }
+        } else if in_section
+            && seen == Some(nth)
             && line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
         {
             return Some(i + 1);
         }
     }
-    None
+    if in_section && seen == Some(nth) { header_line } else { None }
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ pub(crate) fn holders(dev: u64, ino: u64) -> Vec<i32> {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
         // metadata() follows the fd's magic link to the open file itself, even if unlinked.
-        if fds.flatten().any(|fd| std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == dev && m.ino() == ino)) {
+        if fds
+            .flatten()
+            .any(|fd| std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == dev && m.ino() == ino))
+        {
             out.push(pid);
         }
     }

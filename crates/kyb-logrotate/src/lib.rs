@@ -60,17 +60,23 @@ pub enum LogrotateError {
 /// Rotates and compresses the configured logs (on a blocking thread).
 pub async fn rotate(cfg: &RotateConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || rotate::rotate_blocking(&cfg, now)).await.map_err(LogrotateError::Worker)
+    tokio::task::spawn_blocking(move || rotate::rotate_blocking(&cfg, now))
+        .await
+        .map_err(LogrotateError::Worker)
 }
 
 /// Removes rotated logs and reports past retention (on a blocking thread).
 pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || retention::prune_blocking(&cfg, now)).await.map_err(LogrotateError::Worker)
+    tokio::task::spawn_blocking(move || retention::prune_blocking(&cfg, now))
+        .await
+        .map_err(LogrotateError::Worker)
 }
 
 /// Removes idle temp entries (on a blocking thread).
 pub async fn clean_temp(cfg: &TempConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || temp::clean_temp_blocking(&cfg, now)).await.map_err(LogrotateError::Worker)
+    tokio::task::spawn_blocking(move || temp::clean_temp_blocking(&cfg, now))
+        .await
+        .map_err(LogrotateError::Worker)
 }

@@ -96,7 +96,10 @@ mod tests {
         let r = p("app.log-20261126-020000").unwrap();
         assert_eq!((r.stamp, r.counter, r.form), (20261126020000, 0, Form::Plain));
         let r = p("app.log-20261126-020000-3.gz").unwrap();
-        assert_eq!((r.counter, r.form, r.stem.as_os_str()), (3, Form::Gz, OsStr::new("app.log-20261126-020000-3")));
+        assert_eq!(
+            (r.counter, r.form, r.stem.as_os_str()),
+            (3, Form::Gz, OsStr::new("app.log-20261126-020000-3"))
+        );
         assert_eq!(p("app.log-20261126-020000.gz.tmp").unwrap().form, Form::GzTmp);
         for bad in [
             "app.log",

@@ -57,7 +57,9 @@ fn prune_log(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fil
         Ok(d) => d,
         Err(e) => return Check::new(label, Status::Crit, format!("cannot open {}: {e}", dir_path.display())),
     };
-    let matcher = |name: &OsStr| names::parse(base, name).filter(|r| r.form != Form::GzTmp).map(|r| (r.stamp, r.counter));
+    let matcher = |name: &OsStr| {
+        names::parse(base, name).filter(|r| r.form != Form::GzTmp).map(|r| (r.stamp, r.counter))
+    };
     let (mut candidates, mut problems) = candidates(&dir, &matcher, report);
     // Newest first: the count limit keeps the head of the list.
     candidates.sort_by_key(|c| std::cmp::Reverse(c.order));
@@ -77,11 +79,19 @@ fn prune_log(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fil
     summary(label, candidates.len(), before, report, problems, dry_run)
 }
 
-fn prune_reports(dir_path: &std::path::Path, max_age_days: u32, now: OffsetDateTime, dry_run: bool, report: &mut FilesReport) -> Check {
+fn prune_reports(
+    dir_path: &std::path::Path,
+    max_age_days: u32,
+    now: OffsetDateTime,
+    dry_run: bool,
+    report: &mut FilesReport,
+) -> Check {
     let label = format!("reports {}", dir_path.display());
     let dir = match DirHandle::open(dir_path) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Check::new(label, Status::Ok, "no reports directory yet"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Check::new(label, Status::Ok, "no reports directory yet");
+        }
         Err(e) => return Check::new(label, Status::Crit, format!("cannot open: {e}")),
     };
     let matcher = |name: &OsStr| is_report_name(name.as_bytes()).then_some((0, 0));
@@ -106,16 +116,20 @@ fn is_report_name(name: &[u8]) -> bool {
         let parts: Vec<&[u8]> = body.split(|b| *b == b'-').collect();
         match parts.as_slice() {
             [d, t] => d.len() == 8 && t.len() == 6 && ok_digits(d) && ok_digits(t),
-            [d, t, n] => d.len() == 8 && t.len() == 6 && ok_digits(d) && ok_digits(t) && ok_digits(n) && n.len() <= 6,
+            [d, t, n] => {
+                d.len() == 8 && t.len() == 6 && ok_digits(d) && ok_digits(t) && ok_digits(n) && n.len() <= 6
+            }
             _ => false,
         }
     };
     if let Some(rest) = name.strip_prefix(b"app-metrics-") {
         return stamped(rest, &[b"prom"]);
     }
-    ["daily", "weekly", "monthly", "quarterly"]
-        .iter()
-        .any(|flow| name.strip_prefix(flow.as_bytes()).and_then(|r| r.strip_prefix(b"-report-")).is_some_and(|r| stamped(r, &[b"txt", b"json"])))
+    ["daily", "weekly", "monthly", "quarterly"].iter().any(|flow| {
+        name.strip_prefix(flow.as_bytes())
+            .and_then(|r| r.strip_prefix(b"-report-"))
+            .is_some_and(|r| stamped(r, &[b"txt", b"json"]))
+    })
 }
 
 /// Entries whose name `matcher` accepts and that are regular files with one link; everything
@@ -169,7 +183,14 @@ fn candidates(
     (out, problems)
 }
 
-fn remove(dir: &DirHandle, c: &Candidate, reason: String, dry_run: bool, report: &mut FilesReport, problems: &mut Vec<String>) {
+fn remove(
+    dir: &DirHandle,
+    c: &Candidate,
+    reason: String,
+    dry_run: bool,
+    report: &mut FilesReport,
+    problems: &mut Vec<String>,
+) {
     report.actions.push(Action::Remove { path: dir.join(&c.name), reason });
     if dry_run {
         report.counts.deleted_files += 1;
@@ -212,7 +233,11 @@ mod tests {
 
     #[test]
     fn report_names_are_strict() {
-        for ok in ["daily-report-20261126-020000.txt", "weekly-report-20261126-020000-2.json", "app-metrics-20261126-020000.prom"] {
+        for ok in [
+            "daily-report-20261126-020000.txt",
+            "weekly-report-20261126-020000-2.json",
+            "app-metrics-20261126-020000.prom",
+        ] {
             assert!(is_report_name(ok.as_bytes()), "{ok}");
         }
         for bad in [

@@ -136,7 +136,13 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
     };
     let dir = match DirHandle::open(dir_path) {
         Ok(d) => d,
-        Err(e) => return Check::new(name, Status::Crit, format!("cannot open directory {}: {e}", dir_path.display())),
+        Err(e) => {
+            return Check::new(
+                name,
+                Status::Crit,
+                format!("cannot open directory {}: {e}", dir_path.display()),
+            );
+        }
     };
     let mut notes: Vec<(Status, String)> = Vec::new();
     let mut rotated = recover(&dir, base, dry_run, report, &mut notes);
@@ -166,7 +172,8 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
             let size = st.st_size as u64;
             let newest = rotated.iter().map(|r| r.stamp).max();
             match due(p, size, newest, now) {
-                None => notes.push((Status::Ok, format!("{} (limit {}); not due", human(size), human(p.size_bytes)))),
+                None => notes
+                    .push((Status::Ok, format!("{} (limit {}); not due", human(size), human(p.size_bytes)))),
                 Some(why) => match rotate_live(&dir, base, p, now, dry_run, report) {
                     Ok(stem) => {
                         report.counts.rotated_files += 1;
@@ -218,7 +225,8 @@ fn recover(
             Err(e) => notes.push((Status::Warn, format!("unreadable directory entry: {e}"))),
         }
     }
-    let gz_stems: Vec<OsString> = found.iter().filter(|(r, _)| r.form == Form::Gz).map(|(r, _)| r.stem.clone()).collect();
+    let gz_stems: Vec<OsString> =
+        found.iter().filter(|(r, _)| r.form == Form::Gz).map(|(r, _)| r.stem.clone()).collect();
     let mut kept = Vec::new();
     for (r, name) in found {
         let leftover = match r.form {
@@ -254,7 +262,9 @@ fn due(p: &LogPolicy, size: u64, newest: Option<u64>, now: OffsetDateTime) -> Op
     if size >= p.size_bytes {
         return Some(format!("{} >= {}", human(size), human(p.size_bytes)));
     }
-    let today = u64::try_from(now.year()).unwrap_or(0) * 10_000 + u64::from(u8::from(now.month())) * 100 + u64::from(now.day());
+    let today = u64::try_from(now.year()).unwrap_or(0) * 10_000
+        + u64::from(u8::from(now.month())) * 100
+        + u64::from(now.day());
     let last_day = newest.map(|s| s / 1_000_000);
     match (p.every?, last_day) {
         (_, None) => Some("first scheduled rotation".to_owned()),
@@ -278,9 +288,10 @@ fn free_stem(dir: &DirHandle, base: &OsStr, now: OffsetDateTime) -> io::Result<O
     let stem = names::stem_for(base, now);
     for n in 0..100_000u32 {
         let candidate = if n == 0 { stem.clone() } else { names::with_suffix(&stem, &format!("-{n}")) };
-        let taken = [&candidate, &names::with_suffix(&candidate, ".gz"), &names::with_suffix(&candidate, ".gz.tmp")]
-            .iter()
-            .any(|name| dir.stat(name).is_ok());
+        let taken =
+            [&candidate, &names::with_suffix(&candidate, ".gz"), &names::with_suffix(&candidate, ".gz.tmp")]
+                .iter()
+                .any(|name| dir.stat(name).is_ok());
         if !taken {
             return Ok(candidate);
         }
@@ -315,13 +326,23 @@ fn rotate_live(
 
 /// Creates the live log with `O_EXCL|O_NOFOLLOW`, then sets owner and mode on the open handle,
 /// so there is no moment at which another path or another owner is in play.
-fn create_live(dir: &DirHandle, base: &OsStr, p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::Result<()> {
+fn create_live(
+    dir: &DirHandle,
+    base: &OsStr,
+    p: &LogPolicy,
+    dry_run: bool,
+    report: &mut FilesReport,
+) -> io::Result<()> {
     report.actions.push(Action::Create { path: p.path.clone(), uid: p.uid, gid: p.gid, mode: p.mode });
     if dry_run {
         return Ok(());
     }
     let file = dir.create_new(base, 0o600)?;
-    rustix::fs::fchown(&file, Some(rustix::fs::Uid::from_raw(p.uid)), Some(rustix::fs::Gid::from_raw(p.gid)))?;
+    rustix::fs::fchown(
+        &file,
+        Some(rustix::fs::Uid::from_raw(p.uid)),
+        Some(rustix::fs::Gid::from_raw(p.gid)),
+    )?;
     rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(p.mode))?;
     file.sync_all()?;
     dir.sync()
@@ -364,8 +385,9 @@ fn signal_writer(p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::
             if dry_run {
                 return Ok(());
             }
-            rustix::process::kill_process(target, signal.signal())
-                .map_err(|e| io::Error::other(format!("cannot signal pid {pid} from {}: {e}", path.display())))
+            rustix::process::kill_process(target, signal.signal()).map_err(|e| {
+                io::Error::other(format!("cannot signal pid {pid} from {}: {e}", path.display()))
+            })
         }
         Reopen::SystemdUnit { unit, signal } => {
             report.actions.push(Action::Signal {
@@ -401,7 +423,9 @@ fn signal_writer(p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::
                 if Instant::now() >= deadline {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(io::Error::other(format!("systemctl kill {unit} did not finish within 10 s")));
+                    return Err(io::Error::other(format!(
+                        "systemctl kill {unit} did not finish within 10 s"
+                    )));
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(200));
@@ -411,7 +435,13 @@ fn signal_writer(p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::
 }
 
 /// After a rotation without compression: still report a writer that does not let go.
-fn wait_for_writer(dir: &DirHandle, p: &LogPolicy, stem: &OsStr, dry_run: bool, notes: &mut Vec<(Status, String)>) {
+fn wait_for_writer(
+    dir: &DirHandle,
+    p: &LogPolicy,
+    stem: &OsStr,
+    dry_run: bool,
+    notes: &mut Vec<(Status, String)>,
+) {
     if dry_run || matches!(p.reopen, Reopen::Nothing | Reopen::CopyTruncate) {
         return;
     }
@@ -464,11 +494,18 @@ fn compress_rotated(
         } else {
             Duration::ZERO
         };
-        let left = if wait.is_zero() { holders(st.st_dev, st.st_ino) } else { wait_released(st.st_dev, st.st_ino, wait) };
+        let left = if wait.is_zero() {
+            holders(st.st_dev, st.st_ino)
+        } else {
+            wait_released(st.st_dev, st.st_ino, wait)
+        };
         if !left.is_empty() {
             notes.push((
                 Status::Warn,
-                format!("{} still open by pid {left:?}; compression left for the next run", r.stem.to_string_lossy()),
+                format!(
+                    "{} still open by pid {left:?}; compression left for the next run",
+                    r.stem.to_string_lossy()
+                ),
             ));
             continue;
         }
@@ -480,7 +517,9 @@ fn compress_rotated(
                 report.counts.compressed_in_bytes += c.in_bytes;
                 report.counts.compressed_out_bytes += c.out_bytes;
             }
-            Err(e) => notes.push((Status::Crit, format!("cannot compress {}: {e}", r.stem.to_string_lossy()))),
+            Err(e) => {
+                notes.push((Status::Crit, format!("cannot compress {}: {e}", r.stem.to_string_lossy())))
+            }
         }
     }
     if done > 0 {

@@ -179,7 +179,9 @@ impl Walk<'_> {
         if !(empty && old) || self.timed_out {
             return false;
         }
-        self.report.actions.push(Action::Remove { path, reason: "empty temp directory past its age".to_owned() });
+        self.report
+            .actions
+            .push(Action::Remove { path, reason: "empty temp directory past its age".to_owned() });
         if self.dry_run {
             self.report.counts.deleted_dirs += 1;
             return true;
