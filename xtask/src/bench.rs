@@ -26,13 +26,13 @@ pub fn daily() -> Result<ExitCode> {
     let app = value(&cfg_text, "base_url").context("sandbox config has no base_url")?;
 
     // Warm up once so the first sample does not pay for cold caches.
-    time_maint(&bin, &config)?;
-    let healthy = (0..HEALTHY_RUNS).map(|_| time_maint(&bin, &config)).collect::<Result<Vec<_>>>()?;
+    time_maint(&bin, &config, true)?;
+    let healthy = (0..HEALTHY_RUNS).map(|_| time_maint(&bin, &config, true)).collect::<Result<Vec<_>>>()?;
     let peer_healthy = (0..HEALTHY_RUNS).map(|_| time_runbook(&app, &stack)).collect::<Result<Vec<_>>>()?;
     // The same run with a short CPU sample window: the work itself, without the measurement wait.
     let short_cfg = config.with_file_name("kyb-maint-short-sample.toml");
     std::fs::write(&short_cfg, format!("{cfg_text}\n[system]\ncpu_sample_ms = {SHORT_SAMPLE_MS}\n"))?;
-    let short = (0..HEALTHY_RUNS).map(|_| time_maint(&bin, &short_cfg)).collect::<Result<Vec<_>>>()?;
+    let short = (0..HEALTHY_RUNS).map(|_| time_maint(&bin, &short_cfg, true)).collect::<Result<Vec<_>>>()?;
 
     let rt = tokio::runtime::Runtime::new()?;
     let hung_app = rt.block_on(kyb_testkit::FakeApp::start(kyb_testkit::HealthMode::Hang));
@@ -41,7 +41,7 @@ pub fn daily() -> Result<ExitCode> {
         .replace(&format!("base_url = \"{app}\""), &format!("base_url = \"{}\"", hung_app.url("")))
         .replacen("timeout_ms = 5000", &format!("timeout_ms = {HUNG_TIMEOUT_MS}"), 1);
     std::fs::write(&hung_cfg, text)?;
-    let hung = (0..HUNG_RUNS).map(|_| time_maint(&bin, &hung_cfg)).collect::<Result<Vec<_>>>()?;
+    let hung = (0..HUNG_RUNS).map(|_| time_maint(&bin, &hung_cfg, false)).collect::<Result<Vec<_>>>()?;
     let peer_hung = time_capped_curl(&hung_app.url("/health"))?;
 
     let (h, p) = (median(&healthy), median(&peer_healthy));
@@ -99,7 +99,8 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
-fn time_maint(bin: &Path, config: &Path) -> Result<Duration> {
+/// Runs the daily flow once; `healthy` runs must exit 0 to count.
+fn time_maint(bin: &Path, config: &Path, healthy: bool) -> Result<Duration> {
     let started = Instant::now();
     let out = Command::new(bin)
         .args(["daily", "--format", "json", "--config"])
@@ -108,8 +109,13 @@ fn time_maint(bin: &Path, config: &Path) -> Result<Duration> {
         .output()
         .with_context(|| format!("cannot run {}", bin.display()))?;
     let took = started.elapsed();
-    if out.status.code().is_none_or(|c| c > 1) {
-        bail!("kyb-maint failed: {}", String::from_utf8_lossy(&out.stderr));
+    let code = out.status.code();
+    if code.is_none_or(|c| c > 1) || (healthy && code != Some(0)) {
+        bail!(
+            "kyb-maint exited {code:?} on a run meant to be {}: {}",
+            if healthy { "healthy" } else { "hung" },
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     Ok(took)
 }

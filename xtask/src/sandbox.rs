@@ -50,12 +50,10 @@ pub fn up() -> Result<PathBuf> {
     Ok(config)
 }
 
+/// Owner-only, and atomic: a concurrent `maint` run reads the old file or the new one, never a
+/// half-written one.
 fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new();
-    std::os::unix::fs::OpenOptionsExt::mode(f.write(true).create_new(true), 0o600);
-    let mut file = f.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())
+    kyb_core::fs::atomic_write(path, text.as_bytes(), 0o600)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

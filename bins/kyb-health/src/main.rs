@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
     };
     let checks = match config::load(&cli.config) {
         Ok(cfg) => run(cli.check, &cfg).await,
-        Err(e) => vec![Check::new("config", Status::Unknown, e.to_string())],
+        Err(e) => vec![Check::new("config", Status::Unknown, kyb_core::error_chain(&e))],
     };
     let status = Status::worst(checks.iter().map(|c| c.status));
     let out = match cli.format {
@@ -85,7 +85,7 @@ async fn run(which: CheckArg, cfg: &config::Config) -> Vec<Check> {
     let system = || async {
         match kyb_health::system_metrics(&cfg.system).await {
             Ok(r) => r.checks,
-            Err(e) => vec![Check::new("system", Status::Unknown, e.to_string())],
+            Err(e) => vec![Check::new("system", Status::Unknown, kyb_core::error_chain(&e))],
         }
     };
     match which {

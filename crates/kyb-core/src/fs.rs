@@ -99,14 +99,25 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
         .map_err(|source| FsError::Write { path: path.to_owned(), source })
 }
 
-/// Opens a new file for writing with `O_CREAT|O_EXCL|O_NOFOLLOW` and `mode` (before umask).
+/// Opens a new file for writing with `O_CREAT|O_EXCL|O_NOFOLLOW`, then sets `mode` on the open
+/// handle so the result does not depend on the umask.
 pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(no_follow()).open(path)
+    let file =
+        OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(no_follow()).open(path)?;
+    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode))?;
+    Ok(file)
 }
 
-/// Opens `path` for appending, creating it with `mode` if missing, never through a symlink.
+/// Opens `path` for appending, never through a symlink. A missing file is created as by
+/// [`create_new`], with `mode` set on the handle; an existing one keeps its mode.
 pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new().append(true).create(true).mode(mode).custom_flags(no_follow()).open(path)
+    match create_new(path, mode) {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            OpenOptions::new().append(true).custom_flags(no_follow()).open(path)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// `dir/{stem}{ext}`, or `dir/{stem}-N{ext}` with the smallest N from 1 that does not exist yet:
@@ -131,12 +142,12 @@ fn no_follow() -> i32 {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds the lock.
-    #[error("lock {path} is held{}", holder.map(|p| format!(" by pid {p}")).unwrap_or_default())]
+    #[error("lock {path} is held{}", holder_pid.map(|p| format!(" by pid {p}")).unwrap_or_default())]
     Held {
         /// The lock file.
         path: PathBuf,
         /// The pid recorded by the holder, when it could be read.
-        holder: Option<u32>,
+        holder_pid: Option<u32>,
     },
     /// The lock file could not be opened or locked.
     #[error("cannot use lock file {path}")]
@@ -175,7 +186,7 @@ impl RunLock {
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                return Err(LockError::Held { path: path.to_owned(), holder: text.trim().parse().ok() });
+                return Err(LockError::Held { path: path.to_owned(), holder_pid: text.trim().parse().ok() });
             }
             Err(e) => return Err(io_err(e.into())),
         }
@@ -210,7 +221,9 @@ mod tests {
         atomic_write(&target, b"two", 0o640).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"two");
         let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode & !0o022, 0o640 & !0o022);
+        assert_eq!(mode, 0o640, "mode is set on the handle, whatever the umask");
+        atomic_write(&target, b"three", 0o666).unwrap();
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o666);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("report.txt")]);
     }
@@ -252,7 +265,7 @@ mod tests {
         // flock locks belong to the open file description, so a second open in the same process
         // conflicts just as another process would.
         match RunLock::try_acquire(&path) {
-            Err(LockError::Held { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+            Err(LockError::Held { holder_pid, .. }) => assert_eq!(holder_pid, Some(std::process::id())),
             other => panic!("expected Held, got {other:?}"),
         }
         drop(first);

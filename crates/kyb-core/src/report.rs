@@ -21,9 +21,10 @@ pub struct Check {
 }
 
 impl Check {
-    /// A check without metrics.
+    /// A check without metrics. The summary is kept to one line (line breaks, as in PostgreSQL's
+    /// `DETAIL:` lines, become `; `), since reports, run logs and Nagios output are line based.
     pub fn new(name: impl Into<String>, status: Status, summary: impl Into<String>) -> Check {
-        Check { name: name.into(), status, summary: summary.into(), metrics: Vec::new() }
+        Check { name: name.into(), status, summary: one_line(summary.into()), metrics: Vec::new() }
     }
 
     /// Adds a metric.
@@ -104,6 +105,13 @@ impl Metric {
     }
 }
 
+fn one_line(text: String) -> String {
+    if !text.contains(['\n', '\r']) {
+        return text;
+    }
+    text.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
 fn trim_float(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
@@ -164,7 +172,7 @@ impl TaskReport {
         TaskReport {
             name: name.into(),
             status: Status::Unknown,
-            summary: reason.into(),
+            summary: one_line(reason.into()),
             duration_ms: duration_ms(took),
             checks: Vec::new(),
             artifacts: Vec::new(),
@@ -181,6 +189,12 @@ mod tests {
         let m = Metric::new("latency", 0.0125, Unit::Seconds).with_thresholds(0.5, 1.0);
         assert_eq!(m.perfdata(), "'latency'=0.0125s;0.5;1");
         assert_eq!(Metric::new("up", 3.0, Unit::None).perfdata(), "'up'=3");
+    }
+
+    #[test]
+    fn summaries_stay_on_one_line() {
+        let c = Check::new("postgres", Status::Crit, "db error: FATAL: no\nDETAIL: role x\r\nHINT: try y\n");
+        assert_eq!(c.summary, "db error: FATAL: no; DETAIL: role x; HINT: try y");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("{path}: cannot read config file: {source}")]
+    #[error("{path}: cannot read config file")]
     Read {
         /// The config file.
         path: PathBuf,
@@ -58,7 +58,8 @@ fn key_note(key: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Debug, Deserialize)]
+// No Debug: it holds passwords in the clear.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     paths: FilePaths,
@@ -180,7 +181,8 @@ struct FileSecret {
     password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+// No Debug: it holds passwords in the clear.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FilePostgres {
     #[serde(default = "default_host")]
@@ -196,7 +198,8 @@ struct FilePostgres {
     timeout_ms: u64,
 }
 
-#[derive(Debug, Deserialize)]
+// No Debug: it holds passwords in the clear.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRedis {
     #[serde(default = "default_host")]
@@ -383,14 +386,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|err| {
         let key = err.path().to_string();
         let inner = err.into_inner();
+        // serde quotes the offending value ("invalid type: integer `123456`"): not for secrets.
+        let message = if key.rsplit('.').next().is_some_and(|k| k.starts_with("password")) {
+            "invalid value (not shown: this key holds a secret); expected a string".to_owned()
+        } else {
+            inner.message().trim().to_owned()
+        };
         let (line, column) = inner.span().map_or((1, 1), |s| line_col(text, s.start));
-        ConfigError::Parse {
-            path: path.to_owned(),
-            line,
-            column,
-            key: Some(key),
-            message: inner.message().trim().to_owned(),
-        }
+        ConfigError::Parse { path: path.to_owned(), line, column, key: Some(key), message }
     })?;
     Resolver { text, path }.resolve(file)
 }
@@ -578,7 +581,7 @@ impl Resolver<'_> {
 
     fn app(&self, a: FileApp, paths: &Paths) -> Result<(AppConfig, SnapshotConfig), ConfigError> {
         let base = a.base_url.trim_end_matches('/');
-        kyb_health::parse_url(base).map_err(|e| self.invalid("app.base_url", e.to_string()))?;
+        kyb_health::parse_url(base).map_err(|e| self.invalid("app.base_url", kyb_core::error_chain(&e)))?;
         for (key, p) in [("app.health_path", &a.health_path), ("app.metrics_path", &a.metrics_path)] {
             if !p.starts_with('/') {
                 return Err(self.invalid(key, format!("must start with `/`, got {p:?}")));
@@ -781,6 +784,14 @@ mod tests {
         let unset = format!("{MINIMAL}[redis]\npassword_env = \"KYB_SURELY_UNSET_VAR\"\n");
         let err = parse_str(&unset).unwrap_err().to_string();
         assert!(err.contains("KYB_SURELY_UNSET_VAR is not set") && err.contains(":4:"), "{err}");
+    }
+
+    #[test]
+    fn a_mistyped_password_is_not_echoed() {
+        let text = format!("{MINIMAL}[postgres]\nuser = \"u\"\ndbname = \"d\"\npassword = 918273645\n");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(err.contains("postgres.password") && err.contains(":6:"), "{err}");
+        assert!(!err.contains("918273645"), "{err}");
     }
 
     #[test]

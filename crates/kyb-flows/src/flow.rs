@@ -127,7 +127,8 @@ pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<Flow
                 .map_err(|source| FlowError::CreateDir { path: dir.clone(), source })?;
         }
     }
-    let _lock = if opts.dry_run && !paths.maintenance_dir.exists() {
+    // A dry run reads only, so it takes no lock (taking one would write the lock file).
+    let _lock = if opts.dry_run {
         None
     } else {
         Some(RunLock::try_acquire(&cfg.lock_path()).map_err(FlowError::Locked)?)
@@ -168,8 +169,17 @@ pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<Flow
         report.tasks.len(),
         report.duration_ms
     ));
-    if !opts.dry_run {
-        save_report(&mut report, &paths.reports_dir)?;
+    if !opts.dry_run
+        && let Err(e) = save_report(&mut report, &paths.reports_dir)
+    {
+        // The tasks ran: their results still go out on stdout, and the run fails visibly.
+        let line = error_chain(&e);
+        log.line(&format!("{} flow: {line}", flow.name()));
+        tracing::error!(flow = flow.name(), "{line}");
+        report.report_files.clear();
+        report.tasks.push(TaskReport::failed("save-report", line, std::time::Duration::ZERO));
+        report.status = Status::worst(report.tasks.iter().map(|t| t.status));
+        report.failed_tasks += 1;
     }
     Ok(report)
 }

@@ -12,7 +12,7 @@ use url::Url;
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The URL does not parse.
-    #[error("invalid URL {url:?}: {source}")]
+    #[error("invalid URL {url:?}")]
     InvalidUrl {
         /// The text given.
         url: String,
@@ -35,7 +35,7 @@ pub enum FetchError {
         url: String,
     },
     /// TCP connect (or name resolution) failed.
-    #[error("cannot connect to {host}:{port}: {source}")]
+    #[error("cannot connect to {host}:{port}")]
     Connect {
         /// Host.
         host: String,
@@ -46,7 +46,7 @@ pub enum FetchError {
         source: std::io::Error,
     },
     /// The HTTP exchange failed.
-    #[error("HTTP error from {url}: {source}")]
+    #[error("HTTP error from {url}")]
     Http {
         /// The URL.
         url: String,

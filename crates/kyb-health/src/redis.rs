@@ -50,7 +50,9 @@ async fn probe(cfg: &RedisConfig) -> Result<String, String> {
         .with_performance_config(|p| p.default_command_timeout = timeout)
         .build()
         .map_err(|e| chain(&e))?;
-    let result = async {
+    let client = QuitOnDrop(client);
+    let client = &client.0;
+    async {
         client.init().await.map_err(|e| chain(&e))?;
         let pong: String = client.ping(None).await.map_err(|e| chain(&e))?;
         if pong != "PONG" {
@@ -62,7 +64,20 @@ async fn probe(cfg: &RedisConfig) -> Result<String, String> {
             .find_map(|l| l.strip_prefix("redis_version:"))
             .map_or_else(|| "version unknown".to_owned(), |v| v.trim().to_owned()))
     }
-    .await;
-    let _ = client.quit().await;
-    result
+    .await
+}
+
+/// Closes the client's connection however the probe ends, including when the caller's deadline
+/// drops it mid-command: fred's connection task would otherwise keep the socket open.
+struct QuitOnDrop(Client);
+
+impl Drop for QuitOnDrop {
+    fn drop(&mut self) {
+        let client = self.0.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
+            });
+        }
+    }
 }

@@ -192,13 +192,16 @@ async fn disks(cfg: &SystemConfig) -> (Vec<DiskUsage>, Vec<Check>) {
     let mut usages = Vec::new();
     let mut checks = Vec::new();
     let timeout = Duration::from_millis(cfg.mount_timeout_ms);
-    for m in mounts {
-        if PSEUDO_FS.contains(&m.fs_type.as_str()) || !seen.insert(m.majmin.clone()) {
-            continue;
-        }
-        let name = format!("disk {}", m.mount_point.display());
+    mounts.retain(|m| !PSEUDO_FS.contains(&m.fs_type.as_str()) && seen.insert(m.majmin.clone()));
+    // All mounts at once, each on its own thread: N hung mounts cost one deadline, not N.
+    let stats = futures_util::future::join_all(mounts.iter().map(|m| {
         let path = m.mount_point.clone();
-        let stat = match with_deadline(timeout, move || rustix::fs::statvfs(&path)).await {
+        with_deadline(timeout, move || rustix::fs::statvfs(&path))
+    }))
+    .await;
+    for (m, stat) in mounts.into_iter().zip(stats) {
+        let name = format!("disk {}", m.mount_point.display());
+        let stat = match stat {
             None => {
                 checks.push(Check::new(
                     name,

@@ -73,7 +73,7 @@ mod app {
 
     #[tokio::test]
     async fn huge_body_is_cut_at_the_limit() {
-        let app = FakeApp::start(HealthMode::HugeBody(100 * 1024 * 1024)).await;
+        let app = FakeApp::start(HealthMode::HugeBody { size_bytes: 100 * 1024 * 1024 }).await;
         let c = check_app(&app_cfg(app.url("/health"), 10_000)).await;
         assert_eq!(c.status, Status::Warn, "{c:?}");
         assert!(c.summary.contains("body larger than 1048576 bytes"), "{}", c.summary);
@@ -154,7 +154,9 @@ mod postgres {
         let c = check_postgres(&PostgresConfig { host: "no-such-host.invalid".into(), ..cfg(&db) }).await;
         assert_eq!(c.status, Status::Crit);
         assert!(c.summary.contains("no-such-host.invalid"), "{}", c.summary);
-        assert!(started.elapsed() < Duration::from_secs(4));
+        // The resolver's own answer, not the 3 s deadline, ends the probe.
+        assert!(c.summary.contains("lookup"), "{}", c.summary);
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     }
 
     #[tokio::test]
@@ -193,8 +195,7 @@ mod redis_probe {
     async fn wrong_password_is_crit_with_the_reason() {
         let c = check_redis(&RedisConfig { password: Some(Secret::new("not-the-password")), ..cfg() }).await;
         assert_eq!(c.status, Status::Crit);
-        let s = c.summary.to_uppercase();
-        assert!(s.contains("WRONGPASS") || s.contains("AUTH"), "{}", c.summary);
+        assert!(c.summary.contains("WRONGPASS"), "{}", c.summary);
         assert!(!c.summary.contains("not-the-password"));
     }
 
@@ -203,6 +204,7 @@ mod redis_probe {
         let started = Instant::now();
         let c = check_redis(&RedisConfig { port: dead_port(), timeout_ms: 1_000, ..cfg() }).await;
         assert_eq!(c.status, Status::Crit);
+        assert!(c.summary.to_lowercase().contains("refused"), "{}", c.summary);
         assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     }
 }

@@ -32,7 +32,10 @@ pub enum HealthMode {
     /// 200 with a body that is not JSON.
     NotJson,
     /// 200 with a body of this many bytes.
-    HugeBody(u64),
+    HugeBody {
+        /// Body size.
+        size_bytes: u64,
+    },
     /// 302 back to itself, forever.
     RedirectLoop,
 }
@@ -168,7 +171,7 @@ async fn health(mode: HealthMode) -> Response<AppBody> {
         }
         HealthMode::Hang => std::future::pending().await,
         HealthMode::NotJson => reply(StatusCode::OK, "text/html", "<html><body>OK</body></html>".to_owned()),
-        HealthMode::HugeBody(size_bytes) => Response::builder()
+        HealthMode::HugeBody { size_bytes } => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, JSON)
             .header(header::CONTENT_LENGTH, size_bytes)

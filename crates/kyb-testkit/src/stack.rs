@@ -57,7 +57,7 @@ pub enum StackError {
         log: PathBuf,
     },
     /// A file operation failed.
-    #[error("{path}: {source}")]
+    #[error("file operation on {path} failed")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -160,7 +160,7 @@ impl Stack {
         stop_app(&dir);
         if let Some(stack) = read_state(&dir) {
             if let Some(pid) = read_pid(&dir.join("redis/redis.pid")) {
-                terminate(pid, Duration::from_secs(10));
+                terminate(pid, "redis-server", Duration::from_secs(10));
             }
             let data = stack.pg_data();
             if data.join("postmaster.pid").exists() {
@@ -225,6 +225,7 @@ impl Stack {
         let bindir = pg_bindir()?;
         let mut cmd = Command::new(bindir.join("psql"));
         cmd.env("PGPASSWORD", &self.password)
+            .env("PGCONNECT_TIMEOUT", "10")
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
             .arg("-p")
             .arg(self.pg_port.to_string())
@@ -245,8 +246,24 @@ fn lock(dir: &Path) -> Result<DirLock, StackError> {
         .mode(0o644)
         .open(&path)
         .map_err(io_err(&path))?;
-    rustix::fs::flock(&file, FlockOperation::LockExclusive)
-        .map_err(|e| StackError::Io { path: path.clone(), source: e.into() })?;
+    // Initdb and first start take seconds; a holder stuck for minutes is a bug to report.
+    let mut err = None;
+    let locked = poll_until(Duration::from_secs(300), || {
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::WOULDBLOCK) => false,
+            Err(e) => {
+                err = Some(e);
+                true
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(StackError::Io { path, source: e.into() });
+    }
+    if !locked {
+        return Err(StackError::NotReady { what: "the stack lock", seconds: 300, log: path });
+    }
     Ok(DirLock(file))
 }
 
@@ -293,7 +310,12 @@ fn poll_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
 }
 
 fn run(cmd: &mut Command) -> Result<Output, StackError> {
-    let shown = format!("{cmd:?}");
+    // Not `{cmd:?}`: Command's Debug shows the environment, which carries PGPASSWORD.
+    let shown = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -384,6 +406,35 @@ fn choose_pg_dir(dir: &Path) -> PathBuf {
     PathBuf::from(format!("/var/tmp/kyb-sandbox-pg-{hash:016x}"))
 }
 
+/// Creates `pg_dir` (mode 0700, for `postgres`), or checks that an existing one is a real
+/// directory owned by us or `postgres`: under /var/tmp anyone could have planted a symlink there.
+fn prepare_pg_dir(pg_dir: &Path) -> Result<(), StackError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let refuse = |why: &str| StackError::Io {
+        path: pg_dir.to_owned(),
+        source: io::Error::other(format!("{why}; refusing to use it (remove it or set KYB_SANDBOX_DIR)")),
+    };
+    match fs::symlink_metadata(pg_dir) {
+        Ok(m) if m.file_type().is_symlink() || !m.is_dir() => return Err(refuse("not a directory")),
+        Ok(m) => {
+            let ours = m.uid() == rustix::process::geteuid().as_raw()
+                || (is_root() && postgres_ids().is_ok_and(|(uid, _)| uid == m.uid()));
+            if !ours {
+                return Err(refuse(&format!("owned by uid {}", m.uid())));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = pg_dir.parent() {
+                fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            fs::DirBuilder::new().mode(0o700).create(pg_dir).map_err(io_err(pg_dir))?;
+        }
+        Err(e) => return Err(StackError::Io { path: pg_dir.to_owned(), source: e }),
+    }
+    fs::set_permissions(pg_dir, fs::Permissions::from_mode(0o700)).map_err(io_err(pg_dir))?;
+    give_to_postgres(pg_dir)
+}
+
 fn give_to_postgres(path: &Path) -> Result<(), StackError> {
     if is_root() {
         let (uid, gid) = postgres_ids()?;
@@ -441,9 +492,7 @@ fn init_cluster(stack: &Stack, bindir: &Path, pg_dir: &Path, data: &Path) -> Res
     if data.exists() {
         fs::remove_dir_all(data).map_err(io_err(data))?;
     }
-    fs::create_dir_all(pg_dir).map_err(io_err(pg_dir))?;
-    fs::set_permissions(pg_dir, fs::Permissions::from_mode(0o700)).map_err(io_err(pg_dir))?;
-    give_to_postgres(pg_dir)?;
+    prepare_pg_dir(pg_dir)?;
     let pwfile = pg_dir.join("pwfile");
     let _ = fs::remove_file(&pwfile);
     let mut f = kyb_core::fs::create_new(&pwfile, 0o600).map_err(io_err(&pwfile))?;
@@ -568,7 +617,19 @@ fn pid_alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn terminate(pid: i32, limit: Duration) {
+/// Whether `pid` runs a program named `name` (its argv[0] ends with it): a stale pid file after a
+/// reboot may name an unrelated process, which must not be signalled.
+fn pid_runs(pid: i32, name: &str) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|c| c.split(|b| *b == 0).next().map(|a| String::from_utf8_lossy(a).into_owned()))
+        .is_some_and(|argv0| argv0.split_whitespace().next().unwrap_or("").ends_with(name))
+}
+
+fn terminate(pid: i32, name: &str, limit: Duration) {
+    if !pid_runs(pid, name) {
+        return;
+    }
     let Some(pid_t) = rustix::process::Pid::from_raw(pid) else {
         return;
     };
@@ -592,7 +653,7 @@ fn app_addr(dir: &Path) -> Option<SocketAddr> {
 fn stop_app(dir: &Path) {
     if let Some(pid) = read_pid(&dir.join("app/app.pid")) {
         if pid_alive(pid) {
-            terminate(pid, Duration::from_secs(5));
+            terminate(pid, "kyb-fake-app", Duration::from_secs(5));
         }
         let _ = fs::remove_file(dir.join("app/app.pid"));
     }

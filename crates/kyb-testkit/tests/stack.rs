@@ -16,7 +16,11 @@ async fn fresh_databases_are_distinct_and_have_pg_stat_statements() {
         .await
         .unwrap();
     if std::env::var_os("KYB_TEST_DATABASE_URL").is_none() {
-        assert_eq!(ext.get::<_, i64>(0), 1, "the private cluster preloads pg_stat_statements");
+        assert_eq!(ext.get::<_, i64>(0), 1, "the private cluster creates pg_stat_statements");
+        let preload = client.query_one("SHOW shared_preload_libraries", &[]).await.unwrap();
+        assert!(preload.get::<_, String>(0).contains("pg_stat_statements"));
+        let calls = client.query_one("SELECT count(*) FROM pg_stat_statements", &[]).await.unwrap();
+        assert!(calls.get::<_, i64>(0) > 0, "statements are being tracked");
     }
 }
 
