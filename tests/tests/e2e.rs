@@ -154,7 +154,7 @@ mod daily {
         }
         let names: Vec<&str> =
             json["tasks"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["health", "system", "metrics-snapshot"]);
+        assert_eq!(names, ["health", "system", "metrics-snapshot", "log-rotation", "retention", "temp-cleanup"]);
         assert!(check(task(&json, "system"), "memory")["metrics"][0]["value"].as_f64().unwrap() > 0.0);
     }
 

@@ -9,46 +9,74 @@ use std::process::ExitCode;
 pub fn up() -> Result<PathBuf> {
     let stack = Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
     sandbox_bins()?;
-    let app_bin = target_dir().join("debug/kyb-fake-app");
-    let addr = stack.ensure_app(&app_bin).context("cannot start the sandbox app")?;
     let dir = sandbox_dir();
     let root = dir.join("root");
     for sub in ["log", "backups", "maintenance", "tmp"] {
         std::fs::create_dir_all(root.join(sub))
             .with_context(|| format!("cannot create {}", root.join(sub).display()))?;
     }
-    let secret = dir.join("password");
-    write_private(&secret, &format!("{}\n", stack.password))?;
+    let app_bin = target_dir().join("debug/kyb-fake-app");
+    let addr = stack
+        .ensure_app(&app_bin, Some(&root.join("log/app.log")))
+        .context("cannot start the sandbox app")?;
+    write_private(&dir.join("password"), &format!("{}\n", stack.password))?;
+    // The sandbox's logs belong to whoever runs it, not to a `kyb` user this machine may lack.
+    let (uid, gid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+    let text = SANDBOX_CONFIG
+        .replace("{addr}", &addr.to_string())
+        .replace("{pg_port}", &stack.pg_port.to_string())
+        .replace("{pg_user}", &stack.pg_user)
+        .replace("{redis_port}", &stack.redis_port.to_string())
+        .replace("{uid}", &uid.to_string())
+        .replace("{gid}", &gid.to_string());
     let config = dir.join("kyb-maint.toml");
-    let text = format!(
-        "# Sandbox config written by `cargo xtask sandbox up`; rewritten on every run.\n\
-         [paths]\n\
-         maintenance_dir = \"root/maintenance\"\n\
-         log_dir = \"root/log\"\n\
-         backup_dir = \"root/backups\"\n\
-         temp_dir = \"root/tmp\"\n\n\
-         [app]\n\
-         base_url = \"http://{addr}\"\n\
-         timeout_ms = 5000\n\n\
-         [postgres]\n\
-         host = \"127.0.0.1\"\n\
-         port = {pg_port}\n\
-         user = \"{pg_user}\"\n\
-         dbname = \"kyb\"\n\
-         password_file = \"password\"\n\
-         timeout_ms = 5000\n\n\
-         [redis]\n\
-         host = \"127.0.0.1\"\n\
-         port = {redis_port}\n\
-         password_file = \"password\"\n\
-         timeout_ms = 5000\n",
-        pg_port = stack.pg_port,
-        pg_user = stack.pg_user,
-        redis_port = stack.redis_port,
-    );
     write_private(&config, &text)?;
     Ok(config)
 }
+
+/// The sandbox config; relative paths are relative to the sandbox directory.
+const SANDBOX_CONFIG: &str = r#"# Sandbox config written by `cargo xtask sandbox up`; rewritten on every run.
+[paths]
+maintenance_dir = "root/maintenance"
+log_dir = "root/log"
+backup_dir = "root/backups"
+temp_dir = "root/tmp"
+
+[app]
+base_url = "http://{addr}"
+timeout_ms = 5000
+
+[postgres]
+host = "127.0.0.1"
+port = {pg_port}
+user = "{pg_user}"
+dbname = "kyb"
+password_file = "password"
+timeout_ms = 5000
+
+[redis]
+host = "127.0.0.1"
+port = {redis_port}
+password_file = "password"
+timeout_ms = 5000
+
+# The sandbox app's request log: rotated daily (or past 10 MB); the app reopens it on SIGHUP.
+[[logs]]
+path = "app.log"
+size_bytes = 10485760
+every = "daily"
+keep_days = 30
+owner = "{uid}"
+group = "{gid}"
+mode = "0640"
+pid_file = "app/app.pid"
+reopen_signal = "HUP"
+
+[cleanup]
+temp_prefix = "kyb-"
+temp_max_age_days = 1
+reports_max_age_days = 30
+"#;
 
 /// Owner-only, and atomic: a concurrent `maint` run reads the old file or the new one, never a
 /// half-written one.

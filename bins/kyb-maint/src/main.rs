@@ -1,10 +1,15 @@
 //! `kyb-maint`: runs a maintenance flow and exits with a code monitoring understands.
 
 use clap::{Parser, ValueEnum};
-use kyb_flows::{Flow, RunOptions, config, render_text, run_flow};
-use std::io::{IsTerminal, Write};
+#[path = "../../common/cli.rs"]
+mod cli;
+
+use cli::Format;
+use kyb_flows::{Flow, RunOptions, config, run_flow};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+const BIN: &str = "kyb-maint";
 
 /// Runs the KYB platform's maintenance flows.
 ///
@@ -41,18 +46,11 @@ enum FlowArg {
     Monthly,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// A report for people.
-    Text,
-    /// The report as one JSON document.
-    Json,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    cli::init_logging();
     let flow = match cli.flow {
         FlowArg::Daily => Flow::Daily,
         FlowArg::Weekly => Flow::Weekly,
@@ -60,46 +58,11 @@ async fn main() -> ExitCode {
     };
     let cfg = match config::load(&cli.config) {
         Ok(cfg) => cfg,
-        Err(e) => return fail(&e),
+        Err(e) => return cli::fail(BIN, &e),
     };
     let report = match run_flow(flow, &cfg, RunOptions { dry_run: cli.dry_run }).await {
         Ok(r) => r,
-        Err(e) => return fail(&e),
+        Err(e) => return cli::fail(BIN, &e),
     };
-    let out = match cli.format {
-        Format::Text => render_text(&report),
-        Format::Json => serde_json::to_string_pretty(&report).expect("reports serialize") + "\n",
-    };
-    // A closed stdout (e.g. piped into `head`) must not turn a good run into a crash.
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    let mut code = report.exit_code();
-    if let Some(path) = cli.textfile.filter(|_| !cli.dry_run)
-        && let Err(e) = kyb_flows::textfile::write(&path, &report)
-    {
-        // Monitoring would go on reading stale numbers: make the run fail visibly.
-        let _ = writeln!(std::io::stderr(), "kyb-maint: error: {}", kyb_core::error_chain(&e));
-        code = code.max(1);
-    }
-    ExitCode::from(code)
-}
-
-/// Prints `kyb-maint: error: …` with its causes and returns exit code 2.
-fn fail(err: &dyn std::error::Error) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "kyb-maint: error: {}", kyb_core::error_chain(err));
-    ExitCode::from(2)
-}
-
-/// Human log lines at a terminal (warnings only: the report is the output), JSON lines with
-/// task events otherwise. `KYB_LOG` overrides the level, in `RUST_LOG` syntax.
-fn init_logging() {
-    let terminal = std::io::stderr().is_terminal();
-    let default = if terminal { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KYB_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if terminal {
-        builder.compact().init();
-    } else {
-        builder.json().flatten_event(true).init();
-    }
+    cli::finish(BIN, &report, cli.format, cli.textfile)
 }

@@ -138,6 +138,9 @@ pub struct TaskReport {
     /// Files the task wrote.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<PathBuf>,
+    /// Changes the task made, one line each; in a dry run, the changes it would make.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
 }
 
 impl TaskReport {
@@ -164,6 +167,7 @@ impl TaskReport {
             duration_ms: duration_ms(took),
             checks,
             artifacts: Vec::new(),
+            actions: Vec::new(),
         }
     }
 
@@ -176,6 +180,7 @@ impl TaskReport {
             duration_ms: duration_ms(took),
             checks: Vec::new(),
             artifacts: Vec::new(),
+            actions: Vec::new(),
         }
     }
 }

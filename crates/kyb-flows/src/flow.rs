@@ -35,7 +35,14 @@ impl Flow {
     /// The tasks this flow runs, in report order.
     pub fn tasks(self) -> &'static [Task] {
         match self {
-            Flow::Daily => &[Task::Health, Task::System, Task::MetricsSnapshot],
+            Flow::Daily => &[
+                Task::Health,
+                Task::System,
+                Task::MetricsSnapshot,
+                Task::LogRotation,
+                Task::Retention,
+                Task::TempCleanup,
+            ],
             Flow::Weekly | Flow::Monthly => &[],
         }
     }
@@ -50,6 +57,12 @@ pub enum Task {
     System,
     /// Save the app's `/metrics`.
     MetricsSnapshot,
+    /// Rotate and compress logs.
+    LogRotation,
+    /// Remove rotated logs and reports past retention.
+    Retention,
+    /// Remove idle temp files.
+    TempCleanup,
 }
 
 impl Task {
@@ -59,7 +72,16 @@ impl Task {
             Task::Health => "health",
             Task::System => "system",
             Task::MetricsSnapshot => "metrics-snapshot",
+            Task::LogRotation => "log-rotation",
+            Task::Retention => "retention",
+            Task::TempCleanup => "temp-cleanup",
         }
+    }
+
+    /// Tasks that change files run one after another, in flow order (retention must not race
+    /// the compression of the file it ages out); the others run concurrently with them.
+    fn changes_files(self) -> bool {
+        matches!(self, Task::LogRotation | Task::Retention | Task::TempCleanup)
     }
 }
 
@@ -111,15 +133,26 @@ pub enum FlowError {
     },
 }
 
-/// Runs `flow`: takes the run lock, runs its tasks concurrently (each under its own deadlines,
-/// so one hung dependency does not hold up the others), logs each result to the run log, and
-/// saves the text and JSON reports in the reports directory. In a dry run nothing is written
-/// and no lock file is created where none exists.
+/// Runs `flow`: takes the run lock, runs its tasks (each under its own deadlines, so one hung
+/// dependency does not hold up the others), logs each result to the run log, and saves the text
+/// and JSON reports in the reports directory. In a dry run nothing is written and no lock is
+/// taken.
 pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<FlowReport, FlowError> {
     let tasks = flow.tasks();
     if tasks.is_empty() {
         return Err(FlowError::NoTasks { flow: flow.name() });
     }
+    run_tasks(flow.name(), tasks, cfg, opts).await
+}
+
+/// Runs `tasks` as a flow named `name`, as [`run_flow`] does: for binaries that run a part of
+/// a flow on their own schedule (`kyb-logrotate run`).
+pub async fn run_tasks(
+    name: &str,
+    tasks: &[Task],
+    cfg: &Config,
+    opts: RunOptions,
+) -> Result<FlowReport, FlowError> {
     let paths = &cfg.paths;
     if !opts.dry_run {
         for dir in [&paths.maintenance_dir, &paths.run_logs_dir, &paths.reports_dir] {
@@ -135,23 +168,33 @@ pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<Flow
     };
     let started_at = OffsetDateTime::now_utc();
     let clock = Instant::now();
-    let log_path = paths.run_logs_dir.join(format!("{}-maintenance.log", flow.name()));
+    let log_path = paths.run_logs_dir.join(format!("{}-maintenance.log", name));
     let mut log = if opts.dry_run {
         RunLog::disabled()
     } else {
         RunLog::open(&log_path).map_err(|source| FlowError::RunLog { path: log_path.clone(), source })?
     };
-    log.line(&format!("{} flow started{}", flow.name(), if opts.dry_run { " (dry run)" } else { "" }));
+    log.line(&format!("{} flow started{}", name, if opts.dry_run { " (dry run)" } else { "" }));
 
-    let reports =
-        futures_util::future::join_all(tasks.iter().map(|t| run_task(*t, cfg, opts, started_at))).await;
+    let probes = futures_util::future::join_all(
+        tasks.iter().filter(|t| !t.changes_files()).map(|t| run_task(*t, cfg, opts, started_at)),
+    );
+    let file_tasks = async {
+        let mut out = Vec::new();
+        for t in tasks.iter().filter(|t| t.changes_files()) {
+            out.push(run_task(*t, cfg, opts, started_at).await);
+        }
+        out
+    };
+    let (mut reports, file_reports) = tokio::join!(probes, file_tasks);
+    reports.extend(file_reports);
     for r in &reports {
         log.line(&format!("{} {} ({} ms): {}", r.name, r.status, r.duration_ms, r.summary));
-        tracing::info!(flow = flow.name(), task = %r.name, status = %r.status, duration_ms = r.duration_ms, "{}", r.summary);
+        tracing::info!(flow = name, task = %r.name, status = %r.status, duration_ms = r.duration_ms, "{}", r.summary);
     }
     let failed = reports.iter().filter(|r| r.status >= Status::Crit).count();
     let mut report = FlowReport {
-        flow: flow.name().to_owned(),
+        flow: name.to_owned(),
         host: hostname(),
         status: Status::worst(reports.iter().map(|r| r.status)),
         started_at,
@@ -163,7 +206,7 @@ pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<Flow
     };
     log.line(&format!(
         "{} flow finished: {} ({} of {} tasks failed) in {} ms",
-        flow.name(),
+        name,
         report.status,
         failed,
         report.tasks.len(),
@@ -174,8 +217,8 @@ pub async fn run_flow(flow: Flow, cfg: &Config, opts: RunOptions) -> Result<Flow
     {
         // The tasks ran: their results still go out on stdout, and the run fails visibly.
         let line = error_chain(&e);
-        log.line(&format!("{} flow: {line}", flow.name()));
-        tracing::error!(flow = flow.name(), "{line}");
+        log.line(&format!("{} flow: {line}", name));
+        tracing::error!(flow = name, "{line}");
         report.report_files.clear();
         report.tasks.push(TaskReport::failed("save-report", line, std::time::Duration::ZERO));
         report.status = Status::worst(report.tasks.iter().map(|t| t.status));
@@ -242,7 +285,50 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
                 Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
             }
         }
+        Task::LogRotation => {
+            if cfg.logs.is_empty() {
+                let none = Check::new("logs", Status::Ok, "no [[logs]] configured");
+                return TaskReport::from_checks(name, vec![none], clock.elapsed());
+            }
+            let rc = kyb_logrotate::RotateConfig { logs: cfg.logs.clone(), dry_run: opts.dry_run };
+            files_task(name, kyb_logrotate::rotate(&rc, now).await, clock)
+        }
+        Task::Retention => {
+            let pc = kyb_logrotate::PruneConfig {
+                logs: cfg.logs.clone(),
+                reports_dir: Some(cfg.paths.reports_dir.clone()),
+                reports_max_age_days: cfg.cleanup.reports_max_age_days,
+                dry_run: opts.dry_run,
+            };
+            files_task(name, kyb_logrotate::prune(&pc, now).await, clock)
+        }
+        Task::TempCleanup => {
+            let Some(temp) = &cfg.cleanup.temp else {
+                let none = Check::new("temp", Status::Ok, "no [paths] temp_dir configured");
+                return TaskReport::from_checks(name, vec![none], clock.elapsed());
+            };
+            let tc = kyb_logrotate::TempConfig { dry_run: opts.dry_run, ..temp.clone() };
+            files_task(name, kyb_logrotate::clean_temp(&tc, now).await, clock)
+        }
     }
+}
+
+/// A file task's report: its checks, its totals as the summary, and every action and skip.
+fn files_task(
+    name: &str,
+    result: Result<kyb_logrotate::FilesReport, kyb_logrotate::LogrotateError>,
+    clock: Instant,
+) -> TaskReport {
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => return TaskReport::failed(name, error_chain(&e), clock.elapsed()),
+    };
+    let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
+    let totals = kyb_logrotate::totals(&r.counts, r.dry_run);
+    t.summary = if t.status == Status::Ok { totals } else { format!("{totals}; {}", t.summary) };
+    t.actions = r.actions.iter().map(ToString::to_string).collect();
+    t.actions.extend(r.skipped.iter().map(|s| format!("skip {} ({})", s.path.display(), s.reason)));
+    t
 }
 
 fn hostname() -> String {

@@ -24,6 +24,6 @@ mod runlog;
 pub mod textfile;
 
 pub use config::{Config, ConfigError};
-pub use flow::{Flow, FlowError, RunOptions, Task, run_flow};
+pub use flow::{Flow, FlowError, RunOptions, Task, run_flow, run_tasks};
 pub use report::{FlowReport, render_text};
 pub use runlog::RunLog;

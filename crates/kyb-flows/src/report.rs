@@ -72,6 +72,12 @@ pub fn render_text(r: &FlowReport) -> String {
         for c in &t.checks {
             let _ = writeln!(out, "  {:<7}  {:<check_w$}  {}", c.status, c.name, c.summary);
         }
+        if !t.actions.is_empty() {
+            let _ = writeln!(out, "  {}:", if r.dry_run { "would do" } else { "done" });
+            for a in &t.actions {
+                let _ = writeln!(out, "    {a}");
+            }
+        }
     }
     let files: Vec<_> = r.report_files.iter().chain(r.tasks.iter().flat_map(|t| &t.artifacts)).collect();
     if !files.is_empty() {

@@ -42,7 +42,7 @@ mod retention;
 mod rotate;
 mod temp;
 
-pub use report::{Action, Counts, FilesReport, Skipped};
+pub use report::{Action, Counts, FilesReport, Skipped, totals};
 pub use retention::PruneConfig;
 pub use rotate::{Interval, LogPolicy, Reopen, ReopenSignal, RotateConfig};
 pub use temp::TempConfig;

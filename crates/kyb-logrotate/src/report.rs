@@ -128,3 +128,31 @@ impl FilesReport {
         self.skipped.push(Skipped { path, reason: reason.into() });
     }
 }
+
+/// One line of totals: files rotated, bytes compressed, files deleted and bytes freed (only the
+/// parts that are not zero).
+pub fn totals(c: &Counts, dry_run: bool) -> String {
+    let h = crate::rotate::human;
+    let mut parts = Vec::new();
+    if c.rotated_files > 0 {
+        parts.push(format!("rotated {} file(s)", c.rotated_files));
+    }
+    if c.compressed_files > 0 {
+        parts.push(format!(
+            "compressed {} file(s), {} -> {}",
+            c.compressed_files,
+            h(c.compressed_in_bytes),
+            h(c.compressed_out_bytes)
+        ));
+    }
+    if c.deleted_files > 0 || c.deleted_dirs > 0 {
+        parts.push(format!(
+            "removed {} file(s) and {} dir(s), {} freed",
+            c.deleted_files,
+            c.deleted_dirs,
+            h(c.freed_bytes)
+        ));
+    }
+    let text = if parts.is_empty() { "nothing to do".to_owned() } else { parts.join("; ") };
+    if dry_run { format!("would have: {text}") } else { text }
+}

@@ -125,7 +125,7 @@ fn is_report_name(name: &[u8]) -> bool {
     if let Some(rest) = name.strip_prefix(b"app-metrics-") {
         return stamped(rest, &[b"prom"]);
     }
-    ["daily", "weekly", "monthly", "quarterly"].iter().any(|flow| {
+    ["daily", "weekly", "monthly", "quarterly", "logrotate"].iter().any(|flow| {
         name.strip_prefix(flow.as_bytes())
             .and_then(|r| r.strip_prefix(b"-report-"))
             .is_some_and(|r| stamped(r, &[b"txt", b"json"]))
@@ -145,6 +145,7 @@ fn candidates(
         Ok(e) => e,
         Err(e) => return (out, vec![format!("cannot list: {e}")]),
     };
+    let skipped_before = report.skipped.len();
     for entry in entries {
         let name = match entry {
             Ok((name, _)) => name,
@@ -179,6 +180,14 @@ fn candidates(
             }
         }
         out.push(Candidate { name, order, mtime: st.st_mtime, size: st.st_size as u64 });
+    }
+    let skipped = report.skipped.len() - skipped_before;
+    if skipped > 0 {
+        // A link where a rotated file or report should be is worth a look: someone made it.
+        problems.push(format!(
+            "{skipped} entr{} with a matching name left alone (see skipped)",
+            if skipped == 1 { "y" } else { "ies" }
+        ));
     }
     (out, problems)
 }

@@ -7,7 +7,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,6 +56,18 @@ struct State {
     health: Mutex<HealthMode>,
     metrics: Mutex<MetricsMode>,
     scrapes: AtomicU64,
+    access_log: Mutex<Option<AccessLog>>,
+}
+
+/// The app's own log, one JSON line per request, reopened on demand like a real service's.
+#[derive(Debug)]
+struct AccessLog {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().append(true).create(true).open(path)
 }
 
 /// A running fake app on 127.0.0.1; stops when dropped.
@@ -78,6 +92,7 @@ impl FakeApp {
             health: Mutex::new(mode),
             metrics: Mutex::new(MetricsMode::Realistic),
             scrapes: AtomicU64::new(0),
+            access_log: Mutex::new(None),
         });
         let server = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
         FakeApp { addr, state, server }
@@ -96,6 +111,22 @@ impl FakeApp {
     /// Changes how `/health` answers from now on.
     pub fn set_health(&self, mode: HealthMode) {
         *self.state.health.lock().expect("health mode lock") = mode;
+    }
+
+    /// Appends a JSON line per request to `path` from now on.
+    pub fn log_requests_to(&self, path: &Path) -> std::io::Result<()> {
+        let file = open_log(path)?;
+        *self.state.access_log.lock().expect("access log lock") = Some(AccessLog { path: path.to_owned(), file });
+        Ok(())
+    }
+
+    /// Reopens the request log by its path, as a service does on SIGHUP after rotation.
+    pub fn reopen_log(&self) -> std::io::Result<()> {
+        let mut guard = self.state.access_log.lock().expect("access log lock");
+        if let Some(log) = guard.as_mut() {
+            log.file = open_log(&log.path)?;
+        }
+        Ok(())
     }
 
     /// Changes how `/metrics` answers from now on.
@@ -149,6 +180,17 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Ap
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
     };
+    if let Some(log) = state.access_log.lock().expect("access log lock").as_mut() {
+        let line = format!(
+            "{{\"ts\":{},\"method\":\"{}\",\"path\":{:?},\"status\":{}}}\n",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+            req.method(),
+            req.uri().path(),
+            response.status().as_u16()
+        );
+        // One write per line, O_APPEND: lines never interleave or tear.
+        let _ = log.file.write_all(line.as_bytes());
+    }
     Ok(response)
 }
 

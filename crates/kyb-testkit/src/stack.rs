@@ -174,7 +174,9 @@ impl Stack {
     }
 
     /// Starts the sandbox app from `binary` unless it is already running; returns its address.
-    pub fn ensure_app(&self, binary: &Path) -> Result<SocketAddr, StackError> {
+    /// The app logs each request to `access_log`, if given, and reopens it on SIGHUP; its pid
+    /// file is `<sandbox>/app/app.pid`.
+    pub fn ensure_app(&self, binary: &Path, access_log: Option<&Path>) -> Result<SocketAddr, StackError> {
         let _guard = lock(&self.dir)?;
         if let Some(addr) = app_addr(&self.dir) {
             return Ok(addr);
@@ -191,6 +193,7 @@ impl Stack {
             .arg("127.0.0.1:0")
             .arg("--addr-file")
             .arg(&addr_file)
+            .args(access_log.iter().flat_map(|p| [Path::new("--access-log"), p]))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

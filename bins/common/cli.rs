@@ -1,0 +1,58 @@
+//! What the flow binaries share: logging set-up, the report on stdout, the textfile, and how an
+//! error that stops a run is printed. Included by path, since it is binary-only code.
+
+use clap::ValueEnum;
+use kyb_flows::{FlowReport, render_text};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Report format on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A report for people.
+    Text,
+    /// The report as one JSON document.
+    Json,
+}
+
+/// Human log lines at a terminal (warnings only: the report is the output), JSON lines with
+/// task events otherwise. `KYB_LOG` overrides the level, in `RUST_LOG` syntax.
+pub fn init_logging() {
+    let terminal = std::io::stderr().is_terminal();
+    let default = if terminal { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KYB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if terminal {
+        builder.compact().init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+/// Prints `<bin>: error: …` with its causes and returns exit code 2 ("could not start").
+pub fn fail(bin: &str, err: &dyn std::error::Error) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "{bin}: error: {}", kyb_core::error_chain(err));
+    ExitCode::from(2)
+}
+
+/// Prints the report, writes the textfile if asked (not in a dry run), and returns the exit
+/// code: 0 when every task is Ok or Warn, 1 otherwise or when the textfile cannot be written.
+pub fn finish(bin: &str, report: &FlowReport, format: Format, textfile: Option<PathBuf>) -> ExitCode {
+    let out = match format {
+        Format::Text => render_text(report),
+        Format::Json => serde_json::to_string_pretty(report).expect("reports serialize") + "\n",
+    };
+    // A closed stdout (e.g. piped into `head`) must not turn a good run into a crash.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    let mut code = report.exit_code();
+    if let Some(path) = textfile.filter(|_| !report.dry_run)
+        && let Err(e) = kyb_flows::textfile::write(&path, report)
+    {
+        // Monitoring would go on reading stale numbers: make the run fail visibly.
+        let _ = writeln!(std::io::stderr(), "{bin}: error: {}", kyb_core::error_chain(&e));
+        code = code.max(1);
+    }
+    ExitCode::from(code)
+}

@@ -1,0 +1,60 @@
+//! `kyb-logrotate`: log rotation, retention and temp cleanup, on their own schedule.
+
+#[path = "../../common/cli.rs"]
+mod cli;
+
+use clap::{Parser, Subcommand};
+use cli::Format;
+use kyb_flows::{RunOptions, Task, config, run_tasks};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const BIN: &str = "kyb-logrotate";
+
+/// Rotates and compresses the logs of the config's `[[logs]]` sections, removes rotated logs
+/// and reports past retention, and cleans idle `kyb-*` entries out of the temp directory: the
+/// same tasks as in `kyb-maint daily`, for a schedule of their own.
+///
+/// Exit codes: 0 every task Ok or Warn; 1 a task Crit or Unknown; 2 could not start (bad config,
+/// another kyb-maint or kyb-logrotate run holds the lock).
+#[derive(Debug, Parser)]
+#[command(name = "kyb-logrotate", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Config file (TOML), the same file kyb-maint reads.
+    #[arg(long, short, global = true, env = "KYB_MAINT_CONFIG", default_value = "/etc/kyb-maint/kyb-maint.toml")]
+    config: PathBuf,
+    /// Report format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Also write the run's statuses as Prometheus metrics to this file (node_exporter
+    /// textfile collector).
+    #[arg(long, global = true, value_name = "FILE")]
+    textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Rotate, compress, prune and clean, under the run lock.
+    Run,
+    /// Print the exact steps `run` would take, and change nothing.
+    Plan,
+}
+
+const TASKS: [Task; 3] = [Task::LogRotation, Task::Retention, Task::TempCleanup];
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_logging();
+    let cfg = match config::load(&cli.config) {
+        Ok(cfg) => cfg,
+        Err(e) => return cli::fail(BIN, &e),
+    };
+    let dry_run = matches!(cli.command, Command::Plan);
+    match run_tasks("logrotate", &TASKS, &cfg, RunOptions { dry_run }).await {
+        Ok(report) => cli::finish(BIN, &report, cli.format, cli.textfile),
+        Err(e) => cli::fail(BIN, &e),
+    }
+}
