@@ -11,7 +11,16 @@ pub fn binary(name: &str) -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = std::process::Command::new(cargo)
             .current_dir(&root)
-            .args(["build", "--quiet", "--package", "kyb-maint", "--package", "kyb-health-cli", "--package", "kyb-logrotate-cli"])
+            .args([
+                "build",
+                "--quiet",
+                "--package",
+                "kyb-maint",
+                "--package",
+                "kyb-health-cli",
+                "--package",
+                "kyb-logrotate-cli",
+            ])
             .args(["--package", "kyb-testkit", "--bins"])
             .status()
             .map_err(|e| e.to_string())?;

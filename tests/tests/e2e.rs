@@ -154,7 +154,10 @@ mod daily {
         }
         let names: Vec<&str> =
             json["tasks"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["health", "system", "metrics-snapshot", "log-rotation", "retention", "temp-cleanup"]);
+        assert_eq!(
+            names,
+            ["health", "system", "metrics-snapshot", "log-rotation", "retention", "temp-cleanup"]
+        );
         assert!(check(task(&json, "system"), "memory")["metrics"][0]["value"].as_f64().unwrap() > 0.0);
     }
 
@@ -500,5 +503,315 @@ mod textfile {
         let out = run(s.maint(&["daily", "--dry-run", "--textfile", prom.to_str().unwrap()])).await;
         assert_eq!(out.status.code(), Some(0));
         assert!(!prom.exists());
+    }
+}
+
+// kyb-logrotate against live writers, crashes, concurrent runs and directories it may not read.
+mod logrotate {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn ids() -> (u32, u32) {
+        (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw())
+    }
+
+    /// A config rotating `log` whenever it is not empty.
+    fn config(dir: &Path, log: &Path, extra: &str) -> PathBuf {
+        let (uid, gid) = ids();
+        let text = format!(
+            "[paths]\nmaintenance_dir = \"maint\"\n\n[[logs]]\npath = \"{}\"\nsize_bytes = 1\nowner = \"{uid}\"\n\
+             group = \"{gid}\"\nreopen_timeout_ms = 10000\n{extra}",
+            log.display()
+        );
+        let path = dir.join("kyb-maint.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn logrotate(config: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("kyb-logrotate"));
+        cmd.args(args).arg("--config").arg(config);
+        cmd
+    }
+
+    /// Every line number in the rotated files (in rotation order, gzip or not) and then the live
+    /// log; panics on a leftover `.tmp`.
+    fn all_line_numbers(dir: &Path) -> Vec<u64> {
+        let mut rotated: Vec<((u64, u64), PathBuf)> = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.ends_with(".tmp"), "leftover temporary file {name}");
+            let Some(rest) = name.strip_prefix("app.log-") else { continue };
+            let rest = rest.trim_end_matches(".gz");
+            let parts: Vec<&str> = rest.split('-').collect();
+            let stamp: u64 = format!("{}{}", parts[0], parts[1]).parse().unwrap();
+            let counter: u64 = parts.get(2).map_or(0, |c| c.parse().unwrap());
+            rotated.push(((stamp, counter), dir.join(&name)));
+        }
+        rotated.sort();
+        let mut text = String::new();
+        for (_, path) in &rotated {
+            let file = std::fs::File::open(path).unwrap();
+            if path.extension().is_some_and(|e| e == "gz") {
+                flate2::read::MultiGzDecoder::new(file).read_to_string(&mut text).unwrap();
+            } else {
+                std::io::BufReader::new(file).read_to_string(&mut text).unwrap();
+            }
+        }
+        if let Ok(live) = std::fs::read_to_string(dir.join("app.log")) {
+            text.push_str(&live);
+        }
+        text.lines()
+            .map(|l| {
+                let digits = l.strip_prefix("{\"n\":").unwrap_or_else(|| panic!("unexpected line {l:?}"));
+                digits.split(',').next().unwrap().parse().unwrap()
+            })
+            .collect()
+    }
+
+    fn assert_exactly_once_in_order(numbers: &[u64], count: u64) {
+        assert_eq!(numbers.len() as u64, count, "line count differs: lost or duplicated lines");
+        if let Some(i) = numbers.iter().enumerate().position(|(i, n)| *n != i as u64) {
+            panic!("line {i} holds number {}: out of order, lost or duplicated", numbers[i]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_writer_loses_and_duplicates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let log = logs.join("app.log");
+        let pid_file = dir.path().join("writer.pid");
+        let mut writer = Command::new(binary("kyb-log-writer"))
+            .arg("--path")
+            .arg(&log)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pid_file.exists() {
+            assert!(Instant::now() < deadline, "writer never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let config = config(
+            dir.path(),
+            &log,
+            &format!("pid_file = \"{}\"\nreopen_signal = \"HUP\"\n", pid_file.display()),
+        );
+        for round in 0..12 {
+            let out = run(logrotate(&config, &["run", "--format", "json"])).await;
+            assert_eq!(out.status.code(), Some(0), "round {round}: {}", text(&out.stdout));
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(task(&json, "log-rotation")["status"], "ok", "round {round}: {json}");
+        }
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(writer.id() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let mut count = String::new();
+        writer.stdout.take().unwrap().read_to_string(&mut count).unwrap();
+        assert!(writer.wait().unwrap().success());
+        let count: u64 = count.trim().parse().unwrap();
+        assert!(count > 1_000, "the writer wrote only {count} lines");
+        let gz = std::fs::read_dir(&logs)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "gz"))
+            .count();
+        assert!(gz >= 12, "expected a .gz per rotation, got {gz}");
+        assert_exactly_once_in_order(&all_line_numbers(&logs), count);
+    }
+
+    #[tokio::test]
+    async fn kill_9_at_random_points_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let log = logs.join("app.log");
+        let config = config(dir.path(), &log, "");
+        let mut next = 0u64;
+        let mut append = |lines: u64| {
+            let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&log).unwrap();
+            let mut buf = String::new();
+            for n in next..next + lines {
+                buf.push_str(&format!(
+                    "{{\"n\":{n},\"level\":\"info\",\"msg\":\"order {} accepted\",\"took_ms\":{}}}\n",
+                    n * 7919 % 100_003,
+                    n % 211
+                ));
+            }
+            f.write_all(buf.as_bytes()).unwrap();
+            next += lines;
+        };
+        // How long one undisturbed run takes, to spread the kills over it.
+        append(60_000);
+        let started = Instant::now();
+        assert_eq!(run(logrotate(&config, &["run"])).await.status.code(), Some(0));
+        let span_us = (started.elapsed().as_micros() as u64).max(2_000) * 6 / 5;
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut killed = 0;
+        for trial in 0..60 {
+            append(60_000);
+            let mut child = logrotate(&config, &["run"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            tokio::time::sleep(Duration::from_micros(seed % span_us)).await;
+            if child.try_wait().unwrap().is_none() {
+                killed += 1;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let out = run(logrotate(&config, &["run", "--format", "json"])).await;
+            assert_eq!(out.status.code(), Some(0), "trial {trial}: {}", text(&out.stdout));
+            for e in std::fs::read_dir(&logs).unwrap() {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(!name.ends_with(".tmp"), "trial {trial}: {name} left behind");
+                assert!(
+                    name == "app.log" || name.ends_with(".gz"),
+                    "trial {trial}: {name} not compressed after the re-run"
+                );
+            }
+        }
+        assert!(killed >= 30, "only {killed} of 60 runs were killed mid-way; the kill window is too late");
+        assert_exactly_once_in_order(&all_line_numbers(&logs), next);
+    }
+
+    #[tokio::test]
+    async fn a_second_run_refuses_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        // Incompressible data at level 9: slow enough to still be compressing when run 2 starts.
+        let mut data = vec![0u8; 96 << 20];
+        let mut x: u64 = 1;
+        for chunk in data.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        std::fs::write(&log, &data).unwrap();
+        let config = config(dir.path(), &log, "compress_level = 9\n");
+        let first = logrotate(&config, &["run"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lock = dir.path().join("maint/kyb-maint.lock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&lock).map(|t| t.trim().is_empty()).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "first run never took the lock");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = Instant::now();
+        let second = run(logrotate(&config, &["run"])).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(second.status.code(), Some(2), "{}", text(&second.stdout));
+        assert!(text(&second.stderr).contains("already running"), "{}", text(&second.stderr));
+        let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()).await.unwrap();
+        assert_eq!(first.status.code(), Some(0), "{}", text(&first.stdout));
+    }
+
+    #[tokio::test]
+    async fn plan_prints_the_steps_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, "{\"n\":0}\n").unwrap();
+        let config = config(dir.path(), &log, "");
+        let before = std::fs::metadata(&log).unwrap().modified().unwrap();
+        let out = run(logrotate(&config, &["plan"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("would do:")
+                && stdout.contains(&format!("rename {} -> {}-", log.display(), log.display())),
+            "{stdout}"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "plan created files: {names:?}");
+        assert_eq!(std::fs::metadata(&log).unwrap().modified().unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_owner_is_a_config_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kyb-maint.toml");
+        std::fs::write(&path, "[paths]\nmaintenance_dir = \"m\"\n\n[[logs]]\npath = \"/var/log/x.log\"\nowner = \"no-such-user-kyb\"\n").unwrap();
+        let out = run(logrotate(&path, &["run"])).await;
+        assert_eq!(out.status.code(), Some(2));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(":6:")
+                && err.contains("no such user `no-such-user-kyb`")
+                && err.contains("logs[0].owner"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_directory_it_may_not_read_is_reported_not_fatal() {
+        let dir = tempfile::Builder::new().prefix("kyb-e2e-").tempdir_in("/tmp").unwrap();
+        let d = dir.path();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let temp = d.join("temp");
+        std::fs::create_dir_all(temp.join("kyb-closed")).unwrap();
+        std::fs::write(temp.join("kyb-closed/file"), "x").unwrap();
+        std::fs::create_dir_all(temp.join("kyb-open")).unwrap();
+        std::fs::write(temp.join("kyb-open/file"), "x").unwrap();
+        std::fs::create_dir(d.join("maint")).unwrap();
+        // Copied so that the user running it can reach it wherever the checkout lives.
+        let bin = d.join("kyb-logrotate");
+        std::fs::copy(binary("kyb-logrotate"), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = d.join("kyb-maint.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[paths]\nmaintenance_dir = \"maint\"\ntemp_dir = \"{}\"\n\n[cleanup]\ntemp_max_age_days = 0\n",
+                temp.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = if rustix::process::geteuid().is_root() {
+            // Root reads everything: run as `nobody`, who owns the tree but not kyb-closed.
+            let nobody = std::process::Command::new("id").args(["-u", "nobody"]).output().unwrap();
+            let uid: u32 = String::from_utf8_lossy(&nobody.stdout).trim().parse().expect("a `nobody` user");
+            for p in [&temp, &temp.join("kyb-open"), &temp.join("kyb-open/file"), &d.join("maint")] {
+                rustix::fs::chown(p, Some(rustix::fs::Uid::from_raw(uid)), None).unwrap();
+            }
+            std::fs::set_permissions(temp.join("kyb-closed"), std::fs::Permissions::from_mode(0o700))
+                .unwrap();
+            let mut c = Command::new("runuser");
+            c.args(["-u", "nobody", "--"]).arg(&bin);
+            c
+        } else {
+            std::fs::set_permissions(temp.join("kyb-closed"), std::fs::Permissions::from_mode(0o000))
+                .unwrap();
+            Command::new(&bin)
+        };
+        // Entries must be a second old to be past a zero-day age.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        cmd.args(["run", "--format", "json", "--config"]).arg(&config);
+        let out = run(cmd).await;
+        let _ = std::fs::set_permissions(temp.join("kyb-closed"), std::fs::Permissions::from_mode(0o755));
+        assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let cleanup = task(&json, "temp-cleanup");
+        let actions: Vec<&str> =
+            cleanup["actions"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(
+            actions.iter().any(|a| a.contains("kyb-closed") && a.contains("Permission denied")),
+            "{actions:?}"
+        );
+        assert!(!temp.join("kyb-open").exists(), "the readable entry should be gone: {actions:?}");
+        assert!(temp.join("kyb-closed/file").exists());
     }
 }

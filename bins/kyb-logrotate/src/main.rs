@@ -23,7 +23,13 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Config file (TOML), the same file kyb-maint reads.
-    #[arg(long, short, global = true, env = "KYB_MAINT_CONFIG", default_value = "/etc/kyb-maint/kyb-maint.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "KYB_MAINT_CONFIG",
+        default_value = "/etc/kyb-maint/kyb-maint.toml"
+    )]
     config: PathBuf,
     /// Report format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]

@@ -46,7 +46,6 @@ enum FlowArg {
     Monthly,
 }
 
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -115,12 +115,12 @@ enum FileInterval {
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 enum FileSignal {
-    #[serde(alias = "SIGHUP")]
-    HUP,
-    #[serde(alias = "SIGUSR1")]
-    USR1,
-    #[serde(alias = "SIGUSR2")]
-    USR2,
+    #[serde(rename = "HUP", alias = "SIGHUP")]
+    Hup,
+    #[serde(rename = "USR1", alias = "SIGUSR1")]
+    Usr1,
+    #[serde(rename = "USR2", alias = "SIGUSR2")]
+    Usr2,
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,7 +304,7 @@ fn default_log_mode() -> String {
     "0640".to_owned()
 }
 fn default_reopen_signal() -> FileSignal {
-    FileSignal::HUP
+    FileSignal::Hup
 }
 fn default_reopen_timeout_ms() -> u64 {
     10_000
@@ -509,9 +509,9 @@ impl Resolver<'_> {
             return Err(bad("reopen_timeout_ms", format!("must be between 1 and {MAX_TIMEOUT_MS}")));
         }
         let signal = match l.reopen_signal {
-            FileSignal::HUP => ReopenSignal::Hup,
-            FileSignal::USR1 => ReopenSignal::Usr1,
-            FileSignal::USR2 => ReopenSignal::Usr2,
+            FileSignal::Hup => ReopenSignal::Hup,
+            FileSignal::Usr1 => ReopenSignal::Usr1,
+            FileSignal::Usr2 => ReopenSignal::Usr2,
         };
         let reopen = match (l.pid_file, l.systemd_unit, l.copytruncate) {
             (None, None, false) => Reopen::Nothing,

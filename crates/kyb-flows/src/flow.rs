@@ -267,11 +267,7 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
         },
         Task::MetricsSnapshot => {
             let Some(snap) = &cfg.snapshot else {
-                return TaskReport::from_checks(
-                    name,
-                    vec![Check::new("metrics snapshot", Status::Ok, "skipped: no [app] configured")],
-                    clock.elapsed(),
-                );
+                return not_configured(name, "metrics snapshot", "skipped: no [app] configured", clock);
             };
             let snap = kyb_health::SnapshotConfig { dry_run: opts.dry_run, ..snap.clone() };
             match kyb_health::snapshot_metrics(&snap, now).await {
@@ -287,8 +283,7 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
         }
         Task::LogRotation => {
             if cfg.logs.is_empty() {
-                let none = Check::new("logs", Status::Ok, "no [[logs]] configured");
-                return TaskReport::from_checks(name, vec![none], clock.elapsed());
+                return not_configured(name, "logs", "no [[logs]] configured", clock);
             }
             let rc = kyb_logrotate::RotateConfig { logs: cfg.logs.clone(), dry_run: opts.dry_run };
             files_task(name, kyb_logrotate::rotate(&rc, now).await, clock)
@@ -304,13 +299,19 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
         }
         Task::TempCleanup => {
             let Some(temp) = &cfg.cleanup.temp else {
-                let none = Check::new("temp", Status::Ok, "no [paths] temp_dir configured");
-                return TaskReport::from_checks(name, vec![none], clock.elapsed());
+                return not_configured(name, "temp", "no [paths] temp_dir configured", clock);
             };
             let tc = kyb_logrotate::TempConfig { dry_run: opts.dry_run, ..temp.clone() };
             files_task(name, kyb_logrotate::clean_temp(&tc, now).await, clock)
         }
     }
+}
+
+/// A task with nothing to do because the config leaves it out: Ok, and says why.
+fn not_configured(name: &str, check: &str, why: &str, clock: Instant) -> TaskReport {
+    let mut t = TaskReport::from_checks(name, vec![Check::new(check, Status::Ok, why)], clock.elapsed());
+    t.summary = why.to_owned();
+    t
 }
 
 /// A file task's report: its checks, its totals as the summary, and every action and skip.

@@ -65,15 +65,21 @@ async fn links_pointing_outside_are_left_alone_and_reported() {
     std::os::unix::fs::symlink(o.join("secret"), l.join("linked.log")).unwrap();
 
     // Taken after the links exist, so link counts match too.
-    let before: Vec<_> = ["victim-a", "victim-b", "secret", "dir/inside"].iter().map(|n| fingerprint(&o.join(n))).collect();
-    let logs_cfg = vec![policy(&l.join("app.log")), policy(&l.join("other.log")), policy(&l.join("linked.log"))];
+    let before: Vec<_> =
+        ["victim-a", "victim-b", "secret", "dir/inside"].iter().map(|n| fingerprint(&o.join(n))).collect();
+    let logs_cfg =
+        vec![policy(&l.join("app.log")), policy(&l.join("other.log")), policy(&l.join("linked.log"))];
     let now = OffsetDateTime::now_utc();
     let rotated = rotate(&RotateConfig { logs: logs_cfg.clone(), dry_run: false }, now).await.unwrap();
-    let pruned = prune(&PruneConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false }, now)
-        .await
-        .unwrap();
+    let pruned = prune(
+        &PruneConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false },
+        now,
+    )
+    .await
+    .unwrap();
 
-    let after: Vec<_> = ["victim-a", "victim-b", "secret", "dir/inside"].iter().map(|n| fingerprint(&o.join(n))).collect();
+    let after: Vec<_> =
+        ["victim-a", "victim-b", "secret", "dir/inside"].iter().map(|n| fingerprint(&o.join(n))).collect();
     assert_eq!(before, after, "files outside the log directory changed");
     // The links themselves are still there: skipped, not removed.
     assert!(l.join("app.log-20200101-000000.gz").symlink_metadata().is_ok());
@@ -92,9 +98,13 @@ async fn links_pointing_outside_are_left_alone_and_reported() {
         ("app.log-20200101-000000.gz", "symlink"),
         ("app.log-20200102-000000", "hard-linked"),
     ] {
-        assert!(skipped.iter().any(|s| s.starts_with(name) && s.contains(why)), "{name}: {why} not in {skipped:?}");
+        assert!(
+            skipped.iter().any(|s| s.starts_with(name) && s.contains(why)),
+            "{name}: {why} not in {skipped:?}"
+        );
     }
-    let status = |r: &FilesReport, name: &str| r.checks.iter().find(|c| c.name.ends_with(name)).unwrap().status;
+    let status =
+        |r: &FilesReport, name: &str| r.checks.iter().find(|c| c.name.ends_with(name)).unwrap().status;
     assert_eq!(status(&rotated, "/other.log"), Status::Warn);
     assert_eq!(status(&rotated, "/linked.log"), Status::Warn);
     // app.log itself rotated fine; the planted hard link beside it is why its check warns.
@@ -116,7 +126,13 @@ async fn temp_cleanup_removes_links_themselves_never_their_targets() {
     std::fs::create_dir(t.join("kyb-job")).unwrap();
     std::os::unix::fs::symlink(o.join("file"), t.join("kyb-job/link")).unwrap();
     std::fs::hard_link(o.join("file"), t.join("kyb-job/hard")).unwrap();
-    let cfg = TempConfig { dir: t.to_owned(), prefix: "kyb-".into(), max_age_secs: 60, timeout_ms: 5_000, dry_run: false };
+    let cfg = TempConfig {
+        dir: t.to_owned(),
+        prefix: "kyb-".into(),
+        max_age_secs: 60,
+        timeout_ms: 5_000,
+        dry_run: false,
+    };
     let r = clean_temp(&cfg, OffsetDateTime::now_utc() + time::Duration::hours(2)).await.unwrap();
     assert_eq!(std::fs::read_to_string(o.join("dir/precious")).unwrap(), "keep");
     assert_eq!(std::fs::read_to_string(o.join("file")).unwrap(), "keep too");
@@ -138,10 +154,18 @@ async fn non_utf8_names_are_handled_and_reported_readably() {
     let logs_cfg = vec![policy(&l.join("app.log"))];
     let now = OffsetDateTime::now_utc();
     rotate(&RotateConfig { logs: logs_cfg.clone(), dry_run: false }, now).await.unwrap();
-    prune(&PruneConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false }, now).await.unwrap();
+    prune(&PruneConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false }, now)
+        .await
+        .unwrap();
     assert!(l.join(OsStr::from_bytes(b"app.log-\xff\xfe")).exists());
     assert!(l.join(OsStr::from_bytes(b"app.log-20200101-000000\xff")).exists());
-    let cfg = TempConfig { dir: temp.path().to_owned(), prefix: "kyb-".into(), max_age_secs: 60, timeout_ms: 5_000, dry_run: false };
+    let cfg = TempConfig {
+        dir: temp.path().to_owned(),
+        prefix: "kyb-".into(),
+        max_age_secs: 60,
+        timeout_ms: 5_000,
+        dry_run: false,
+    };
     let r = clean_temp(&cfg, now + time::Duration::hours(2)).await.unwrap();
     assert_eq!(r.counts.deleted_files, 1);
     assert!(r.actions[0].to_string().contains("kyb-\u{fffd}\u{fffd}-upload"), "{}", r.actions[0]);
@@ -161,7 +185,13 @@ async fn files_vanishing_mid_walk_are_not_errors() {
             let _ = std::fs::remove_file(t2.join(format!("kyb-{i:05}")));
         }
     });
-    let cfg = TempConfig { dir: t.clone(), prefix: "kyb-".into(), max_age_secs: 60, timeout_ms: 30_000, dry_run: false };
+    let cfg = TempConfig {
+        dir: t.clone(),
+        prefix: "kyb-".into(),
+        max_age_secs: 60,
+        timeout_ms: 30_000,
+        dry_run: false,
+    };
     let r = clean_temp(&cfg, OffsetDateTime::now_utc() + time::Duration::hours(2)).await.unwrap();
     rival.join().unwrap();
     assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks);

@@ -28,8 +28,10 @@ fn policy(path: &Path) -> LogPolicy {
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -63,7 +65,10 @@ mod rotation {
         assert_eq!(gunzip(&dir.path().join("app.log-20261126-020000.gz")), "line 1\nline 2\n");
         let meta = std::fs::metadata(&log).unwrap();
         assert_eq!((meta.len(), meta.mode() & 0o7777), (0, 0o640));
-        assert_eq!((r.counts.rotated_files, r.counts.compressed_files, r.counts.compressed_in_bytes), (1, 1, 14));
+        assert_eq!(
+            (r.counts.rotated_files, r.counts.compressed_files, r.counts.compressed_in_bytes),
+            (1, 1, 14)
+        );
     }
 
     #[tokio::test]
@@ -71,7 +76,12 @@ mod rotation {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
         std::fs::write(&log, "short\n").unwrap();
-        let r = rotate_at(vec![LogPolicy { size_bytes: 1_000, ..policy(&log) }], datetime!(2026-11-26 02:00:00 UTC), false).await;
+        let r = rotate_at(
+            vec![LogPolicy { size_bytes: 1_000, ..policy(&log) }],
+            datetime!(2026-11-26 02:00:00 UTC),
+            false,
+        )
+        .await;
         assert!(r.actions.is_empty());
         assert!(r.checks[0].summary.contains("not due"), "{}", r.checks[0].summary);
         assert_eq!(names(dir.path()), ["app.log"]);
@@ -88,7 +98,12 @@ mod rotation {
         }
         assert_eq!(
             names(dir.path()),
-            ["app.log", "app.log-20261126-020000-1.gz", "app.log-20261126-020000-2.gz", "app.log-20261126-020000.gz"]
+            [
+                "app.log",
+                "app.log-20261126-020000-1.gz",
+                "app.log-20261126-020000-2.gz",
+                "app.log-20261126-020000.gz"
+            ]
         );
         assert_eq!(gunzip(&dir.path().join("app.log-20261126-020000-2.gz")), "batch 2 is long enough\n");
     }
@@ -105,7 +120,10 @@ mod rotation {
         assert_eq!(same_day.counts.rotated_files, 0);
         let next_day = rotate_at(vec![p], datetime!(2026-11-27 00:00:01 UTC), false).await;
         assert_eq!(next_day.counts.rotated_files, 1);
-        assert_eq!(names(dir.path()), ["app.log", "app.log-20261126-020000.gz", "app.log-20261127-000001.gz"]);
+        assert_eq!(
+            names(dir.path()),
+            ["app.log", "app.log-20261126-020000.gz", "app.log-20261127-000001.gz"]
+        );
     }
 
     #[tokio::test]
@@ -127,8 +145,12 @@ mod rotation {
         let log = dir.path().join("app.log");
         std::fs::write(&log, "kept by copy\n").unwrap();
         let ino = std::fs::metadata(&log).unwrap().ino();
-        let r = rotate_at(vec![LogPolicy { reopen: Reopen::CopyTruncate, ..policy(&log) }], datetime!(2026-11-26 02:00:00 UTC), false)
-            .await;
+        let r = rotate_at(
+            vec![LogPolicy { reopen: Reopen::CopyTruncate, ..policy(&log) }],
+            datetime!(2026-11-26 02:00:00 UTC),
+            false,
+        )
+        .await;
         assert!(r.actions[0].to_string().contains("lines written in between are lost"), "{}", r.actions[0]);
         let meta = std::fs::metadata(&log).unwrap();
         assert_eq!((meta.ino(), meta.len()), (ino, 0));
@@ -166,9 +188,13 @@ mod rotation {
         );
         std::io::Write::write_all(&mut { gz }, b"oldest lines\n").unwrap();
         let r = rotate_at(vec![policy(&log)], datetime!(2026-11-26 02:00:00 UTC), false).await;
-        assert_eq!(names(dir.path()), ["app.log", "app.log-20261124-020000.gz", "app.log-20261125-020000.gz"]);
+        assert_eq!(
+            names(dir.path()),
+            ["app.log", "app.log-20261124-020000.gz", "app.log-20261125-020000.gz"]
+        );
         assert_eq!(gunzip(&dir.path().join("app.log-20261125-020000.gz")), "older lines\n");
-        let removed: Vec<String> = r.actions.iter().map(ToString::to_string).filter(|a| a.starts_with("remove")).collect();
+        let removed: Vec<String> =
+            r.actions.iter().map(ToString::to_string).filter(|a| a.starts_with("remove")).collect();
         assert_eq!(removed.len(), 2, "{removed:?}");
     }
 
@@ -233,24 +259,44 @@ mod retention {
         let r = prune(&prune_cfg(vec![p], None), OffsetDateTime::now_utc()).await.unwrap();
         assert_eq!(
             names(dir.path()),
-            ["app.log", "app.log-20261110-000000.gz", "app.log-20261120-000000", "app.log-20261125-000000.gz"]
+            [
+                "app.log",
+                "app.log-20261110-000000.gz",
+                "app.log-20261120-000000",
+                "app.log-20261125-000000.gz"
+            ]
         );
         assert_eq!((r.counts.deleted_files, r.counts.freed_bytes), (2, 200));
         let reasons: Vec<String> = r.actions.iter().map(ToString::to_string).collect();
-        assert!(reasons[0].contains("older than 30 days") || reasons[1].contains("older than 30 days"), "{reasons:?}");
+        assert!(
+            reasons[0].contains("older than 30 days") || reasons[1].contains("older than 30 days"),
+            "{reasons:?}"
+        );
         assert!(reasons.iter().any(|a| a.contains("beyond the newest 3")), "{reasons:?}");
     }
 
     #[tokio::test]
     async fn reports_older_than_their_age_go_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["daily-report-20261001-020000.txt", "daily-report-20261001-020000.json", "app-metrics-20261001-020000.prom", "notes.txt", "daily-report-20261125-020000.txt"] {
+        for name in [
+            "daily-report-20261001-020000.txt",
+            "daily-report-20261001-020000.json",
+            "app-metrics-20261001-020000.prom",
+            "notes.txt",
+            "daily-report-20261125-020000.txt",
+        ] {
             std::fs::write(dir.path().join(name), "r").unwrap();
         }
-        for name in ["daily-report-20261001-020000.txt", "daily-report-20261001-020000.json", "app-metrics-20261001-020000.prom", "notes.txt"] {
+        for name in [
+            "daily-report-20261001-020000.txt",
+            "daily-report-20261001-020000.json",
+            "app-metrics-20261001-020000.prom",
+            "notes.txt",
+        ] {
             set_mtime(&dir.path().join(name), Duration::from_secs(40 * 86_400));
         }
-        let r = prune(&prune_cfg(vec![], Some(dir.path().to_owned())), OffsetDateTime::now_utc()).await.unwrap();
+        let r =
+            prune(&prune_cfg(vec![], Some(dir.path().to_owned())), OffsetDateTime::now_utc()).await.unwrap();
         assert_eq!(names(dir.path()), ["daily-report-20261125-020000.txt", "notes.txt"]);
         assert_eq!(r.counts.deleted_files, 3);
     }
@@ -260,7 +306,13 @@ mod temp {
     use super::*;
 
     fn cfg(dir: &Path) -> TempConfig {
-        TempConfig { dir: dir.to_owned(), prefix: "kyb-".into(), max_age_secs: 60, timeout_ms: 10_000, dry_run: false }
+        TempConfig {
+            dir: dir.to_owned(),
+            prefix: "kyb-".into(),
+            max_age_secs: 60,
+            timeout_ms: 10_000,
+            dry_run: false,
+        }
     }
 
     /// Ages are measured against `now`; a `now` in the future makes freshly made entries old

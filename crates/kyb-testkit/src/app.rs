@@ -116,7 +116,8 @@ impl FakeApp {
     /// Appends a JSON line per request to `path` from now on.
     pub fn log_requests_to(&self, path: &Path) -> std::io::Result<()> {
         let file = open_log(path)?;
-        *self.state.access_log.lock().expect("access log lock") = Some(AccessLog { path: path.to_owned(), file });
+        *self.state.access_log.lock().expect("access log lock") =
+            Some(AccessLog { path: path.to_owned(), file });
         Ok(())
     }
 

@@ -51,7 +51,8 @@ fn main() -> std::io::Result<()> {
     let _ = ready_rx.recv();
     let mut file = open(&path)?;
     if let Some(p) = &pid_file {
-        kyb_core::fs::atomic_write(p, format!("{}\n", std::process::id()).as_bytes(), 0o644).map_err(std::io::Error::other)?;
+        kyb_core::fs::atomic_write(p, format!("{}\n", std::process::id()).as_bytes(), 0o644)
+            .map_err(std::io::Error::other)?;
     }
     let mut n: u64 = 0;
     while !stop.load(Ordering::SeqCst) {
@@ -59,7 +60,10 @@ fn main() -> std::io::Result<()> {
             if reopen.swap(false, Ordering::SeqCst) {
                 file = open(&path)?;
             }
-            let line = format!("{{\"n\":{n},\"level\":\"info\",\"msg\":\"request handled\",\"latency_ms\":{}}}\n", n % 97);
+            let line = format!(
+                "{{\"n\":{n},\"level\":\"info\",\"msg\":\"request handled\",\"latency_ms\":{}}}\n",
+                n % 97
+            );
             file.write_all(line.as_bytes())?;
             n += 1;
         }
