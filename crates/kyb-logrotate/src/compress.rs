@@ -4,10 +4,10 @@
 
 use crate::dir::DirHandle;
 use crate::names::with_suffix;
-use flate2::{Compression, GzBuilder};
+use crate::gzip::{Header, gzip};
 use rustix::fs::{OFlags, Timespec, Timestamps};
 use std::ffi::OsStr;
-use std::io::{self, Read, Write};
+use std::io;
 
 /// Bytes in and out of one compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,23 +30,11 @@ pub(crate) fn compress(dir: &DirHandle, name: &OsStr, level: u32) -> io::Result<
     let gz = with_suffix(name, ".gz");
     let out = dir.create_new(&tmp, 0o600)?;
     let result = (|| {
-        let mut enc = GzBuilder::new()
-            .filename(name.as_encoded_bytes())
-            .mtime(u32::try_from(st.st_mtime).unwrap_or(0))
-            .write(io::BufWriter::with_capacity(1 << 20, out), Compression::new(level));
-        let mut buf = vec![0u8; 1 << 20];
-        let mut in_bytes = 0u64;
-        loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            enc.write_all(&buf[..n])?;
-            in_bytes += n as u64;
-        }
-        let out = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let header = Header { name: name.as_encoded_bytes(), mtime: u32::try_from(st.st_mtime).unwrap_or(0) };
+        let mut writer = io::BufWriter::with_capacity(1 << 20, out);
+        let (in_bytes, _) = gzip(&mut src, &mut writer, level, threads, &header)?;
+        let out = writer.into_inner().map_err(|e| e.into_error())?;
         let mine = rustix::fs::fstat(&out)?;
         if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid) {
             let (uid, gid) = (rustix::fs::Uid::from_raw(st.st_uid), rustix::fs::Gid::from_raw(st.st_gid));
@@ -82,6 +70,7 @@ pub(crate) fn compress(dir: &DirHandle, name: &OsStr, level: u32) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
 
     #[test]

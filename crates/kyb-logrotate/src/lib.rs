@@ -35,6 +35,7 @@
 
 mod compress;
 mod dir;
+mod gzip;
 mod holders;
 mod names;
 mod report;
