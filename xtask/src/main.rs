@@ -4,9 +4,10 @@
 //! - `sandbox up|down|status`: the private stack, the sandbox app and the sandbox config
 //! - `test [cargo test args…]`: bring the stack up, run the whole suite
 //! - `ci`: fmt --check, clippy -D warnings, test: green here is green in CI
-//! - `bench daily`: wall time of the daily flow, healthy and with the app hung
+//! - `bench daily|logrotate`: the daily flow, and log rotation and retention, against their peers
 
 mod bench;
+mod bench_logrotate;
 mod sandbox;
 
 use anyhow::{Context, Result, bail};
@@ -24,6 +25,7 @@ commands:
   test [ARGS…]             start the private stack and run every test (ARGS go to cargo test)
   ci                       cargo fmt --check, clippy -D warnings, then test
   bench daily              time the daily flow (healthy and hung app) against the runbook's check
+  bench logrotate          rotate+gzip 1 GiB against logrotate; retention over 200k files against find
 ";
 
 fn main() -> ExitCode {
@@ -57,7 +59,8 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "ci" => ci(),
         "bench" => match rest.first().map(String::as_str) {
             Some("daily") => bench::daily(),
-            _ => bail!("usage: cargo xtask bench daily"),
+            Some("logrotate") => bench_logrotate::run(),
+            _ => bail!("usage: cargo xtask bench daily|logrotate"),
         },
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

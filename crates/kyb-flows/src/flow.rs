@@ -327,10 +327,21 @@ fn files_task(
     let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
     let totals = kyb_logrotate::totals(&r.counts, r.dry_run);
     t.summary = if t.status == Status::Ok { totals } else { format!("{totals}; {}", t.summary) };
-    t.actions = r.actions.iter().map(ToString::to_string).collect();
-    t.actions.extend(r.skipped.iter().map(|s| format!("skip {} ({})", s.path.display(), s.reason)));
+    let lines = r.actions.iter().map(ToString::to_string);
+    let skips = r.skipped.iter().map(|s| format!("skip {} ({})", s.path.display(), s.reason));
+    let total = r.actions.len() + r.skipped.len();
+    // A plan is shown whole; a run's report keeps the first lines and counts the rest, so that
+    // removing 100,000 old files does not make a 100,000-line report.
+    let keep = if r.dry_run { total } else { MAX_ACTION_LINES };
+    t.actions = skips.chain(lines).take(keep).collect();
+    if total > keep {
+        t.actions.push(format!("... and {} more", total - keep));
+    }
     t
 }
+
+/// Action lines kept in the report of a run (not of a dry run).
+const MAX_ACTION_LINES: usize = 1_000;
 
 fn hostname() -> String {
     rustix::system::uname().nodename().to_string_lossy().into_owned()

@@ -3,8 +3,8 @@
 //! beside a complete `X.gz` is a leftover. Both are cleaned up by the next run.
 
 use crate::dir::DirHandle;
-use crate::names::with_suffix;
 use crate::gzip::{Header, gzip};
+use crate::names::with_suffix;
 use rustix::fs::{OFlags, Timespec, Timestamps};
 use std::ffi::OsStr;
 use std::io;

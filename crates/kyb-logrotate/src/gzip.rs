@@ -103,7 +103,11 @@ fn read_chunk<R: Read>(input: &mut R) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn worker(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::SyncSender<(u64, io::Result<Vec<u8>>)>, level: u32) {
+fn worker(
+    jobs: &Mutex<Receiver<Job>>,
+    done: &std::sync::mpsc::SyncSender<(u64, io::Result<Vec<u8>>)>,
+    level: u32,
+) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -191,7 +195,10 @@ mod tests {
         let mut out = Vec::with_capacity(bytes + 200);
         let mut n = 0u64;
         while out.len() < bytes {
-            out.extend_from_slice(format!("{{\"n\":{n},\"path\":\"/api/v1/companies/{}\",\"ms\":{}}}\n", n * 31 % 977, n % 89).as_bytes());
+            out.extend_from_slice(
+                format!("{{\"n\":{n},\"path\":\"/api/v1/companies/{}\",\"ms\":{}}}\n", n * 31 % 977, n % 89)
+                    .as_bytes(),
+            );
             n += 1;
         }
         out

@@ -31,18 +31,25 @@ pub(crate) struct Rotated {
 
 /// Parses `name` as a rotated name of the log `base` (`app.log`), or `None`.
 pub(crate) fn parse(base: &OsStr, name: &OsStr) -> Option<Rotated> {
+    let (stamp, counter, form, stem_len) = parse_parts(base, name)?;
+    Some(Rotated { stamp, counter, form, stem: OsString::from_vec(name.as_bytes()[..stem_len].to_vec()) })
+}
+
+/// [`parse`] without allocating: time stamp, counter, form and the length of the stem. Retention
+/// and recovery run this on every entry of directories that may hold hundreds of thousands.
+pub(crate) fn parse_parts(base: &OsStr, name: &OsStr) -> Option<(u64, u32, Form, usize)> {
     let name = name.as_bytes();
     let rest = name.strip_prefix(base.as_bytes())?.strip_prefix(b"-")?;
     let (date, rest) = split_digits(rest, 8)?;
     let rest = rest.strip_prefix(b"-")?;
     let (clock, mut rest) = split_digits(rest, 6)?;
-    let mut counter = 0;
+    let mut counter = 0u32;
     if let Some(after) = rest.strip_prefix(b"-") {
         let len = after.iter().take_while(|b| b.is_ascii_digit()).count();
         if len == 0 || len > 6 {
             return None;
         }
-        counter = std::str::from_utf8(&after[..len]).ok()?.parse().ok()?;
+        counter = digits(&after[..len]) as u32;
         rest = &after[len..];
     }
     let form = match rest {
@@ -51,10 +58,12 @@ pub(crate) fn parse(base: &OsStr, name: &OsStr) -> Option<Rotated> {
         b".gz.tmp" => Form::GzTmp,
         _ => return None,
     };
-    let stem_len = name.len() - rest.len();
-    let stamp = std::str::from_utf8(date).ok()?.parse::<u64>().ok()? * 1_000_000
-        + std::str::from_utf8(clock).ok()?.parse::<u64>().ok()?;
-    Some(Rotated { stamp, counter, form, stem: OsString::from_vec(name[..stem_len].to_vec()) })
+    Some((digits(date) * 1_000_000 + digits(clock), counter, form, name.len() - rest.len()))
+}
+
+/// The value of a run of ASCII digits (at most 14, so no overflow).
+fn digits(s: &[u8]) -> u64 {
+    s.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0'))
 }
 
 fn split_digits(s: &[u8], n: usize) -> Option<(&[u8], &[u8])> {

@@ -58,19 +58,27 @@ fn prune_log(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fil
         Err(e) => return Check::new(label, Status::Crit, format!("cannot open {}: {e}", dir_path.display())),
     };
     let matcher = |name: &OsStr| {
-        names::parse(base, name).filter(|r| r.form != Form::GzTmp).map(|r| (r.stamp, r.counter))
+        names::parse_parts(base, name).filter(|(_, _, form, _)| *form != Form::GzTmp).map(|(s, c, _, _)| (s, c))
     };
-    let (mut candidates, mut problems) = candidates(&dir, &matcher, report);
-    // Newest first: the count limit keeps the head of the list.
-    candidates.sort_by_key(|c| std::cmp::Reverse(c.order));
+    let (candidates, mut problems) = candidates(&dir, &matcher, report);
     let cutoff = now.unix_timestamp() - i64::from(p.keep_days) * DAY_SECS;
-    let keep_count = p.keep_count.map_or(usize::MAX, |c| c as usize);
+    // Rank newest first for the count limit...
+    let mut rank: Vec<usize> = (0..candidates.len()).collect();
+    rank.sort_unstable_by_key(|&i| std::cmp::Reverse(candidates[i].order));
+    let mut beyond_count = vec![false; candidates.len()];
+    if let Some(keep) = p.keep_count {
+        for &i in rank.iter().skip(keep as usize) {
+            beyond_count[i] = true;
+        }
+    }
+    // ...but remove in directory order, which is the filesystem's own (hash) order: far fewer
+    // index blocks touched than removing in name order.
     let before = report.counts;
     for (i, c) in candidates.iter().enumerate() {
         let reason = if c.mtime < cutoff {
             format!("older than {} days", p.keep_days)
-        } else if i >= keep_count {
-            format!("beyond the newest {keep_count}")
+        } else if beyond_count[i] {
+            format!("beyond the newest {}", p.keep_count.unwrap_or(0))
         } else {
             continue;
         };

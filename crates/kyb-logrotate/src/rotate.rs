@@ -145,13 +145,13 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
         }
     };
     let mut notes: Vec<(Status, String)> = Vec::new();
-    let mut rotated = recover(&dir, base, dry_run, report, &mut notes);
+    let mut listing = recover(&dir, base, dry_run, report, &mut notes);
 
     let mut just_rotated: Option<OsString> = None;
     match dir.stat(base) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // A run killed between rename and create leaves no live log: put it back.
-            if !rotated.is_empty() && p.reopen != Reopen::CopyTruncate {
+            if listing.newest.is_some() && p.reopen != Reopen::CopyTruncate {
                 if let Err(e) = create_live(&dir, base, p, dry_run, report) {
                     notes.push((Status::Crit, format!("cannot recreate the live log: {e}")));
                 }
@@ -170,8 +170,7 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
         }
         Ok(st) => {
             let size = st.st_size as u64;
-            let newest = rotated.iter().map(|r| r.stamp).max();
-            match due(p, size, newest, now) {
+            match due(p, size, listing.newest.map(|(stamp, _)| stamp), now) {
                 None => notes
                     .push((Status::Ok, format!("{} (limit {}); not due", human(size), human(p.size_bytes)))),
                 Some(why) => match rotate_live(&dir, base, p, now, dry_run, report) {
@@ -179,7 +178,8 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
                         report.counts.rotated_files += 1;
                         notes.push((Status::Ok, format!("rotated ({why}) to {}", stem.to_string_lossy())));
                         let parsed = names::parse(base, &stem).expect("a stem we made parses");
-                        rotated.push(parsed);
+                        listing.newest = listing.newest.max(Some((parsed.stamp, parsed.counter)));
+                        listing.plain.push(parsed);
                         just_rotated = Some(stem);
                     }
                     Err(e) => notes.push((Status::Crit, format!("rotation failed: {e}"))),
@@ -189,7 +189,7 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
     }
 
     if p.compress {
-        compress_rotated(&dir, p, &mut rotated, just_rotated.as_deref(), dry_run, report, &mut notes);
+        compress_rotated(&dir, p, &listing, just_rotated.as_deref(), dry_run, report, &mut notes);
     } else if let Some(stem) = &just_rotated {
         wait_for_writer(&dir, p, stem, dry_run, &mut notes);
     }
@@ -198,46 +198,56 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
     Check::new(name, status, summary)
 }
 
-/// Removes stale `.gz.tmp` files and plain files that already have a complete `.gz`; returns the
-/// rotated files that remain.
+/// Rotated files found by [`recover`].
+struct Listing {
+    /// Uncompressed rotated files, oldest first.
+    plain: Vec<Rotated>,
+    /// The newest rotation (stamp, counter), compressed or not.
+    newest: Option<(u64, u32)>,
+}
+
+/// Removes stale `.gz.tmp` files and plain files that already have a complete `.gz`; lists what
+/// remains. Allocates only for the few uncompressed files, not for every `.gz`.
 fn recover(
     dir: &DirHandle,
     base: &OsStr,
     dry_run: bool,
     report: &mut FilesReport,
     notes: &mut Vec<(Status, String)>,
-) -> Vec<Rotated> {
+) -> Listing {
+    let mut listing = Listing { plain: Vec::new(), newest: None };
     let entries = match dir.entries() {
         Ok(e) => e,
         Err(e) => {
             notes.push((Status::Crit, format!("cannot list {}: {e}", dir.path().display())));
-            return Vec::new();
+            return listing;
         }
     };
-    let mut found: Vec<(Rotated, OsString)> = Vec::new();
+    let mut leftovers: Vec<(OsString, &str)> = Vec::new();
     for entry in entries {
-        match entry {
-            Ok((name, _)) => {
-                if let Some(r) = names::parse(base, &name) {
-                    found.push((r, name));
+        let name = match entry {
+            Ok((name, _)) => name,
+            Err(e) => {
+                notes.push((Status::Warn, format!("unreadable directory entry: {e}")));
+                continue;
+            }
+        };
+        let Some((stamp, counter, form, _)) = names::parse_parts(base, &name) else { continue };
+        match form {
+            Form::GzTmp => leftovers.push((name, "interrupted compression")),
+            Form::Gz => listing.newest = listing.newest.max(Some((stamp, counter))),
+            Form::Plain => {
+                // Killed between renaming X.gz.tmp to X.gz and unlinking X: X.gz is complete.
+                if dir.stat(&names::with_suffix(&name, ".gz")).is_ok() {
+                    leftovers.push((name, "already compressed"));
+                } else {
+                    listing.newest = listing.newest.max(Some((stamp, counter)));
+                    listing.plain.extend(names::parse(base, &name));
                 }
             }
-            Err(e) => notes.push((Status::Warn, format!("unreadable directory entry: {e}"))),
         }
     }
-    let gz_stems: Vec<OsString> =
-        found.iter().filter(|(r, _)| r.form == Form::Gz).map(|(r, _)| r.stem.clone()).collect();
-    let mut kept = Vec::new();
-    for (r, name) in found {
-        let leftover = match r.form {
-            Form::GzTmp => Some("interrupted compression"),
-            Form::Plain if gz_stems.contains(&r.stem) => Some("already compressed"),
-            _ => None,
-        };
-        let Some(reason) = leftover else {
-            kept.push(r);
-            continue;
-        };
+    for (name, reason) in leftovers {
         match dir.stat(&name) {
             Ok(st) if kind(&st) == FileType::RegularFile => {}
             Ok(_) => {
@@ -251,8 +261,8 @@ fn recover(
             notes.push((Status::Warn, format!("cannot remove {}: {e}", name.to_string_lossy())));
         }
     }
-    kept.sort_by_key(|r| (r.stamp, r.counter));
-    kept
+    listing.plain.sort_by_key(|r| (r.stamp, r.counter));
+    listing
 }
 
 fn due(p: &LogPolicy, size: u64, newest: Option<u64>, now: OffsetDateTime) -> Option<String> {
@@ -456,17 +466,15 @@ fn wait_for_writer(
 fn compress_rotated(
     dir: &DirHandle,
     p: &LogPolicy,
-    rotated: &mut [Rotated],
+    listing: &Listing,
     just_rotated: Option<&OsStr>,
     dry_run: bool,
     report: &mut FilesReport,
     notes: &mut Vec<(Status, String)>,
 ) {
-    let plain: Vec<&Rotated> = rotated.iter().filter(|r| r.form == Form::Plain).collect();
-    let newest_rotation = rotated.iter().map(|r| (r.stamp, r.counter)).max();
     let mut done = 0u64;
-    for r in plain {
-        if p.delay_compress && Some((r.stamp, r.counter)) == newest_rotation {
+    for r in &listing.plain {
+        if p.delay_compress && Some((r.stamp, r.counter)) == listing.newest {
             continue;
         }
         let path = dir.join(&r.stem);
