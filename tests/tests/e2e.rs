@@ -815,3 +815,47 @@ mod logrotate {
         assert!(temp.join("kyb-closed/file").exists());
     }
 }
+
+// Reports stay readable when a run removes thousands of files; a plan shows every step.
+mod report_size {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_run_report_caps_its_action_lines_and_a_plan_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join("temp");
+        std::fs::create_dir(&temp).unwrap();
+        for i in 0..1_200 {
+            std::fs::write(temp.join(format!("kyb-{i}")), "x").unwrap();
+        }
+        let config = dir.path().join("kyb-maint.toml");
+        std::fs::write(
+            &config,
+            format!("[paths]\nmaintenance_dir = \"maint\"\ntemp_dir = \"{}\"\n\n[cleanup]\ntemp_max_age_days = 0\n", temp.display()),
+        )
+        .unwrap();
+        // Entries must be a second old to be past a zero-day age.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let actions = |out: &Output| -> Vec<String> {
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            task(&json, "temp-cleanup")["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect()
+        };
+        let mut plan = Command::new(binary("kyb-logrotate"));
+        plan.args(["plan", "--format", "json", "--config"]).arg(&config);
+        let planned = actions(&run(plan).await);
+        assert_eq!(planned.len(), 1_200, "a plan lists every step");
+        let mut real = Command::new(binary("kyb-logrotate"));
+        real.args(["run", "--format", "json", "--config"]).arg(&config);
+        let out = run(real).await;
+        assert_eq!(out.status.code(), Some(0));
+        let done = actions(&out);
+        assert_eq!(done.len(), 1_001);
+        assert_eq!(done.last().unwrap(), "... and 200 more");
+        assert_eq!(std::fs::read_dir(&temp).unwrap().count(), 0);
+    }
+}

@@ -289,8 +289,9 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
             files_task(name, kyb_logrotate::rotate(&rc, now).await, clock)
         }
         Task::Retention => {
+            // Rotated logs are pruned by the rotation task, from the listing it makes anyway.
             let pc = kyb_logrotate::PruneConfig {
-                logs: cfg.logs.clone(),
+                logs: Vec::new(),
                 reports_dir: Some(cfg.paths.reports_dir.clone()),
                 reports_max_age_days: cfg.cleanup.reports_max_age_days,
                 dry_run: opts.dry_run,

@@ -4,8 +4,10 @@
 //! - [`rotate`]: rotates logs by size or schedule to `<log>-YYYYMMDD-HHMMSS`, creates the new log
 //!   with `O_EXCL|O_NOFOLLOW` and sets owner and mode on its handle, tells the writer to reopen
 //!   (signal from a pid file or a systemd unit), waits until no process holds the rotated file,
-//!   then gzips it crash-safely. Leftovers of an interrupted run are finished or removed first.
-//! - [`prune`]: removes rotated logs past their age or count, and old reports, on every run.
+//!   then gzips it crash-safely. Leftovers of an interrupted run are finished or removed first,
+//!   and each policy's retention (age, count) is applied on every run, from the same listing.
+//! - [`prune`]: removes rotated logs past their age or count (for callers that do not rotate),
+//!   and old reports.
 //! - [`clean_temp`]: removes idle `kyb-*` entries from the temp directory.
 //!
 //! Every operation goes through an open directory handle (`*at` calls, no symlink followed),

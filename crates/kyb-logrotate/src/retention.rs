@@ -27,6 +27,9 @@ pub struct PruneConfig {
 
 const DAY_SECS: i64 = 86_400;
 
+/// A listed name and its order key (time stamp, counter; newer is larger).
+pub(crate) type Listed = (OsString, (u64, u32));
+
 /// Removes rotated logs and reports past retention.
 pub fn prune_blocking(cfg: &PruneConfig, now: OffsetDateTime) -> FilesReport {
     let mut report = FilesReport { dry_run: cfg.dry_run, ..FilesReport::default() };
@@ -58,9 +61,27 @@ fn prune_log(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fil
         Err(e) => return Check::new(label, Status::Crit, format!("cannot open {}: {e}", dir_path.display())),
     };
     let matcher = |name: &OsStr| {
-        names::parse_parts(base, name).filter(|(_, _, form, _)| *form != Form::GzTmp).map(|(s, c, _, _)| (s, c))
+        names::parse_parts(base, name)
+            .filter(|(_, _, form, _)| *form != Form::GzTmp)
+            .map(|(s, c, _, _)| (s, c))
     };
-    let (candidates, mut problems) = candidates(&dir, &matcher, report);
+    let (listed, problems) = list(&dir, &matcher);
+    prune_listed(&dir, p, listed, problems, now, dry_run, report)
+}
+
+/// Retention of one log's rotated files, given their names (from [`list`], or from the rotation
+/// pass that has just listed the same directory).
+pub(crate) fn prune_listed(
+    dir: &DirHandle,
+    p: &LogPolicy,
+    listed: Vec<Listed>,
+    mut problems: Vec<String>,
+    now: OffsetDateTime,
+    dry_run: bool,
+    report: &mut FilesReport,
+) -> Check {
+    let label = format!("rotated {}", p.path.display());
+    let candidates = candidates(dir, listed, report, &mut problems);
     let cutoff = now.unix_timestamp() - i64::from(p.keep_days) * DAY_SECS;
     // Rank newest first for the count limit...
     let mut rank: Vec<usize> = (0..candidates.len()).collect();
@@ -82,7 +103,7 @@ fn prune_log(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fil
         } else {
             continue;
         };
-        remove(&dir, c, reason, dry_run, report, &mut problems);
+        remove(dir, c, reason, dry_run, report, &mut problems);
     }
     summary(label, candidates.len(), before, report, problems, dry_run)
 }
@@ -103,7 +124,8 @@ fn prune_reports(
         Err(e) => return Check::new(label, Status::Crit, format!("cannot open: {e}")),
     };
     let matcher = |name: &OsStr| is_report_name(name.as_bytes()).then_some((0, 0));
-    let (candidates, mut problems) = candidates(&dir, &matcher, report);
+    let (listed, mut problems) = list(&dir, &matcher);
+    let candidates = candidates(&dir, listed, report, &mut problems);
     let cutoff = now.unix_timestamp() - i64::from(max_age_days) * DAY_SECS;
     let before = report.counts;
     for c in candidates.iter().filter(|c| c.mtime < cutoff) {
@@ -140,29 +162,37 @@ fn is_report_name(name: &[u8]) -> bool {
     })
 }
 
-/// Entries whose name `matcher` accepts and that are regular files with one link; everything
-/// else with a matching name is reported as skipped.
-fn candidates(
-    dir: &DirHandle,
-    matcher: &dyn Fn(&OsStr) -> Option<(u64, u32)>,
-    report: &mut FilesReport,
-) -> (Vec<Candidate>, Vec<String>) {
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
+/// The names in `dir` that `matcher` accepts, with their order key, and problems listing it.
+fn list(dir: &DirHandle, matcher: &dyn Fn(&OsStr) -> Option<(u64, u32)>) -> (Vec<Listed>, Vec<String>) {
     let entries = match dir.entries() {
         Ok(e) => e,
-        Err(e) => return (out, vec![format!("cannot list: {e}")]),
+        Err(e) => return (Vec::new(), vec![format!("cannot list: {e}")]),
     };
-    let skipped_before = report.skipped.len();
+    let mut names = Vec::new();
+    let mut problems = Vec::new();
     for entry in entries {
-        let name = match entry {
-            Ok((name, _)) => name,
-            Err(e) => {
-                problems.push(format!("unreadable entry: {e}"));
-                continue;
+        match entry {
+            Ok((name, _)) => {
+                if let Some(order) = matcher(&name) {
+                    names.push((name, order));
+                }
             }
-        };
-        let Some(order) = matcher(&name) else { continue };
+            Err(e) => problems.push(format!("unreadable entry: {e}")),
+        }
+    }
+    (names, problems)
+}
+
+/// Of `names`, the regular files with one link; everything else is reported as skipped.
+fn candidates(
+    dir: &DirHandle,
+    names: Vec<Listed>,
+    report: &mut FilesReport,
+    problems: &mut Vec<String>,
+) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    let skipped_before = report.skipped.len();
+    for (name, order) in names {
         let st = match dir.stat(&name) {
             Ok(st) => st,
             // Gone since the listing: someone else removed it, nothing to do.
@@ -197,7 +227,7 @@ fn candidates(
             if skipped == 1 { "y" } else { "ies" }
         ));
     }
-    (out, problems)
+    out
 }
 
 fn remove(

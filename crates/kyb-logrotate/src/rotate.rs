@@ -123,25 +123,26 @@ pub struct RotateConfig {
 pub fn rotate_blocking(cfg: &RotateConfig, now: OffsetDateTime) -> FilesReport {
     let mut report = FilesReport { dry_run: cfg.dry_run, ..FilesReport::default() };
     for policy in &cfg.logs {
-        let check = rotate_one(policy, now, cfg.dry_run, &mut report);
-        report.checks.push(check);
+        let checks = rotate_one(policy, now, cfg.dry_run, &mut report);
+        report.checks.extend(checks);
     }
     report
 }
 
-fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut FilesReport) -> Check {
+/// The log's check, then (when its directory could be listed) its retention check.
+fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut FilesReport) -> Vec<Check> {
     let name = p.path.display().to_string();
     let (Some(dir_path), Some(base)) = (p.path.parent(), p.path.file_name()) else {
-        return Check::new(name, Status::Unknown, "not a file path");
+        return vec![Check::new(name, Status::Unknown, "not a file path")];
     };
     let dir = match DirHandle::open(dir_path) {
         Ok(d) => d,
         Err(e) => {
-            return Check::new(
+            return vec![Check::new(
                 name,
                 Status::Crit,
                 format!("cannot open directory {}: {e}", dir_path.display()),
-            );
+            )];
         }
     };
     let mut notes: Vec<(Status, String)> = Vec::new();
@@ -179,6 +180,7 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
                         notes.push((Status::Ok, format!("rotated ({why}) to {}", stem.to_string_lossy())));
                         let parsed = names::parse(base, &stem).expect("a stem we made parses");
                         listing.newest = listing.newest.max(Some((parsed.stamp, parsed.counter)));
+                        listing.kept.push((stem.clone(), (parsed.stamp, parsed.counter)));
                         listing.plain.push(parsed);
                         just_rotated = Some(stem);
                     }
@@ -189,13 +191,19 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
     }
 
     if p.compress {
-        compress_rotated(&dir, p, &listing, just_rotated.as_deref(), dry_run, report, &mut notes);
+        let compressed =
+            compress_rotated(&dir, p, &listing, just_rotated.as_deref(), dry_run, report, &mut notes);
+        for (kept, _) in listing.kept.iter_mut().filter(|(n, _)| compressed.contains(n)) {
+            kept.push(".gz");
+        }
     } else if let Some(stem) = &just_rotated {
         wait_for_writer(&dir, p, stem, dry_run, &mut notes);
     }
     let status = Status::worst(notes.iter().map(|(s, _)| *s));
     let summary = notes.into_iter().map(|(_, n)| n).collect::<Vec<_>>().join("; ");
-    Check::new(name, status, summary)
+    // Retention on every run, from the listing just made.
+    let retention = crate::retention::prune_listed(&dir, p, listing.kept, Vec::new(), now, dry_run, report);
+    vec![Check::new(name, status, summary), retention]
 }
 
 /// Rotated files found by [`recover`].
@@ -204,6 +212,9 @@ struct Listing {
     plain: Vec<Rotated>,
     /// The newest rotation (stamp, counter), compressed or not.
     newest: Option<(u64, u32)>,
+    /// Every rotated file that stays, compressed or not, with its order: for retention, which
+    /// then need not list the directory again.
+    kept: Vec<(OsString, (u64, u32))>,
 }
 
 /// Removes stale `.gz.tmp` files and plain files that already have a complete `.gz`; lists what
@@ -215,7 +226,7 @@ fn recover(
     report: &mut FilesReport,
     notes: &mut Vec<(Status, String)>,
 ) -> Listing {
-    let mut listing = Listing { plain: Vec::new(), newest: None };
+    let mut listing = Listing { plain: Vec::new(), newest: None, kept: Vec::new() };
     let entries = match dir.entries() {
         Ok(e) => e,
         Err(e) => {
@@ -235,7 +246,10 @@ fn recover(
         let Some((stamp, counter, form, _)) = names::parse_parts(base, &name) else { continue };
         match form {
             Form::GzTmp => leftovers.push((name, "interrupted compression")),
-            Form::Gz => listing.newest = listing.newest.max(Some((stamp, counter))),
+            Form::Gz => {
+                listing.newest = listing.newest.max(Some((stamp, counter)));
+                listing.kept.push((name, (stamp, counter)));
+            }
             Form::Plain => {
                 // Killed between renaming X.gz.tmp to X.gz and unlinking X: X.gz is complete.
                 if dir.stat(&names::with_suffix(&name, ".gz")).is_ok() {
@@ -243,6 +257,7 @@ fn recover(
                 } else {
                     listing.newest = listing.newest.max(Some((stamp, counter)));
                     listing.plain.extend(names::parse(base, &name));
+                    listing.kept.push((name, (stamp, counter)));
                 }
             }
         }
@@ -471,8 +486,8 @@ fn compress_rotated(
     dry_run: bool,
     report: &mut FilesReport,
     notes: &mut Vec<(Status, String)>,
-) {
-    let mut done = 0u64;
+) -> Vec<OsString> {
+    let mut done = Vec::new();
     for r in &listing.plain {
         if p.delay_compress && Some((r.stamp, r.counter)) == listing.newest {
             continue;
@@ -520,7 +535,7 @@ fn compress_rotated(
         report.actions.push(Action::Compress { from: path.clone(), to: with_gz(&path) });
         match compress(dir, &r.stem, p.compress_level) {
             Ok(c) => {
-                done += 1;
+                done.push(r.stem.clone());
                 report.counts.compressed_files += 1;
                 report.counts.compressed_in_bytes += c.in_bytes;
                 report.counts.compressed_out_bytes += c.out_bytes;
@@ -530,9 +545,10 @@ fn compress_rotated(
             }
         }
     }
-    if done > 0 {
-        notes.push((Status::Ok, format!("compressed {done} file(s)")));
+    if !done.is_empty() {
+        notes.push((Status::Ok, format!("compressed {} file(s)", done.len())));
     }
+    done
 }
 
 fn with_gz(path: &Path) -> PathBuf {
