@@ -62,6 +62,7 @@ fn key_note(key: &Option<String>) -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(default)]
     paths: FilePaths,
     app: Option<FileApp>,
     postgres: Option<FilePostgres>,
@@ -150,10 +151,22 @@ impl Default for FileCleanup {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FilePaths {
+    #[serde(default = "default_maintenance_dir")]
     maintenance_dir: PathBuf,
     log_dir: Option<PathBuf>,
     backup_dir: Option<PathBuf>,
     temp_dir: Option<PathBuf>,
+}
+
+impl Default for FilePaths {
+    fn default() -> Self {
+        FilePaths {
+            maintenance_dir: default_maintenance_dir(),
+            log_dir: None,
+            backup_dir: None,
+            temp_dir: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +255,9 @@ impl Default for FileSystem {
 }
 
 // The defaults, in one place; docs/configuration.md lists the same values.
+fn default_maintenance_dir() -> PathBuf {
+    PathBuf::from("/var/lib/kyb-maint")
+}
 fn default_health_path() -> String {
     "/health".to_owned()
 }
@@ -739,6 +755,13 @@ mod tests {
         assert_eq!(cfg.paths.reports_dir, Path::new("/etc/kyb/m/reports"));
         assert_eq!(cfg.system.disk_pct, Thresholds::new(80.0, 90.0));
         assert!(cfg.health.app.is_none());
+    }
+
+    #[test]
+    fn a_checks_only_config_needs_no_paths() {
+        let cfg = parse_str("[redis]\nport = 6390\n").unwrap();
+        assert_eq!(cfg.paths.maintenance_dir, Path::new("/var/lib/kyb-maint"));
+        assert_eq!(cfg.health.redis.unwrap().port, 6390);
     }
 
     #[test]
