@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod dir;
 pub mod fs;
 mod report;
 mod secret;

@@ -512,6 +512,13 @@ impl Resolver<'_> {
         if l.size_bytes == 0 {
             return Err(bad("size_bytes", "must be at least 1".to_owned()));
         }
+        // Zero would remove the file just rotated, which a slow writer may still be finishing.
+        if l.keep_days == 0 {
+            return Err(bad("keep_days", "must be at least 1".to_owned()));
+        }
+        if l.keep_count == Some(0) {
+            return Err(bad("keep_count", "must be at least 1".to_owned()));
+        }
         if !(1..=9).contains(&l.compress_level) {
             return Err(bad("compress_level", format!("must be 1 to 9, got {}", l.compress_level)));
         }
@@ -815,6 +822,25 @@ mod tests {
         let err = parse_str(&text).unwrap_err().to_string();
         assert!(err.contains("postgres.password") && err.contains(":6:"), "{err}");
         assert!(!err.contains("918273645"), "{err}");
+    }
+
+    #[test]
+    fn log_policy_values_are_checked() {
+        for (line, key, want) in [
+            ("keep_days = 0", "logs[0].keep_days", "at least 1"),
+            ("keep_count = 0", "logs[0].keep_count", "at least 1"),
+            ("mode = \"0999\"", "logs[0].mode", "octal mode"),
+            ("group = \"no-such-group-kyb\"", "logs[0].group", "no such group `no-such-group-kyb`"),
+            ("compress_level = 12", "logs[0].compress_level", "1 to 9"),
+            ("pid_file = \"/run/a.pid\"\ncopytruncate = true", "logs[0].copytruncate", "at most one of"),
+        ] {
+            let group = if line.starts_with("group") { "" } else { "group = \"0\"\n" };
+            let text =
+                format!("{MINIMAL}[[logs]]\npath = \"/var/log/a.log\"\nowner = \"0\"\n{group}{line}\n");
+            let err = parse_str(&text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(want), "{line}: {err}");
+            assert!([":6:", ":7:", ":8:"].iter().any(|l| err.contains(l)), "{line}: no line in {err}");
+        }
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! `X` → `X.gz.tmp` (fsync) → rename to `X.gz` → unlink `X`. A stale `.gz.tmp` is garbage; `X`
 //! beside a complete `X.gz` is a leftover. Both are cleaned up by the next run.
 
-use crate::dir::DirHandle;
 use crate::gzip::{Header, gzip};
 use crate::names::with_suffix;
+use kyb_core::dir::DirHandle;
 use rustix::fs::{OFlags, Timespec, Timestamps};
 use std::ffi::OsStr;
 use std::io;
@@ -23,7 +23,7 @@ pub(crate) struct Compressed {
 pub(crate) fn compress(dir: &DirHandle, name: &OsStr, level: u32) -> io::Result<Compressed> {
     let mut src = dir.open_file(name, OFlags::RDONLY)?;
     let st = rustix::fs::fstat(&src)?;
-    if crate::dir::kind(&st) != rustix::fs::FileType::RegularFile || st.st_nlink != 1 {
+    if kyb_core::dir::kind(&st) != rustix::fs::FileType::RegularFile || st.st_nlink != 1 {
         return Err(io::Error::other("not a regular file with a single link"));
     }
     let tmp = with_suffix(name, ".gz.tmp");
@@ -35,6 +35,16 @@ pub(crate) fn compress(dir: &DirHandle, name: &OsStr, level: u32) -> io::Result<
         let mut writer = io::BufWriter::with_capacity(1 << 20, out);
         let (in_bytes, _) = gzip(&mut src, &mut writer, level, threads, &header)?;
         let out = writer.into_inner().map_err(|e| e.into_error())?;
+        // A writer this run could not see in /proc (another user's, another PID namespace)
+        // may still be appending: then the source must stay.
+        let now = rustix::fs::fstat(&src)?;
+        if now.st_size as u64 != in_bytes
+            || (now.st_mtime, now.st_mtime_nsec) != (st.st_mtime, st.st_mtime_nsec)
+        {
+            return Err(io::Error::other(
+                "it changed while being compressed (a writer still has it open); kept as it is",
+            ));
+        }
         let mine = rustix::fs::fstat(&out)?;
         if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid) {
             let (uid, gid) = (rustix::fs::Uid::from_raw(st.st_uid), rustix::fs::Gid::from_raw(st.st_gid));
@@ -65,6 +75,22 @@ pub(crate) fn compress(dir: &DirHandle, name: &OsStr, level: u32) -> io::Result<
     dir.unlink(name)?;
     dir.sync()?;
     Ok(done)
+}
+
+/// Whether `gz_name` is the finished compression of a `plain_bytes`-long file: a regular file with
+/// one link whose gzip trailer records that length (mod 2^32). Anything else (a link, a
+/// directory, a truncated or foreign file) is not proof, and the plain file must stay.
+pub(crate) fn completes(dir: &DirHandle, gz_name: &OsStr, plain_bytes: u64) -> bool {
+    let Ok(file) = dir.open_file(gz_name, OFlags::RDONLY) else { return false };
+    let Ok(st) = rustix::fs::fstat(&file) else { return false };
+    if kyb_core::dir::kind(&st) != rustix::fs::FileType::RegularFile || st.st_nlink != 1 || st.st_size < 18 {
+        return false;
+    }
+    let mut trailer = [0u8; 4];
+    match rustix::io::pread(&file, &mut trailer, st.st_size as u64 - 4) {
+        Ok(4) => u32::from_le_bytes(trailer) == plain_bytes as u32,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

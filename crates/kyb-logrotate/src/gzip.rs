@@ -37,16 +37,19 @@ pub(crate) fn gzip<R: Read, W: Write + Send>(
 ) -> io::Result<(u64, u64)> {
     let threads = threads.max(1);
     let (job_tx, job_rx) = sync_channel::<Job>(threads * 2);
-    let job_rx = Mutex::new(job_rx);
+    // Shared by the workers only: when they all stop (the writer failed), the receiver goes with
+    // them and the reader's next send fails instead of blocking forever.
+    let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = sync_channel::<(u64, io::Result<Vec<u8>>)>(threads * 2);
     let mut crc = Crc::new();
     let mut in_bytes = 0u64;
     let (output, mut out_bytes, read_result) = std::thread::scope(|s| {
         for _ in 0..threads {
-            let (rx, tx) = (&job_rx, done_tx.clone());
-            s.spawn(move || worker(rx, &tx, level));
+            let (rx, tx) = (Arc::clone(&job_rx), done_tx.clone());
+            s.spawn(move || worker(&rx, &tx, level));
         }
         drop(done_tx);
+        drop(job_rx);
         let writer = s.spawn(move || write_in_order(output, done_rx, header));
         let read_result = (|| -> io::Result<()> {
             let mut seq = 0;
@@ -212,6 +215,30 @@ mod tests {
                 assert_eq!(roundtrip(&data, threads), data, "size {size}, {threads} threads");
             }
         }
+    }
+
+    /// A writer that fails after a few bytes, as a full disk does.
+    struct FullDisk(usize);
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
+            }
+            let n = buf.len().min(self.0);
+            self.0 -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_writer_ends_the_run_with_its_error() {
+        let data = log_lines(20 * CHUNK_BYTES);
+        let err = gzip(&data[..], FullDisk(100_000), 6, 2, &Header { name: b"", mtime: 0 }).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
     }
 
     #[test]

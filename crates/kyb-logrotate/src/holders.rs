@@ -1,39 +1,81 @@
 //! Which processes hold a file open, read from `/proc/*/fd`, and waiting until none does.
+//!
+//! Only descriptors whose link text ends in the file's name are `stat`ed: reading a link never
+//! touches the file it names, so a descriptor on a dead network mount cannot hang the scan. The
+//! scan itself also runs under a deadline. Processes this one may not inspect (another user's,
+//! when not root; another PID namespace) are not seen: compression re-checks the file's size
+//! afterwards for that reason.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-/// Pids with an open descriptor on the inode `(dev, ino)`. Processes whose descriptors cannot be
-/// read (another user's, when not root) are not seen.
-pub(crate) fn holders(dev: u64, ino: u64) -> Vec<i32> {
+/// The open file to look for: its inode and its current name.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) name: std::ffi::OsString,
+}
+
+/// Pids with an open descriptor on `t`.
+fn scan(t: &Target) -> Vec<i32> {
     let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut suffix = b"/".to_vec();
+    suffix.extend_from_slice(t.name.as_bytes());
+    let names_it = |link: &std::path::Path| {
+        let l = link.as_os_str().as_bytes();
+        l.ends_with(&suffix) || l.strip_suffix(b" (deleted)").is_some_and(|l| l.ends_with(&suffix))
+    };
     let mut out = Vec::new();
     for entry in procs.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
-        // metadata() follows the fd's magic link to the open file itself, even if unlinked.
-        if fds
-            .flatten()
-            .any(|fd| std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == dev && m.ino() == ino))
-        {
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|l| names_it(&l))
+                && std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == t.dev && m.ino() == t.ino)
+        });
+        if holds {
             out.push(pid);
         }
     }
     out
 }
 
-/// Polls until no process holds `(dev, ino)` or `limit` passes; returns the holders left.
-pub(crate) fn wait_released(dev: u64, ino: u64, limit: Duration) -> Vec<i32> {
+/// [`scan`] on its own thread, given up after `limit`: `None` means "could not tell in time",
+/// which callers treat as held.
+pub(crate) fn holders(t: &Target, limit: Duration) -> Option<Vec<i32>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = t.clone();
+    std::thread::Builder::new()
+        .name("kyb-holders".to_owned())
+        .spawn(move || {
+            let _ = tx.send(scan(&t));
+        })
+        .ok()?;
+    rx.recv_timeout(limit.max(Duration::from_millis(100))).ok()
+}
+
+/// Polls until no process holds `t` or `limit` passes; returns the holders left (`None` when
+/// the last scan could not finish in time).
+pub(crate) fn wait_released(t: &Target, limit: Duration) -> Option<Vec<i32>> {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_millis(5);
     loop {
-        let held = holders(dev, ino);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let held = holders(t, left.max(Duration::from_secs(1)))?;
         if held.is_empty() || Instant::now() >= deadline {
-            return held;
+            return Some(held);
         }
         std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
         pause = (pause * 2).min(Duration::from_millis(200));
     }
+}
+
+/// The target for the file `name` with status `st`.
+pub(crate) fn target(name: &OsStr, st: &rustix::fs::Stat) -> Target {
+    Target { dev: st.st_dev, ino: st.st_ino, name: name.to_owned() }
 }
 
 #[cfg(test)]
@@ -46,8 +88,13 @@ mod tests {
         let path = dir.path().join("held");
         let file = std::fs::File::create(&path).unwrap();
         let meta = file.metadata().unwrap();
-        assert!(holders(meta.dev(), meta.ino()).contains(&(std::process::id() as i32)));
+        let t = Target { dev: meta.dev(), ino: meta.ino(), name: "held".into() };
+        assert!(holders(&t, Duration::from_secs(5)).unwrap().contains(&(std::process::id() as i32)));
+        // Renamed while open: the link text follows the new name.
+        std::fs::rename(&path, dir.path().join("renamed")).unwrap();
+        let t = Target { name: "renamed".into(), ..t };
+        assert!(holders(&t, Duration::from_secs(5)).unwrap().contains(&(std::process::id() as i32)));
         drop(file);
-        assert!(wait_released(meta.dev(), meta.ino(), Duration::from_millis(500)).is_empty());
+        assert_eq!(wait_released(&t, Duration::from_millis(500)), Some(Vec::new()));
     }
 }

@@ -1,10 +1,10 @@
 //! Retention on every run: rotated logs past their age or count, and old reports. Strict name
 //! patterns, regular single-link files only, removed through the directory handle.
 
-use crate::dir::{DirHandle, kind};
 use crate::names::{self, Form};
 use crate::report::{Action, FilesReport};
 use crate::rotate::LogPolicy;
+use kyb_core::dir::{DirHandle, kind};
 use kyb_core::{Check, Status};
 use rustix::fs::FileType;
 use std::ffi::{OsStr, OsString};
@@ -191,12 +191,22 @@ fn candidates(
     problems: &mut Vec<String>,
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
-    let skipped_before = report.skipped.len();
+    // Links and odd files where a rotated file or report should be: someone made them.
+    let mut planted = 0usize;
     for (name, order) in names {
         let st = match dir.stat(&name) {
             Ok(st) => st,
-            // Gone since the listing: someone else removed it, nothing to do.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Gone since the listing: someone else removed it, nothing to do but say so. In a
+            // dry run it may be the file this run's rotation would have made: it still counts
+            // toward the newest kept, so the plan matches what a run would remove.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if report.dry_run {
+                    out.push(Candidate { name, order, mtime: i64::MAX, size: 0 });
+                } else {
+                    report.skip(dir.join(&name), "vanished during the walk (removed by someone else)");
+                }
+                continue;
+            }
             Err(e) => {
                 problems.push(format!("cannot stat {}: {e}", name.to_string_lossy()));
                 continue;
@@ -206,20 +216,23 @@ fn candidates(
             FileType::RegularFile if st.st_nlink == 1 => {}
             FileType::RegularFile => {
                 report.skip(dir.join(&name), format!("hard-linked ({} links); not removed", st.st_nlink));
+                planted += 1;
                 continue;
             }
             FileType::Symlink => {
                 report.skip(dir.join(&name), "symlink; not followed, not removed");
+                planted += 1;
                 continue;
             }
             other => {
                 report.skip(dir.join(&name), format!("not a regular file ({other:?}); not removed"));
+                planted += 1;
                 continue;
             }
         }
         out.push(Candidate { name, order, mtime: st.st_mtime, size: st.st_size as u64 });
     }
-    let skipped = report.skipped.len() - skipped_before;
+    let skipped = planted;
     if skipped > 0 {
         // A link where a rotated file or report should be is worth a look: someone made it.
         problems.push(format!(

@@ -2,10 +2,10 @@
 //! to let go, then compress.
 
 use crate::compress::compress;
-use crate::dir::{DirHandle, kind};
-use crate::holders::{holders, wait_released};
+use crate::holders::{holders, target, wait_released};
 use crate::names::{self, Form, Rotated};
 use crate::report::{Action, FilesReport};
+use kyb_core::dir::{DirHandle, kind};
 use kyb_core::{Check, Status};
 use rustix::fs::FileType;
 use std::ffi::{OsStr, OsString};
@@ -153,8 +153,15 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // A run killed between rename and create leaves no live log: put it back.
             if listing.newest.is_some() && p.reopen != Reopen::CopyTruncate {
-                if let Err(e) = create_live(&dir, base, p, dry_run, report) {
-                    notes.push((Status::Crit, format!("cannot recreate the live log: {e}")));
+                // The writer may still be appending to the rotated file: tell it to reopen.
+                match create_live(&dir, base, p, dry_run, report)
+                    .and_then(|_| signal_writer(p, dry_run, report))
+                {
+                    Ok(()) => notes.push((
+                        Status::Warn,
+                        "the live log was missing (an interrupted run); recreated".to_owned(),
+                    )),
+                    Err(e) => notes.push((Status::Crit, format!("cannot recreate the live log: {e}"))),
                 }
             } else {
                 notes.push((Status::Ok, "no live log".to_owned()));
@@ -251,9 +258,20 @@ fn recover(
                 listing.kept.push((name, (stamp, counter)));
             }
             Form::Plain => {
-                // Killed between renaming X.gz.tmp to X.gz and unlinking X: X.gz is complete.
-                if dir.stat(&names::with_suffix(&name, ".gz")).is_ok() {
+                let gz = names::with_suffix(&name, ".gz");
+                let plain_bytes = dir.stat(&name).map_or(0, |st| st.st_size as u64);
+                if crate::compress::completes(dir, &gz, plain_bytes) {
+                    // Killed between renaming X.gz.tmp to X.gz and unlinking X: X.gz is complete.
                     leftovers.push((name, "already compressed"));
+                } else if dir.stat(&gz).is_ok() {
+                    report.skip(
+                        dir.join(&name),
+                        "a .gz of the same name exists but is not its compressed copy; both left",
+                    );
+                    notes.push((
+                        Status::Warn,
+                        format!("{}.gz is not the compressed {0}; left both", name.to_string_lossy()),
+                    ));
                 } else {
                     listing.newest = listing.newest.max(Some((stamp, counter)));
                     listing.plain.extend(names::parse(base, &name));
@@ -344,39 +362,77 @@ fn rotate_live(
     if !dry_run {
         dir.rename_noreplace(base, &stem)?;
     }
-    create_live(dir, base, p, dry_run, report)?;
+    if !create_live(dir, base, p, dry_run, report)? {
+        report.skip(
+            p.path.clone(),
+            "the writer created the new log itself; its owner and mode are the writer's",
+        );
+    }
     signal_writer(p, dry_run, report)?;
     Ok(stem)
 }
 
 /// Creates the live log with `O_EXCL|O_NOFOLLOW`, then sets owner and mode on the open handle,
-/// so there is no moment at which another path or another owner is in play.
+/// Creates the live log complete: made under a temporary name with `O_EXCL|O_NOFOLLOW`, owner
+/// and mode set on that handle, fsynced, then renamed into place without replacing anything.
+/// A kill at any point leaves either no live log (recreated by the next run) or the right one,
+/// never a half-made one. Returns false when the writer had already created the log itself.
 fn create_live(
     dir: &DirHandle,
     base: &OsStr,
     p: &LogPolicy,
     dry_run: bool,
     report: &mut FilesReport,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     report.actions.push(Action::Create { path: p.path.clone(), uid: p.uid, gid: p.gid, mode: p.mode });
     if dry_run {
-        return Ok(());
+        return Ok(true);
     }
-    let file = dir.create_new(base, 0o600)?;
-    rustix::fs::fchown(
-        &file,
-        Some(rustix::fs::Uid::from_raw(p.uid)),
-        Some(rustix::fs::Gid::from_raw(p.gid)),
-    )?;
-    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(p.mode))?;
-    file.sync_all()?;
-    dir.sync()
+    let tmp = new_log_name(base);
+    let _ = dir.unlink(&tmp);
+    let file = dir.create_new(&tmp, 0o600)?;
+    let made = (|| {
+        rustix::fs::fchown(
+            &file,
+            Some(rustix::fs::Uid::from_raw(p.uid)),
+            Some(rustix::fs::Gid::from_raw(p.gid)),
+        )?;
+        rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(p.mode))?;
+        file.sync_all()
+    })();
+    let placed = made.and_then(|()| dir.rename_noreplace(&tmp, base));
+    match placed {
+        Ok(()) => {
+            dir.sync()?;
+            Ok(true)
+        }
+        Err(e) => {
+            let _ = dir.unlink(&tmp);
+            // The writer reopened before we were done and made the log itself: it is writing
+            // to it, which is what matters.
+            if e.kind() == io::ErrorKind::AlreadyExists { Ok(false) } else { Err(e) }
+        }
+    }
+}
+
+/// `.<base>.kyb-new`: where the next live log is made before it is renamed into place.
+fn new_log_name(base: &OsStr) -> OsString {
+    let mut name = OsString::from(".");
+    name.push(base);
+    name.push(".kyb-new");
+    name
 }
 
 fn copy_truncate(dir: &DirHandle, base: &OsStr, stem: &OsStr) -> io::Result<()> {
     let mut live = dir.open_file(base, rustix::fs::OFlags::RDWR)?;
     let st = rustix::fs::fstat(&live)?;
-    let mut copy = dir.create_new(stem, st.st_mode & 0o7777)?;
+    let mut copy = dir.create_new(stem, 0o600)?;
+    rustix::fs::fchown(
+        &copy,
+        Some(rustix::fs::Uid::from_raw(st.st_uid)),
+        Some(rustix::fs::Gid::from_raw(st.st_gid)),
+    )?;
+    rustix::fs::fchmod(&copy, rustix::fs::Mode::from_raw_mode(st.st_mode & 0o7777))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = live.read(&mut buf)?;
@@ -471,9 +527,12 @@ fn wait_for_writer(
         return;
     }
     if let Ok(st) = dir.stat(stem) {
-        let left = wait_released(st.st_dev, st.st_ino, Duration::from_millis(p.reopen_timeout_ms));
-        if !left.is_empty() {
-            notes.push((Status::Warn, format!("writer (pid {left:?}) still has the rotated file open")));
+        match wait_released(&target(stem, &st), Duration::from_millis(p.reopen_timeout_ms)) {
+            Some(left) if left.is_empty() => {}
+            Some(left) => {
+                notes.push((Status::Warn, format!("writer (pid {left:?}) still has the rotated file open")))
+            }
+            None => notes.push((Status::Warn, "could not tell in time whether the writer let go".to_owned())),
         }
     }
 }
@@ -493,7 +552,9 @@ fn compress_rotated(
             continue;
         }
         let path = dir.join(&r.stem);
-        if dry_run {
+        let planned_rotation = dry_run && just_rotated == Some(r.stem.as_os_str());
+        if planned_rotation {
+            // Not renamed yet in a dry run: the live log stands for it.
             report.actions.push(Action::Compress { from: path.clone(), to: with_gz(&path) });
             continue;
         }
@@ -517,22 +578,35 @@ fn compress_rotated(
         } else {
             Duration::ZERO
         };
-        let left = if wait.is_zero() {
-            holders(st.st_dev, st.st_ino)
+        let t = target(&r.stem, &st);
+        let left = if wait.is_zero() || dry_run {
+            holders(&t, Duration::from_secs(5))
         } else {
-            wait_released(st.st_dev, st.st_ino, wait)
+            wait_released(&t, wait)
         };
-        if !left.is_empty() {
-            notes.push((
-                Status::Warn,
-                format!(
-                    "{} still open by pid {left:?}; compression left for the next run",
-                    r.stem.to_string_lossy()
-                ),
-            ));
-            continue;
+        match left {
+            Some(left) if left.is_empty() => {}
+            Some(left) => {
+                let name = r.stem.to_string_lossy();
+                notes.push((
+                    Status::Warn,
+                    format!("{name} still open by pid {left:?}; compression left for the next run"),
+                ));
+                continue;
+            }
+            None => {
+                let name = r.stem.to_string_lossy();
+                notes.push((
+                    Status::Warn,
+                    format!("could not tell in time whether {name} is still open; left for the next run"),
+                ));
+                continue;
+            }
         }
         report.actions.push(Action::Compress { from: path.clone(), to: with_gz(&path) });
+        if dry_run {
+            continue;
+        }
         match compress(dir, &r.stem, p.compress_level) {
             Ok(c) => {
                 done.push(r.stem.clone());

@@ -2,8 +2,8 @@
 //! age is the newest of atime, mtime and ctime; sticky-bit and locked entries are left alone; no
 //! symlink is followed and no other filesystem entered; the run stops at its deadline.
 
-use crate::dir::{DirHandle, kind, newest_time};
 use crate::report::{Action, FilesReport};
+use kyb_core::dir::{DirHandle, kind, newest_time};
 use kyb_core::{Check, Status};
 use rustix::fs::{FileType, FlockOperation, OFlags, Stat};
 use std::ffi::OsStr;
@@ -133,7 +133,10 @@ impl Walk<'_> {
         let path = dir.join(name);
         let st = match dir.stat(name) {
             Ok(st) => st,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.report.skip(path, "vanished during the walk (removed by someone else)");
+                return true;
+            }
             Err(e) => {
                 self.report.skip(path, format!("cannot stat: {e}"));
                 return false;
@@ -169,7 +172,8 @@ impl Walk<'_> {
             }
         };
         // systemd-tmpfiles' convention: a flock on a directory marks it in use.
-        if rustix::fs::flock(&child, FlockOperation::NonBlockingLockShared).is_err() {
+        // Exclusive: it conflicts with a holder's shared lock as well as an exclusive one.
+        if rustix::fs::flock(&child, FlockOperation::NonBlockingLockExclusive).is_err() {
             self.report.skip(path, "locked by another process; in use");
             return false;
         }

@@ -198,3 +198,61 @@ async fn files_vanishing_mid_walk_are_not_errors() {
     assert!(std::fs::read_dir(&t).unwrap().next().is_none());
     assert!(r.counts.deleted_files <= 4_000);
 }
+
+#[tokio::test]
+async fn a_foreign_gz_beside_a_rotated_file_does_not_cost_the_file() {
+    let logs = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let l = logs.path();
+    std::fs::write(l.join("app.log"), "").unwrap();
+    // Rotated files kept plain (a held file, delay_compress) with something else at X.gz:
+    // a symlink, a directory, a truncated gzip.
+    for (i, planted) in ["link", "dir", "truncated"].iter().enumerate() {
+        let stem = format!("app.log-2026112{i}-020000");
+        std::fs::write(l.join(&stem), format!("only copy {i}\n")).unwrap();
+        let gz = l.join(format!("{stem}.gz"));
+        match *planted {
+            "link" => {
+                std::fs::write(outside.path().join("x.gz"), "whatever").unwrap();
+                std::os::unix::fs::symlink(outside.path().join("x.gz"), &gz).unwrap();
+            }
+            "dir" => std::fs::create_dir(&gz).unwrap(),
+            _ => std::fs::write(&gz, b"\x1f\x8b\x08\x00 not finished").unwrap(),
+        }
+    }
+    let r = rotate(
+        &RotateConfig { logs: vec![policy(&l.join("app.log"))], dry_run: false },
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    for i in 0..3 {
+        let stem = format!("app.log-2026112{i}-020000");
+        assert_eq!(
+            std::fs::read_to_string(l.join(&stem)).unwrap(),
+            format!("only copy {i}\n"),
+            "{stem} was lost"
+        );
+    }
+    assert_eq!(r.checks[0].status, Status::Warn);
+    assert!(r.checks[0].summary.contains("is not the compressed"), "{}", r.checks[0].summary);
+}
+
+#[tokio::test]
+async fn after_a_crash_between_rename_and_signal_the_writer_is_still_told() {
+    let logs = tempfile::tempdir().unwrap();
+    let l = logs.path();
+    // The state a kill between rename and signal leaves: a rotated file, no live log.
+    std::fs::write(l.join("app.log-20261126-020000"), "rotated, never signalled\n").unwrap();
+    // A stand-in writer whose pid is in the pid file: SIGHUP ends it, which shows it was sent.
+    let mut writer = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(l.join("app.pid"), format!("{}\n", writer.id())).unwrap();
+    let p = LogPolicy {
+        reopen: Reopen::PidFile { path: l.join("app.pid"), signal: ReopenSignal::Hup },
+        ..policy(&l.join("app.log"))
+    };
+    rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
+    assert!(l.join("app.log").exists(), "live log recreated");
+    let status = writer.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(1), "SIGHUP reached the writer");
+}

@@ -345,10 +345,16 @@ mod temp {
         std::fs::create_dir(d.join("kyb-sticky")).unwrap();
         std::fs::set_permissions(d.join("kyb-sticky"), std::fs::Permissions::from_mode(0o1777)).unwrap();
         std::fs::write(d.join("kyb-locked"), "in use").unwrap();
+        // A directory someone holds a shared lock on, as systemd-tmpfiles' users do.
+        std::fs::create_dir(d.join("kyb-dirlock")).unwrap();
+        std::fs::write(d.join("kyb-dirlock/inner"), "in use").unwrap();
+        let dir_held = std::fs::File::open(d.join("kyb-dirlock")).unwrap();
+        rustix::fs::flock(&dir_held, rustix::fs::FlockOperation::LockShared).unwrap();
         let held = std::fs::File::open(d.join("kyb-locked")).unwrap();
         rustix::fs::flock(&held, rustix::fs::FlockOperation::LockShared).unwrap();
         let r = clean_temp(&cfg(d), later()).await.unwrap();
-        assert_eq!(names(d), ["kyb-locked", "kyb-sticky"]);
+        assert_eq!(names(d), ["kyb-dirlock", "kyb-locked", "kyb-sticky"]);
+        assert!(d.join("kyb-dirlock/inner").exists());
         let reasons: Vec<&str> = r.skipped.iter().map(|s| s.reason.as_str()).collect();
         assert!(reasons.iter().any(|s| s.contains("sticky")), "{reasons:?}");
         assert!(reasons.iter().any(|s| s.contains("locked")), "{reasons:?}");
