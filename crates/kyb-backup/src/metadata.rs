@@ -1,0 +1,39 @@
+//! `backup_metadata.json`: the runbook's keys plus what a restore needs to know.
+
+use serde::{Deserialize, Serialize};
+
+/// What `create` records beside each dump.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The dump's file name, relative to the backup's own directory.
+    pub backup_file: String,
+    /// SHA-256 of the dump, lower-case hex.
+    pub checksum: String,
+    /// `custom` (pg_dump -Fc).
+    pub format: String,
+    /// Size of the dump.
+    pub size_bytes: u64,
+    /// The database dumped.
+    pub database: String,
+    /// The server's version.
+    pub server_version: String,
+    /// pg_dump's `--version` line.
+    pub pg_dump_version: String,
+    /// When the dump started (RFC 3339, UTC).
+    pub started_at: String,
+    /// When it finished.
+    pub finished_at: String,
+    /// Wall time of the dump.
+    pub duration_ms: u64,
+    /// Exact row counts of the largest tables, for the restore drill to compare.
+    pub tables: Vec<TableRows>,
+}
+
+/// One table's row count at dump time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRows {
+    /// `schema.table`.
+    pub table: String,
+    /// `count(*)` when the dump started.
+    pub rows: i64,
+}

@@ -1,0 +1,262 @@
+//! `verify`: is a backup complete, confined to its directory, intact and readable?
+
+use crate::BackupError;
+use crate::metadata::Metadata;
+use crate::pgbin::pg_bindir;
+use kyb_core::dir::{DirHandle, kind};
+use kyb_core::{Check, Status};
+use rustix::fs::{FileType, OFlags};
+use sha2::{Digest, Sha256};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Which backup to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// The newest backup made today (UTC); none is Crit.
+    Today,
+    /// The newest backup.
+    Latest,
+    /// This backup directory.
+    Dir(PathBuf),
+}
+
+/// What [`verify`] checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyConfig {
+    /// The backup root (`<backup_dir>/full/backup_*`).
+    pub backup_dir: PathBuf,
+    /// Which backup.
+    pub which: Which,
+    /// A backup older than this is Crit.
+    pub max_age_hours: u64,
+    /// Where pg_restore lives; found by [`pg_bindir`] when `None`.
+    pub pg_bindir: Option<PathBuf>,
+    /// Deadline for the whole verification.
+    pub timeout_ms: u64,
+}
+
+/// The findings, one check per property.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyReport {
+    /// The backup looked at, if one was found.
+    pub backup: Option<PathBuf>,
+    /// `backup`, `age`, `metadata`, `backup_file`, `size`, `checksum`, `archive`: as far as the
+    /// first failure that makes the rest meaningless.
+    pub checks: Vec<Check>,
+}
+
+/// Verifies a backup. `Err` only when the task itself cannot run (no pg_restore, deadline).
+pub async fn verify(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<VerifyReport, BackupError> {
+    let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
+    let c = cfg.clone();
+    let work = tokio::task::spawn_blocking(move || verify_blocking(&c, now, &bindir.join("pg_restore")));
+    match tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), work).await {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(e)) => {
+            Err(BackupError::Dump { status: "verification worker failed".to_owned(), stderr: e.to_string() })
+        }
+        Err(_) => Err(BackupError::Timeout { what: "verification", timeout_ms: cfg.timeout_ms }),
+    }
+}
+
+fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &std::path::Path) -> VerifyReport {
+    let mut checks = Vec::new();
+    let dir_path = match locate(cfg, now) {
+        Ok(p) => p,
+        Err(why) => {
+            checks.push(Check::new("backup", Status::Crit, why));
+            return VerifyReport { backup: None, checks };
+        }
+    };
+    let report = |checks| VerifyReport { backup: Some(dir_path.clone()), checks };
+    checks.push(Check::new("backup", Status::Ok, format!("found {}", dir_path.display())));
+    if let Some(stamp) = dir_path.file_name().and_then(|n| stamp_of(n.as_encoded_bytes())) {
+        let age_h = (now - stamp).whole_hours();
+        let status = if age_h > cfg.max_age_hours as i64 { Status::Crit } else { Status::Ok };
+        checks.push(Check::new("age", status, format!("{age_h} h old (limit {} h)", cfg.max_age_hours)));
+    }
+    let dir = match DirHandle::open(&dir_path) {
+        Ok(d) => d,
+        Err(e) => {
+            checks.push(Check::new(
+                "backup",
+                Status::Crit,
+                format!("cannot open {}: {e}", dir_path.display()),
+            ));
+            return report(checks);
+        }
+    };
+    let meta = match read_metadata(&dir) {
+        Ok(m) => m,
+        Err(why) => {
+            checks.push(Check::new("metadata", Status::Crit, why));
+            return report(checks);
+        }
+    };
+    checks.push(Check::new(
+        "metadata",
+        Status::Ok,
+        format!("{} dump of {}, {} bytes", meta.format, meta.database, meta.size_bytes),
+    ));
+    // One plain name inside this directory, opened without following links: nothing else is read.
+    let name = meta.backup_file.as_str();
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        checks.push(Check::new(
+            "backup_file",
+            Status::Crit,
+            format!("{name:?} points outside the backup directory; not read"),
+        ));
+        return report(checks);
+    }
+    let mut file = match dir.open_file(OsStr::new(name), OFlags::RDONLY) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            checks.push(Check::new(
+                "backup_file",
+                Status::Crit,
+                format!("{name} is a symlink; not followed"),
+            ));
+            return report(checks);
+        }
+        Err(e) => {
+            checks.push(Check::new("backup_file", Status::Crit, format!("cannot open {name}: {e}")));
+            return report(checks);
+        }
+    };
+    let st = match rustix::fs::fstat(&file) {
+        Ok(st) if kind(&st) == FileType::RegularFile => st,
+        Ok(st) => {
+            checks.push(Check::new(
+                "backup_file",
+                Status::Crit,
+                format!("{name} is not a regular file ({:?})", kind(&st)),
+            ));
+            return report(checks);
+        }
+        Err(e) => {
+            checks.push(Check::new("backup_file", Status::Crit, format!("cannot stat {name}: {e}")));
+            return report(checks);
+        }
+    };
+    checks.push(Check::new("backup_file", Status::Ok, format!("{name} inside the backup directory")));
+    let size = st.st_size as u64;
+    if size != meta.size_bytes {
+        checks.push(Check::new(
+            "size",
+            Status::Crit,
+            format!("{size} bytes, metadata says {} (truncated?)", meta.size_bytes),
+        ));
+    } else {
+        checks.push(Check::new("size", Status::Ok, format!("{size} bytes as recorded")));
+    }
+    match sha256(&mut file) {
+        Ok(sum) if sum == meta.checksum.to_ascii_lowercase() => {
+            checks.push(Check::new("checksum", Status::Ok, "sha256 matches the metadata"))
+        }
+        Ok(sum) => checks.push(Check::new(
+            "checksum",
+            Status::Crit,
+            format!("checksum mismatch: file {sum}, metadata {}", meta.checksum),
+        )),
+        Err(e) => checks.push(Check::new("checksum", Status::Crit, format!("cannot read {name}: {e}"))),
+    }
+    checks.push(readable(pg_restore, &dir.join(OsStr::new(name))));
+    report(checks)
+}
+
+/// The backup directory `cfg.which` names, or why there is none.
+fn locate(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<PathBuf, String> {
+    if let Which::Dir(d) = &cfg.which {
+        return Ok(d.clone());
+    }
+    let full = cfg.backup_dir.join("full");
+    let entries = std::fs::read_dir(&full).map_err(|e| format!("cannot list {}: {e}", full.display()))?;
+    let today = format!("backup_{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
+    let mut found: Vec<(OffsetDateTime, String)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stamp = stamp_of(name.as_bytes())?;
+            Some((stamp, name))
+        })
+        .filter(|(_, name)| cfg.which != Which::Today || name.starts_with(&today))
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, name)) => Ok(full.join(name)),
+        None if cfg.which == Which::Today => {
+            Err(format!("no backup from today ({}) in {}", &today[7..], full.display()))
+        }
+        None => Err(format!("no backups in {}", full.display())),
+    }
+}
+
+/// The time in `backup_YYYYMMDD_HHMMSS[_N]`.
+fn stamp_of(name: &[u8]) -> Option<OffsetDateTime> {
+    let s = std::str::from_utf8(name.strip_prefix(b"backup_")?).ok()?;
+    let (date, rest) = s.split_at_checked(8)?;
+    let time_part = rest.strip_prefix('_')?.get(..6)?;
+    let num = |t: &str| t.parse::<u32>().ok();
+    let (d, t) = (num(date)?, num(time_part)?);
+    let month = time::Month::try_from((d / 100 % 100) as u8).ok()?;
+    let date = time::Date::from_calendar_date((d / 10_000) as i32, month, (d % 100) as u8).ok()?;
+    let clock = time::Time::from_hms((t / 10_000) as u8, (t / 100 % 100) as u8, (t % 100) as u8).ok()?;
+    Some(date.with_time(clock).assume_utc())
+}
+
+fn read_metadata(dir: &DirHandle) -> Result<Metadata, String> {
+    let mut file = dir.open_file(OsStr::new("backup_metadata.json"), OFlags::RDONLY).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            "backup_metadata.json is missing".to_owned()
+        } else {
+            format!("cannot open backup_metadata.json: {e}")
+        }
+    })?;
+    let mut text = String::new();
+    // Metadata is small; a huge file is not ours.
+    (&mut file)
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read backup_metadata.json: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("backup_metadata.json is malformed: {e}"))
+}
+
+fn sha256(file: &mut std::fs::File) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `pg_restore --list`: reads the whole table of contents of a custom-format archive.
+fn readable(pg_restore: &std::path::Path, path: &std::path::Path) -> Check {
+    match std::process::Command::new(pg_restore)
+        .arg("--list")
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let entries =
+                String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with(';')).count();
+            Check::new("archive", Status::Ok, format!("pg_restore --list reads {entries} entries"))
+        }
+        Ok(out) => Check::new(
+            "archive",
+            Status::Crit,
+            format!("pg_restore --list cannot read it: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        ),
+        Err(e) => Check::new("archive", Status::Unknown, format!("cannot run {}: {e}", pg_restore.display())),
+    }
+}
