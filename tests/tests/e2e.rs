@@ -156,7 +156,15 @@ mod daily {
             json["tasks"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["health", "system", "metrics-snapshot", "log-rotation", "retention", "temp-cleanup"]
+            [
+                "health",
+                "system",
+                "metrics-snapshot",
+                "backup-verify",
+                "log-rotation",
+                "retention",
+                "temp-cleanup"
+            ]
         );
         assert!(check(task(&json, "system"), "memory")["metrics"][0]["value"].as_f64().unwrap() > 0.0);
     }
@@ -911,5 +919,40 @@ mod report_size {
         assert_eq!(done.len(), 1_001);
         assert_eq!(done.last().unwrap(), "... and 200 more");
         assert_eq!(std::fs::read_dir(&temp).unwrap().count(), 0);
+    }
+}
+
+// The daily flow's check of today's backup.
+mod backup_verify {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_backup_today_is_crit_then_a_fresh_one_is_ok() {
+        let s = setup("dailybackup", Opts::default()).await;
+        let backups = s.dir.path().join("backups");
+        let text = std::fs::read_to_string(&s.config).unwrap().replacen(
+            "[paths]\n",
+            &format!("[paths]\nbackup_dir = \"{}\"\n", backups.display()),
+            1,
+        );
+        std::fs::write(&s.config, text).unwrap();
+        let out = run(s.maint(&["daily", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(1));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let verify = task(&json, "backup-verify");
+        assert_eq!(verify["status"], "crit");
+        assert!(verify["summary"].as_str().unwrap().contains("no backup from today"), "{verify}");
+
+        let cfg = kyb_flows_config(&s.config);
+        kyb_backup::create(&cfg, time::OffsetDateTime::now_utc()).await.unwrap();
+        let out = run(s.maint(&["daily", "--format", "json"])).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(task(&json, "backup-verify")["status"], "ok", "{json}");
+        assert_eq!(out.status.code(), Some(0));
+    }
+
+    /// The create settings the config file describes, read the way the binaries read it.
+    fn kyb_flows_config(path: &Path) -> kyb_backup::CreateConfig {
+        kyb_flows::config::load(path).unwrap().backup.unwrap().create.unwrap()
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use kyb_testkit::{Stack, sandbox_dir};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Brings everything up (or reuses it) and returns the sandbox config path.
@@ -31,7 +31,30 @@ pub fn up() -> Result<PathBuf> {
         .replace("{gid}", &gid.to_string());
     let config = dir.join("kyb-maint.toml");
     write_private(&config, &text)?;
+    nightly_backup(&config)?;
     Ok(config)
+}
+
+/// The platform takes a database backup every night; the sandbox makes today's if it has none,
+/// so that the daily flow's backup check finds what it would find in production.
+fn nightly_backup(config: &Path) -> Result<()> {
+    let cfg = kyb_flows::config::load(config).context("the sandbox config does not load")?;
+    let Some(backup) = cfg.backup else { return Ok(()) };
+    let now = time::OffsetDateTime::now_utc();
+    let today = format!("backup_{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
+    let full = backup.verify.backup_dir.join("full");
+    let have = std::fs::read_dir(&full).into_iter().flatten().flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with(&today) && e.path().join("backup_metadata.json").exists()
+    });
+    if have {
+        return Ok(());
+    }
+    let create = backup.create.context("the sandbox config has [paths] backup_dir but no [postgres]")?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let made =
+        rt.block_on(kyb_backup::create(&create, now)).context("cannot make the sandbox's nightly backup")?;
+    eprintln!("sandbox: made today's backup in {}", made.dir.display());
+    Ok(())
 }
 
 /// The sandbox config; relative paths are relative to the sandbox directory.

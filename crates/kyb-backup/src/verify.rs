@@ -174,7 +174,16 @@ fn locate(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<PathBuf, String> {
         return Ok(d.clone());
     }
     let full = cfg.backup_dir.join("full");
-    let entries = std::fs::read_dir(&full).map_err(|e| format!("cannot list {}: {e}", full.display()))?;
+    let entries = match std::fs::read_dir(&full) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "no backup from today: no backups at all yet ({} does not exist)",
+                full.display()
+            ));
+        }
+        Err(e) => return Err(format!("cannot list {}: {e}", full.display())),
+    };
     let today = format!("backup_{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
     let mut found: Vec<(OffsetDateTime, String)> = entries
         .flatten()

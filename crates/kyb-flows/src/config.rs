@@ -4,6 +4,7 @@
 //! settings of every task, with defaults chosen here and nowhere else, relative paths resolved
 //! against the file's directory, and secrets read from the file, an env var or a password file.
 
+use kyb_backup::{CreateConfig, PgTarget, VerifyConfig, Which};
 use kyb_core::{Secret, Thresholds};
 use kyb_health::{AppConfig, HealthConfig, PostgresConfig, RedisConfig, SnapshotConfig, SystemConfig};
 use kyb_logrotate::{Interval, LogPolicy, Reopen, ReopenSignal, TempConfig};
@@ -73,6 +74,31 @@ struct FileConfig {
     logs: Vec<FileLog>,
     #[serde(default)]
     cleanup: FileCleanup,
+    #[serde(default)]
+    backup: FileBackup,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackup {
+    #[serde(default = "default_backup_max_age_hours")]
+    max_age_hours: u64,
+    #[serde(default = "default_backup_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "default_lock_wait_timeout_ms")]
+    lock_wait_timeout_ms: u64,
+    pg_bindir: Option<PathBuf>,
+}
+
+impl Default for FileBackup {
+    fn default() -> Self {
+        FileBackup {
+            max_age_hours: default_backup_max_age_hours(),
+            timeout_ms: default_backup_timeout_ms(),
+            lock_wait_timeout_ms: default_lock_wait_timeout_ms(),
+            pg_bindir: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +281,16 @@ impl Default for FileSystem {
 }
 
 // The defaults, in one place; docs/configuration.md lists the same values.
+fn default_backup_max_age_hours() -> u64 {
+    // A nightly backup plus slack for a late run.
+    26
+}
+fn default_backup_timeout_ms() -> u64 {
+    3_600_000
+}
+fn default_lock_wait_timeout_ms() -> u64 {
+    60_000
+}
 fn default_maintenance_dir() -> PathBuf {
     PathBuf::from("/var/lib/kyb-maint")
 }
@@ -371,6 +407,17 @@ pub struct Config {
     pub logs: Vec<LogPolicy>,
     /// Retention of reports and cleanup of the temp directory.
     pub cleanup: Cleanup,
+    /// Backup verification (and, with `[postgres]`, creation), when `[paths] backup_dir` is set.
+    pub backup: Option<Backup>,
+}
+
+/// Backup settings resolved against `[paths] backup_dir` and `[postgres]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// What the daily flow checks: today's backup.
+    pub verify: VerifyConfig,
+    /// How to make one, when `[postgres]` is configured.
+    pub create: Option<CreateConfig>,
 }
 
 /// Retention of kyb-maint's reports and cleanup of the temp directory.
@@ -473,6 +520,7 @@ impl Resolver<'_> {
         }
         let logs = self.logs(file.logs, paths.log_dir.as_deref())?;
         let cleanup = self.cleanup(file.cleanup, paths.temp_dir.as_deref())?;
+        let backup = self.backup(file.backup, paths.backup_dir.as_deref(), postgres.as_ref())?;
         Ok(Config {
             source: self.path.to_owned(),
             paths,
@@ -487,7 +535,41 @@ impl Resolver<'_> {
             snapshot,
             logs,
             cleanup,
+            backup,
         })
+    }
+
+    fn backup(
+        &self,
+        b: FileBackup,
+        dir: Option<&Path>,
+        pg: Option<&PostgresConfig>,
+    ) -> Result<Option<Backup>, ConfigError> {
+        self.timeout("backup.timeout_ms", b.timeout_ms)?;
+        self.timeout("backup.lock_wait_timeout_ms", b.lock_wait_timeout_ms)?;
+        let Some(dir) = dir else { return Ok(None) };
+        let pg_bindir = b.pg_bindir.map(|p| self.path(p));
+        let verify = VerifyConfig {
+            backup_dir: dir.to_owned(),
+            which: Which::Today,
+            max_age_hours: b.max_age_hours,
+            pg_bindir: pg_bindir.clone(),
+            timeout_ms: b.timeout_ms,
+        };
+        let create = pg.map(|pg| CreateConfig {
+            backup_dir: dir.to_owned(),
+            postgres: PgTarget {
+                host: pg.host.clone(),
+                port: pg.port,
+                user: pg.user.clone(),
+                password: pg.password.clone(),
+                dbname: pg.dbname.clone(),
+            },
+            pg_bindir,
+            timeout_ms: b.timeout_ms,
+            lock_wait_timeout_ms: b.lock_wait_timeout_ms,
+        });
+        Ok(Some(Backup { verify, create }))
     }
 
     fn logs(&self, logs: Vec<FileLog>, log_dir: Option<&Path>) -> Result<Vec<LogPolicy>, ConfigError> {

@@ -39,6 +39,7 @@ impl Flow {
                 Task::Health,
                 Task::System,
                 Task::MetricsSnapshot,
+                Task::BackupVerify,
                 Task::LogRotation,
                 Task::Retention,
                 Task::TempCleanup,
@@ -57,6 +58,8 @@ pub enum Task {
     System,
     /// Save the app's `/metrics`.
     MetricsSnapshot,
+    /// Today's backup exists, is intact and readable.
+    BackupVerify,
     /// Rotate and compress logs.
     LogRotation,
     /// Remove rotated logs and reports past retention.
@@ -72,6 +75,7 @@ impl Task {
             Task::Health => "health",
             Task::System => "system",
             Task::MetricsSnapshot => "metrics-snapshot",
+            Task::BackupVerify => "backup-verify",
             Task::LogRotation => "log-rotation",
             Task::Retention => "retention",
             Task::TempCleanup => "temp-cleanup",
@@ -278,6 +282,15 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
                     }
                     t
                 }
+                Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
+            }
+        }
+        Task::BackupVerify => {
+            let Some(backup) = &cfg.backup else {
+                return not_configured(name, "backup", "no [paths] backup_dir configured", clock);
+            };
+            match kyb_backup::verify(&backup.verify, now).await {
+                Ok(r) => TaskReport::from_checks(name, r.checks, clock.elapsed()),
                 Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
             }
         }
