@@ -7,6 +7,9 @@
 //! - [`verify`]: checks a backup (today's, the latest, or a given one) and reports each problem
 //!   as its own finding: missing or malformed metadata, a `backup_file` that points outside its
 //!   directory, size or checksum mismatch, an archive `pg_restore --list` cannot read, age.
+//! - [`restore_drill`]: restores a verified backup into a scratch database, compares table and
+//!   row counts with the metadata, reports the restore time, and always drops the scratch
+//!   database.
 //!
 //! ```no_run
 //! # async fn demo(cfg: kyb_backup::VerifyConfig) {
@@ -21,11 +24,13 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod create;
+mod drill;
 mod metadata;
 mod pgbin;
 mod verify;
 
 pub use create::{CreateConfig, CreateReport, PgTarget, create};
+pub use drill::{DrillConfig, DrillReport, restore_drill};
 pub use metadata::{Metadata, TableRows};
 pub use pgbin::pg_bindir;
 pub use verify::{VerifyConfig, VerifyReport, Which, verify};

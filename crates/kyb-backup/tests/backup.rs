@@ -204,3 +204,87 @@ async fn an_unusable_backup_dir_is_a_clear_error() {
     assert!(matches!(err, BackupError::Write { .. }), "{err:?}");
     assert!(err.to_string().contains("not-a-dir"), "{err}");
 }
+
+fn drill_cfg(db: &TestDb, dir: &Path) -> DrillConfig {
+    DrillConfig {
+        backup_dir: dir.to_owned(),
+        which: Which::Latest,
+        postgres: target(db),
+        pg_bindir: None,
+        max_age_hours: 26,
+        timeout_ms: 120_000,
+    }
+}
+
+async fn scratch_exists(db: &TestDb, name: &str) -> bool {
+    let c = db.connect().await;
+    c.query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        > 0
+}
+
+#[tokio::test]
+async fn restore_drill_round_trip_matches_the_source() {
+    let db = seeded("bkdrill").await;
+    let root = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    create(&create_cfg(&db, root.path()), now).await.unwrap();
+    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
+    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    for table in ["public.companies", "public.owners", "public.checks"] {
+        assert!(
+            r.checks.iter().any(|c| c.name == format!("rows {table}")),
+            "{table} not compared: {:?}",
+            r.checks
+        );
+    }
+    assert!(r.restore_ms > 0);
+    assert!(r.scratch_db.starts_with("kyb_dr_"));
+    assert!(!scratch_exists(&db, &r.scratch_db).await, "scratch database left behind");
+}
+
+#[tokio::test]
+async fn a_corrupt_backup_fails_the_drill_and_the_scratch_database_goes() {
+    let db = seeded("bkdrillbad").await;
+    let root = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    // Damage the table data (the archive's table of contents comes first and stays intact), then
+    // record the damaged file's checksum: corruption that happened before the dump was hashed.
+    let path = made.dir.join("database.dump");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    for i in (len / 2..len - 64).step_by(997) {
+        bytes[i] ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let mut meta = made.metadata.clone();
+    meta.checksum = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    std::fs::write(made.dir.join("backup_metadata.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+
+    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
+    let status = |n: &str| r.checks.iter().find(|c| c.name == n).map(|c| c.status);
+    assert_eq!(status("verify"), Some(Status::Ok), "{:?}", r.checks);
+    assert_eq!(status("restore"), Some(Status::Crit), "{:?}", r.checks);
+    assert_eq!(status("cleanup"), Some(Status::Ok), "{:?}", r.checks);
+    assert!(!scratch_exists(&db, &r.scratch_db).await, "scratch database left behind");
+}
+
+#[tokio::test]
+async fn a_backup_that_does_not_verify_is_not_restored() {
+    let db = seeded("bkdrillnov").await;
+    let root = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    std::fs::remove_file(made.dir.join("backup_metadata.json")).unwrap();
+    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
+    assert_eq!(r.checks.len(), 1, "{:?}", r.checks);
+    assert_eq!(r.checks[0].status, Status::Crit);
+    assert!(r.checks[0].summary.contains("not restored"), "{}", r.checks[0].summary);
+    assert!(!scratch_exists(&db, &r.scratch_db).await);
+}

@@ -1,0 +1,237 @@
+//! `restore_drill`: a backup is proven by restoring it. Into a scratch database that is always
+//! dropped afterwards, whatever happened.
+
+use crate::BackupError;
+use crate::create::PgTarget;
+use crate::metadata::Metadata;
+use crate::pgbin::pg_bindir;
+use crate::verify::{VerifyConfig, Which, verify};
+use kyb_core::{Check, Status, duration_ms};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use time::macros::format_description;
+use tokio::process::Command;
+
+/// What [`restore_drill`] restores, and where the scratch database is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillConfig {
+    /// The backup root.
+    pub backup_dir: PathBuf,
+    /// Which backup (usually [`Which::Latest`]).
+    pub which: Which,
+    /// The server to restore on; its database is used to create and drop the scratch one.
+    pub postgres: PgTarget,
+    /// Where pg_restore lives; found by [`pg_bindir`] when `None`.
+    pub pg_bindir: Option<PathBuf>,
+    /// A backup older than this fails verification.
+    pub max_age_hours: u64,
+    /// Deadline for verification plus restore.
+    pub timeout_ms: u64,
+}
+
+/// The drill's findings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillReport {
+    /// The backup restored.
+    pub backup: Option<PathBuf>,
+    /// The scratch database (dropped again).
+    pub scratch_db: String,
+    /// The restore's wall time: the measured recovery time.
+    pub restore_ms: u64,
+    /// `verify`, `restore`, `tables`, one row-count check per recorded table, `cleanup`.
+    pub checks: Vec<Check>,
+}
+
+/// Verifies the backup, restores it into `kyb_dr_<timestamp>` with
+/// `pg_restore --single-transaction --exit-on-error`, compares table and row counts with the
+/// metadata, and drops the scratch database on success, on failure and when cancelled.
+pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<DrillReport, BackupError> {
+    let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
+    let stamp =
+        now.format(format_description!("[year][month][day]_[hour][minute][second]")).unwrap_or_default();
+    let scratch_db = format!("kyb_dr_{stamp}_{}", std::process::id());
+    let mut report =
+        DrillReport { backup: None, scratch_db: scratch_db.clone(), restore_ms: 0, checks: Vec::new() };
+    let vcfg = VerifyConfig {
+        backup_dir: cfg.backup_dir.clone(),
+        which: cfg.which.clone(),
+        max_age_hours: cfg.max_age_hours,
+        pg_bindir: Some(bindir.clone()),
+        timeout_ms: cfg.timeout_ms,
+    };
+    let verified = verify(&vcfg, now).await?;
+    report.backup = verified.backup.clone();
+    let failed: Vec<String> = verified
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .map(|c| format!("{}: {}", c.name, c.summary))
+        .collect();
+    let Some(dir) = verified.backup.filter(|_| failed.is_empty()) else {
+        report.checks.push(Check::new(
+            "verify",
+            Status::Crit,
+            format!("not restored: {}", failed.join("; ")),
+        ));
+        return Ok(report);
+    };
+    report.checks.push(Check::new("verify", Status::Ok, format!("{} verified", dir.display())));
+    let meta: Metadata = match std::fs::read_to_string(dir.join("backup_metadata.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+    {
+        Some(m) => m,
+        None => {
+            report.checks.push(Check::new("verify", Status::Crit, "metadata changed since it was verified"));
+            return Ok(report);
+        }
+    };
+
+    let admin = connect(&cfg.postgres, &cfg.postgres.dbname).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{scratch_db}\""))
+        .await
+        .map_err(|source| BackupError::Query { target: target_name(&cfg.postgres), source })?;
+    // From here on the scratch database exists: the guard drops it however this ends.
+    let guard = DropScratch { admin: Some(admin), name: scratch_db.clone() };
+    let started = Instant::now();
+    let restored = tokio::time::timeout(
+        Duration::from_millis(cfg.timeout_ms),
+        restore(&bindir.join("pg_restore"), &cfg.postgres, &scratch_db, &dir.join(&meta.backup_file)),
+    )
+    .await;
+    report.restore_ms = duration_ms(started.elapsed());
+    match restored {
+        Ok(Ok(())) => {
+            report.checks.push(Check::new(
+                "restore",
+                Status::Ok,
+                format!("restored in {} ms", report.restore_ms),
+            ));
+            sanity(cfg, &scratch_db, &meta, &mut report.checks).await;
+        }
+        Ok(Err(why)) => report.checks.push(Check::new("restore", Status::Crit, why)),
+        Err(_) => report.checks.push(Check::new(
+            "restore",
+            Status::Crit,
+            format!("not done within {} ms", cfg.timeout_ms),
+        )),
+    }
+    report.checks.push(guard.drop_now().await);
+    Ok(report)
+}
+
+fn target_name(t: &PgTarget) -> String {
+    format!("{}@{}:{}/{}", t.user, t.host, t.port, t.dbname)
+}
+
+async fn connect(t: &PgTarget, dbname: &str) -> Result<tokio_postgres::Client, BackupError> {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&t.host).port(t.port).user(&t.user).dbname(dbname).application_name("kyb-backup");
+    if let Some(pw) = &t.password {
+        pg.password(pw.expose());
+    }
+    let (client, conn) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|source| BackupError::Query { target: target_name(t), source })?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn restore(
+    pg_restore: &std::path::Path,
+    t: &PgTarget,
+    db: &str,
+    file: &std::path::Path,
+) -> Result<(), String> {
+    let mut cmd = Command::new(pg_restore);
+    cmd.args(["--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges", "--no-password"])
+        .args(["--host", &t.host, "--port", &t.port.to_string(), "--username", &t.user, "--dbname", db])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(pw) = &t.password {
+        cmd.env("PGPASSWORD", pw.expose());
+    }
+    let out = cmd.output().await.map_err(|e| format!("cannot run {}: {e}", pg_restore.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("pg_restore failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Tables exist, and the recorded row counts match.
+async fn sanity(cfg: &DrillConfig, db: &str, meta: &Metadata, checks: &mut Vec<Check>) {
+    let client = match connect(&cfg.postgres, db).await {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(Check::new("tables", Status::Crit, kyb_core::error_chain(&e)));
+            return;
+        }
+    };
+    let count = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await
+        .map(|r| r.get::<_, i64>(0));
+    match count {
+        Ok(n) if n > 0 => checks.push(Check::new("tables", Status::Ok, format!("{n} tables restored"))),
+        Ok(_) => checks.push(Check::new("tables", Status::Crit, "no tables restored")),
+        Err(e) => checks.push(Check::new("tables", Status::Crit, kyb_core::error_chain(&e))),
+    }
+    for t in &meta.tables {
+        // The name was written by format('%I.%I') at backup time: already quoted.
+        let name = format!("rows {}", t.table);
+        match client.query_one(&format!("SELECT count(*) FROM {}", t.table), &[]).await {
+            Ok(r) if r.get::<_, i64>(0) == t.rows => {
+                checks.push(Check::new(name, Status::Ok, format!("{} rows, as at backup time", t.rows)))
+            }
+            Ok(r) => checks.push(Check::new(
+                name,
+                Status::Crit,
+                format!("{} rows restored, {} at backup time", r.get::<_, i64>(0), t.rows),
+            )),
+            Err(e) => checks.push(Check::new(name, Status::Crit, kyb_core::error_chain(&e))),
+        }
+    }
+}
+
+/// Drops the scratch database when told to, or (if the drill is cancelled) when dropped.
+struct DropScratch {
+    admin: Option<tokio_postgres::Client>,
+    name: String,
+}
+
+impl DropScratch {
+    async fn drop_now(mut self) -> Check {
+        let admin = self.admin.take().expect("admin connection present until dropped");
+        match admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await {
+            Ok(()) => Check::new("cleanup", Status::Ok, format!("scratch database {} dropped", self.name)),
+            Err(e) => Check::new(
+                "cleanup",
+                Status::Warn,
+                format!("cannot drop scratch database {}: {}", self.name, kyb_core::error_chain(&e)),
+            ),
+        }
+    }
+}
+
+impl Drop for DropScratch {
+    fn drop(&mut self) {
+        let Some(admin) = self.admin.take() else { return };
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(30), admin.batch_execute(&sql)).await;
+            });
+        }
+    }
+}
