@@ -119,15 +119,9 @@ async fn create_inner(cfg: &CreateConfig, now: OffsetDateTime) -> Result<CreateR
 /// had within the lock wait timeout is left out (pg_dump then meets the same lock and says so).
 async fn inspect(cfg: &CreateConfig) -> Result<(String, u32, Vec<TableRows>), BackupError> {
     let t = &cfg.postgres;
-    let target = format!("{}@{}:{}/{}", t.user, t.host, t.port, t.dbname);
+    let target = target_name(t);
     let query_err = |source| BackupError::Query { target: target.clone(), source };
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&t.host).port(t.port).user(&t.user).dbname(&t.dbname).application_name("kyb-backup");
-    if let Some(pw) = &t.password {
-        pg.password(pw.expose());
-    }
-    let (client, conn) = pg.connect(tokio_postgres::NoTls).await.map_err(query_err)?;
-    tokio::spawn(conn);
+    let client = connect(t, &t.dbname).await?;
     client
         .batch_execute(&format!(
             "SET lock_timeout = {}; SET statement_timeout = {}",
@@ -164,6 +158,26 @@ async fn inspect(cfg: &CreateConfig) -> Result<(String, u32, Vec<TableRows>), Ba
         }
     }
     Ok((version, major, tables))
+}
+
+/// `user@host:port/db`, for messages.
+pub(crate) fn target_name(t: &PgTarget) -> String {
+    format!("{}@{}:{}/{}", t.user, t.host, t.port, t.dbname)
+}
+
+/// A connection to `dbname` on `t`'s server.
+pub(crate) async fn connect(t: &PgTarget, dbname: &str) -> Result<tokio_postgres::Client, BackupError> {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&t.host).port(t.port).user(&t.user).dbname(dbname).application_name("kyb-backup");
+    if let Some(pw) = &t.password {
+        pg.password(pw.expose());
+    }
+    let (client, conn) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|source| BackupError::Query { target: target_name(t), source })?;
+    tokio::spawn(conn);
+    Ok(client)
 }
 
 /// `<backup_dir>/full/backup_YYYYMMDD_HHMMSS` (with `_N` when taken), created empty.

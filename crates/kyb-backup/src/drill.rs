@@ -2,7 +2,7 @@
 //! dropped afterwards, whatever happened.
 
 use crate::BackupError;
-use crate::create::PgTarget;
+use crate::create::{PgTarget, connect, target_name};
 use crate::metadata::Metadata;
 use crate::pgbin::pg_bindir;
 use crate::verify::{VerifyConfig, Which, verify};
@@ -121,24 +121,6 @@ pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<Dri
     }
     report.checks.push(guard.drop_now().await);
     Ok(report)
-}
-
-fn target_name(t: &PgTarget) -> String {
-    format!("{}@{}:{}/{}", t.user, t.host, t.port, t.dbname)
-}
-
-async fn connect(t: &PgTarget, dbname: &str) -> Result<tokio_postgres::Client, BackupError> {
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&t.host).port(t.port).user(&t.user).dbname(dbname).application_name("kyb-backup");
-    if let Some(pw) = &t.password {
-        pg.password(pw.expose());
-    }
-    let (client, conn) = pg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|source| BackupError::Query { target: target_name(t), source })?;
-    tokio::spawn(conn);
-    Ok(client)
 }
 
 async fn restore(
