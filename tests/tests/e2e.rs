@@ -578,6 +578,39 @@ mod logrotate {
             .collect()
     }
 
+    /// `kyb-log-writer` appending numbered lines to a log, reopening it on SIGHUP.
+    struct Writer(std::process::Child);
+
+    impl Writer {
+        /// Starts it and waits until its pid file exists (its signal handlers are set by then).
+        async fn start(log: &Path, pid_file: &Path) -> Writer {
+            let child = Command::new(binary("kyb-log-writer"))
+                .arg("--path")
+                .arg(log)
+                .arg("--pid-file")
+                .arg(pid_file)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !pid_file.exists() {
+                assert!(Instant::now() < deadline, "writer never started");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Writer(child)
+        }
+
+        /// Stops it with SIGTERM and returns how many lines it wrote.
+        fn stop(mut self) -> u64 {
+            let pid = rustix::process::Pid::from_raw(self.0.id() as i32).unwrap();
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+            let mut count = String::new();
+            self.0.stdout.take().unwrap().read_to_string(&mut count).unwrap();
+            assert!(self.0.wait().unwrap().success());
+            count.trim().parse().unwrap()
+        }
+    }
+
     fn assert_exactly_once_in_order(numbers: &[u64], count: u64) {
         assert_eq!(numbers.len() as u64, count, "line count differs: lost or duplicated lines");
         if let Some(i) = numbers.iter().enumerate().position(|(i, n)| *n != i as u64) {
@@ -592,19 +625,7 @@ mod logrotate {
         std::fs::create_dir(&logs).unwrap();
         let log = logs.join("app.log");
         let pid_file = dir.path().join("writer.pid");
-        let mut writer = Command::new(binary("kyb-log-writer"))
-            .arg("--path")
-            .arg(&log)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pid_file.exists() {
-            assert!(Instant::now() < deadline, "writer never started");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let writer = Writer::start(&log, &pid_file).await;
         let config = config(
             dir.path(),
             &log,
@@ -616,15 +637,7 @@ mod logrotate {
             let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(task(&json, "log-rotation")["status"], "ok", "round {round}: {json}");
         }
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(writer.id() as i32).unwrap(),
-            rustix::process::Signal::TERM,
-        )
-        .unwrap();
-        let mut count = String::new();
-        writer.stdout.take().unwrap().read_to_string(&mut count).unwrap();
-        assert!(writer.wait().unwrap().success());
-        let count: u64 = count.trim().parse().unwrap();
+        let count = writer.stop();
         assert!(count > 1_000, "the writer wrote only {count} lines");
         let gz = std::fs::read_dir(&logs)
             .unwrap()
@@ -704,19 +717,7 @@ mod logrotate {
         std::fs::create_dir(&logs).unwrap();
         let log = logs.join("app.log");
         let pid_file = dir.path().join("writer.pid");
-        let mut writer = Command::new(binary("kyb-log-writer"))
-            .arg("--path")
-            .arg(&log)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pid_file.exists() {
-            assert!(Instant::now() < deadline, "writer never started");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let writer = Writer::start(&log, &pid_file).await;
         let config = config(dir.path(), &log, &format!("pid_file = \"{}\"\n", pid_file.display()));
         let mut seed: u64 = 0xD1B5_4A32_D192_ED03;
         for trial in 0..30 {
@@ -734,15 +735,7 @@ mod logrotate {
             let out = run(logrotate(&config, &["run", "--format", "json"])).await;
             assert_eq!(out.status.code(), Some(0), "trial {trial}: {}", text(&out.stdout));
         }
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(writer.id() as i32).unwrap(),
-            rustix::process::Signal::TERM,
-        )
-        .unwrap();
-        let mut count = String::new();
-        writer.stdout.take().unwrap().read_to_string(&mut count).unwrap();
-        assert!(writer.wait().unwrap().success());
-        let count: u64 = count.trim().parse().unwrap();
+        let count = writer.stop();
         // The last rotated file may still be plain (held by the writer until it stopped).
         assert_exactly_once_in_order(&all_line_numbers(&logs), count);
     }
