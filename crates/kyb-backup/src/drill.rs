@@ -44,14 +44,17 @@ pub struct DrillReport {
     pub checks: Vec<Check>,
 }
 
-/// Verifies the backup, restores it into `kyb_dr_<timestamp>` with
+/// Verifies the backup, restores it into `kyb_dr_<timestamp>_<pid>_<n>` with
 /// `pg_restore --single-transaction --exit-on-error`, compares table and row counts with the
 /// metadata, and drops the scratch database on success, on failure and when cancelled.
 pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<DrillReport, BackupError> {
     let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
     let stamp =
         now.format(format_description!("[year][month][day]_[hour][minute][second]")).unwrap_or_default();
-    let scratch_db = format!("kyb_dr_{stamp}_{}", std::process::id());
+    // Unique per drill, even for two drills of one process in the same second.
+    static DRILLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = DRILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch_db = format!("kyb_dr_{stamp}_{}_{n}", std::process::id());
     let mut report =
         DrillReport { backup: None, scratch_db: scratch_db.clone(), restore_ms: 0, checks: Vec::new() };
     let vcfg = VerifyConfig {
