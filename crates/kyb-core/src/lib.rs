@@ -18,6 +18,7 @@
 
 pub mod dir;
 pub mod fs;
+pub mod gzip;
 mod report;
 mod secret;
 mod status;

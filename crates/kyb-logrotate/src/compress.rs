@@ -2,7 +2,7 @@
 //! `X` → `X.gz.tmp` (fsync) → rename to `X.gz` → unlink `X`. A stale `.gz.tmp` is garbage; `X`
 //! beside a complete `X.gz` is a leftover. Both are cleaned up by the next run.
 
-use crate::gzip::{Header, gzip};
+use kyb_core::gzip::{Header, gzip};
 use crate::names::with_suffix;
 use kyb_core::dir::DirHandle;
 use rustix::fs::{OFlags, Timespec, Timestamps};

@@ -36,7 +36,6 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod compress;
-mod gzip;
 mod holders;
 mod names;
 mod report;

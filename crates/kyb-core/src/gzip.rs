@@ -12,11 +12,12 @@ const CHUNK_BYTES: usize = 1 << 20;
 const DICT_BYTES: usize = 32 * 1024;
 
 /// gzip header fields.
-pub(crate) struct Header<'a> {
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
     /// Original file name, stored as gzip does.
-    pub(crate) name: &'a [u8],
+    pub name: &'a [u8],
     /// Modification time, seconds since the epoch.
-    pub(crate) mtime: u32,
+    pub mtime: u32,
 }
 
 struct Job {
@@ -28,7 +29,7 @@ struct Job {
 
 /// Compresses all of `input` into `output` at `level` with `threads` workers. Returns bytes in
 /// and bytes out.
-pub(crate) fn gzip<R: Read, W: Write + Send>(
+pub fn gzip<R: Read, W: Write + Send>(
     mut input: R,
     output: W,
     level: u32,
