@@ -1,18 +1,22 @@
-//! `create`: pg_dump streamed through SHA-256 into a `.partial` file, published by rename.
+//! `create`: pg_dump streamed through gzip and SHA-256 into a `.partial` file, published by rename.
 
 use crate::BackupError;
 use crate::metadata::{Metadata, TableRows};
 use crate::pgbin::{major_version, pg_bindir};
 use kyb_core::fs::{atomic_write, create_new};
+use kyb_core::gzip::{Header, gzip};
 use kyb_core::{Secret, duration_ms};
 use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 /// The database to dump.
@@ -30,6 +34,37 @@ pub struct PgTarget {
     pub dbname: String,
 }
 
+/// How the dump is stored. Both are one gzip stream, compressed in-process on every core while
+/// being hashed in the same pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `pg_dump -Fc -Z0`, gzipped: `database.dump.gz`, restored with
+    /// `gunzip -c database.dump.gz | pg_restore -d DB`.
+    #[default]
+    Custom,
+    /// Plain SQL, gzipped: `database.sql.gz` (the runbook's format), restored with psql.
+    Plain,
+}
+
+impl Format {
+    /// The stored file's name.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Custom => "database.dump.gz",
+            Format::Plain => "database.sql.gz",
+        }
+    }
+
+    /// The name in metadata and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Custom => "custom",
+            Format::Plain => "plain",
+        }
+    }
+}
+
 /// What [`create`] dumps and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateConfig {
@@ -37,6 +72,10 @@ pub struct CreateConfig {
     pub backup_dir: PathBuf,
     /// The database.
     pub postgres: PgTarget,
+    /// Custom (default) or plain SQL.
+    pub format: Format,
+    /// gzip level, 1 (fastest) to 9.
+    pub compression_level: u32,
     /// Where pg_dump lives; found by [`pg_bindir`] when `None`.
     pub pg_bindir: Option<PathBuf>,
     /// Deadline for the whole backup.
@@ -44,6 +83,15 @@ pub struct CreateConfig {
     /// How long pg_dump waits for a table lock before failing (`--lock-wait-timeout`), so a
     /// long-held lock fails the backup instead of stalling it.
     pub lock_wait_timeout_ms: u64,
+}
+
+/// Byte counters of a running backup, for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes pg_dump has produced so far.
+    pub dumped: AtomicU64,
+    /// Compressed bytes written so far.
+    pub written: AtomicU64,
 }
 
 /// A finished backup.
@@ -55,19 +103,31 @@ pub struct CreateReport {
     pub metadata: Metadata,
 }
 
-const DUMP_FILE: &str = "database.dump";
-
-/// Dumps the database. On any failure nothing that looks like a backup is left: the `.partial`
-/// file and the new directory are removed, and earlier backups are not touched.
+/// Dumps the database. On any failure, cancellation included, nothing that looks like a backup is
+/// left: the `.partial` file and the new directory are removed, and earlier backups are not
+/// touched.
 pub async fn create(cfg: &CreateConfig, now: OffsetDateTime) -> Result<CreateReport, BackupError> {
+    create_with_progress(cfg, now, &Arc::new(Progress::default())).await
+}
+
+/// [`create`], counting bytes into `progress` as it goes.
+pub async fn create_with_progress(
+    cfg: &CreateConfig,
+    now: OffsetDateTime,
+    progress: &Arc<Progress>,
+) -> Result<CreateReport, BackupError> {
     let timeout_ms = cfg.timeout_ms;
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), create_inner(cfg, now)).await {
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), create_inner(cfg, now, progress)).await {
         Ok(result) => result,
         Err(_) => Err(BackupError::Timeout { what: "the backup", timeout_ms }),
     }
 }
 
-async fn create_inner(cfg: &CreateConfig, now: OffsetDateTime) -> Result<CreateReport, BackupError> {
+async fn create_inner(
+    cfg: &CreateConfig,
+    now: OffsetDateTime,
+    progress: &Arc<Progress>,
+) -> Result<CreateReport, BackupError> {
     let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
     let pg_dump = bindir.join("pg_dump");
     let version = Command::new(&pg_dump).arg("--version").output().await.map_err(|e| BackupError::Dump {
@@ -82,23 +142,18 @@ async fn create_inner(cfg: &CreateConfig, now: OffsetDateTime) -> Result<CreateR
     }
 
     let dir = new_backup_dir(&cfg.backup_dir, now)?;
+    // Until the metadata is written, the directory is removed again whatever happens.
+    let unfinished = Unfinished { dir: dir.clone(), file: cfg.format.file_name() };
     let started = Instant::now();
-    let result = dump(&pg_dump, cfg, &dir).await;
-    let (checksum, size_bytes) = match result {
-        Ok(done) => done,
-        Err(e) => {
-            // Nothing half-made may look like a backup.
-            let _ = std::fs::remove_file(dir.join(format!("{DUMP_FILE}.partial")));
-            let _ = std::fs::remove_dir(&dir);
-            return Err(e);
-        }
-    };
+    let dumped = dump(&pg_dump, cfg, &dir, now, progress).await?;
     let finished = OffsetDateTime::now_utc();
     let metadata = Metadata {
-        backup_file: DUMP_FILE.to_owned(),
-        checksum,
-        format: "custom".to_owned(),
-        size_bytes,
+        backup_file: cfg.format.file_name().to_owned(),
+        checksum: dumped.checksum,
+        format: cfg.format.as_str().to_owned(),
+        compression: "gzip".to_owned(),
+        size_bytes: dumped.stored_bytes,
+        dump_bytes: dumped.dump_bytes,
         database: cfg.postgres.dbname.clone(),
         server_version,
         pg_dump_version,
@@ -110,9 +165,31 @@ async fn create_inner(cfg: &CreateConfig, now: OffsetDateTime) -> Result<CreateR
     let path = dir.join("backup_metadata.json");
     let mut json = serde_json::to_vec_pretty(&metadata).expect("metadata serializes");
     json.push(b'\n');
+    // `sha256sum -c` reads this one.
+    let sums = format!("{}  {}\n", metadata.checksum, metadata.backup_file);
+    let sums_path = dir.join(format!("{}.sha256", metadata.backup_file));
+    atomic_write(&sums_path, sums.as_bytes(), 0o640)
+        .map_err(|e| BackupError::Write { path: sums_path, source: std::io::Error::other(e) })?;
     atomic_write(&path, &json, 0o640)
         .map_err(|e| BackupError::Write { path, source: std::io::Error::other(e) })?;
+    std::mem::forget(unfinished);
     Ok(CreateReport { dir, metadata })
+}
+
+/// A backup directory still being made: dropping it removes what was written.
+struct Unfinished {
+    dir: PathBuf,
+    file: &'static str,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        for name in [format!("{}.partial", self.file), self.file.to_owned(), format!("{}.sha256", self.file)]
+        {
+            let _ = std::fs::remove_file(self.dir.join(name));
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// Server version and the exact row counts of the ten largest tables. A count that cannot be
@@ -168,7 +245,12 @@ pub(crate) fn target_name(t: &PgTarget) -> String {
 /// A connection to `dbname` on `t`'s server.
 pub(crate) async fn connect(t: &PgTarget, dbname: &str) -> Result<tokio_postgres::Client, BackupError> {
     let mut pg = tokio_postgres::Config::new();
-    pg.host(&t.host).port(t.port).user(&t.user).dbname(dbname).application_name("kyb-backup");
+    pg.host(&t.host)
+        .port(t.port)
+        .user(&t.user)
+        .dbname(dbname)
+        .application_name("kyb-backup")
+        .connect_timeout(Duration::from_secs(10));
     if let Some(pw) = &t.password {
         pg.password(pw.expose());
     }
@@ -199,61 +281,126 @@ fn new_backup_dir(backup_dir: &Path, now: OffsetDateTime) -> Result<PathBuf, Bac
     Err(BackupError::Write { path: full, source: std::io::Error::other("no free backup directory name") })
 }
 
-/// Runs pg_dump into `dir/database.dump.partial`, hashing as it writes; on success renames it
-/// to `database.dump`. Returns the sha256 and size.
-async fn dump(pg_dump: &Path, cfg: &CreateConfig, dir: &Path) -> Result<(String, u64), BackupError> {
+/// What [`dump`] wrote.
+struct Dumped {
+    checksum: String,
+    dump_bytes: u64,
+    stored_bytes: u64,
+}
+
+/// Runs pg_dump into a pipe; on other threads, gzips its output on every core, hashes the
+/// compressed stream and writes it to `<file>.partial`; on success fsyncs and renames it.
+async fn dump(
+    pg_dump: &Path,
+    cfg: &CreateConfig,
+    dir: &Path,
+    now: OffsetDateTime,
+    progress: &Arc<Progress>,
+) -> Result<Dumped, BackupError> {
     let t = &cfg.postgres;
-    let partial = dir.join(format!("{DUMP_FILE}.partial"));
+    let name = cfg.format.file_name();
+    let partial = dir.join(format!("{name}.partial"));
     let write_err = |path: &Path| {
         let path = path.to_owned();
         move |source| BackupError::Write { path, source }
     };
     let file = create_new(&partial, 0o600).map_err(write_err(&partial))?;
-    let mut out = tokio::fs::File::from_std(file);
+    let (reader, writer) = std::io::pipe().map_err(write_err(&partial))?;
     let mut cmd = Command::new(pg_dump);
-    cmd.args(["--format=custom", "--no-password", "--host", &t.host, "--port", &t.port.to_string()])
+    match cfg.format {
+        Format::Custom => cmd.args(["--format=custom", "--compress=0"]),
+        Format::Plain => cmd.arg("--format=plain"),
+    };
+    cmd.args(["--no-password", "--host", &t.host, "--port", &t.port.to_string()])
         .args(["--username", &t.user, "--dbname", &t.dbname])
         .arg(format!("--lock-wait-timeout={}", cfg.lock_wait_timeout_ms))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     if let Some(pw) = &t.password {
         cmd.env("PGPASSWORD", pw.expose());
     }
-    let mut child = cmd.spawn().map_err(|e| BackupError::Dump {
+    let spawned = cmd.spawn();
+    // The pipe's write end must live in pg_dump only, so that its exit ends our reading.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| BackupError::Dump {
         status: "not started".to_owned(),
         stderr: format!("{}: {e}", pg_dump.display()),
     })?;
-    let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let errors = tokio::spawn(async move {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text).await;
         text
     });
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = stdout.read(&mut buf).await.map_err(write_err(&partial))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).await.map_err(write_err(&partial))?;
-        size += n as u64;
-    }
-    let status = child.wait().await.map_err(write_err(&partial))?;
+    let level = cfg.compression_level.clamp(1, 9);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let inner = name.trim_end_matches(".gz").as_bytes().to_vec();
+    let mtime = u32::try_from(now.unix_timestamp()).unwrap_or(0);
+    let progress = Arc::clone(progress);
+    let compress = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64, u64)> {
+        let input = Counting { inner: reader, progress: &progress };
+        let mut out = Hashing { file, hasher: Sha256::new(), progress: &progress };
+        let (dump_bytes, stored_bytes) =
+            gzip(input, &mut out, level, threads, &Header { name: &inner, mtime })?;
+        out.file.sync_all()?;
+        Ok((hex(&out.hasher.finalize()), dump_bytes, stored_bytes))
+    });
+    let status = child.wait().await;
+    let compressed = compress.await;
     let stderr = errors.await.unwrap_or_default();
+    // A write failure (a full disk) also makes pg_dump fail, on a broken pipe: report the cause.
+    let (checksum, dump_bytes, stored_bytes) = match compressed {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(BackupError::Write { path: partial, source: e }),
+        Err(e) => return Err(BackupError::Write { path: partial, source: std::io::Error::other(e) }),
+    };
+    let status = status.map_err(write_err(&partial))?;
     if !status.success() {
         return Err(BackupError::Dump { status: status.to_string(), stderr: stderr.trim().to_owned() });
     }
-    out.sync_all().await.map_err(write_err(&partial))?;
-    drop(out);
-    let done = dir.join(DUMP_FILE);
+    let done = dir.join(name);
     std::fs::rename(&partial, &done).map_err(write_err(&done))?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(write_err(dir))?;
-    let checksum = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((checksum, size))
+    Ok(Dumped { checksum, dump_bytes, stored_bytes })
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// pg_dump's output, counted.
+struct Counting<'a, R> {
+    inner: R,
+    progress: &'a Progress,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.dumped.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// The stored file, hashed and counted as it is written.
+struct Hashing<'a> {
+    file: std::fs::File,
+    hasher: Sha256,
+    progress: &'a Progress,
+}
+
+impl Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.progress.written.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }

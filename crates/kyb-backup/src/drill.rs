@@ -5,9 +5,15 @@ use crate::BackupError;
 use crate::create::{PgTarget, connect, target_name};
 use crate::metadata::Metadata;
 use crate::pgbin::pg_bindir;
+use crate::verify::{Feed, feed};
 use crate::verify::{VerifyConfig, Which, verify};
+use flate2::read::GzDecoder;
+use kyb_core::dir::DirHandle;
 use kyb_core::{Check, Status, duration_ms};
-use std::path::PathBuf;
+use rustix::fs::OFlags;
+use std::ffi::OsStr;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -48,6 +54,17 @@ pub struct DrillReport {
 /// `pg_restore --single-transaction --exit-on-error`, compares table and row counts with the
 /// metadata, and drops the scratch database on success, on failure and when cancelled.
 pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<DrillReport, BackupError> {
+    restore_drill_until(cfg, now, std::future::pending()).await
+}
+
+/// [`restore_drill`] that stops when `cancel` completes (Ctrl-C, say): pg_restore is killed,
+/// the scratch database is dropped before this returns, and the report says `cancelled`.
+pub async fn restore_drill_until(
+    cfg: &DrillConfig,
+    now: OffsetDateTime,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<DrillReport, BackupError> {
+    let mut cancel = std::pin::pin!(cancel);
     let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
     let stamp =
         now.format(format_description!("[year][month][day]_[hour][minute][second]")).unwrap_or_default();
@@ -64,7 +81,13 @@ pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<Dri
         pg_bindir: Some(bindir.clone()),
         timeout_ms: cfg.timeout_ms,
     };
-    let verified = verify(&vcfg, now).await?;
+    let verified = tokio::select! {
+        v = verify(&vcfg, now) => v?,
+        () = &mut cancel => {
+            report.checks.push(Check::new("verify", Status::Crit, "cancelled before the restore began"));
+            return Ok(report);
+        }
+    };
     report.backup = verified.backup.clone();
     let failed: Vec<String> = verified
         .checks
@@ -100,14 +123,21 @@ pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<Dri
     // From here on the scratch database exists: the guard drops it however this ends.
     let guard = DropScratch { admin: Some(admin), name: scratch_db.clone() };
     let started = Instant::now();
-    let restored = tokio::time::timeout(
-        Duration::from_millis(cfg.timeout_ms),
-        restore(&bindir.join("pg_restore"), &cfg.postgres, &scratch_db, &dir.join(&meta.backup_file)),
-    )
-    .await;
+    let restored = tokio::select! {
+        r = tokio::time::timeout(
+            Duration::from_millis(cfg.timeout_ms),
+            restore(&bindir, &cfg.postgres, &scratch_db, &dir, &meta),
+        ) => Some(r),
+        () = &mut cancel => None,
+    };
     report.restore_ms = duration_ms(started.elapsed());
     match restored {
-        Ok(Ok(())) => {
+        None => report.checks.push(Check::new(
+            "restore",
+            Status::Crit,
+            format!("cancelled after {} ms; pg_restore stopped", report.restore_ms),
+        )),
+        Some(Ok(Ok(()))) => {
             report.checks.push(Check::new(
                 "restore",
                 Status::Ok,
@@ -115,8 +145,8 @@ pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<Dri
             ));
             sanity(cfg, &scratch_db, &meta, &mut report.checks).await;
         }
-        Ok(Err(why)) => report.checks.push(Check::new("restore", Status::Crit, why)),
-        Err(_) => report.checks.push(Check::new(
+        Some(Ok(Err(why))) => report.checks.push(Check::new("restore", Status::Crit, why)),
+        Some(Err(_)) => report.checks.push(Check::new(
             "restore",
             Status::Crit,
             format!("not done within {} ms", cfg.timeout_ms),
@@ -126,28 +156,55 @@ pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<Dri
     Ok(report)
 }
 
-async fn restore(
-    pg_restore: &std::path::Path,
-    t: &PgTarget,
-    db: &str,
-    file: &std::path::Path,
-) -> Result<(), String> {
-    let mut cmd = Command::new(pg_restore);
-    cmd.args(["--single-transaction", "--exit-on-error", "--no-owner", "--no-privileges", "--no-password"])
-        .args(["--host", &t.host, "--port", &t.port.to_string(), "--username", &t.user, "--dbname", db])
-        .arg(file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+/// Streams the backup into `pg_restore` (custom) or `psql` (plain), decompressing on another
+/// thread; either runs as one transaction that stops at the first error.
+async fn restore(bindir: &Path, t: &PgTarget, db: &str, dir: &Path, meta: &Metadata) -> Result<(), String> {
+    let file = DirHandle::open(dir)
+        .and_then(|d| d.open_file(OsStr::new(&meta.backup_file), OFlags::RDONLY))
+        .map_err(|e| format!("cannot open {}: {e}", meta.backup_file))?;
+    let program = bindir.join(if meta.format == "plain" { "psql" } else { "pg_restore" });
+    let mut cmd = Command::new(&program);
+    if meta.format == "plain" {
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "--no-password"]).args([
+            "--host",
+            &t.host,
+            "--port",
+            &t.port.to_string(),
+            "--username",
+            &t.user,
+            "--dbname",
+            db,
+        ]);
+    } else {
+        cmd.args(["--format=custom", "--single-transaction", "--exit-on-error", "--no-owner"])
+            .args(["--no-privileges", "--no-password"])
+            .args(["--host", &t.host, "--port", &t.port.to_string(), "--username", &t.user, "--dbname", db]);
+    }
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+    cmd.stdin(reader).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     if let Some(pw) = &t.password {
         cmd.env("PGPASSWORD", pw.expose());
     }
-    let out = cmd.output().await.map_err(|e| format!("cannot run {}: {e}", pg_restore.display()))?;
+    let spawned = cmd.spawn();
+    // The pipe's read end must live in the child only, so that its exit ends our writing.
+    drop(cmd);
+    let child = spawned.map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let gz = meta.compression == "gzip";
+    let feeding = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        let input = BufReader::with_capacity(1 << 20, file);
+        if gz { feed(&mut GzDecoder::new(input), &mut writer) } else { feed(&mut { input }, &mut writer) }
+    });
+    let out = child.wait_with_output().await.map_err(|e| format!("{}: {e}", program.display()))?;
+    let fed = feeding.await.map_err(|e| format!("decompression thread failed: {e}"))?;
+    let tool = program.file_name().unwrap_or_default().to_string_lossy();
+    if let Err(Feed::Input(e)) = fed {
+        return Err(format!("cannot decompress {}: {e}", meta.backup_file));
+    }
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("pg_restore failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!("{tool} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 

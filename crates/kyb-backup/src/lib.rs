@@ -23,17 +23,24 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod archive;
 mod create;
 mod drill;
 mod metadata;
 mod pgbin;
+mod prune;
 mod verify;
 
-pub use create::{CreateConfig, CreateReport, PgTarget, create};
-pub use drill::{DrillConfig, DrillReport, restore_drill};
+pub use archive::{
+    ArchiveConfig, ArchiveReport, ArchiveSource, Manifest, ManifestArchive, ManifestEntry, Unreadable,
+    archive,
+};
+pub use create::{CreateConfig, CreateReport, Format, PgTarget, Progress, create, create_with_progress};
+pub use drill::{DrillConfig, DrillReport, restore_drill, restore_drill_until};
 pub use metadata::{Metadata, TableRows};
 pub use pgbin::pg_bindir;
-pub use verify::{VerifyConfig, VerifyReport, Which, verify};
+pub use prune::{Decision, PruneConfig, PruneReport, prune};
+pub use verify::{VerifyConfig, VerifyReport, Which, sha256_file, verify};
 
 use std::path::PathBuf;
 

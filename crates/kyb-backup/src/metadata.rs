@@ -9,10 +9,16 @@ pub struct Metadata {
     pub backup_file: String,
     /// SHA-256 of the dump, lower-case hex.
     pub checksum: String,
-    /// `custom` (pg_dump -Fc).
+    /// `custom` (pg_dump -Fc) or `plain` (SQL).
     pub format: String,
-    /// Size of the dump.
+    /// `gzip`, or `none` for a bare custom-format archive.
+    #[serde(default = "no_compression")]
+    pub compression: String,
+    /// Size of the stored file.
     pub size_bytes: u64,
+    /// Size of pg_dump's output before compression.
+    #[serde(default)]
+    pub dump_bytes: u64,
     /// The database dumped.
     pub database: String,
     /// The server's version.
@@ -36,4 +42,8 @@ pub struct TableRows {
     pub table: String,
     /// `count(*)` when the dump started.
     pub rows: i64,
+}
+
+fn no_compression() -> String {
+    "none".to_owned()
 }

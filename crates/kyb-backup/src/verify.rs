@@ -3,13 +3,16 @@
 use crate::BackupError;
 use crate::metadata::Metadata;
 use crate::pgbin::pg_bindir;
+use flate2::read::GzDecoder;
 use kyb_core::dir::{DirHandle, kind};
 use kyb_core::{Check, Status};
 use rustix::fs::{FileType, OFlags};
 use sha2::{Digest, Sha256};
 use std::ffi::OsStr;
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -63,7 +66,7 @@ pub async fn verify(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<VerifyRep
     }
 }
 
-fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &std::path::Path) -> VerifyReport {
+fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -> VerifyReport {
     let mut checks = Vec::new();
     let dir_path = match locate(cfg, now) {
         Ok(p) => p,
@@ -112,7 +115,7 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &std::pa
         ));
         return report(checks);
     }
-    let mut file = match dir.open_file(OsStr::new(name), OFlags::RDONLY) {
+    let file = match dir.open_file(OsStr::new(name), OFlags::RDONLY) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
             checks.push(Check::new(
@@ -153,7 +156,13 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &std::pa
     } else {
         checks.push(Check::new("size", Status::Ok, format!("{size} bytes as recorded")));
     }
-    match sha256(&mut file) {
+    // Hash and read the archive at once, on two cores: each reads the file at its own offset.
+    let (sum, archive) = std::thread::scope(|sc| {
+        let hashing = sc.spawn(|| sha256(&mut At { file: &file, pos: 0 }));
+        let archive = readable(pg_restore, &file, &meta);
+        (hashing.join().unwrap_or_else(|_| Err(std::io::Error::other("hashing thread panicked"))), archive)
+    });
+    match sum {
         Ok(sum) if sum == meta.checksum.to_ascii_lowercase() => {
             checks.push(Check::new("checksum", Status::Ok, "sha256 matches the metadata"))
         }
@@ -164,7 +173,7 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &std::pa
         )),
         Err(e) => checks.push(Check::new("checksum", Status::Crit, format!("cannot read {name}: {e}"))),
     }
-    checks.push(readable(pg_restore, &dir.join(OsStr::new(name))));
+    checks.push(archive);
     report(checks)
 }
 
@@ -206,7 +215,7 @@ fn locate(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<PathBuf, String> {
 }
 
 /// The time in `backup_YYYYMMDD_HHMMSS[_N]`.
-fn stamp_of(name: &[u8]) -> Option<OffsetDateTime> {
+pub(crate) fn stamp_of(name: &[u8]) -> Option<OffsetDateTime> {
     let s = std::str::from_utf8(name.strip_prefix(b"backup_")?).ok()?;
     let (date, rest) = s.split_at_checked(8)?;
     let time_part = rest.strip_prefix('_')?.get(..6)?;
@@ -235,37 +244,145 @@ fn read_metadata(dir: &DirHandle) -> Result<Metadata, String> {
     serde_json::from_str(&text).map_err(|e| format!("backup_metadata.json is malformed: {e}"))
 }
 
-fn sha256(file: &mut std::fs::File) -> std::io::Result<String> {
+/// SHA-256 of everything `input` yields, lower-case hex.
+pub(crate) fn sha256(input: &mut impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::create::hex(&hasher.finalize()))
 }
 
-/// `pg_restore --list`: reads the whole table of contents of a custom-format archive.
-fn readable(pg_restore: &std::path::Path, path: &std::path::Path) -> Check {
-    match std::process::Command::new(pg_restore)
-        .arg("--list")
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .output()
-    {
-        Ok(out) if out.status.success() => {
-            let entries =
-                String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with(';')).count();
-            Check::new("archive", Status::Ok, format!("pg_restore --list reads {entries} entries"))
-        }
-        Ok(out) => Check::new(
-            "archive",
-            Status::Crit,
-            format!("pg_restore --list cannot read it: {}", String::from_utf8_lossy(&out.stderr).trim()),
+/// SHA-256 of a file, lower-case hex: what `sha256sum` prints.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    sha256(&mut std::fs::File::open(path)?)
+}
+
+/// Reads a shared file from its own offset (`pread`), so two readers need no second open.
+pub(crate) struct At<'a> {
+    pub(crate) file: &'a std::fs::File,
+    pub(crate) pos: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Is the archive whole and readable? gzip: the stream decompresses completely and its CRC and
+/// length match. Custom format: `pg_restore` reads every entry and data block (into
+/// /dev/null). Plain: the script ends with pg_dump's "dump complete" line.
+fn readable(pg_restore: &Path, file: &std::fs::File, meta: &Metadata) -> Check {
+    let gz = meta.compression == "gzip";
+    let result = match (meta.format.as_str(), gz) {
+        ("custom", true) => pg_restore_reads(
+            pg_restore,
+            GzDecoder::new(BufReader::with_capacity(1 << 20, At { file, pos: 0 })),
         ),
-        Err(e) => Check::new("archive", Status::Unknown, format!("cannot run {}: {e}", pg_restore.display())),
+        ("custom", false) => pg_restore_reads(pg_restore, At { file, pos: 0 }),
+        ("plain", true) => {
+            plain_complete(GzDecoder::new(BufReader::with_capacity(1 << 20, At { file, pos: 0 })))
+        }
+        ("plain", false) => plain_complete(At { file, pos: 0 }),
+        (other, _) => Err((Status::Crit, format!("unknown format {other:?} in the metadata"))),
+    };
+    match result {
+        Ok(what) => Check::new("archive", Status::Ok, what),
+        Err((status, why)) => Check::new("archive", status, why),
+    }
+}
+
+type Readable = Result<String, (Status, String)>;
+
+/// Feeds `input` to `pg_restore --file=/dev/null`, which parses every entry and data block.
+fn pg_restore_reads(pg_restore: &Path, mut input: impl Read) -> Readable {
+    let mut child = std::process::Command::new(pg_restore)
+        .args(["--file=/dev/null", "--format=custom"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| (Status::Unknown, format!("cannot run {}: {e}", pg_restore.display())))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (fed, errors) = std::thread::scope(|sc| {
+        let errors = sc.spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let fed = feed(&mut input, &mut stdin);
+        drop(stdin);
+        (fed, errors.join().unwrap_or_default())
+    });
+    if let Err(Feed::Input(e)) = &fed {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err((Status::Crit, format!("gzip stream is damaged: {e}")));
+    }
+    let status = child.wait().map_err(|e| (Status::Unknown, format!("pg_restore: {e}")))?;
+    match fed {
+        Ok(bytes) if status.success() => Ok(format!("pg_restore reads the whole archive ({bytes} bytes)")),
+        _ => Err((Status::Crit, format!("pg_restore cannot read it: {}", errors.trim()))),
+    }
+}
+
+/// Which side of a copy failed.
+pub(crate) enum Feed {
+    /// Reading (or decompressing) the input failed.
+    Input(std::io::Error),
+    /// The reader on the other end went away.
+    Output,
+}
+
+/// Copies all of `input` to `output`; returns the bytes copied.
+pub(crate) fn feed(input: &mut impl Read, output: &mut impl Write) -> Result<u64, Feed> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Feed::Input(e)),
+        };
+        output.write_all(&buf[..n]).map_err(|_| Feed::Output)?;
+        total += n as u64;
+    }
+}
+
+/// pg_dump ends every plain script with this comment; a script without it was cut short.
+const PLAIN_TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
+
+fn plain_complete(mut input: impl Read) -> Readable {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut tail: Vec<u8> = Vec::with_capacity(256);
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err((Status::Crit, format!("gzip stream is damaged: {e}"))),
+        };
+        total += n as u64;
+        tail.extend_from_slice(&buf[n.saturating_sub(128)..n]);
+        let keep = tail.len().saturating_sub(128);
+        tail.drain(..keep);
+    }
+    if tail.windows(PLAIN_TRAILER.len()).any(|w| w == PLAIN_TRAILER) {
+        Ok(format!("complete SQL script ({total} bytes)"))
+    } else {
+        Err((Status::Crit, "the SQL script is cut short: no \"dump complete\" line at its end".to_owned()))
     }
 }

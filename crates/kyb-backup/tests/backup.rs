@@ -42,10 +42,57 @@ fn create_cfg(db: &TestDb, dir: &Path) -> CreateConfig {
     CreateConfig {
         backup_dir: dir.to_owned(),
         postgres: target(db),
+        format: Format::Custom,
+        compression_level: 1,
         pg_bindir: None,
         timeout_ms: 120_000,
         lock_wait_timeout_ms: 5_000,
     }
+}
+
+const DUMP: &str = "database.dump.gz";
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).unwrap();
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Replaces the backup's file with `bytes` and records their size and checksum: damage done
+/// before the dump was hashed, which only reading the archive can find.
+fn replace_consistently(made: &CreateReport, bytes: &[u8]) {
+    std::fs::write(made.dir.join(&made.metadata.backup_file), bytes).unwrap();
+    let mut meta = made.metadata.clone();
+    meta.checksum = sha256_hex(bytes);
+    meta.size_bytes = bytes.len() as u64;
+    std::fs::write(made.dir.join("backup_metadata.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+}
+
+fn replace_all(haystack: &mut [u8], from: &[u8], to: &[u8]) -> usize {
+    assert_eq!(from.len(), to.len());
+    let mut n = 0;
+    let mut i = 0;
+    while i + from.len() <= haystack.len() {
+        if &haystack[i..i + from.len()] == from {
+            haystack[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    n
 }
 
 fn verify_cfg(dir: &Path, which: Which) -> VerifyConfig {
@@ -70,8 +117,15 @@ async fn create_then_verify_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
     let made = create(&create_cfg(&db, dir.path()), now).await.unwrap();
-    assert!(made.dir.join("database.dump").is_file());
-    assert!(!made.dir.join("database.dump.partial").exists());
+    assert!(made.dir.join(DUMP).is_file());
+    assert!(!made.dir.join("database.dump.gz.partial").exists());
+    // The stored file is a gzip of a custom-format archive, and the sidecar is sha256sum's format.
+    assert!(gunzip(&std::fs::read(made.dir.join(DUMP)).unwrap()).starts_with(b"PGDMP"));
+    assert_eq!(
+        std::fs::read_to_string(made.dir.join("database.dump.gz.sha256")).unwrap(),
+        format!("{}  {DUMP}\n", made.metadata.checksum)
+    );
+    assert!(made.metadata.dump_bytes > made.metadata.size_bytes);
     let rows = |t: &str| made.metadata.tables.iter().find(|r| r.table == t).map(|r| r.rows);
     assert_eq!(
         (rows("public.companies"), rows("public.owners"), rows("public.checks")),
@@ -81,7 +135,19 @@ async fn create_then_verify_round_trip() {
     let on_disk: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(made.dir.join("backup_metadata.json")).unwrap())
             .unwrap();
-    assert_eq!(on_disk["backup_file"], "database.dump");
+    assert_eq!(on_disk["backup_file"], DUMP);
+    assert_eq!(on_disk["format"], "custom");
+    for key in [
+        "size_bytes",
+        "database",
+        "server_version",
+        "pg_dump_version",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+    ] {
+        assert!(!on_disk[key].is_null(), "{key} missing from the metadata");
+    }
     assert_eq!(on_disk["checksum"], made.metadata.checksum);
     for which in [Which::Today, Which::Latest, Which::Dir(made.dir.clone())] {
         let r = verify(&verify_cfg(dir.path(), which.clone()), now).await.unwrap();
@@ -96,7 +162,7 @@ async fn damaged_backups_are_each_crit_with_their_reason() {
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
     let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
-    let pristine = std::fs::read(made.dir.join("database.dump")).unwrap();
+    let pristine = std::fs::read(made.dir.join(DUMP)).unwrap();
     let meta = std::fs::read_to_string(made.dir.join("backup_metadata.json")).unwrap();
     let check = |which: &'static str| {
         let dir = made.dir.clone();
@@ -107,23 +173,35 @@ async fn damaged_backups_are_each_crit_with_their_reason() {
         }
     };
     let restore = || {
-        std::fs::write(made.dir.join("database.dump"), &pristine).unwrap();
+        std::fs::write(made.dir.join(DUMP), &pristine).unwrap();
         std::fs::write(made.dir.join("backup_metadata.json"), &meta).unwrap();
     };
 
     let mut flipped = pristine.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x01;
-    std::fs::write(made.dir.join("database.dump"), &flipped).unwrap();
+    std::fs::write(made.dir.join(DUMP), &flipped).unwrap();
     let (s, why) = check("checksum").await;
     assert_eq!(s, Status::Crit);
     assert!(why.contains("checksum mismatch"), "{why}");
 
-    std::fs::write(made.dir.join("database.dump"), &pristine[..pristine.len() / 3]).unwrap();
+    std::fs::write(made.dir.join(DUMP), &pristine[..pristine.len() / 3]).unwrap();
     let (s, why) = check("size").await;
     assert_eq!(s, Status::Crit);
     assert!(why.contains("truncated"), "{why}");
     assert_eq!(check("checksum").await.0, Status::Crit);
+    let (s, why) = check("archive").await;
+    assert!(s == Status::Crit && why.contains("gzip stream is damaged"), "{why}");
+    // Truncated before it was hashed: size and checksum agree, reading the archive does not.
+    replace_consistently(&made, &pristine[..pristine.len() / 3]);
+    assert_eq!(check("checksum").await.0, Status::Ok);
+    let (s, why) = check("archive").await;
+    assert!(s == Status::Crit && why.contains("gzip stream is damaged"), "{why}");
+    // A whole gzip stream of a cut-short archive: pg_restore finds it.
+    let raw = gunzip(&pristine);
+    replace_consistently(&made, &gzip(&raw[..raw.len() * 2 / 3]));
+    let (s, why) = check("archive").await;
+    assert!(s == Status::Crit && why.contains("pg_restore cannot read it"), "{why}");
     restore();
 
     std::fs::remove_file(made.dir.join("backup_metadata.json")).unwrap();
@@ -171,7 +249,7 @@ async fn a_failing_pg_dump_leaves_nothing_and_keeps_the_previous_backup() {
     let db = seeded("bkfail").await;
     let root = tempfile::tempdir().unwrap();
     let first = create(&create_cfg(&db, root.path()), OffsetDateTime::now_utc()).await.unwrap();
-    let before = std::fs::read(first.dir.join("database.dump")).unwrap();
+    let before = std::fs::read(first.dir.join(DUMP)).unwrap();
 
     // A lock held elsewhere makes pg_dump give up (its lock wait timeout): a real dump failure.
     let holder = db.connect().await;
@@ -191,7 +269,7 @@ async fn a_failing_pg_dump_leaves_nothing_and_keeps_the_previous_backup() {
     let dirs: Vec<_> =
         std::fs::read_dir(root.path().join("full")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(dirs, vec![first.dir.clone()], "only the first backup may exist");
-    assert_eq!(std::fs::read(first.dir.join("database.dump")).unwrap(), before);
+    assert_eq!(std::fs::read(first.dir.join(DUMP)).unwrap(), before);
 }
 
 #[tokio::test]
@@ -251,21 +329,11 @@ async fn a_corrupt_backup_fails_the_drill_and_the_scratch_database_goes() {
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
     let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
-    // Damage the table data (the archive's table of contents comes first and stays intact), then
-    // record the damaged file's checksum: corruption that happened before the dump was hashed.
-    let path = made.dir.join("database.dump");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let len = bytes.len();
-    for i in (len / 2..len - 64).step_by(997) {
-        bytes[i] ^= 0x5a;
-    }
-    std::fs::write(&path, &bytes).unwrap();
-    let mut meta = made.metadata.clone();
-    meta.checksum = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
-    };
-    std::fs::write(made.dir.join("backup_metadata.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+    // Damage rows, not the archive's framing: a tab where a space was gives every "Owner 1…" row
+    // an extra column. The archive reads fine; only restoring it fails.
+    let mut raw = gunzip(&std::fs::read(made.dir.join(DUMP)).unwrap());
+    assert!(replace_all(&mut raw, b"Owner 1", b"Owner\t1") > 1000);
+    replace_consistently(&made, &gzip(&raw));
 
     let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
     let status = |n: &str| r.checks.iter().find(|c| c.name == n).map(|c| c.status);
@@ -287,4 +355,308 @@ async fn a_backup_that_does_not_verify_is_not_restored() {
     assert_eq!(r.checks[0].status, Status::Crit);
     assert!(r.checks[0].summary.contains("not restored"), "{}", r.checks[0].summary);
     assert!(!scratch_exists(&db, &r.scratch_db).await);
+}
+
+#[tokio::test]
+async fn plain_format_round_trip_and_a_cut_short_script() {
+    let db = seeded("bkplain").await;
+    let root = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let cfg = CreateConfig { format: Format::Plain, ..create_cfg(&db, root.path()) };
+    let made = create(&cfg, now).await.unwrap();
+    assert_eq!(made.metadata.backup_file, "database.sql.gz");
+    assert_eq!(made.metadata.format, "plain");
+    let sql = gunzip(&std::fs::read(made.dir.join("database.sql.gz")).unwrap());
+    assert!(String::from_utf8_lossy(&sql).contains("CREATE TABLE public.companies"));
+
+    let r = verify(&verify_cfg(root.path(), Which::Latest), now).await.unwrap();
+    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    let d = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
+    assert!(d.checks.iter().all(|c| c.status == Status::Ok), "{:?}", d.checks);
+    assert!(!scratch_exists(&db, &d.scratch_db).await);
+
+    // A whole gzip stream of half a script: verify says so.
+    replace_consistently(&made, &gzip(&sql[..sql.len() / 2]));
+    let r = verify(&verify_cfg(root.path(), Which::Latest), now).await.unwrap();
+    let (s, why) = (status_of(&r, "archive"), summary_of(&r, "archive"));
+    assert!(s == Status::Crit && why.contains("cut short"), "{why}");
+
+    // Rows that no longer fit their table: psql stops at the first error, the drill is Crit.
+    let mut bad = sql.clone();
+    assert!(replace_all(&mut bad, b"Owner 1", b"Owner\t1") > 1000);
+    replace_consistently(&made, &gzip(&bad));
+    let d = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
+    let restore = d.checks.iter().find(|c| c.name == "restore").unwrap();
+    assert_eq!(restore.status, Status::Crit, "{:?}", d.checks);
+    assert!(restore.summary.contains("psql failed"), "{}", restore.summary);
+    assert!(!scratch_exists(&db, &d.scratch_db).await, "scratch database left behind");
+}
+
+#[tokio::test]
+async fn a_pg_dump_older_than_the_server_is_refused_before_dumping() {
+    let db = fresh_database("bkold").await;
+    let root = tempfile::tempdir().unwrap();
+    // No older pg_dump can be installed here: a stand-in that reports version 12 and fails if
+    // it is ever asked to dump.
+    let bindir = root.path().join("bin");
+    std::fs::create_dir(&bindir).unwrap();
+    let script = bindir.join("pg_dump");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'pg_dump (PostgreSQL) 12.22'; exit 0; fi\necho dumped >&2; exit 99\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = CreateConfig { pg_bindir: Some(bindir), ..create_cfg(&db, &root.path().join("backups")) };
+    let err = create(&cfg, OffsetDateTime::now_utc()).await.unwrap_err();
+    assert!(matches!(err, BackupError::PgDumpTooOld { pg_dump: 12, server } if server >= 13), "{err:?}");
+    assert!(err.to_string().contains("older than the server"), "{err}");
+    assert!(!root.path().join("backups/full").exists(), "nothing may be made");
+}
+
+#[tokio::test]
+async fn the_server_stopping_mid_dump_leaves_nothing_and_keeps_the_previous_backup() {
+    let server = tokio::task::spawn_blocking(|| kyb_testkit::ScratchServer::start("bkstop"))
+        .await
+        .unwrap()
+        .expect("a scratch PostgreSQL server");
+    let s = &server.stack;
+    let t = PgTarget {
+        host: "127.0.0.1".into(),
+        port: s.pg_port,
+        user: s.pg_user.clone(),
+        password: Some(Secret::new(s.password.clone())),
+        dbname: "kyb".into(),
+    };
+    let root = tempfile::tempdir().unwrap();
+    let cfg = CreateConfig {
+        backup_dir: root.path().to_owned(),
+        postgres: t,
+        format: Format::Plain,
+        compression_level: 6,
+        pg_bindir: None,
+        timeout_ms: 120_000,
+        lock_wait_timeout_ms: 5_000,
+    };
+    s.psql("kyb", "CREATE TABLE small AS SELECT g AS id FROM generate_series(1, 1000) g").unwrap();
+    let first = create(&cfg, OffsetDateTime::now_utc()).await.unwrap();
+    let before = std::fs::read(first.dir.join("database.sql.gz")).unwrap();
+    // Enough rows that the dump takes a few seconds.
+    s.psql(
+        "kyb",
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS a, md5((g * 3)::text) AS b \
+         FROM generate_series(1, 2000000) g",
+    )
+    .unwrap();
+    let later = OffsetDateTime::now_utc() + time::Duration::seconds(5);
+    let running = tokio::spawn({
+        let cfg = cfg.clone();
+        async move { create(&cfg, later).await }
+    });
+    // Stop the server once the dump is well under way.
+    let partial = |root: &Path| {
+        std::fs::read_dir(root.join("full"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("database.sql.gz.partial"))
+            .find_map(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while partial(root.path()) < 256 * 1024 && !running.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the dump never got going");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(!running.is_finished(), "the dump finished before the server could be stopped");
+    server.stop_now().unwrap();
+    let err = running.await.unwrap().unwrap_err();
+    assert!(matches!(err, BackupError::Dump { .. }), "{err:?}");
+    let dirs: Vec<_> =
+        std::fs::read_dir(root.path().join("full")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs, vec![first.dir.clone()], "only the first backup may exist");
+    assert_eq!(std::fs::read(first.dir.join("database.sql.gz")).unwrap(), before);
+}
+
+/// A tmpfs of `kib` KiB at a new directory, unmounted on drop. Needs root (CI runs as root).
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(kib: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test fills a small tmpfs and needs root to mount one: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_backup_disk_is_a_clear_error_and_leaves_nothing() {
+    let db = seeded("bkfull").await;
+    let disk = SmallDisk::mount(512);
+    let err = create(&create_cfg(&db, disk.0.path()), OffsetDateTime::now_utc()).await.unwrap_err();
+    assert!(matches!(err, BackupError::Write { .. }), "{err:?}");
+    let text = kyb_core::error_chain(&err);
+    assert!(text.contains("No space left on device"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(disk.0.path().join("full")).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn an_unwritable_backup_dir_is_a_clear_error() {
+    let db = fresh_database("bkro").await;
+    let disk = SmallDisk::mount(64);
+    let out =
+        std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(disk.0.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = create(&create_cfg(&db, disk.0.path()), OffsetDateTime::now_utc()).await.unwrap_err();
+    let text = kyb_core::error_chain(&err);
+    assert!(text.contains("Read-only file system"), "{text}");
+}
+
+/// Backup directories with the given ages in days, each a copy of `made` (a good backup).
+fn copies(made: &CreateReport, root: &Path, now: OffsetDateTime, days: &[i64]) -> Vec<std::path::PathBuf> {
+    days.iter()
+        .map(|d| {
+            let t = now - time::Duration::days(*d);
+            let name = format!(
+                "backup_{:04}{:02}{:02}_{:02}{:02}{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            let dir = root.join("full").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in [DUMP, "backup_metadata.json", "database.dump.gz.sha256"] {
+                std::fs::copy(made.dir.join(f), dir.join(f)).unwrap();
+            }
+            dir
+        })
+        .collect()
+}
+
+fn prune_cfg(
+    root: &Path,
+    keep_min: usize,
+    keep_last: Option<usize>,
+    max_age_days: Option<u64>,
+) -> PruneConfig {
+    PruneConfig {
+        backup_dir: root.to_owned(),
+        keep_min,
+        keep_last,
+        max_age_days,
+        dry_run: false,
+        pg_bindir: None,
+        timeout_ms: 60_000,
+    }
+}
+
+#[tokio::test]
+async fn retention_keeps_the_minimum_of_good_backups_even_when_all_are_old() {
+    let db = seeded("bkprune").await;
+    let src = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let made = create(&create_cfg(&db, src.path()), now).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dirs = copies(&made, root.path(), now, &[40, 50, 60, 70, 80]);
+    // The newest of them is damaged: it does not count, and is kept (no newer good one exists).
+    std::fs::write(dirs[0].join(DUMP), b"garbage").unwrap();
+
+    // Dry run: the plan, nothing deleted.
+    let plan = prune(&PruneConfig { dry_run: true, ..prune_cfg(root.path(), 2, None, Some(30)) }, now)
+        .await
+        .unwrap();
+    let doomed: Vec<_> = plan.decisions.iter().filter(|d| d.delete).map(|d| d.dir.clone()).collect();
+    assert_eq!(doomed, vec![dirs[3].clone(), dirs[4].clone()], "{:#?}", plan.decisions);
+    assert!(dirs.iter().all(|d| d.exists()), "a dry run deleted something");
+    assert!(plan.checks[0].summary.contains("would delete 2"), "{}", plan.checks[0].summary);
+
+    let r = prune(&prune_cfg(root.path(), 2, None, Some(30)), now).await.unwrap();
+    assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks);
+    assert!(dirs[0].exists(), "a damaged backup with no newer good one is kept");
+    assert!(dirs[1].exists() && dirs[2].exists(), "the two newest good backups are kept");
+    assert!(!dirs[3].exists() && !dirs[4].exists());
+    assert!(!r.decisions[0].good && r.decisions[1].good);
+}
+
+#[tokio::test]
+async fn retention_by_count_removes_superseded_bad_backups_and_never_the_newest_good() {
+    let db = seeded("bkprune2").await;
+    let src = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let made = create(&create_cfg(&db, src.path()), now).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dirs = copies(&made, root.path(), now, &[0, 1, 2, 3, 4]);
+    std::fs::remove_file(dirs[2].join("backup_metadata.json")).unwrap();
+    // A link to a file outside: removing the backup removes the link, never its target.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("keep-me"), "x").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("keep-me"), dirs[4].join("extra")).unwrap();
+
+    let r = prune(&prune_cfg(root.path(), 1, Some(2), None), now).await.unwrap();
+    let kept: Vec<bool> = dirs.iter().map(|d| d.exists()).collect();
+    assert_eq!(kept, vec![true, true, false, false, false], "{:#?}", r.decisions);
+    assert!(outside.path().join("keep-me").exists());
+
+    // One good backup and every limit at its tightest: it stays.
+    let r =
+        prune(&prune_cfg(root.path(), 1, Some(1), Some(0)), now + time::Duration::days(400)).await.unwrap();
+    assert!(dirs[0].exists(), "{:#?}", r.decisions);
+    assert!(!dirs[1].exists());
+}
+
+#[tokio::test]
+async fn a_cancelled_drill_drops_its_scratch_database() {
+    let db = seeded("bkcancel").await;
+    let root = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    create(&create_cfg(&db, root.path()), now).await.unwrap();
+    // The drill's clock, a few hours on, names its scratch database apart from other tests'.
+    let drill_now = now + time::Duration::seconds(3 * 3600 + 1717);
+    let prefix = format!(
+        "kyb\\_dr\\_{:04}{:02}{:02}\\_{:02}{:02}{:02}\\_%",
+        drill_now.year(),
+        u8::from(drill_now.month()),
+        drill_now.day(),
+        drill_now.hour(),
+        drill_now.minute(),
+        drill_now.second()
+    );
+    // Cancel as soon as the scratch database exists, mid-restore.
+    let watcher = db.connect().await;
+    let cancel = async move {
+        loop {
+            let n: i64 = watcher
+                .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE $1", &[&prefix])
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    };
+    let r = restore_drill_until(&drill_cfg(&db, root.path()), drill_now, cancel).await.unwrap();
+    let restore = r.checks.iter().find(|c| c.name == "restore").unwrap();
+    assert_eq!(restore.status, Status::Crit, "{:?}", r.checks);
+    assert!(restore.summary.contains("cancelled"), "{}", restore.summary);
+    assert!(!scratch_exists(&db, &r.scratch_db).await, "scratch database left behind");
 }

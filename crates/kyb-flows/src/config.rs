@@ -4,7 +4,10 @@
 //! settings of every task, with defaults chosen here and nowhere else, relative paths resolved
 //! against the file's directory, and secrets read from the file, an env var or a password file.
 
-use kyb_backup::{CreateConfig, PgTarget, VerifyConfig, Which};
+use kyb_backup::{
+    ArchiveConfig, ArchiveSource, CreateConfig, DrillConfig, Format, PgTarget, PruneConfig, VerifyConfig,
+    Which,
+};
 use kyb_core::{Secret, Thresholds};
 use kyb_health::{AppConfig, HealthConfig, PostgresConfig, RedisConfig, SnapshotConfig, SystemConfig};
 use kyb_logrotate::{Interval, LogPolicy, Reopen, ReopenSignal, TempConfig};
@@ -88,6 +91,17 @@ struct FileBackup {
     #[serde(default = "default_lock_wait_timeout_ms")]
     lock_wait_timeout_ms: u64,
     pg_bindir: Option<PathBuf>,
+    #[serde(default)]
+    format: Format,
+    #[serde(default = "default_compression_level")]
+    compression_level: u32,
+    #[serde(default = "default_keep_min")]
+    keep_min: usize,
+    keep_last: Option<usize>,
+    #[serde(default = "default_backup_max_age_days")]
+    max_age_days: u64,
+    #[serde(default)]
+    archive: Vec<FileArchive>,
 }
 
 impl Default for FileBackup {
@@ -97,8 +111,21 @@ impl Default for FileBackup {
             timeout_ms: default_backup_timeout_ms(),
             lock_wait_timeout_ms: default_lock_wait_timeout_ms(),
             pg_bindir: None,
+            format: Format::default(),
+            compression_level: default_compression_level(),
+            keep_min: default_keep_min(),
+            keep_last: None,
+            max_age_days: default_backup_max_age_days(),
+            archive: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArchive {
+    name: String,
+    paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,6 +318,15 @@ fn default_backup_timeout_ms() -> u64 {
 fn default_lock_wait_timeout_ms() -> u64 {
     60_000
 }
+fn default_compression_level() -> u32 {
+    1
+}
+fn default_keep_min() -> usize {
+    3
+}
+fn default_backup_max_age_days() -> u64 {
+    30
+}
 fn default_maintenance_dir() -> PathBuf {
     PathBuf::from("/var/lib/kyb-maint")
 }
@@ -418,6 +454,12 @@ pub struct Backup {
     pub verify: VerifyConfig,
     /// How to make one, when `[postgres]` is configured.
     pub create: Option<CreateConfig>,
+    /// The restore drill of the latest backup, when `[postgres]` is configured.
+    pub drill: Option<DrillConfig>,
+    /// Retention.
+    pub prune: PruneConfig,
+    /// The monthly archive of configuration directories, when `[[backup.archive]]` is set.
+    pub archive: Option<ArchiveConfig>,
 }
 
 /// Retention of kyb-maint's reports and cleanup of the temp directory.
@@ -556,20 +598,82 @@ impl Resolver<'_> {
             pg_bindir: pg_bindir.clone(),
             timeout_ms: b.timeout_ms,
         };
-        let create = pg.map(|pg| CreateConfig {
+        if !(1..=9).contains(&b.compression_level) {
+            return Err(self.invalid("backup.compression_level", "must be between 1 and 9"));
+        }
+        if b.keep_min == 0 {
+            return Err(
+                self.invalid("backup.keep_min", "must be at least 1: the newest good backup is always kept")
+            );
+        }
+        if b.keep_last == Some(0) {
+            return Err(self.invalid("backup.keep_last", "must be at least 1"));
+        }
+        let target = pg.map(|pg| PgTarget {
+            host: pg.host.clone(),
+            port: pg.port,
+            user: pg.user.clone(),
+            password: pg.password.clone(),
+            dbname: pg.dbname.clone(),
+        });
+        let create = target.clone().map(|postgres| CreateConfig {
             backup_dir: dir.to_owned(),
-            postgres: PgTarget {
-                host: pg.host.clone(),
-                port: pg.port,
-                user: pg.user.clone(),
-                password: pg.password.clone(),
-                dbname: pg.dbname.clone(),
-            },
-            pg_bindir,
+            postgres,
+            format: b.format,
+            compression_level: b.compression_level,
+            pg_bindir: pg_bindir.clone(),
             timeout_ms: b.timeout_ms,
             lock_wait_timeout_ms: b.lock_wait_timeout_ms,
         });
-        Ok(Some(Backup { verify, create }))
+        let drill = target.map(|postgres| DrillConfig {
+            backup_dir: dir.to_owned(),
+            which: Which::Latest,
+            postgres,
+            pg_bindir: pg_bindir.clone(),
+            max_age_hours: b.max_age_hours,
+            timeout_ms: b.timeout_ms,
+        });
+        let prune = PruneConfig {
+            backup_dir: dir.to_owned(),
+            keep_min: b.keep_min,
+            keep_last: b.keep_last,
+            max_age_days: Some(b.max_age_days),
+            dry_run: false,
+            pg_bindir,
+            timeout_ms: b.timeout_ms,
+        };
+        let mut sources: Vec<ArchiveSource> = Vec::new();
+        for (i, a) in b.archive.into_iter().enumerate() {
+            let key = format!("backup.archive[{i}]");
+            let name_ok = !a.name.is_empty()
+                && !a.name.starts_with('.')
+                && a.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !name_ok {
+                return Err(self.invalid(&format!("{key}.name"), "use letters, digits, '-', '_' and '.'"));
+            }
+            if sources.iter().any(|s| s.name == a.name) {
+                return Err(self.invalid(&format!("{key}.name"), format!("{:?} is used twice", a.name)));
+            }
+            if a.paths.is_empty() {
+                return Err(self.invalid(&format!("{key}.paths"), "list at least one path"));
+            }
+            if let Some(p) = a.paths.iter().find(|p| {
+                !p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
+            }) {
+                return Err(self.invalid(
+                    &format!("{key}.paths"),
+                    format!("{} must be absolute, without '..'", p.display()),
+                ));
+            }
+            sources.push(ArchiveSource { name: a.name, paths: a.paths });
+        }
+        let archive = (!sources.is_empty()).then(|| ArchiveConfig {
+            backup_dir: dir.to_owned(),
+            sources,
+            compression_level: 6,
+            timeout_ms: b.timeout_ms,
+        });
+        Ok(Some(Backup { verify, create, drill, prune, archive }))
     }
 
     fn logs(&self, logs: Vec<FileLog>, log_dir: Option<&Path>) -> Result<Vec<LogPolicy>, ConfigError> {

@@ -2,9 +2,9 @@
 //! `X` → `X.gz.tmp` (fsync) → rename to `X.gz` → unlink `X`. A stale `.gz.tmp` is garbage; `X`
 //! beside a complete `X.gz` is a leftover. Both are cleaned up by the next run.
 
-use kyb_core::gzip::{Header, gzip};
 use crate::names::with_suffix;
 use kyb_core::dir::DirHandle;
+use kyb_core::gzip::{Header, gzip};
 use rustix::fs::{OFlags, Timespec, Timestamps};
 use std::ffi::OsStr;
 use std::io;

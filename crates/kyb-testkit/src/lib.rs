@@ -22,4 +22,4 @@ mod stack;
 pub use app::{FakeApp, HealthMode, MetricsMode, metrics_text};
 pub use db::{TestDb, TestRedis, fresh_database, redis};
 pub use paths::{sandbox_dir, workspace_root};
-pub use stack::{Stack, StackError};
+pub use stack::{ScratchServer, Stack, StackError};

@@ -238,6 +238,56 @@ impl Stack {
     }
 }
 
+/// A PostgreSQL cluster of its own, for a test that stops the server under a running task.
+/// Stopped and removed on drop. Its `kyb` database is empty.
+#[derive(Debug)]
+pub struct ScratchServer {
+    /// Its port, user and password (`redis_port` is unused).
+    pub stack: Stack,
+}
+
+impl ScratchServer {
+    /// initdb and start a cluster under `<sandbox>/scratch-<tag>-<pid>`.
+    pub fn start(tag: &str) -> Result<ScratchServer, StackError> {
+        let dir = sandbox_dir().join(format!("scratch-{tag}-{}", std::process::id()));
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut stack = Stack {
+            pg_port: free_port(&dir)?,
+            pg_user: PG_USER.to_owned(),
+            redis_port: 0,
+            password: random_hex(16, &dir)?,
+            pg_dir: choose_pg_dir(&dir),
+            dir,
+        };
+        match ensure_postgres(&mut stack) {
+            Ok(()) => Ok(ScratchServer { stack }),
+            Err(e) => {
+                drop(ScratchServer { stack });
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`), as a crash or a kill would.
+    pub fn stop_now(&self) -> Result<(), StackError> {
+        let data = self.stack.pg_data();
+        if !data.join("postmaster.pid").exists() {
+            return Ok(());
+        }
+        let mut cmd = as_postgres(&pg_bindir()?.join("pg_ctl"))?;
+        cmd.arg("-D").arg(&data).args(["-m", "immediate", "-w", "-t", "60", "stop"]);
+        run(&mut cmd).map(|_| ())
+    }
+}
+
+impl Drop for ScratchServer {
+    fn drop(&mut self) {
+        let _ = self.stop_now();
+        let _ = fs::remove_dir_all(&self.stack.pg_dir);
+        let _ = fs::remove_dir_all(&self.stack.dir);
+    }
+}
+
 struct DirLock(#[allow(dead_code)] File);
 
 fn lock(dir: &Path) -> Result<DirLock, StackError> {

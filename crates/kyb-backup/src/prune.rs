@@ -1,0 +1,160 @@
+//! `prune`: retention by count and age that can never leave too few good backups.
+//!
+//! Every backup is verified first. Only good ones (every check but age passes) count towards the
+//! minimum kept, and the newest good backup is never deleted. A backup that does not verify and
+//! is newer than the newest good one is kept as well: it may still be being written, or be
+//! the evidence of what went wrong.
+
+use crate::BackupError;
+use crate::pgbin::pg_bindir;
+use crate::verify::{VerifyConfig, Which, stamp_of, verify};
+use kyb_core::dir::DirHandle;
+use kyb_core::{Check, Status};
+use rustix::fs::FileType;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use time::OffsetDateTime;
+
+/// How many backups to keep, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneConfig {
+    /// The backup root (`<backup_dir>/full/backup_*`).
+    pub backup_dir: PathBuf,
+    /// This many of the newest good backups are always kept, however old (at least 1).
+    pub keep_min: usize,
+    /// Good backups beyond the newest `keep_last` are deleted (`None`: no count limit).
+    pub keep_last: Option<usize>,
+    /// Backups older than this many days are deleted (`None`: no age limit).
+    pub max_age_days: Option<u64>,
+    /// Report the plan, delete nothing.
+    pub dry_run: bool,
+    /// Where pg_restore lives, for verification.
+    pub pg_bindir: Option<PathBuf>,
+    /// Deadline for verifying each backup.
+    pub timeout_ms: u64,
+}
+
+/// One backup and what prune decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The backup's directory.
+    pub dir: PathBuf,
+    /// It verified.
+    pub good: bool,
+    /// It is (or, in a dry run, would be) deleted.
+    pub delete: bool,
+    /// Why.
+    pub reason: String,
+}
+
+/// What [`prune`] found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PruneReport {
+    /// Every backup, newest first.
+    pub decisions: Vec<Decision>,
+    /// `retention` (the plan's outcome) and one `delete <dir>` check per failed deletion.
+    pub checks: Vec<Check>,
+}
+
+/// Verifies every backup, decides which to keep, and deletes the rest (unless `dry_run`).
+pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport, BackupError> {
+    let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
+    let full = cfg.backup_dir.join("full");
+    let mut backups: Vec<(OffsetDateTime, OsString)> = match DirHandle::open(&full) {
+        Ok(d) => d
+            .entries()
+            .map_err(|source| BackupError::Write { path: full.clone(), source })?
+            .into_iter()
+            .flatten()
+            .filter(|(_, kind)| *kind == FileType::Directory)
+            .filter_map(|(name, _)| Some((stamp_of(name.as_encoded_bytes())?, name)))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(BackupError::Write { path: full, source }),
+    };
+    backups.sort_by(|a, b| b.cmp(a));
+
+    let keep_min = cfg.keep_min.max(1);
+    let mut decisions = Vec::new();
+    let mut good_seen = 0usize;
+    for (stamp, name) in &backups {
+        let dir = full.join(name);
+        let vcfg = VerifyConfig {
+            backup_dir: cfg.backup_dir.clone(),
+            which: Which::Dir(dir.clone()),
+            max_age_hours: u64::MAX / 2,
+            pg_bindir: Some(bindir.clone()),
+            timeout_ms: cfg.timeout_ms,
+        };
+        let checks = verify(&vcfg, now).await?.checks;
+        let failed: Vec<&Check> = checks.iter().filter(|c| c.status != Status::Ok).collect();
+        let good = failed.is_empty();
+        let age_days = (now - *stamp).whole_days();
+        let too_old = cfg.max_age_days.is_some_and(|max| age_days > max as i64);
+        let (delete, reason) = if good {
+            good_seen += 1;
+            let beyond_count = cfg.keep_last.is_some_and(|n| good_seen > n);
+            if good_seen <= keep_min {
+                (false, format!("good; one of the {keep_min} newest good backups, always kept"))
+            } else if too_old {
+                (true, format!("good, but {age_days} days old"))
+            } else if beyond_count {
+                (true, format!("good, but beyond the newest {}", cfg.keep_last.unwrap_or_default()))
+            } else {
+                (false, "good; within retention".to_owned())
+            }
+        } else {
+            let why =
+                failed.iter().map(|c| format!("{}: {}", c.name, c.summary)).collect::<Vec<_>>().join("; ");
+            if good_seen == 0 {
+                (false, format!("does not verify ({why}); kept: no newer good backup exists"))
+            } else {
+                (true, format!("does not verify ({why}); a newer good backup exists"))
+            }
+        };
+        decisions.push(Decision { dir, good, delete, reason });
+    }
+
+    let mut checks = Vec::new();
+    let deleting = decisions.iter().filter(|d| d.delete).count();
+    let kept_good = decisions.iter().filter(|d| d.good && !d.delete).count();
+    if !cfg.dry_run {
+        for d in decisions.iter().filter(|d| d.delete) {
+            if let Err(e) = remove_backup(&full, d) {
+                checks.push(Check::new(
+                    format!("delete {}", d.dir.display()),
+                    Status::Warn,
+                    format!("cannot delete: {e}"),
+                ));
+            }
+        }
+    }
+    let verb = if cfg.dry_run { "would delete" } else { "deleted" };
+    let status = if kept_good == 0 { Status::Crit } else { Status::Ok };
+    let summary = if kept_good == 0 {
+        format!("no good backup at all among {}; nothing deleted that could be one", backups.len())
+    } else {
+        format!("{} backups, {kept_good} good kept, {verb} {deleting}", backups.len())
+    };
+    checks.insert(0, Check::new("retention", status, summary));
+    Ok(PruneReport { decisions, checks })
+}
+
+/// Removes one backup directory: the plain files in it, then the directory. Links are removed,
+/// never followed; a subdirectory (which create never makes) stops the removal.
+fn remove_backup(full: &std::path::Path, d: &Decision) -> std::io::Result<()> {
+    let parent = DirHandle::open(full)?;
+    let name = d.dir.file_name().ok_or_else(|| std::io::Error::other("no directory name"))?;
+    let dir = parent.open_child(name)?;
+    for entry in dir.entries()? {
+        let (child, kind) = entry?;
+        if kind == FileType::Directory {
+            return Err(std::io::Error::other(format!(
+                "{} holds a directory {child:?}; not a backup made by kyb-backup",
+                d.dir.display()
+            )));
+        }
+        dir.unlink(&child)?;
+    }
+    parent.rmdir(name)
+}
