@@ -15,6 +15,8 @@ pub fn up() -> Result<PathBuf> {
         std::fs::create_dir_all(root.join(sub))
             .with_context(|| format!("cannot create {}", root.join(sub).display()))?;
     }
+    sample_configs(&root)?;
+    seed_database(&stack)?;
     let app_bin = target_dir().join("debug/kyb-fake-app");
     let addr = stack
         .ensure_app(&app_bin, Some(&root.join("log/app.log")))
@@ -54,6 +56,55 @@ fn nightly_backup(config: &Path) -> Result<()> {
     let made =
         rt.block_on(kyb_backup::create(&create, now)).context("cannot make the sandbox's nightly backup")?;
     eprintln!("sandbox: made today's backup in {}", made.dir.display());
+    Ok(())
+}
+
+/// The platform's database holds companies, their owners and their checks; the sandbox gets a
+/// small one of the same shape, once, so that backups and drills have something to prove.
+fn seed_database(stack: &Stack) -> Result<()> {
+    stack
+        .psql(
+            "kyb",
+            "DO $$ BEGIN
+               IF to_regclass('public.companies') IS NULL THEN
+                 CREATE TABLE companies (id bigint PRIMARY KEY, name text NOT NULL, country text, meta jsonb);
+                 CREATE TABLE owners (id bigint PRIMARY KEY, company_id bigint REFERENCES companies(id), name text);
+                 CREATE TABLE checks (id bigserial PRIMARY KEY, company_id bigint, status text,
+                                      checked_at timestamptz DEFAULT now());
+                 CREATE INDEX owners_company ON owners (company_id);
+                 INSERT INTO companies SELECT g, 'Company ' || g, (ARRAY['DE','FR','NL','US'])[1 + g % 4],
+                   jsonb_build_object('employees', g % 500) FROM generate_series(1, 5000) g;
+                 INSERT INTO owners SELECT g, 1 + g % 5000, 'Owner ' || g FROM generate_series(1, 8000) g;
+                 INSERT INTO checks (company_id, status) SELECT 1 + g % 5000,
+                   (ARRAY['ok','review','rejected'])[1 + g % 3] FROM generate_series(1, 10000) g;
+               END IF;
+             END $$",
+        )
+        .context("cannot seed the sandbox database")?;
+    Ok(())
+}
+
+/// What the monthly archive packs in the sandbox: stand-ins for the platform's configuration
+/// directories, written once.
+fn sample_configs(root: &Path) -> Result<()> {
+    let files = [
+        ("etc/kyb-platform/configs/app.toml", "listen = \"0.0.0.0:8080\"\nlog_level = \"info\"\n"),
+        (
+            "etc/prometheus/prometheus.yml",
+            "global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: kyb\n",
+        ),
+        ("etc/alertmanager/alertmanager.yml", "route:\n  receiver: ops\nreceivers:\n  - name: ops\n"),
+        ("etc/ssl/kyb-platform/README", "The platform's certificate and key live here.\n"),
+    ];
+    for (path, text) in files {
+        let path = root.join(path);
+        if path.exists() {
+            continue;
+        }
+        let parent = path.parent().expect("has a parent");
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -99,6 +150,26 @@ reopen_signal = "HUP"
 temp_prefix = "kyb-"
 temp_max_age_days = 1
 reports_max_age_days = 30
+
+# Nightly database backups: keep a week, never fewer than 3 good ones.
+[backup]
+format = "custom"
+keep_min = 3
+keep_last = 7
+max_age_days = 30
+
+# The monthly archive of configuration directories.
+[[backup.archive]]
+name = "application-config"
+paths = ["root/etc/kyb-platform/configs"]
+
+[[backup.archive]]
+name = "monitoring-config"
+paths = ["root/etc/prometheus", "root/etc/alertmanager"]
+
+[[backup.archive]]
+name = "ssl-certificates"
+paths = ["root/etc/ssl/kyb-platform"]
 "#;
 
 /// Owner-only, and atomic: a concurrent `maint` run reads the old file or the new one, never a

@@ -135,7 +135,7 @@ async fn create_inner(
         stderr: format!("{}: {e}", pg_dump.display()),
     })?;
     let pg_dump_version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let (server_version, server_major, tables) = inspect(cfg).await?;
+    let (server_version, server_major, table_count, tables) = inspect(cfg).await?;
     let dump_major = major_version(&pg_dump_version).unwrap_or(0);
     if dump_major < server_major {
         return Err(BackupError::PgDumpTooOld { pg_dump: dump_major, server: server_major });
@@ -160,6 +160,7 @@ async fn create_inner(
         started_at: now.format(&Rfc3339).unwrap_or_default(),
         finished_at: finished.format(&Rfc3339).unwrap_or_default(),
         duration_ms: duration_ms(started.elapsed()),
+        table_count,
         tables,
     };
     let path = dir.join("backup_metadata.json");
@@ -194,7 +195,7 @@ impl Drop for Unfinished {
 
 /// Server version and the exact row counts of the ten largest tables. A count that cannot be
 /// had within the lock wait timeout is left out (pg_dump then meets the same lock and says so).
-async fn inspect(cfg: &CreateConfig) -> Result<(String, u32, Vec<TableRows>), BackupError> {
+async fn inspect(cfg: &CreateConfig) -> Result<(String, u32, Option<i64>, Vec<TableRows>), BackupError> {
     let t = &cfg.postgres;
     let target = target_name(t);
     let query_err = |source| BackupError::Query { target: target.clone(), source };
@@ -215,6 +216,16 @@ async fn inspect(cfg: &CreateConfig) -> Result<(String, u32, Vec<TableRows>), Ba
         .map_err(query_err)?;
     let version: String = row.get(0);
     let major = u32::try_from(row.get::<_, i32>(1) / 10_000).unwrap_or(0);
+    let table_count = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%'",
+            &[],
+        )
+        .await
+        .ok()
+        .map(|r| r.get::<_, i64>(0));
     // format('%I.%I') quotes the names, so the count query below is safe to build.
     let largest = client
         .query(
@@ -234,7 +245,7 @@ async fn inspect(cfg: &CreateConfig) -> Result<(String, u32, Vec<TableRows>), Ba
             tables.push(TableRows { table, rows: row.get(0) });
         }
     }
-    Ok((version, major, tables))
+    Ok((version, major, table_count, tables))
 }
 
 /// `user@host:port/db`, for messages.

@@ -217,17 +217,31 @@ async fn sanity(cfg: &DrillConfig, db: &str, meta: &Metadata, checks: &mut Vec<C
             return;
         }
     };
+    // The same query as at backup time.
     let count = client
         .query_one(
-            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%'",
             &[],
         )
         .await
         .map(|r| r.get::<_, i64>(0));
-    match count {
-        Ok(n) if n > 0 => checks.push(Check::new("tables", Status::Ok, format!("{n} tables restored"))),
-        Ok(_) => checks.push(Check::new("tables", Status::Crit, "no tables restored")),
-        Err(e) => checks.push(Check::new("tables", Status::Crit, kyb_core::error_chain(&e))),
+    match (count, meta.table_count) {
+        (Ok(n), Some(want)) if n == want => {
+            checks.push(Check::new("tables", Status::Ok, format!("{n} tables restored, as at backup time")))
+        }
+        (Ok(n), Some(want)) => checks.push(Check::new(
+            "tables",
+            Status::Crit,
+            format!("{n} tables restored, {want} at backup time"),
+        )),
+        // Metadata from before table counts were recorded: at least something must be there.
+        (Ok(n), None) if n > 0 => {
+            checks.push(Check::new("tables", Status::Ok, format!("{n} tables restored")))
+        }
+        (Ok(_), None) => checks.push(Check::new("tables", Status::Crit, "no tables restored")),
+        (Err(e), _) => checks.push(Check::new("tables", Status::Crit, kyb_core::error_chain(&e))),
     }
     for t in &meta.tables {
         // The name was written by format('%I.%I') at backup time: already quoted.

@@ -26,6 +26,7 @@
 mod archive;
 mod create;
 mod drill;
+mod list;
 mod metadata;
 mod pgbin;
 mod prune;
@@ -37,6 +38,7 @@ pub use archive::{
 };
 pub use create::{CreateConfig, CreateReport, Format, PgTarget, Progress, create, create_with_progress};
 pub use drill::{DrillConfig, DrillReport, restore_drill, restore_drill_until};
+pub use list::{Listed, list};
 pub use metadata::{Metadata, TableRows};
 pub use pgbin::pg_bindir;
 pub use prune::{Decision, PruneConfig, PruneReport, prune};

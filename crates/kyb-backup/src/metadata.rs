@@ -31,6 +31,9 @@ pub struct Metadata {
     pub finished_at: String,
     /// Wall time of the dump.
     pub duration_ms: u64,
+    /// Tables and partitioned tables outside the system schemas, for the restore drill to compare.
+    #[serde(default)]
+    pub table_count: Option<i64>,
     /// Exact row counts of the largest tables, for the restore drill to compare.
     pub tables: Vec<TableRows>,
 }

@@ -657,15 +657,15 @@ impl Resolver<'_> {
             if a.paths.is_empty() {
                 return Err(self.invalid(&format!("{key}.paths"), "list at least one path"));
             }
-            if let Some(p) = a.paths.iter().find(|p| {
-                !p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
-            }) {
-                return Err(self.invalid(
-                    &format!("{key}.paths"),
-                    format!("{} must be absolute, without '..'", p.display()),
-                ));
+            if let Some(p) =
+                a.paths.iter().find(|p| p.components().any(|c| matches!(c, std::path::Component::ParentDir)))
+            {
+                return Err(
+                    self.invalid(&format!("{key}.paths"), format!("{} must not contain '..'", p.display()))
+                );
             }
-            sources.push(ArchiveSource { name: a.name, paths: a.paths });
+            let paths = a.paths.into_iter().map(|p| self.path(p)).collect();
+            sources.push(ArchiveSource { name: a.name, paths });
         }
         let archive = (!sources.is_empty()).then(|| ArchiveConfig {
             backup_dir: dir.to_owned(),

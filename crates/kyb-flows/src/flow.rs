@@ -1,5 +1,6 @@
 //! The flows: which tasks each one runs, and running them under the run lock.
 
+use crate::backup::{self, not_configured};
 use crate::config::Config;
 use crate::report::{FlowReport, render_text};
 use crate::runlog::RunLog;
@@ -44,7 +45,10 @@ impl Flow {
                 Task::Retention,
                 Task::TempCleanup,
             ],
-            Flow::Weekly | Flow::Monthly => &[],
+            Flow::Weekly => &[],
+            Flow::Monthly => {
+                &[Task::BackupCreate, Task::BackupArchive, Task::RestoreDrill, Task::BackupPrune]
+            }
         }
     }
 }
@@ -66,6 +70,14 @@ pub enum Task {
     Retention,
     /// Remove idle temp files.
     TempCleanup,
+    /// Dump the database: a new, verified-on-write backup.
+    BackupCreate,
+    /// tar.gz the configured configuration directories, with a manifest.
+    BackupArchive,
+    /// Restore the latest backup into a scratch database, check it, drop it.
+    RestoreDrill,
+    /// Delete backups past retention, never the newest good ones.
+    BackupPrune,
 }
 
 impl Task {
@@ -79,13 +91,27 @@ impl Task {
             Task::LogRotation => "log-rotation",
             Task::Retention => "retention",
             Task::TempCleanup => "temp-cleanup",
+            Task::BackupCreate => "backup-create",
+            Task::BackupArchive => "backup-archive",
+            Task::RestoreDrill => "restore-drill",
+            Task::BackupPrune => "backup-prune",
         }
     }
 
     /// Tasks that change files run one after another, in flow order (retention must not race
-    /// the compression of the file it ages out); the others run concurrently with them.
+    /// the compression of the file it ages out; the drill restores the backup just made); the
+    /// others run concurrently with them.
     fn changes_files(self) -> bool {
-        matches!(self, Task::LogRotation | Task::Retention | Task::TempCleanup)
+        matches!(
+            self,
+            Task::LogRotation
+                | Task::Retention
+                | Task::TempCleanup
+                | Task::BackupCreate
+                | Task::BackupArchive
+                | Task::RestoreDrill
+                | Task::BackupPrune
+        )
     }
 }
 
@@ -285,14 +311,24 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
                 Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
             }
         }
-        Task::BackupVerify => {
-            let Some(backup) = &cfg.backup else {
-                return not_configured(name, "backup", "no [paths] backup_dir configured", clock);
-            };
-            match kyb_backup::verify(&backup.verify, now).await {
-                Ok(r) => TaskReport::from_checks(name, r.checks, clock.elapsed()),
-                Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
-            }
+        Task::BackupVerify => backup::verify(name, cfg.backup.as_ref().map(|b| &b.verify), now).await,
+        Task::BackupCreate => {
+            backup::create(name, cfg.backup.as_ref(), opts.dry_run, now, &Default::default()).await
+        }
+        Task::BackupArchive => {
+            backup::archive(name, cfg.backup.as_ref().and_then(|b| b.archive.as_ref()), opts.dry_run, now)
+                .await
+        }
+        Task::RestoreDrill => {
+            let drill = cfg.backup.as_ref().and_then(|b| b.drill.as_ref());
+            backup::drill(name, drill, opts.dry_run, now, shutdown_signal()).await
+        }
+        Task::BackupPrune => {
+            let prune = cfg
+                .backup
+                .as_ref()
+                .map(|b| kyb_backup::PruneConfig { dry_run: opts.dry_run, ..b.prune.clone() });
+            backup::prune(name, prune.as_ref(), now).await
         }
         Task::LogRotation => {
             if cfg.logs.is_empty() {
@@ -321,13 +357,6 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
     }
 }
 
-/// A task with nothing to do because the config leaves it out: Ok, and says why.
-fn not_configured(name: &str, check: &str, why: &str, clock: Instant) -> TaskReport {
-    let mut t = TaskReport::from_checks(name, vec![Check::new(check, Status::Ok, why)], clock.elapsed());
-    t.summary = why.to_owned();
-    t
-}
-
 /// A file task's report: its checks, its totals as the summary, and every action and skip.
 fn files_task(
     name: &str,
@@ -354,9 +383,25 @@ fn files_task(
     t
 }
 
+/// Completes on Ctrl-C or SIGTERM, so that a drill can drop its scratch database on the way out.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
 /// Action lines kept in the report of a run (not of a dry run).
 const MAX_ACTION_LINES: usize = 1_000;
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     rustix::system::uname().nodename().to_string_lossy().into_owned()
 }

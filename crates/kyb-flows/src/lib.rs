@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod backup;
 pub mod config;
 mod flow;
 mod report;
@@ -24,6 +25,6 @@ mod runlog;
 pub mod textfile;
 
 pub use config::{Config, ConfigError};
-pub use flow::{Flow, FlowError, RunOptions, Task, run_flow, run_tasks};
+pub use flow::{Flow, FlowError, RunOptions, Task, run_flow, run_tasks, shutdown_signal};
 pub use report::{FlowReport, render_text};
 pub use runlog::RunLog;

@@ -31,6 +31,22 @@ pub struct FlowReport {
 }
 
 impl FlowReport {
+    /// The report of one task run on its own, by a task binary (`kyb-backup create`).
+    pub fn single(task: TaskReport, started_at: OffsetDateTime, dry_run: bool) -> FlowReport {
+        let failed = usize::from(task.status >= Status::Crit);
+        FlowReport {
+            flow: task.name.clone(),
+            host: crate::flow::hostname(),
+            status: task.status,
+            started_at,
+            duration_ms: task.duration_ms,
+            dry_run,
+            failed_tasks: failed,
+            tasks: vec![task],
+            report_files: Vec::new(),
+        }
+    }
+
     /// Exit code for flows: 0 when every task is Ok or Warn, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         if self.status <= Status::Warn { 0 } else { 1 }

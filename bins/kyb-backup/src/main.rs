@@ -1,0 +1,210 @@
+//! `kyb-backup`: database backups, their verification and retention, configuration archives and
+//! restore drills, each on its own schedule.
+
+#[path = "../../common/cli.rs"]
+mod cli;
+
+use clap::{Parser, Subcommand};
+use cli::Format;
+use kyb_backup::{Progress, Which};
+use kyb_flows::{FlowReport, backup, config};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+const BIN: &str = "kyb-backup";
+
+/// Makes, checks and prunes the database backups of the config's `[postgres]` database under
+/// `[paths] backup_dir`, archives the directories of its `[[backup.archive]]` sections, and
+/// proves the latest backup by restoring it into a scratch database.
+///
+/// A backup is `<backup_dir>/full/backup_YYYYMMDD_HHMMSS/` holding the gzipped dump, its
+/// `.sha256` and `backup_metadata.json`; a directory without metadata is not a backup.
+///
+/// Exit codes: 0 Ok or Warn; 1 Crit or Unknown (a failed backup, a damaged one, a failed
+/// drill); 2 could not start (bad config).
+#[derive(Debug, Parser)]
+#[command(name = "kyb-backup", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Config file (TOML), the same file kyb-maint reads.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "KYB_MAINT_CONFIG",
+        default_value = "/etc/kyb-maint/kyb-maint.toml"
+    )]
+    config: PathBuf,
+    /// Report format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Also write the statuses as Prometheus metrics to this file (node_exporter textfile
+    /// collector).
+    #[arg(long, global = true, value_name = "FILE")]
+    textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Dump the database with pg_dump, gzip and hash it in one pass, and publish it atomically.
+    /// Shows progress at a terminal.
+    Create {
+        /// Print what would be dumped, and where; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a backup: present, young enough, metadata, confinement, size, sha256, and that the
+    /// whole archive reads. Today's backup unless told otherwise.
+    Verify {
+        /// The newest backup, whatever its day.
+        #[arg(long, conflicts_with = "dir")]
+        latest: bool,
+        /// This backup directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Delete backups past `keep_last` / `max_age_days`. Every backup is verified first; the
+    /// newest `keep_min` good ones are never deleted.
+    Prune {
+        /// Print each keep/delete decision and its reason; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// tar.gz each `[[backup.archive]]` into `<backup_dir>/monthly/monthly_<time>/` with a
+    /// manifest.json (files, sizes, sha256). Unreadable files are listed, and make it Crit.
+    Archive {
+        /// Print what would be archived; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Restore the latest backup into a scratch database `kyb_dr_<time>`, compare tables and
+    /// row counts, and drop it again: on success, on failure and on Ctrl-C.
+    RestoreDrill {
+        /// Restore this backup directory instead of the latest.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print what would be restored; touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the backups, newest first, from their metadata (nothing is hashed).
+    List,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_logging();
+    let cfg = match config::load(&cli.config) {
+        Ok(cfg) => cfg,
+        Err(e) => return cli::fail(BIN, &e),
+    };
+    let Some(b) = cfg.backup.as_ref() else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{BIN}: error: {} sets no [paths] backup_dir; there are no backups to work on",
+            cli.config.display()
+        );
+        return ExitCode::from(2);
+    };
+    let now = OffsetDateTime::now_utc();
+    let (task, dry_run) = match cli.command {
+        Command::Create { dry_run } => {
+            let progress = Arc::new(Progress::default());
+            let shown = show_progress(&progress);
+            let t = backup::create("backup-create", Some(b), dry_run, now, &progress).await;
+            if let Some(shown) = shown {
+                shown.abort();
+                let _ = write!(std::io::stderr(), "\r\x1b[2K");
+            }
+            (t, dry_run)
+        }
+        Command::Verify { latest, dir } => {
+            let which = match (latest, dir) {
+                (_, Some(d)) => Which::Dir(d),
+                (true, None) => Which::Latest,
+                (false, None) => Which::Today,
+            };
+            let v = kyb_backup::VerifyConfig { which, ..b.verify.clone() };
+            (backup::verify("backup-verify", Some(&v), now).await, false)
+        }
+        Command::Prune { dry_run } => {
+            let p = kyb_backup::PruneConfig { dry_run, ..b.prune.clone() };
+            (backup::prune("backup-prune", Some(&p), now).await, dry_run)
+        }
+        Command::Archive { dry_run } => {
+            (backup::archive("backup-archive", b.archive.as_ref(), dry_run, now).await, dry_run)
+        }
+        Command::RestoreDrill { dir, dry_run } => {
+            let d = b.drill.as_ref().map(|d| kyb_backup::DrillConfig {
+                which: dir.map_or(Which::Latest, Which::Dir),
+                ..d.clone()
+            });
+            let t =
+                backup::drill("restore-drill", d.as_ref(), dry_run, now, kyb_flows::shutdown_signal()).await;
+            (t, dry_run)
+        }
+        Command::List => return list(&b.verify.backup_dir, cli.format),
+    };
+    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.format, cli.textfile)
+}
+
+/// At a terminal, a status line on stderr twice a second: bytes dumped, written, and the rate.
+fn show_progress(progress: &Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let progress = Arc::clone(progress);
+    Some(tokio::spawn(async move {
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let dumped = progress.dumped.load(Ordering::Relaxed) as f64 / 1_048_576.0;
+            let written = progress.written.load(Ordering::Relaxed) as f64 / 1_048_576.0;
+            let rate = dumped / started.elapsed().as_secs_f64().max(0.001);
+            let _ = write!(
+                std::io::stderr(),
+                "\r\x1b[2Kdumping: {dumped:.1} MiB from pg_dump, {written:.1} MiB written, {rate:.1} MiB/s"
+            );
+        }
+    }))
+}
+
+fn list(backup_dir: &std::path::Path, format: Format) -> ExitCode {
+    let listed = match kyb_backup::list(backup_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "{BIN}: error: cannot list {}: {e}", backup_dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let out = match format {
+        Format::Json => serde_json::to_string_pretty(&listed).expect("listings serialize") + "\n",
+        Format::Text => {
+            let mut out = String::new();
+            if listed.is_empty() {
+                out.push_str(&format!("no backups in {}/full\n", backup_dir.display()));
+            }
+            for l in &listed {
+                let name = l.dir.file_name().unwrap_or_default().to_string_lossy();
+                match &l.metadata {
+                    Some(m) => out.push_str(&format!(
+                        "{name}  {:<8} {:>14} bytes  {}  {} ms  {}\n",
+                        m.format, m.size_bytes, m.database, m.duration_ms, l.state
+                    )),
+                    None => out.push_str(&format!("{name}  {}\n", l.state)),
+                }
+            }
+            out
+        }
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    ExitCode::SUCCESS
+}
