@@ -20,6 +20,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "kyb-health-cli",
                 "--package",
                 "kyb-logrotate-cli",
+                "--package",
+                "kyb-backup-cli",
             ])
             .args(["--package", "kyb-testkit", "--bins"])
             .status()

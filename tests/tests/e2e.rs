@@ -345,6 +345,28 @@ mod config_errors {
     }
 
     #[tokio::test]
+    async fn bad_backup_settings_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for (body, key, line) in [
+            ("[backup]\ncompression_level = 0\n", "backup.compression_level", 8),
+            ("[backup]\nkeep_min = 0\n", "backup.keep_min", 8),
+            ("[backup]\nformat = \"zip\"\n", "unknown variant `zip`", 8),
+            ("[[backup.archive]]\nname = \"../x\"\npaths = [\"/etc\"]\n", "backup.archive[0].name", 8),
+            ("[[backup.archive]]\nname = \"x\"\npaths = [\"/etc/../root\"]\n", "backup.archive[0].paths", 9),
+        ] {
+            let p = write(
+                dir.path(),
+                &format!("[paths]\nmaintenance_dir = \"m\"\nbackup_dir = \"b\"\n\n\n\n{body}"),
+            );
+            let out = maint_with(&p).await;
+            assert_eq!(out.status.code(), Some(2), "{body}");
+            let err = text(&out.stderr);
+            assert!(err.contains(key) && err.contains(&format!("{}:{line}", p.display())), "{body}: {err}");
+        }
+        assert!(!dir.path().join("m").exists() && !dir.path().join("b").exists());
+    }
+
+    #[tokio::test]
     async fn not_toml_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "[paths\nmaintenance_dir = 3\n");
@@ -947,5 +969,222 @@ mod backup_verify {
     /// The create settings the config file describes, read the way the binaries read it.
     fn kyb_flows_config(path: &Path) -> kyb_backup::CreateConfig {
         kyb_flows::config::load(path).unwrap().backup.unwrap().create.unwrap()
+    }
+}
+
+// The kyb-backup binary and the monthly flow, end to end.
+mod backup_cli {
+    use super::*;
+
+    /// `setup` plus a backup directory, retention and one archive of `etc` in the test's tree.
+    async fn with_backups(tag: &str, rows: u32) -> Setup {
+        let s = setup(tag, Opts::default()).await;
+        s.db.connect()
+            .await
+            .batch_execute(&format!(
+                "CREATE TABLE companies (id bigint PRIMARY KEY, name text, meta jsonb);
+                 INSERT INTO companies SELECT g, 'Company ' || g, jsonb_build_object('n', g) FROM generate_series(1, {rows}) g;
+                 CREATE TABLE owners (id bigint PRIMARY KEY, company_id bigint REFERENCES companies(id));
+                 INSERT INTO owners SELECT g, 1 + g % {rows} FROM generate_series(1, {rows}) g;"
+            ))
+            .await
+            .unwrap();
+        let etc = s.dir.path().join("etc/app");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("app.toml"), "listen = \"0.0.0.0:8080\"\n").unwrap();
+        std::os::unix::fs::symlink("app.toml", etc.join("current.toml")).unwrap();
+        let text = std::fs::read_to_string(&s.config).unwrap().replacen(
+            "[paths]\n",
+            "[paths]\nbackup_dir = \"backups\"\n",
+            1,
+        ) + "\n[backup]\nkeep_min = 1\nkeep_last = 2\n\n[[backup.archive]]\nname = \"application-config\"\npaths = [\"etc/app\"]\n";
+        std::fs::write(&s.config, text).unwrap();
+        s
+    }
+
+    impl Setup {
+        fn backup(&self, args: &[&str]) -> Command {
+            let mut cmd = Command::new(binary("kyb-backup"));
+            cmd.args(args).arg("--config").arg(&self.config);
+            cmd
+        }
+    }
+
+    fn json(out: &Output) -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+    }
+
+    #[tokio::test]
+    async fn create_verify_list_drill_and_prune_through_the_binary() {
+        let s = with_backups("clibackup", 20_000).await;
+        for _ in 0..3 {
+            let out = run(s.backup(&["create"])).await;
+            assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+            // Backup directories are named to the second.
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        let out = run(s.backup(&["verify", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let v = json(&out);
+        assert_eq!(check(task(&v, "backup-verify"), "checksum")["status"], "ok");
+
+        let out = run(s.backup(&["list", "--format", "json"])).await;
+        let listed = json(&out);
+        assert_eq!(listed.as_array().unwrap().len(), 3);
+        assert!(listed.as_array().unwrap().iter().all(|b| b["state"] == "complete"), "{listed}");
+
+        let out = run(s.backup(&["restore-drill", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let d = json(&out);
+        assert_eq!(check(task(&d, "restore-drill"), "rows public.companies")["status"], "ok");
+
+        // keep_last = 2: the plan names the oldest, the run removes it.
+        let out = run(s.backup(&["prune", "--dry-run"])).await;
+        assert_eq!(out.status.code(), Some(0));
+        let plan = text(&out.stdout);
+        assert!(plan.contains("would delete 1"), "{plan}");
+        assert_eq!(std::fs::read_dir(s.dir.path().join("backups/full")).unwrap().count(), 3);
+        let out = run(s.backup(&["prune"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        assert_eq!(std::fs::read_dir(s.dir.path().join("backups/full")).unwrap().count(), 2);
+
+        // A damaged newest backup: verify exits 1 and says why.
+        let newest = &json(&run(s.backup(&["list", "--format", "json"])).await)[0];
+        let file = PathBuf::from(newest["dir"].as_str().unwrap()).join("database.dump.gz");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&file, bytes).unwrap();
+        let out = run(s.backup(&["verify", "--latest"])).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stdout).contains("checksum mismatch"), "{}", text(&out.stdout));
+    }
+
+    #[tokio::test]
+    async fn the_monthly_flow_creates_archives_drills_and_prunes() {
+        let s = with_backups("climonthly", 5_000).await;
+        let out = run(s.maint(&["monthly", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        let report = json(&out);
+        for t in ["backup-create", "backup-archive", "restore-drill", "backup-prune"] {
+            assert_eq!(task(&report, t)["status"], "ok", "{t}: {report}");
+        }
+        let monthly: Vec<PathBuf> = files_under(&s.dir.path().join("backups/monthly"));
+        let manifest_path = monthly.iter().find(|p| p.ends_with("manifest.json")).expect("a manifest");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(manifest_path).unwrap()).unwrap();
+        let a = &manifest["archives"][0];
+        let tgz = manifest_path.with_file_name(a["file"].as_str().unwrap());
+        let bytes = std::fs::read(&tgz).unwrap();
+        assert_eq!(a["size_bytes"], bytes.len());
+        let sum: String = {
+            use sha2::Digest;
+            sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+        };
+        assert_eq!(a["sha256"], sum);
+        // The archive holds the file and the link as a link.
+        let mut entries = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let mut seen = Vec::new();
+        for e in entries.entries().unwrap() {
+            let e = e.unwrap();
+            seen.push((e.path().unwrap().to_string_lossy().into_owned(), e.header().entry_type()));
+        }
+        assert!(
+            seen.iter().any(|(p, t)| p.ends_with("etc/app/app.toml") && *t == tar::EntryType::Regular),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter().any(|(p, t)| p.ends_with("etc/app/current.toml") && *t == tar::EntryType::Symlink),
+            "{seen:?}"
+        );
+
+        // The dry run of the same flow changes nothing.
+        let before = files_under(&s.dir.path().join("backups")).len();
+        let out = run(s.maint(&["monthly", "--dry-run"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).contains("would dump"), "{}", text(&out.stdout));
+        assert_eq!(files_under(&s.dir.path().join("backups")).len(), before);
+    }
+
+    #[tokio::test]
+    async fn unreadable_files_are_reported_never_skipped_silently() {
+        let s = with_backups("cliunread", 10).await;
+        let etc = s.dir.path().join("etc/app");
+        std::fs::write(etc.join("tls.key"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        std::fs::set_permissions(etc.join("tls.key"), std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .unwrap();
+        let mut cmd = s.backup(&["archive", "--format", "json"]);
+        if rustix::process::geteuid().is_root() {
+            // Root reads everything: run as `nobody`, who may write the backups but not read the key.
+            let nobody = kyb_core::users::uid("nobody").expect("a nobody user");
+            let open = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            std::fs::set_permissions(s.dir.path(), open).unwrap();
+            let backups = s.dir.path().join("backups");
+            std::fs::create_dir_all(&backups).unwrap();
+            rustix::fs::chown(&backups, Some(rustix::fs::Uid::from_raw(nobody)), None).unwrap();
+            std::fs::set_permissions(&s.config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+            let mut as_nobody = Command::new("runuser");
+            as_nobody.args(["-u", "nobody", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+            cmd = as_nobody;
+        }
+        let out = run(cmd).await;
+        assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+        let report = json(&out);
+        let c = check(task(&report, "backup-archive"), "archive application-config");
+        assert_eq!(c["status"], "crit");
+        assert!(c["summary"].as_str().unwrap().contains("tls.key"), "{c}");
+        let manifest = files_under(&s.dir.path().join("backups/monthly"))
+            .into_iter()
+            .find(|p| p.ends_with("manifest.json"))
+            .expect("a manifest");
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+        let unreadable = &m["archives"][0]["unreadable"];
+        assert!(unreadable[0]["path"].as_str().unwrap().ends_with("tls.key"), "{unreadable}");
+        assert!(unreadable[0]["error"].as_str().unwrap().contains("ermission denied"), "{unreadable}");
+        let entries = &m["archives"][0]["entries"];
+        assert!(
+            entries.as_array().unwrap().iter().any(|e| e["path"].as_str().unwrap().ends_with("app.toml"))
+        );
+    }
+
+    #[tokio::test]
+    async fn ctrl_c_during_a_drill_drops_the_scratch_database() {
+        let s = with_backups("clisigint", 400_000).await;
+        let out = run(s.backup(&["create"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let child = s
+            .backup(&["restore-drill", "--format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // The scratch database carries the drill's pid: wait for it, then press Ctrl-C.
+        let pattern = format!("kyb\\_dr\\_%\\_{pid}\\_%");
+        let client = s.db.connect().await;
+        let count = || async {
+            client
+                .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE $1", &[&pattern])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while count().await == 0 {
+            assert!(Instant::now() < deadline, "the drill never made its scratch database");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::INT,
+        )
+        .unwrap();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+        let report = json(&out);
+        let d = task(&report, "restore-drill");
+        assert!(check(d, "restore")["summary"].as_str().unwrap().contains("cancelled"), "{d}");
+        assert_eq!(check(d, "cleanup")["status"], "ok", "{d}");
+        assert_eq!(count().await, 0, "scratch database left behind");
     }
 }

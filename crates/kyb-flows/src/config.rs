@@ -644,25 +644,28 @@ impl Resolver<'_> {
         };
         let mut sources: Vec<ArchiveSource> = Vec::new();
         for (i, a) in b.archive.into_iter().enumerate() {
-            let key = format!("backup.archive[{i}]");
+            let bad = |key: &str, message: String| ConfigError::Invalid {
+                path: self.path.to_owned(),
+                line: find_key_line_nth(self.text, "backup.archive", i, key),
+                key: format!("backup.archive[{i}].{key}"),
+                message,
+            };
             let name_ok = !a.name.is_empty()
                 && !a.name.starts_with('.')
                 && a.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !name_ok {
-                return Err(self.invalid(&format!("{key}.name"), "use letters, digits, '-', '_' and '.'"));
+                return Err(bad("name", "use letters, digits, '-', '_' and '.'".to_owned()));
             }
             if sources.iter().any(|s| s.name == a.name) {
-                return Err(self.invalid(&format!("{key}.name"), format!("{:?} is used twice", a.name)));
+                return Err(bad("name", format!("{:?} is used twice", a.name)));
             }
             if a.paths.is_empty() {
-                return Err(self.invalid(&format!("{key}.paths"), "list at least one path"));
+                return Err(bad("paths", "list at least one path".to_owned()));
             }
             if let Some(p) =
                 a.paths.iter().find(|p| p.components().any(|c| matches!(c, std::path::Component::ParentDir)))
             {
-                return Err(
-                    self.invalid(&format!("{key}.paths"), format!("{} must not contain '..'", p.display()))
-                );
+                return Err(bad("paths", format!("{} must not contain '..'", p.display())));
             }
             let paths = a.paths.into_iter().map(|p| self.path(p)).collect();
             sources.push(ArchiveSource { name: a.name, paths });
