@@ -4,9 +4,11 @@
 //! - `sandbox up|down|status`: the private stack, the sandbox app and the sandbox config
 //! - `test [cargo test args…]`: bring the stack up, run the whole suite
 //! - `ci`: fmt --check, clippy -D warnings, test: green here is green in CI
-//! - `bench daily|logrotate`: the daily flow, and log rotation and retention, against their peers
+//! - `bench daily|logrotate|backup`: the daily flow, log rotation and retention, and backups,
+//!   against their peers
 
 mod bench;
+mod bench_backup;
 mod bench_logrotate;
 mod sandbox;
 
@@ -26,6 +28,8 @@ commands:
   ci                       cargo fmt --check, clippy -D warnings, then test
   bench daily              time the daily flow (healthy and hung app) against the runbook's check
   bench logrotate          rotate+gzip 1 GiB against logrotate; retention over 200k files against find
+  bench backup             kyb-backup create against pg_dump | gzip + sha256sum, pg_dump -Fc and the
+                           bare extraction, on a 700 MB database; verify hashing against sha256sum
 ";
 
 fn main() -> ExitCode {
@@ -60,7 +64,8 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "bench" => match rest.first().map(String::as_str) {
             Some("daily") => bench::daily(),
             Some("logrotate") => bench_logrotate::run(),
-            _ => bail!("usage: cargo xtask bench daily|logrotate"),
+            Some("backup") => bench_backup::run(),
+            _ => bail!("usage: cargo xtask bench daily|logrotate|backup"),
         },
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

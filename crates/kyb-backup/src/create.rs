@@ -136,7 +136,10 @@ async fn create_inner(
     })?;
     let pg_dump_version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
     let (server_version, server_major, table_count, tables) = inspect(cfg).await?;
-    let dump_major = major_version(&pg_dump_version).unwrap_or(0);
+    let dump_major = major_version(&pg_dump_version).ok_or_else(|| BackupError::Dump {
+        status: format!("{} --version", pg_dump.display()),
+        stderr: format!("cannot tell its version from {pg_dump_version:?}"),
+    })?;
     if dump_major < server_major {
         return Err(BackupError::PgDumpTooOld { pg_dump: dump_major, server: server_major });
     }
