@@ -41,16 +41,24 @@ pub fn run() -> Result<ExitCode> {
     };
     let conn = format!("-h 127.0.0.1 -p {} -U {} -d {DB}", stack.pg_port, stack.pg_user);
     let o = out.display();
-    let runbook = format!("set -e; pg_dump {conn} | gzip > {o}/database.sql.gz; sha256sum {o}/database.sql.gz > {o}/sum");
+    let runbook = format!(
+        "set -e; pg_dump {conn} | gzip > {o}/database.sql.gz; sha256sum {o}/database.sql.gz > {o}/sum"
+    );
     let custom = format!("pg_dump -Fc {conn} -f {o}/database.dump");
     let extract = format!("pg_dump -Fc -Z0 {conn} > /dev/null");
     let ours = || -> Result<(Duration, u64, u64)> {
         let _ = std::fs::remove_dir_all(work.join("backups"));
         let started = Instant::now();
-        let run = Command::new(&bin).args(["create", "--format", "json", "--config"]).arg(&config).output()?;
+        let run =
+            Command::new(&bin).args(["create", "--format", "json", "--config"]).arg(&config).output()?;
         let took = started.elapsed();
-        anyhow::ensure!(run.status.success(), "kyb-backup create failed: {}", String::from_utf8_lossy(&run.stdout));
-        let listed = Command::new(&bin).args(["list", "--format", "json", "--config"]).arg(&config).output()?;
+        anyhow::ensure!(
+            run.status.success(),
+            "kyb-backup create failed: {}",
+            String::from_utf8_lossy(&run.stdout)
+        );
+        let listed =
+            Command::new(&bin).args(["list", "--format", "json", "--config"]).arg(&config).output()?;
         let v: serde_json::Value = serde_json::from_slice(&listed.stdout)?;
         let m = &v[0]["metadata"];
         Ok((took, m["size_bytes"].as_u64().unwrap_or(0), m["dump_bytes"].as_u64().unwrap_or(0)))
@@ -62,7 +70,9 @@ pub fn run() -> Result<ExitCode> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         stack.psql(DB, "SHOW server_version")?.trim()
     );
-    println!("| run | kyb-backup create | runbook pg_dump \\| gzip + sha256sum | pg_dump -Fc | pg_dump -Fc -Z0 > /dev/null |");
+    println!(
+        "| run | kyb-backup create | runbook pg_dump \\| gzip + sha256sum | pg_dump -Fc | pg_dump -Fc -Z0 > /dev/null |"
+    );
     println!("|---|---|---|---|---|");
     let mut times: [Vec<Duration>; 4] = Default::default();
     let mut sizes = (0u64, 0u64, 0u64, 0u64);
@@ -91,14 +101,7 @@ pub fn run() -> Result<ExitCode> {
                 _ => peer(&extract)?,
             };
         }
-        println!(
-            "| {} | {} | {} | {} | {} |",
-            i + 1,
-            ms(row[0]),
-            ms(row[1]),
-            ms(row[2]),
-            ms(row[3])
-        );
+        println!("| {} | {} | {} | {} | {} |", i + 1, ms(row[0]), ms(row[1]), ms(row[2]), ms(row[3]));
         for (k, t) in row.into_iter().enumerate() {
             times[k].push(t);
         }
@@ -170,7 +173,8 @@ pub fn run() -> Result<ExitCode> {
     let verify_took = started.elapsed();
     anyhow::ensure!(v.status.success(), "verify failed: {}", String::from_utf8_lossy(&v.stdout));
     let started = Instant::now();
-    let d = Command::new(&bin).args(["restore-drill", "--format", "json", "--config"]).arg(&config).output()?;
+    let d =
+        Command::new(&bin).args(["restore-drill", "--format", "json", "--config"]).arg(&config).output()?;
     let drill_took = started.elapsed();
     let report: serde_json::Value = serde_json::from_slice(&d.stdout)?;
     let ok = d.status.success();
@@ -190,7 +194,8 @@ pub fn run() -> Result<ExitCode> {
 /// `kyb_bench`: companies with owners and screening checks, text, numbers and jsonb that
 /// compress the way real rows do (about 3-4:1), not pgbench's filler.
 fn seed(stack: &Stack) -> Result<()> {
-    let exists = stack.psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{DB}'"))?;
+    let exists =
+        stack.psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{DB}'"))?;
     if exists.trim() == "0" {
         stack.psql("postgres", &format!("CREATE DATABASE {DB}"))?;
     }
@@ -222,38 +227,39 @@ fn seed(stack: &Stack) -> Result<()> {
         stack.psql(
             DB,
             &format!(
-                "INSERT INTO companies SELECT g,
-                   ({words})[1 + abs(hashint4(g)) % 20] || ' ' || ({kinds})[1 + abs(hashint4(g + 7)) % 10] || ' ' ||
+                "CREATE FUNCTION pg_temp.h(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT hashint4($1) & 2147483647';
+                 INSERT INTO companies SELECT g,
+                   ({words})[1 + pg_temp.h(g) % 20] || ' ' || ({kinds})[1 + pg_temp.h(g + 7) % 10] || ' ' ||
                      (ARRAY['GmbH','SA','BV','Ltd','AG','SRL'])[1 + g % 6],
-                   'REG-' || lpad((abs(hashint4(g * 3)) % 100000000)::text, 8, '0'),
+                   'REG-' || lpad((pg_temp.h(g * 3) % 100000000)::text, 8, '0'),
                    (ARRAY['DE','FR','NL','AT','ES','IE','PT','CZ','PL','NO','IT','CH'])[1 + g % 12],
-                   ({cities})[1 + abs(hashint4(g + 1)) % 12],
-                   date '1950-01-01' + (abs(hashint4(g + 2)) % 26000),
-                   abs(hashint4(g + 3)) % 20000,
-                   (abs(hashint4(g + 4)) % 1000000000) / 100.0,
-                   (abs(hashint4(g + 5)) % 1000) / 10.0,
-                   'Provides ' || lower(({kinds})[1 + abs(hashint4(g + 8)) % 10]) || ' services in ' ||
-                     ({cities})[1 + abs(hashint4(g + 9)) % 12] || ' since ' || (1950 + abs(hashint4(g + 2)) % 70) ||
-                     '; contact ' || lower(({words})[1 + abs(hashint4(g + 10)) % 20]) || '@example.com, ref ' ||
+                   ({cities})[1 + pg_temp.h(g + 1) % 12],
+                   date '1950-01-01' + (pg_temp.h(g + 2) % 26000),
+                   pg_temp.h(g + 3) % 20000,
+                   (pg_temp.h(g + 4) % 1000000000) / 100.0,
+                   (pg_temp.h(g + 5) % 1000) / 10.0,
+                   'Provides ' || lower(({kinds})[1 + pg_temp.h(g + 8) % 10]) || ' services in ' ||
+                     ({cities})[1 + pg_temp.h(g + 9) % 12] || ' since ' || (1950 + pg_temp.h(g + 2) % 70) ||
+                     '; contact ' || lower(({words})[1 + pg_temp.h(g + 10) % 20]) || '@example.com, ref ' ||
                      md5(g::text),
-                   jsonb_build_object('vat', 'VAT' || abs(hashint4(g + 11)), 'sector', abs(hashint4(g + 12)) % 90,
+                   jsonb_build_object('vat', 'VAT' || pg_temp.h(g + 11), 'sector', pg_temp.h(g + 12) % 90,
                      'listed', g % 7 = 0, 'tags', jsonb_build_array(({words})[1 + g % 20], ({kinds})[1 + g % 10]),
-                     'website', 'https://www.' || lower(({words})[1 + abs(hashint4(g)) % 20]) || g || '.example'))
+                     'website', 'https://www.' || lower(({words})[1 + pg_temp.h(g) % 20]) || g || '.example')
                  FROM generate_series({lo}, {hi}) g;
-                 INSERT INTO owners SELECT g, 1 + abs(hashint4(g)) % {hi},
-                   ({words})[1 + abs(hashint4(g + 20)) % 20] || ' ' || ({cities})[1 + abs(hashint4(g + 21)) % 12] || 'son',
-                   1940 + abs(hashint4(g + 22)) % 65,
+                 INSERT INTO owners SELECT g, 1 + pg_temp.h(g) % {hi},
+                   ({words})[1 + pg_temp.h(g + 20) % 20] || ' ' || ({cities})[1 + pg_temp.h(g + 21) % 12] || 'son',
+                   1940 + pg_temp.h(g + 22) % 65,
                    (ARRAY['DE','FR','NL','AT','ES','IE'])[1 + g % 6],
-                   (abs(hashint4(g + 23)) % 10000) / 100.0,
+                   (pg_temp.h(g + 23) % 10000) / 100.0,
                    g % 97 = 0
                  FROM generate_series({lo}, {hi}) g;
                  INSERT INTO checks (company_id, kind, status, score, checked_at, details)
                  SELECT 1 + (g - 1) / 2, (ARRAY['sanctions','pep','adverse-media','registry'])[1 + g % 4],
-                   (ARRAY['clear','review','hit'])[1 + abs(hashint4(g + 30)) % 3],
-                   (abs(hashint4(g + 31)) % 1000) / 1000.0,
-                   timestamptz '2024-01-01' + make_interval(secs => abs(hashint4(g + 32)) % 60000000),
+                   (ARRAY['clear','review','hit'])[1 + pg_temp.h(g + 30) % 3],
+                   (pg_temp.h(g + 31) % 1000) / 1000.0,
+                   timestamptz '2024-01-01' + make_interval(secs => pg_temp.h(g + 32) % 60000000),
                    jsonb_build_object('source', (ARRAY['ofac','eu','un','uk'])[1 + g % 4],
-                     'matches', abs(hashint4(g + 33)) % 5, 'reviewer', 'analyst' || (g % 40),
+                     'matches', pg_temp.h(g + 33) % 5, 'reviewer', 'analyst' || (g % 40),
                      'note', 'Automated screening run ' || (g % 1000) || ' for ' || ({words})[1 + g % 20])
                  FROM generate_series({}, {}) g;",
                 2 * lo - 1,
@@ -264,7 +270,8 @@ fn seed(stack: &Stack) -> Result<()> {
             break;
         }
     }
-    stack.psql(DB, "CREATE INDEX IF NOT EXISTS owners_company ON owners (company_id); VACUUM ANALYZE")?;
+    stack.psql(DB, "CREATE INDEX IF NOT EXISTS owners_company ON owners (company_id)")?;
+    stack.psql(DB, "VACUUM ANALYZE")?;
     Ok(())
 }
 

@@ -135,7 +135,7 @@ async fn create_inner(
         stderr: format!("{}: {e}", pg_dump.display()),
     })?;
     let pg_dump_version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let (server_version, server_major, table_count, tables) = inspect(cfg).await?;
+    let (client, server_version, server_major) = open_session(cfg).await?;
     let dump_major = major_version(&pg_dump_version).ok_or_else(|| BackupError::Dump {
         status: format!("{} --version", pg_dump.display()),
         stderr: format!("cannot tell its version from {pg_dump_version:?}"),
@@ -146,9 +146,18 @@ async fn create_inner(
 
     let dir = new_backup_dir(&cfg.backup_dir, now)?;
     // Until the metadata is written, the directory is removed again whatever happens.
-    let unfinished = Unfinished { dir: dir.clone(), file: cfg.format.file_name() };
+    let mut unfinished = Unfinished { dir: dir.clone(), file: cfg.format.file_name(), done: false };
     let started = Instant::now();
-    let dumped = dump(&pg_dump, cfg, &dir, now, progress).await?;
+    // pg_dump and the row counts read the same exported snapshot, so the counts the drill
+    // compares with are those of the data in the dump, however busy the database is. The
+    // counts run while pg_dump works; the exporting transaction stays open until both are done.
+    let query_err = |source| BackupError::Query { target: target_name(&cfg.postgres), source };
+    let snapshot: String =
+        client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(query_err)?.get(0);
+    let (dumped, (table_count, tables)) =
+        tokio::join!(dump(&pg_dump, cfg, &dir, now, &snapshot, progress), row_counts(&client));
+    let dumped = dumped?;
+    let _ = client.batch_execute("COMMIT").await;
     let finished = OffsetDateTime::now_utc();
     let metadata = Metadata {
         backup_file: cfg.format.file_name().to_owned(),
@@ -176,18 +185,22 @@ async fn create_inner(
         .map_err(|e| BackupError::Write { path: sums_path, source: std::io::Error::other(e) })?;
     atomic_write(&path, &json, 0o640)
         .map_err(|e| BackupError::Write { path, source: std::io::Error::other(e) })?;
-    std::mem::forget(unfinished);
+    unfinished.done = true;
     Ok(CreateReport { dir, metadata })
 }
 
-/// A backup directory still being made: dropping it removes what was written.
+/// A backup directory still being made: dropped before `done`, it removes what was written.
 struct Unfinished {
     dir: PathBuf,
     file: &'static str,
+    done: bool,
 }
 
 impl Drop for Unfinished {
     fn drop(&mut self) {
+        if self.done {
+            return;
+        }
         for name in [format!("{}.partial", self.file), self.file.to_owned(), format!("{}.sha256", self.file)]
         {
             let _ = std::fs::remove_file(self.dir.join(name));
@@ -196,16 +209,17 @@ impl Drop for Unfinished {
     }
 }
 
-/// Server version and the exact row counts of the ten largest tables. A count that cannot be
-/// had within the lock wait timeout is left out (pg_dump then meets the same lock and says so).
-async fn inspect(cfg: &CreateConfig) -> Result<(String, u32, Option<i64>, Vec<TableRows>), BackupError> {
+/// A session for the dump's bookkeeping: the server's version (full and major), and a
+/// repeatable-read transaction begun, ready to export its snapshot.
+async fn open_session(cfg: &CreateConfig) -> Result<(tokio_postgres::Client, String, u32), BackupError> {
     let t = &cfg.postgres;
-    let target = target_name(t);
-    let query_err = |source| BackupError::Query { target: target.clone(), source };
+    let query_err = |source| BackupError::Query { target: target_name(t), source };
     let client = connect(t, &t.dbname).await?;
     client
         .batch_execute(&format!(
-            "SET lock_timeout = {}; SET statement_timeout = {}",
+            // One core for the counts: parallel scans would take the CPU pg_dump's backend needs.
+            "SET lock_timeout = {}; SET statement_timeout = {}; SET max_parallel_workers_per_gather = 0; \
+             BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
             cfg.lock_wait_timeout_ms, cfg.timeout_ms
         ))
         .await
@@ -217,38 +231,56 @@ async fn inspect(cfg: &CreateConfig) -> Result<(String, u32, Option<i64>, Vec<Ta
         )
         .await
         .map_err(query_err)?;
-    let version: String = row.get(0);
     let major = u32::try_from(row.get::<_, i32>(1) / 10_000).unwrap_or(0);
-    let table_count = client
-        .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname NOT LIKE 'pg_toast%'",
-            &[],
-        )
+    Ok((client, row.get(0), major))
+}
+
+/// The number of tables and the exact row counts of the ten largest, in the session's
+/// snapshot. A query that fails (a lock not granted within the lock timeout) leaves its number
+/// out; each runs under a savepoint, so one failure does not abort the transaction whose
+/// snapshot pg_dump uses.
+async fn row_counts(client: &tokio_postgres::Client) -> (Option<i64>, Vec<TableRows>) {
+    const USER_TABLES: &str = "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg_toast%'";
+    let table_count = guarded(client, &format!("SELECT count(*) {USER_TABLES}"))
         .await
-        .ok()
-        .map(|r| r.get::<_, i64>(0));
-    // format('%I.%I') quotes the names, so the count query below is safe to build.
-    let largest = client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY pg_total_relation_size(c.oid) DESC LIMIT 10",
-            &[],
-        )
-        .await
-        // Sizing needs a share lock on each table: under someone's exclusive lock this gives
-        // up, and pg_dump, meeting the same lock, reports it.
-        .unwrap_or_default();
+        .and_then(|rows| rows.first().map(|r| r.get::<_, i64>(0)));
+    // format('%I.%I') quotes the names, so the count queries below are safe to build.
+    let largest = guarded(
+        client,
+        &format!(
+            "SELECT format('%I.%I', n.nspname, c.relname) {USER_TABLES} \
+             ORDER BY pg_total_relation_size(c.oid) DESC LIMIT 10"
+        ),
+    )
+    .await
+    .unwrap_or_default();
     let mut tables = Vec::new();
     for r in largest {
         let table: String = r.get(0);
-        if let Ok(row) = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await {
+        if let Some(rows) = guarded(client, &format!("SELECT count(*) FROM {table}")).await
+            && let Some(row) = rows.first()
+        {
             tables.push(TableRows { table, rows: row.get(0) });
         }
     }
-    Ok((version, major, table_count, tables))
+    (table_count, tables)
+}
+
+/// Runs `sql` under a savepoint: `None`, and the transaction still usable, when it fails.
+async fn guarded(client: &tokio_postgres::Client, sql: &str) -> Option<Vec<tokio_postgres::Row>> {
+    client.batch_execute("SAVEPOINT kyb_count").await.ok()?;
+    match client.query(sql, &[]).await {
+        Ok(rows) => {
+            let _ = client.batch_execute("RELEASE SAVEPOINT kyb_count").await;
+            Some(rows)
+        }
+        Err(_) => {
+            let _ = client.batch_execute("ROLLBACK TO SAVEPOINT kyb_count").await;
+            None
+        }
+    }
 }
 
 /// `user@host:port/db`, for messages.
@@ -295,6 +327,9 @@ fn new_backup_dir(backup_dir: &Path, now: OffsetDateTime) -> Result<PathBuf, Bac
     Err(BackupError::Write { path: full, source: std::io::Error::other("no free backup directory name") })
 }
 
+/// Nice value of the compression threads.
+const COMPRESS_NICE: i32 = 10;
+
 /// What [`dump`] wrote.
 struct Dumped {
     checksum: String,
@@ -309,6 +344,7 @@ async fn dump(
     cfg: &CreateConfig,
     dir: &Path,
     now: OffsetDateTime,
+    snapshot: &str,
     progress: &Arc<Progress>,
 ) -> Result<Dumped, BackupError> {
     let t = &cfg.postgres;
@@ -320,6 +356,9 @@ async fn dump(
     };
     let file = create_new(&partial, 0o600).map_err(write_err(&partial))?;
     let (reader, writer) = std::io::pipe().map_err(write_err(&partial))?;
+    // A 1 MiB pipe (the default is 64 KiB) lets pg_dump write whole blocks and wakes the reader
+    // less often. Unprivileged processes may be capped lower; the default still works.
+    let _ = rustix::pipe::fcntl_setpipe_size(&reader, 1 << 20);
     let mut cmd = Command::new(pg_dump);
     match cfg.format {
         Format::Custom => cmd.args(["--format=custom", "--compress=0"]),
@@ -328,6 +367,7 @@ async fn dump(
     cmd.args(["--no-password", "--host", &t.host, "--port", &t.port.to_string()])
         .args(["--username", &t.user, "--dbname", &t.dbname])
         .arg(format!("--lock-wait-timeout={}", cfg.lock_wait_timeout_ms))
+        .arg(format!("--snapshot={snapshot}"))
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(Stdio::piped())
@@ -353,14 +393,43 @@ async fn dump(
     let inner = name.trim_end_matches(".gz").as_bytes().to_vec();
     let mtime = u32::try_from(now.unix_timestamp()).unwrap_or(0);
     let progress = Arc::clone(progress);
-    let compress = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64, u64)> {
-        let input = Counting { inner: reader, progress: &progress };
-        let mut out = Hashing { file, hasher: Sha256::new(), progress: &progress };
-        let (dump_bytes, stored_bytes) =
-            gzip(input, &mut out, level, threads, &Header { name: &inner, mtime })?;
-        out.file.sync_all()?;
-        Ok((hex(&out.hasher.finalize()), dump_bytes, stored_bytes))
-    });
+    // A thread of its own, not one from tokio's pool: it lowers its priority (and its workers
+    // inherit that), so the database server and pg_dump, the serial part of the pipeline, get
+    // the CPU first and compression takes what is left. It cannot be raised again unprivileged,
+    // hence no pool thread.
+    let (done_tx, compress) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("kyb-backup-gzip".to_owned())
+        .spawn(move || {
+            let _ = rustix::process::setpriority_process(None, COMPRESS_NICE);
+            let run = || -> std::io::Result<(String, u64, u64)> {
+                let (flush_tx, flush_rx) = std::sync::mpsc::sync_channel::<()>(1);
+                let syncing = file.try_clone()?;
+                std::thread::scope(|scope| {
+                    scope.spawn(move || {
+                        while flush_rx.recv().is_ok() {
+                            let _ = syncing.sync_data();
+                        }
+                    });
+                    let input = Counting { inner: reader, progress: &progress };
+                    let mut out = Hashing {
+                        file,
+                        hasher: Sha256::new(),
+                        progress: &progress,
+                        unflushed: 0,
+                        flush: Some(flush_tx),
+                    };
+                    let gzipped = gzip(input, &mut out, level, threads, &Header { name: &inner, mtime });
+                    // Stops the flusher.
+                    out.flush = None;
+                    let (dump_bytes, stored_bytes) = gzipped?;
+                    out.file.sync_all()?;
+                    Ok((hex(&out.hasher.finalize()), dump_bytes, stored_bytes))
+                })
+            };
+            let _ = done_tx.send(run());
+        })
+        .map_err(write_err(&partial))?;
     let status = child.wait().await;
     let compressed = compress.await;
     let stderr = errors.await.unwrap_or_default();
@@ -368,7 +437,12 @@ async fn dump(
     let (checksum, dump_bytes, stored_bytes) = match compressed {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => return Err(BackupError::Write { path: partial, source: e }),
-        Err(e) => return Err(BackupError::Write { path: partial, source: std::io::Error::other(e) }),
+        Err(_) => {
+            return Err(BackupError::Write {
+                path: partial,
+                source: std::io::Error::other("the compression thread died"),
+            });
+        }
     };
     let status = status.map_err(write_err(&partial))?;
     if !status.success() {
@@ -404,13 +478,29 @@ struct Hashing<'a> {
     file: std::fs::File,
     hasher: Sha256,
     progress: &'a Progress,
+    /// Bytes written since the flusher was last woken.
+    unflushed: u64,
+    /// Wakes the flusher thread, which `fdatasync`s what is written so far: the final fsync
+    /// then has little left to wait for.
+    flush: Option<std::sync::mpsc::SyncSender<()>>,
 }
+
+/// Write-behind step: the flusher syncs after this many new bytes.
+const FLUSH_EVERY: u64 = 32 << 20;
 
 impl Write for Hashing<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.progress.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.unflushed += n as u64;
+        if self.unflushed >= FLUSH_EVERY {
+            self.unflushed = 0;
+            // Busy flusher: skip this wake-up, the next one covers these bytes too.
+            if let Some(tx) = &self.flush {
+                let _ = tx.try_send(());
+            }
+        }
         Ok(n)
     }
 

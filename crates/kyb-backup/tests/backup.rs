@@ -660,3 +660,32 @@ async fn a_cancelled_drill_drops_its_scratch_database() {
     assert!(restore.summary.contains("cancelled"), "{}", restore.summary);
     assert!(!scratch_exists(&db, &r.scratch_db).await, "scratch database left behind");
 }
+
+#[tokio::test]
+async fn row_counts_match_the_dump_while_rows_keep_arriving() {
+    let db = seeded("bkbusy").await;
+    let root = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let writer = db.connect().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let inserting = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writer
+                    .batch_execute("INSERT INTO checks (company_id, status) VALUES (1, 'ok')")
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        }
+    });
+    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(inserting.await.unwrap() > 0);
+    let recorded = made.metadata.tables.iter().find(|t| t.table == "public.checks").unwrap().rows;
+    let d = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
+    assert!(d.checks.iter().all(|c| c.status == Status::Ok), "recorded {recorded}: {:?}", d.checks);
+}
