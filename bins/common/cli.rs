@@ -16,6 +16,27 @@ pub enum Format {
     Json,
 }
 
+/// The options every flow and task binary takes.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Config file (TOML); every kyb binary reads the same one.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "KYB_MAINT_CONFIG",
+        default_value = "/etc/kyb-maint/kyb-maint.toml"
+    )]
+    pub config: PathBuf,
+    /// Report format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write the statuses and durations as Prometheus metrics to this file, for
+    /// node_exporter's textfile collector (e.g. /var/lib/node_exporter/textfile/kyb-maint.prom).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub textfile: Option<PathBuf>,
+}
+
 /// Human log lines at a terminal (warnings only: the report is the output), JSON lines with
 /// task events otherwise. `KYB_LOG` overrides the level, in `RUST_LOG` syntax.
 pub fn init_logging() {

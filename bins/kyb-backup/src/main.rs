@@ -32,22 +32,8 @@ const BIN: &str = "kyb-backup";
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Config file (TOML), the same file kyb-maint reads.
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "KYB_MAINT_CONFIG",
-        default_value = "/etc/kyb-maint/kyb-maint.toml"
-    )]
-    config: PathBuf,
-    /// Report format on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    format: Format,
-    /// Also write the statuses as Prometheus metrics to this file (node_exporter textfile
-    /// collector).
-    #[arg(long, global = true, value_name = "FILE")]
-    textfile: Option<PathBuf>,
+    #[command(flatten)]
+    common: cli::Common,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,7 +87,7 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging();
-    let cfg = match config::load(&cli.config) {
+    let cfg = match config::load(&cli.common.config) {
         Ok(cfg) => cfg,
         Err(e) => return cli::fail(BIN, &e),
     };
@@ -109,7 +95,7 @@ async fn main() -> ExitCode {
         let _ = writeln!(
             std::io::stderr(),
             "{BIN}: error: {} sets no [paths] backup_dir; there are no backups to work on",
-            cli.config.display()
+            cli.common.config.display()
         );
         return ExitCode::from(2);
     };
@@ -150,9 +136,9 @@ async fn main() -> ExitCode {
                 backup::drill("restore-drill", d.as_ref(), dry_run, now, kyb_flows::shutdown_signal()).await;
             (t, dry_run)
         }
-        Command::List => return list(&b.verify.backup_dir, cli.format),
+        Command::List => return list(&b.verify.backup_dir, cli.common.format),
     };
-    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.format, cli.textfile)
+    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
 }
 
 /// At a terminal, a status line on stderr twice a second: bytes dumped, written, and the rate.

@@ -4,9 +4,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::Format;
 use kyb_flows::{RunOptions, Task, config, run_tasks};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 const BIN: &str = "kyb-logrotate";
@@ -22,22 +20,8 @@ const BIN: &str = "kyb-logrotate";
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Config file (TOML), the same file kyb-maint reads.
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "KYB_MAINT_CONFIG",
-        default_value = "/etc/kyb-maint/kyb-maint.toml"
-    )]
-    config: PathBuf,
-    /// Report format on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    format: Format,
-    /// Also write the run's statuses as Prometheus metrics to this file (node_exporter
-    /// textfile collector).
-    #[arg(long, global = true, value_name = "FILE")]
-    textfile: Option<PathBuf>,
+    #[command(flatten)]
+    common: cli::Common,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,13 +38,13 @@ const TASKS: [Task; 3] = [Task::LogRotation, Task::Retention, Task::TempCleanup]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging();
-    let cfg = match config::load(&cli.config) {
+    let cfg = match config::load(&cli.common.config) {
         Ok(cfg) => cfg,
         Err(e) => return cli::fail(BIN, &e),
     };
     let dry_run = matches!(cli.command, Command::Plan);
     match run_tasks("logrotate", &TASKS, &cfg, RunOptions { dry_run }).await {
-        Ok(report) => cli::finish(BIN, &report, cli.format, cli.textfile),
+        Ok(report) => cli::finish(BIN, &report, cli.common.format, cli.common.textfile),
         Err(e) => cli::fail(BIN, &e),
     }
 }

@@ -4,9 +4,7 @@ use clap::{Parser, ValueEnum};
 #[path = "../../common/cli.rs"]
 mod cli;
 
-use cli::Format;
 use kyb_flows::{Flow, RunOptions, config, run_flow};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 const BIN: &str = "kyb-maint";
@@ -21,28 +19,21 @@ struct Cli {
     /// The flow to run.
     #[arg(value_enum)]
     flow: FlowArg,
-    /// Config file (TOML).
-    #[arg(long, short, env = "KYB_MAINT_CONFIG", default_value = "/etc/kyb-maint/kyb-maint.toml")]
-    config: PathBuf,
-    /// Report format on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
     /// Show what would be done; write, delete and restart nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Also write the run's statuses and durations as Prometheus metrics to this file, for
-    /// node_exporter's textfile collector (e.g. /var/lib/node_exporter/textfile/kyb-maint-daily.prom).
-    #[arg(long, value_name = "FILE")]
-    textfile: Option<PathBuf>,
+    #[command(flatten)]
+    common: cli::Common,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FlowArg {
-    /// Health, system metrics, metrics snapshot.
+    /// Health probes, system metrics, metrics snapshot, today's backup, log rotation, retention,
+    /// temp cleanup.
     Daily,
     /// Weekly flow (no tasks yet: exits 2).
     Weekly,
-    /// Monthly flow (no tasks yet: exits 2).
+    /// Database backup, config archive, restore drill, backup retention.
     Monthly,
 }
 
@@ -55,7 +46,7 @@ async fn main() -> ExitCode {
         FlowArg::Weekly => Flow::Weekly,
         FlowArg::Monthly => Flow::Monthly,
     };
-    let cfg = match config::load(&cli.config) {
+    let cfg = match config::load(&cli.common.config) {
         Ok(cfg) => cfg,
         Err(e) => return cli::fail(BIN, &e),
     };
@@ -63,5 +54,5 @@ async fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return cli::fail(BIN, &e),
     };
-    cli::finish(BIN, &report, cli.format, cli.textfile)
+    cli::finish(BIN, &report, cli.common.format, cli.common.textfile)
 }
