@@ -1193,4 +1193,33 @@ mod backup_cli {
         assert_eq!(check(d, "cleanup")["status"], "ok", "{d}");
         assert_eq!(count().await, 0, "scratch database left behind");
     }
+
+    #[tokio::test]
+    async fn ctrl_c_during_a_backup_leaves_no_partial_backup() {
+        let s = with_backups("clicreateint", 400_000).await;
+        let child = s
+            .backup(&["create"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let full = s.dir.path().join("backups/full");
+        let partial = || files_under(&full).iter().any(|p| p.to_string_lossy().ends_with(".partial"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !partial() {
+            assert!(Instant::now() < deadline, "the backup never started writing");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+            rustix::process::Signal::INT,
+        )
+        .unwrap();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(text(&out.stdout).contains("cancelled"), "{}", text(&out.stdout));
+        assert!(files_under(&full).is_empty(), "left behind: {:?}", files_under(&full));
+        let left: Vec<_> = std::fs::read_dir(&full).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 }

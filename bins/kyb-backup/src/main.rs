@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Dump the database with pg_dump, gzip and hash it in one pass, and publish it atomically.
-    /// Shows progress at a terminal.
+    /// Shows progress at a terminal. Ctrl-C or SIGTERM stops it and removes the partial backup.
     Create {
         /// Print what would be dumped, and where; change nothing.
         #[arg(long)]
@@ -70,9 +70,10 @@ enum Command {
         dry_run: bool,
     },
     /// Restore the latest backup into a scratch database `kyb_dr_<time>`, compare tables and
-    /// row counts, and drop it again: on success, on failure and on Ctrl-C.
+    /// row counts, and drop it again: on success, on failure and on Ctrl-C or SIGTERM. The
+    /// latest backup must be younger than `max_age_hours`.
     RestoreDrill {
-        /// Restore this backup directory instead of the latest.
+        /// Restore this backup directory instead of the latest, whatever its age.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// Print what would be restored; touch nothing.
@@ -104,7 +105,15 @@ async fn main() -> ExitCode {
         Command::Create { dry_run } => {
             let progress = Arc::new(Progress::default());
             let shown = show_progress(&progress);
-            let t = backup::create("backup-create", Some(b), dry_run, now, &progress).await;
+            let t = backup::create(
+                "backup-create",
+                Some(b),
+                dry_run,
+                now,
+                &progress,
+                kyb_flows::shutdown_signal(),
+            )
+            .await;
             if let Some(shown) = shown {
                 shown.abort();
                 let _ = write!(std::io::stderr(), "\r\x1b[2K");
@@ -122,15 +131,20 @@ async fn main() -> ExitCode {
         }
         Command::Prune { dry_run } => {
             let p = kyb_backup::PruneConfig { dry_run, ..b.prune.clone() };
-            (backup::prune("backup-prune", Some(&p), now).await, dry_run)
+            (backup::prune("backup-prune", Some(&p), now, kyb_flows::shutdown_signal()).await, dry_run)
         }
         Command::Archive { dry_run } => {
             (backup::archive("backup-archive", b.archive.as_ref(), dry_run, now).await, dry_run)
         }
         Command::RestoreDrill { dir, dry_run } => {
-            let d = b.drill.as_ref().map(|d| kyb_backup::DrillConfig {
-                which: dir.map_or(Which::Latest, Which::Dir),
-                ..d.clone()
+            // A backup named by hand is restored whatever its age.
+            let d = b.drill.as_ref().map(|d| match dir {
+                Some(dir) => kyb_backup::DrillConfig {
+                    which: Which::Dir(dir),
+                    max_age_hours: u64::MAX / 2,
+                    ..d.clone()
+                },
+                None => d.clone(),
             });
             let t =
                 backup::drill("restore-drill", d.as_ref(), dry_run, now, kyb_flows::shutdown_signal()).await;

@@ -266,12 +266,29 @@ impl<W: Write> Walk<'_, W> {
             return Ok(());
         };
         match DirHandle::open(parent) {
-            Ok(p) => self.entry(&p, name, path),
+            Ok(p) => self.entry(&p, name, path)?,
             Err(e) => {
                 self.skip(path, &e.to_string());
-                Ok(())
+                return Ok(());
             }
         }
+        // A configured path that is a link (a config directory pointing at the current release,
+        // certificates under letsencrypt/live) is stored as the link and, once, as what it
+        // points to: the link alone would archive nothing.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            match std::fs::canonicalize(path) {
+                Ok(real) => {
+                    if let (Some(parent), Some(name)) = (real.parent(), real.file_name()) {
+                        match DirHandle::open(parent) {
+                            Ok(p) => self.entry(&p, name, &real)?,
+                            Err(e) => self.skip(&real, &e.to_string()),
+                        }
+                    }
+                }
+                Err(e) => self.skip(path, &format!("cannot resolve the link: {e}")),
+            }
+        }
+        Ok(())
     }
 
     fn skip(&mut self, path: &Path, why: &str) {

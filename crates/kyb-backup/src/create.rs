@@ -201,8 +201,13 @@ impl Drop for Unfinished {
         if self.done {
             return;
         }
-        for name in [format!("{}.partial", self.file), self.file.to_owned(), format!("{}.sha256", self.file)]
-        {
+        let names = [
+            format!("{}.partial", self.file),
+            self.file.to_owned(),
+            format!("{}.sha256", self.file),
+            "backup_metadata.json".to_owned(),
+        ];
+        for name in names {
             let _ = std::fs::remove_file(self.dir.join(name));
         }
         let _ = std::fs::remove_dir(&self.dir);
@@ -219,6 +224,7 @@ async fn open_session(cfg: &CreateConfig) -> Result<(tokio_postgres::Client, Str
         .batch_execute(&format!(
             // One core for the counts: parallel scans would take the CPU pg_dump's backend needs.
             "SET lock_timeout = {}; SET statement_timeout = {}; SET max_parallel_workers_per_gather = 0; \
+             SET idle_in_transaction_session_timeout = 0; \
              BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
             cfg.lock_wait_timeout_ms, cfg.timeout_ms
         ))
@@ -242,7 +248,7 @@ async fn open_session(cfg: &CreateConfig) -> Result<(tokio_postgres::Client, Str
 async fn row_counts(client: &tokio_postgres::Client) -> (Option<i64>, Vec<TableRows>) {
     const USER_TABLES: &str = "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-         AND n.nspname NOT LIKE 'pg_toast%'";
+         AND n.nspname NOT LIKE 'pg_toast%' AND c.relpersistence <> 't'";
     let table_count = guarded(client, &format!("SELECT count(*) {USER_TABLES}"))
         .await
         .and_then(|rows| rows.first().map(|r| r.get::<_, i64>(0)));

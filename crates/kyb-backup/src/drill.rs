@@ -116,10 +116,24 @@ pub async fn restore_drill_until(
     };
 
     let admin = connect(&cfg.postgres, &cfg.postgres.dbname).await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{scratch_db}\""))
+    let query_err = |source| BackupError::Query { target: target_name(&cfg.postgres), source };
+    // From template0 with the source's encoding and locale: nothing added to template1 can
+    // collide with the restore or change the table count.
+    let create = admin
+        .query_one(
+            "SELECT format('CREATE DATABASE %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', \
+             $1::text, pg_encoding_to_char(encoding), datcollate, datctype) \
+             FROM pg_database WHERE datname = current_database()",
+            &[&scratch_db],
+        )
         .await
-        .map_err(|source| BackupError::Query { target: target_name(&cfg.postgres), source })?;
+        .map_err(query_err)?
+        .get::<_, String>(0);
+    let step = Duration::from_millis(cfg.timeout_ms);
+    match tokio::time::timeout(step, admin.batch_execute(&create)).await {
+        Ok(done) => done.map_err(query_err)?,
+        Err(_) => return Err(BackupError::Timeout { what: "CREATE DATABASE", timeout_ms: cfg.timeout_ms }),
+    }
     // From here on the scratch database exists: the guard drops it however this ends.
     let guard = DropScratch { admin: Some(admin), name: scratch_db.clone() };
     let started = Instant::now();
@@ -143,7 +157,14 @@ pub async fn restore_drill_until(
                 Status::Ok,
                 format!("restored in {} ms", report.restore_ms),
             ));
-            sanity(cfg, &scratch_db, &meta, &mut report.checks).await;
+            if tokio::time::timeout(step, sanity(cfg, &scratch_db, &meta, &mut report.checks)).await.is_err()
+            {
+                report.checks.push(Check::new(
+                    "tables",
+                    Status::Crit,
+                    format!("table and row counts not done within {} ms", cfg.timeout_ms),
+                ));
+            }
         }
         Some(Ok(Err(why))) => report.checks.push(Check::new("restore", Status::Crit, why)),
         Some(Err(_)) => report.checks.push(Check::new(
@@ -222,7 +243,7 @@ async fn sanity(cfg: &DrillConfig, db: &str, meta: &Metadata, checks: &mut Vec<C
         .query_one(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname NOT LIKE 'pg_toast%'",
+             AND n.nspname NOT LIKE 'pg_toast%' AND c.relpersistence <> 't'",
             &[],
         )
         .await
@@ -260,6 +281,9 @@ async fn sanity(cfg: &DrillConfig, db: &str, meta: &Metadata, checks: &mut Vec<C
     }
 }
 
+/// How long dropping the scratch database may take.
+const DROP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Drops the scratch database when told to, or (if the drill is cancelled) when dropped.
 struct DropScratch {
     admin: Option<tokio_postgres::Client>,
@@ -269,12 +293,25 @@ struct DropScratch {
 impl DropScratch {
     async fn drop_now(mut self) -> Check {
         let admin = self.admin.take().expect("admin connection present until dropped");
-        match admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await {
-            Ok(()) => Check::new("cleanup", Status::Ok, format!("scratch database {} dropped", self.name)),
-            Err(e) => Check::new(
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // Crit when it stays: a full copy of the data left on the server needs a person.
+        match tokio::time::timeout(DROP_TIMEOUT, admin.batch_execute(&sql)).await {
+            Ok(Ok(())) => {
+                Check::new("cleanup", Status::Ok, format!("scratch database {} dropped", self.name))
+            }
+            Ok(Err(e)) => Check::new(
                 "cleanup",
-                Status::Warn,
+                Status::Crit,
                 format!("cannot drop scratch database {}: {}", self.name, kyb_core::error_chain(&e)),
+            ),
+            Err(_) => Check::new(
+                "cleanup",
+                Status::Crit,
+                format!(
+                    "DROP DATABASE {} did not finish within {} s; drop it by hand",
+                    self.name,
+                    DROP_TIMEOUT.as_secs()
+                ),
             ),
         }
     }
@@ -286,7 +323,7 @@ impl Drop for DropScratch {
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(30), admin.batch_execute(&sql)).await;
+                let _ = tokio::time::timeout(DROP_TIMEOUT, admin.batch_execute(&sql)).await;
             });
         }
     }

@@ -1,15 +1,20 @@
 //! Database backups that count only once they are complete and proven.
 //!
-//! - [`create`]: runs `pg_dump -Fc` with an argument vector (the password in its environment),
-//!   streams its output through SHA-256 into `<backup_dir>/full/backup_YYYYMMDD_HHMMSS/database.dump.partial`,
-//!   fsyncs and renames it, then writes `backup_metadata.json` atomically. A failed dump leaves
-//!   nothing that looks like a backup.
+//! - [`create`]: runs pg_dump (custom format uncompressed, or plain SQL) with an argument vector
+//!   and the password in its environment, gzips its output on every core and hashes it in the
+//!   same pass into `<backup_dir>/full/backup_YYYYMMDD_HHMMSS/database.dump.gz.partial`, fsyncs
+//!   and renames it, then writes `backup_metadata.json` atomically. A failed or cancelled dump
+//!   leaves nothing that looks like a backup.
 //! - [`verify`]: checks a backup (today's, the latest, or a given one) and reports each problem
 //!   as its own finding: missing or malformed metadata, a `backup_file` that points outside its
-//!   directory, size or checksum mismatch, an archive `pg_restore --list` cannot read, age.
+//!   directory, size or checksum mismatch, an archive that does not read whole (gzip CRC,
+//!   `pg_restore` parsing every block, the end of a plain script), age.
 //! - [`restore_drill`]: restores a verified backup into a scratch database, compares table and
 //!   row counts with the metadata, reports the restore time, and always drops the scratch
 //!   database.
+//! - [`prune`]: retention by count and age that never leaves fewer than `keep_min` good backups.
+//! - [`archive`]: configuration directories as tar.gz files with a manifest.
+//! - [`list`]: the backups on disk, from their metadata.
 //!
 //! ```no_run
 //! # async fn demo(cfg: kyb_backup::VerifyConfig) {

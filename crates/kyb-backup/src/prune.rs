@@ -1,9 +1,10 @@
 //! `prune`: retention by count and age that can never leave too few good backups.
 //!
 //! Every backup is verified first. Only good ones (every check but age passes) count towards the
-//! minimum kept, and the newest good backup is never deleted. A backup that does not verify and
-//! is newer than the newest good one is kept as well: it may still be being written, or be
-//! the evidence of what went wrong.
+//! minimum kept, and the newest good backup is never deleted. A backup that does not verify is
+//! deleted only when it is surely bad (Crit), past the age limit, and a newer good backup
+//! exists: one newer than that may still be being written, or be the evidence of what went
+//! wrong, and one that could not be checked (Unknown) is not known to be bad.
 
 use crate::BackupError;
 use crate::pgbin::pg_bindir;
@@ -86,7 +87,12 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
             pg_bindir: Some(bindir.clone()),
             timeout_ms: cfg.timeout_ms,
         };
-        let checks = verify(&vcfg, now).await?.checks;
+        // A backup that cannot be verified in time is kept, not fatal: one slow backup must
+        // not stop retention for all the others.
+        let checks = match verify(&vcfg, now).await {
+            Ok(r) => r.checks,
+            Err(e) => vec![Check::new("verify", Status::Unknown, kyb_core::error_chain(&e))],
+        };
         let failed: Vec<&Check> = checks.iter().filter(|c| c.status != Status::Ok).collect();
         let good = failed.is_empty();
         let age_days = (now - *stamp).whole_days();
@@ -106,10 +112,16 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
         } else {
             let why =
                 failed.iter().map(|c| format!("{}: {}", c.name, c.summary)).collect::<Vec<_>>().join("; ");
+            // Deleted only when surely bad (Crit, not Unknown), superseded by a good one and past
+            // the age limit: a backup from another tool, or one that could not be checked this
+            // time, stays until a person looks.
+            let surely_bad = failed.iter().all(|c| c.status == Status::Crit);
             if good_seen == 0 {
                 (false, format!("does not verify ({why}); kept: no newer good backup exists"))
+            } else if surely_bad && too_old {
+                (true, format!("does not verify ({why}); {age_days} days old and a newer good backup exists"))
             } else {
-                (true, format!("does not verify ({why}); a newer good backup exists"))
+                (false, format!("does not verify ({why}); kept until it is past the age limit"))
             }
         };
         decisions.push(Decision { dir, good, delete, reason });
@@ -137,6 +149,14 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
         format!("{} backups, {kept_good} good kept, {verb} {deleting}", backups.len())
     };
     checks.insert(0, Check::new("retention", status, summary));
+    let bad_kept = decisions.iter().filter(|d| !d.good && !d.delete).count();
+    if bad_kept > 0 && kept_good > 0 {
+        checks.push(Check::new(
+            "unverified",
+            Status::Warn,
+            format!("{bad_kept} backups do not verify and are kept for now; see the decisions"),
+        ));
+    }
     Ok(PruneReport { decisions, checks })
 }
 

@@ -597,7 +597,7 @@ async fn retention_keeps_the_minimum_of_good_backups_even_when_all_are_old() {
 }
 
 #[tokio::test]
-async fn retention_by_count_removes_superseded_bad_backups_and_never_the_newest_good() {
+async fn retention_by_count_and_age_removes_old_bad_backups_and_never_the_newest_good() {
     let db = seeded("bkprune2").await;
     let src = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
@@ -612,8 +612,14 @@ async fn retention_by_count_removes_superseded_bad_backups_and_never_the_newest_
 
     let r = prune(&prune_cfg(root.path(), 1, Some(2), None), now).await.unwrap();
     let kept: Vec<bool> = dirs.iter().map(|d| d.exists()).collect();
-    assert_eq!(kept, vec![true, true, false, false, false], "{:#?}", r.decisions);
+    // The bad one is kept until it is past the age limit; good ones beyond the newest 2 go.
+    assert_eq!(kept, vec![true, true, true, false, false], "{:#?}", r.decisions);
     assert!(outside.path().join("keep-me").exists());
+    assert!(r.checks.iter().any(|c| c.name == "unverified" && c.status == Status::Warn), "{:?}", r.checks);
+    // Past the age limit, with newer good backups, it goes.
+    let r = prune(&prune_cfg(root.path(), 1, Some(2), Some(1)), now).await.unwrap();
+    assert!(!dirs[2].exists(), "{:#?}", r.decisions);
+    assert!(dirs[0].exists());
 
     // One good backup and every limit at its tightest: it stays.
     let r =
@@ -688,4 +694,26 @@ async fn row_counts_match_the_dump_while_rows_keep_arriving() {
     let recorded = made.metadata.tables.iter().find(|t| t.table == "public.checks").unwrap().rows;
     let d = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
     assert!(d.checks.iter().all(|c| c.status == Status::Ok), "recorded {recorded}: {:?}", d.checks);
+}
+
+#[tokio::test]
+async fn a_configured_path_that_is_a_link_is_archived_with_its_target() {
+    let root = tempfile::tempdir().unwrap();
+    let release = root.path().join("releases/v42/configs");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(release.join("app.toml"), "listen = \"0.0.0.0:8080\"\n").unwrap();
+    let current = root.path().join("current-configs");
+    std::os::unix::fs::symlink(&release, &current).unwrap();
+    let cfg = ArchiveConfig {
+        backup_dir: root.path().join("backups"),
+        sources: vec![ArchiveSource { name: "application-config".into(), paths: vec![current.clone()] }],
+        compression_level: 6,
+        timeout_ms: 60_000,
+    };
+    let r = archive(&cfg, OffsetDateTime::now_utc()).await.unwrap();
+    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    let entries = &r.manifest.archives[0].entries;
+    assert!(entries.iter().any(|e| e.path == current && e.kind == "symlink"), "{entries:?}");
+    let real = std::fs::canonicalize(&release).unwrap();
+    assert!(entries.iter().any(|e| e.path == real.join("app.toml") && e.kind == "file"), "{entries:?}");
 }

@@ -16,12 +16,14 @@ pub(crate) fn not_configured(name: &str, check: &str, why: &str, clock: Instant)
 }
 
 /// `backup-create`: a new database backup, or in a dry run the plan.
+/// `cancel` (Ctrl-C, SIGTERM) stops it; what was written is removed before this returns.
 pub async fn create(
     name: &str,
     backup: Option<&Backup>,
     dry_run: bool,
     now: OffsetDateTime,
     progress: &Arc<Progress>,
+    cancel: impl Future<Output = ()>,
 ) -> TaskReport {
     let clock = Instant::now();
     let Some(cfg) = backup.and_then(|b| b.create.as_ref()) else {
@@ -41,7 +43,14 @@ pub async fn create(
         t.actions.push(plan);
         return t;
     }
-    match kyb_backup::create_with_progress(cfg, now, progress).await {
+    let made = tokio::select! {
+        made = kyb_backup::create_with_progress(cfg, now, progress) => made,
+        () = cancel => {
+            let why = "cancelled; pg_dump stopped and the partial backup removed";
+            return TaskReport::failed(name, why.to_owned(), clock.elapsed());
+        }
+    };
+    match made {
         Ok(r) => {
             let m = &r.metadata;
             let check = Check::new(
@@ -79,13 +88,23 @@ pub async fn verify(name: &str, cfg: Option<&VerifyConfig>, now: OffsetDateTime)
     }
 }
 
-/// `backup-prune`: retention; every decision is an action line.
-pub async fn prune(name: &str, cfg: Option<&PruneConfig>, now: OffsetDateTime) -> TaskReport {
+/// `backup-prune`: retention; every decision is an action line. `cancel` stops it between
+/// backups (a deletion under way is finished first).
+pub async fn prune(
+    name: &str,
+    cfg: Option<&PruneConfig>,
+    now: OffsetDateTime,
+    cancel: impl Future<Output = ()>,
+) -> TaskReport {
     let clock = Instant::now();
     let Some(cfg) = cfg else {
         return not_configured(name, "retention", "no [paths] backup_dir configured", clock);
     };
-    match kyb_backup::prune(cfg, now).await {
+    let pruned = tokio::select! {
+        pruned = kyb_backup::prune(cfg, now) => pruned,
+        () = cancel => return TaskReport::failed(name, "cancelled".to_owned(), clock.elapsed()),
+    };
+    match pruned {
         Ok(r) => {
             let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
             let verb = if cfg.dry_run { "would delete" } else { "delete" };

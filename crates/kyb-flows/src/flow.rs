@@ -313,7 +313,15 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
         }
         Task::BackupVerify => backup::verify(name, cfg.backup.as_ref().map(|b| &b.verify), now).await,
         Task::BackupCreate => {
-            backup::create(name, cfg.backup.as_ref(), opts.dry_run, now, &Default::default()).await
+            backup::create(
+                name,
+                cfg.backup.as_ref(),
+                opts.dry_run,
+                now,
+                &Default::default(),
+                shutdown_signal(),
+            )
+            .await
         }
         Task::BackupArchive => {
             backup::archive(name, cfg.backup.as_ref().and_then(|b| b.archive.as_ref()), opts.dry_run, now)
@@ -328,7 +336,7 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
                 .backup
                 .as_ref()
                 .map(|b| kyb_backup::PruneConfig { dry_run: opts.dry_run, ..b.prune.clone() });
-            backup::prune(name, prune.as_ref(), now).await
+            backup::prune(name, prune.as_ref(), now, shutdown_signal()).await
         }
         Task::LogRotation => {
             if cfg.logs.is_empty() {
