@@ -22,6 +22,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "kyb-logrotate-cli",
                 "--package",
                 "kyb-backup-cli",
+                "--package",
+                "kyb-dbmaint-cli",
             ])
             .args(["--package", "kyb-testkit", "--bins"])
             .status()

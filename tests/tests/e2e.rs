@@ -1223,3 +1223,63 @@ mod backup_cli {
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
+
+// The kyb-dbmaint binary.
+mod dbmaint_cli {
+    use super::*;
+
+    fn dbmaint(s: &Setup, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("kyb-dbmaint"));
+        cmd.args(args).arg("--config").arg(&s.config);
+        cmd
+    }
+
+    #[tokio::test]
+    async fn analyze_plans_then_runs_and_a_dead_server_is_crit() {
+        let s = setup("clidbmaint", Opts::default()).await;
+        s.db.connect()
+            .await
+            .batch_execute("CREATE TABLE \"Mixed Case; t\" (id int); INSERT INTO \"Mixed Case; t\" SELECT generate_series(1, 100)")
+            .await
+            .unwrap();
+        let analyzed = || async {
+            s.db.connect()
+                .await
+                .query_one("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'Mixed Case; t'", &[])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        };
+        let out = run(dbmaint(&s, &["analyze", "--dry-run"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(text(&out.stdout).contains("ANALYZE public.\"Mixed Case; t\""), "{}", text(&out.stdout));
+        assert!(!analyzed().await, "the dry run analyzed");
+
+        let out = run(dbmaint(&s, &["analyze", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(check(task(&json, "db-analyze"), "public.\"Mixed Case; t\"")["status"], "ok", "{json}");
+        assert!(analyzed().await);
+
+        let text_cfg = std::fs::read_to_string(&s.config).unwrap();
+        let port = format!("port = {}", s.db.port);
+        std::fs::write(&s.config, text_cfg.replacen(&port, &format!("port = {}", dead_port()), 1)).unwrap();
+        let started = Instant::now();
+        let out = run(dbmaint(&s, &["vacuum"])).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).to_lowercase().contains("refused"), "{}", text(&out.stdout));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn no_postgres_section_exits_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.toml");
+        std::fs::write(&p, "[paths]\nmaintenance_dir = \"m\"\n").unwrap();
+        let mut cmd = Command::new(binary("kyb-dbmaint"));
+        cmd.args(["analyze", "--config"]).arg(&p);
+        let out = run(cmd).await;
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains("no [postgres] section"), "{}", text(&out.stderr));
+    }
+}

@@ -3,9 +3,10 @@
 use crate::BackupError;
 use crate::metadata::{Metadata, TableRows};
 use crate::pgbin::{major_version, pg_bindir};
+pub use kyb_core::PgTarget;
+use kyb_core::duration_ms;
 use kyb_core::fs::{atomic_write, create_new};
 use kyb_core::gzip::{Header, gzip};
-use kyb_core::{Secret, duration_ms};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,21 +19,6 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
-
-/// The database to dump.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgTarget {
-    /// Host name or address.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Role.
-    pub user: String,
-    /// Password, handed to pg_dump in its environment (never on its command line).
-    pub password: Option<Secret>,
-    /// Database.
-    pub dbname: String,
-}
 
 /// How the dump is stored. Both are one gzip stream, compressed in-process on every core while
 /// being hashed in the same pass.
@@ -291,7 +277,7 @@ async fn guarded(client: &tokio_postgres::Client, sql: &str) -> Option<Vec<tokio
 
 /// `user@host:port/db`, for messages.
 pub(crate) fn target_name(t: &PgTarget) -> String {
-    format!("{}@{}:{}/{}", t.user, t.host, t.port, t.dbname)
+    t.name()
 }
 
 /// A connection to `dbname` on `t`'s server.

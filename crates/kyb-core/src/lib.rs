@@ -22,12 +22,14 @@ pub mod gzip;
 mod report;
 mod secret;
 mod status;
+mod target;
 mod threshold;
 pub mod users;
 
 pub use report::{Check, Metric, TaskReport, Unit};
 pub use secret::Secret;
 pub use status::Status;
+pub use target::PgTarget;
 pub use threshold::{Thresholds, ThresholdsError};
 
 use std::time::Duration;

@@ -9,6 +9,7 @@ use kyb_backup::{
     Which,
 };
 use kyb_core::{Secret, Thresholds};
+use kyb_dbmaint::DbConfig;
 use kyb_health::{AppConfig, HealthConfig, PostgresConfig, RedisConfig, SnapshotConfig, SystemConfig};
 use kyb_logrotate::{Interval, LogPolicy, Reopen, ReopenSignal, TempConfig};
 use serde::Deserialize;
@@ -79,6 +80,29 @@ struct FileConfig {
     cleanup: FileCleanup,
     #[serde(default)]
     backup: FileBackup,
+    #[serde(default)]
+    dbmaint: FileDbMaint,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDbMaint {
+    #[serde(default = "default_db_lock_timeout_ms")]
+    lock_timeout_ms: u64,
+    #[serde(default = "default_db_statement_timeout_ms")]
+    statement_timeout_ms: u64,
+    #[serde(default = "default_db_lock_wait_ms")]
+    lock_wait_ms: u64,
+}
+
+impl Default for FileDbMaint {
+    fn default() -> Self {
+        FileDbMaint {
+            lock_timeout_ms: default_db_lock_timeout_ms(),
+            statement_timeout_ms: default_db_statement_timeout_ms(),
+            lock_wait_ms: default_db_lock_wait_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +331,17 @@ impl Default for FileSystem {
     }
 }
 
+/// The `[postgres]` database as the backup and maintenance crates name it.
+fn pg_target(pg: &PostgresConfig) -> PgTarget {
+    PgTarget {
+        host: pg.host.clone(),
+        port: pg.port,
+        user: pg.user.clone(),
+        password: pg.password.clone(),
+        dbname: pg.dbname.clone(),
+    }
+}
+
 // The defaults, in one place; docs/configuration.md lists the same values.
 fn default_backup_max_age_hours() -> u64 {
     // A nightly backup plus slack for a late run.
@@ -316,6 +351,15 @@ fn default_backup_timeout_ms() -> u64 {
     3_600_000
 }
 fn default_lock_wait_timeout_ms() -> u64 {
+    60_000
+}
+fn default_db_lock_timeout_ms() -> u64 {
+    5_000
+}
+fn default_db_statement_timeout_ms() -> u64 {
+    3_600_000
+}
+fn default_db_lock_wait_ms() -> u64 {
     60_000
 }
 fn default_compression_level() -> u32 {
@@ -445,6 +489,8 @@ pub struct Config {
     pub cleanup: Cleanup,
     /// Backup verification (and, with `[postgres]`, creation), when `[paths] backup_dir` is set.
     pub backup: Option<Backup>,
+    /// Database maintenance of the `[postgres]` database, when it is configured.
+    pub dbmaint: Option<DbConfig>,
 }
 
 /// Backup settings resolved against `[paths] backup_dir` and `[postgres]`.
@@ -563,6 +609,21 @@ impl Resolver<'_> {
         let logs = self.logs(file.logs, paths.log_dir.as_deref())?;
         let cleanup = self.cleanup(file.cleanup, paths.temp_dir.as_deref())?;
         let backup = self.backup(file.backup, paths.backup_dir.as_deref(), postgres.as_ref())?;
+        let d = file.dbmaint;
+        for (key, ms) in [
+            ("dbmaint.lock_timeout_ms", d.lock_timeout_ms),
+            ("dbmaint.statement_timeout_ms", d.statement_timeout_ms),
+            ("dbmaint.lock_wait_ms", d.lock_wait_ms),
+        ] {
+            self.timeout(key, ms)?;
+        }
+        let dbmaint = postgres.as_ref().map(|pg| DbConfig {
+            postgres: pg_target(pg),
+            connect_timeout_ms: pg.timeout_ms,
+            lock_timeout_ms: d.lock_timeout_ms,
+            statement_timeout_ms: d.statement_timeout_ms,
+            lock_wait_ms: d.lock_wait_ms,
+        });
         Ok(Config {
             source: self.path.to_owned(),
             paths,
@@ -578,6 +639,7 @@ impl Resolver<'_> {
             logs,
             cleanup,
             backup,
+            dbmaint,
         })
     }
 
@@ -609,13 +671,7 @@ impl Resolver<'_> {
         if b.keep_last == Some(0) {
             return Err(self.invalid("backup.keep_last", "must be at least 1"));
         }
-        let target = pg.map(|pg| PgTarget {
-            host: pg.host.clone(),
-            port: pg.port,
-            user: pg.user.clone(),
-            password: pg.password.clone(),
-            dbname: pg.dbname.clone(),
-        });
+        let target = pg.map(pg_target);
         let create = target.clone().map(|postgres| CreateConfig {
             backup_dir: dir.to_owned(),
             postgres,

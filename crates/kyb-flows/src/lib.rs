@@ -19,6 +19,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod dbmaint;
 mod flow;
 mod report;
 mod runlog;

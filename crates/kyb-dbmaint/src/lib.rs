@@ -1,0 +1,69 @@
+//! PostgreSQL maintenance with guard rails.
+//!
+//! Every operation runs under a per-database advisory lock (a second run waits up to
+//! [`DbConfig::lock_wait_ms`], then reports the lock held), one table at a time, each statement
+//! on its own outside any transaction block, with `lock_timeout` and `statement_timeout` set.
+//! Table names are quoted by the server (`format('%I.%I')`). A table that fails is reported and
+//! the run goes on with the rest.
+//!
+//! - [`analyze`]: `ANALYZE` per table.
+//! - [`vacuum_analyze`]: `VACUUM (ANALYZE)` per table.
+//!
+//! ```no_run
+//! # async fn demo(cfg: kyb_dbmaint::DbConfig) {
+//! let report = kyb_dbmaint::analyze(&cfg, false).await.unwrap();
+//! for check in &report.checks {
+//!     println!("{} {}: {}", check.status, check.name, check.summary);
+//! }
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod ops;
+mod session;
+
+pub use ops::{OpsReport, analyze, vacuum_analyze};
+pub use session::{DbConfig, LOCK_KEY};
+
+/// A maintenance task that could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DbMaintError {
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to {target}")]
+    Connect {
+        /// `user@host:port/db`.
+        target: String,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A deadline passed before the server answered.
+    #[error("{what} at {target} did not answer within {timeout_ms} ms")]
+    Timeout {
+        /// The step.
+        what: &'static str,
+        /// `user@host:port/db`.
+        target: String,
+        /// The deadline.
+        timeout_ms: u64,
+    },
+    /// Another maintenance run holds the database's advisory lock.
+    #[error("another kyb-dbmaint run holds the maintenance lock on {target} (waited {waited_ms} ms)")]
+    LockHeld {
+        /// `user@host:port/db`.
+        target: String,
+        /// How long this run waited.
+        waited_ms: u64,
+    },
+    /// A query the task needs (not a per-table statement) failed.
+    #[error("query failed on {target}")]
+    Query {
+        /// `user@host:port/db`.
+        target: String,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}

@@ -1,0 +1,84 @@
+//! The maintenance session: a connection with deadlines, holding the advisory lock.
+
+use crate::DbMaintError;
+use kyb_core::PgTarget;
+use std::time::{Duration, Instant};
+
+/// The advisory lock key every kyb-dbmaint run takes (advisory locks are per database).
+pub const LOCK_KEY: i64 = 0x6b79_625f_6462_6d74;
+
+/// Which database, and the guard rails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbConfig {
+    /// The database.
+    pub postgres: PgTarget,
+    /// Connecting, and each query the task itself needs, must answer within this.
+    pub connect_timeout_ms: u64,
+    /// `lock_timeout` of each maintenance statement: a table locked longer is skipped.
+    pub lock_timeout_ms: u64,
+    /// `statement_timeout` of each maintenance statement.
+    pub statement_timeout_ms: u64,
+    /// How long to wait for another run's advisory lock before giving up.
+    pub lock_wait_ms: u64,
+}
+
+/// A connection holding the advisory lock; the server releases it when the session ends.
+pub(crate) struct Session {
+    pub(crate) client: tokio_postgres::Client,
+    pub(crate) target: String,
+}
+
+impl Session {
+    /// Connects, sets the timeouts and takes the advisory lock, polling with backoff up to
+    /// `lock_wait_ms`.
+    pub(crate) async fn open(cfg: &DbConfig) -> Result<Session, DbMaintError> {
+        let t = &cfg.postgres;
+        let target = t.name();
+        let step = Duration::from_millis(cfg.connect_timeout_ms);
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&t.host).port(t.port).user(&t.user).dbname(&t.dbname).application_name("kyb-dbmaint");
+        pg.connect_timeout(step);
+        if let Some(pw) = &t.password {
+            pg.password(pw.expose());
+        }
+        let timeout =
+            |what| DbMaintError::Timeout { what, target: target.clone(), timeout_ms: cfg.connect_timeout_ms };
+        let (client, conn) = tokio::time::timeout(step, pg.connect(tokio_postgres::NoTls))
+            .await
+            .map_err(|_| timeout("connecting"))?
+            .map_err(|source| DbMaintError::Connect { target: target.clone(), source })?;
+        tokio::spawn(conn);
+        let query_err = |source| DbMaintError::Query { target: target.clone(), source };
+        let settings = format!(
+            "SET lock_timeout = {}; SET statement_timeout = {}",
+            cfg.lock_timeout_ms, cfg.statement_timeout_ms
+        );
+        tokio::time::timeout(step, client.batch_execute(&settings))
+            .await
+            .map_err(|_| timeout("setting timeouts"))?
+            .map_err(query_err)?;
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(cfg.lock_wait_ms);
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let got: bool =
+                tokio::time::timeout(step, client.query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY]))
+                    .await
+                    .map_err(|_| timeout("taking the advisory lock"))?
+                    .map_err(query_err)?
+                    .get(0);
+            if got {
+                return Ok(Session { client, target });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(DbMaintError::LockHeld {
+                    target,
+                    waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+}
