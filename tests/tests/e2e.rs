@@ -1265,9 +1265,12 @@ mod dbmaint_cli {
         let port = format!("port = {}", s.db.port);
         std::fs::write(&s.config, text_cfg.replacen(&port, &format!("port = {}", dead_port()), 1)).unwrap();
         let started = Instant::now();
-        let out = run(dbmaint(&s, &["vacuum"])).await;
+        let out = run(dbmaint(&s, &["vacuum", "--format", "json"])).await;
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-        assert!(text(&out.stdout).to_lowercase().contains("refused"), "{}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let db = check(task(&json, "db-vacuum"), "database");
+        assert_eq!(db["status"], "crit", "{db}");
+        assert!(db["summary"].as_str().unwrap().to_lowercase().contains("refused"), "{db}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 

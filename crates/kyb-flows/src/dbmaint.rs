@@ -40,6 +40,16 @@ pub async fn operation(name: &str, cfg: Option<&DbConfig>, op: Operation, dry_ru
             t.actions = r.statements;
             t
         }
-        Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
+        // The database down or another run holding the lock: a finding about the database,
+        // Crit, rather than a task that could not run.
+        Err(e) => {
+            let mut t = TaskReport::from_checks(
+                name,
+                vec![Check::new("database", Status::Crit, error_chain(&e))],
+                clock.elapsed(),
+            );
+            t.summary = error_chain(&e);
+            t
+        }
     }
 }
