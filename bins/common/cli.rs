@@ -52,6 +52,13 @@ pub fn init_logging() {
     }
 }
 
+/// Prints that the config file lacks what this binary works on (`why`) and returns exit code 2.
+#[allow(dead_code, reason = "only the task binaries that need a section call it")]
+pub fn lacks(bin: &str, config: &std::path::Path, why: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "{bin}: error: {} {why}", config.display());
+    ExitCode::from(2)
+}
+
 /// Prints `<bin>: error: …` with its causes and returns exit code 2 ("could not start").
 pub fn fail(bin: &str, err: &dyn std::error::Error) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "{bin}: error: {}", kyb_core::error_chain(err));

@@ -93,12 +93,11 @@ async fn main() -> ExitCode {
         Err(e) => return cli::fail(BIN, &e),
     };
     let Some(b) = cfg.backup.as_ref() else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "{BIN}: error: {} sets no [paths] backup_dir; there are no backups to work on",
-            cli.common.config.display()
+        return cli::lacks(
+            BIN,
+            &cli.common.config,
+            "sets no [paths] backup_dir; there are no backups to work on",
         );
-        return ExitCode::from(2);
     };
     let now = OffsetDateTime::now_utc();
     let (task, dry_run) = match cli.command {

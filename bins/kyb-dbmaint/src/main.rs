@@ -6,7 +6,6 @@ mod cli;
 use clap::{Parser, Subcommand};
 use kyb_flows::dbmaint::{Operation, operation};
 use kyb_flows::{FlowReport, config};
-use std::io::Write;
 use std::process::ExitCode;
 use time::OffsetDateTime;
 
@@ -54,12 +53,11 @@ async fn main() -> ExitCode {
         Err(e) => return cli::fail(BIN, &e),
     };
     let Some(db) = cfg.dbmaint.as_ref() else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "{BIN}: error: {} has no [postgres] section; there is no database to maintain",
-            cli.common.config.display()
+        return cli::lacks(
+            BIN,
+            &cli.common.config,
+            "has no [postgres] section; there is no database to maintain",
         );
-        return ExitCode::from(2);
     };
     let now = OffsetDateTime::now_utc();
     let (name, op, dry_run) = match cli.command {
