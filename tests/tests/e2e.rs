@@ -1195,6 +1195,23 @@ mod backup_cli {
     }
 
     #[tokio::test]
+    async fn progress_shows_at_a_terminal_only() {
+        let s = with_backups("cliprogress", 600_000).await;
+        // `script` gives the binary a pseudo-terminal as its stdout and stderr.
+        let line = format!("{} create --config {}", binary("kyb-backup").display(), s.config.display());
+        let mut at_tty = Command::new("script");
+        at_tty.args(["-qec", &line, "/dev/null"]);
+        let out = run(at_tty).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let shown = text(&out.stdout);
+        assert!(shown.contains("dumping:") && shown.contains("MiB/s"), "{shown}");
+        std::thread::sleep(Duration::from_millis(1100));
+        let out = run(s.backup(&["create"])).await;
+        assert_eq!(out.status.code(), Some(0));
+        assert!(!text(&out.stderr).contains("dumping:"), "{}", text(&out.stderr));
+    }
+
+    #[tokio::test]
     async fn ctrl_c_during_a_backup_leaves_no_partial_backup() {
         let s = with_backups("clicreateint", 400_000).await;
         let child = s
