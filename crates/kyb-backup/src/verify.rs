@@ -50,6 +50,8 @@ pub struct VerifyReport {
     /// `backup`, `age`, `metadata`, `backup_file`, `size`, `checksum`, `archive`: as far as the
     /// first failure that makes the rest meaningless.
     pub checks: Vec<Check>,
+    /// The metadata, when it was read and parsed (whatever the other checks found).
+    pub metadata: Option<Metadata>,
 }
 
 /// Verifies a backup. `Err` only when the task itself cannot run (no pg_restore, deadline).
@@ -72,10 +74,10 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
         Ok(p) => p,
         Err(why) => {
             checks.push(Check::new("backup", Status::Crit, why));
-            return VerifyReport { backup: None, checks };
+            return VerifyReport { backup: None, checks, metadata: None };
         }
     };
-    let report = |checks| VerifyReport { backup: Some(dir_path.clone()), checks };
+    let report = |checks, metadata| VerifyReport { backup: Some(dir_path.clone()), checks, metadata };
     checks.push(Check::new("backup", Status::Ok, format!("found {}", dir_path.display())));
     if let Some(stamp) = dir_path.file_name().and_then(|n| stamp_of(n.as_encoded_bytes())) {
         let age_h = (now - stamp).whole_hours();
@@ -90,14 +92,14 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
                 Status::Crit,
                 format!("cannot open {}: {e}", dir_path.display()),
             ));
-            return report(checks);
+            return report(checks, None);
         }
     };
     let meta = match read_metadata(&dir) {
         Ok(m) => m,
         Err(why) => {
             checks.push(Check::new("metadata", Status::Crit, why));
-            return report(checks);
+            return report(checks, None);
         }
     };
     checks.push(Check::new(
@@ -113,7 +115,7 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
             Status::Crit,
             format!("{name:?} points outside the backup directory; not read"),
         ));
-        return report(checks);
+        return report(checks, Some(meta));
     }
     let file = match dir.open_file(OsStr::new(name), OFlags::RDONLY) {
         Ok(f) => f,
@@ -123,11 +125,11 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
                 Status::Crit,
                 format!("{name} is a symlink; not followed"),
             ));
-            return report(checks);
+            return report(checks, Some(meta));
         }
         Err(e) => {
             checks.push(Check::new("backup_file", Status::Crit, format!("cannot open {name}: {e}")));
-            return report(checks);
+            return report(checks, Some(meta));
         }
     };
     let st = match rustix::fs::fstat(&file) {
@@ -138,11 +140,11 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
                 Status::Crit,
                 format!("{name} is not a regular file ({:?})", kind(&st)),
             ));
-            return report(checks);
+            return report(checks, Some(meta));
         }
         Err(e) => {
             checks.push(Check::new("backup_file", Status::Crit, format!("cannot stat {name}: {e}")));
-            return report(checks);
+            return report(checks, Some(meta));
         }
     };
     checks.push(Check::new("backup_file", Status::Ok, format!("{name} inside the backup directory")));
@@ -174,7 +176,7 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
         Err(e) => checks.push(Check::new("checksum", Status::Crit, format!("cannot read {name}: {e}"))),
     }
     checks.push(archive);
-    report(checks)
+    report(checks, Some(meta))
 }
 
 /// The backup directory `cfg.which` names, or why there is none.
