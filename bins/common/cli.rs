@@ -37,9 +37,18 @@ pub struct Common {
     pub textfile: Option<PathBuf>,
 }
 
+impl Common {
+    /// Sets up logging and loads the config file; on a bad config prints why and gives exit
+    /// code 2.
+    pub fn start(&self, bin: &str) -> Result<kyb_flows::Config, ExitCode> {
+        init_logging();
+        kyb_flows::config::load(&self.config).map_err(|e| fail(bin, &e))
+    }
+}
+
 /// Human log lines at a terminal (warnings only: the report is the output), JSON lines with
 /// task events otherwise. `KYB_LOG` overrides the level, in `RUST_LOG` syntax.
-pub fn init_logging() {
+fn init_logging() {
     let terminal = std::io::stderr().is_terminal();
     let default = if terminal { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KYB_LOG")

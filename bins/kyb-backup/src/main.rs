@@ -7,7 +7,7 @@ mod cli;
 use clap::{Parser, Subcommand};
 use cli::Format;
 use kyb_backup::{Progress, Which};
-use kyb_flows::{FlowReport, backup, config};
+use kyb_flows::{FlowReport, backup};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,10 +87,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging();
-    let cfg = match config::load(&cli.common.config) {
+    let cfg = match cli.common.start(BIN) {
         Ok(cfg) => cfg,
-        Err(e) => return cli::fail(BIN, &e),
+        Err(code) => return code,
     };
     let Some(b) = cfg.backup.as_ref() else {
         return cli::lacks(

@@ -4,8 +4,8 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
+use kyb_flows::FlowReport;
 use kyb_flows::dbmaint::{Operation, operation};
-use kyb_flows::{FlowReport, config};
 use std::process::ExitCode;
 use time::OffsetDateTime;
 
@@ -47,10 +47,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging();
-    let cfg = match config::load(&cli.common.config) {
+    let cfg = match cli.common.start(BIN) {
         Ok(cfg) => cfg,
-        Err(e) => return cli::fail(BIN, &e),
+        Err(code) => return code,
     };
     let Some(db) = cfg.dbmaint.as_ref() else {
         return cli::lacks(

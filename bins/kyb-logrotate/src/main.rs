@@ -4,7 +4,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use kyb_flows::{RunOptions, Task, config, run_tasks};
+use kyb_flows::{RunOptions, Task, run_tasks};
 use std::process::ExitCode;
 
 const BIN: &str = "kyb-logrotate";
@@ -37,10 +37,9 @@ const TASKS: [Task; 3] = [Task::LogRotation, Task::Retention, Task::TempCleanup]
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging();
-    let cfg = match config::load(&cli.common.config) {
+    let cfg = match cli.common.start(BIN) {
         Ok(cfg) => cfg,
-        Err(e) => return cli::fail(BIN, &e),
+        Err(code) => return code,
     };
     let dry_run = matches!(cli.command, Command::Plan);
     match run_tasks("logrotate", &TASKS, &cfg, RunOptions { dry_run }).await {

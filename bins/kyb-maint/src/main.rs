@@ -4,7 +4,7 @@ use clap::{Parser, ValueEnum};
 #[path = "../../common/cli.rs"]
 mod cli;
 
-use kyb_flows::{Flow, RunOptions, config, run_flow};
+use kyb_flows::{Flow, RunOptions, run_flow};
 use std::process::ExitCode;
 
 const BIN: &str = "kyb-maint";
@@ -40,15 +40,14 @@ enum FlowArg {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging();
     let flow = match cli.flow {
         FlowArg::Daily => Flow::Daily,
         FlowArg::Weekly => Flow::Weekly,
         FlowArg::Monthly => Flow::Monthly,
     };
-    let cfg = match config::load(&cli.common.config) {
+    let cfg = match cli.common.start(BIN) {
         Ok(cfg) => cfg,
-        Err(e) => return cli::fail(BIN, &e),
+        Err(code) => return code,
     };
     let report = match run_flow(flow, &cfg, RunOptions { dry_run: cli.dry_run }).await {
         Ok(r) => r,
