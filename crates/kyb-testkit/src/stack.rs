@@ -268,14 +268,26 @@ impl ScratchServer {
         }
     }
 
+    /// Stops the server cleanly and starts it again, e.g. to pick up an `ALTER SYSTEM` setting
+    /// that needs a restart. (A clean stop: with `synchronous_commit = off`, an immediate one
+    /// can lose the last commits.)
+    pub fn restart(&mut self) -> Result<(), StackError> {
+        self.stop("fast")?;
+        ensure_postgres(&mut self.stack)
+    }
+
     /// Stops the server at once (`pg_ctl stop -m immediate`), as a crash or a kill would.
     pub fn stop_now(&self) -> Result<(), StackError> {
+        self.stop("immediate")
+    }
+
+    fn stop(&self, mode: &str) -> Result<(), StackError> {
         let data = self.stack.pg_data();
         if !data.join("postmaster.pid").exists() {
             return Ok(());
         }
         let mut cmd = as_postgres(&pg_bindir()?.join("pg_ctl"))?;
-        cmd.arg("-D").arg(&data).args(["-m", "immediate", "-w", "-t", "60", "stop"]);
+        cmd.arg("-D").arg(&data).args(["-m", mode, "-w", "-t", "60", "stop"]);
         run(&mut cmd).map(|_| ())
     }
 }
