@@ -21,10 +21,14 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod capacity;
 mod ops;
+mod reports;
 mod session;
 
-pub use ops::{OpsReport, analyze, vacuum_analyze};
+pub use capacity::{CapacityConfig, CapacityReport, capacity};
+pub use ops::{OpsReport, analyze, reindex, vacuum_analyze};
+pub use reports::{DbReport, Report, ReportConfig, report};
 pub use session::{DbConfig, LOCK_KEY};
 
 /// A maintenance task that could not run.

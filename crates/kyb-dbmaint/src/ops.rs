@@ -1,9 +1,12 @@
-//! ANALYZE and VACUUM (ANALYZE), one table at a time.
+//! The maintenance operations: ANALYZE and VACUUM (ANALYZE) one table at a time, REINDEX of
+//! bloated indexes.
 
 use crate::DbMaintError;
+use crate::reports::{Db, IndexBloat, ReportConfig, bloat_status, index_bloat};
 use crate::session::{DbConfig, Session};
 use kyb_core::{Check, Status, error_chain};
 use std::time::Duration;
+use tokio_postgres::error::SqlState;
 
 /// What an operation did, or (in a dry run) would do.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,27 +32,19 @@ pub async fn vacuum_analyze(cfg: &DbConfig, dry_run: bool) -> Result<OpsReport, 
 
 async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<OpsReport, DbMaintError> {
     let session = Session::open(cfg).await?;
-    let client = &session.client;
-    let step = Duration::from_millis(cfg.connect_timeout_ms);
     // The server quotes each name: no identifier is ever built from text by hand.
-    let tables = tokio::time::timeout(
-        step,
-        client.query(
+    let tables = session
+        .query(
+            cfg,
+            "listing tables",
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'm', 'p') AND c.relpersistence <> 't' \
              AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
              ORDER BY n.nspname, c.relname",
             &[],
-        ),
-    )
-    .await
-    .map_err(|_| DbMaintError::Timeout {
-        what: "listing tables",
-        target: session.target.clone(),
-        timeout_ms: cfg.connect_timeout_ms,
-    })?
-    .map_err(|source| DbMaintError::Query { target: session.target.clone(), source })?;
+        )
+        .await?;
     let mut report = OpsReport { checks: Vec::new(), statements: Vec::new(), dry_run };
     for row in tables {
         let table: String = row.get(0);
@@ -58,35 +53,138 @@ async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<OpsRepor
         if dry_run {
             continue;
         }
-        // The statement's own statement_timeout ends it; this is the backstop if the
-        // connection itself stalls.
-        let backstop = Duration::from_millis(cfg.statement_timeout_ms.saturating_add(cfg.connect_timeout_ms));
-        let check = match tokio::time::timeout(backstop, client.batch_execute(&sql)).await {
-            Ok(Ok(())) => Check::new(&table, Status::Ok, format!("{verb} done")),
-            Ok(Err(e)) => {
-                let transient = e.code().is_some_and(|c| {
-                    *c == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE
-                        || *c == tokio_postgres::error::SqlState::QUERY_CANCELED
-                });
-                let status = if transient { Status::Warn } else { Status::Crit };
-                Check::new(&table, status, format!("{verb} failed: {}", error_chain(&e)))
+        match execute(&session, cfg, &sql).await {
+            Ok(()) => report.checks.push(Check::new(&table, Status::Ok, format!("{verb} done"))),
+            Err(Failed::Statement(status, why)) => {
+                report.checks.push(Check::new(&table, status, format!("{verb} failed: {why}")));
             }
-            Err(_) => {
-                report.checks.push(Check::new(
-                    &table,
-                    Status::Crit,
-                    format!(
-                        "{verb} did not return within {} ms; the connection is stuck",
-                        backstop.as_millis()
-                    ),
-                ));
+            Err(Failed::Stuck(why)) => {
+                report.checks.push(Check::new(&table, Status::Crit, format!("{verb} {why}")));
                 break;
             }
-        };
-        report.checks.push(check);
+        }
     }
     if report.checks.is_empty() && !dry_run {
         report.checks.push(Check::new("tables", Status::Ok, "no user tables"));
     }
     Ok(report)
+}
+
+/// How one maintenance statement failed.
+enum Failed {
+    /// The server refused or ended it: Warn for a lock or statement timeout (try again later),
+    /// Crit otherwise. The session is still usable.
+    Statement(Status, String),
+    /// No answer within the backstop: the connection cannot be trusted for the rest.
+    Stuck(String),
+}
+
+/// Runs one statement on its own (outside any transaction block). The statement's own
+/// `statement_timeout` ends it; the backstop covers a connection that stalls.
+async fn execute(session: &Session, cfg: &DbConfig, sql: &str) -> Result<(), Failed> {
+    let backstop = Duration::from_millis(cfg.statement_timeout_ms.saturating_add(cfg.connect_timeout_ms));
+    match tokio::time::timeout(backstop, session.client.batch_execute(sql)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            let transient = e
+                .code()
+                .is_some_and(|c| *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED);
+            Err(Failed::Statement(if transient { Status::Warn } else { Status::Crit }, error_chain(&e)))
+        }
+        Err(_) => Err(Failed::Stuck(format!(
+            "did not return within {} ms; the connection is stuck",
+            backstop.as_millis()
+        ))),
+    }
+}
+
+/// Rebuilds each valid B-tree index whose estimated bloat reaches the [`ReportConfig`]
+/// thresholds (`bloat_bytes` warn and `bloat_min_pct`), `CONCURRENTLY` (PostgreSQL 12 and
+/// later) so reads and writes go on. A concurrent rebuild that fails leaves an invalid
+/// `_ccnew` copy behind; it is dropped. `dry_run` lists the statements and runs none.
+pub async fn reindex(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result<OpsReport, DbMaintError> {
+    let session = Session::open(cfg).await?;
+    let version: i32 = session
+        .query(cfg, "reading the server version", "SELECT current_setting('server_version_num')::int4", &[])
+        .await?[0]
+        .get(0);
+    let concurrently = if version >= 120_000 { "CONCURRENTLY " } else { "" };
+    let db = Db { s: &session, cfg };
+    let bloated: Vec<IndexBloat> = index_bloat(&db)
+        .await?
+        .into_iter()
+        .filter(|ix| ix.valid && bloat_status(rc, ix.wasted_bytes, ix.pct()) != Status::Ok)
+        .collect();
+    let mut report = OpsReport { checks: Vec::new(), statements: Vec::new(), dry_run };
+    for ix in bloated {
+        let sql = format!("REINDEX INDEX {concurrently}{}", ix.index);
+        report.statements.push(sql.clone());
+        if dry_run {
+            continue;
+        }
+        let was = format!(
+            "about {} of {} wasted",
+            kyb_core::human_bytes(ix.wasted_bytes.max(0) as u64),
+            kyb_core::human_bytes(ix.bytes.max(0) as u64)
+        );
+        match execute(&session, cfg, &sql).await {
+            Ok(()) => report.checks.push(Check::new(&ix.index, Status::Ok, format!("rebuilt ({was})"))),
+            Err(Failed::Statement(status, why)) => {
+                let leftover = if concurrently.is_empty() {
+                    String::new()
+                } else {
+                    drop_leftovers(&session, cfg, ix.oid).await
+                };
+                report.checks.push(Check::new(&ix.index, status, format!("REINDEX failed: {why}{leftover}")));
+            }
+            Err(Failed::Stuck(why)) => {
+                report.checks.push(Check::new(&ix.index, Status::Crit, format!("REINDEX {why}")));
+                break;
+            }
+        }
+    }
+    if report.checks.is_empty() && !dry_run {
+        report.checks.push(Check::new(
+            "indexes",
+            Status::Ok,
+            format!(
+                "no index with {} or more estimated bloat",
+                kyb_core::human_bytes(rc.bloat_bytes.warn as u64)
+            ),
+        ));
+    }
+    Ok(report)
+}
+
+/// Drops the invalid `<index>_ccnew` copies a failed `REINDEX CONCURRENTLY` left on the
+/// index's table, and says what happened to them.
+async fn drop_leftovers(session: &Session, cfg: &DbConfig, index: u32) -> String {
+    let found = session
+        .query(
+            cfg,
+            "looking for leftovers of the rebuild",
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_index orig ON orig.indexrelid = $1 JOIN pg_class oc ON oc.oid = orig.indexrelid \
+             WHERE NOT i.indisvalid AND i.indrelid = orig.indrelid \
+               AND starts_with(c.relname, left(oc.relname, 57) || '_ccnew')",
+            &[&index],
+        )
+        .await;
+    let names: Vec<String> = match found {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(e) => {
+            return format!("; could not look for the invalid copy it may have left: {}", error_chain(&e));
+        }
+    };
+    let mut said = String::new();
+    for name in names {
+        match execute(session, cfg, &format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")).await {
+            Ok(()) => said.push_str(&format!("; dropped the invalid copy {name}")),
+            Err(Failed::Statement(_, why) | Failed::Stuck(why)) => {
+                said.push_str(&format!("; the invalid copy {name} is still there ({why}): drop it by hand"));
+            }
+        }
+    }
+    said
 }

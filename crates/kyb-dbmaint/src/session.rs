@@ -22,7 +22,8 @@ pub struct DbConfig {
     pub lock_wait_ms: u64,
 }
 
-/// A connection holding the advisory lock; the server releases it when the session ends.
+/// A connection with `lock_timeout` and `statement_timeout` set; when made by [`Session::open`]
+/// it holds the advisory lock, which the server releases when the session ends.
 pub(crate) struct Session {
     pub(crate) client: tokio_postgres::Client,
     pub(crate) target: String,
@@ -32,6 +33,14 @@ impl Session {
     /// Connects, sets the timeouts and takes the advisory lock, polling with backoff up to
     /// `lock_wait_ms`.
     pub(crate) async fn open(cfg: &DbConfig) -> Result<Session, DbMaintError> {
+        let session = Session::connect(cfg).await?;
+        session.lock(cfg).await?;
+        Ok(session)
+    }
+
+    /// Connects and sets the timeouts, without the advisory lock: for the read-only reports,
+    /// which must not wait behind a long VACUUM.
+    pub(crate) async fn connect(cfg: &DbConfig) -> Result<Session, DbMaintError> {
         let t = &cfg.postgres;
         let target = t.name();
         let step = Duration::from_millis(cfg.connect_timeout_ms);
@@ -57,23 +66,43 @@ impl Session {
             .await
             .map_err(|_| timeout("setting timeouts"))?
             .map_err(query_err)?;
+        Ok(Session { client, target })
+    }
+
+    /// Runs `query` within the connect timeout: for the task's own catalog queries.
+    pub(crate) async fn query(
+        &self,
+        cfg: &DbConfig,
+        what: &'static str,
+        query: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, DbMaintError> {
+        tokio::time::timeout(Duration::from_millis(cfg.connect_timeout_ms), self.client.query(query, params))
+            .await
+            .map_err(|_| self.timeout(cfg, what))?
+            .map_err(|source| DbMaintError::Query { target: self.target.clone(), source })
+    }
+
+    pub(crate) fn timeout(&self, cfg: &DbConfig, what: &'static str) -> DbMaintError {
+        DbMaintError::Timeout { what, target: self.target.clone(), timeout_ms: cfg.connect_timeout_ms }
+    }
+
+    async fn lock(&self, cfg: &DbConfig) -> Result<(), DbMaintError> {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(cfg.lock_wait_ms);
         let mut pause = Duration::from_millis(20);
         loop {
-            let got: bool =
-                tokio::time::timeout(step, client.query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY]))
-                    .await
-                    .map_err(|_| timeout("taking the advisory lock"))?
-                    .map_err(query_err)?
-                    .get(0);
+            let got: bool = self
+                .query(cfg, "taking the advisory lock", "SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+                .await?[0]
+                .get(0);
             if got {
-                return Ok(Session { client, target });
+                return Ok(());
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(DbMaintError::LockHeld {
-                    target,
+                    target: self.target.clone(),
                     waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 });
             }

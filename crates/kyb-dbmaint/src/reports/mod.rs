@@ -1,0 +1,276 @@
+//! The read-only database reports: each row a [`Check`] judged against [`ReportConfig`].
+
+mod activity;
+mod indexes;
+mod limits;
+mod statements;
+mod tables;
+
+pub(crate) use indexes::{IndexBloat, index_bloat};
+pub(crate) use tables::bloat_status;
+
+use crate::DbMaintError;
+use crate::session::{DbConfig, Session};
+use kyb_core::{Check, Status, Thresholds};
+use serde::Serialize;
+
+/// One of the reports. Each looks at the configured database only: rows of other databases on
+/// the same server never appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Report {
+    /// Non-unique indexes scanned at most `unused_index_max_scans` times, with at least
+    /// `unused_index_min_bytes`, and the statistics reset time that bounds the counts.
+    UnusedIndexes,
+    /// Indexes whose columns are a leading part of another index on the same table.
+    DuplicateIndexes,
+    /// Indexes left invalid, e.g. by a failed `CREATE INDEX CONCURRENTLY`.
+    InvalidIndexes,
+    /// Estimated wasted space of tables and B-tree indexes.
+    Bloat,
+    /// Table sizes: total, heap, indexes, TOAST.
+    TableSizes,
+    /// Dead tuples and the age of the last vacuum and analyze.
+    VacuumState,
+    /// Transaction-ID age of the database and of each table, TOAST tables included.
+    Wraparound,
+    /// Sequences measured against the largest value of the column they feed.
+    Sequences,
+    /// Connections against `max_connections`.
+    Connections,
+    /// Long-running queries and sessions idle in a transaction.
+    LongQueries,
+    /// Buffer cache hit ratio of tables and indexes.
+    CacheHit,
+    /// Large tables read mostly by sequential scans: where an index may help.
+    IndexRecommendations,
+    /// The ten tables with the most inserts, updates and deletes.
+    TopActivity,
+    /// The slowest statements by mean time, from `pg_stat_statements`.
+    SlowQueries,
+}
+
+impl Report {
+    /// Every report, in the order the binary lists them.
+    pub const ALL: [Report; 14] = [
+        Report::UnusedIndexes,
+        Report::DuplicateIndexes,
+        Report::InvalidIndexes,
+        Report::Bloat,
+        Report::TableSizes,
+        Report::VacuumState,
+        Report::Wraparound,
+        Report::Sequences,
+        Report::Connections,
+        Report::LongQueries,
+        Report::CacheHit,
+        Report::IndexRecommendations,
+        Report::TopActivity,
+        Report::SlowQueries,
+    ];
+
+    /// Kebab-case name, as the binary's subcommands and task names spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Report::UnusedIndexes => "unused-indexes",
+            Report::DuplicateIndexes => "duplicate-indexes",
+            Report::InvalidIndexes => "invalid-indexes",
+            Report::Bloat => "bloat",
+            Report::TableSizes => "table-sizes",
+            Report::VacuumState => "vacuum-state",
+            Report::Wraparound => "wraparound",
+            Report::Sequences => "sequences",
+            Report::Connections => "connections",
+            Report::LongQueries => "long-queries",
+            Report::CacheHit => "cache-hit",
+            Report::IndexRecommendations => "index-recommendations",
+            Report::TopActivity => "top-activity",
+            Report::SlowQueries => "slow-queries",
+        }
+    }
+}
+
+/// Thresholds of the reports. [`Default`] gives PgHero's and check_postgres's defaults, named on
+/// each field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportConfig {
+    /// An index scanned at most this often is unused (PgHero: 50).
+    pub unused_index_max_scans: i64,
+    /// ...and only when at least this large (PgHero: no minimum).
+    pub unused_index_min_bytes: i64,
+    /// Estimated wasted bytes of a table or index (warn: PgHero's 100 MB index bloat; crit:
+    /// check_postgres's 1 GB).
+    pub bloat_bytes: Thresholds,
+    /// ...counted only when the wasted part is at least this share of the relation, in percent,
+    /// so a large healthy table is not flagged for its normal slack.
+    pub bloat_min_pct: f64,
+    /// How many tables the size report lists, largest first.
+    pub table_limit: usize,
+    /// Dead tuples as a percentage of live plus dead (check_postgres-style; warn 20, crit 50).
+    pub dead_tuple_pct: Thresholds,
+    /// ...judged only on tables with at least this many dead tuples (autovacuum's base
+    /// threshold is 50; 1000 keeps tiny tables quiet).
+    pub dead_tuple_min: i64,
+    /// Hours since the last vacuum or analyze (manual or auto) of a table with changes since
+    /// (check_postgres last_vacuum/last_analyze: 1 and 2 days).
+    pub stale_hours: Thresholds,
+    /// Transaction-ID age (check_postgres txn_wraparound: 1.3 and 1.4 billion).
+    pub xid_age: Thresholds,
+    /// Percentage of the column's range a sequence has used (check_postgres sequence: 85, 95).
+    pub sequence_pct: Thresholds,
+    /// Connections as a percentage of the usable `max_connections` (check_postgres backends:
+    /// 90, 95).
+    pub connections_pct: Thresholds,
+    /// Seconds a query has been running (warn: PgHero's 60; crit: check_postgres's 5 minutes).
+    pub query_seconds: Thresholds,
+    /// Seconds a session has been idle inside a transaction (warn 60, crit 300).
+    pub idle_in_transaction_seconds: Thresholds,
+    /// Cache hit ratio in percent, lower is worse (PgHero: 99 warns; crit below 90).
+    pub cache_hit_warn_pct: f64,
+    /// Below this the cache hit ratio is Crit.
+    pub cache_hit_crit_pct: f64,
+    /// Fewer block reads than this and the hit ratio is not judged: too little traffic.
+    pub cache_min_blocks: i64,
+    /// A table needs at least this many rows for an index recommendation (PgHero: 10 000).
+    pub recommend_min_rows: i64,
+    /// ...and fewer than this percentage of its scans using an index (PgHero: 95).
+    pub recommend_max_index_pct: f64,
+    /// Mean time of a slow statement in milliseconds (warn: PgHero's 20; crit 5000).
+    pub slow_query_ms: Thresholds,
+    /// A statement needs at least this many calls to count as slow (PgHero: 100).
+    pub slow_query_min_calls: i64,
+    /// How many slow statements to list, slowest first.
+    pub slow_query_limit: usize,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            unused_index_max_scans: 50,
+            unused_index_min_bytes: 0,
+            bloat_bytes: Thresholds::new(100.0 * MIB, 1024.0 * MIB),
+            bloat_min_pct: 20.0,
+            table_limit: 20,
+            dead_tuple_pct: Thresholds::new(20.0, 50.0),
+            dead_tuple_min: 1000,
+            stale_hours: Thresholds::new(24.0, 48.0),
+            xid_age: Thresholds::new(1.3e9, 1.4e9),
+            sequence_pct: Thresholds::new(85.0, 95.0),
+            connections_pct: Thresholds::new(90.0, 95.0),
+            query_seconds: Thresholds::new(60.0, 300.0),
+            idle_in_transaction_seconds: Thresholds::new(60.0, 300.0),
+            cache_hit_warn_pct: 99.0,
+            cache_hit_crit_pct: 90.0,
+            cache_min_blocks: 1000,
+            recommend_min_rows: 10_000,
+            recommend_max_index_pct: 95.0,
+            slow_query_ms: Thresholds::new(20.0, 5000.0),
+            slow_query_min_calls: 100,
+            slow_query_limit: 20,
+        }
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// What one report found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DbReport {
+    /// Which report.
+    pub report: Report,
+    /// One row per finding; a single Ok row when there is nothing to report.
+    pub checks: Vec<Check>,
+    /// What the reader needs to weigh the rows, e.g. when the statistics were last reset.
+    pub notes: Vec<String>,
+}
+
+impl DbReport {
+    fn new(report: Report, checks: Vec<Check>, notes: Vec<String>) -> DbReport {
+        DbReport { report, checks, notes }
+    }
+}
+
+/// Runs one report against the database (read only; no advisory lock, so it never waits behind
+/// a maintenance run).
+pub async fn report(cfg: &DbConfig, rc: &ReportConfig, which: Report) -> Result<DbReport, DbMaintError> {
+    let s = Session::connect(cfg).await?;
+    let db = Db { s: &s, cfg };
+    match which {
+        Report::UnusedIndexes => indexes::unused(&db, rc).await,
+        Report::DuplicateIndexes => indexes::duplicates(&db).await,
+        Report::InvalidIndexes => indexes::invalid(&db).await,
+        Report::Bloat => tables::bloat(&db, rc).await,
+        Report::TableSizes => tables::sizes(&db, rc).await,
+        Report::VacuumState => tables::vacuum_state(&db, rc).await,
+        Report::Wraparound => limits::wraparound(&db, rc).await,
+        Report::Sequences => limits::sequences(&db, rc).await,
+        Report::Connections => limits::connections(&db, rc).await,
+        Report::LongQueries => activity::long_queries(&db, rc).await,
+        Report::CacheHit => activity::cache_hit(&db, rc).await,
+        Report::IndexRecommendations => tables::recommendations(&db, rc).await,
+        Report::TopActivity => tables::top_activity(&db).await,
+        Report::SlowQueries => statements::slow_queries(&db, rc).await,
+    }
+}
+
+/// A connection and its deadlines, for the report queries.
+pub(crate) struct Db<'a> {
+    pub(crate) s: &'a Session,
+    pub(crate) cfg: &'a DbConfig,
+}
+
+impl Db<'_> {
+    pub(crate) async fn query(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, DbMaintError> {
+        self.s.query(self.cfg, what, sql, params).await
+    }
+}
+
+/// The rows, or one Ok row saying what was looked at when nothing was found.
+fn or_all_clear(checks: Vec<Check>, name: &str, clear: String) -> Vec<Check> {
+    if checks.is_empty() { vec![Check::new(name, Status::Ok, clear)] } else { checks }
+}
+
+/// Status of `value` where lower is worse.
+fn classify_low(value: f64, warn_below: f64, crit_below: f64) -> Status {
+    if value.is_nan() {
+        Status::Unknown
+    } else if value < crit_below {
+        Status::Crit
+    } else if value < warn_below {
+        Status::Warn
+    } else {
+        Status::Ok
+    }
+}
+
+/// Schemas the reports leave out: the catalogs and other sessions' temp schemas.
+const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'";
+
+fn human(bytes: i64) -> String {
+    kyb_core::human_bytes(u64::try_from(bytes).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_kebab_case() {
+        let names: std::collections::HashSet<_> = Report::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), Report::ALL.len());
+        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+    }
+
+    #[test]
+    fn lower_is_worse() {
+        assert_eq!(classify_low(99.5, 99.0, 90.0), Status::Ok);
+        assert_eq!(classify_low(95.0, 99.0, 90.0), Status::Warn);
+        assert_eq!(classify_low(80.0, 99.0, 90.0), Status::Crit);
+    }
+}

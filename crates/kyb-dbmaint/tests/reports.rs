@@ -1,0 +1,442 @@
+//! The reports against a real PostgreSQL: each fixture makes one condition in a database of its
+//! own, and each report finds exactly that condition, and nothing from the other test databases
+//! on the same server.
+
+use kyb_core::{Check, PgTarget, Secret, Status, Thresholds};
+use kyb_dbmaint::*;
+use kyb_testkit::{TestDb, fresh_database};
+use std::time::Duration;
+
+fn cfg(db: &TestDb) -> DbConfig {
+    DbConfig {
+        postgres: PgTarget {
+            host: db.host.clone(),
+            port: db.port,
+            user: db.user.clone(),
+            password: db.password.clone().map(Secret::new),
+            dbname: db.dbname.clone(),
+        },
+        connect_timeout_ms: 10_000,
+        lock_timeout_ms: 1_000,
+        statement_timeout_ms: 60_000,
+        lock_wait_ms: 1_000,
+    }
+}
+
+/// Thresholds small enough for fixtures of a few megabytes.
+fn small() -> ReportConfig {
+    ReportConfig {
+        bloat_bytes: Thresholds::new(256.0 * 1024.0, 1024.0 * 1024.0),
+        bloat_min_pct: 30.0,
+        ..ReportConfig::default()
+    }
+}
+
+async fn run(db: &TestDb, rc: &ReportConfig, which: Report) -> DbReport {
+    report(&cfg(db), rc, which)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {}", which.name(), kyb_core::error_chain(&e)))
+}
+
+/// The names of the rows that are not Ok.
+fn flagged(r: &DbReport) -> Vec<String> {
+    let mut names: Vec<String> =
+        r.checks.iter().filter(|c| c.status != Status::Ok).map(|c| c.name.clone()).collect();
+    names.sort();
+    names
+}
+
+fn row<'a>(r: &'a DbReport, name: &str) -> &'a Check {
+    r.checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no row {name} in {:#?}", r.checks))
+}
+
+async fn setup(db: &TestDb, sql: &str) {
+    let c = db.connect().await;
+    c.batch_execute(sql).await.unwrap_or_else(|e| panic!("fixture: {e:?}"));
+    // Counters reach the statistics views when a session flushes them; make it now.
+    c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
+}
+
+const ACCOUNTS: &str =
+    "CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL, region text, created date);
+     INSERT INTO accounts SELECT g, 'user' || g || '@example.com', 'r' || (g % 7), date '2026-01-01' + g % 300
+     FROM generate_series(1, 20000) g;";
+
+#[tokio::test]
+async fn unused_indexes_are_the_unscanned_non_unique_ones_with_the_stats_reset_time() {
+    let db = fresh_database("rpunused").await;
+    setup(
+        &db,
+        &format!(
+            "{ACCOUNTS}
+             CREATE UNIQUE INDEX accounts_email_key ON accounts (email);
+             CREATE INDEX accounts_region_idx ON accounts (region);
+             CREATE INDEX accounts_created_idx ON accounts (created);
+             ANALYZE accounts;"
+        ),
+    )
+    .await;
+    // accounts_created_idx is used; accounts_region_idx never is.
+    let c = db.connect().await;
+    c.batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off").await.unwrap();
+    for _ in 0..3 {
+        c.query("SELECT id FROM accounts WHERE created = date '2026-02-01'", &[]).await.unwrap();
+    }
+    c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
+    let rc = ReportConfig { unused_index_max_scans: 0, ..small() };
+    let r = run(&db, &rc, Report::UnusedIndexes).await;
+    assert_eq!(flagged(&r), ["public.accounts_region_idx"], "{:#?}", r.checks);
+    let s = &row(&r, "public.accounts_region_idx").summary;
+    assert!(s.contains("0 scans") && s.contains("public.accounts"), "{s}");
+    assert!(
+        r.notes[0].contains("since statistics began") || r.notes[0].contains("reset at"),
+        "{:?}",
+        r.notes
+    );
+
+    // With PgHero's default (50 scans) the lightly used index counts too; a size floor drops both.
+    let r = run(&db, &small(), Report::UnusedIndexes).await;
+    assert_eq!(flagged(&r), ["public.accounts_created_idx", "public.accounts_region_idx"]);
+    let rc = ReportConfig { unused_index_min_bytes: 1 << 30, ..small() };
+    let r = run(&db, &rc, Report::UnusedIndexes).await;
+    assert!(flagged(&r).is_empty(), "{:#?}", r.checks);
+}
+
+#[tokio::test]
+async fn duplicate_indexes_are_those_another_index_covers() {
+    let db = fresh_database("rpdup").await;
+    setup(
+        &db,
+        &format!(
+            "{ACCOUNTS}
+             CREATE INDEX accounts_email_idx ON accounts (email);
+             CREATE INDEX accounts_email_created_idx ON accounts (email, created);
+             CREATE INDEX accounts_id_idx ON accounts (id);
+             CREATE INDEX accounts_region_lower_idx ON accounts (lower(region));
+             CREATE INDEX accounts_region_idx ON accounts (region);
+             CREATE INDEX accounts_region_partial_idx ON accounts (region) WHERE created > date '2026-06-01';
+             CREATE INDEX accounts_email_hash ON accounts USING hash (email);"
+        ),
+    )
+    .await;
+    let r = run(&db, &small(), Report::DuplicateIndexes).await;
+    // email is a prefix of (email, created); id repeats the primary key. The expression, the
+    // partial and the hash index answer other queries.
+    assert_eq!(flagged(&r), ["public.accounts_email_idx", "public.accounts_id_idx"], "{:#?}", r.checks);
+    assert!(row(&r, "public.accounts_id_idx").summary.contains("accounts_pkey"));
+    assert!(row(&r, "public.accounts_email_idx").summary.contains("accounts_email_created_idx"));
+
+    // Two identical indexes: one of them is reported, not both.
+    let db = fresh_database("rpdup2").await;
+    setup(
+        &db,
+        "CREATE TABLE t (a int, b int); CREATE INDEX t_a_1 ON t (a, b); CREATE INDEX t_a_2 ON t (a, b);",
+    )
+    .await;
+    let r = run(&db, &small(), Report::DuplicateIndexes).await;
+    assert_eq!(flagged(&r), ["public.t_a_2"]);
+}
+
+#[tokio::test]
+async fn an_index_left_by_a_failed_concurrent_build_is_invalid() {
+    let db = fresh_database("rpinvalid").await;
+    setup(&db, &format!("{ACCOUNTS} CREATE INDEX accounts_region_idx ON accounts (region);")).await;
+    let c = db.connect().await;
+    let err =
+        c.batch_execute("CREATE UNIQUE INDEX CONCURRENTLY accounts_region_key ON accounts (region)").await;
+    assert!(err.is_err(), "the build must fail on duplicate regions");
+    let r = run(&db, &small(), Report::InvalidIndexes).await;
+    assert_eq!(flagged(&r), ["public.accounts_region_key"], "{:#?}", r.checks);
+    let only = &r.checks[0];
+    assert_eq!(only.status, Status::Crit);
+    assert!(only.summary.contains("DROP INDEX CONCURRENTLY public.accounts_region_key"), "{}", only.summary);
+    // Nothing else is flagged as unused either: an invalid index is not a candidate to drop.
+    let unused =
+        run(&db, &ReportConfig { unused_index_max_scans: 0, ..small() }, Report::UnusedIndexes).await;
+    assert_eq!(flagged(&unused), ["public.accounts_region_idx"]);
+}
+
+/// A table bloated by mass updates and deletes (autovacuum off, so it stays that way), and a
+/// freshly loaded one next to it.
+async fn bloated(tag: &str) -> TestDb {
+    let db = fresh_database(tag).await;
+    setup(
+        &db,
+        r#"CREATE TABLE "Bloat ""Tab""; x" (id int, payload text) WITH (autovacuum_enabled = false);
+           INSERT INTO "Bloat ""Tab""; x" SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 100000) g;
+           CREATE INDEX "Idx; DROP TABLE clean;--" ON "Bloat ""Tab""; x" (id);
+           UPDATE "Bloat ""Tab""; x" SET payload = payload || 'x';
+           DELETE FROM "Bloat ""Tab""; x" WHERE id % 10 <> 0;
+           ANALYZE "Bloat ""Tab""; x";
+           CREATE TABLE clean (id int PRIMARY KEY, payload text);
+           INSERT INTO clean SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 100000) g;"#,
+    )
+    .await;
+    setup(&db, "VACUUM ANALYZE clean").await;
+    db
+}
+
+#[tokio::test]
+async fn bloat_vacuum_state_sizes_and_activity_find_the_bloated_table() {
+    let db = bloated("rpbloat").await;
+    let table = r#"public."Bloat ""Tab""; x""#;
+    let index = r#"public."Idx; DROP TABLE clean;--""#;
+
+    let r = run(&db, &small(), Report::Bloat).await;
+    assert_eq!(flagged(&r), [table.to_owned(), index.to_owned()], "{:#?}", r.checks);
+    let pct = |c: &Check| c.metrics.iter().find(|m| m.label == "wasted_pct").unwrap().value;
+    assert!(pct(row(&r, table)) > 70.0, "{:?}", row(&r, table));
+    assert!(pct(row(&r, index)) > 70.0, "{:?}", row(&r, index));
+    // The freshly loaded table and its key are estimated close to their real size.
+    let all = run(
+        &db,
+        &ReportConfig { bloat_bytes: Thresholds::new(0.0, 1e12), bloat_min_pct: 0.0, ..small() },
+        Report::Bloat,
+    )
+    .await;
+    for clean in ["public.clean", "public.clean_pkey"] {
+        if let Some(c) = all.checks.iter().find(|c| c.name == clean) {
+            assert!(pct(c) < 20.0, "{clean} estimated {}% wasted: {c:?}", pct(c));
+        }
+    }
+
+    let v = run(&db, &small(), Report::VacuumState).await;
+    assert_eq!(flagged(&v), [table.to_owned()], "{:#?}", v.checks);
+    assert_eq!(row(&v, table).status, Status::Crit, "90% dead");
+
+    let s = run(&db, &small(), Report::TableSizes).await;
+    let names: Vec<&str> = s.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&table) && names.contains(&"public.clean"));
+    let m = |c: &Check, l: &str| c.metrics.iter().find(|m| m.label == l).unwrap().value;
+    let clean = row(&s, "public.clean");
+    assert!(m(clean, "total") >= m(clean, "heap") + m(clean, "indexes"), "{clean:?}");
+    assert!(m(clean, "toast") >= 0.0 && m(clean, "indexes") > 0.0);
+
+    let a = run(&db, &small(), Report::TopActivity).await;
+    let names: Vec<&str> = a.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, [table, "public.clean"], "busiest first");
+    assert!(row(&a, table).summary.contains("90000 deletes"), "{}", row(&a, table).summary);
+}
+
+#[tokio::test]
+async fn reindex_rebuilds_only_the_bloated_index_and_handles_hostile_names() {
+    let db = bloated("rpreindex").await;
+    let pages = |c: tokio_postgres::Client| async move {
+        c.query_one(r#"SELECT relpages FROM pg_class WHERE relname = 'Idx; DROP TABLE clean;--'"#, &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0)
+    };
+    let before = pages(db.connect().await).await;
+    let plan = reindex(&cfg(&db), &small(), true).await.unwrap();
+    assert_eq!(
+        plan.statements,
+        [r#"REINDEX INDEX CONCURRENTLY public."Idx; DROP TABLE clean;--""#],
+        "{plan:?}"
+    );
+    assert_eq!(pages(db.connect().await).await, before, "a dry run changes nothing");
+
+    let done = reindex(&cfg(&db), &small(), false).await.unwrap();
+    assert!(done.checks.iter().all(|c| c.status == Status::Ok), "{:#?}", done.checks);
+    let after = pages(db.connect().await).await;
+    assert!(after * 3 < before, "pages {before} -> {after}");
+    let clean: i64 = db.connect().await.query_one("SELECT count(*) FROM clean", &[]).await.unwrap().get(0);
+    assert_eq!(clean, 100_000, "no injection");
+
+    // Nothing bloated is left: the next run has nothing to do.
+    let again = reindex(&cfg(&db), &small(), false).await.unwrap();
+    assert!(again.statements.is_empty(), "{again:?}");
+}
+
+#[tokio::test]
+async fn sequences_are_measured_against_the_column_they_feed() {
+    let db = fresh_database("rpseq").await;
+    setup(
+        &db,
+        "CREATE TABLE orders (id serial PRIMARY KEY, note text);
+         SELECT setval('orders_id_seq', 2040109465);
+         CREATE TABLE events (id bigserial PRIMARY KEY);
+         SELECT setval('events_id_seq', 2040109465);
+         CREATE SEQUENCE shared_counter AS bigint;
+         CREATE TABLE tickets (n int DEFAULT nextval('shared_counter'));
+         SELECT setval('shared_counter', 1900000000);
+         CREATE SEQUENCE unused_seq;",
+    )
+    .await;
+    let r = run(&db, &small(), Report::Sequences).await;
+    assert_eq!(flagged(&r), ["public.orders_id_seq", "public.shared_counter"], "{:#?}", r.checks);
+    let orders = row(&r, "public.orders_id_seq");
+    assert_eq!(orders.status, Status::Crit, "{orders:?}");
+    assert!(orders.summary.contains("column public.orders.id"), "{}", orders.summary);
+    let shared = row(&r, "public.shared_counter");
+    assert_eq!(shared.status, Status::Warn, "88% of int: {shared:?}");
+    assert!(shared.summary.contains("column public.tickets.n"), "{}", shared.summary);
+}
+
+#[tokio::test]
+async fn wraparound_covers_the_database_and_toast_tables() {
+    let db = fresh_database("rpxid").await;
+    setup(&db, "CREATE TABLE docs (id int, body text); INSERT INTO docs VALUES (1, repeat('x', 100000));")
+        .await;
+    let r = run(&db, &small(), Report::Wraparound).await;
+    assert_eq!(r.checks.len(), 1, "only the database row at the default thresholds: {:#?}", r.checks);
+    assert_eq!(r.checks[0].name, format!("database {}", db.dbname));
+    assert_eq!(r.checks[0].status, Status::Ok);
+    // At a zero threshold every table is listed, the TOAST table under its owner's name.
+    let rc = ReportConfig { xid_age: Thresholds::new(0.0, 1e12), ..small() };
+    let r = run(&db, &rc, Report::Wraparound).await;
+    assert!(row(&r, "TOAST of public.docs").status == Status::Warn);
+    assert!(row(&r, "public.docs").status == Status::Warn);
+}
+
+#[tokio::test]
+async fn connections_count_against_max_connections() {
+    let db = fresh_database("rpconn").await;
+    let r = run(&db, &small(), Report::Connections).await;
+    assert_eq!(r.checks.len(), 1);
+    assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks[0]);
+    assert!(r.checks[0].summary.contains("max_connections 200"), "{}", r.checks[0].summary);
+    let rc = ReportConfig { connections_pct: Thresholds::new(0.0, 0.1), ..small() };
+    let r = run(&db, &rc, Report::Connections).await;
+    assert_eq!(r.checks[0].status, Status::Crit);
+}
+
+#[tokio::test]
+async fn a_long_query_and_an_idle_transaction_in_other_sessions_are_found() {
+    let db = fresh_database("rplong").await;
+    let sleeper = db.connect().await;
+    let cancel = sleeper.cancel_token();
+    let running =
+        tokio::spawn(async move { sleeper.batch_execute("SELECT pg_sleep(60) /* fixture */").await });
+    let idle = db.connect().await;
+    idle.batch_execute("BEGIN; SELECT 1 /* left open */").await.unwrap();
+    let watcher = db.connect().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND now() - query_start > interval '1 second' AND query LIKE '%pg_sleep(60)%' AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the fixture query never showed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rc = ReportConfig {
+        query_seconds: Thresholds::new(0.5, 3600.0),
+        idle_in_transaction_seconds: Thresholds::new(0.5, 3600.0),
+        ..small()
+    };
+    let r = run(&db, &rc, Report::LongQueries).await;
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    assert!(running.await.unwrap().is_err(), "cancelled");
+    assert_eq!(r.checks.len(), 2, "{:#?}", r.checks);
+    assert!(r.checks.iter().all(|c| c.status == Status::Warn));
+    assert!(r.checks.iter().any(|c| c.summary.contains("running for") && c.summary.contains("pg_sleep(60)")));
+    assert!(
+        r.checks.iter().any(|c| c.summary.contains("idle in transaction") && c.summary.contains("left open"))
+    );
+    // At the defaults (a minute) neither is long yet.
+    let r = run(&db, &small(), Report::LongQueries).await;
+    assert!(flagged(&r).is_empty(), "{:#?}", r.checks);
+}
+
+#[tokio::test]
+async fn cache_hit_and_index_recommendations_follow_the_reads() {
+    let db = fresh_database("rpseqscan").await;
+    setup(
+        &db,
+        "CREATE TABLE orders (id int PRIMARY KEY, customer int, status text);
+         INSERT INTO orders SELECT g, g % 5000, 'open' FROM generate_series(1, 30000) g;
+         CREATE TABLE lookups (id int PRIMARY KEY, name text);
+         INSERT INTO lookups SELECT g, 'n' || g FROM generate_series(1, 30000) g;
+         ANALYZE orders; ANALYZE lookups;",
+    )
+    .await;
+    let c = db.connect().await;
+    for i in 0..5 {
+        c.query("SELECT count(*) FROM orders WHERE customer = $1", &[&i]).await.unwrap();
+        c.query("SELECT name FROM lookups WHERE id = $1", &[&i]).await.unwrap();
+    }
+    c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
+    let r = run(&db, &small(), Report::IndexRecommendations).await;
+    assert_eq!(flagged(&r), ["public.orders"], "{:#?}", r.checks);
+    assert!(r.checks[0].summary.contains("customer"), "{}", r.checks[0].summary);
+
+    let r = run(&db, &small(), Report::CacheHit).await;
+    assert_eq!(r.checks.len(), 2);
+    assert!(r.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.checks);
+    let rc =
+        ReportConfig { cache_min_blocks: 1, cache_hit_warn_pct: 100.1, cache_hit_crit_pct: 0.0, ..small() };
+    let r = run(&db, &rc, Report::CacheHit).await;
+    assert!(r.checks.iter().any(|c| c.status == Status::Warn), "{:#?}", r.checks);
+}
+
+#[tokio::test]
+async fn slow_queries_come_from_pg_stat_statements_of_this_database_only() {
+    let db = fresh_database("rpslow").await;
+    setup(&db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset();").await;
+    let c = db.connect().await;
+    for _ in 0..3 {
+        c.query("SELECT pg_sleep(0.03) AS slow_fixture", &[]).await.unwrap();
+    }
+    let rc = ReportConfig { slow_query_min_calls: 3, ..small() };
+    let r = run(&db, &rc, Report::SlowQueries).await;
+    assert_eq!(r.checks.len(), 1, "{:#?}", r.checks);
+    assert_eq!(r.checks[0].status, Status::Warn);
+    assert!(r.checks[0].summary.contains("slow_fixture") && r.checks[0].summary.contains("3 calls"));
+    assert!(r.notes[0].contains("mean_exec_time"), "{:?}", r.notes);
+
+    // The extension missing from the database: Unknown, saying what to do.
+    let off = fresh_database("rpslowoff").await;
+    setup(&off, "DROP EXTENSION IF EXISTS pg_stat_statements").await;
+    let r = run(&off, &rc, Report::SlowQueries).await;
+    assert_eq!(r.checks[0].status, Status::Unknown);
+    assert!(r.checks[0].summary.contains("not installed"), "{}", r.checks[0].summary);
+}
+
+#[tokio::test]
+async fn slow_queries_without_the_library_preloaded_are_unknown() {
+    let server = tokio::task::spawn_blocking(|| {
+        let mut server = kyb_testkit::ScratchServer::start("rpnopreload")?;
+        // Anything but pg_stat_statements (an empty list is not accepted in a config file).
+        server.stack.psql("kyb", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+        server.stack.psql("kyb", "ALTER SYSTEM SET shared_preload_libraries = 'plpgsql'")?;
+        server.restart().map(|()| server)
+    })
+    .await
+    .unwrap()
+    .expect("a scratch PostgreSQL server without pg_stat_statements preloaded");
+    let s = &server.stack;
+    let c = DbConfig {
+        postgres: PgTarget {
+            host: "127.0.0.1".into(),
+            port: s.pg_port,
+            user: s.pg_user.clone(),
+            password: Some(Secret::new(s.password.clone())),
+            dbname: "kyb".into(),
+        },
+        ..cfg(&fresh_database("rpnopreloadcfg").await)
+    };
+    let r = report(&c, &small(), Report::SlowQueries).await.unwrap();
+    assert_eq!(r.checks[0].status, Status::Unknown, "{:#?}", r.checks);
+    assert!(r.checks[0].summary.contains("not loaded"), "{}", r.checks[0].summary);
+}
+
+#[tokio::test]
+async fn a_report_on_a_database_that_is_down_is_an_error_without_a_hang() {
+    let db = fresh_database("rpdown").await;
+    let mut c = cfg(&db);
+    c.postgres.port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let err = report(&c, &small(), Report::Bloat).await.unwrap_err();
+    assert!(matches!(err, DbMaintError::Connect { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
