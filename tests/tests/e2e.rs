@@ -240,12 +240,64 @@ mod daily {
     }
 
     #[tokio::test]
-    async fn flows_without_tasks_say_so_and_exit_2() {
-        let s = setup("noflow", Opts::default()).await;
-        let out = run(s.maint(&["weekly"])).await;
-        assert_eq!(out.status.code(), Some(2));
-        assert!(text(&out.stderr).contains("the weekly flow has no tasks yet"), "{}", text(&out.stderr));
-        assert!(out.stdout.is_empty());
+    async fn weekly_analyzes_and_reports_on_the_database() {
+        let s = setup("weekly", Opts::default()).await;
+        s.db.connect()
+            .await
+            .batch_execute(
+                "CREATE TABLE orders (id int PRIMARY KEY, customer int);
+                 INSERT INTO orders SELECT g, g % 100 FROM generate_series(1, 5000) g;
+                 CREATE INDEX orders_customer_idx ON orders (customer);
+                 CREATE INDEX orders_customer_copy ON orders (customer);",
+            )
+            .await
+            .unwrap();
+        let out = run(s.maint(&["weekly", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut names: Vec<&str> =
+            json["tasks"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "db-analyze",
+                "db-bloat",
+                "db-duplicate-indexes",
+                "db-invalid-indexes",
+                "db-sequences",
+                "db-table-sizes",
+                "db-top-activity",
+                "db-unused-indexes",
+                "db-vacuum-state",
+                "db-wraparound"
+            ]
+        );
+        assert_eq!(check(task(&json, "db-analyze"), "public.orders")["status"], "ok");
+        let unused = task(&json, "db-unused-indexes");
+        assert_eq!(check(unused, "public.orders_customer_idx")["status"], "warn", "{unused}");
+        assert!(unused["notes"][0].as_str().unwrap().contains("scans counted since"), "{unused}");
+        assert_eq!(
+            check(task(&json, "db-duplicate-indexes"), "public.orders_customer_idx")["status"],
+            "warn"
+        );
+        assert_eq!(check(task(&json, "db-table-sizes"), "public.orders")["status"], "ok");
+        assert_eq!(task(&json, "db-invalid-indexes")["status"], "ok");
+        assert!(s.maint_dir().join("logs/weekly-maintenance.log").exists());
+    }
+
+    #[tokio::test]
+    async fn the_weekly_flow_with_the_database_down_is_crit_without_a_hang() {
+        let s = setup("weeklydown", Opts { pg_port: Some(dead_port()), ..Opts::default() }).await;
+        let started = Instant::now();
+        let out = run(s.maint(&["weekly", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for t in json["tasks"].as_array().unwrap() {
+            assert_eq!(t["status"], "crit", "{t}");
+            assert!(t["summary"].as_str().unwrap().to_lowercase().contains("refused"), "{t}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
     }
 
     #[tokio::test]
@@ -1282,13 +1334,125 @@ mod dbmaint_cli {
         let port = format!("port = {}", s.db.port);
         std::fs::write(&s.config, text_cfg.replacen(&port, &format!("port = {}", dead_port()), 1)).unwrap();
         let started = Instant::now();
-        let out = run(dbmaint(&s, &["vacuum", "--format", "json"])).await;
+        let out = run(dbmaint(&s, &["vacuum", "--emergency", "--format", "json"])).await;
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let db = check(task(&json, "db-vacuum"), "database");
         assert_eq!(db["status"], "crit", "{db}");
         assert!(db["summary"].as_str().unwrap().to_lowercase().contains("refused"), "{db}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    /// A `[window]` that is certainly closed now: three days from today.
+    fn closed_window() -> String {
+        let day = (time::OffsetDateTime::now_utc() + time::Duration::days(3)).weekday();
+        format!("\n[window]\nallowed = [\"{} 02:00-03:00\"]\n", &day.to_string()[..3])
+    }
+
+    fn append(s: &Setup, toml: &str) {
+        let mut text = std::fs::read_to_string(&s.config).unwrap();
+        text.push_str(toml);
+        std::fs::write(&s.config, text).unwrap();
+    }
+
+    async fn last_vacuum(s: &Setup) -> bool {
+        s.db.connect()
+            .await
+            .query_one("SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'items'", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    #[tokio::test]
+    async fn vacuum_and_reindex_keep_to_the_window_unless_emergency() {
+        let s = setup("clidbwindow", Opts::default()).await;
+        s.db.connect()
+            .await
+            .batch_execute(
+                "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 100)",
+            )
+            .await
+            .unwrap();
+        append(&s, &closed_window());
+        let out = run(dbmaint(&s, &["vacuum", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let w = check(task(&json, "db-vacuum"), "window");
+        assert_eq!(w["status"], "warn");
+        assert!(w["summary"].as_str().unwrap().contains("not run: outside the maintenance windows"), "{w}");
+        assert!(w["summary"].as_str().unwrap().contains("the next opens"), "{w}");
+        assert!(!last_vacuum(&s).await, "vacuumed outside the window");
+
+        let out = run(dbmaint(&s, &["reindex"])).await;
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out.stdout).contains("not run: outside"), "{}", text(&out.stdout));
+
+        let out = run(dbmaint(&s, &["vacuum", "--emergency", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(check(task(&json, "db-vacuum"), "public.items")["status"], "ok");
+        assert!(last_vacuum(&s).await);
+
+        // A window that cannot be read is a config error naming the key.
+        let bad = std::fs::read_to_string(&s.config).unwrap().replace("02:00-03:00", "02:00-25:00");
+        std::fs::write(&s.config, bad).unwrap();
+        let out = run(dbmaint(&s, &["vacuum"])).await;
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains("window.allowed"), "{}", text(&out.stderr));
+    }
+
+    #[tokio::test]
+    async fn each_report_is_a_subcommand_and_all_of_them_run_as_one() {
+        let s = setup("clidbreports", Opts::default()).await;
+        s.db.connect()
+            .await
+            .batch_execute(
+                "CREATE TABLE orders (id serial PRIMARY KEY, customer int);
+                 SELECT setval('orders_id_seq', 2100000000);
+                 CREATE INDEX orders_customer_idx ON orders (customer);",
+            )
+            .await
+            .unwrap();
+        let out = run(dbmaint(&s, &["sequences"])).await;
+        assert_eq!(out.status.code(), Some(1), "crit at 97.8%: {}", text(&out.stdout));
+        assert!(text(&out.stdout).contains("public.orders_id_seq"), "{}", text(&out.stdout));
+
+        let out = run(dbmaint(&s, &["unused-indexes", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(check(task(&json, "db-unused-indexes"), "public.orders_customer_idx")["status"], "warn");
+
+        let out = run(dbmaint(&s, &["reports", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(1), "the sequence is crit: {}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["tasks"].as_array().unwrap().len(), 14);
+        assert_eq!(task(&json, "db-sequences")["status"], "crit");
+        assert_eq!(task(&json, "db-connections")["status"], "ok");
+
+        // Capacity: the dry run records nothing; the run records the size and writes the CSV.
+        let csv = s.maint_dir().join("database-size-trend.csv");
+        let out = run(dbmaint(&s, &["capacity", "--dry-run"])).await;
+        assert!(out.status.code() == Some(0) || out.status.code() == Some(1), "{}", text(&out.stderr));
+        assert!(!csv.exists());
+        let out = run(dbmaint(&s, &["capacity", "--format", "json"])).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(check(task(&json, "db-capacity"), "database size")["status"], "ok", "{json}");
+        let lines = std::fs::read_to_string(&csv).unwrap();
+        assert_eq!(lines.lines().count(), 2, "header and one sample: {lines}");
+
+        // --help explains the thresholds and the exit codes.
+        let mut help = Command::new(binary("kyb-dbmaint"));
+        help.arg("--help");
+        let h = text(&run(help).await.stdout);
+        assert!(
+            h.contains("slow-queries") && h.contains("Exit codes") && h.contains("maintenance windows"),
+            "{h}"
+        );
+        let mut help = Command::new(binary("kyb-dbmaint"));
+        help.args(["vacuum", "--help"]);
+        let h = text(&run(help).await.stdout);
+        assert!(h.contains("--emergency") && h.contains("--dry-run"), "{h}");
     }
 
     #[tokio::test]

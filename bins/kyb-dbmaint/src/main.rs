@@ -1,24 +1,33 @@
-//! `kyb-dbmaint`: maintenance of the `[postgres]` database, one operation at a time.
+//! `kyb-dbmaint`: maintenance and reports of the `[postgres]` database, one at a time.
 
 #[path = "../../common/cli.rs"]
 mod cli;
 
 use clap::{Parser, Subcommand};
+use kyb_dbmaint::Report;
 use kyb_flows::FlowReport;
-use kyb_flows::dbmaint::{Operation, operation};
+use kyb_flows::dbmaint::{OpOptions, Operation, capacity, operation, report};
+use std::io::Write as _;
 use std::process::ExitCode;
 use time::OffsetDateTime;
 
 const BIN: &str = "kyb-dbmaint";
 
-/// Maintains the config's `[postgres]` database with guard rails: one table at a time, each
-/// statement on its own with `lock_timeout` and `statement_timeout` (`[dbmaint]`), names quoted
-/// by the server, all under an advisory lock so that two runs never overlap (the second waits
-/// up to `lock_wait_ms`, then fails). A table that cannot be locked in time is a Warn, and the
-/// run goes on with the rest.
+/// Maintains and reports on the config's `[postgres]` database.
 ///
-/// Exit codes: 0 Ok or Warn; 1 Crit or Unknown (a table failed, the database is down, another
-/// run holds the lock); 2 could not start (bad config, no `[postgres]`).
+/// Operations run with guard rails: one table or index at a time, each statement on its own
+/// with `lock_timeout` and `statement_timeout` (`[dbmaint]`), names quoted by the server, all
+/// under an advisory lock so two runs never overlap (the second waits up to `lock_wait_ms`,
+/// then fails). A table that cannot be locked in time is a Warn and the run goes on. VACUUM and
+/// REINDEX run only inside the maintenance windows (`[window]`, by default Sun 02:00-06:00 and
+/// Wed 02:00-04:00 UTC) unless `--emergency` is given.
+///
+/// Reports are read only and take no lock. Each row has a status against the `[dbmaint]`
+/// thresholds (PgHero's and check_postgres's by default).
+///
+/// Exit codes: 0 Ok or Warn; 1 Crit or Unknown (a finding over its crit threshold, a table
+/// that failed, the database down, another run holding the lock); 2 could not start (bad
+/// config, no `[postgres]`).
 #[derive(Debug, Parser)]
 #[command(name = "kyb-dbmaint", version, about, long_about)]
 struct Cli {
@@ -26,6 +35,16 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     common: cli::Common,
+}
+
+#[derive(Debug, clap::Args)]
+struct Heavy {
+    /// Print the statements; run none.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run even outside the maintenance windows.
+    #[arg(long)]
+    emergency: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,12 +55,55 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// `VACUUM (ANALYZE)` each user table.
-    Vacuum {
-        /// Print the statements; run none.
+    /// `VACUUM (ANALYZE)` each user table (inside a maintenance window).
+    Vacuum(Heavy),
+    /// `REINDEX INDEX CONCURRENTLY` each B-tree index whose estimated bloat reaches
+    /// `[dbmaint] bloat_bytes` warn and `bloat_min_pct` (inside a maintenance window).
+    Reindex(Heavy),
+    /// Record the database size in `kyb_maint.db_size_history` and the trend CSV; report the
+    /// growth rate and the day the data disk fills at that rate.
+    Capacity {
+        /// Measure and forecast; record nothing.
         #[arg(long)]
         dry_run: bool,
     },
+    /// Every report below, as one.
+    Reports,
+    #[command(flatten)]
+    Report(ReportCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCmd {
+    /// Non-unique indexes scanned at most `unused_index_max_scans` times (with the statistics
+    /// reset time).
+    UnusedIndexes,
+    /// Indexes another index on the same table makes redundant.
+    DuplicateIndexes,
+    /// Indexes left invalid by a failed `CREATE INDEX CONCURRENTLY` or `REINDEX CONCURRENTLY`.
+    InvalidIndexes,
+    /// Estimated wasted space of tables and B-tree indexes.
+    Bloat,
+    /// The largest tables: total, heap, indexes, TOAST.
+    TableSizes,
+    /// Dead tuples, and the age of the last vacuum and analyze of tables with work waiting.
+    VacuumState,
+    /// Transaction-ID age of the database and its tables, TOAST tables included.
+    Wraparound,
+    /// Sequences measured against the column type they feed.
+    Sequences,
+    /// Connections against max_connections.
+    Connections,
+    /// Long-running queries and sessions idle in a transaction.
+    LongQueries,
+    /// Shared-buffer hit ratio of tables and indexes.
+    CacheHit,
+    /// Large tables read mostly by sequential scans, with candidate columns.
+    IndexRecommendations,
+    /// The ten tables with the most inserts, updates and deletes.
+    TopActivity,
+    /// The slowest statements from pg_stat_statements.
+    SlowQueries,
 }
 
 #[tokio::main]
@@ -59,10 +121,54 @@ async fn main() -> ExitCode {
         );
     };
     let now = OffsetDateTime::now_utc();
-    let (name, op, dry_run) = match cli.command {
-        Command::Analyze { dry_run } => ("db-analyze", Operation::Analyze, dry_run),
-        Command::Vacuum { dry_run } => ("db-vacuum", Operation::VacuumAnalyze, dry_run),
+    let (task, dry_run) = match cli.command {
+        Command::Analyze { dry_run } => {
+            let o = OpOptions { dry_run, emergency: false };
+            (operation("db-analyze", Some(db), Operation::Analyze, o, &cfg.window, now).await, dry_run)
+        }
+        Command::Vacuum(h) => {
+            let o = OpOptions { dry_run: h.dry_run, emergency: h.emergency };
+            (operation("db-vacuum", Some(db), Operation::VacuumAnalyze, o, &cfg.window, now).await, h.dry_run)
+        }
+        Command::Reindex(h) => {
+            let o = OpOptions { dry_run: h.dry_run, emergency: h.emergency };
+            (operation("db-reindex", Some(db), Operation::Reindex, o, &cfg.window, now).await, h.dry_run)
+        }
+        Command::Capacity { dry_run } => {
+            // The trend CSV lives in the maintenance directory, as the flows' files do.
+            let dir = &cfg.paths.maintenance_dir;
+            if !dry_run && let Err(e) = std::fs::create_dir_all(dir) {
+                let _ = writeln!(std::io::stderr(), "{BIN}: error: cannot create {}: {e}", dir.display());
+                return ExitCode::from(2);
+            }
+            (capacity("db-capacity", Some(db), now, dry_run).await, dry_run)
+        }
+        Command::Reports => {
+            let all = Report::ALL.iter().map(|r| report(Some(db), *r));
+            let tasks = futures_util::future::join_all(all).await;
+            let r = FlowReport::of("db-reports".to_owned(), tasks, now, false);
+            return cli::finish(BIN, &r, cli.common.format, cli.common.textfile);
+        }
+        Command::Report(r) => (report(Some(db), which(r)).await, false),
     };
-    let task = operation(name, Some(db), op, dry_run).await;
     cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
+}
+
+fn which(c: ReportCmd) -> Report {
+    match c {
+        ReportCmd::UnusedIndexes => Report::UnusedIndexes,
+        ReportCmd::DuplicateIndexes => Report::DuplicateIndexes,
+        ReportCmd::InvalidIndexes => Report::InvalidIndexes,
+        ReportCmd::Bloat => Report::Bloat,
+        ReportCmd::TableSizes => Report::TableSizes,
+        ReportCmd::VacuumState => Report::VacuumState,
+        ReportCmd::Wraparound => Report::Wraparound,
+        ReportCmd::Sequences => Report::Sequences,
+        ReportCmd::Connections => Report::Connections,
+        ReportCmd::LongQueries => Report::LongQueries,
+        ReportCmd::CacheHit => Report::CacheHit,
+        ReportCmd::IndexRecommendations => Report::IndexRecommendations,
+        ReportCmd::TopActivity => Report::TopActivity,
+        ReportCmd::SlowQueries => Report::SlowQueries,
+    }
 }

@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
     let dry_run = matches!(cli.command, Command::Plan);
-    match run_tasks("logrotate", &TASKS, &cfg, RunOptions { dry_run }).await {
+    match run_tasks("logrotate", &TASKS, &cfg, RunOptions { dry_run, ..RunOptions::default() }).await {
         Ok(report) => cli::finish(BIN, &report, cli.common.format, cli.common.textfile),
         Err(e) => cli::fail(BIN, &e),
     }

@@ -12,7 +12,7 @@ const BIN: &str = "kyb-maint";
 /// Runs the KYB platform's maintenance flows.
 ///
 /// Exit codes: 0 every task Ok or Warn; 1 a task Crit or Unknown; 2 the flow could not start
-/// (bad config, another run holds the lock, no tasks in the flow).
+/// (bad config, another run holds the lock).
 #[derive(Debug, Parser)]
 #[command(name = "kyb-maint", version, about, long_about)]
 struct Cli {
@@ -22,6 +22,9 @@ struct Cli {
     /// Show what would be done; write, delete and restart nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Run heavy database work (VACUUM) even outside the maintenance windows.
+    #[arg(long)]
+    emergency: bool,
     #[command(flatten)]
     common: cli::Common,
 }
@@ -31,9 +34,12 @@ enum FlowArg {
     /// Health probes, system metrics, metrics snapshot, today's backup, log rotation, retention,
     /// temp cleanup.
     Daily,
-    /// Weekly flow (no tasks yet: exits 2).
+    /// ANALYZE; unused, duplicate and invalid indexes; table sizes, bloat, vacuum state, top
+    /// table activity; transaction-ID wraparound; sequences.
     Weekly,
-    /// Database backup, config archive, restore drill, backup retention.
+    /// Database backup, config archive, restore drill, backup retention; slow queries, index
+    /// recommendations, cache hit ratio; VACUUM (ANALYZE) inside a maintenance window; database
+    /// size history and disk-full forecast.
     Monthly,
 }
 
@@ -49,9 +55,10 @@ async fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    let report = match run_flow(flow, &cfg, RunOptions { dry_run: cli.dry_run }).await {
-        Ok(r) => r,
-        Err(e) => return cli::fail(BIN, &e),
-    };
+    let report =
+        match run_flow(flow, &cfg, RunOptions { dry_run: cli.dry_run, emergency: cli.emergency }).await {
+            Ok(r) => r,
+            Err(e) => return cli::fail(BIN, &e),
+        };
     cli::finish(BIN, &report, cli.common.format, cli.common.textfile)
 }

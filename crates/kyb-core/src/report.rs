@@ -141,6 +141,9 @@ pub struct TaskReport {
     /// Changes the task made, one line each; in a dry run, the changes it would make.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<String>,
+    /// What the reader needs to weigh the checks, e.g. how much history the counts cover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl TaskReport {
@@ -168,6 +171,7 @@ impl TaskReport {
             checks,
             artifacts: Vec::new(),
             actions: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -181,6 +185,7 @@ impl TaskReport {
             checks: Vec::new(),
             artifacts: Vec::new(),
             actions: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }

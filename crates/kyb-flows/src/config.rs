@@ -4,12 +4,13 @@
 //! settings of every task, with defaults chosen here and nowhere else, relative paths resolved
 //! against the file's directory, and secrets read from the file, an env var or a password file.
 
+use crate::window::{Window, Windows};
 use kyb_backup::{
     ArchiveConfig, ArchiveSource, CreateConfig, DrillConfig, Format, PgTarget, PruneConfig, VerifyConfig,
     Which,
 };
 use kyb_core::{Secret, Thresholds};
-use kyb_dbmaint::DbConfig;
+use kyb_dbmaint::{CapacityConfig, DbConfig, ReportConfig};
 use kyb_health::{AppConfig, HealthConfig, PostgresConfig, RedisConfig, SnapshotConfig, SystemConfig};
 use kyb_logrotate::{Interval, LogPolicy, Reopen, ReopenSignal, TempConfig};
 use serde::Deserialize;
@@ -82,26 +83,92 @@ struct FileConfig {
     backup: FileBackup,
     #[serde(default)]
     dbmaint: FileDbMaint,
+    #[serde(default)]
+    window: FileWindow,
 }
 
+// Every key optional: the defaults are PgHero's and check_postgres's, from ReportConfig.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct FileDbMaint {
-    #[serde(default = "default_db_lock_timeout_ms")]
     lock_timeout_ms: u64,
-    #[serde(default = "default_db_statement_timeout_ms")]
     statement_timeout_ms: u64,
-    #[serde(default = "default_db_lock_wait_ms")]
     lock_wait_ms: u64,
+    unused_index_max_scans: i64,
+    unused_index_min_bytes: i64,
+    bloat_bytes: Thresholds,
+    bloat_min_pct: f64,
+    table_limit: usize,
+    dead_tuple_pct: Thresholds,
+    dead_tuple_min: i64,
+    stale_hours: Thresholds,
+    xid_age: Thresholds,
+    sequence_pct: Thresholds,
+    connections_pct: Thresholds,
+    query_seconds: Thresholds,
+    idle_in_transaction_seconds: Thresholds,
+    cache_hit_pct: Thresholds,
+    cache_min_blocks: i64,
+    recommend_min_rows: i64,
+    recommend_max_index_pct: f64,
+    slow_query_ms: Thresholds,
+    slow_query_min_calls: i64,
+    slow_query_limit: usize,
+    trend_csv: Option<PathBuf>,
+    write_trend_csv: bool,
+    data_disk: Option<PathBuf>,
+    fit_days: u32,
+    days_left: Thresholds,
 }
 
 impl Default for FileDbMaint {
     fn default() -> Self {
+        let r = ReportConfig::default();
         FileDbMaint {
-            lock_timeout_ms: default_db_lock_timeout_ms(),
-            statement_timeout_ms: default_db_statement_timeout_ms(),
-            lock_wait_ms: default_db_lock_wait_ms(),
+            lock_timeout_ms: 5_000,
+            statement_timeout_ms: 3_600_000,
+            lock_wait_ms: 60_000,
+            unused_index_max_scans: r.unused_index_max_scans,
+            unused_index_min_bytes: r.unused_index_min_bytes,
+            bloat_bytes: r.bloat_bytes,
+            bloat_min_pct: r.bloat_min_pct,
+            table_limit: r.table_limit,
+            dead_tuple_pct: r.dead_tuple_pct,
+            dead_tuple_min: r.dead_tuple_min,
+            stale_hours: r.stale_hours,
+            xid_age: r.xid_age,
+            sequence_pct: r.sequence_pct,
+            connections_pct: r.connections_pct,
+            query_seconds: r.query_seconds,
+            idle_in_transaction_seconds: r.idle_in_transaction_seconds,
+            cache_hit_pct: Thresholds::new(r.cache_hit_warn_pct, r.cache_hit_crit_pct),
+            cache_min_blocks: r.cache_min_blocks,
+            recommend_min_rows: r.recommend_min_rows,
+            recommend_max_index_pct: r.recommend_max_index_pct,
+            slow_query_ms: r.slow_query_ms,
+            slow_query_min_calls: r.slow_query_min_calls,
+            slow_query_limit: r.slow_query_limit,
+            trend_csv: None,
+            write_trend_csv: true,
+            data_disk: None,
+            // A quarter of history for the fit; warn three months ahead, page one month ahead.
+            fit_days: 90,
+            days_left: Thresholds::new(90.0, 30.0),
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileWindow {
+    enforce: bool,
+    allowed: Vec<String>,
+}
+
+impl Default for FileWindow {
+    fn default() -> Self {
+        let w = Windows::default();
+        FileWindow { enforce: w.enforce, allowed: w.allowed.iter().map(|w| w.to_string()).collect() }
     }
 }
 
@@ -353,15 +420,6 @@ fn default_backup_timeout_ms() -> u64 {
 fn default_lock_wait_timeout_ms() -> u64 {
     60_000
 }
-fn default_db_lock_timeout_ms() -> u64 {
-    5_000
-}
-fn default_db_statement_timeout_ms() -> u64 {
-    3_600_000
-}
-fn default_db_lock_wait_ms() -> u64 {
-    60_000
-}
 fn default_compression_level() -> u32 {
     1
 }
@@ -490,7 +548,20 @@ pub struct Config {
     /// Backup verification (and, with `[postgres]`, creation), when `[paths] backup_dir` is set.
     pub backup: Option<Backup>,
     /// Database maintenance of the `[postgres]` database, when it is configured.
-    pub dbmaint: Option<DbConfig>,
+    pub dbmaint: Option<DbMaint>,
+    /// When heavy database work (VACUUM, REINDEX) may run.
+    pub window: Windows,
+}
+
+/// `[dbmaint]` resolved against `[postgres]` and `[paths]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbMaint {
+    /// The database and the guard rails of each statement.
+    pub db: DbConfig,
+    /// Report thresholds.
+    pub reports: ReportConfig,
+    /// Size history and forecast.
+    pub capacity: CapacityConfig,
 }
 
 /// Backup settings resolved against `[paths] backup_dir` and `[postgres]`.
@@ -609,21 +680,8 @@ impl Resolver<'_> {
         let logs = self.logs(file.logs, paths.log_dir.as_deref())?;
         let cleanup = self.cleanup(file.cleanup, paths.temp_dir.as_deref())?;
         let backup = self.backup(file.backup, paths.backup_dir.as_deref(), postgres.as_ref())?;
-        let d = file.dbmaint;
-        for (key, ms) in [
-            ("dbmaint.lock_timeout_ms", d.lock_timeout_ms),
-            ("dbmaint.statement_timeout_ms", d.statement_timeout_ms),
-            ("dbmaint.lock_wait_ms", d.lock_wait_ms),
-        ] {
-            self.timeout(key, ms)?;
-        }
-        let dbmaint = postgres.as_ref().map(|pg| DbConfig {
-            postgres: pg_target(pg),
-            connect_timeout_ms: pg.timeout_ms,
-            lock_timeout_ms: d.lock_timeout_ms,
-            statement_timeout_ms: d.statement_timeout_ms,
-            lock_wait_ms: d.lock_wait_ms,
-        });
+        let dbmaint = postgres.as_ref().map(|pg| self.dbmaint(file.dbmaint, pg, &paths)).transpose()?;
+        let window = self.window(file.window)?;
         Ok(Config {
             source: self.path.to_owned(),
             paths,
@@ -640,7 +698,136 @@ impl Resolver<'_> {
             cleanup,
             backup,
             dbmaint,
+            window,
         })
+    }
+
+    fn dbmaint(&self, d: FileDbMaint, pg: &PostgresConfig, paths: &Paths) -> Result<DbMaint, ConfigError> {
+        for (key, ms) in [
+            ("dbmaint.lock_timeout_ms", d.lock_timeout_ms),
+            ("dbmaint.statement_timeout_ms", d.statement_timeout_ms),
+            ("dbmaint.lock_wait_ms", d.lock_wait_ms),
+        ] {
+            self.timeout(key, ms)?;
+        }
+        for (key, t) in [
+            ("dbmaint.bloat_bytes", d.bloat_bytes),
+            ("dbmaint.dead_tuple_pct", d.dead_tuple_pct),
+            ("dbmaint.stale_hours", d.stale_hours),
+            ("dbmaint.xid_age", d.xid_age),
+            ("dbmaint.sequence_pct", d.sequence_pct),
+            ("dbmaint.connections_pct", d.connections_pct),
+            ("dbmaint.query_seconds", d.query_seconds),
+            ("dbmaint.idle_in_transaction_seconds", d.idle_in_transaction_seconds),
+            ("dbmaint.slow_query_ms", d.slow_query_ms),
+        ] {
+            t.validate().map_err(|e| self.invalid(key, e.to_string()))?;
+            if t.warn < 0.0 {
+                return Err(self.invalid(key, "must not be negative"));
+            }
+        }
+        // Lower is worse for these two: warn is the higher level.
+        for (key, t) in [("dbmaint.cache_hit_pct", d.cache_hit_pct), ("dbmaint.days_left", d.days_left)] {
+            Thresholds::new(t.crit, t.warn).validate().map_err(|_| {
+                self.invalid(
+                    key,
+                    format!("warn ({}) must not be below crit ({}): lower is worse here", t.warn, t.crit),
+                )
+            })?;
+            if t.crit < 0.0 {
+                return Err(self.invalid(key, "must not be negative"));
+            }
+        }
+        for (key, v) in [
+            ("dbmaint.unused_index_max_scans", d.unused_index_max_scans),
+            ("dbmaint.unused_index_min_bytes", d.unused_index_min_bytes),
+            ("dbmaint.dead_tuple_min", d.dead_tuple_min),
+            ("dbmaint.cache_min_blocks", d.cache_min_blocks),
+            ("dbmaint.recommend_min_rows", d.recommend_min_rows),
+            ("dbmaint.slow_query_min_calls", d.slow_query_min_calls),
+        ] {
+            if v < 0 {
+                return Err(self.invalid(key, format!("must not be negative, got {v}")));
+            }
+        }
+        for (key, pct) in [
+            ("dbmaint.bloat_min_pct", d.bloat_min_pct),
+            ("dbmaint.recommend_max_index_pct", d.recommend_max_index_pct),
+        ] {
+            if !(0.0..=100.0).contains(&pct) {
+                return Err(self.invalid(key, format!("must be a percentage from 0 to 100, got {pct}")));
+            }
+        }
+        for (key, n) in
+            [("dbmaint.table_limit", d.table_limit), ("dbmaint.slow_query_limit", d.slow_query_limit)]
+        {
+            if n == 0 || n > 10_000 {
+                return Err(self.invalid(key, format!("must be between 1 and 10000, got {n}")));
+            }
+        }
+        if d.fit_days == 0 || d.fit_days > 3650 {
+            return Err(
+                self.invalid("dbmaint.fit_days", format!("must be between 1 and 3650, got {}", d.fit_days))
+            );
+        }
+        let trend_csv = d.write_trend_csv.then(|| {
+            d.trend_csv
+                .map_or_else(|| paths.maintenance_dir.join("database-size-trend.csv"), |p| self.path(p))
+        });
+        Ok(DbMaint {
+            db: DbConfig {
+                postgres: pg_target(pg),
+                connect_timeout_ms: pg.timeout_ms,
+                lock_timeout_ms: d.lock_timeout_ms,
+                statement_timeout_ms: d.statement_timeout_ms,
+                lock_wait_ms: d.lock_wait_ms,
+            },
+            reports: ReportConfig {
+                unused_index_max_scans: d.unused_index_max_scans,
+                unused_index_min_bytes: d.unused_index_min_bytes,
+                bloat_bytes: d.bloat_bytes,
+                bloat_min_pct: d.bloat_min_pct,
+                table_limit: d.table_limit,
+                dead_tuple_pct: d.dead_tuple_pct,
+                dead_tuple_min: d.dead_tuple_min,
+                stale_hours: d.stale_hours,
+                xid_age: d.xid_age,
+                sequence_pct: d.sequence_pct,
+                connections_pct: d.connections_pct,
+                query_seconds: d.query_seconds,
+                idle_in_transaction_seconds: d.idle_in_transaction_seconds,
+                cache_hit_warn_pct: d.cache_hit_pct.warn,
+                cache_hit_crit_pct: d.cache_hit_pct.crit,
+                cache_min_blocks: d.cache_min_blocks,
+                recommend_min_rows: d.recommend_min_rows,
+                recommend_max_index_pct: d.recommend_max_index_pct,
+                slow_query_ms: d.slow_query_ms,
+                slow_query_min_calls: d.slow_query_min_calls,
+                slow_query_limit: d.slow_query_limit,
+            },
+            capacity: CapacityConfig {
+                trend_csv,
+                data_disk: d.data_disk.map(|p| self.path(p)),
+                fit_days: d.fit_days,
+                days_left_warn: d.days_left.warn,
+                days_left_crit: d.days_left.crit,
+            },
+        })
+    }
+
+    fn window(&self, w: FileWindow) -> Result<Windows, ConfigError> {
+        let allowed = w
+            .allowed
+            .iter()
+            .map(|text| text.parse::<Window>().map_err(|e| self.invalid("window.allowed", e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if w.enforce && allowed.is_empty() {
+            return Err(self.invalid(
+                "window.allowed",
+                "no window is given, so VACUUM and REINDEX could never run; list one, or set enforce = false",
+            ));
+        }
+        Ok(Windows { enforce: w.enforce, allowed })
     }
 
     fn backup(
@@ -1093,6 +1280,63 @@ mod tests {
         let text = format!("{MINIMAL}[system]\ndisk_pct = {{ warn = 95, crit = 90 }}\n");
         let err = parse_str(&text).unwrap_err().to_string();
         assert!(err.contains("system.disk_pct") && err.contains("must not be above"), "{err}");
+    }
+
+    const WITH_PG: &str = "[paths]\nmaintenance_dir = \"m\"\n[postgres]\nuser = \"u\"\ndbname = \"d\"\n";
+
+    #[test]
+    fn dbmaint_defaults_are_pghero_and_check_postgres() {
+        let cfg = parse_str(WITH_PG).unwrap();
+        let d = cfg.dbmaint.unwrap();
+        assert_eq!(d.reports, ReportConfig::default());
+        assert_eq!(d.reports.unused_index_max_scans, 50);
+        assert_eq!(d.reports.xid_age, Thresholds::new(1.3e9, 1.4e9));
+        assert_eq!(d.capacity.trend_csv.as_deref(), Some(Path::new("/etc/kyb/m/database-size-trend.csv")));
+        assert_eq!((d.capacity.days_left_warn, d.capacity.days_left_crit), (90.0, 30.0));
+        assert_eq!(cfg.window, Windows::default());
+        let text = format!(
+            "{WITH_PG}[dbmaint]\nbloat_bytes = {{ warn = 1, crit = 2 }}\nwrite_trend_csv = false\ndata_disk = \"data\"\n\
+             [window]\nallowed = [\"Sat 23:00-01:00\"]\n"
+        );
+        let cfg = parse_str(&text).unwrap();
+        let d = cfg.dbmaint.unwrap();
+        assert_eq!(d.reports.bloat_bytes, Thresholds::new(1.0, 2.0));
+        assert_eq!(d.capacity.trend_csv, None);
+        assert_eq!(d.capacity.data_disk.as_deref(), Some(Path::new("/etc/kyb/data")));
+        assert_eq!(cfg.window.describe(), "Sat 23:00-01:00 UTC");
+    }
+
+    #[test]
+    fn bad_dbmaint_and_window_settings_name_their_key() {
+        for (section, line, key, want) in [
+            (
+                "dbmaint",
+                "cache_hit_pct = { warn = 90, crit = 99 }",
+                "dbmaint.cache_hit_pct",
+                "lower is worse",
+            ),
+            (
+                "dbmaint",
+                "sequence_pct = { warn = 95, crit = 85 }",
+                "dbmaint.sequence_pct",
+                "must not be above",
+            ),
+            ("dbmaint", "bloat_min_pct = 150", "dbmaint.bloat_min_pct", "0 to 100"),
+            ("dbmaint", "unused_index_max_scans = -1", "dbmaint.unused_index_max_scans", "negative"),
+            ("dbmaint", "fit_days = 0", "dbmaint.fit_days", "between 1 and 3650"),
+            ("dbmaint", "table_limit = 0", "dbmaint.table_limit", "between 1 and 10000"),
+            ("dbmaint", "bloat_treshold = 5", "dbmaint", "unknown field"),
+            ("window", "allowed = [\"Funday 01:00-02:00\"]", "window.allowed", "the day must be"),
+            ("window", "allowed = [\"Sun 05:00-05:00\"]", "window.allowed", "empty"),
+            ("window", "allowed = []", "window.allowed", "could never run"),
+        ] {
+            let text = format!("{WITH_PG}[{section}]\n{line}\n");
+            let err = parse_str(&text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(want), "{line}: {err}");
+            assert!(err.contains(":7:"), "{line}: no line in {err}");
+        }
+        let off = format!("{WITH_PG}[window]\nenforce = false\nallowed = []\n");
+        assert!(!parse_str(&off).unwrap().window.enforce);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 
 use crate::backup::{self, not_configured};
 use crate::config::Config;
+use crate::dbmaint::{self, OpOptions, Operation};
 use crate::report::{FlowReport, render_text};
 use crate::runlog::RunLog;
 use kyb_core::fs::{LockError, RunLock, atomic_write, unused_path};
 use kyb_core::{Check, Status, TaskReport, duration_ms, error_chain};
+use kyb_dbmaint::Report;
 use std::path::PathBuf;
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -45,10 +47,29 @@ impl Flow {
                 Task::Retention,
                 Task::TempCleanup,
             ],
-            Flow::Weekly => &[],
-            Flow::Monthly => {
-                &[Task::BackupCreate, Task::BackupArchive, Task::RestoreDrill, Task::BackupPrune]
-            }
+            Flow::Weekly => &[
+                Task::DbAnalyze,
+                Task::DbReport(Report::UnusedIndexes),
+                Task::DbReport(Report::DuplicateIndexes),
+                Task::DbReport(Report::InvalidIndexes),
+                Task::DbReport(Report::TableSizes),
+                Task::DbReport(Report::Bloat),
+                Task::DbReport(Report::VacuumState),
+                Task::DbReport(Report::TopActivity),
+                Task::DbReport(Report::Wraparound),
+                Task::DbReport(Report::Sequences),
+            ],
+            Flow::Monthly => &[
+                Task::BackupCreate,
+                Task::BackupArchive,
+                Task::RestoreDrill,
+                Task::BackupPrune,
+                Task::DbReport(Report::SlowQueries),
+                Task::DbReport(Report::IndexRecommendations),
+                Task::DbReport(Report::CacheHit),
+                Task::DbVacuum,
+                Task::DbCapacity,
+            ],
         }
     }
 }
@@ -78,6 +99,14 @@ pub enum Task {
     RestoreDrill,
     /// Delete backups past retention, never the newest good ones.
     BackupPrune,
+    /// `ANALYZE` every table.
+    DbAnalyze,
+    /// `VACUUM (ANALYZE)` every table, inside a maintenance window.
+    DbVacuum,
+    /// One read-only database report.
+    DbReport(Report),
+    /// Record the database size; growth and disk-full forecast.
+    DbCapacity,
 }
 
 impl Task {
@@ -95,13 +124,18 @@ impl Task {
             Task::BackupArchive => "backup-archive",
             Task::RestoreDrill => "restore-drill",
             Task::BackupPrune => "backup-prune",
+            Task::DbAnalyze => "db-analyze",
+            Task::DbVacuum => "db-vacuum",
+            Task::DbReport(r) => dbmaint::report_task_name(r),
+            Task::DbCapacity => "db-capacity",
         }
     }
 
-    /// Tasks that change files run one after another, in flow order (retention must not race
-    /// the compression of the file it ages out; the drill restores the backup just made); the
-    /// others run concurrently with them.
-    fn changes_files(self) -> bool {
+    /// Tasks that change files or the database run one after another, in flow order (retention
+    /// must not race the compression of the file it ages out; the drill restores the backup just
+    /// made; VACUUM must not slow the dump), and so do the database reports, which read the
+    /// statistics the ANALYZE before them refreshes. The rest run concurrently with them.
+    fn in_sequence(self) -> bool {
         matches!(
             self,
             Task::LogRotation
@@ -111,6 +145,10 @@ impl Task {
                 | Task::BackupArchive
                 | Task::RestoreDrill
                 | Task::BackupPrune
+                | Task::DbAnalyze
+                | Task::DbVacuum
+                | Task::DbReport(_)
+                | Task::DbCapacity
         )
     }
 }
@@ -120,6 +158,8 @@ impl Task {
 pub struct RunOptions {
     /// Change nothing: no files written, the plan shown instead.
     pub dry_run: bool,
+    /// Run heavy database work (VACUUM) outside the maintenance windows too.
+    pub emergency: bool,
 }
 
 /// A flow that could not start or could not record its result.
@@ -207,11 +247,11 @@ pub async fn run_tasks(
     log.line(&format!("{} flow started{}", name, if opts.dry_run { " (dry run)" } else { "" }));
 
     let probes = futures_util::future::join_all(
-        tasks.iter().filter(|t| !t.changes_files()).map(|t| run_task(*t, cfg, opts, started_at)),
+        tasks.iter().filter(|t| !t.in_sequence()).map(|t| run_task(*t, cfg, opts, started_at)),
     );
     let file_tasks = async {
         let mut out = Vec::new();
-        for t in tasks.iter().filter(|t| t.changes_files()) {
+        for t in tasks.iter().filter(|t| t.in_sequence()) {
             out.push(run_task(*t, cfg, opts, started_at).await);
         }
         out
@@ -338,6 +378,13 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
                 .map(|b| kyb_backup::PruneConfig { dry_run: opts.dry_run, ..b.prune.clone() });
             backup::prune(name, prune.as_ref(), now, shutdown_signal()).await
         }
+        Task::DbAnalyze | Task::DbVacuum => {
+            let op = if task == Task::DbAnalyze { Operation::Analyze } else { Operation::VacuumAnalyze };
+            let o = OpOptions { dry_run: opts.dry_run, emergency: opts.emergency };
+            dbmaint::operation(name, cfg.dbmaint.as_ref(), op, o, &cfg.window, now).await
+        }
+        Task::DbReport(which) => dbmaint::report(cfg.dbmaint.as_ref(), which).await,
+        Task::DbCapacity => dbmaint::capacity(name, cfg.dbmaint.as_ref(), now, opts.dry_run).await,
         Task::LogRotation => {
             if cfg.logs.is_empty() {
                 return not_configured(name, "logs", "no [[logs]] configured", clock);

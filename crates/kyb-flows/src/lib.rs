@@ -24,6 +24,7 @@ mod flow;
 mod report;
 mod runlog;
 pub mod textfile;
+pub mod window;
 
 pub use config::{Config, ConfigError};
 pub use flow::{Flow, FlowError, RunOptions, Task, run_flow, run_tasks, shutdown_signal};

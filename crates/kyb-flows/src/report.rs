@@ -33,16 +33,21 @@ pub struct FlowReport {
 impl FlowReport {
     /// The report of one task run on its own, by a task binary (`kyb-backup create`).
     pub fn single(task: TaskReport, started_at: OffsetDateTime, dry_run: bool) -> FlowReport {
-        let failed = usize::from(task.status >= Status::Crit);
+        let name = task.name.clone();
+        FlowReport::of(name, vec![task], started_at, dry_run)
+    }
+
+    /// The report of tasks a binary ran itself, outside a flow (`kyb-dbmaint reports`).
+    pub fn of(name: String, tasks: Vec<TaskReport>, started_at: OffsetDateTime, dry_run: bool) -> FlowReport {
         FlowReport {
-            flow: task.name.clone(),
+            flow: name,
             host: crate::flow::hostname(),
-            status: task.status,
+            status: Status::worst(tasks.iter().map(|t| t.status)),
             started_at,
-            duration_ms: task.duration_ms,
+            duration_ms: tasks.iter().map(|t| t.duration_ms).max().unwrap_or(0),
             dry_run,
-            failed_tasks: failed,
-            tasks: vec![task],
+            failed_tasks: tasks.iter().filter(|t| t.status >= Status::Crit).count(),
+            tasks,
             report_files: Vec::new(),
         }
     }
@@ -87,6 +92,9 @@ pub fn render_text(r: &FlowReport) -> String {
         let check_w = t.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &t.checks {
             let _ = writeln!(out, "  {:<7}  {:<check_w$}  {}", c.status, c.name, c.summary);
+        }
+        for n in &t.notes {
+            let _ = writeln!(out, "  note: {n}");
         }
         if !t.actions.is_empty() {
             let _ = writeln!(out, "  {}:", if r.dry_run { "would do" } else { "done" });
