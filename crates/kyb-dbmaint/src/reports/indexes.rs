@@ -47,7 +47,7 @@ pub(crate) async fn unused(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, D
             Check::new(
                 index,
                 Status::Warn,
-                format!("{scans} scans, {} on {table}; a candidate to drop ({since})", human(bytes)),
+                format!("{scans} scans, {} on {table}; a candidate to drop", human(bytes)),
             )
             .with_metric(Metric::new("scans", scans as f64, Unit::None))
             .with_metric(Metric::new("size", bytes as f64, Unit::Bytes))
