@@ -313,6 +313,41 @@ mod daily {
     }
 
     #[tokio::test]
+    async fn monthly_vacuum_keeps_to_the_window_unless_emergency() {
+        let s = setup("monthlywindow", Opts::default()).await;
+        // A window three days from now is certainly closed.
+        let day = (time::OffsetDateTime::now_utc() + time::Duration::days(3)).weekday();
+        let mut cfg = std::fs::read_to_string(&s.config).unwrap();
+        cfg.push_str(&format!("\n[window]\nallowed = [\"{} 02:00-03:00\"]\n", &day.to_string()[..3]));
+        std::fs::write(&s.config, cfg).unwrap();
+        s.db.connect()
+            .await
+            .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+
+        let out = run(s.maint(&["monthly", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let vacuum = task(&json, "db-vacuum");
+        assert_eq!(vacuum["status"], "warn", "{vacuum}");
+        assert!(check(vacuum, "window")["summary"].as_str().unwrap().starts_with("not run"), "{vacuum}");
+        let capacity = task(&json, "db-capacity");
+        assert_eq!(check(capacity, "database size")["status"], "ok", "{capacity}");
+        assert!(s.maint_dir().join("database-size-trend.csv").exists());
+        for t in ["db-slow-queries", "db-index-recommendations", "db-cache-hit"] {
+            assert_eq!(task(&json, t)["status"], "ok", "{t}: {json}");
+        }
+
+        let out = run(s.maint(&["monthly", "--emergency", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let vacuum = task(&json, "db-vacuum");
+        assert_eq!(check(vacuum, "public.t")["status"], "ok", "{vacuum}");
+        assert!(check(vacuum, "window")["summary"].as_str().unwrap().contains("run anyway"), "{vacuum}");
+    }
+
+    #[tokio::test]
     async fn a_second_run_while_one_is_going_exits_2_at_once() {
         // Slow enough to hold the lock for a while, fast enough to stay under the latency crit level.
         let s = setup(

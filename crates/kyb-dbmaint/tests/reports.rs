@@ -261,11 +261,20 @@ async fn sequences_are_measured_against_the_column_they_feed() {
          CREATE SEQUENCE shared_counter AS bigint;
          CREATE TABLE tickets (n int DEFAULT nextval('shared_counter'));
          SELECT setval('shared_counter', 1900000000);
-         CREATE SEQUENCE unused_seq;",
+         CREATE SEQUENCE unused_seq;
+         CREATE TABLE \"Small Ids\" (id smallint GENERATED ALWAYS AS IDENTITY);
+         ALTER TABLE \"Small Ids\" ALTER COLUMN id RESTART WITH 32000;",
     )
     .await;
     let r = run(&db, &small(), Report::Sequences).await;
-    assert_eq!(flagged(&r), ["public.orders_id_seq", "public.shared_counter"], "{:#?}", r.checks);
+    assert_eq!(
+        flagged(&r),
+        ["public.\"Small Ids_id_seq\"", "public.orders_id_seq", "public.shared_counter"],
+        "{:#?}",
+        r.checks
+    );
+    let small_ids = row(&r, "public.\"Small Ids_id_seq\"");
+    assert_eq!(small_ids.status, Status::Crit, "restarted at 32000 of 32767, not yet called: {small_ids:?}");
     let orders = row(&r, "public.orders_id_seq");
     assert_eq!(orders.status, Status::Crit, "{orders:?}");
     assert!(orders.summary.contains("column public.orders.id"), "{}", orders.summary);

@@ -137,7 +137,19 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
     let mut checks = Vec::new();
     let mut highest: Option<(f64, String)> = None;
     for (name, s) in &seqs {
-        let Some(last) = s.last else { continue };
+        // pg_sequences shows no value for a sequence not yet called since a setval(.., false)
+        // or ALTER SEQUENCE .. RESTART, yet that value is the next one handed out: read it from
+        // the sequence itself (the name is the server-quoted one). One we may not read is left
+        // out.
+        let last = match s.last {
+            Some(v) => v,
+            None => {
+                match db.query("reading a sequence", &format!("SELECT last_value FROM {name}"), &[]).await {
+                    Ok(rows) => rows[0].get(0),
+                    Err(_) => continue,
+                }
+            }
+        };
         // The tightest bound wins: the sequence's own, or the smallest column it feeds.
         let narrowest = s.columns.iter().filter_map(|(c, ty)| Some((c, type_max(ty)?, type_min(ty)?)));
         let (mut hi, mut lo, mut bound) = (s.max, s.min, "its own limit".to_owned());
