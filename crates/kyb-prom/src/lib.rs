@@ -1,10 +1,13 @@
-//! Prometheus text exposition: a parser that keeps going, and a writer for textfile output.
+//! Prometheus text exposition: a parser that keeps going, queries over a scrape, and a writer for
+//! textfile output.
 //!
 //! [`parse`] reads text format 0.0.4 plus the simple parts of OpenMetrics text (`# UNIT`,
 //! `# EOF`, its extra metric types, exemplars, timestamps in float seconds) in one pass without
 //! regexes. It keeps every good line and records each bad one as a [`ParseError`] with its line
-//! number; [`parse_strict`] fails on the first. [`render_textfile`] and [`write_textfile`] produce
-//! a file for node_exporter's textfile collector.
+//! number; [`parse_strict`] fails on the first. [`select`], [`sum_by`], [`avg_by`] and
+//! [`histogram_quantile_by`] answer the questions a PromQL query would ask of one scrape.
+//! [`render_textfile`] and [`write_textfile`] produce a file for node_exporter's textfile
+//! collector.
 //!
 //! ```
 //! use kyb_prom::{MetricKind, parse, render_textfile};
@@ -31,8 +34,10 @@
 mod model;
 mod number;
 mod parse;
+mod query;
 mod write;
 
 pub use model::{Exposition, Family, MetricKind, ParseError, Sample};
 pub use parse::{is_label_name, is_metric_name, parse, parse_strict};
+pub use query::{Group, Matcher, avg_by, histogram_quantile, histogram_quantile_by, select, sum_by};
 pub use write::{render_textfile, write_textfile};
