@@ -3,7 +3,10 @@
 //! - [`check_app`], [`check_postgres`], [`check_redis`]: one probe each, every one under its own
 //!   deadline; [`check_all`] runs the configured ones concurrently.
 //! - [`system_metrics`]: CPU, memory, per-mount disk usage, load and uptime against thresholds.
-//! - [`snapshot_metrics`]: saves the app's `/metrics` into the reports directory.
+//! - [`snapshot_metrics`]: saves the app's `/metrics` into the reports directory; [`scrape`]
+//!   fetches and parses it.
+//! - [`analyze`]: the weekly performance analysis of a scrape (and last week's snapshot).
+//! - [`check_monitoring`]: Prometheus, Grafana and Alertmanager, with an optional restart.
 //!
 //! A probe that fails is a [`Check`] with a [`Status`], never an `Err`: one dead dependency
 //! never stops the others from being checked.
@@ -34,17 +37,23 @@
 mod app;
 mod error;
 mod http;
+mod monitoring;
+mod perf;
 mod postgres;
 mod probe;
 mod redis;
+mod scrape;
 mod snapshot;
 mod system;
 
 pub use app::{AppConfig, check_app};
 pub use error::HealthError;
 pub use http::{FetchError, parse_url};
+pub use monitoring::{Component, MonitorTarget, MonitoringConfig, MonitoringReport, check_monitoring};
+pub use perf::{EndpointLatency, PerfConfig, PerfReport, analyze, previous_snapshot};
 pub use postgres::{PostgresConfig, check_postgres, pool};
 pub use redis::{RedisConfig, check_redis};
+pub use scrape::{ScrapeConfig, ScrapeError, Scraped, scrape};
 pub use snapshot::{SnapshotConfig, SnapshotReport, snapshot_metrics};
 pub use system::{DiskUsage, SystemConfig, SystemReport, human_bytes, system_metrics};
 

@@ -1,12 +1,12 @@
 //! A snapshot of the app's `/metrics`, saved into the reports directory and checked for
 //! malformed lines.
 
-use crate::{HealthError, http};
+use crate::HealthError;
+use crate::scrape::{ScrapeConfig, scrape};
 use kyb_core::error_chain as chain;
 use kyb_core::fs::{atomic_write, unused_path};
 use kyb_core::{Check, Metric, Status, Unit};
 use std::path::PathBuf;
-use std::time::Duration;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -47,23 +47,17 @@ pub async fn snapshot_metrics(
     cfg: &SnapshotConfig,
     now: OffsetDateTime,
 ) -> Result<SnapshotReport, HealthError> {
-    let fetched = tokio::time::timeout(
-        Duration::from_millis(cfg.timeout_ms),
-        http::get(&cfg.metrics_url, cfg.max_redirects, cfg.max_body_bytes),
-    )
-    .await;
-    let fetched = match fetched {
-        Err(_) => {
-            return Ok(failed(format!("no response from {} within {} ms", cfg.metrics_url, cfg.timeout_ms)));
-        }
-        Ok(Err(e)) => return Ok(failed(chain(&e))),
-        Ok(Ok(f)) if !f.status.is_success() => {
-            return Ok(failed(format!("HTTP {} from {}", f.status, cfg.metrics_url)));
-        }
-        Ok(Ok(f)) => f,
+    let sc = ScrapeConfig {
+        url: cfg.metrics_url.clone(),
+        timeout_ms: cfg.timeout_ms,
+        max_body_bytes: cfg.max_body_bytes,
+        max_redirects: cfg.max_redirects,
     };
-    let text = String::from_utf8_lossy(&fetched.body);
-    let parsed = kyb_prom::parse(&text);
+    let fetched = match scrape(&sc).await {
+        Ok(f) => f,
+        Err(e) => return Ok(failed(chain(&e))),
+    };
+    let parsed = &fetched.exposition;
     let mut problems: Vec<String> = parsed.errors.iter().map(|e| e.to_string()).collect();
     if fetched.truncated {
         problems.push(format!("scrape larger than {} bytes; saved only that much", cfg.max_body_bytes));

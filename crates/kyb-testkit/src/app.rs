@@ -42,6 +42,17 @@ pub enum HealthMode {
     RedirectLoop,
 }
 
+/// How a fake monitoring server (see [`FakeApp::start_monitoring`]) answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorMode {
+    /// Healthy and ready, with a TSDB of 1.5 GiB in blocks and a 15-day retention.
+    Healthy,
+    /// 503 on every health endpoint.
+    Unavailable,
+    /// Accepts requests and never answers.
+    Hang,
+}
+
 /// How `/metrics` answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricsMode {
@@ -49,10 +60,18 @@ pub enum MetricsMode {
     Realistic,
     /// The same with some malformed lines mixed in.
     Malformed,
+    /// The same, with bert's accuracy at this many thousandths instead of 912.
+    BertAccuracy(u32),
+    /// The same without any series for the `distilbert` model.
+    WithoutDistilbert,
+    /// 500 with an error body.
+    ServerError,
 }
 
 #[derive(Debug)]
 struct State {
+    /// Some: this server plays Prometheus, Grafana and Alertmanager instead of the app.
+    monitoring: Mutex<Option<MonitorMode>>,
     health: Mutex<HealthMode>,
     metrics: Mutex<MetricsMode>,
     scrapes: AtomicU64,
@@ -87,8 +106,27 @@ impl FakeApp {
 
     /// Serves on `listener` (used by the sandbox binary to pick its address).
     pub fn serve(listener: TcpListener, mode: HealthMode) -> FakeApp {
+        FakeApp::serve_as(listener, mode, None)
+    }
+
+    /// Starts a server that answers as Prometheus (`/-/healthy`, `/-/ready`,
+    /// `/api/v1/status/runtimeinfo`, its own `/metrics`), Grafana (`/api/health`) and
+    /// Alertmanager (`/-/healthy`, `/-/ready`) do, in `mode`. A request to `/_fake/start` makes it
+    /// healthy, as starting the service would.
+    pub async fn start_monitoring(mode: MonitorMode) -> FakeApp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        FakeApp::serve_as(listener, HealthMode::Healthy, Some(mode))
+    }
+
+    /// Changes how the monitoring endpoints answer from now on.
+    pub fn set_monitoring(&self, mode: MonitorMode) {
+        *self.state.monitoring.lock().expect("monitoring mode lock") = Some(mode);
+    }
+
+    fn serve_as(listener: TcpListener, mode: HealthMode, monitoring: Option<MonitorMode>) -> FakeApp {
         let addr = listener.local_addr().expect("listener address");
         let state = Arc::new(State {
+            monitoring: Mutex::new(monitoring),
             health: Mutex::new(mode),
             metrics: Mutex::new(MetricsMode::Realistic),
             scrapes: AtomicU64::new(0),
@@ -163,6 +201,15 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
 }
 
 async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<AppBody>, Infallible> {
+    let monitoring = *state.monitoring.lock().expect("monitoring mode lock");
+    if let Some(mode) = monitoring {
+        // What `systemctl start` would do to the real thing, for a test's stand-in systemctl.
+        if req.uri().path() == "/_fake/start" {
+            *state.monitoring.lock().expect("monitoring mode lock") = Some(MonitorMode::Healthy);
+            return Ok(reply(StatusCode::OK, "text/plain", "started\n".to_owned()));
+        }
+        return Ok(monitor(mode, req.uri().path()).await);
+    }
     let response = match req.uri().path() {
         "/health" => {
             let mode = state.health.lock().expect("health mode lock").clone();
@@ -172,12 +219,35 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Ap
             let n = state.scrapes.fetch_add(1, Ordering::Relaxed);
             let mode = *state.metrics.lock().expect("metrics mode lock");
             let mut text = metrics_text(n);
-            if mode == MetricsMode::Malformed {
-                text.push_str("kyb_broken_metric{endpoint=\"/x\" 12\n");
-                text.push_str("this line is not a sample\n");
-                text.push_str("kyb_no_value{model=\"bert\"}\n");
+            match mode {
+                MetricsMode::Realistic => {}
+                MetricsMode::Malformed => {
+                    text.push_str("kyb_broken_metric{endpoint=\"/x\" 12\n");
+                    text.push_str("this line is not a sample\n");
+                    text.push_str("kyb_no_value{model=\"bert\"}\n");
+                }
+                MetricsMode::BertAccuracy(permille) => {
+                    let line =
+                        format!("kyb_ml_model_accuracy{{model=\"bert\"}} {}\n", f64::from(permille) / 1000.0);
+                    text = text.replace("kyb_ml_model_accuracy{model=\"bert\"} 0.912\n", &line);
+                }
+                MetricsMode::WithoutDistilbert => {
+                    text = text
+                        .lines()
+                        .filter(|l| !l.contains("\"distilbert\""))
+                        .map(|l| format!("{l}\n"))
+                        .collect();
+                }
+                MetricsMode::ServerError => {
+                    text = "internal error: metrics registry unavailable\n".to_owned();
+                }
             }
-            reply(StatusCode::OK, "text/plain; version=0.0.4", text)
+            let status = if mode == MetricsMode::ServerError {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            };
+            reply(status, "text/plain; version=0.0.4", text)
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
     };
@@ -193,6 +263,39 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Ap
         let _ = log.file.write_all(line.as_bytes());
     }
     Ok(response)
+}
+
+async fn monitor(mode: MonitorMode, path: &str) -> Response<AppBody> {
+    const JSON: &str = "application/json";
+    match (mode, path) {
+        (MonitorMode::Hang, _) => std::future::pending().await,
+        (MonitorMode::Unavailable, "/-/healthy" | "/-/ready" | "/api/health") => {
+            reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "Service Unavailable\n".to_owned())
+        }
+        (_, "/-/healthy") => reply(StatusCode::OK, "text/plain", "Prometheus Server is Healthy.\n".to_owned()),
+        (_, "/-/ready") => reply(StatusCode::OK, "text/plain", "Prometheus Server is Ready.\n".to_owned()),
+        (_, "/api/health") => {
+            reply(StatusCode::OK, JSON, r#"{"commit":"abc123","database":"ok","version":"10.4.2"}"#.to_owned())
+        }
+        (_, "/api/v1/status/runtimeinfo") => reply(
+            StatusCode::OK,
+            JSON,
+            r#"{"status":"success","data":{"startTime":"2026-11-01T00:00:00Z","storageRetention":"15d","goroutineCount":40}}"#
+                .to_owned(),
+        ),
+        (_, "/metrics") => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            "# TYPE prometheus_tsdb_storage_blocks_bytes gauge\n\
+             prometheus_tsdb_storage_blocks_bytes 1.610612736e+09\n\
+             # TYPE prometheus_tsdb_wal_storage_size_bytes gauge\n\
+             prometheus_tsdb_wal_storage_size_bytes 2.097152e+08\n\
+             # TYPE prometheus_tsdb_head_series gauge\n\
+             prometheus_tsdb_head_series 48213\n"
+                .to_owned(),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+    }
 }
 
 async fn health(mode: HealthMode) -> Response<AppBody> {

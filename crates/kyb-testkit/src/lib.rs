@@ -19,7 +19,7 @@ mod db;
 mod paths;
 mod stack;
 
-pub use app::{FakeApp, HealthMode, MetricsMode, metrics_text};
+pub use app::{FakeApp, HealthMode, MetricsMode, MonitorMode, metrics_text};
 pub use db::{TestDb, TestRedis, fresh_database, redis};
 pub use paths::{sandbox_dir, workspace_root};
 pub use stack::{ScratchServer, Stack, StackError};

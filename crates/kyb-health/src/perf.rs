@@ -1,0 +1,298 @@
+//! The weekly performance analysis: response times, percentiles per endpoint, request volume and
+//! the 5xx rate, from one scrape, as a delta over the week when last week's snapshot is at hand.
+
+use kyb_core::{Check, Metric, Status, Thresholds, Unit};
+use kyb_prom::{Exposition, Sample};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+
+/// Metric names and thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerfConfig {
+    /// Counter of requests, with endpoint and status labels.
+    pub requests_metric: String,
+    /// Histogram of request durations in seconds, with an endpoint label.
+    pub duration_metric: String,
+    /// The label naming the endpoint.
+    pub endpoint_label: String,
+    /// The label holding the HTTP status code.
+    pub status_label: String,
+    /// Mean response time, milliseconds.
+    pub avg_ms: Thresholds,
+    /// 95th percentile of an endpoint, milliseconds.
+    pub p95_ms: Thresholds,
+    /// Share of requests answered 5xx, percent.
+    pub error_rate_pct: Thresholds,
+}
+
+impl Default for PerfConfig {
+    fn default() -> PerfConfig {
+        PerfConfig {
+            requests_metric: "kyb_http_requests_total".into(),
+            duration_metric: "kyb_http_request_duration_seconds".into(),
+            endpoint_label: "endpoint".into(),
+            status_label: "status".into(),
+            avg_ms: Thresholds::new(500.0, 2000.0),
+            p95_ms: Thresholds::new(1000.0, 5000.0),
+            error_rate_pct: Thresholds::new(1.0, 5.0),
+        }
+    }
+}
+
+/// One endpoint's latency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointLatency {
+    /// The endpoint label value.
+    pub endpoint: String,
+    /// Requests measured.
+    pub requests: f64,
+    /// Mean, seconds.
+    pub avg_s: f64,
+    /// Median, seconds.
+    pub p50_s: f64,
+    /// 95th percentile, seconds.
+    pub p95_s: f64,
+    /// 99th percentile, seconds.
+    pub p99_s: f64,
+}
+
+/// What the analysis found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerfReport {
+    /// The counts are the change since this time (last week's snapshot); None: since the app
+    /// started.
+    pub since: Option<OffsetDateTime>,
+    /// Requests counted.
+    pub total_requests: f64,
+    /// Of which answered 5xx.
+    pub error_requests: f64,
+    /// Mean response time, seconds (NaN without requests).
+    pub avg_s: f64,
+    /// Every endpoint, slowest p95 first.
+    pub endpoints: Vec<EndpointLatency>,
+    /// `requests`, `error rate`, `response time`, then one `endpoint <name>` per slowest ten.
+    pub checks: Vec<Check>,
+}
+
+/// Analyses `now`; with `previous` (a scrape and its time), over the interval between them.
+/// Counters that went down (the app restarted) count from zero.
+pub fn analyze(
+    cfg: &PerfConfig,
+    now: &Exposition,
+    previous: Option<(&Exposition, OffsetDateTime)>,
+) -> PerfReport {
+    let samples = match previous {
+        Some((prev, _)) => delta(&now.samples, &prev.samples),
+        None => now.samples.clone(),
+    };
+    let since = previous.map(|(_, t)| t);
+    let requests: Vec<&Sample> = kyb_prom::select(&samples, &cfg.requests_metric, &[]).collect();
+    let total: f64 = requests.iter().map(|s| s.value).sum();
+    let errors: f64 = requests
+        .iter()
+        .filter(|s| s.label(&cfg.status_label).is_some_and(|c| c.len() == 3 && c.starts_with('5')))
+        .map(|s| s.value)
+        .sum();
+    let sum_name = format!("{}_sum", cfg.duration_metric);
+    let count_name = format!("{}_count", cfg.duration_metric);
+    let by = [cfg.endpoint_label.as_str()];
+    let sums = kyb_prom::sum_by(kyb_prom::select(&samples, &sum_name, &[]), &by);
+    let counts = kyb_prom::sum_by(kyb_prom::select(&samples, &count_name, &[]), &by);
+    let (all_sum, all_count): (f64, f64) = (sums.values().sum(), counts.values().sum());
+    let avg_s = if all_count > 0.0 { all_sum / all_count } else { f64::NAN };
+    let quantile = |q| kyb_prom::histogram_quantile_by(q, &samples, &cfg.duration_metric, &[], &by);
+    let (p50, p95, p99) = (quantile(0.5), quantile(0.95), quantile(0.99));
+    let mut endpoints: Vec<EndpointLatency> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0.0)
+        .map(|(group, n)| EndpointLatency {
+            endpoint: group[0].clone(),
+            requests: *n,
+            avg_s: sums.get(group).copied().unwrap_or(f64::NAN) / n,
+            p50_s: p50.get(group).copied().unwrap_or(f64::NAN),
+            p95_s: p95.get(group).copied().unwrap_or(f64::NAN),
+            p99_s: p99.get(group).copied().unwrap_or(f64::NAN),
+        })
+        .collect();
+    endpoints.sort_by(|a, b| b.p95_s.total_cmp(&a.p95_s).then_with(|| a.endpoint.cmp(&b.endpoint)));
+
+    let window = since.map_or_else(|| "since the app started".to_owned(), |t| format!("since {}", t.date()));
+    let mut checks = Vec::new();
+    checks.push(if requests.is_empty() {
+        Check::new("requests", Status::Unknown, format!("no {} series in the scrape", cfg.requests_metric))
+    } else {
+        Check::new("requests", Status::Ok, format!("{total:.0} requests {window}")).with_metric(Metric::new(
+            "requests",
+            total,
+            Unit::Counter,
+        ))
+    });
+    if total > 0.0 {
+        let rate = 100.0 * errors / total;
+        checks.push(
+            Check::new(
+                "error rate",
+                cfg.error_rate_pct.classify(rate),
+                format!("{rate:.2}% answered 5xx ({errors:.0} of {total:.0}) {window}"),
+            )
+            .with_metric(
+                Metric::new("error_rate", round(rate, 3), Unit::Percent)
+                    .with_thresholds(cfg.error_rate_pct.warn, cfg.error_rate_pct.crit),
+            ),
+        );
+    }
+    checks.push(if avg_s.is_nan() {
+        Check::new(
+            "response time",
+            Status::Unknown,
+            format!("no {} histogram in the scrape", cfg.duration_metric),
+        )
+    } else {
+        let ms = avg_s * 1000.0;
+        Check::new(
+            "response time",
+            cfg.avg_ms.classify(ms),
+            format!("mean {ms:.1} ms over {all_count:.0} requests {window}"),
+        )
+        .with_metric(
+            Metric::new("response_time_avg", round(avg_s, 6), Unit::Seconds)
+                .with_thresholds(cfg.avg_ms.warn / 1000.0, cfg.avg_ms.crit / 1000.0),
+        )
+    });
+    for e in endpoints.iter().take(10) {
+        let ms = |s: f64| s * 1000.0;
+        checks.push(
+            Check::new(
+                format!("endpoint {}", e.endpoint),
+                cfg.p95_ms.classify(ms(e.p95_s)),
+                format!(
+                    "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, mean {:.0} ms over {:.0} requests",
+                    ms(e.p50_s),
+                    ms(e.p95_s),
+                    ms(e.p99_s),
+                    ms(e.avg_s),
+                    e.requests
+                ),
+            )
+            .with_metric(
+                Metric::new(format!("p95 {}", e.endpoint), round(e.p95_s, 6), Unit::Seconds)
+                    .with_thresholds(cfg.p95_ms.warn / 1000.0, cfg.p95_ms.crit / 1000.0),
+            ),
+        );
+    }
+    PerfReport { since, total_requests: total, error_requests: errors, avg_s, endpoints, checks }
+}
+
+/// Each cumulative series of `now` less its value in `prev` (same name and labels); a series
+/// new since, or one that went down (a restart), counts from zero. Gauges are not deltas, but
+/// the analysis reads only counters and histograms.
+fn delta(now: &[Sample], prev: &[Sample]) -> Vec<Sample> {
+    let key = |s: &Sample| {
+        let mut labels: Vec<(String, String)> = s.labels.clone();
+        labels.sort();
+        (s.name.clone(), labels)
+    };
+    let before: HashMap<_, f64> = prev.iter().map(|s| (key(s), s.value)).collect();
+    now.iter()
+        .map(|s| {
+            let was = before.get(&key(s)).copied().unwrap_or(0.0);
+            let value = if s.value >= was { s.value - was } else { s.value };
+            Sample { value, ..s.clone() }
+        })
+        .collect()
+}
+
+/// The snapshot (`app-metrics-YYYYMMDD-HHMMSS.prom`, as the daily flow saves them) in `dir`
+/// taken closest to a week before `now`, among those 6 to 8 days old.
+pub fn previous_snapshot(dir: &Path, now: OffsetDateTime) -> Option<(PathBuf, OffsetDateTime)> {
+    let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    let target = now - time::Duration::days(7);
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stamp = name.strip_prefix("app-metrics-")?.strip_suffix(".prom")?;
+            // unused_path may add a `-N` suffix to a name taken twice in one second.
+            let stamp = stamp.get(..15)?;
+            let at = time::PrimitiveDateTime::parse(stamp, &format).ok()?.assume_utc();
+            let off = (at - target).abs();
+            (off <= time::Duration::days(1)).then(|| (e.path(), at, off))
+        })
+        .min_by_key(|(_, _, off)| *off)
+        .map(|(p, at, _)| (p, at))
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (v * f).round() / f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_week_of_traffic_is_the_difference_and_a_restart_counts_from_zero() {
+        let prev = kyb_prom::parse(
+            "kyb_http_requests_total{endpoint=\"/a\",status=\"200\"} 900\n\
+             kyb_http_requests_total{endpoint=\"/a\",status=\"500\"} 100\n\
+             kyb_http_request_duration_seconds_bucket{endpoint=\"/a\",le=\"0.1\"} 1000\n\
+             kyb_http_request_duration_seconds_bucket{endpoint=\"/a\",le=\"+Inf\"} 1000\n\
+             kyb_http_request_duration_seconds_sum{endpoint=\"/a\"} 50\n\
+             kyb_http_request_duration_seconds_count{endpoint=\"/a\"} 1000\n",
+        );
+        let now = kyb_prom::parse(
+            "kyb_http_requests_total{endpoint=\"/a\",status=\"200\"} 1890\n\
+             kyb_http_requests_total{endpoint=\"/a\",status=\"500\"} 110\n\
+             kyb_http_request_duration_seconds_bucket{endpoint=\"/a\",le=\"0.1\"} 1000\n\
+             kyb_http_request_duration_seconds_bucket{endpoint=\"/a\",le=\"+Inf\"} 2000\n\
+             kyb_http_request_duration_seconds_sum{endpoint=\"/a\"} 550\n\
+             kyb_http_request_duration_seconds_count{endpoint=\"/a\"} 2000\n",
+        );
+        let week_ago = time::macros::datetime!(2026-11-19 02:00 UTC);
+        let r = analyze(&PerfConfig::default(), &now, Some((&prev, week_ago)));
+        assert_eq!(r.total_requests, 1000.0);
+        assert_eq!(r.error_requests, 10.0);
+        assert!((r.avg_s - 0.5).abs() < 1e-12, "500 s over 1000 requests");
+        // All of this week's requests fell above 0.1 s: the p95 is the highest finite bound.
+        assert_eq!(r.endpoints[0].p95_s, 0.1);
+        let err = r.checks.iter().find(|c| c.name == "error rate").unwrap();
+        assert_eq!(err.status, Status::Warn, "1% of requests: {err:?}");
+        assert!(err.summary.contains("since 2026-11-19"), "{}", err.summary);
+        // The counters went down: the app restarted, so the new values count whole.
+        let r = analyze(&PerfConfig::default(), &prev, Some((&now, week_ago)));
+        assert_eq!(r.total_requests, 1000.0);
+    }
+
+    #[test]
+    fn without_the_metrics_the_rows_are_unknown() {
+        let r = analyze(&PerfConfig::default(), &kyb_prom::parse("up 1\n"), None);
+        let unknown: Vec<&str> =
+            r.checks.iter().filter(|c| c.status == Status::Unknown).map(|c| c.name.as_str()).collect();
+        assert_eq!(unknown, ["requests", "response time"]);
+    }
+
+    #[test]
+    fn the_previous_snapshot_is_the_one_nearest_a_week_back() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "app-metrics-20261119-020000.prom",
+            "app-metrics-20261118-020000.prom",
+            "app-metrics-20261125-020000.prom",
+            "app-metrics-20261119-020000-1.prom",
+            "other.prom",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let now = time::macros::datetime!(2026-11-26 03:00 UTC);
+        let (path, at) = previous_snapshot(dir.path(), now).unwrap();
+        assert!(
+            path.ends_with("app-metrics-20261119-020000.prom")
+                || path.ends_with("app-metrics-20261119-020000-1.prom")
+        );
+        assert_eq!(at, time::macros::datetime!(2026-11-19 02:00 UTC));
+        assert!(previous_snapshot(dir.path(), time::macros::datetime!(2026-12-20 00:00 UTC)).is_none());
+    }
+}

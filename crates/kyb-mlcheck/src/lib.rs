@@ -1,0 +1,282 @@
+//! ML model checks from one `/metrics` scrape: each model's accuracy against its own thresholds,
+//! its trend against earlier runs, its share of the requests, and its latency when exported.
+//!
+//! Any number of models: the configured ones are judged (a configured model with no accuracy
+//! series is Unknown, never Ok), and models the scrape shows without a threshold are listed.
+//! Accuracy is recorded in a JSON-lines history file, so the next run can tell how far it fell.
+//!
+//! ```
+//! use kyb_mlcheck::{MlConfig, check};
+//! let scrape = kyb_prom::parse(
+//!     "kyb_ml_model_accuracy{model=\"bert\"} 0.84\nkyb_ml_model_accuracy{model=\"distilbert\"} 0.86\n",
+//! );
+//! let report = check(&MlConfig::default(), &scrape, time::OffsetDateTime::now_utc());
+//! let bert = report.checks.iter().find(|c| c.name == "accuracy bert").unwrap();
+//! assert_eq!(bert.status, kyb_core::Status::Warn);
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod history;
+
+use kyb_core::{Check, Metric, Status, Unit};
+use kyb_prom::{Exposition, Matcher};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use time::OffsetDateTime;
+
+pub use history::Record;
+
+/// The accuracy levels of one model: below `warn_below` is Warn, below `crit_below` Crit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelThresholds {
+    /// The model's label value, e.g. `bert`.
+    pub model: String,
+    /// Accuracy below this warns.
+    pub warn_below: f64,
+    /// Accuracy below this is Crit; None: never Crit on accuracy alone.
+    pub crit_below: Option<f64>,
+}
+
+/// What to look at and how to judge it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlConfig {
+    /// The models to judge.
+    pub models: Vec<ModelThresholds>,
+    /// Gauge of accuracy per model, 0 to 1.
+    pub accuracy_metric: String,
+    /// Counter of inference requests per model.
+    pub requests_metric: String,
+    /// Histogram of inference latency per model, in seconds (reported when exported).
+    pub latency_metric: String,
+    /// The label naming the model.
+    pub model_label: String,
+    /// JSON-lines file of earlier accuracies; None: no trend.
+    pub history: Option<PathBuf>,
+    /// Warn when accuracy fell by more than this many percentage points over `trend_days`.
+    pub max_drop_points: f64,
+    /// How far back the trend looks.
+    pub trend_days: u32,
+    /// Read the history; append nothing.
+    pub dry_run: bool,
+}
+
+impl Default for MlConfig {
+    /// The runbook's models and levels: bert at least 0.85, distilbert at least 0.80.
+    fn default() -> MlConfig {
+        MlConfig {
+            models: vec![
+                ModelThresholds { model: "bert".into(), warn_below: 0.85, crit_below: None },
+                ModelThresholds { model: "distilbert".into(), warn_below: 0.80, crit_below: None },
+            ],
+            accuracy_metric: "kyb_ml_model_accuracy".into(),
+            requests_metric: "kyb_ml_model_requests_total".into(),
+            latency_metric: "kyb_ml_model_latency_seconds".into(),
+            model_label: "model".into(),
+            history: None,
+            max_drop_points: 2.0,
+            trend_days: 30,
+            dry_run: false,
+        }
+    }
+}
+
+/// What was seen of one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelReport {
+    /// Its name.
+    pub model: String,
+    /// Accuracy now, when exported (and a number).
+    pub accuracy: Option<f64>,
+    /// The oldest accuracy in the trend window, and when.
+    pub baseline: Option<(OffsetDateTime, f64)>,
+    /// Inference requests so far.
+    pub requests: Option<f64>,
+    /// Its share of all models' requests, in percent.
+    pub share_pct: Option<f64>,
+    /// Median latency, seconds, when a latency histogram is exported.
+    pub latency_p50_s: Option<f64>,
+    /// 95th percentile latency, seconds.
+    pub latency_p95_s: Option<f64>,
+}
+
+/// The models and the checks made of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlReport {
+    /// One entry per model, configured ones first.
+    pub models: Vec<ModelReport>,
+    /// `accuracy <model>`, `trend <model>`, `usage <model>`, `latency <model>`, and `history`
+    /// when the history file could not be read or written.
+    pub checks: Vec<Check>,
+    /// The history file, when a record was appended.
+    pub history_written: Option<PathBuf>,
+}
+
+/// Judges the models in `scrape` and, unless a dry run, appends their accuracies to the history.
+pub fn check(cfg: &MlConfig, scrape: &Exposition, now: OffsetDateTime) -> MlReport {
+    let label = cfg.model_label.as_str();
+    let value_of = |metric: &str, model: &str| {
+        let m = [Matcher::eq(label, model)];
+        let values: Vec<f64> = kyb_prom::select(&scrape.samples, metric, &m).map(|s| s.value).collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>())
+    };
+    // Configured models first, then any others the scrape shows.
+    let mut names: Vec<String> = cfg.models.iter().map(|m| m.model.clone()).collect();
+    let seen: BTreeSet<String> = kyb_prom::select(&scrape.samples, &cfg.accuracy_metric, &[])
+        .chain(kyb_prom::select(&scrape.samples, &cfg.requests_metric, &[]))
+        .filter_map(|s| s.label(label).map(str::to_owned))
+        .filter(|m| !m.is_empty())
+        .collect();
+    names.extend(seen.into_iter().filter(|m| !cfg.models.iter().any(|c| &c.model == m)));
+
+    let total_requests: f64 = kyb_prom::select(&scrape.samples, &cfg.requests_metric, &[])
+        .map(|s| s.value)
+        .filter(|v| v.is_finite())
+        .sum();
+    let (past, history_problem) = match &cfg.history {
+        Some(path) => match history::read(path) {
+            Ok(records) => (records, None),
+            Err(e) => (Vec::new(), Some(format!("cannot read {}: {e}; no trend this run", path.display()))),
+        },
+        None => (Vec::new(), None),
+    };
+    let since = now - time::Duration::days(i64::from(cfg.trend_days));
+
+    let mut models = Vec::new();
+    let mut checks = Vec::new();
+    for name in &names {
+        let thresholds = cfg.models.iter().find(|m| &m.model == name);
+        let accuracy = value_of(&cfg.accuracy_metric, name).filter(|v| !v.is_nan());
+        checks.push(accuracy_check(cfg, name, accuracy, thresholds));
+
+        let baseline = past
+            .iter()
+            .filter(|r| &r.model == name && r.at >= since && r.at < now && r.accuracy.is_finite())
+            .min_by_key(|r| r.at)
+            .map(|r| (r.at, r.accuracy));
+        if let (Some(now_acc), Some((at, then))) = (accuracy, baseline) {
+            let drop = (then - now_acc) * 100.0;
+            let status = if drop > cfg.max_drop_points { Status::Warn } else { Status::Ok };
+            let day = at.date();
+            let summary = if drop > 0.0 {
+                format!(
+                    "down {drop:.1} points since {day} ({then:.3} then, {now_acc:.3} now; warn above {})",
+                    cfg.max_drop_points
+                )
+            } else {
+                format!("not down since {day} ({then:.3} then, {now_acc:.3} now)")
+            };
+            checks.push(Check::new(format!("trend {name}"), status, summary).with_metric(Metric::new(
+                format!("accuracy_drop_{name}"),
+                round(drop, 2),
+                Unit::None,
+            )));
+        }
+
+        let requests = value_of(&cfg.requests_metric, name);
+        let share_pct = requests.filter(|_| total_requests > 0.0).map(|r| 100.0 * r / total_requests);
+        checks.push(match (requests, share_pct) {
+            (Some(r), Some(share)) => Check::new(
+                format!("usage {name}"),
+                Status::Ok,
+                format!("{r:.0} requests, {share:.1}% of all models'"),
+            )
+            .with_metric(Metric::new(format!("requests_{name}"), r, Unit::Counter)),
+            (Some(r), None) => Check::new(format!("usage {name}"), Status::Ok, format!("{r:.0} requests")),
+            (None, _) => Check::new(
+                format!("usage {name}"),
+                Status::Unknown,
+                format!("no {}{{{label}=\"{name}\"}} series in the scrape", cfg.requests_metric),
+            ),
+        });
+
+        let m = [Matcher::eq(label, name)];
+        let q = |q: f64| {
+            kyb_prom::histogram_quantile_by(q, &scrape.samples, &cfg.latency_metric, &m, &[])
+                .into_values()
+                .next()
+                .filter(|v| v.is_finite())
+        };
+        let (p50, p95) = (q(0.5), q(0.95));
+        if let (Some(p50), Some(p95)) = (p50, p95) {
+            checks.push(
+                Check::new(
+                    format!("latency {name}"),
+                    Status::Ok,
+                    format!("p50 {:.0} ms, p95 {:.0} ms", p50 * 1000.0, p95 * 1000.0),
+                )
+                .with_metric(Metric::new(
+                    format!("latency_p95_{name}"),
+                    round(p95, 6),
+                    Unit::Seconds,
+                )),
+            );
+        }
+        models.push(ModelReport {
+            model: name.clone(),
+            accuracy,
+            baseline,
+            requests,
+            share_pct,
+            latency_p50_s: p50,
+            latency_p95_s: p95,
+        });
+    }
+
+    let mut history_written = None;
+    if let Some(problem) = history_problem {
+        checks.push(Check::new("history", Status::Warn, problem));
+    }
+    if let Some(path) = cfg.history.as_ref().filter(|_| !cfg.dry_run) {
+        let records: Vec<Record> = models
+            .iter()
+            .filter_map(|m| Some(Record { at: now, model: m.model.clone(), accuracy: m.accuracy? }))
+            .collect();
+        match history::append(path, &records) {
+            Ok(()) if !records.is_empty() => history_written = Some(path.clone()),
+            Ok(()) => {}
+            Err(e) => checks.push(Check::new(
+                "history",
+                Status::Crit,
+                format!("cannot append to {}: {e}; the next run has no trend from this one", path.display()),
+            )),
+        }
+    }
+    MlReport { models, checks, history_written }
+}
+
+fn accuracy_check(cfg: &MlConfig, name: &str, accuracy: Option<f64>, t: Option<&ModelThresholds>) -> Check {
+    let check_name = format!("accuracy {name}");
+    let Some(acc) = accuracy else {
+        return Check::new(
+            check_name,
+            Status::Unknown,
+            format!(
+                "no {}{{{}=\"{name}\"}} value in the scrape: the model is not reporting",
+                cfg.accuracy_metric, cfg.model_label
+            ),
+        );
+    };
+    let metric = Metric::new(format!("accuracy_{name}"), acc, Unit::None);
+    let Some(t) = t else {
+        return Check::new(check_name, Status::Ok, format!("{acc:.3} (no threshold configured)"))
+            .with_metric(metric);
+    };
+    let status = match t.crit_below {
+        Some(crit) if acc < crit => Status::Crit,
+        _ if acc < t.warn_below => Status::Warn,
+        _ => Status::Ok,
+    };
+    let levels = match t.crit_below {
+        Some(crit) => format!("warn below {}, crit below {crit}", t.warn_below),
+        None => format!("warn below {}", t.warn_below),
+    };
+    let advice = if status == Status::Ok { "" } else { "; consider retraining" };
+    let metric = Metric { warn: Some(t.warn_below), crit: t.crit_below, ..metric };
+    Check::new(check_name, status, format!("{acc:.3} ({levels}){advice}")).with_metric(metric)
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (v * f).round() / f
+}

@@ -1,0 +1,118 @@
+//! The model checks against the fake app's `/metrics`, and the accuracy history.
+
+use kyb_core::Status;
+use kyb_health::{ScrapeConfig, scrape};
+use kyb_mlcheck::*;
+use kyb_testkit::{FakeApp, HealthMode, MetricsMode};
+use time::OffsetDateTime;
+
+async fn scraped(app: &FakeApp) -> kyb_prom::Exposition {
+    let sc = ScrapeConfig {
+        url: app.url("/metrics"),
+        timeout_ms: 2_000,
+        max_body_bytes: 1 << 22,
+        max_redirects: 3,
+    };
+    scrape(&sc).await.unwrap().exposition
+}
+
+fn status<'a>(r: &'a MlReport, name: &str) -> (Status, &'a str) {
+    let c =
+        r.checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} in {:#?}", r.checks));
+    (c.status, c.summary.as_str())
+}
+
+#[tokio::test]
+async fn healthy_models_are_ok_with_their_share_of_requests() {
+    let app = FakeApp::start(HealthMode::Healthy).await;
+    let r = check(&MlConfig::default(), &scraped(&app).await, OffsetDateTime::now_utc());
+    assert_eq!(status(&r, "accuracy bert").0, Status::Ok);
+    assert_eq!(status(&r, "accuracy distilbert").0, Status::Ok);
+    let (s, summary) = status(&r, "usage distilbert");
+    assert_eq!(s, Status::Ok);
+    // 87k of 139k requests.
+    assert!(summary.contains("62.6%"), "{summary}");
+    let shares: f64 = r.models.iter().filter_map(|m| m.share_pct).sum();
+    assert!((shares - 100.0).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn bert_at_0_84_warns_or_is_crit_per_its_thresholds() {
+    let app = FakeApp::start(HealthMode::Healthy).await;
+    app.set_metrics(MetricsMode::BertAccuracy(840));
+    let scrape = scraped(&app).await;
+    let r = check(&MlConfig::default(), &scrape, OffsetDateTime::now_utc());
+    let (s, summary) = status(&r, "accuracy bert");
+    assert_eq!(s, Status::Warn, "{summary}");
+    assert!(summary.contains("0.840") && summary.contains("warn below 0.85"), "{summary}");
+    let strict = MlConfig {
+        models: vec![ModelThresholds { model: "bert".into(), warn_below: 0.90, crit_below: Some(0.85) }],
+        ..MlConfig::default()
+    };
+    assert_eq!(status(&check(&strict, &scrape, OffsetDateTime::now_utc()), "accuracy bert").0, Status::Crit);
+    // distilbert is not configured there: listed, without a threshold.
+    let r = check(&strict, &scrape, OffsetDateTime::now_utc());
+    let (s, summary) = status(&r, "accuracy distilbert");
+    assert_eq!(s, Status::Ok);
+    assert!(summary.contains("no threshold configured"), "{summary}");
+}
+
+#[tokio::test]
+async fn a_model_missing_from_the_scrape_is_unknown_never_ok() {
+    let app = FakeApp::start(HealthMode::Healthy).await;
+    app.set_metrics(MetricsMode::WithoutDistilbert);
+    let r = check(&MlConfig::default(), &scraped(&app).await, OffsetDateTime::now_utc());
+    let (s, summary) = status(&r, "accuracy distilbert");
+    assert_eq!(s, Status::Unknown);
+    assert!(summary.contains("not reporting"), "{summary}");
+    assert_eq!(status(&r, "usage distilbert").0, Status::Unknown);
+    assert_eq!(status(&r, "accuracy bert").0, Status::Ok);
+}
+
+#[test]
+fn a_drop_beyond_the_limit_warns_and_history_is_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("ml-accuracy-history.jsonl");
+    let cfg = MlConfig { history: Some(history.clone()), ..MlConfig::default() };
+    let t0 = time::macros::datetime!(2026-11-01 02:00 UTC);
+    let at = |acc: f64| kyb_prom::parse(&format!("kyb_ml_model_accuracy{{model=\"bert\"}} {acc}\n"));
+    let first = check(&cfg, &at(0.93), t0);
+    assert_eq!(first.history_written.as_deref(), Some(history.as_path()));
+    assert!(first.checks.iter().all(|c| !c.name.starts_with("trend")), "no trend without history");
+    // A week later, 1.5 points down: within the 2-point limit.
+    let r = check(&cfg, &at(0.915), t0 + time::Duration::days(7));
+    let (s, summary) = status(&r, "trend bert");
+    assert_eq!(s, Status::Ok, "{summary}");
+    assert!(summary.contains("down 1.5 points since 2026-11-01"), "{summary}");
+    // Two more weeks: 3 points below the oldest record in the window.
+    let r = check(&cfg, &at(0.90), t0 + time::Duration::days(21));
+    assert_eq!(status(&r, "trend bert").0, Status::Warn);
+    // A dry run reads the history and appends nothing.
+    let lines = std::fs::read_to_string(&history).unwrap().lines().count();
+    let dry = MlConfig { dry_run: true, ..cfg.clone() };
+    let r = check(&dry, &at(0.90), t0 + time::Duration::days(22));
+    assert!(r.history_written.is_none());
+    assert_eq!(std::fs::read_to_string(&history).unwrap().lines().count(), lines);
+    // Records older than trend_days no longer count: the baseline moves up.
+    let r = check(&cfg, &at(0.90), t0 + time::Duration::days(40));
+    let (_, summary) = status(&r, "trend bert");
+    assert!(!summary.contains("since 2026-11-01"), "{summary}");
+}
+
+#[test]
+fn an_unwritable_history_is_crit_and_a_torn_line_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("h.jsonl");
+    std::fs::write(
+        &history,
+        "{\"at\":\"2026-11-01T02:00:00Z\",\"model\":\"bert\",\"accuracy\":0.95}\n{\"at\":\"2026-11-0",
+    )
+    .unwrap();
+    let cfg = MlConfig { history: Some(history.clone()), dry_run: true, ..MlConfig::default() };
+    let scrape = kyb_prom::parse("kyb_ml_model_accuracy{model=\"bert\"} 0.9\n");
+    let r = check(&cfg, &scrape, time::macros::datetime!(2026-11-08 02:00 UTC));
+    assert_eq!(status(&r, "trend bert").0, Status::Warn, "5 points down from the one good line");
+    let cfg = MlConfig { history: Some(dir.path().join("missing/dir/h.jsonl")), ..MlConfig::default() };
+    let r = check(&cfg, &scrape, OffsetDateTime::now_utc());
+    assert_eq!(status(&r, "history").0, Status::Crit);
+}
