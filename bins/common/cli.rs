@@ -68,6 +68,16 @@ pub fn lacks(bin: &str, config: &std::path::Path, why: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Creates the maintenance directory a task writes into, as the flows do; on failure prints why
+/// and gives exit code 2.
+#[allow(dead_code, reason = "only the task binaries that write there call it")]
+pub fn ensure_dir(bin: &str, dir: &std::path::Path) -> Result<(), ExitCode> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        let _ = writeln!(std::io::stderr(), "{bin}: error: cannot create {}: {e}", dir.display());
+        ExitCode::from(2)
+    })
+}
+
 /// Prints `<bin>: error: …` with its causes and returns exit code 2 ("could not start").
 pub fn fail(bin: &str, err: &dyn std::error::Error) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "{bin}: error: {}", kyb_core::error_chain(err));

@@ -24,6 +24,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "kyb-backup-cli",
                 "--package",
                 "kyb-dbmaint-cli",
+                "--package",
+                "kyb-mlcheck-cli",
             ])
             .args(["--package", "kyb-testkit", "--bins"])
             .status()

@@ -270,7 +270,10 @@ mod daily {
                 "db-top-activity",
                 "db-unused-indexes",
                 "db-vacuum-state",
-                "db-wraparound"
+                "db-wraparound",
+                "ml-models",
+                "monitoring",
+                "performance"
             ]
         );
         assert_eq!(check(task(&json, "db-analyze"), "public.orders")["status"], "ok");
@@ -293,7 +296,12 @@ mod daily {
         let out = run(s.maint(&["weekly", "--format", "json"])).await;
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        for t in json["tasks"].as_array().unwrap() {
+        for t in json["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["name"].as_str().unwrap().starts_with("db-"))
+        {
             assert_eq!(t["status"], "crit", "{t}");
             assert!(t["summary"].as_str().unwrap().to_lowercase().contains("refused"), "{t}");
         }
@@ -1500,5 +1508,91 @@ mod dbmaint_cli {
         let out = run(cmd).await;
         assert_eq!(out.status.code(), Some(2));
         assert!(text(&out.stderr).contains("no [postgres] section"), "{}", text(&out.stderr));
+    }
+}
+
+// The weekly look at the app's own metrics, and the kyb-mlcheck binary.
+mod app_metrics {
+    use super::*;
+
+    fn mlcheck(s: &Setup, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("kyb-mlcheck"));
+        cmd.args(args).arg("--config").arg(&s.config);
+        cmd
+    }
+
+    #[tokio::test]
+    async fn weekly_reports_performance_and_models_from_the_app() {
+        let s = setup("weeklyapp", Opts::default()).await;
+        let out = run(s.maint(&["weekly", "--format", "json"])).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let perf = task(&json, "performance");
+        // The fake app answers 1% of requests with a 5xx: at the 1% warn level.
+        assert_eq!(check(perf, "error rate")["status"], "warn", "{perf}");
+        assert_eq!(check(perf, "response time")["status"], "ok", "{perf}");
+        assert!(
+            check(perf, "endpoint /api/v1/search?q=acme, inc")["summary"].as_str().unwrap().contains("p95")
+        );
+        let ml = task(&json, "ml-models");
+        assert_eq!(ml["status"], "ok", "{ml}");
+        assert!(s.maint_dir().join("ml-accuracy-history.jsonl").exists());
+        assert_eq!(task(&json, "monitoring")["summary"], "no [monitoring] URLs configured");
+    }
+
+    #[tokio::test]
+    async fn mlcheck_warns_on_low_accuracy_and_is_unknown_on_a_missing_model() {
+        let s = setup("climl", Opts::default()).await;
+        s.app.set_metrics(MetricsMode::BertAccuracy(840));
+        let out = run(mlcheck(&s, &["--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(check(task(&json, "ml-models"), "accuracy bert")["status"], "warn");
+
+        let mut cfg = std::fs::read_to_string(&s.config).unwrap();
+        cfg.push_str("\n[[ml.models]]\nname = \"bert\"\nwarn_below = 0.9\ncrit_below = 0.85\n");
+        std::fs::write(&s.config, &cfg).unwrap();
+        let out = run(mlcheck(&s, &["--format", "json", "--dry-run"])).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(check(task(&json, "ml-models"), "accuracy bert")["status"], "crit");
+
+        s.app.set_metrics(MetricsMode::WithoutDistilbert);
+        cfg.push_str("[[ml.models]]\nname = \"distilbert\"\nwarn_below = 0.8\n");
+        std::fs::write(&s.config, &cfg).unwrap();
+        let out = run(mlcheck(&s, &["--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(1));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(check(task(&json, "ml-models"), "accuracy distilbert")["status"], "unknown");
+    }
+
+    #[tokio::test]
+    async fn metrics_answering_500_is_crit_with_the_reason() {
+        let s = setup("climl500", Opts::default()).await;
+        s.app.set_metrics(MetricsMode::ServerError);
+        let out = run(mlcheck(&s, &[])).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stdout).contains("HTTP 500"), "{}", text(&out.stdout));
+        let out = run(s.maint(&["weekly", "--format", "json"])).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for t in ["performance", "ml-models"] {
+            let c = check(task(&json, t), "metrics");
+            assert_eq!(c["status"], "crit", "{t}: {c}");
+            assert!(c["summary"].as_str().unwrap().contains("HTTP 500"), "{c}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_ml_settings_exit_2_naming_the_key() {
+        let s = setup("climlbad", Opts::default()).await;
+        let mut cfg = std::fs::read_to_string(&s.config).unwrap();
+        cfg.push_str("\n[[ml.models]]\nname = \"bert\"\nwarn_below = 85\n");
+        std::fs::write(&s.config, &cfg).unwrap();
+        let out = run(mlcheck(&s, &[])).await;
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains("ml.models") && text(&out.stderr).contains("between 0 and 1"),
+            "{}",
+            text(&out.stderr)
+        );
     }
 }

@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use kyb_dbmaint::Report;
 use kyb_flows::FlowReport;
 use kyb_flows::dbmaint::{OpOptions, Operation, capacity, operation, report};
-use std::io::Write as _;
 use std::process::ExitCode;
 use time::OffsetDateTime;
 
@@ -136,10 +135,8 @@ async fn main() -> ExitCode {
         }
         Command::Capacity { dry_run } => {
             // The trend CSV lives in the maintenance directory, as the flows' files do.
-            let dir = &cfg.paths.maintenance_dir;
-            if !dry_run && let Err(e) = std::fs::create_dir_all(dir) {
-                let _ = writeln!(std::io::stderr(), "{BIN}: error: cannot create {}: {e}", dir.display());
-                return ExitCode::from(2);
+            if !dry_run && let Err(code) = cli::ensure_dir(BIN, &cfg.paths.maintenance_dir) {
+                return code;
             }
             (capacity("db-capacity", Some(db), now, dry_run).await, dry_run)
         }

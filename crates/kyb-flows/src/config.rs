@@ -11,8 +11,12 @@ use kyb_backup::{
 };
 use kyb_core::{Secret, Thresholds};
 use kyb_dbmaint::{CapacityConfig, DbConfig, ReportConfig};
-use kyb_health::{AppConfig, HealthConfig, PostgresConfig, RedisConfig, SnapshotConfig, SystemConfig};
+use kyb_health::{
+    AppConfig, Component, HealthConfig, MonitorTarget, MonitoringConfig, PerfConfig, PostgresConfig,
+    RedisConfig, SnapshotConfig, SystemConfig,
+};
 use kyb_logrotate::{Interval, LogPolicy, Reopen, ReopenSignal, TempConfig};
+use kyb_mlcheck::{MlConfig, ModelThresholds};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -85,6 +89,106 @@ struct FileConfig {
     dbmaint: FileDbMaint,
     #[serde(default)]
     window: FileWindow,
+    #[serde(default)]
+    performance: FilePerformance,
+    #[serde(default)]
+    ml: FileMl,
+    #[serde(default)]
+    monitoring: FileMonitoring,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FilePerformance {
+    requests_metric: String,
+    duration_metric: String,
+    endpoint_label: String,
+    status_label: String,
+    avg_ms: Thresholds,
+    p95_ms: Thresholds,
+    error_rate_pct: Thresholds,
+}
+
+impl Default for FilePerformance {
+    fn default() -> Self {
+        let p = PerfConfig::default();
+        FilePerformance {
+            requests_metric: p.requests_metric,
+            duration_metric: p.duration_metric,
+            endpoint_label: p.endpoint_label,
+            status_label: p.status_label,
+            avg_ms: p.avg_ms,
+            p95_ms: p.p95_ms,
+            error_rate_pct: p.error_rate_pct,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileMl {
+    accuracy_metric: String,
+    requests_metric: String,
+    latency_metric: String,
+    model_label: String,
+    history: Option<PathBuf>,
+    max_drop_points: f64,
+    trend_days: u32,
+    models: Option<Vec<FileModel>>,
+}
+
+impl Default for FileMl {
+    fn default() -> Self {
+        let m = MlConfig::default();
+        FileMl {
+            accuracy_metric: m.accuracy_metric,
+            requests_metric: m.requests_metric,
+            latency_metric: m.latency_metric,
+            model_label: m.model_label,
+            history: None,
+            max_drop_points: m.max_drop_points,
+            trend_days: m.trend_days,
+            models: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    name: String,
+    warn_below: f64,
+    crit_below: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileMonitoring {
+    prometheus_url: Option<String>,
+    grafana_url: Option<String>,
+    alertmanager_url: Option<String>,
+    timeout_ms: u64,
+    restart: bool,
+    prometheus_unit: String,
+    grafana_unit: String,
+    alertmanager_unit: String,
+    systemctl: PathBuf,
+}
+
+impl Default for FileMonitoring {
+    fn default() -> Self {
+        FileMonitoring {
+            prometheus_url: None,
+            grafana_url: None,
+            alertmanager_url: None,
+            timeout_ms: 5_000,
+            restart: false,
+            prometheus_unit: "prometheus".into(),
+            grafana_unit: "grafana-server".into(),
+            alertmanager_unit: "alertmanager".into(),
+            systemctl: PathBuf::from("systemctl"),
+        }
+    }
 }
 
 // Every key optional: the defaults are PgHero's and check_postgres's, from ReportConfig.
@@ -549,8 +653,15 @@ pub struct Config {
     pub backup: Option<Backup>,
     /// Database maintenance of the `[postgres]` database, when it is configured.
     pub dbmaint: Option<DbMaint>,
-    /// When heavy database work (VACUUM, REINDEX) may run.
+    /// When heavy database work (VACUUM, REINDEX) and restarts may run.
     pub window: Windows,
+    /// The weekly performance analysis of the app's `/metrics`.
+    pub performance: PerfConfig,
+    /// The model checks (history resolved; `dry_run` set per run).
+    pub ml: MlConfig,
+    /// The monitoring stack, when any of its URLs is set (`window_open` and `dry_run` set per
+    /// run).
+    pub monitoring: Option<MonitoringConfig>,
 }
 
 /// `[dbmaint]` resolved against `[postgres]` and `[paths]`.
@@ -682,6 +793,9 @@ impl Resolver<'_> {
         let backup = self.backup(file.backup, paths.backup_dir.as_deref(), postgres.as_ref())?;
         let dbmaint = postgres.as_ref().map(|pg| self.dbmaint(file.dbmaint, pg, &paths)).transpose()?;
         let window = self.window(file.window)?;
+        let performance = self.performance(file.performance)?;
+        let ml = self.ml(file.ml, &paths)?;
+        let monitoring = self.monitoring(file.monitoring)?;
         Ok(Config {
             source: self.path.to_owned(),
             paths,
@@ -699,7 +813,144 @@ impl Resolver<'_> {
             backup,
             dbmaint,
             window,
+            performance,
+            ml,
+            monitoring,
         })
+    }
+
+    fn performance(&self, p: FilePerformance) -> Result<PerfConfig, ConfigError> {
+        for (key, t) in [
+            ("performance.avg_ms", p.avg_ms),
+            ("performance.p95_ms", p.p95_ms),
+            ("performance.error_rate_pct", p.error_rate_pct),
+        ] {
+            t.validate().map_err(|e| self.invalid(key, e.to_string()))?;
+        }
+        for (key, name) in [
+            ("performance.requests_metric", &p.requests_metric),
+            ("performance.duration_metric", &p.duration_metric),
+        ] {
+            if !kyb_prom::is_metric_name(name) {
+                return Err(self.invalid(key, format!("`{name}` is not a metric name")));
+            }
+        }
+        for (key, name) in
+            [("performance.endpoint_label", &p.endpoint_label), ("performance.status_label", &p.status_label)]
+        {
+            if !kyb_prom::is_label_name(name) {
+                return Err(self.invalid(key, format!("`{name}` is not a label name")));
+            }
+        }
+        Ok(PerfConfig {
+            requests_metric: p.requests_metric,
+            duration_metric: p.duration_metric,
+            endpoint_label: p.endpoint_label,
+            status_label: p.status_label,
+            avg_ms: p.avg_ms,
+            p95_ms: p.p95_ms,
+            error_rate_pct: p.error_rate_pct,
+        })
+    }
+
+    fn ml(&self, m: FileMl, paths: &Paths) -> Result<MlConfig, ConfigError> {
+        for (key, name) in [
+            ("ml.accuracy_metric", &m.accuracy_metric),
+            ("ml.requests_metric", &m.requests_metric),
+            ("ml.latency_metric", &m.latency_metric),
+        ] {
+            if !kyb_prom::is_metric_name(name) {
+                return Err(self.invalid(key, format!("`{name}` is not a metric name")));
+            }
+        }
+        if !kyb_prom::is_label_name(&m.model_label) {
+            return Err(self.invalid("ml.model_label", format!("`{}` is not a label name", m.model_label)));
+        }
+        if !(m.max_drop_points.is_finite() && m.max_drop_points >= 0.0) {
+            return Err(self.invalid("ml.max_drop_points", "must be a number of points, 0 or more"));
+        }
+        if m.trend_days == 0 || m.trend_days > 3650 {
+            return Err(
+                self.invalid("ml.trend_days", format!("must be between 1 and 3650, got {}", m.trend_days))
+            );
+        }
+        let models = match m.models {
+            None => MlConfig::default().models,
+            Some(list) => {
+                let mut out: Vec<ModelThresholds> = Vec::new();
+                for f in list {
+                    let ok = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+                    if f.name.is_empty() || out.iter().any(|o| o.model == f.name) {
+                        return Err(self.invalid(
+                            "ml.models",
+                            format!("model names must be given once and not be empty: `{}`", f.name),
+                        ));
+                    }
+                    if !ok(f.warn_below) || !f.crit_below.is_none_or(ok) {
+                        return Err(self.invalid(
+                            "ml.models",
+                            format!("accuracy levels of `{}` must be between 0 and 1", f.name),
+                        ));
+                    }
+                    if f.crit_below.is_some_and(|c| c > f.warn_below) {
+                        return Err(self.invalid(
+                            "ml.models",
+                            format!("crit_below of `{}` must not be above warn_below", f.name),
+                        ));
+                    }
+                    out.push(ModelThresholds {
+                        model: f.name,
+                        warn_below: f.warn_below,
+                        crit_below: f.crit_below,
+                    });
+                }
+                out
+            }
+        };
+        Ok(MlConfig {
+            models,
+            accuracy_metric: m.accuracy_metric,
+            requests_metric: m.requests_metric,
+            latency_metric: m.latency_metric,
+            model_label: m.model_label,
+            history: Some(
+                m.history.map_or_else(
+                    || paths.maintenance_dir.join("ml-accuracy-history.jsonl"),
+                    |p| self.path(p),
+                ),
+            ),
+            max_drop_points: m.max_drop_points,
+            trend_days: m.trend_days,
+            dry_run: false,
+        })
+    }
+
+    fn monitoring(&self, m: FileMonitoring) -> Result<Option<MonitoringConfig>, ConfigError> {
+        self.timeout("monitoring.timeout_ms", m.timeout_ms)?;
+        let mut targets = Vec::new();
+        for (key, url, component, unit) in [
+            ("monitoring.prometheus_url", m.prometheus_url, Component::Prometheus, m.prometheus_unit),
+            ("monitoring.grafana_url", m.grafana_url, Component::Grafana, m.grafana_unit),
+            ("monitoring.alertmanager_url", m.alertmanager_url, Component::Alertmanager, m.alertmanager_unit),
+        ] {
+            let Some(url) = url else { continue };
+            let base = url.trim_end_matches('/').to_owned();
+            kyb_health::parse_url(&base).map_err(|e| self.invalid(key, kyb_core::error_chain(&e)))?;
+            let unit = (!unit.is_empty()).then_some(unit);
+            targets.push(MonitorTarget { component, base_url: base, unit });
+        }
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(MonitoringConfig {
+            targets,
+            timeout_ms: m.timeout_ms,
+            max_redirects: 3,
+            restart: m.restart,
+            systemctl: m.systemctl,
+            window_open: false,
+            dry_run: false,
+        }))
     }
 
     fn dbmaint(&self, d: FileDbMaint, pg: &PostgresConfig, paths: &Paths) -> Result<DbMaint, ConfigError> {

@@ -3,6 +3,7 @@
 use crate::backup::{self, not_configured};
 use crate::config::Config;
 use crate::dbmaint::{self, OpOptions, Operation};
+use crate::observe;
 use crate::report::{FlowReport, render_text};
 use crate::runlog::RunLog;
 use kyb_core::fs::{LockError, RunLock, atomic_write, unused_path};
@@ -48,6 +49,9 @@ impl Flow {
                 Task::TempCleanup,
             ],
             Flow::Weekly => &[
+                Task::Performance,
+                Task::MlCheck,
+                Task::Monitoring,
                 Task::DbAnalyze,
                 Task::DbReport(Report::UnusedIndexes),
                 Task::DbReport(Report::DuplicateIndexes),
@@ -107,6 +111,12 @@ pub enum Task {
     DbReport(Report),
     /// Record the database size; growth and disk-full forecast.
     DbCapacity,
+    /// Response times, percentiles, volume and 5xx rate from `/metrics`.
+    Performance,
+    /// Model accuracy, trend, usage and latency from `/metrics`.
+    MlCheck,
+    /// Prometheus, Grafana and Alertmanager.
+    Monitoring,
 }
 
 impl Task {
@@ -128,6 +138,9 @@ impl Task {
             Task::DbVacuum => "db-vacuum",
             Task::DbReport(r) => dbmaint::report_task_name(r),
             Task::DbCapacity => "db-capacity",
+            Task::Performance => "performance",
+            Task::MlCheck => "ml-models",
+            Task::Monitoring => "monitoring",
         }
     }
 
@@ -385,6 +398,9 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
         }
         Task::DbReport(which) => dbmaint::report(cfg.dbmaint.as_ref(), which).await,
         Task::DbCapacity => dbmaint::capacity(name, cfg.dbmaint.as_ref(), now, opts.dry_run).await,
+        Task::Performance => observe::performance(name, cfg, now).await,
+        Task::MlCheck => observe::mlcheck(name, cfg, now, opts.dry_run).await,
+        Task::Monitoring => observe::monitoring(name, cfg, now, opts.dry_run, opts.emergency).await,
         Task::LogRotation => {
             if cfg.logs.is_empty() {
                 return not_configured(name, "logs", "no [[logs]] configured", clock);

@@ -21,6 +21,7 @@ pub mod backup;
 pub mod config;
 pub mod dbmaint;
 mod flow;
+pub mod observe;
 mod report;
 mod runlog;
 pub mod textfile;

@@ -1,0 +1,101 @@
+//! The weekly look at what the platform reports about itself, as task reports: the performance
+//! analysis, the model checks and the monitoring stack. Shared by the flows and `kyb-mlcheck`.
+
+use crate::backup::not_configured;
+use crate::config::Config;
+use kyb_core::{Check, Status, TaskReport, error_chain};
+use kyb_health::{ScrapeConfig, Scraped, SnapshotConfig};
+use std::time::Instant;
+use time::OffsetDateTime;
+
+fn scrape_config(s: &SnapshotConfig) -> ScrapeConfig {
+    ScrapeConfig {
+        url: s.metrics_url.clone(),
+        timeout_ms: s.timeout_ms,
+        max_body_bytes: s.max_body_bytes,
+        max_redirects: s.max_redirects,
+    }
+}
+
+/// The scrape, or the task report of a scrape that failed (Crit, with the reason).
+async fn scrape(name: &str, s: &SnapshotConfig, clock: Instant) -> Result<Scraped, TaskReport> {
+    kyb_health::scrape(&scrape_config(s)).await.map_err(|e| {
+        let check = Check::new("metrics", Status::Crit, error_chain(&e));
+        TaskReport::from_checks(name, vec![check], clock.elapsed())
+    })
+}
+
+/// Response times, percentiles, volume and 5xx rate; over the week when the daily flow saved a
+/// snapshot about a week ago.
+pub async fn performance(name: &str, cfg: &Config, now: OffsetDateTime) -> TaskReport {
+    let clock = Instant::now();
+    let Some(snap) = &cfg.snapshot else {
+        return not_configured(name, "metrics", "no [app] configured", clock);
+    };
+    let scraped = match scrape(name, snap, clock).await {
+        Ok(s) => s,
+        Err(t) => return t,
+    };
+    let previous = kyb_health::previous_snapshot(&snap.reports_dir, now).and_then(|(path, at)| {
+        let text = std::fs::read(&path).ok()?;
+        Some((kyb_prom::parse(&String::from_utf8_lossy(&text)), at, path))
+    });
+    let r = kyb_health::analyze(
+        &cfg.performance,
+        &scraped.exposition,
+        previous.as_ref().map(|(e, at, _)| (e, *at)),
+    );
+    let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
+    t.notes.push(match &previous {
+        Some((_, _, path)) => format!("counts are the change since {}", path.display()),
+        None => "no snapshot from about a week ago: counts run since the app started".to_owned(),
+    });
+    t
+}
+
+/// Accuracy per model against its thresholds, its trend, usage and latency.
+pub async fn mlcheck(name: &str, cfg: &Config, now: OffsetDateTime, dry_run: bool) -> TaskReport {
+    let clock = Instant::now();
+    let Some(snap) = &cfg.snapshot else {
+        return not_configured(name, "metrics", "no [app] configured", clock);
+    };
+    let scraped = match scrape(name, snap, clock).await {
+        Ok(s) => s,
+        Err(t) => return t,
+    };
+    let ml = kyb_mlcheck::MlConfig { dry_run, ..cfg.ml.clone() };
+    let r = kyb_mlcheck::check(&ml, &scraped.exposition, now);
+    let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
+    if dry_run {
+        if let Some(h) = &ml.history {
+            t.actions.push(format!("would append this run's accuracies to {}", h.display()));
+        }
+    } else {
+        t.artifacts.extend(r.history_written);
+    }
+    t
+}
+
+/// Prometheus, Grafana and Alertmanager; a component that is down is started when `[monitoring]
+/// restart` is on and a maintenance window is open (or `emergency`).
+pub async fn monitoring(
+    name: &str,
+    cfg: &Config,
+    now: OffsetDateTime,
+    dry_run: bool,
+    emergency: bool,
+) -> TaskReport {
+    let clock = Instant::now();
+    let Some(m) = &cfg.monitoring else {
+        return not_configured(name, "monitoring", "no [monitoring] URLs configured", clock);
+    };
+    let mc = kyb_health::MonitoringConfig {
+        dry_run,
+        window_open: emergency || cfg.window.is_open(now),
+        ..m.clone()
+    };
+    let r = kyb_health::check_monitoring(&mc).await;
+    let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
+    t.actions = r.actions;
+    t
+}
