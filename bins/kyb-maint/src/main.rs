@@ -22,7 +22,8 @@ struct Cli {
     /// Show what would be done; write, delete and restart nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Run heavy database work (VACUUM) even outside the maintenance windows.
+    /// Run heavy work (VACUUM, restarts of the monitoring stack) even outside the maintenance
+    /// windows.
     #[arg(long)]
     emergency: bool,
     #[command(flatten)]
@@ -34,8 +35,9 @@ enum FlowArg {
     /// Health probes, system metrics, metrics snapshot, today's backup, log rotation, retention,
     /// temp cleanup.
     Daily,
-    /// ANALYZE; unused, duplicate and invalid indexes; table sizes, bloat, vacuum state, top
-    /// table activity; transaction-ID wraparound; sequences.
+    /// App performance (response times, p50/p95/p99 per endpoint, volume, 5xx rate); ML models;
+    /// Prometheus, Grafana, Alertmanager; ANALYZE; unused, duplicate and invalid indexes; table
+    /// sizes, bloat, vacuum state, top table activity; transaction-ID wraparound; sequences.
     Weekly,
     /// Database backup, config archive, restore drill, backup retention; slow queries, index
     /// recommendations, cache hit ratio; VACUUM (ANALYZE) inside a maintenance window; database

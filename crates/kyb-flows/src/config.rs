@@ -1591,6 +1591,21 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses() {
+        // It names a password file, an env var and a log owner that exist on the platform, not
+        // on a test machine: stand-ins for those, the rest as shipped.
+        let text = include_str!("../../../deploy/kyb-maint.example.toml")
+            .replace("password_file = \"/etc/kyb-maint/postgres.password\"", "password = \"x\"")
+            .replace("password_env = \"REDIS_PASSWORD\"", "password = \"y\"")
+            .replace("\"kyb\"\ngroup = \"kyb\"", "\"0\"\ngroup = \"0\"");
+        let cfg = parse_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.ml.models.len(), 2);
+        assert_eq!(cfg.monitoring.map(|m| m.targets.len()), Some(3));
+        assert!(cfg.dbmaint.is_some() && cfg.backup.is_some());
+        assert_eq!(cfg.window, Windows::default());
+    }
+
+    #[test]
     fn missing_file_is_a_read_error() {
         let err = load(Path::new("/nonexistent/kyb.toml")).unwrap_err().to_string();
         assert!(err.starts_with("/nonexistent/kyb.toml: cannot read config file"), "{err}");
