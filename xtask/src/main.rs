@@ -4,12 +4,13 @@
 //! - `sandbox up|down|status`: the private stack, the sandbox app and the sandbox config
 //! - `test [cargo test args…]`: bring the stack up, run the whole suite
 //! - `ci`: fmt --check, clippy -D warnings, test: green here is green in CI
-//! - `bench daily|logrotate|backup`: the daily flow, log rotation and retention, and backups,
-//!   against their peers
+//! - `bench daily|logrotate|backup|prom`: the daily flow, log rotation and retention, backups,
+//!   and the exposition parser, against their peers
 
 mod bench;
 mod bench_backup;
 mod bench_logrotate;
+mod bench_prom;
 mod sandbox;
 
 use anyhow::{Context, Result, bail};
@@ -30,6 +31,7 @@ commands:
   bench logrotate          rotate+gzip 1 GiB against logrotate; retention over 200k files against find
   bench backup             kyb-backup create against pg_dump | gzip + sha256sum, pg_dump -Fc and the
                            bare extraction, on a 700 MB database; verify hashing against sha256sum
+  bench prom               parse a 10 MB exposition (100k+ series) against openmetrics-parser
 ";
 
 fn main() -> ExitCode {
@@ -65,7 +67,8 @@ fn run(args: &[String]) -> Result<ExitCode> {
             Some("daily") => bench::daily(),
             Some("logrotate") => bench_logrotate::run(),
             Some("backup") => bench_backup::run(),
-            _ => bail!("usage: cargo xtask bench daily|logrotate|backup"),
+            Some("prom") => bench_prom::run(),
+            _ => bail!("usage: cargo xtask bench daily|logrotate|backup|prom"),
         },
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
