@@ -116,3 +116,26 @@ fn an_unwritable_history_is_crit_and_a_torn_line_is_skipped() {
     let r = check(&cfg, &scrape, OffsetDateTime::now_utc());
     assert_eq!(status(&r, "history").0, Status::Crit);
 }
+
+#[test]
+fn latency_is_reported_when_the_app_exports_it() {
+    let scrape = kyb_prom::parse(
+        "kyb_ml_model_accuracy{model=\"bert\"} 0.9\n\
+         kyb_ml_model_requests_total{model=\"bert\"} 100\n\
+         kyb_ml_model_latency_seconds_bucket{model=\"bert\",le=\"0.05\"} 50\n\
+         kyb_ml_model_latency_seconds_bucket{model=\"bert\",le=\"0.2\"} 90\n\
+         kyb_ml_model_latency_seconds_bucket{model=\"bert\",le=\"1\"} 100\n\
+         kyb_ml_model_latency_seconds_bucket{model=\"bert\",le=\"+Inf\"} 100\n",
+    );
+    let cfg = MlConfig {
+        models: vec![ModelThresholds { model: "bert".into(), warn_below: 0.85, crit_below: None }],
+        ..MlConfig::default()
+    };
+    let r = check(&cfg, &scrape, OffsetDateTime::now_utc());
+    let (s, summary) = status(&r, "latency bert");
+    assert_eq!(s, Status::Ok);
+    // p50 at the 0.05 bound; p95 halfway through the 0.2-1 bucket.
+    assert_eq!(summary, "p50 50 ms, p95 600 ms");
+    assert!((r.models[0].latency_p95_s.unwrap() - 0.6).abs() < 1e-9);
+    assert_eq!(status(&r, "usage bert").1, "100 requests, 100.0% of all models'");
+}
