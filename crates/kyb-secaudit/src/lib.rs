@@ -1,0 +1,28 @@
+//! Security audit of the platform host: certificates (files and live endpoints), file
+//! permissions, security logs, OS security updates and dependency advisories.
+//!
+//! Every finding is a [`kyb_core::Check`] with a status; a source that could not be read is a
+//! finding too (Unknown or Crit), never a silent pass.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use kyb_secaudit::{CertConfig, check_certs};
+//! let cfg = CertConfig {
+//!     paths: vec!["/etc/ssl/kyb-platform".into()],
+//!     endpoints: vec![],
+//!     warn_days: 30.0,
+//!     crit_days: 7.0,
+//!     ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
+//!     timeout_ms: 5_000,
+//! };
+//! for check in check_certs(&cfg, time::OffsetDateTime::now_utc()).await.checks {
+//!     println!("{} {}: {}", check.status, check.name, check.summary);
+//! }
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod certs;
+
+pub use certs::{CertConfig, CertInfo, CertReport, Endpoint, check_certs};
