@@ -24,5 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod certs;
+mod perms;
 
 pub use certs::{CertConfig, CertInfo, CertReport, Endpoint, check_certs};
+pub use perms::{PermConfig, PermReport, audit_permissions};
