@@ -125,7 +125,7 @@ impl Walk<'_> {
             self.entry_findings(
                 &path.display().to_string(),
                 &st,
-                (k == FileType::RegularFile).then(|| (dir, name.as_os_str())),
+                (k == FileType::RegularFile).then_some((dir, name.as_os_str())),
             );
             if k == FileType::Directory {
                 if st.st_dev != dev || SKIP.iter().any(|s| path == Path::new(s)) {
