@@ -46,7 +46,7 @@ fn exactly_the_planted_findings() {
     chmod(&root.join("locked"), 0o000);
     let me = uid_of(&root);
     // The one file owned by someone else.
-    rustix::fs::chown(&root.join("wrong-owner.txt"), Some(rustix::fs::Uid::from_raw(me + 4242)), None).ok();
+    rustix::fs::chown(root.join("wrong-owner.txt"), Some(rustix::fs::Uid::from_raw(me + 4242)), None).ok();
     let chowned = uid_of(&root.join("wrong-owner.txt")) != me;
 
     let cfg =
