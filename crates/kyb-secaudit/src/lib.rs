@@ -24,7 +24,9 @@
 #![forbid(unsafe_code)]
 
 mod certs;
+mod logs;
 mod perms;
 
 pub use certs::{CertConfig, CertInfo, CertReport, Endpoint, check_certs};
+pub use logs::{Burst, LogScanConfig, LogScanReport, scan_logs};
 pub use perms::{PermConfig, PermReport, audit_permissions};
