@@ -23,10 +23,14 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod advisories;
 mod certs;
 mod logs;
 mod perms;
+mod updates;
 
+pub use advisories::{AdvisoryConfig, AdvisoryReport, Finding, scan_advisories};
 pub use certs::{CertConfig, CertInfo, CertReport, Endpoint, check_certs};
 pub use logs::{Burst, LogScanConfig, LogScanReport, scan_logs};
 pub use perms::{PermConfig, PermReport, audit_permissions};
+pub use updates::{PendingUpdate, UpdatesConfig, UpdatesReport, check_updates};

@@ -1,0 +1,241 @@
+//! Dependency advisories: the crates of a `Cargo.lock` against a RustSec advisory database
+//! checked out in a local directory (`crates/<name>/RUSTSEC-*.md`, TOML front matter).
+
+use kyb_core::{Check, Status};
+use semver::{Version, VersionReq};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What to scan against what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvisoryConfig {
+    /// The platform's `Cargo.lock`.
+    pub lockfile: PathBuf,
+    /// A checkout of the RustSec advisory database.
+    pub database: PathBuf,
+    /// A database not updated in this many days is stale: its silence proves little.
+    pub max_age_days: u64,
+}
+
+/// One advisory that applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// `RUSTSEC-YYYY-NNNN`.
+    pub id: String,
+    /// The crate.
+    pub package: String,
+    /// The locked version it applies to.
+    pub version: String,
+    /// The advisory's title.
+    pub title: String,
+    /// Version requirements that are patched.
+    pub patched: Vec<String>,
+    /// `informational` (unmaintained, unsound...) when the advisory says so; None: a
+    /// vulnerability.
+    pub informational: Option<String>,
+}
+
+/// What the scan found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdvisoryReport {
+    /// Advisories that apply to a locked version.
+    pub findings: Vec<Finding>,
+    /// Packages scanned.
+    pub packages: usize,
+    /// Advisories read.
+    pub advisories: usize,
+    /// One per finding, `database`, and `advisories` (the summary, or Unknown when the scan
+    /// could not run).
+    pub checks: Vec<Check>,
+}
+
+#[derive(Deserialize)]
+struct Lock {
+    #[serde(default)]
+    package: Vec<LockedPackage>,
+}
+
+#[derive(Deserialize)]
+struct LockedPackage {
+    name: String,
+    version: String,
+    source: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AdvisoryFile {
+    advisory: AdvisoryMeta,
+    #[serde(default)]
+    versions: Versions,
+}
+
+#[derive(Deserialize)]
+struct AdvisoryMeta {
+    id: String,
+    package: String,
+    #[serde(default)]
+    informational: Option<String>,
+    #[serde(default)]
+    withdrawn: Option<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct Versions {
+    #[serde(default)]
+    patched: Vec<String>,
+    #[serde(default)]
+    unaffected: Vec<String>,
+}
+
+/// Scans the lockfile's crates.io packages against the database.
+pub fn scan_advisories(cfg: &AdvisoryConfig) -> AdvisoryReport {
+    let mut report = AdvisoryReport { findings: Vec::new(), packages: 0, advisories: 0, checks: Vec::new() };
+    let unknown = |why: String| Check::new("advisories", Status::Unknown, format!("not scanned: {why}"));
+    let crates_dir = cfg.database.join("crates");
+    if !crates_dir.is_dir() {
+        report.checks.push(unknown(format!(
+            "no advisory database at {} (expected a crates/ directory)",
+            cfg.database.display()
+        )));
+        return report;
+    }
+    let lock = match std::fs::read_to_string(&cfg.lockfile)
+        .map_err(|e| e.to_string())
+        .and_then(|t| toml::from_str::<Lock>(&t).map_err(|e| e.message().to_owned()))
+    {
+        Ok(l) => l,
+        Err(why) => {
+            report.checks.push(unknown(format!("cannot read {}: {why}", cfg.lockfile.display())));
+            return report;
+        }
+    };
+    let locked: Vec<&LockedPackage> = lock
+        .package
+        .iter()
+        .filter(|p| p.source.as_deref().is_some_and(|s| s.starts_with("registry+")))
+        .collect();
+    report.packages = locked.len();
+    let mut by_name: BTreeMap<&str, Vec<&LockedPackage>> = BTreeMap::new();
+    for p in &locked {
+        by_name.entry(p.name.as_str()).or_default().push(p);
+    }
+    let mut unreadable = Vec::new();
+    for (name, packages) in &by_name {
+        let Ok(entries) = std::fs::read_dir(crates_dir.join(name)) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "md" && x != "toml") {
+                continue;
+            }
+            let parsed =
+                std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| parse_advisory(&t));
+            let (adv, title) = match parsed {
+                Ok(a) => a,
+                Err(why) => {
+                    unreadable.push(format!("{}: {why}", path.display()));
+                    continue;
+                }
+            };
+            report.advisories += 1;
+            if adv.advisory.withdrawn.is_some() || adv.advisory.package != *name {
+                continue;
+            }
+            for p in packages {
+                let Ok(version) = Version::parse(&p.version) else { continue };
+                let matches = |reqs: &[String]| {
+                    reqs.iter().any(|r| VersionReq::parse(r).is_ok_and(|req| req.matches(&version)))
+                };
+                if matches(&adv.versions.patched) || matches(&adv.versions.unaffected) {
+                    continue;
+                }
+                report.findings.push(Finding {
+                    id: adv.advisory.id.clone(),
+                    package: p.name.clone(),
+                    version: p.version.clone(),
+                    title: title.clone(),
+                    patched: adv.versions.patched.clone(),
+                    informational: adv.advisory.informational.clone(),
+                });
+            }
+        }
+    }
+    report.findings.sort_by(|a, b| (&a.package, &a.id).cmp(&(&b.package, &b.id)));
+    for f in &report.findings {
+        let fix = if f.patched.is_empty() {
+            "no fixed version".to_owned()
+        } else {
+            format!("fixed in {}", f.patched.join(" or "))
+        };
+        let (status, kind) = match &f.informational {
+            Some(kind) => (Status::Warn, format!(" ({kind})")),
+            None => (Status::Crit, String::new()),
+        };
+        report.checks.push(Check::new(
+            format!("{} {}", f.package, f.version),
+            status,
+            format!("{}{kind}: {}; {fix}", f.id, f.title),
+        ));
+    }
+    report.checks.push(database_age(cfg));
+    if !unreadable.is_empty() {
+        report.checks.push(Check::new(
+            "database",
+            Status::Warn,
+            format!("{} advisories could not be read: {}", unreadable.len(), unreadable.join("; ")),
+        ));
+    }
+    let vulnerable = report.findings.iter().filter(|f| f.informational.is_none()).count();
+    report.checks.push(Check::new(
+        "advisories",
+        if vulnerable > 0 { Status::Crit } else { Status::Ok },
+        format!(
+            "{} packages against {} advisories: {vulnerable} vulnerable, {} informational",
+            report.packages,
+            report.advisories,
+            report.findings.len() - vulnerable
+        ),
+    ));
+    report
+}
+
+/// The TOML front matter (a ```toml fence, or a whole `.toml` file) and the first `# ` heading.
+fn parse_advisory(text: &str) -> Result<(AdvisoryFile, String), String> {
+    let (front, body) = match text.split_once("```toml") {
+        Some((_, rest)) => rest.split_once("```").ok_or("unterminated ```toml block")?,
+        None => (text, ""),
+    };
+    let adv: AdvisoryFile = toml::from_str(front).map_err(|e| e.message().to_owned())?;
+    let title = body.lines().find_map(|l| l.strip_prefix("# ")).unwrap_or("(no title)").trim().to_owned();
+    Ok((adv, title))
+}
+
+/// The database's age: the newest of its git `FETCH_HEAD`/`HEAD` and its advisory files.
+fn database_age(cfg: &AdvisoryConfig) -> Check {
+    let mut newest = None;
+    let mut consider = |p: &Path| {
+        if let Ok(t) = std::fs::metadata(p).and_then(|m| m.modified()) {
+            newest = Some(newest.map_or(t, |n: std::time::SystemTime| n.max(t)));
+        }
+    };
+    consider(&cfg.database.join(".git/FETCH_HEAD"));
+    consider(&cfg.database.join(".git/HEAD"));
+    for dir in std::fs::read_dir(cfg.database.join("crates")).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            consider(&f.path());
+        }
+    }
+    let days = newest.and_then(|t| t.elapsed().ok()).map_or(f64::INFINITY, |d| d.as_secs_f64() / 86_400.0);
+    if days > cfg.max_age_days as f64 {
+        Check::new(
+            "database",
+            Status::Warn,
+            format!(
+                "last updated {days:.0} days ago (more than {}): advisories since then are missed; update the checkout",
+                cfg.max_age_days
+            ),
+        )
+    } else {
+        Check::new("database", Status::Ok, format!("updated {days:.1} days ago"))
+    }
+}

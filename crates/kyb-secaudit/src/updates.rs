@@ -1,0 +1,227 @@
+//! OS security updates on Debian and its derivatives: what an upgrade would install from a
+//! security archive, read from `apt-get`'s simulation. Nothing is installed unless the caller asks,
+//! inside a maintenance window.
+
+use kyb_core::{Check, Metric, Status, Unit};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to ask, and whether to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdatesConfig {
+    /// The `apt-get` to run.
+    pub apt_get: PathBuf,
+    /// `/etc/os-release`, to tell a Debian-family system.
+    pub os_release: PathBuf,
+    /// `/var/lib/apt/lists`, whose age says how fresh the simulation is.
+    pub lists_dir: PathBuf,
+    /// Package lists older than this many days make the result a Warn: run `apt-get update`.
+    pub lists_max_age_days: u64,
+    /// Install the pending security updates (`apt-get install --only-upgrade`).
+    pub apply: bool,
+    /// A maintenance window is open now (the caller decides).
+    pub window_open: bool,
+    /// Show the install command; run nothing but the simulation.
+    pub dry_run: bool,
+    /// Deadline of the simulation (and of an install).
+    pub timeout_ms: u64,
+}
+
+/// One pending update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpdate {
+    /// The package.
+    pub package: String,
+    /// Installed version; None when the upgrade pulls in a new package.
+    pub installed: Option<String>,
+    /// The version the upgrade would install.
+    pub candidate: String,
+    /// It comes from a security archive.
+    pub security: bool,
+}
+
+/// What is pending and what was done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdatesReport {
+    /// Every package the upgrade would install or change.
+    pub pending: Vec<PendingUpdate>,
+    /// `security updates`, `package lists`, and `install` when one ran.
+    pub checks: Vec<Check>,
+    /// The install command, run or (in a dry run) planned.
+    pub actions: Vec<String>,
+}
+
+/// Simulates an upgrade and reports the security updates it would install.
+pub async fn check_updates(cfg: &UpdatesConfig) -> UpdatesReport {
+    let mut report = UpdatesReport { pending: Vec::new(), checks: Vec::new(), actions: Vec::new() };
+    let unknown = |why: String| Check::new("security updates", Status::Unknown, why);
+    match debian_like(&cfg.os_release) {
+        Ok(true) => {}
+        Ok(false) => {
+            report
+                .checks
+                .push(unknown("not a Debian-family system: security updates are read from apt only".into()));
+            return report;
+        }
+        Err(why) => {
+            report.checks.push(unknown(why));
+            return report;
+        }
+    }
+    let sim = run(cfg, &["-s", "-o", "Debug::NoLocking=1", "upgrade"]).await;
+    let out = match sim {
+        Ok(out) => out,
+        Err(why) => {
+            report.checks.push(unknown(format!("the upgrade simulation failed, so nothing is known: {why}")));
+            return report;
+        }
+    };
+    report.pending = parse_simulation(&out);
+    let security: Vec<&PendingUpdate> = report.pending.iter().filter(|p| p.security).collect();
+    let listed: Vec<String> = security
+        .iter()
+        .map(|p| format!("{} {} -> {}", p.package, p.installed.as_deref().unwrap_or("(new)"), p.candidate))
+        .collect();
+    let status = if security.is_empty() { Status::Ok } else { Status::Warn };
+    let summary = if security.is_empty() {
+        format!("none pending ({} other updates)", report.pending.len())
+    } else {
+        format!("{} pending: {}", security.len(), listed.join(", "))
+    };
+    report.checks.push(
+        Check::new("security updates", status, summary)
+            .with_metric(Metric::new("security_updates", security.len() as f64, Unit::None))
+            .with_metric(Metric::new("updates", report.pending.len() as f64, Unit::None)),
+    );
+    report.checks.push(lists_age(cfg));
+    if cfg.apply && !security.is_empty() {
+        let packages: Vec<String> = security.iter().map(|p| p.package.clone()).collect();
+        let mut args = vec!["-y", "--only-upgrade", "install"];
+        args.extend(packages.iter().map(String::as_str));
+        let command = format!("{} {}", cfg.apt_get.display(), args.join(" "));
+        if cfg.dry_run {
+            report.actions.push(format!("would run {command}"));
+        } else if !cfg.window_open {
+            report.checks.push(Check::new(
+                "install",
+                Status::Warn,
+                format!("not installed: outside the maintenance window ({command})"),
+            ));
+        } else {
+            let done = run(cfg, &args).await;
+            report.actions.push(format!("ran {command}"));
+            report.checks.push(match done {
+                Ok(_) => Check::new(
+                    "install",
+                    Status::Ok,
+                    format!("installed {} security updates", packages.len()),
+                ),
+                Err(why) => Check::new("install", Status::Crit, format!("the install failed: {why}")),
+            });
+        }
+    }
+    report
+}
+
+async fn run(cfg: &UpdatesConfig, args: &[&str]) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new(&cfg.apt_get);
+    cmd.args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_millis(cfg.timeout_ms), cmd.output())
+        .await
+        .map_err(|_| format!("{} did not finish within {} ms", cfg.apt_get.display(), cfg.timeout_ms))?
+        .map_err(|e| format!("cannot run {}: {e}", cfg.apt_get.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("{} {}: {}", cfg.apt_get.display(), out.status, err.trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn debian_like(os_release: &Path) -> Result<bool, String> {
+    let text = std::fs::read_to_string(os_release)
+        .map_err(|e| format!("cannot read {}: {e}", os_release.display()))?;
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim_matches('"').to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    let (id, like) = (field("ID="), field("ID_LIKE="));
+    Ok(id == "debian" || id == "ubuntu" || like.split_whitespace().any(|w| w == "debian" || w == "ubuntu"))
+}
+
+/// `Inst pkg [old] (new origin, origin [arch])` lines of `apt-get -s`.
+pub(crate) fn parse_simulation(out: &str) -> Vec<PendingUpdate> {
+    out.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("Inst ")?;
+            let (package, rest) = rest.split_once(' ')?;
+            let (installed, rest) = match rest.strip_prefix('[') {
+                Some(r) => {
+                    let (old, r) = r.split_once(']')?;
+                    (Some(old.to_owned()), r.trim_start())
+                }
+                None => (None, rest),
+            };
+            let inner = rest.strip_prefix('(')?;
+            let inner = &inner[..inner.find(')')?];
+            let (candidate, origins) = inner.split_once(' ').unwrap_or((inner, ""));
+            let security = origins.split(',').any(|o| o.to_ascii_lowercase().contains("security"));
+            Some(PendingUpdate {
+                package: package.to_owned(),
+                installed,
+                candidate: candidate.to_owned(),
+                security,
+            })
+        })
+        .collect()
+}
+
+fn lists_age(cfg: &UpdatesConfig) -> Check {
+    let newest = std::fs::read_dir(&cfg.lists_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    let Some(newest) = newest else {
+        return Check::new(
+            "package lists",
+            Status::Warn,
+            format!("no package lists in {}: run apt-get update", cfg.lists_dir.display()),
+        );
+    };
+    let days = newest.elapsed().map_or(0.0, |d| d.as_secs_f64() / 86_400.0);
+    let status = if days > cfg.lists_max_age_days as f64 { Status::Warn } else { Status::Ok };
+    let advice =
+        if status == Status::Ok { "" } else { ": the result may miss newer updates; run apt-get update" };
+    Check::new("package lists", status, format!("updated {days:.1} days ago{advice}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulation_lines() {
+        let out = "Reading package lists...\n\
+                   Inst base-files [12.4+deb12u11] (12.4+deb12u15 Debian:12.15/oldstable [amd64])\n\
+                   Inst libgcrypt20 [1.10.1-3] (1.10.1-3+deb12u1 Debian:12.15/oldstable, Debian-Security:12/oldstable-security [amd64])\n\
+                   Inst liblzma-dev [5.4.1-1] (5.4.1-1+deb12u2 Debian-Security:12/oldstable-security [amd64]) []\n\
+                   Inst linux-image-6.1.0-99 (6.1.158-1 Debian-Security:12/stable-security [amd64])\n\
+                   Conf base-files (12.4+deb12u15 Debian:12.15/oldstable [amd64])\n";
+        let p = parse_simulation(out);
+        assert_eq!(p.len(), 4);
+        assert!(!p[0].security);
+        assert_eq!(
+            (p[1].package.as_str(), p[1].installed.as_deref(), p[1].candidate.as_str(), p[1].security),
+            ("libgcrypt20", Some("1.10.1-3"), "1.10.1-3+deb12u1", true)
+        );
+        assert!(p[2].security);
+        assert_eq!((p[3].installed.as_deref(), p[3].security), (None, true));
+    }
+}

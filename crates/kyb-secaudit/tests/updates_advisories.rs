@@ -1,0 +1,204 @@
+//! OS security updates from apt's simulation (a stand-in apt-get, and the machine's own), and
+//! dependency advisories from a small advisory database the test writes.
+
+use kyb_core::Status;
+use kyb_secaudit::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn updates_cfg(apt: &Path, dir: &Path) -> UpdatesConfig {
+    UpdatesConfig {
+        apt_get: apt.to_owned(),
+        os_release: dir.join("os-release"),
+        lists_dir: dir.join("lists"),
+        lists_max_age_days: 7,
+        apply: false,
+        window_open: false,
+        dry_run: false,
+        timeout_ms: 60_000,
+    }
+}
+
+/// A stand-in apt-get: prints a simulation, and records any other call.
+fn fake_apt(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("apt-get");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\n\
+             case \"$1\" in -s) ;; *) echo \"$@\" >> {}/installed; exit 0 ;; esac\n\
+             echo 'Reading package lists...'\n\
+             echo 'Inst bash [5.2.15-2+b8] (5.2.15-2+b13 Debian:12.15/oldstable [amd64])'\n\
+             echo 'Inst libssl3 [3.0.11-1~deb12u1] (3.0.17-1~deb12u3 Debian-Security:12/oldstable-security [amd64])'\n\
+             echo 'Inst openssh-server [1:9.2p1-2+deb12u3] (1:9.2p1-2+deb12u7 Debian:12.15/oldstable, Debian-Security:12/oldstable-security [amd64]) []'\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn security_updates_are_listed_and_applied_only_when_asked_in_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("os-release"), "PRETTY_NAME=\"Debian GNU/Linux 12\"\nID=debian\n").unwrap();
+    std::fs::create_dir(d.join("lists")).unwrap();
+    std::fs::write(d.join("lists/x_InRelease"), "").unwrap();
+    let apt = fake_apt(d);
+    let cfg = updates_cfg(&apt, d);
+    let r = check_updates(&cfg).await;
+    let sec = &r.checks[0];
+    assert_eq!(sec.status, Status::Warn);
+    assert_eq!(
+        sec.summary,
+        "2 pending: libssl3 3.0.11-1~deb12u1 -> 3.0.17-1~deb12u3, openssh-server 1:9.2p1-2+deb12u3 -> 1:9.2p1-2+deb12u7"
+    );
+    assert_eq!(r.pending.len(), 3);
+    assert_eq!(r.checks[1].status, Status::Ok, "fresh lists: {:?}", r.checks[1]);
+    assert!(!d.join("installed").exists(), "nothing applied without asking");
+
+    let r =
+        check_updates(&UpdatesConfig { apply: true, dry_run: true, window_open: true, ..cfg.clone() }).await;
+    assert_eq!(
+        r.actions,
+        [format!("would run {} -y --only-upgrade install libssl3 openssh-server", apt.display())]
+    );
+    assert!(!d.join("installed").exists());
+    let r = check_updates(&UpdatesConfig { apply: true, ..cfg.clone() }).await;
+    assert!(r.checks.iter().any(|c| c.name == "install" && c.summary.starts_with("not installed: outside")));
+    assert!(!d.join("installed").exists());
+    let r = check_updates(&UpdatesConfig { apply: true, window_open: true, ..cfg.clone() }).await;
+    assert_eq!(
+        std::fs::read_to_string(d.join("installed")).unwrap(),
+        "-y --only-upgrade install libssl3 openssh-server\n"
+    );
+    assert!(r.checks.iter().any(|c| c.name == "install" && c.status == Status::Ok));
+
+    // A simulation that fails is Unknown, never "no updates".
+    std::fs::write(&apt, "#!/bin/sh\necho 'E: Could not open lock file' >&2\nexit 100\n").unwrap();
+    let r = check_updates(&cfg).await;
+    assert_eq!(r.checks[0].status, Status::Unknown);
+    assert!(r.checks[0].summary.contains("Could not open lock file"), "{}", r.checks[0].summary);
+    // Another distribution: Unknown, saying so.
+    std::fs::write(d.join("os-release"), "ID=fedora\n").unwrap();
+    let r = check_updates(&cfg).await;
+    assert_eq!(r.checks[0].status, Status::Unknown);
+    assert!(r.checks[0].summary.contains("not a Debian-family system"));
+}
+
+#[tokio::test]
+async fn this_machines_apt_simulation_reads_without_changing_anything() {
+    if !Path::new("/usr/bin/apt-get").exists() {
+        panic!("this test needs Debian's apt-get, as CI's machine has");
+    }
+    let cfg = UpdatesConfig {
+        apt_get: "/usr/bin/apt-get".into(),
+        os_release: "/etc/os-release".into(),
+        lists_dir: "/var/lib/apt/lists".into(),
+        ..updates_cfg(Path::new("/usr/bin/apt-get"), Path::new("/"))
+    };
+    let r = check_updates(&cfg).await;
+    assert_ne!(r.checks[0].status, Status::Unknown, "{:#?}", r.checks);
+    let security = r.pending.iter().filter(|p| p.security).count();
+    assert!(r.checks[0].summary.starts_with(&if security == 0 {
+        "none pending".to_owned()
+    } else {
+        format!("{security} pending")
+    }));
+}
+
+fn advisory(db: &Path, krate: &str, id: &str, body: &str) {
+    std::fs::create_dir_all(db.join("crates").join(krate)).unwrap();
+    std::fs::write(db.join("crates").join(krate).join(format!("{id}.md")), body).unwrap();
+}
+
+#[test]
+fn a_known_vulnerable_version_is_found_and_a_missing_database_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("advisory-db");
+    advisory(
+        &db,
+        "smallvec",
+        "RUSTSEC-2021-0003",
+        "```toml\n[advisory]\nid = \"RUSTSEC-2021-0003\"\npackage = \"smallvec\"\ndate = \"2021-01-08\"\n\n\
+         [versions]\npatched = [\">= 1.6.1\"]\nunaffected = [\"< 1.0.0\"]\n```\n\n# Buffer overflow in SmallVec::insert_many\n",
+    );
+    advisory(
+        &db,
+        "time",
+        "RUSTSEC-2020-0071",
+        "```toml\n[advisory]\nid = \"RUSTSEC-2020-0071\"\npackage = \"time\"\ndate = \"2020-11-18\"\n\n\
+         [versions]\npatched = [\">= 0.2.23\"]\nunaffected = [\"=0.1.*\"]\n```\n\n# Potential segfault in the time crate\n",
+    );
+    advisory(
+        &db,
+        "ansi_term",
+        "RUSTSEC-2021-0139",
+        "```toml\n[advisory]\nid = \"RUSTSEC-2021-0139\"\npackage = \"ansi_term\"\ndate = \"2021-08-18\"\ninformational = \"unmaintained\"\n\n\
+         [versions]\npatched = []\n```\n\n# ansi_term is Unmaintained\n",
+    );
+    advisory(&db, "smallvec", "RUSTSEC-9999-0001", "```toml\nnot toml at all\n");
+    let lock = d.join("Cargo.lock");
+    std::fs::write(
+        &lock,
+        "version = 3\n\n\
+         [[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n\
+         [[package]]\nname = \"time\"\nversion = \"0.3.36\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n\
+         [[package]]\nname = \"time\"\nversion = \"0.1.45\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n\
+         [[package]]\nname = \"ansi_term\"\nversion = \"0.12.1\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n\
+         [[package]]\nname = \"platform\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let cfg = AdvisoryConfig { lockfile: lock.clone(), database: db.clone(), max_age_days: 7 };
+    let r = scan_advisories(&cfg);
+    let found: Vec<(&str, &str, &str)> =
+        r.findings.iter().map(|f| (f.id.as_str(), f.package.as_str(), f.version.as_str())).collect();
+    assert_eq!(
+        found,
+        [("RUSTSEC-2021-0139", "ansi_term", "0.12.1"), ("RUSTSEC-2021-0003", "smallvec", "1.6.0")]
+    );
+    let c = r.checks.iter().find(|c| c.name == "smallvec 1.6.0").unwrap();
+    assert_eq!(c.status, Status::Crit);
+    assert_eq!(c.summary, "RUSTSEC-2021-0003: Buffer overflow in SmallVec::insert_many; fixed in >= 1.6.1");
+    assert_eq!(r.checks.iter().find(|c| c.name == "ansi_term 0.12.1").unwrap().status, Status::Warn);
+    assert_eq!(r.packages, 4);
+    let summary = r.checks.iter().find(|c| c.name == "advisories").unwrap();
+    assert_eq!(summary.status, Status::Crit);
+    assert!(
+        r.checks.iter().any(|c| c.name == "database" && c.summary.contains("could not be read")),
+        "{:#?}",
+        r.checks
+    );
+
+    // The database is missing: the scan could not run, and says so.
+    let r = scan_advisories(&AdvisoryConfig { database: d.join("nowhere"), ..cfg.clone() });
+    assert_eq!(r.checks.len(), 1);
+    assert_eq!(r.checks[0].status, Status::Unknown);
+    assert!(r.checks[0].summary.contains("no advisory database"), "{}", r.checks[0].summary);
+    // A stale database is reported.
+    let old = rustix::fs::Timespec { tv_sec: 1_600_000_000, tv_nsec: 0 };
+    let times = rustix::fs::Timestamps { last_access: old, last_modification: old };
+    for f in [
+        "smallvec/RUSTSEC-2021-0003.md",
+        "smallvec/RUSTSEC-9999-0001.md",
+        "time/RUSTSEC-2020-0071.md",
+        "ansi_term/RUSTSEC-2021-0139.md",
+    ] {
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            db.join("crates").join(f),
+            &times,
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+    }
+    let r = scan_advisories(&cfg);
+    let age = r.checks.iter().find(|c| c.name == "database" && c.summary.contains("last updated")).unwrap();
+    assert_eq!(age.status, Status::Warn);
+    // A lockfile that cannot be read is Unknown too.
+    let r = scan_advisories(&AdvisoryConfig { lockfile: d.join("missing.lock"), ..cfg });
+    assert_eq!(r.checks[0].status, Status::Unknown);
+}
