@@ -26,6 +26,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "kyb-dbmaint-cli",
                 "--package",
                 "kyb-mlcheck-cli",
+                "--package",
+                "kyb-secaudit-cli",
             ])
             .args(["--package", "kyb-testkit", "--bins"])
             .status()

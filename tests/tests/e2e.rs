@@ -261,6 +261,7 @@ mod daily {
         assert_eq!(
             names,
             [
+                "advisories",
                 "db-analyze",
                 "db-bloat",
                 "db-duplicate-indexes",
@@ -273,6 +274,7 @@ mod daily {
                 "db-wraparound",
                 "ml-models",
                 "monitoring",
+                "os-updates",
                 "performance"
             ]
         );
@@ -1594,5 +1596,129 @@ mod app_metrics {
             "{}",
             text(&out.stderr)
         );
+    }
+}
+
+// The kyb-secaudit binary and the audits in the flows.
+mod secaudit_cli {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn secaudit(s: &Setup, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("kyb-secaudit"));
+        cmd.args(args).arg("--config").arg(&s.config);
+        cmd
+    }
+
+    /// A planted host: a world-writable file under the audit root, an auth log with a burst,
+    /// an expired certificate, a stand-in apt-get and an advisory database.
+    fn plant(s: &Setup) {
+        let d = s.dir.path();
+        let root = d.join("opt/app");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("world.txt"), "x").unwrap();
+        std::fs::set_permissions(root.join("world.txt"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let fmt = time::macros::format_description!(
+            "[month repr:short] [day padding:space] [hour]:[minute]:[second]"
+        );
+        let mut log = String::new();
+        for i in 0..6 {
+            let at =
+                (now - time::Duration::minutes(30) + time::Duration::seconds(20 * i)).format(&fmt).unwrap();
+            log.push_str(&format!(
+                "{at} web sshd[{i}]: Failed password for root from 203.0.113.9 port 22 ssh2\n"
+            ));
+        }
+        std::fs::write(d.join("auth.log"), log).unwrap();
+        std::fs::write(
+            d.join("apt-get"),
+            "#!/bin/sh\necho 'Inst libssl3 [3.0.11-1] (3.0.17-1 Debian-Security:12/oldstable-security [amd64])'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(d.join("apt-get"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(d.join("os-release"), "ID=debian\n").unwrap();
+        std::fs::create_dir_all(d.join("advisory-db/crates/smallvec")).unwrap();
+        std::fs::write(
+            d.join("advisory-db/crates/smallvec/RUSTSEC-2021-0003.md"),
+            "```toml\n[advisory]\nid = \"RUSTSEC-2021-0003\"\npackage = \"smallvec\"\n[versions]\npatched = [\">= 1.6.1\"]\n```\n# Buffer overflow\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("platform.lock"),
+            "[[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+        )
+        .unwrap();
+        let mut cfg = std::fs::read_to_string(&s.config).unwrap();
+        cfg.push_str(&format!(
+            "\n[security]\naudit_roots = [\"opt/app\"]\nauth_logs = [\"auth.log\"]\napt_get = \"{}\"\nos_release = \"{}\"\n\
+             cargo_lock = \"platform.lock\"\nadvisory_db = \"advisory-db\"\n",
+            d.join("apt-get").display(),
+            d.join("os-release").display()
+        ));
+        std::fs::write(&s.config, cfg).unwrap();
+    }
+
+    #[tokio::test]
+    async fn all_audits_with_nagios_exit_codes() {
+        let s = setup("clisec", Opts::default()).await;
+        plant(&s);
+        let out = run(secaudit(&s, &["perms", "--format", "nagios"])).await;
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).starts_with("CRITICAL - "), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).contains("world-writable file"), "{}", text(&out.stdout));
+
+        let out = run(secaudit(&s, &["logs", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(1), "a burst warns: {}", text(&out.stdout));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(check(task(&json, "security-logs"), "burst from 203.0.113.9")["status"], "warn");
+
+        let out = run(secaudit(&s, &["updates", "--apply", "--dry-run"])).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains("would run") && text(&out.stdout).contains("install libssl3"),
+            "{}",
+            text(&out.stdout)
+        );
+
+        let out = run(secaudit(&s, &["all", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(2));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(check(task(&json, "advisories"), "smallvec 1.6.0")["status"], "crit");
+        assert_eq!(task(&json, "certificates")["status"], "ok", "not configured");
+
+        // The monthly flow runs certificates, permissions and the log scan; the weekly one the
+        // updates and advisories.
+        let out = run(s.maint(&["monthly", "--format", "json"])).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(task(&json, "permissions")["status"], "crit");
+        assert_eq!(task(&json, "security-logs")["status"], "warn");
+        let out = run(s.maint(&["weekly", "--format", "json"])).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(task(&json, "os-updates")["status"], "warn");
+        assert_eq!(task(&json, "advisories")["status"], "crit");
+    }
+
+    #[tokio::test]
+    async fn a_bad_config_is_unknown_and_missing_sources_are_never_ok() {
+        let s = setup("clisecbad", Opts::default()).await;
+        let mut cfg = std::fs::read_to_string(&s.config).unwrap();
+        cfg.push_str("\n[security]\nendpoints = [\"no-port-here\"]\n");
+        std::fs::write(&s.config, &cfg).unwrap();
+        let out = run(secaudit(&s, &["certs"])).await;
+        assert_eq!(out.status.code(), Some(3));
+        assert!(text(&out.stderr).contains("security.endpoints"), "{}", text(&out.stderr));
+
+        let cfg = cfg.replace(
+            "endpoints = [\"no-port-here\"]",
+            "auth_logs = [\"/nonexistent/auth.log\"]\ncargo_lock = \"x.lock\"\nadvisory_db = \"nowhere\"",
+        );
+        std::fs::write(&s.config, &cfg).unwrap();
+        let out = run(secaudit(&s, &["logs", "--format", "nagios"])).await;
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).starts_with("UNKNOWN - "), "{}", text(&out.stdout));
+        let out = run(secaudit(&s, &["advisories", "--format", "nagios"])).await;
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).contains("no advisory database"), "{}", text(&out.stdout));
     }
 }

@@ -1,5 +1,8 @@
 //! `kyb-health`: one health check, Nagios plugin style.
 
+#[path = "../../common/nagios.rs"]
+mod nagios;
+
 use clap::{Parser, ValueEnum};
 use kyb_core::{Check, Status};
 use kyb_flows::config;
@@ -67,7 +70,7 @@ async fn main() -> ExitCode {
     };
     let status = Status::worst(checks.iter().map(|c| c.status));
     let out = match cli.format {
-        Format::Nagios => nagios(status, &checks),
+        Format::Nagios => nagios::nagios(status, &checks),
         Format::Json => {
             serde_json::to_string_pretty(&serde_json::json!({ "status": status, "checks": checks }))
                 .expect("checks serialize")
@@ -109,44 +112,4 @@ async fn run(which: CheckArg, cfg: &config::Config) -> Vec<Check> {
             checks
         }
     }
-}
-
-/// First line: the status and the checks that set it; then perfdata; then one line per check.
-fn nagios(status: Status, checks: &[Check]) -> String {
-    let headline: Vec<String> = if status == Status::Ok && checks.len() > 1 {
-        vec![format!("{} checks ok", checks.len())]
-    } else {
-        checks
-            .iter()
-            .filter(|c| c.status == status)
-            .map(|c| format!("{}: {}", c.name, c.summary.replace('|', "/")))
-            .collect()
-    };
-    let perf: Vec<String> = checks
-        .iter()
-        .flat_map(|c| {
-            c.metrics.iter().map(move |m| {
-                let mut m = m.clone();
-                // Labels must be unique across checks: prefix the check's name unless the
-                // label already starts with it (`disk_/`, `load5_per_cpu`).
-                let prefix = c.name.replace(' ', "_");
-                if checks.len() > 1 && !m.label.starts_with(&prefix) {
-                    m.label = format!("{prefix}_{}", m.label);
-                }
-                m.perfdata()
-            })
-        })
-        .collect();
-    let mut out = format!("{} - {}", status.nagios_label(), headline.join("; "));
-    if !perf.is_empty() {
-        out.push_str(" | ");
-        out.push_str(&perf.join(" "));
-    }
-    out.push('\n');
-    if checks.len() > 1 {
-        for c in checks {
-            out.push_str(&format!("{} {}: {}\n", c.status, c.name, c.summary.replace('|', "/")));
-        }
-    }
-    out
 }

@@ -17,6 +17,7 @@ use kyb_health::{
 };
 use kyb_logrotate::{Interval, LogPolicy, Reopen, ReopenSignal, TempConfig};
 use kyb_mlcheck::{MlConfig, ModelThresholds};
+use kyb_secaudit::{AdvisoryConfig, CertConfig, Endpoint, LogScanConfig, PermConfig, UpdatesConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -95,6 +96,73 @@ struct FileConfig {
     ml: FileMl,
     #[serde(default)]
     monitoring: FileMonitoring,
+    #[serde(default)]
+    security: FileSecurity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileSecurity {
+    cert_paths: Vec<PathBuf>,
+    endpoints: Vec<String>,
+    cert_days: Thresholds,
+    ca_bundle: PathBuf,
+    timeout_ms: u64,
+    audit_roots: Vec<PathBuf>,
+    service_user: Option<String>,
+    service_group: Option<String>,
+    audit_time_limit_ms: u64,
+    auth_logs: Vec<PathBuf>,
+    journalctl: Option<PathBuf>,
+    log_window_hours: u64,
+    burst_count: usize,
+    burst_seconds: i64,
+    suspicious_patterns: Vec<String>,
+    apt_get: PathBuf,
+    os_release: PathBuf,
+    apt_lists: PathBuf,
+    apt_lists_max_age_days: u64,
+    apply_updates: bool,
+    apt_timeout_ms: u64,
+    cargo_lock: Option<PathBuf>,
+    advisory_db: Option<PathBuf>,
+    advisory_max_age_days: u64,
+}
+
+impl Default for FileSecurity {
+    fn default() -> Self {
+        FileSecurity {
+            cert_paths: Vec::new(),
+            endpoints: Vec::new(),
+            // check_ssl_cert's defaults: warn 30 days ahead, crit 7; lower is worse.
+            cert_days: Thresholds::new(30.0, 7.0),
+            ca_bundle: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            timeout_ms: 10_000,
+            audit_roots: Vec::new(),
+            service_user: None,
+            service_group: None,
+            audit_time_limit_ms: 300_000,
+            auth_logs: Vec::new(),
+            journalctl: None,
+            log_window_hours: 24,
+            // fail2ban's sshd defaults: 5 failures within 10 minutes.
+            burst_count: 5,
+            burst_seconds: 600,
+            suspicious_patterns: vec![
+                "POSSIBLE BREAK-IN ATTEMPT".into(),
+                "Did not receive identification string".into(),
+            ],
+            apt_get: PathBuf::from("apt-get"),
+            os_release: PathBuf::from("/etc/os-release"),
+            apt_lists: PathBuf::from("/var/lib/apt/lists"),
+            apt_lists_max_age_days: 7,
+            apply_updates: false,
+            apt_timeout_ms: 600_000,
+            cargo_lock: None,
+            advisory_db: None,
+            advisory_max_age_days: 7,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -662,6 +730,23 @@ pub struct Config {
     /// The monitoring stack, when any of its URLs is set (`window_open` and `dry_run` set per
     /// run).
     pub monitoring: Option<MonitoringConfig>,
+    /// The security audit.
+    pub security: Security,
+}
+
+/// `[security]` resolved: one config per audit (`window_open`, `dry_run` set per run).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Security {
+    /// Certificates; None without paths or endpoints.
+    pub certs: Option<CertConfig>,
+    /// The permission audit; None without roots.
+    pub perms: Option<PermConfig>,
+    /// The log scan; None without `auth_logs` or `journalctl`.
+    pub logs: Option<LogScanConfig>,
+    /// OS security updates.
+    pub updates: UpdatesConfig,
+    /// Dependency advisories; None without `cargo_lock`.
+    pub advisories: Option<AdvisoryConfig>,
 }
 
 /// `[dbmaint]` resolved against `[postgres]` and `[paths]`.
@@ -731,6 +816,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     Resolver { text, path }.resolve(file)
 }
 
+/// `host:port` or `host:port=sni`; an IPv6 host in brackets.
+fn parse_endpoint(text: &str) -> Option<Endpoint> {
+    let (addr, sni) = match text.split_once('=') {
+        Some((a, s)) if !s.is_empty() => (a, Some(s.to_owned())),
+        Some(_) => return None,
+        None => (text, None),
+    };
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    Some(Endpoint { host: host.to_owned(), port: port.parse().ok()?, server_name: sni })
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -796,6 +896,7 @@ impl Resolver<'_> {
         let performance = self.performance(file.performance)?;
         let ml = self.ml(file.ml, &paths)?;
         let monitoring = self.monitoring(file.monitoring)?;
+        let security = self.security(file.security)?;
         Ok(Config {
             source: self.path.to_owned(),
             paths,
@@ -816,6 +917,105 @@ impl Resolver<'_> {
             performance,
             ml,
             monitoring,
+            security,
+        })
+    }
+
+    fn security(&self, f: FileSecurity) -> Result<Security, ConfigError> {
+        let t = f.cert_days;
+        Thresholds::new(t.crit, t.warn).validate().map_err(|_| {
+            self.invalid(
+                "security.cert_days",
+                format!("warn ({}) must not be below crit ({}): fewer days left is worse", t.warn, t.crit),
+            )
+        })?;
+        if t.crit < 0.0 {
+            return Err(self.invalid("security.cert_days", "must not be negative"));
+        }
+        for (key, ms) in [
+            ("security.timeout_ms", f.timeout_ms),
+            ("security.audit_time_limit_ms", f.audit_time_limit_ms),
+            ("security.apt_timeout_ms", f.apt_timeout_ms),
+        ] {
+            self.timeout(key, ms)?;
+        }
+        let endpoints = f
+            .endpoints
+            .iter()
+            .map(|e| {
+                parse_endpoint(e).ok_or_else(|| {
+                    self.invalid("security.endpoints", format!("`{e}` is not `host:port` or `host:port=sni`"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let certs = (!f.cert_paths.is_empty() || !endpoints.is_empty()).then(|| CertConfig {
+            paths: f.cert_paths.iter().map(|p| self.path(p.clone())).collect(),
+            endpoints,
+            warn_days: t.warn,
+            crit_days: t.crit,
+            ca_bundle: self.path(f.ca_bundle.clone()),
+            timeout_ms: f.timeout_ms,
+        });
+        let id = |key: &str,
+                  name: &Option<String>,
+                  lookup: fn(&str) -> Result<u32, kyb_core::users::LookupError>| {
+            name.as_deref().map(|n| lookup(n).map_err(|e| self.invalid(key, e.to_string()))).transpose()
+        };
+        let perms = (!f.audit_roots.is_empty())
+            .then(|| -> Result<PermConfig, ConfigError> {
+                Ok(PermConfig {
+                    roots: f.audit_roots.iter().map(|p| self.path(p.clone())).collect(),
+                    owner_uid: id("security.service_user", &f.service_user, kyb_core::users::uid)?,
+                    group_gid: id("security.service_group", &f.service_group, kyb_core::users::gid)?,
+                    time_limit_ms: f.audit_time_limit_ms,
+                })
+            })
+            .transpose()?;
+        if f.log_window_hours == 0 || f.log_window_hours > 24 * 366 {
+            return Err(self.invalid("security.log_window_hours", "must be between 1 and 8784"));
+        }
+        if f.burst_count == 0 || f.burst_seconds <= 0 {
+            return Err(
+                self.invalid("security.burst_count", "burst_count and burst_seconds must be at least 1")
+            );
+        }
+        let advisories = match (f.cargo_lock, f.advisory_db) {
+            (Some(lock), Some(db)) => Some(AdvisoryConfig {
+                lockfile: self.path(lock),
+                database: self.path(db),
+                max_age_days: f.advisory_max_age_days,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(self.invalid(
+                    "security.cargo_lock",
+                    "cargo_lock and advisory_db go together: set both or neither",
+                ));
+            }
+        };
+        Ok(Security {
+            certs,
+            perms,
+            logs: (!f.auth_logs.is_empty() || f.journalctl.is_some()).then(|| LogScanConfig {
+                files: f.auth_logs.iter().map(|p| self.path(p.clone())).collect(),
+                journalctl: f.journalctl,
+                window_hours: f.log_window_hours,
+                burst_count: f.burst_count,
+                burst_seconds: f.burst_seconds,
+                patterns: f.suspicious_patterns,
+                timeout_ms: f.timeout_ms,
+            }),
+            updates: UpdatesConfig {
+                apt_get: f.apt_get,
+                os_release: f.os_release,
+                lists_dir: f.apt_lists,
+                lists_max_age_days: f.apt_lists_max_age_days,
+                apply: f.apply_updates,
+                window_open: false,
+                dry_run: false,
+                timeout_ms: f.apt_timeout_ms,
+            },
+            advisories,
         })
     }
 

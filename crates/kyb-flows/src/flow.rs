@@ -6,6 +6,7 @@ use crate::dbmaint::{self, OpOptions, Operation};
 use crate::observe;
 use crate::report::{FlowReport, render_text};
 use crate::runlog::RunLog;
+use crate::security::{self, Audit};
 use kyb_core::fs::{LockError, RunLock, atomic_write, unused_path};
 use kyb_core::{Check, Status, TaskReport, duration_ms, error_chain};
 use kyb_dbmaint::Report;
@@ -52,6 +53,8 @@ impl Flow {
                 Task::Performance,
                 Task::MlCheck,
                 Task::Monitoring,
+                Task::Security(Audit::OsUpdates),
+                Task::Security(Audit::Advisories),
                 Task::DbAnalyze,
                 Task::DbReport(Report::UnusedIndexes),
                 Task::DbReport(Report::DuplicateIndexes),
@@ -73,6 +76,9 @@ impl Flow {
                 Task::DbReport(Report::CacheHit),
                 Task::DbVacuum,
                 Task::DbCapacity,
+                Task::Security(Audit::Certificates),
+                Task::Security(Audit::Permissions),
+                Task::Security(Audit::SecurityLogs),
             ],
         }
     }
@@ -117,6 +123,8 @@ pub enum Task {
     MlCheck,
     /// Prometheus, Grafana and Alertmanager.
     Monitoring,
+    /// One part of the security audit.
+    Security(Audit),
 }
 
 impl Task {
@@ -141,6 +149,7 @@ impl Task {
             Task::Performance => "performance",
             Task::MlCheck => "ml-models",
             Task::Monitoring => "monitoring",
+            Task::Security(a) => a.name(),
         }
     }
 
@@ -401,6 +410,7 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
         Task::Performance => observe::performance(name, cfg, now).await,
         Task::MlCheck => observe::mlcheck(name, cfg, now, opts.dry_run).await,
         Task::Monitoring => observe::monitoring(name, cfg, now, opts.dry_run, opts.emergency).await,
+        Task::Security(a) => security::audit(a, cfg, now, opts.dry_run, opts.emergency).await,
         Task::LogRotation => {
             if cfg.logs.is_empty() {
                 return not_configured(name, "logs", "no [[logs]] configured", clock);

@@ -24,6 +24,7 @@ mod flow;
 pub mod observe;
 mod report;
 mod runlog;
+pub mod security;
 pub mod textfile;
 pub mod window;
 
