@@ -162,8 +162,7 @@ fn show_progress(progress: &Arc<Progress>) -> Option<tokio::task::JoinHandle<()>
     Some(tokio::spawn(async move {
         let started = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        // The first tick is immediate: nothing to show yet.
-        tick.tick().await;
+        // The first tick is immediate: the line shows at once, so even a short run shows it.
         loop {
             tick.tick().await;
             let dumped = progress.dumped.load(Ordering::Relaxed) as f64 / 1_048_576.0;

@@ -1803,6 +1803,12 @@ mod tests {
         assert_eq!(cfg.monitoring.map(|m| m.targets.len()), Some(3));
         assert!(cfg.dbmaint.is_some() && cfg.backup.is_some());
         assert_eq!(cfg.window, Windows::default());
+        let sec = &cfg.security;
+        assert_eq!(
+            sec.certs.as_ref().map(|c| c.endpoints[0].server_name.as_deref()),
+            Some(Some("app.kyb.example"))
+        );
+        assert!(sec.perms.is_some() && sec.logs.is_some() && sec.advisories.is_none());
     }
 
     #[test]
