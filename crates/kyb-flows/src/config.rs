@@ -17,7 +17,9 @@ use kyb_health::{
 };
 use kyb_logrotate::{Interval, LogPolicy, Reopen, ReopenSignal, TempConfig};
 use kyb_mlcheck::{MlConfig, ModelThresholds};
-use kyb_secaudit::{AdvisoryConfig, CertConfig, Endpoint, LogScanConfig, PermConfig, UpdatesConfig};
+use kyb_secaudit::{
+    AdvisoryConfig, CertConfig, Endpoint, LogScanConfig, OutdatedConfig, PermConfig, UpdatesConfig,
+};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -127,6 +129,8 @@ struct FileSecurity {
     cargo_lock: Option<PathBuf>,
     advisory_db: Option<PathBuf>,
     advisory_max_age_days: u64,
+    cargo_manifest: Option<PathBuf>,
+    crate_index: String,
 }
 
 impl Default for FileSecurity {
@@ -161,6 +165,8 @@ impl Default for FileSecurity {
             cargo_lock: None,
             advisory_db: None,
             advisory_max_age_days: 7,
+            cargo_manifest: None,
+            crate_index: "https://index.crates.io/".into(),
         }
     }
 }
@@ -747,6 +753,8 @@ pub struct Security {
     pub updates: UpdatesConfig,
     /// Dependency advisories; None without `cargo_lock`.
     pub advisories: Option<AdvisoryConfig>,
+    /// Out-of-date direct dependencies; None without `cargo_manifest`.
+    pub outdated: Option<OutdatedConfig>,
 }
 
 /// `[dbmaint]` resolved against `[postgres]` and `[paths]`.
@@ -993,6 +1001,29 @@ impl Resolver<'_> {
                 ));
             }
         };
+        let outdated = match (f.cargo_manifest, &advisories) {
+            (Some(manifest), Some(a)) => {
+                let host =
+                    f.crate_index.strip_prefix("https://").or_else(|| f.crate_index.strip_prefix("http://"));
+                if host.is_none_or(|h| h.split('/').next().is_none_or(str::is_empty)) {
+                    return Err(self.invalid(
+                        "security.crate_index",
+                        format!("`{}` is not an http(s) URL", f.crate_index),
+                    ));
+                }
+                Some(OutdatedConfig {
+                    manifest: self.path(manifest),
+                    lockfile: a.lockfile.clone(),
+                    index_url: f.crate_index.clone(),
+                    ca_bundle: self.path(f.ca_bundle.clone()),
+                    timeout_ms: f.timeout_ms,
+                })
+            }
+            (Some(_), None) => {
+                return Err(self.invalid("security.cargo_manifest", "needs cargo_lock (and advisory_db) too"));
+            }
+            (None, _) => None,
+        };
         Ok(Security {
             certs,
             perms,
@@ -1016,6 +1047,7 @@ impl Resolver<'_> {
                 timeout_ms: f.apt_timeout_ms,
             },
             advisories,
+            outdated,
         })
     }
 
@@ -1780,6 +1812,13 @@ mod tests {
             ("window", "allowed = [\"Funday 01:00-02:00\"]", "window.allowed", "the day must be"),
             ("window", "allowed = [\"Sun 05:00-05:00\"]", "window.allowed", "empty"),
             ("window", "allowed = []", "window.allowed", "could never run"),
+            ("security", "endpoints = [\"no-port\"]", "security.endpoints", "is not `host:port`"),
+            ("security", "cert_days = { warn = 5, crit = 10 }", "security.cert_days", "fewer days left is worse"),
+            ("security", "cargo_manifest = \"Cargo.toml\"", "security.cargo_manifest", "needs cargo_lock"),
+            ("security", "burst_count = 0", "security.burst_count", "at least 1"),
+            ("ml", "trend_days = 0", "ml.trend_days", "between 1 and 3650"),
+            ("performance", "status_label = \"a-b\"", "performance.status_label", "not a label name"),
+            ("monitoring", "grafana_url = \"ftp://x\"", "monitoring.grafana_url", "ftp"),
         ] {
             let text = format!("{WITH_PG}[{section}]\n{line}\n");
             let err = parse_str(&text).unwrap_err().to_string();

@@ -110,8 +110,11 @@ pub async fn audit(
                 t.summary = "not configured".to_owned();
                 return t;
             };
-            let r = kyb_secaudit::scan_advisories(a);
-            TaskReport::from_checks(name, r.checks, clock.elapsed())
+            let mut checks = kyb_secaudit::scan_advisories(a).checks;
+            if let Some(o) = &s.outdated {
+                checks.extend(kyb_secaudit::check_outdated(o).await.checks);
+            }
+            TaskReport::from_checks(name, checks, clock.elapsed())
         }
     }
 }

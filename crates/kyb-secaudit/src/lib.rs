@@ -26,11 +26,13 @@
 mod advisories;
 mod certs;
 mod logs;
+mod outdated;
 mod perms;
 mod updates;
 
 pub use advisories::{AdvisoryConfig, AdvisoryReport, Finding, scan_advisories};
 pub use certs::{CertConfig, CertInfo, CertReport, Endpoint, check_certs};
 pub use logs::{Burst, LogScanConfig, LogScanReport, scan_logs};
+pub use outdated::{Outdated, OutdatedConfig, OutdatedReport, check_outdated};
 pub use perms::{PermConfig, PermReport, audit_permissions};
 pub use updates::{PendingUpdate, UpdatesConfig, UpdatesReport, check_updates};

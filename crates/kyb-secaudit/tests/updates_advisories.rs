@@ -202,3 +202,89 @@ fn a_known_vulnerable_version_is_found_and_a_missing_database_is_unknown() {
     let r = scan_advisories(&AdvisoryConfig { lockfile: d.join("missing.lock"), ..cfg });
     assert_eq!(r.checks[0].status, Status::Unknown);
 }
+
+/// A sparse index on loopback: answers `<path>` with the lines in `crates`, 404 otherwise.
+fn fake_index(crates: Vec<(&'static str, String)>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let n = std::io::Read::read(&mut stream, &mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let reply = match crates.iter().find(|(p, _)| path == format!("/{p}")) {
+                Some((_, body)) => format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned(),
+            };
+            let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn direct_dependencies_behind_the_newest_release_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("Cargo.toml"),
+        "[package]\nname = \"platform\"\nversion = \"0.1.0\"\n\n[dependencies]\nserde = \"1\"\nlog = { version = \"0.4\" }\n\
+         json = { package = \"serde_json\", version = \"1\" }\nlocal = { path = \"../local\" }\nmissing-one = \"1\"\n",
+    )
+    .unwrap();
+    let reg = "source = \"registry+https://github.com/rust-lang/crates.io-index\"";
+    std::fs::write(
+        d.join("Cargo.lock"),
+        format!(
+            "[[package]]\nname = \"serde\"\nversion = \"1.0.100\"\n{reg}\n\n[[package]]\nname = \"log\"\nversion = \"0.4.22\"\n{reg}\n\n\
+             [[package]]\nname = \"serde_json\"\nversion = \"1.0.120\"\n{reg}\n\n[[package]]\nname = \"missing-one\"\nversion = \"1.0.0\"\n{reg}\n"
+        ),
+    )
+    .unwrap();
+    let line = |name: &str, v: &str, yanked: bool| {
+        format!("{{\"name\":\"{name}\",\"vers\":\"{v}\",\"yanked\":{yanked}}}\n")
+    };
+    let port = fake_index(vec![
+        (
+            "se/rd/serde",
+            [
+                line("serde", "1.0.100", false),
+                line("serde", "1.0.210", false),
+                line("serde", "2.0.0-alpha.1", false),
+            ]
+            .concat(),
+        ),
+        ("3/l/log", [line("log", "0.4.22", false), line("log", "0.4.23", true)].concat()),
+        (
+            "se/rd/serde_json",
+            [line("serde_json", "1.0.120", false), line("serde_json", "1.0.128", false)].concat(),
+        ),
+    ]);
+    let cfg = OutdatedConfig {
+        manifest: d.join("Cargo.toml"),
+        lockfile: d.join("Cargo.lock"),
+        index_url: format!("http://127.0.0.1:{port}/"),
+        ca_bundle: "/nonexistent".into(),
+        timeout_ms: 2_000,
+    };
+    let r = check_outdated(&cfg).await;
+    let found: Vec<(&str, &str, &str)> =
+        r.outdated.iter().map(|o| (o.name.as_str(), o.locked.as_str(), o.newest.as_str())).collect();
+    // log's newer release is yanked; serde's 2.0 is a pre-release; the renamed serde_json counts.
+    assert_eq!(found, [("serde", "1.0.100", "1.0.210"), ("serde_json", "1.0.120", "1.0.128")]);
+    assert_eq!(r.checks[0].status, Status::Warn);
+    assert!(r.checks[0].summary.starts_with("2 of 4 direct dependencies behind"), "{}", r.checks[0].summary);
+    let missing = r.checks.iter().find(|c| c.name == "outdated missing-one").unwrap();
+    assert_eq!(missing.status, Status::Unknown, "an index that cannot answer is never a pass");
+    assert!(missing.summary.contains("HTTP 404"), "{}", missing.summary);
+
+    // An unreachable index: every lookup is Unknown, and quickly.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let r = check_outdated(&OutdatedConfig { index_url: format!("http://127.0.0.1:{dead}"), ..cfg }).await;
+    assert_eq!(r.checks.iter().filter(|c| c.status == Status::Unknown).count(), 4);
+}
