@@ -1813,7 +1813,12 @@ mod tests {
             ("window", "allowed = [\"Sun 05:00-05:00\"]", "window.allowed", "empty"),
             ("window", "allowed = []", "window.allowed", "could never run"),
             ("security", "endpoints = [\"no-port\"]", "security.endpoints", "is not `host:port`"),
-            ("security", "cert_days = { warn = 5, crit = 10 }", "security.cert_days", "fewer days left is worse"),
+            (
+                "security",
+                "cert_days = { warn = 5, crit = 10 }",
+                "security.cert_days",
+                "fewer days left is worse",
+            ),
             ("security", "cargo_manifest = \"Cargo.toml\"", "security.cargo_manifest", "needs cargo_lock"),
             ("security", "burst_count = 0", "security.burst_count", "at least 1"),
             ("ml", "trend_days = 0", "ml.trend_days", "between 1 and 3650"),
