@@ -32,6 +32,13 @@ pub async fn vacuum_analyze(cfg: &DbConfig, dry_run: bool) -> Result<OpsReport, 
 
 async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<OpsReport, DbMaintError> {
     let session = Session::open(cfg).await?;
+    // VACUUM of a partitioned table only walks its partitions, which are listed anyway; ANALYZE
+    // of one gathers the parent's own statistics, which nothing else does.
+    let kinds: Vec<String> = if verb.starts_with("VACUUM") {
+        vec!["r".into(), "m".into()]
+    } else {
+        vec!["r".into(), "m".into(), "p".into()]
+    };
     // The server quotes each name: no identifier is ever built from text by hand.
     let tables = session
         .query(
@@ -39,10 +46,10 @@ async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<OpsRepor
             "listing tables",
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'm', 'p') AND c.relpersistence <> 't' \
+             WHERE c.relkind::text = ANY($1) AND c.relpersistence <> 't' \
              AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
              ORDER BY n.nspname, c.relname",
-            &[],
+            &[&kinds],
         )
         .await?;
     let mut report = OpsReport { checks: Vec::new(), statements: Vec::new(), dry_run };
@@ -113,7 +120,12 @@ pub async fn reindex(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result
     let bloated: Vec<IndexBloat> = index_bloat(&db)
         .await?
         .into_iter()
-        .filter(|ix| ix.valid && bloat_status(rc, ix.wasted_bytes, ix.pct()) != Status::Ok)
+        .filter(|ix| {
+            ix.valid
+                // CONCURRENTLY cannot rebuild an exclusion constraint's index.
+                && (!ix.exclusion || concurrently.is_empty())
+                && bloat_status(rc, ix.wasted_bytes, ix.pct()) != Status::Ok
+        })
         .collect();
     let mut report = OpsReport { checks: Vec::new(), statements: Vec::new(), dry_run };
     for ix in bloated {
@@ -127,13 +139,18 @@ pub async fn reindex(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result
             kyb_core::human_bytes(ix.wasted_bytes.max(0) as u64),
             kyb_core::human_bytes(ix.bytes.max(0) as u64)
         );
+        let before = if concurrently.is_empty() {
+            Vec::new()
+        } else {
+            invalid_on_table(&session, cfg, ix.oid).await?
+        };
         match execute(&session, cfg, &sql).await {
             Ok(()) => report.checks.push(Check::new(&ix.index, Status::Ok, format!("rebuilt ({was})"))),
             Err(Failed::Statement(status, why)) => {
                 let leftover = if concurrently.is_empty() {
                     String::new()
                 } else {
-                    drop_leftovers(&session, cfg, ix.oid).await
+                    drop_leftovers(&session, cfg, ix.oid, &before).await
                 };
                 report.checks.push(Check::new(&ix.index, status, format!("REINDEX failed: {why}{leftover}")));
             }
@@ -156,29 +173,39 @@ pub async fn reindex(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result
     Ok(report)
 }
 
-/// Drops the invalid `<index>_ccnew` copies a failed `REINDEX CONCURRENTLY` left on the
-/// index's table, and says what happened to them.
-async fn drop_leftovers(session: &Session, cfg: &DbConfig, index: u32) -> String {
-    let found = session
+/// The invalid indexes on the table of `index`: taken before a rebuild, so that the copies a
+/// failed rebuild leaves (`_ccnew`, or `_ccold` when it failed after the swap) are told apart by
+/// oid, whatever their names were cut to.
+async fn invalid_on_table(
+    session: &Session,
+    cfg: &DbConfig,
+    index: u32,
+) -> Result<Vec<(u32, String)>, DbMaintError> {
+    let rows = session
         .query(
             cfg,
-            "looking for leftovers of the rebuild",
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i \
+            "listing invalid indexes of the table",
+            "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_index i \
              JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_index orig ON orig.indexrelid = $1 JOIN pg_class oc ON oc.oid = orig.indexrelid \
-             WHERE NOT i.indisvalid AND i.indrelid = orig.indrelid \
-               AND starts_with(c.relname, left(oc.relname, 57) || '_ccnew')",
+             JOIN pg_index orig ON orig.indexrelid = $1 \
+             WHERE NOT i.indisvalid AND i.indrelid = orig.indrelid",
             &[&index],
         )
-        .await;
-    let names: Vec<String> = match found {
-        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Drops the invalid copies a failed `REINDEX CONCURRENTLY` left on the index's table (those not
+/// in `before`), and says what happened to them.
+async fn drop_leftovers(session: &Session, cfg: &DbConfig, index: u32, before: &[(u32, String)]) -> String {
+    let now = match invalid_on_table(session, cfg, index).await {
+        Ok(n) => n,
         Err(e) => {
             return format!("; could not look for the invalid copy it may have left: {}", error_chain(&e));
         }
     };
     let mut said = String::new();
-    for name in names {
+    for (_, name) in now.iter().filter(|(oid, _)| !before.iter().any(|(b, _)| b == oid)) {
         match execute(session, cfg, &format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")).await {
             Ok(()) => said.push_str(&format!("; dropped the invalid copy {name}")),
             Err(Failed::Statement(_, why) | Failed::Stuck(why)) => {

@@ -24,16 +24,17 @@ pub(crate) async fn unused(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, D
         }
     };
     // Indexes behind a constraint (primary key, unique, exclusion) are needed whether or not
-    // anything scans them.
+    // anything scans them; a partition's index attached to its parent's cannot be dropped alone.
     let sql = format!(
         "SELECT format('%I.%I', s.schemaname, s.indexrelname), format('%I.%I', s.schemaname, s.relname), \
-                s.idx_scan, pg_relation_size(s.indexrelid) \
+                s.idx_scan, coalesce(pg_relation_size(s.indexrelid), 0) \
          FROM pg_stat_user_indexes s \
          JOIN pg_index i ON i.indexrelid = s.indexrelid \
          JOIN pg_namespace n ON n.nspname = s.schemaname \
          WHERE NOT i.indisunique AND NOT i.indisprimary AND NOT i.indisexclusion AND i.indisvalid \
            AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = s.indexrelid) \
-           AND s.idx_scan <= $1 AND pg_relation_size(s.indexrelid) >= $2 AND {SYSTEM_SCHEMAS} \
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = s.indexrelid) \
+           AND s.idx_scan <= $1 AND coalesce(pg_relation_size(s.indexrelid), 0) >= $2 AND {SYSTEM_SCHEMAS} \
          ORDER BY 4 DESC, 1"
     );
     let rows = db
@@ -111,11 +112,13 @@ pub(crate) async fn duplicates(db: &Db<'_>) -> Result<DbReport, DbMaintError> {
                 i.indclass::text || '/' || i.indcollation::text || '/' || i.indoption::text, \
                 pg_get_expr(i.indexprs, i.indrelid), pg_get_expr(i.indpred, i.indrelid), i.indisunique, \
                 EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid), \
-                pg_relation_size(i.indexrelid), pg_get_indexdef(i.indexrelid) \
+                (SELECT coalesce(sum(pg_relation_size(p.relid)), 0)::int8 FROM pg_partition_tree(i.indexrelid) p), \
+                coalesce(pg_get_indexdef(i.indexrelid), '(dropped meanwhile)') \
          FROM pg_index i \
          JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am am ON am.oid = c.relam \
          WHERE i.indisvalid AND {SYSTEM_SCHEMAS} \
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) \
          ORDER BY 1"
     );
     let rows = db.query("listing indexes", &sql, &[]).await?;
@@ -188,9 +191,12 @@ pub(crate) async fn duplicates(db: &Db<'_>) -> Result<DbReport, DbMaintError> {
 pub(crate) async fn invalid(db: &Db<'_>) -> Result<DbReport, DbMaintError> {
     // TOAST schemas stay in: a failed REINDEX CONCURRENTLY leaves `_ccnew` indexes there too.
     let sql = "SELECT format('%I.%I', n.nspname, c.relname), format('%I.%I', tn.nspname, t.relname), \
-                      pg_relation_size(c.oid), \
-                      EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = c.oid), \
-                      pg_get_indexdef(c.oid) \
+                      coalesce(pg_relation_size(c.oid), 0), \
+                      EXISTS (SELECT 1 FROM pg_stat_progress_create_index p \
+                              WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                                AND (p.index_relid = c.oid \
+                                     OR (p.relid = i.indrelid AND p.command LIKE 'REINDEX CONCURRENTLY%'))), \
+                      coalesce(pg_get_indexdef(c.oid), '(dropped meanwhile)'), c.relkind = 'I' \
                FROM pg_index i \
                JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
                JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace \
@@ -201,10 +207,20 @@ pub(crate) async fn invalid(db: &Db<'_>) -> Result<DbReport, DbMaintError> {
     let checks = rows
         .iter()
         .map(|r| {
-            let (index, table, bytes, building, def): (String, String, i64, bool, String) =
-                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            let (index, table, bytes, building, def, partitioned): (String, String, i64, bool, String, bool) =
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
             if building {
+                // A concurrent build (or rebuild, whose `_ccnew` copy is invalid until the swap).
                 Check::new(index, Status::Ok, format!("on {table}: being built right now ({def})"))
+            } else if partitioned {
+                Check::new(
+                    &index,
+                    Status::Warn,
+                    format!(
+                        "on partitioned {table}: invalid until every partition has its index attached \
+                         (ALTER INDEX {index} ATTACH PARTITION ...), or drop it with DROP INDEX {index}: {def}"
+                    ),
+                )
             } else {
                 Check::new(
                     &index,
@@ -234,6 +250,8 @@ pub(crate) struct IndexBloat {
     pub(crate) bytes: i64,
     pub(crate) wasted_bytes: i64,
     pub(crate) valid: bool,
+    /// Backs an exclusion constraint: REINDEX CONCURRENTLY cannot rebuild it.
+    pub(crate) exclusion: bool,
 }
 
 impl IndexBloat {
@@ -252,43 +270,96 @@ pub(crate) async fn index_bloat(db: &Db<'_>) -> Result<Vec<IndexBloat>, DbMaintE
                 c.relpages::int8, c.reltuples::float8, current_setting('block_size')::int8, \
                 coalesce((SELECT substring(o FROM '^fillfactor=([0-9]+)$')::int4 \
                           FROM unnest(c.reloptions) o WHERE o LIKE 'fillfactor=%'), 90), \
-                sum(coalesce(ixs.avg_width, ts.avg_width))::float8, \
-                count(*) FILTER (WHERE coalesce(ixs.avg_width, ts.avg_width) IS NULL), \
-                i.indisvalid, c.oid \
+                array_agg(coalesce(ixs.avg_width, ts.avg_width, -1)::int4 ORDER BY ia.attnum), \
+                array_agg(coalesce(ixs.null_frac, ts.null_frac, 0)::float8 ORDER BY ia.attnum), \
+                array_agg(ty.typalign::text ORDER BY ia.attnum), array_agg(ty.typlen::int4 ORDER BY ia.attnum), \
+                i.indisvalid, c.oid, i.indisexclusion \
          FROM pg_index i \
          JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am am ON am.oid = c.relam \
          JOIN pg_attribute ia ON ia.attrelid = c.oid AND ia.attnum > 0 \
+         JOIN pg_type ty ON ty.oid = ia.atttypid \
          LEFT JOIN pg_attribute ta ON ta.attrelid = t.oid AND ta.attnum = i.indkey[ia.attnum - 1] \
          LEFT JOIN pg_stats ts ON ts.schemaname = n.nspname AND ts.tablename = t.relname \
               AND ts.attname = ta.attname AND NOT ts.inherited \
          LEFT JOIN pg_stats ixs ON ixs.schemaname = n.nspname AND ixs.tablename = c.relname \
               AND ixs.attname = ia.attname \
          WHERE am.amname = 'btree' AND c.relpages > 1 AND c.reltuples >= 0 AND {SYSTEM_SCHEMAS} \
-         GROUP BY n.nspname, c.relname, t.relname, c.relpages, c.reltuples, c.reloptions, i.indisvalid, c.oid \
+         GROUP BY n.nspname, c.relname, t.relname, c.relpages, c.reltuples, c.reloptions, i.indisvalid, c.oid, \
+                  i.indisexclusion \
          ORDER BY 1"
     );
     let rows = db.query("estimating index bloat", &sql, &[]).await?;
     Ok(rows
         .iter()
-        .filter(|r| r.get::<_, i64>(7) == 0)
-        .map(|r| {
-            let (pages, tuples, block, fill, width): (i64, f64, i64, i32, f64) =
-                (r.get(2), r.get(3), r.get(4), r.get(5), r.get(6));
-            let tuple = 8.0 + align8(width) + 4.0;
+        .filter_map(|r| {
+            let cols = columns(r, 6)?;
+            let (pages, tuples, block, fill): (i64, f64, i64, i32) = (r.get(2), r.get(3), r.get(4), r.get(5));
+            // Index tuple header (8 bytes; 16 with a null bitmap), then the key columns laid out
+            // with their alignment, then a 4-byte line pointer.
+            let header = if cols.iter().any(|c| c.null_frac > 0.0) { 16.0 } else { 8.0 };
+            let tuple = header + align8(data_width(&cols)) + 4.0;
             // Page header (24) and B-tree special space (16); one metapage.
             let usable = (block as f64 - 40.0) * f64::from(fill) / 100.0;
             let expected = (tuples * tuple / usable).ceil() as i64 + 1;
-            IndexBloat {
-                oid: r.get(9),
+            Some(IndexBloat {
+                oid: r.get(11),
                 index: r.get(0),
                 table: r.get(1),
                 bytes: pages * block,
                 wasted_bytes: (pages - expected).max(0) * block,
-                valid: r.get(8),
-            }
+                valid: r.get(10),
+                exclusion: r.get(12),
+            })
         })
         .collect())
+}
+
+/// One column as the estimates need it.
+pub(crate) struct Column {
+    width: f64,
+    pub(crate) null_frac: f64,
+    align: f64,
+}
+
+/// The columns starting at `first` (widths, null fractions, alignments, lengths as arrays);
+/// None when a column has no statistics yet.
+pub(crate) fn columns(r: &tokio_postgres::Row, first: usize) -> Option<Vec<Column>> {
+    let widths: Vec<i32> = r.get(first);
+    let nulls: Vec<f64> = r.get(first + 1);
+    let aligns: Vec<String> = r.get(first + 2);
+    let lens: Vec<i32> = r.get(first + 3);
+    widths
+        .iter()
+        .zip(nulls)
+        .zip(aligns)
+        .zip(lens)
+        .map(|(((&w, null_frac), align), len)| {
+            if w < 0 {
+                return None;
+            }
+            let align = match align.as_str() {
+                "d" => 8.0,
+                "i" => 4.0,
+                "s" => 2.0,
+                _ => 1.0,
+            };
+            // A short variable-length value (under 127 bytes) has a 1-byte header and no
+            // alignment.
+            let align = if len == -1 && w < 127 { 1.0 } else { align };
+            Some(Column { width: f64::from(w), null_frac, align })
+        })
+        .collect()
+}
+
+/// The average bytes of the columns laid out in order, each padded to its alignment.
+pub(crate) fn data_width(cols: &[Column]) -> f64 {
+    cols.iter().fold(0.0, |offset, c| {
+        if c.null_frac >= 1.0 {
+            return offset;
+        }
+        (offset / c.align).ceil() * c.align + c.width * (1.0 - c.null_frac)
+    })
 }
 
 pub(crate) fn align8(width: f64) -> f64 {

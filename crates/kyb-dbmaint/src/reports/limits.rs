@@ -27,8 +27,9 @@ pub(crate) async fn wraparound(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRepor
     };
     let (name, age, mxid_age, freeze_max): (String, i64, i64, i64) = (d.get(0), d.get(1), d.get(2), d.get(3));
     let mut checks = vec![xid_check(rc, format!("database {name}"), age, mxid_age)];
-    // Every table counts, the catalogs and TOAST tables too: any of them can hold the
-    // database's age back. A TOAST table is named by the table it belongs to.
+    // Every table counts, the catalogs, TOAST and other sessions' temp tables too (autovacuum
+    // cannot freeze a temp table): any of them can hold the database's age back. A TOAST table is
+    // named by the table it belongs to.
     let rows = db
         .query(
             "reading table XID ages",
@@ -40,8 +41,8 @@ pub(crate) async fn wraparound(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRepor
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN pg_class owner ON owner.reltoastrelid = c.oid \
              LEFT JOIN pg_namespace owner_ns ON owner_ns.oid = owner.relnamespace \
-             WHERE c.relkind IN ('r', 'm', 't') AND c.relfrozenxid::text <> '0' AND n.nspname !~ '^pg_temp_' \
-               AND age(c.relfrozenxid)::int8 >= $1 \
+             WHERE c.relkind IN ('r', 'm', 't') AND c.relfrozenxid::text <> '0' \
+               AND (age(c.relfrozenxid)::int8 >= $1 OR mxid_age(c.relminmxid)::int8 >= $1) \
              ORDER BY 2 DESC, 1",
             &[&(rc.xid_age.warn as i64)],
         )
@@ -57,9 +58,10 @@ pub(crate) async fn wraparound(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRepor
 
 fn xid_check(rc: &ReportConfig, name: String, age: i64, mxid_age: i64) -> Check {
     let pct = 100.0 * age as f64 / XID_LIMIT;
+    // Multixacts wrap around at the same 2^31 and stop writes the same way.
     Check::new(
         name,
-        rc.xid_age.classify(age as f64),
+        Status::worst([rc.xid_age.classify(age as f64), rc.xid_age.classify(mxid_age as f64)]),
         format!("XID age {age} ({pct:.1}% of the way to wraparound), multixact age {mxid_age}"),
     )
     .with_metric(
@@ -91,7 +93,7 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
     // A sequence feeds a column through OWNED BY / identity (pg_depend 'a' or 'i') or through a
     // column default calling nextval() (a dependency of the pg_attrdef row).
     let sql = "SELECT format('%I.%I', s.schemaname, s.sequencename), s.last_value, s.increment_by, \
-                      s.min_value, s.max_value, s.cycle, \
+                      s.min_value, s.max_value, s.cycle, s.start_value, \
                       CASE WHEN a.attname IS NOT NULL THEN format('%I.%I.%I', tn.nspname, t.relname, a.attname) END, \
                       ty.typname::text \
                FROM pg_sequences s \
@@ -117,6 +119,7 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
         step: i64,
         min: i64,
         max: i64,
+        start: i64,
         cycle: bool,
         columns: Vec<(String, String)>,
     }
@@ -128,9 +131,10 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
             min: r.get(3),
             max: r.get(4),
             cycle: r.get(5),
+            start: r.get(6),
             columns: Vec::new(),
         });
-        if let (Some(col), Some(ty)) = (r.get::<_, Option<String>>(6), r.get::<_, Option<String>>(7)) {
+        if let (Some(col), Some(ty)) = (r.get::<_, Option<String>>(7), r.get::<_, Option<String>>(8)) {
             seq.columns.push((col, ty));
         }
     }
@@ -161,10 +165,12 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
                 (lo, bound) = (tmin, format!("column {col}"));
             }
         }
+        // Measured from where the sequence starts: one that starts at 1 with MINVALUE at the
+        // bottom of the type has used nothing on its first day.
         let (used, range) = if s.step > 0 {
-            (last as f64 - s.min as f64, hi as f64 - s.min as f64)
+            ((last as f64 - s.start as f64).max(0.0), hi as f64 - s.start as f64)
         } else {
-            (s.max as f64 - last as f64, s.max as f64 - lo as f64)
+            ((s.start as f64 - last as f64).max(0.0), s.start as f64 - lo as f64)
         };
         let pct = if range > 0.0 { 100.0 * used / range } else { 100.0 };
         if highest.as_ref().is_none_or(|(p, _)| pct > *p) {
@@ -209,6 +215,7 @@ pub(crate) async fn connections(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRepo
                     count(*) FILTER (WHERE state = 'idle in transaction'), \
                     current_setting('max_connections')::int8, \
                     current_setting('superuser_reserved_connections')::int8 \
+                      + coalesce(current_setting('reserved_connections', true)::int8, 0) \
              FROM pg_stat_activity WHERE backend_type = 'client backend'",
             &[],
         )

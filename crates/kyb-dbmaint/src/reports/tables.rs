@@ -1,23 +1,26 @@
 //! Table reports: bloat, sizes, vacuum state, sequential-scan-heavy tables, top activity.
 
-use super::indexes::{align8, index_bloat};
+use super::indexes::{align8, columns, data_width, index_bloat};
 use super::{Db, DbReport, Report, ReportConfig, SYSTEM_SCHEMAS, human, or_all_clear};
 use crate::DbMaintError;
 use kyb_core::{Check, Metric, Status, Unit};
 
 pub(crate) async fn bloat(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, DbMaintError> {
     // Heap estimate: each live row takes a tuple header (23 bytes, plus a null bitmap when any
-    // column has nulls, aligned to 8), its average column widths from pg_stats (aligned), and a
-    // 4-byte line pointer; pages hold (block - 24) bytes at the table's fillfactor.
+    // column has nulls, aligned to 8), its columns laid out in order with each one's alignment
+    // padding (average widths from pg_stats), and a 4-byte line pointer; pages hold
+    // (block - 24) bytes at the table's fillfactor.
     let sql = format!(
         "SELECT format('%I.%I', n.nspname, c.relname), c.relpages::int8, c.reltuples::float8, \
                 current_setting('block_size')::int8, \
                 coalesce((SELECT substring(o FROM '^fillfactor=([0-9]+)$')::int4 \
                           FROM unnest(c.reloptions) o WHERE o LIKE 'fillfactor=%'), 100), \
-                sum((1 - coalesce(s.null_frac, 0)) * s.avg_width)::float8, count(a.attnum), \
-                count(a.attnum) FILTER (WHERE s.avg_width IS NULL), bool_or(s.null_frac > 0) \
+                array_agg(coalesce(s.avg_width, -1)::int4 ORDER BY a.attnum), \
+                array_agg(coalesce(s.null_frac, 0)::float8 ORDER BY a.attnum), \
+                array_agg(ty.typalign::text ORDER BY a.attnum), array_agg(ty.typlen::int4 ORDER BY a.attnum) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         JOIN pg_type ty ON ty.oid = a.atttypid \
          LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname \
               AND s.attname = a.attname AND NOT s.inherited \
          WHERE c.relkind IN ('r', 'm') AND c.relpages > 0 AND c.reltuples >= 0 AND {SYSTEM_SCHEMAS} \
@@ -28,15 +31,14 @@ pub(crate) async fn bloat(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, Db
     let mut estimates: Vec<(String, String, i64, i64)> = Vec::new();
     let mut unestimated = 0;
     for r in &rows {
-        if r.get::<_, i64>(7) > 0 {
+        let Some(cols) = columns(r, 5) else {
             unestimated += 1;
             continue;
-        }
-        let (pages, tuples, block, fill, width, natts): (i64, f64, i64, i32, f64, i64) =
-            (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6));
-        let nulls: bool = r.get::<_, Option<bool>>(8).unwrap_or(false);
-        let header = align8(23.0 + if nulls { (natts as f64 / 8.0).ceil() } else { 0.0 });
-        let tuple = header + align8(width) + 4.0;
+        };
+        let (pages, tuples, block, fill): (i64, f64, i64, i32) = (r.get(1), r.get(2), r.get(3), r.get(4));
+        let nulls = cols.iter().any(|c| c.null_frac > 0.0);
+        let header = align8(23.0 + if nulls { (cols.len() as f64 / 8.0).ceil() } else { 0.0 });
+        let tuple = header + align8(data_width(&cols)) + 4.0;
         let usable = (block as f64 - 24.0) * f64::from(fill) / 100.0;
         let expected = (tuples * tuple / usable).ceil() as i64;
         estimates.push(("table".to_owned(), r.get(0), pages * block, (pages - expected).max(0) * block));
@@ -88,8 +90,8 @@ pub(crate) fn bloat_status(rc: &ReportConfig, wasted_bytes: i64, pct: f64) -> St
 
 pub(crate) async fn sizes(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, DbMaintError> {
     let sql = format!(
-        "SELECT format('%I.%I', n.nspname, c.relname), pg_total_relation_size(c.oid), \
-                pg_relation_size(c.oid), pg_indexes_size(c.oid), \
+        "SELECT format('%I.%I', n.nspname, c.relname), coalesce(pg_total_relation_size(c.oid), 0), \
+                coalesce(pg_relation_size(c.oid), 0), coalesce(pg_indexes_size(c.oid), 0), \
                 coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0), c.reltuples::float8 \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'm', 'p') AND {SYSTEM_SCHEMAS} \
@@ -147,13 +149,17 @@ pub(crate) async fn vacuum_state(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRep
         let dead_status =
             if dead >= rc.dead_tuple_min { rc.dead_tuple_pct.classify(pct) } else { Status::Ok };
         // Age matters only with work waiting: dead tuples for vacuum, changes for analyze. A
-        // table nothing touched since is not stale, however long ago that was.
+        // table with nothing waiting is not stale, however long ago its last run was.
         let stale = |pending: bool, age: Option<f64>| match (pending, age) {
             (false, _) => Status::Ok,
             (true, None) => Status::Warn,
             (true, Some(secs)) => rc.stale_hours.classify(secs / 3600.0),
         };
-        let status = Status::worst([dead_status, stale(dead > 0, vacuumed), stale(modified > 0, analyzed)]);
+        // Pending means past autovacuum's own triggers (with its default scale factors), so a
+        // large table autovacuum rightly leaves alone is not stale.
+        let vacuum_due = dead as f64 > 50.0 + 0.2 * live as f64;
+        let analyze_due = modified as f64 > 50.0 + 0.1 * live as f64;
+        let status = Status::worst([dead_status, stale(vacuum_due, vacuumed), stale(analyze_due, analyzed)]);
         if status == Status::Ok {
             continue;
         }
