@@ -86,7 +86,10 @@ pub async fn check_updates(cfg: &UpdatesConfig) -> UpdatesReport {
     let summary = if security.is_empty() {
         format!("none pending ({} other updates)", report.pending.len())
     } else {
-        format!("{} pending: {}", security.len(), listed.join(", "))
+        // Long lists stay readable in a report line; the full list is in `pending`.
+        let more =
+            if listed.len() > 10 { format!(", and {} more", listed.len() - 10) } else { String::new() };
+        format!("{} pending: {}{more}", security.len(), listed[..listed.len().min(10)].join(", "))
     };
     report.checks.push(
         Check::new("security updates", status, summary)

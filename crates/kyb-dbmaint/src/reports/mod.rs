@@ -248,8 +248,9 @@ fn classify_low(value: f64, warn_below: f64, crit_below: f64) -> Status {
     }
 }
 
-/// Schemas the reports leave out: the catalogs and other sessions' temp schemas.
-const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+/// Schemas the reports leave out: the catalogs, other sessions' temp schemas, and kyb-maint's
+/// own bookkeeping (`kyb_maint`).
+const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'kyb_maint') \
      AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'";
 
 fn human(bytes: i64) -> String {
