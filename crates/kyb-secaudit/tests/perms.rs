@@ -138,3 +138,46 @@ fn a_clean_tree_is_one_ok_row_and_pseudo_filesystems_are_skipped() {
     assert_eq!((r.checks.len(), r.checks[0].status), (1, Status::Ok));
     assert_eq!(r.entries, 1);
 }
+
+/// A tmpfs mounted inside the tree, unmounted on drop. Needs root (CI runs as root).
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn the_walk_does_not_cross_into_another_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1024k", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "this test mounts a tmpfs and needs root: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mounted = Mounted(mnt.clone());
+    std::fs::write(mnt.join("world.txt"), "x").unwrap();
+    chmod(&mnt.join("world.txt"), 0o666);
+    chmod(&mnt, 0o755);
+    chmod(dir.path(), 0o755);
+    let cfg = PermConfig {
+        roots: vec![dir.path().to_owned()],
+        owner_uid: None,
+        group_gid: None,
+        time_limit_ms: 5_000,
+    };
+    let r = audit_permissions(&cfg);
+    assert!(r.checks.iter().all(|c| !c.name.contains("world.txt")), "walked into the tmpfs: {:#?}", r.checks);
+    // Audited as a root of its own, the same file is found.
+    let r = audit_permissions(&PermConfig { roots: vec![mnt.clone()], ..cfg });
+    assert!(r.checks.iter().any(|c| c.name.ends_with("world.txt")), "{:#?}", r.checks);
+    drop(mounted);
+}
