@@ -1,5 +1,18 @@
 //! Nagios plugin output, shared by the binaries that speak it (`kyb-health`, `kyb-secaudit`).
 
+/// Parses the arguments; a bad one is UNKNOWN (exit 3), as Nagios expects, and `--help` or
+/// `--version` exit 0 after printing.
+pub fn parse_args<C: clap::Parser>() -> Result<C, std::process::ExitCode> {
+    match C::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) => {
+            let _ = e.print();
+            let code = if e.use_stderr() { kyb_core::Status::Unknown.nagios_code() } else { 0 };
+            Err(std::process::ExitCode::from(code))
+        }
+    }
+}
+
 /// First line: the status and the checks that set it; then perfdata; then one line per check.
 pub fn nagios(status: kyb_core::Status, checks: &[kyb_core::Check]) -> String {
     let headline: Vec<String> = if status == kyb_core::Status::Ok && checks.len() > 1 {

@@ -53,16 +53,9 @@ enum Format {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match nagios::parse_args() {
         Ok(cli) => cli,
-        Err(e) if e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::from(Status::Unknown.nagios_code());
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
+        Err(code) => return code,
     };
     let checks = match config::load(&cli.config) {
         Ok(cfg) => run(cli.check, &cfg).await,

@@ -85,16 +85,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match nagios::parse_args() {
         Ok(cli) => cli,
-        Err(e) if e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::from(Status::Unknown.nagios_code());
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
+        Err(code) => return code,
     };
     let mut cfg = match kyb_flows::config::load(&cli.config) {
         Ok(cfg) => cfg,

@@ -93,7 +93,7 @@ struct FileConfig {
     #[serde(default)]
     window: FileWindow,
     #[serde(default)]
-    performance: FilePerformance,
+    performance: PerfConfig,
     #[serde(default)]
     ml: FileMl,
     #[serde(default)]
@@ -167,33 +167,6 @@ impl Default for FileSecurity {
             advisory_max_age_days: 7,
             cargo_manifest: None,
             crate_index: "https://index.crates.io/".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct FilePerformance {
-    requests_metric: String,
-    duration_metric: String,
-    endpoint_label: String,
-    status_label: String,
-    avg_ms: Thresholds,
-    p95_ms: Thresholds,
-    error_rate_pct: Thresholds,
-}
-
-impl Default for FilePerformance {
-    fn default() -> Self {
-        let p = PerfConfig::default();
-        FilePerformance {
-            requests_metric: p.requests_metric,
-            duration_metric: p.duration_metric,
-            endpoint_label: p.endpoint_label,
-            status_label: p.status_label,
-            avg_ms: p.avg_ms,
-            p95_ms: p.p95_ms,
-            error_rate_pct: p.error_rate_pct,
         }
     }
 }
@@ -1051,7 +1024,7 @@ impl Resolver<'_> {
         })
     }
 
-    fn performance(&self, p: FilePerformance) -> Result<PerfConfig, ConfigError> {
+    fn performance(&self, p: PerfConfig) -> Result<PerfConfig, ConfigError> {
         for (key, t) in [
             ("performance.avg_ms", p.avg_ms),
             ("performance.p95_ms", p.p95_ms),
@@ -1074,15 +1047,7 @@ impl Resolver<'_> {
                 return Err(self.invalid(key, format!("`{name}` is not a label name")));
             }
         }
-        Ok(PerfConfig {
-            requests_metric: p.requests_metric,
-            duration_metric: p.duration_metric,
-            endpoint_label: p.endpoint_label,
-            status_label: p.status_label,
-            avg_ms: p.avg_ms,
-            p95_ms: p.p95_ms,
-            error_rate_pct: p.error_rate_pct,
-        })
+        Ok(p)
     }
 
     fn ml(&self, m: FileMl, paths: &Paths) -> Result<MlConfig, ConfigError> {

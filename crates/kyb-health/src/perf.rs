@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
-/// Metric names and thresholds.
-#[derive(Debug, Clone, PartialEq)]
+/// Metric names and thresholds; as `[performance]` in the config file, every key optional.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PerfConfig {
     /// Counter of requests, with endpoint and status labels.
     pub requests_metric: String,
