@@ -28,6 +28,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "kyb-mlcheck-cli",
                 "--package",
                 "kyb-secaudit-cli",
+                "--package",
+                "kyb-update-cli",
             ])
             .args(["--package", "kyb-testkit", "--bins"])
             .status()

@@ -20,6 +20,7 @@ use kyb_mlcheck::{MlConfig, ModelThresholds};
 use kyb_secaudit::{
     AdvisoryConfig, CertConfig, Endpoint, LogScanConfig, OutdatedConfig, PermConfig, UpdatesConfig,
 };
+use kyb_update::{AppConfig as UpdateConfig, ServiceManager, TuneConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -100,6 +101,9 @@ struct FileConfig {
     monitoring: FileMonitoring,
     #[serde(default)]
     security: FileSecurity,
+    update: Option<UpdateConfig>,
+    #[serde(default)]
+    tuning: TuneConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -711,6 +715,11 @@ pub struct Config {
     pub monitoring: Option<MonitoringConfig>,
     /// The security audit.
     pub security: Security,
+    /// The application update (`[update]`), with the pre-update database dump taken from
+    /// `[backup]` when a database and a backup directory are configured.
+    pub update: Option<UpdateConfig>,
+    /// The tuning tasks (`[tuning]`).
+    pub tuning: TuneConfig,
 }
 
 /// `[security]` resolved: one config per audit (`window_open`, `dry_run` set per run).
@@ -878,6 +887,11 @@ impl Resolver<'_> {
         let ml = self.ml(file.ml, &paths)?;
         let monitoring = self.monitoring(file.monitoring)?;
         let security = self.security(file.security)?;
+        let update = file
+            .update
+            .map(|u| self.update(u, backup.as_ref().and_then(|b| b.create.clone())))
+            .transpose()?;
+        let tuning = self.tuning(file.tuning)?;
         Ok(Config {
             source: self.path.to_owned(),
             paths,
@@ -899,7 +913,67 @@ impl Resolver<'_> {
             ml,
             monitoring,
             security,
+            update,
+            tuning,
         })
+    }
+
+    fn update(
+        &self,
+        mut u: UpdateConfig,
+        database: Option<CreateConfig>,
+    ) -> Result<UpdateConfig, ConfigError> {
+        u.binary = self.path(u.binary);
+        u.state_dir = self.path(u.state_dir);
+        u.configs = u.configs.into_iter().map(|p| self.path(p)).collect();
+        match &mut u.service {
+            ServiceManager::Systemd { unit, timeout_ms, .. } => {
+                if unit.is_empty() {
+                    return Err(self.invalid("update.service.unit", "must name a unit"));
+                }
+                self.timeout("update.service.timeout_ms", *timeout_ms)?;
+            }
+            ServiceManager::Process { command, pid_file, log_file, stop_timeout_ms } => {
+                if command.is_empty() {
+                    return Err(
+                        self.invalid("update.service.command", "must hold the program and its arguments")
+                    );
+                }
+                *pid_file = self.path(std::mem::take(pid_file));
+                *log_file = log_file.take().map(|p| self.path(p));
+                self.timeout("update.service.stop_timeout_ms", *stop_timeout_ms)?;
+            }
+        }
+        kyb_health::parse_url(&u.health.url).map_err(|e| self.invalid("update.health.url", e.to_string()))?;
+        for (key, ms) in [
+            ("update.health.probe_timeout_ms", u.health.probe_timeout_ms),
+            ("update.health.deadline_ms", u.health.deadline_ms),
+            ("update.health.first_backoff_ms", u.health.first_backoff_ms),
+            ("update.health.max_backoff_ms", u.health.max_backoff_ms),
+            ("update.check_timeout_ms", u.check_timeout_ms),
+        ] {
+            self.timeout(key, ms)?;
+        }
+        if u.health.successes == 0 {
+            return Err(self.invalid("update.health.successes", "must be at least 1"));
+        }
+        u.database = database;
+        Ok(u)
+    }
+
+    fn tuning(&self, mut t: TuneConfig) -> Result<TuneConfig, ConfigError> {
+        let m = &t.memory;
+        if m.rss_warn_bytes == 0 || m.rss_crit_bytes < m.rss_warn_bytes {
+            return Err(self.invalid(
+                "tuning.memory.rss_crit_bytes",
+                format!("must be at least rss_warn_bytes ({}), which must be above 0", m.rss_warn_bytes),
+            ));
+        }
+        t.sysctl.root = self.path(t.sysctl.root);
+        if !t.sysctl.managed_file.is_absolute() {
+            return Err(self.invalid("tuning.sysctl.managed_file", "must be an absolute path (under `root`)"));
+        }
+        Ok(t)
     }
 
     fn security(&self, f: FileSecurity) -> Result<Security, ConfigError> {

@@ -48,7 +48,7 @@ mod system;
 
 pub use app::{AppConfig, check_app};
 pub use error::HealthError;
-pub use http::{FetchError, parse_url};
+pub use http::{FetchError, Fetched, get as http_get, parse_url};
 pub use monitoring::{Component, MonitorTarget, MonitoringConfig, MonitoringReport, check_monitoring};
 pub use perf::{EndpointLatency, PerfConfig, PerfReport, analyze, previous_snapshot};
 pub use postgres::{PostgresConfig, check_postgres, pool};

@@ -1,5 +1,5 @@
-//! Updates of the platform: SQL migrations of its database (in progress: the application
-//! update with its health gate and rollback, and the tuning tasks, come next).
+//! Updates of the platform: the application update with its health gate and rollback, SQL
+//! migrations of its database, and the tuning tasks (application memory, sysctl, page caches).
 //!
 //! ```no_run
 //! # async fn demo(cfg: kyb_update::MigrateConfig) {
@@ -13,9 +13,20 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod app;
+mod gate;
 mod migrate;
+mod service;
+mod tune;
 
+pub use app::{AppConfig, ConfigDiff, Outcome, UpdateError, UpdateReport, UpdateRequest, update_app};
+pub use gate::{GateConfig, GateReport, health_gate};
 pub use migrate::{
     Applied, MIGRATE_LOCK_KEY, MigrateConfig, MigrateError, MigrateReport, Migration, migrate,
     read_migrations,
+};
+pub use service::{Instance, ServiceError, ServiceManager};
+pub use tune::{
+    MemoryConfig, MemoryOptions, SysctlConfig, SysctlReport, TuneConfig, TuneError, app_memory, drop_caches,
+    rss_bytes, sysctl,
 };

@@ -1,0 +1,341 @@
+//! `kyb-update`: the application update with its health gate and rollback, SQL migrations, and
+//! the tuning tasks.
+
+#[path = "../../common/cli.rs"]
+mod cli;
+
+use clap::{Parser, Subcommand};
+use kyb_core::{Check, Status, TaskReport};
+use kyb_flows::FlowReport;
+use kyb_update::{MemoryOptions, MigrateConfig, Outcome, UpdateReport, UpdateRequest};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use time::OffsetDateTime;
+
+const BIN: &str = "kyb-update";
+
+/// Exit code when nothing could be started: bad arguments or config, another update running.
+/// Not 2, which `app` gives when a rollback failed.
+const CANNOT_START: u8 = 3;
+
+/// Updates the platform: the application binary, the database schema, and the tuning of the
+/// service and the kernel. Settings come from the config file's `[update]` and `[tuning]`
+/// sections.
+///
+/// Exit codes: 0 done (or planned, in a dry run); 1 failed, with the service left as it was or
+/// rolled back healthy; 2 (`app` only) the rollback failed too and someone has to act: the
+/// output says what state things are in; 3 could not start (bad arguments or config, another
+/// update running), nothing changed.
+#[derive(Debug, Parser)]
+#[command(name = "kyb-update", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    common: cli::Common,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Installs a new application binary: stage it beside the installed one and check its
+    /// sha256, run its `--config-check`, back up the current binary, configs and database, stop
+    /// the service, swap by rename (keeping `<binary>.previous`), start it and hold it to the
+    /// health gate (K consecutive successes of `/health` before a deadline, no restart). Any
+    /// failure after the stop rolls back: previous binary and configs back, restart, gate again.
+    ///
+    /// A run killed part-way is finished by the next one, which first rolls back to the
+    /// previous version and brings it up healthy.
+    App {
+        /// The version being installed, for the backup's name and the report.
+        #[arg(long)]
+        version: String,
+        /// The new binary, or a release directory holding it under the installed binary's
+        /// name (with, optionally, SHA256SUMS and configs/<name>).
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        /// The expected SHA-256 of the new binary.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// A `sha256sum` file listing the new binary (a release directory's SHA256SUMS is used
+        /// by default).
+        #[arg(long, value_name = "FILE")]
+        checksum_file: Option<PathBuf>,
+        /// Install the release's config files; without it their differences are only shown.
+        #[arg(long)]
+        merge_configs: bool,
+        /// Print the plan (with the checksum and config differences); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Applies SQL migrations from a directory (`<version>_<name>.sql`, in order, each in a
+    /// transaction unless its first line is `-- kyb:no-transaction`), recorded in
+    /// `schema_migrations`, under an advisory lock. A backup of the database (`[backup]`) is
+    /// made first; afterwards the table count and failed migrations are checked.
+    Db {
+        /// The migrations directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Migrate without the backup first (when no `[backup]` is configured).
+        #[arg(long)]
+        skip_backup: bool,
+        /// List the migrations that would run; run none and back up nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The service's memory: RSS from procfs against `[tuning.memory]` thresholds (Warn above
+    /// 1 GiB by default), and the runtime numbers the app exports in `/metrics`. Over the
+    /// threshold, the service is restarted (then held to the health gate) only when
+    /// `restart = true`, and only inside a maintenance window unless `--emergency`.
+    Memory {
+        /// Say what would be restarted; restart nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow the restart outside the maintenance windows.
+        #[arg(long)]
+        emergency: bool,
+    },
+    /// Keeps the kernel settings of `[tuning.sysctl]` in one managed file
+    /// (/etc/sysctl.d/60-kyb.conf), rewritten only when it differs, and applies each value
+    /// through /proc/sys, reading it back. Unknown keys stop the run before anything is written.
+    Sysctl {
+        /// Show how the file would change and which values would be set.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Syncs, then drops the kernel's page cache, dentries and inodes.
+    ///
+    /// WARNING: this throws away every cached file page on the host, the database's included.
+    /// Everything is then read from disk again, and PostgreSQL and the service run slower until
+    /// the cache is warm. It frees no memory the kernel would not free by itself; use it for
+    /// measurements, not as routine maintenance.
+    DropCaches {
+        /// Say what would be done.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { CANNOT_START } else { 0 });
+        }
+    };
+    let Ok(cfg) = cli.common.start(BIN) else { return ExitCode::from(CANNOT_START) };
+    let now = OffsetDateTime::now_utc();
+    match cli.command {
+        Command::App { version, from, sha256, checksum_file, merge_configs, dry_run } => {
+            let Some(update) = &cfg.update else {
+                return lacks(&cli.common.config, "has no [update] section: nothing says what to update");
+            };
+            let req = UpdateRequest { version, from, sha256, checksum_file, merge_configs, dry_run };
+            match kyb_update::update_app(update, &req, now).await {
+                Ok(report) => print_update(&report, cli.common.format),
+                Err(e) => cannot_start(&e),
+            }
+        }
+        Command::Db { dir, skip_backup, dry_run } => {
+            let Some(db) = cfg.dbmaint.as_ref().map(|d| &d.db) else {
+                return lacks(
+                    &cli.common.config,
+                    "has no [postgres] section: there is no database to migrate",
+                );
+            };
+            let create = cfg.backup.as_ref().and_then(|b| b.create.clone());
+            if create.is_none() && !skip_backup {
+                return lacks(
+                    &cli.common.config,
+                    "has no backup directory ([paths] backup_dir): pass --skip-backup to migrate without a backup",
+                );
+            }
+            let started = Instant::now();
+            let mut checks = Vec::new();
+            let backup_ok = match (&create, skip_backup, dry_run) {
+                (_, true, _) => {
+                    checks.push(Check::new("backup", Status::Warn, "skipped (--skip-backup)"));
+                    true
+                }
+                (Some(c), _, true) => {
+                    checks.push(Check::new(
+                        "backup",
+                        Status::Ok,
+                        format!("would dump into {}", c.backup_dir.display()),
+                    ));
+                    true
+                }
+                (Some(c), _, false) => match kyb_backup::create(c, now).await {
+                    Ok(made) => {
+                        checks.push(Check::new(
+                            "backup",
+                            Status::Ok,
+                            format!("database dumped to {}", made.dir.display()),
+                        ));
+                        true
+                    }
+                    Err(e) => {
+                        let why = format!("{}; no migration was run", kyb_core::error_chain(&e));
+                        checks.push(Check::new("backup", Status::Crit, why));
+                        false
+                    }
+                },
+                (None, false, _) => unreachable!("refused above"),
+            };
+            if backup_ok {
+                let m = MigrateConfig {
+                    postgres: db.postgres.clone(),
+                    dir,
+                    connect_timeout_ms: db.connect_timeout_ms,
+                    lock_wait_ms: db.lock_wait_ms,
+                    lock_timeout_ms: db.lock_timeout_ms,
+                    statement_timeout_ms: 0,
+                    dry_run,
+                };
+                match kyb_update::migrate(&m).await {
+                    Ok(r) => {
+                        let verb = if dry_run { "would apply" } else { "applied" };
+                        for a in &r.applied {
+                            let summary = format!("{verb} in {} ms", a.duration_ms);
+                            checks.push(Check::new(
+                                format!("{:04}_{}", a.version, a.name),
+                                Status::Ok,
+                                summary,
+                            ));
+                        }
+                        let summary = format!("{} {verb}, {} already applied", r.applied.len(), r.already);
+                        checks.push(Check::new("migrate", Status::Ok, summary));
+                        checks.extend(r.checks);
+                    }
+                    Err(e) => checks.push(Check::new("migrate", Status::Crit, kyb_core::error_chain(&e))),
+                }
+            }
+            let task = TaskReport::from_checks("db-migrate", checks, started.elapsed());
+            cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
+        }
+        Command::Memory { dry_run, emergency } => {
+            let Some(update) = &cfg.update else {
+                return lacks(&cli.common.config, "has no [update] section: it says how the service runs");
+            };
+            let started = Instant::now();
+            let exposition = match &cfg.snapshot {
+                Some(s) => {
+                    let scrape = kyb_health::ScrapeConfig {
+                        url: s.metrics_url.clone(),
+                        timeout_ms: s.timeout_ms,
+                        max_body_bytes: s.max_body_bytes,
+                        max_redirects: s.max_redirects,
+                    };
+                    kyb_health::scrape(&scrape).await.ok().map(|s| s.exposition)
+                }
+                None => None,
+            };
+            let opts = MemoryOptions { restart_allowed: emergency || cfg.window.is_open(now), dry_run };
+            let result = kyb_update::app_memory(
+                &cfg.tuning.memory,
+                &update.service,
+                &update.health,
+                exposition.as_ref(),
+                opts,
+            )
+            .await;
+            let task = match result {
+                Ok(checks) => TaskReport::from_checks("app-memory", checks, started.elapsed()),
+                Err(e) => TaskReport::failed("app-memory", kyb_core::error_chain(&e), started.elapsed()),
+            };
+            cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
+        }
+        Command::Sysctl { dry_run } => {
+            let started = Instant::now();
+            match kyb_update::sysctl(&cfg.tuning.sysctl, dry_run) {
+                Ok(r) => {
+                    let mut checks = r.checks;
+                    let what = match (r.file_changed, dry_run) {
+                        (false, _) => format!("{} is up to date", r.file.display()),
+                        (true, true) => format!("{} would change:\n{}", r.file.display(), r.diff.trim_end()),
+                        (true, false) => format!("{} rewritten:\n{}", r.file.display(), r.diff.trim_end()),
+                    };
+                    checks.insert(0, Check::new("managed-file", Status::Ok, what));
+                    let task = TaskReport::from_checks("sysctl", checks, started.elapsed());
+                    cli::finish(
+                        BIN,
+                        &FlowReport::single(task, now, dry_run),
+                        cli.common.format,
+                        cli.common.textfile,
+                    )
+                }
+                Err(e) => cannot_start(&e),
+            }
+        }
+        Command::DropCaches { dry_run } => {
+            let started = Instant::now();
+            match kyb_update::drop_caches(&cfg.tuning.sysctl.root, dry_run) {
+                Ok(check) => {
+                    let task = TaskReport::from_checks("drop-caches", vec![check], started.elapsed());
+                    cli::finish(
+                        BIN,
+                        &FlowReport::single(task, now, dry_run),
+                        cli.common.format,
+                        cli.common.textfile,
+                    )
+                }
+                Err(e) => cannot_start(&e),
+            }
+        }
+    }
+}
+
+fn lacks(config: &std::path::Path, why: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "{BIN}: error: {} {why}", config.display());
+    ExitCode::from(CANNOT_START)
+}
+
+fn cannot_start(err: &dyn std::error::Error) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "{BIN}: error: {}", kyb_core::error_chain(err));
+    ExitCode::from(CANNOT_START)
+}
+
+fn print_update(report: &UpdateReport, format: cli::Format) -> ExitCode {
+    let code = report.outcome.exit_code();
+    let out = match format {
+        cli::Format::Json => {
+            let mut v = serde_json::to_value(report).expect("reports serialize");
+            v["exit_code"] = code.into();
+            serde_json::to_string_pretty(&v).expect("values serialize") + "\n"
+        }
+        cli::Format::Text => render_update(report),
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    ExitCode::from(code)
+}
+
+fn render_update(r: &UpdateReport) -> String {
+    let outcome = match r.outcome {
+        Outcome::Updated => "UPDATED: the new version is running and healthy",
+        Outcome::Planned => "DRY RUN: nothing was changed",
+        Outcome::NotChanged => "FAILED: nothing was changed",
+        Outcome::RolledBack => "FAILED: rolled back; the previous version is running and healthy",
+        Outcome::RollbackFailed => "ROLLBACK FAILED: manual intervention needed",
+    };
+    let mut out = format!("kyb-update app {}: {outcome}\n\n", r.version);
+    for s in &r.steps {
+        out.push_str(&format!("  {:<8} {:<22} {}\n", s.status.nagios_label(), s.name, s.summary));
+    }
+    for d in &r.config_diffs {
+        let how = if d.merged { "installed" } else { "not installed; --merge-configs installs it" };
+        out.push_str(&format!("\nconfig {} vs {} ({how}):\n", d.installed.display(), d.release.display()));
+        for line in d.diff.lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    if !r.state.is_empty() {
+        out.push_str("\nstate:\n");
+        for line in &r.state {
+            out.push_str(&format!("  - {line}\n"));
+        }
+    }
+    out
+}

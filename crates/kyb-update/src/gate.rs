@@ -1,0 +1,167 @@
+//! The health gate: after a start, the service must answer `/health` successfully K times in a
+//! row before one overall deadline, and stay the same instance throughout.
+//!
+//! Failed probes back off exponentially with jitter; each probe has its own timeout. A service
+//! that exits or restarts fails the gate at once: waiting out the deadline would only delay the
+//! rollback.
+
+use crate::service::{Instance, ServiceManager};
+use serde::{Deserialize, Serialize};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+/// How the gate probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// The health endpoint, e.g. `http://127.0.0.1:8080/health`.
+    pub url: String,
+    /// Deadline of one probe.
+    pub probe_timeout_ms: u64,
+    /// Pause after the first failed probe, and between successful ones.
+    pub first_backoff_ms: u64,
+    /// The pause after failures doubles up to this.
+    pub max_backoff_ms: u64,
+    /// Deadline of the whole gate.
+    pub deadline_ms: u64,
+    /// Consecutive successful probes needed.
+    pub successes: u32,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            url: "http://127.0.0.1:8080/health".into(),
+            probe_timeout_ms: 2_000,
+            first_backoff_ms: 200,
+            max_backoff_ms: 5_000,
+            deadline_ms: 60_000,
+            successes: 3,
+        }
+    }
+}
+
+/// How the gate ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateReport {
+    /// K consecutive successes were seen in time.
+    pub passed: bool,
+    /// Probes sent.
+    pub probes: u32,
+    /// Time spent.
+    pub took_ms: u64,
+    /// Why it passed or failed, for people.
+    pub detail: String,
+    /// The `version` the service's `/health` reported, when it reports one.
+    pub version: Option<String>,
+}
+
+/// Runs the gate against the instance `service` has now. A service that is not running fails
+/// at once.
+pub async fn health_gate(cfg: &GateConfig, service: &ServiceManager) -> GateReport {
+    let started = Instant::now();
+    let report = |passed, probes, detail: String, version| GateReport {
+        passed,
+        probes,
+        took_ms: kyb_core::duration_ms(started.elapsed()),
+        detail,
+        version,
+    };
+    let first = match service.instance().await {
+        Ok(Some(i)) => i,
+        Ok(None) => return report(false, 0, "the service is not running".into(), None),
+        Err(e) => return report(false, 0, kyb_core::error_chain(&e), None),
+    };
+    let deadline = started + Duration::from_millis(cfg.deadline_ms);
+    let mut probes = 0;
+    let mut in_a_row = 0;
+    let mut backoff = Duration::from_millis(cfg.first_backoff_ms.max(1));
+    let mut last_failure = String::from("no probe answered");
+    let mut version = None;
+    loop {
+        if let Some(why) = changed(service, first).await {
+            return report(false, probes, why, version);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let why = format!(
+                "{in_a_row} of {} consecutive successes within {} ms; last failure: {last_failure}",
+                cfg.successes, cfg.deadline_ms
+            );
+            return report(false, probes, why, version);
+        }
+        probes += 1;
+        let pause = match probe(&cfg.url, Duration::from_millis(cfg.probe_timeout_ms).min(left)).await {
+            Ok(v) => {
+                in_a_row += 1;
+                version = v.or(version);
+                if in_a_row >= cfg.successes {
+                    // One last look: the process that answered is still the one that started.
+                    if let Some(why) = changed(service, first).await {
+                        return report(false, probes, why, version);
+                    }
+                    let why = format!("{in_a_row} consecutive successful probes of {}", cfg.url);
+                    return report(true, probes, why, version);
+                }
+                Duration::from_millis(cfg.first_backoff_ms)
+            }
+            Err(why) => {
+                in_a_row = 0;
+                last_failure = why;
+                let pause = jitter(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(cfg.max_backoff_ms.max(1)));
+                pause
+            }
+        };
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// Why the service is no longer the instance the gate started with, if it is not.
+async fn changed(service: &ServiceManager, first: Instance) -> Option<String> {
+    match service.instance().await {
+        Ok(Some(now)) if now == first => None,
+        Ok(Some(now)) => {
+            Some(format!("the service restarted during the gate (pid {} -> {})", first.pid, now.pid))
+        }
+        Ok(None) => Some(format!("the service exited during the gate (pid {})", first.pid)),
+        Err(e) => Some(kyb_core::error_chain(&e)),
+    }
+}
+
+/// One GET: the reported version on a 2xx, the reason otherwise.
+async fn probe(url: &str, timeout: Duration) -> Result<Option<String>, String> {
+    let fetched = tokio::time::timeout(timeout, kyb_health::http_get(url, 0, 64 * 1024))
+        .await
+        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+        .map_err(|e| kyb_core::error_chain(&e))?;
+    if !fetched.status.is_success() {
+        return Err(format!("HTTP {}", fetched.status.as_u16()));
+    }
+    let version = serde_json::from_slice::<serde_json::Value>(&fetched.body)
+        .ok()
+        .and_then(|v| v.get("version").and_then(|v| v.as_str()).map(str::to_owned));
+    Ok(version)
+}
+
+/// A pause between half and all of `d` ("equal jitter"), so several hosts updated together do
+/// not probe in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    let frac = (h.finish() % 1000) as f64 / 1000.0;
+    d.mul_f64(0.5 + frac / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_between_half_and_all() {
+        for _ in 0..200 {
+            let j = jitter(Duration::from_millis(1000));
+            assert!(j >= Duration::from_millis(500) && j <= Duration::from_millis(1000), "{j:?}");
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! `kyb-update` end to end: a fake service binary (kyb-fake-service, each "release" a copy with
+//! its behaviour in a trailer) run by the process supervisor, updated, gated and rolled back by
+//! the real binary.
+
+use kyb_e2e::binary;
+use kyb_update::{GateConfig, ServiceManager};
+use sha2::{Digest, Sha256};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Host {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    port: u16,
+    service: ServiceManager,
+}
+
+impl Drop for Host {
+    /// No service outlives its test, whatever the test did.
+    fn drop(&mut self) {
+        if let Ok(text) = std::fs::read_to_string(self.dir.path().join("run/kyb-platform.pid"))
+            && let Some(pid) = text.split_whitespace().next().and_then(|p| p.parse::<i32>().ok())
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A release: a copy of the fake service with `behaviour` (JSON) as its trailer.
+fn release(path: &Path, behaviour: &str) -> PathBuf {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut bytes = std::fs::read(binary("kyb-fake-service")).unwrap();
+    bytes.extend_from_slice(format!("\n#kyb-fake-service {behaviour}\n").as_bytes());
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_owned()
+}
+
+fn sha256(path: &Path) -> String {
+    Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A release directory: the binary under the installed name, its SHA256SUMS, and a config.
+fn release_dir(host: &Host, name: &str, behaviour: &str) -> PathBuf {
+    let dir = host.dir.path().join(name);
+    let bin = release(&dir.join("kyb-platform"), behaviour);
+    std::fs::write(dir.join("SHA256SUMS"), format!("{}  kyb-platform\n", sha256(&bin))).unwrap();
+    std::fs::create_dir_all(dir.join("configs")).unwrap();
+    std::fs::write(dir.join("configs/production.yml"), "listen: 8080\nworkers: 8\nlog_level: info\n")
+        .unwrap();
+    dir
+}
+
+/// Installs version 1.0.0 (with `behaviour` added) and starts it under the supervisor.
+async fn host(installed: &str, extra_config: &str) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    std::fs::create_dir_all(d.join("etc")).unwrap();
+    std::fs::create_dir_all(d.join("run")).unwrap();
+    std::fs::write(d.join("etc/production.yml"), "listen: 8080\nworkers: 4\nlog_level: info\n").unwrap();
+    release(&d.join("opt/kyb-platform"), installed);
+    let config = d.join("kyb-maint.toml");
+    let text = format!(
+        "[update]\nbinary = \"opt/kyb-platform\"\nstate_dir = \"updates\"\nconfigs = [\"etc/production.yml\"]\n\
+         check_timeout_ms = 3000\n\n\
+         [update.service]\nkind = \"process\"\ncommand = [\"{bin}\", \"--listen\", \"127.0.0.1:{port}\"]\n\
+         pid_file = \"run/kyb-platform.pid\"\nlog_file = \"run/kyb-platform.log\"\nstop_timeout_ms = 6000\n\n\
+         [update.health]\nurl = \"http://127.0.0.1:{port}/health\"\ndeadline_ms = 4000\nsuccesses = 3\n\
+         first_backoff_ms = 50\nmax_backoff_ms = 400\nprobe_timeout_ms = 1000\n{extra_config}",
+        bin = d.join("opt/kyb-platform").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let service = ServiceManager::Process {
+        command: vec![
+            d.join("opt/kyb-platform").display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+        ],
+        pid_file: d.join("run/kyb-platform.pid"),
+        log_file: None,
+        stop_timeout_ms: 6000,
+    };
+    let host = Host { dir, config, port, service };
+    if !installed.contains("\"crash\":true") {
+        host.service.start().await.unwrap();
+        assert_eq!(host.version().await.as_deref(), Some("1.0.0"), "the installed version serves");
+    }
+    host
+}
+
+impl Host {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn update(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary("kyb-update"));
+        cmd.args(args).arg("--config").arg(&self.config).env("KYB_LOG", "warn");
+        cmd
+    }
+
+    /// The version `/health` reports after passing the gate, or None when it does not pass.
+    async fn version(&self) -> Option<String> {
+        let gate = GateConfig {
+            url: format!("http://127.0.0.1:{}/health", self.port),
+            deadline_ms: 4000,
+            first_backoff_ms: 50,
+            successes: 2,
+            ..GateConfig::default()
+        };
+        let g = kyb_update::health_gate(&gate, &self.service).await;
+        g.passed.then(|| g.version.unwrap_or_default())
+    }
+
+    async fn pid(&self) -> Option<u32> {
+        self.service.instance().await.unwrap().map(|i| i.pid)
+    }
+
+    /// Names in the binary's directory, to see that no staging file is left.
+    fn opt_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path("opt"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("spawn kyb-update")).await.unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const V1: &str = r#"{"version":"1.0.0"}"#;
+
+#[tokio::test]
+async fn a_good_update_swaps_gates_and_keeps_the_previous_binary() {
+    let h = host(V1, "").await;
+    let old_sha = sha256(&h.path("opt/kyb-platform"));
+    let old_pid = h.pid().await.unwrap();
+    let rel = release_dir(&h, "release-2.0.0", r#"{"version":"2.0.0"}"#);
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap()])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("UPDATED"), "{stdout}");
+    assert!(stdout.contains("matches checksum file"), "{stdout}");
+    assert_eq!(h.version().await.as_deref(), Some("2.0.0"));
+    assert_ne!(h.pid().await.unwrap(), old_pid);
+    assert_eq!(sha256(&h.path("opt/kyb-platform")), sha256(&rel.join("kyb-platform")));
+    assert_eq!(sha256(&h.path("opt/kyb-platform.previous")), old_sha);
+    assert_eq!(h.opt_names(), ["kyb-platform", "kyb-platform.previous"], "no staging file left");
+    // The release's config differs: shown, not installed.
+    assert!(stdout.contains("-   2 workers: 4") && stdout.contains("+   2 workers: 8"), "{stdout}");
+    assert!(std::fs::read_to_string(h.path("etc/production.yml")).unwrap().contains("workers: 4"));
+    // The pre-update backup holds the old binary and the config; its state says done.
+    let backups: Vec<PathBuf> = std::fs::read_dir(h.path("updates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("pre_update_"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(sha256(&backups[0].join("binary/kyb-platform")), old_sha);
+    assert!(backups[0].join("configs/0-production.yml").is_file());
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backups[0].join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["phase"], "done");
+    assert!(!h.path("updates/in-progress.json").exists());
+
+    // A second update, asked to merge the configs, installs them too; JSON says how it ended.
+    let rel3 = release_dir(&h, "release-3.0.0", r#"{"version":"3.0.0"}"#);
+    let out = run(h.update(&[
+        "app",
+        "--version",
+        "3.0.0",
+        "--from",
+        rel3.to_str().unwrap(),
+        "--merge-configs",
+        "--format",
+        "json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["outcome"], "updated");
+    assert_eq!(json["exit_code"], 0);
+    assert_eq!(json["config_diffs"][0]["merged"], true);
+    assert!(std::fs::read_to_string(h.path("etc/production.yml")).unwrap().contains("workers: 8"));
+    assert_eq!(h.version().await.as_deref(), Some("3.0.0"));
+}
+
+#[tokio::test]
+async fn the_update_dumps_the_database_first() {
+    let db = kyb_testkit::fresh_database("update_dump").await;
+    let extra = format!(
+        "\n[paths]\nbackup_dir = \"backups\"\n\n[postgres]\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndbname = \"{}\"\npassword = \"{}\"\n",
+        db.host,
+        db.port,
+        db.user,
+        db.dbname,
+        db.password.clone().unwrap_or_default()
+    );
+    let h = host(V1, &extra).await;
+    std::fs::create_dir_all(h.path("backups")).unwrap();
+    let rel = release_dir(&h, "rel", r#"{"version":"2.0.0"}"#);
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap()])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("database dump"), "{stdout}");
+    let dumps: Vec<_> = std::fs::read_dir(h.path("backups/full")).unwrap().collect();
+    assert_eq!(dumps.len(), 1);
+
+    // Without a good dump nothing changes: the database is gone, the update stops before the
+    // service is touched.
+    let pid = h.pid().await.unwrap();
+    let broken =
+        std::fs::read_to_string(&h.config).unwrap().replace(&format!("port = {}\n", db.port), "port = 1\n");
+    std::fs::write(&h.config, broken).unwrap();
+    let rel3 = release_dir(&h, "rel3", r#"{"version":"3.0.0"}"#);
+    let out = run(h.update(&["app", "--version", "3.0.0", "--from", rel3.to_str().unwrap()])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("backup") && stdout.contains("nothing was changed"), "{stdout}");
+    assert_eq!(h.pid().await, Some(pid), "the service was not restarted");
+    assert_eq!(h.version().await.as_deref(), Some("2.0.0"));
+    assert_eq!(h.opt_names(), ["kyb-platform", "kyb-platform.previous"]);
+}
+
+#[tokio::test]
+async fn a_binary_failing_its_config_check_is_not_swapped() {
+    let h = host(V1, "").await;
+    let (sha, pid) = (sha256(&h.path("opt/kyb-platform")), h.pid().await);
+    let rel = release_dir(&h, "rel", r#"{"version":"2.0.0","config_check":"fail"}"#);
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap()])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("unknown key `listen_adress`"), "the check's own message is shown: {stdout}");
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+    assert_eq!(sha256(&h.path("opt/kyb-platform")), sha);
+    assert_eq!(h.pid().await, pid, "not stopped, not restarted");
+    assert_eq!(h.opt_names(), ["kyb-platform"], "the staged copy is removed");
+    assert_eq!(h.version().await.as_deref(), Some("1.0.0"));
+
+    // A check that hangs is stopped at its deadline.
+    let rel = release_dir(&h, "rel-hang", r#"{"version":"2.0.0","config_check":"hang"}"#);
+    let started = Instant::now();
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap()])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("did not finish within 3000 ms"), "{}", text(&out.stdout));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(h.version().await.as_deref(), Some("1.0.0"));
+}
+
+#[tokio::test]
+async fn a_binary_that_crashes_at_start_is_rolled_back() {
+    let h = host(V1, "").await;
+    let sha = sha256(&h.path("opt/kyb-platform"));
+    let rel = release_dir(&h, "rel", r#"{"version":"2.0.0","crash":true}"#);
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap()])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("rolled back"), "{stdout}");
+    assert!(stdout.contains("exited during the gate") || stdout.contains("not running"), "{stdout}");
+    assert_eq!(sha256(&h.path("opt/kyb-platform")), sha);
+    assert_eq!(h.version().await.as_deref(), Some("1.0.0"));
+    assert!(!h.path("updates/in-progress.json").exists());
+}
+
+#[tokio::test]
+async fn an_unhealthy_binary_is_rolled_back() {
+    let h = host(V1, "").await;
+    let rel = release_dir(&h, "rel", r#"{"version":"2.0.0","health":"fail"}"#);
+    let out =
+        run(h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap(), "--merge-configs"]))
+            .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("HTTP 503"), "{stdout}");
+    assert_eq!(h.version().await.as_deref(), Some("1.0.0"));
+    // The merged config is put back too.
+    assert!(std::fs::read_to_string(h.path("etc/production.yml")).unwrap().contains("workers: 4"));
+}
+
+#[tokio::test]
+async fn a_failed_rollback_exits_2_and_describes_the_state() {
+    // The installed version starts once (the test's start) and never again.
+    let marker = tempfile::tempdir().unwrap();
+    let once = marker.path().join("started");
+    let h = host(&format!(r#"{{"version":"1.0.0","crash_if_exists":"{}"}}"#, once.display()), "").await;
+    let rel = release_dir(&h, "rel", r#"{"version":"2.0.0","crash":true}"#);
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap()])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("ROLLBACK FAILED"), "{stdout}");
+    assert!(stdout.contains("kyb-platform is the previous version"), "{stdout}");
+    assert!(stdout.contains("is not running"), "{stdout}");
+    assert!(stdout.contains("pre-update backup:"), "{stdout}");
+    assert!(h.path("updates/in-progress.json").exists(), "the next run knows");
+
+    // Once the operator mends the old version, the next run rolls back first, then updates.
+    std::fs::remove_file(&once).unwrap();
+    let good = release_dir(&h, "rel-good", r#"{"version":"2.0.1"}"#);
+    let out = run(h.update(&["app", "--version", "2.0.1", "--from", good.to_str().unwrap()])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("interrupted update to 2.0.0"), "{stdout}");
+    assert_eq!(h.version().await.as_deref(), Some("2.0.1"));
+}
+
+/// Starts an update, waits for `ready`, kills it with SIGKILL, and runs the same update again.
+async fn kill_and_rerun(h: &Host, rel: &Path, ready: impl Fn() -> bool) -> Output {
+    let mut cmd = h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap()]);
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "the update never reached the point to kill it at");
+        assert!(child.try_wait().unwrap().is_none(), "the update ended before it could be killed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run(h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap()])).await
+}
+
+#[tokio::test]
+async fn kill_9_while_the_old_version_stops_then_a_rerun_ends_healthy_on_one_version() {
+    let h = host(r#"{"version":"1.0.0","slow_stop_ms":1500}"#, "").await;
+    let rel = release_dir(&h, "rel", r#"{"version":"2.0.0"}"#);
+    let marker = h.path("updates/in-progress.json");
+    let out = kill_and_rerun(&h, &rel, || marker.exists()).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("interrupted update to 2.0.0"), "{stdout}");
+    assert_eq!(h.version().await.as_deref(), Some("2.0.0"));
+    assert_eq!(sha256(&h.path("opt/kyb-platform")), sha256(&rel.join("kyb-platform")));
+    assert!(!marker.exists());
+    assert_eq!(h.opt_names(), ["kyb-platform", "kyb-platform.previous"]);
+}
+
+#[tokio::test]
+async fn kill_9_during_the_health_gate_then_a_rerun_ends_healthy_on_one_version() {
+    let h = host(V1, "").await;
+    let first = h.pid().await.unwrap();
+    let rel = release_dir(&h, "rel", r#"{"version":"2.0.0","slow_start_ms":1500}"#);
+    let pid_file = h.path("run/kyb-platform.pid");
+    let new_pid_recorded = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+            .is_some_and(|p| p != first)
+    };
+    let out = kill_and_rerun(&h, &rel, new_pid_recorded).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("interrupted update to 2.0.0"), "{stdout}");
+    assert_eq!(h.version().await.as_deref(), Some("2.0.0"));
+    assert_eq!(sha256(&h.path("opt/kyb-platform")), sha256(&rel.join("kyb-platform")));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let h = host(V1, "").await;
+    let (sha, pid) = (sha256(&h.path("opt/kyb-platform")), h.pid().await);
+    let rel = release_dir(&h, "rel", r#"{"version":"2.0.0"}"#);
+    let rel_s = rel.to_str().unwrap();
+    let missing = h.path("no-such-release");
+    let etc = h.path("etc");
+    let zeros = "0".repeat(64);
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["--version", "2.0.0", "--from", missing.to_str().unwrap()], 1, "No such file"),
+        (vec!["--version", "2.0.0", "--from", etc.to_str().unwrap()], 1, "has no kyb-platform"),
+        (vec!["--version", "2.0.0", "--from", rel_s, "--sha256", &zeros], 1, "--sha256 says"),
+        (vec!["--version", "2.0.0", "--from", rel_s, "--sha256", "abc"], 1, "not 64 hex digits"),
+        (vec!["--version", "../../etc", "--from", rel_s], 3, "invalid version"),
+        (vec!["--version", "", "--from", rel_s], 3, "invalid version"),
+        (vec!["--from", rel_s], 3, "--version"),
+    ];
+    for (args, code, says) in cases {
+        let mut all = vec!["app"];
+        all.extend(&args);
+        let out = run(h.update(&all)).await;
+        let both = text(&out.stdout) + &text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {both}");
+        assert!(both.contains(says), "{args:?}: {both}");
+    }
+    // A checksum file that lists another file, or is not one.
+    std::fs::write(rel.join("SHA256SUMS"), format!("{}  other-binary\n", "a".repeat(64))).unwrap();
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel_s])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("has no line for kyb-platform"), "{}", text(&out.stdout));
+    std::fs::write(rel.join("SHA256SUMS"), "garbage\n").unwrap();
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel_s])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("line 1"), "{}", text(&out.stdout));
+    std::fs::remove_file(rel.join("SHA256SUMS")).unwrap();
+
+    // Another update holding the lock.
+    std::fs::create_dir_all(h.path("updates")).unwrap();
+    let lock = kyb_core::fs::RunLock::try_acquire(&h.path("updates/update.lock")).unwrap();
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel_s])).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("update.lock"), "{}", text(&out.stderr));
+    drop(lock);
+
+    // A release that is not executable, with no mode configured.
+    std::fs::set_permissions(rel.join("kyb-platform"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel_s])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("not executable"), "{}", text(&out.stdout));
+
+    // A dry run plans, with the checksum computed, and changes nothing.
+    std::fs::set_permissions(rel.join("kyb-platform"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel_s, "--dry-run"])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("DRY RUN") && stdout.contains("would stop process"), "{stdout}");
+    assert!(stdout.contains("+   2 workers: 8"), "the config diff is part of the plan: {stdout}");
+
+    assert_eq!(sha256(&h.path("opt/kyb-platform")), sha, "nothing was swapped");
+    assert_eq!(h.pid().await, pid, "the service was never restarted");
+    assert_eq!(h.opt_names(), ["kyb-platform"]);
+    let left: Vec<_> = std::fs::read_dir(h.path("updates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "update.lock")
+        .collect();
+    assert!(left.is_empty(), "no backup was made for updates that stopped early: {left:?}");
+
+    // A config without [update].
+    std::fs::write(h.path("empty.toml"), "").unwrap();
+    let mut cmd = Command::new(binary("kyb-update"));
+    cmd.args(["app", "--version", "2.0.0", "--from", rel_s, "--config"]).arg(h.path("empty.toml"));
+    let out = run(cmd).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("has no [update] section"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn memory_over_the_threshold_restarts_only_when_configured_and_allowed() {
+    // A window three days away: certainly closed now.
+    let day = time::OffsetDateTime::now_utc().weekday().next().next().next();
+    let closed = format!("\n[window]\nallowed = [\"{} 02:00-03:00\"]\n", &day.to_string()[..3]);
+    let h = host(
+        V1,
+        &format!(
+            "\n[tuning.memory]\nrss_warn_bytes = 1\nrss_crit_bytes = 1099511627776\nrestart = true\n{closed}"
+        ),
+    )
+    .await;
+    let pid = h.pid().await.unwrap();
+
+    let out = run(h.update(&["memory", "--format", "json"])).await;
+    assert_eq!(out.status.code(), Some(0), "Warn: {}{}", text(&out.stdout), text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = &json["tasks"][0]["checks"];
+    assert_eq!(checks[0]["name"], "rss");
+    assert_eq!(checks[0]["status"], "warn");
+    assert!(checks[1]["summary"].as_str().unwrap().contains("not allowed now"), "{checks}");
+    assert_eq!(h.pid().await, Some(pid), "outside the window: not restarted");
+
+    let out = run(h.update(&["memory", "--dry-run"])).await;
+    assert!(text(&out.stdout).contains("would restart"), "{}", text(&out.stdout));
+    assert_eq!(h.pid().await, Some(pid));
+
+    let out = run(h.update(&["memory", "--emergency"])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("restarted; health gate"), "{stdout}");
+    assert_ne!(h.pid().await, Some(pid));
+    assert_eq!(h.version().await.as_deref(), Some("1.0.0"));
+}
+
+#[tokio::test]
+async fn sysctl_writes_its_managed_file_once_and_refuses_unknown_keys() {
+    let h = host(
+        V1,
+        "\n[tuning.sysctl]\nroot = \"fakeroot\"\n[tuning.sysctl.values]\n\"net.core.somaxconn\" = \"4096\"\n",
+    )
+    .await;
+    let knob = h.path("fakeroot/proc/sys/net/core/somaxconn");
+    std::fs::create_dir_all(knob.parent().unwrap()).unwrap();
+    std::fs::write(&knob, "128\n").unwrap();
+    let managed = h.path("fakeroot/etc/sysctl.d/60-kyb.conf");
+
+    let out = run(h.update(&["sysctl", "--dry-run"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("would change"), "{}", text(&out.stdout));
+    assert!(!managed.exists());
+
+    let out = run(h.update(&["sysctl"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("rewritten"), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read_to_string(&knob).unwrap(), "4096\n");
+    let modified = std::fs::metadata(&managed).unwrap().modified().unwrap();
+    let out = run(h.update(&["sysctl"])).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("is up to date"), "{}", text(&out.stdout));
+    assert_eq!(std::fs::metadata(&managed).unwrap().modified().unwrap(), modified);
+
+    let cfg = std::fs::read_to_string(&h.config).unwrap() + "\"net.core.no_such_knob\" = \"1\"\n";
+    std::fs::write(&h.config, cfg).unwrap();
+    let out = run(h.update(&["sysctl"])).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("unknown sysctl key `net.core.no_such_knob`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn db_backs_up_then_migrates_then_verifies() {
+    let db = kyb_testkit::fresh_database("update_db").await;
+    let extra = format!(
+        "\n[paths]\nbackup_dir = \"backups\"\n\n[postgres]\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndbname = \"{}\"\npassword = \"{}\"\n",
+        db.host,
+        db.port,
+        db.user,
+        db.dbname,
+        db.password.clone().unwrap_or_default()
+    );
+    let h = host(V1, &extra).await;
+    std::fs::create_dir_all(h.path("backups")).unwrap();
+    std::fs::create_dir_all(h.path("migrations")).unwrap();
+    std::fs::write(
+        h.path("migrations/0001_accounts.sql"),
+        "CREATE TABLE accounts (id bigint PRIMARY KEY);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        h.path("migrations/0002_accounts_index.sql"),
+        "-- kyb:no-transaction\nCREATE INDEX CONCURRENTLY accounts_id_idx ON accounts (id);\n",
+    )
+    .unwrap();
+    let dir = h.path("migrations");
+    let out = run(h.update(&["db", "--dir", dir.to_str().unwrap()])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("database dumped to"), "{stdout}");
+    assert!(stdout.contains("2 applied, 0 already applied"), "{stdout}");
+    let out = run(h.update(&["db", "--dir", dir.to_str().unwrap()])).await;
+    assert!(text(&out.stdout).contains("0 applied, 2 already applied"), "{}", text(&out.stdout));
+
+    // A failing migration: exit 1, and the backup was made first.
+    std::fs::write(h.path("migrations/0003_broken.sql"), "ALTER TABLE nope ADD COLUMN x int;\n").unwrap();
+    let out = run(h.update(&["db", "--dir", dir.to_str().unwrap()])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read_dir(h.path("backups/full")).unwrap().count(), 3);
+}
