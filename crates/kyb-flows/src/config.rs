@@ -1892,6 +1892,77 @@ mod tests {
             Some(Some("app.kyb.example"))
         );
         assert!(sec.perms.is_some() && sec.logs.is_some() && sec.advisories.is_none());
+        let update = cfg.update.expect("[update]");
+        assert!(update.database.is_some(), "the pre-update dump comes from [backup]");
+        assert_eq!(update.mode, Some(0o755));
+        assert_eq!(update.health.successes, 3);
+    }
+
+    const UPDATE: &str = "[update]\nbinary = \"opt/app\"\nstate_dir = \"updates\"\n\
+                          [update.service]\nkind = \"process\"\ncommand = [\"opt/app\"]\npid_file = \"run/app.pid\"\n";
+
+    #[test]
+    fn update_paths_resolve_and_the_dump_comes_from_backup() {
+        let cfg = parse_str(&format!("{MINIMAL}{UPDATE}")).unwrap();
+        let u = cfg.update.unwrap();
+        assert_eq!(u.binary, Path::new("/etc/kyb/opt/app"));
+        assert_eq!(u.state_dir, Path::new("/etc/kyb/updates"));
+        assert!(
+            matches!(&u.service, kyb_update::ServiceManager::Process { pid_file, .. } if pid_file == Path::new("/etc/kyb/run/app.pid"))
+        );
+        assert_eq!(u.database, None, "no [postgres]: no dump");
+        assert_eq!(u.check_command, ["{binary}", "--config-check"]);
+        assert_eq!(cfg.tuning.memory.rss_warn_bytes, 1 << 30);
+        assert_eq!(cfg.tuning.sysctl.values.len(), 4, "the runbook's TCP settings");
+    }
+
+    #[test]
+    fn bad_update_and_tuning_settings_name_their_key() {
+        for (extra, key, want) in [
+            ("[update.health]\nsuccesses = 0\n", "update.health.successes", "at least 1"),
+            ("[update.health]\nurl = \"ftp://x/health\"\n", "update.health.url", "only http://"),
+            ("[update.health]\ndeadline_ms = 0\n", "update.health.deadline_ms", "between 1 and"),
+            ("[update.health]\nsucceses = 3\n", "update.health", "unknown field"),
+            (
+                "[tuning.memory]\nrss_warn_bytes = 10\nrss_crit_bytes = 5\n",
+                "tuning.memory.rss_crit_bytes",
+                "at least",
+            ),
+            ("[tuning.sysctl]\nmanaged_file = \"etc/x.conf\"\n", "tuning.sysctl.managed_file", "absolute"),
+        ] {
+            let err = parse_str(&format!("{MINIMAL}{UPDATE}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(want), "{extra}: {err}");
+        }
+        for (text, key, want) in [
+            (
+                "[update]\nbinary = \"a\"\nstate_dir = \"s\"\nmode = \"0899\"\n[update.service]\nkind = \"systemd\"\nunit = \"u\"\n",
+                "update.mode",
+                "octal mode",
+            ),
+            (
+                "[update]\nbinary = \"a\"\nstate_dir = \"s\"\n[update.service]\nkind = \"upstart\"\n",
+                "update.service",
+                "unknown variant",
+            ),
+            (
+                "[update]\nbinary = \"a\"\nstate_dir = \"s\"\n[update.service]\nkind = \"systemd\"\nunit = \"\"\n",
+                "update.service.unit",
+                "must name a unit",
+            ),
+            (
+                "[update]\nbinary = \"a\"\nstate_dir = \"s\"\n[update.service]\nkind = \"process\"\ncommand = []\npid_file = \"p\"\n",
+                "update.service.command",
+                "program",
+            ),
+            (
+                "[update]\nbinary = \"a\"\n[update.service]\nkind = \"systemd\"\nunit = \"u\"\n",
+                "update",
+                "state_dir",
+            ),
+        ] {
+            let err = parse_str(&format!("{MINIMAL}{text}")).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]
