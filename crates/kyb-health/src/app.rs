@@ -93,8 +93,9 @@ pub async fn check_app(cfg: &AppConfig) -> Check {
     Check::new("app", status, summary).with_metric(latency).with_metric(size)
 }
 
-/// Reads the conventional `{"status": ..., "checks": {...}}` health body.
-fn judge_body(json: &serde_json::Value) -> Option<(Status, String)> {
+/// Reads the conventional `{"status": ..., "checks": {...}}` health body: `None` when it reports
+/// healthy (or does not say), else the status it amounts to and why.
+pub fn judge_body(json: &serde_json::Value) -> Option<(Status, String)> {
     let reported = json.get("status")?.as_str()?.to_ascii_lowercase();
     let status = match reported.as_str() {
         "ok" | "healthy" | "up" | "pass" | "passing" => return None,

@@ -46,7 +46,7 @@ mod scrape;
 mod snapshot;
 mod system;
 
-pub use app::{AppConfig, check_app};
+pub use app::{AppConfig, check_app, judge_body as judge_health_body};
 pub use error::HealthError;
 pub use http::{FetchError, Fetched, get as http_get, parse_url};
 pub use monitoring::{Component, MonitorTarget, MonitoringConfig, MonitoringReport, check_monitoring};

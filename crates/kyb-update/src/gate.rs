@@ -1,5 +1,6 @@
-//! The health gate: after a start, the service must answer `/health` successfully K times in a
-//! row before one overall deadline, and stay the same instance throughout.
+//! The health gate: after a start, the service must answer `/health` successfully (a 2xx, and a
+//! JSON `status` that is not a failure) K times in a row before one overall deadline, and stay
+//! the same instance throughout.
 //!
 //! Failed probes back off exponentially with jitter; each probe has its own timeout. A service
 //! that exits or restarts fails the gate at once: waiting out the deadline would only delay the
@@ -138,10 +139,13 @@ async fn probe(url: &str, timeout: Duration) -> Result<Option<String>, String> {
     if !fetched.status.is_success() {
         return Err(format!("HTTP {}", fetched.status.as_u16()));
     }
-    let version = serde_json::from_slice::<serde_json::Value>(&fetched.body)
-        .ok()
-        .and_then(|v| v.get("version").and_then(|v| v.as_str()).map(str::to_owned));
-    Ok(version)
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&fetched.body) else { return Ok(None) };
+    // A 200 whose body says the app is unhealthy is a failure; degraded passes, since a
+    // rollback would not mend a dependency.
+    if let Some((kyb_core::Status::Crit, why)) = kyb_health::judge_health_body(&json) {
+        return Err(why);
+    }
+    Ok(json.get("version").and_then(|v| v.as_str()).map(str::to_owned))
 }
 
 /// A pause between half and all of `d` ("equal jitter"), so several hosts updated together do
