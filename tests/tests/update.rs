@@ -559,3 +559,25 @@ async fn db_backs_up_then_migrates_then_verifies() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert_eq!(std::fs::read_dir(h.path("backups/full")).unwrap().count(), 3);
 }
+
+#[tokio::test]
+async fn only_the_newest_finished_pre_update_backups_are_kept() {
+    let h = host(V1, "").await;
+    let cfg =
+        std::fs::read_to_string(&h.config).unwrap().replace("[update]\n", "[update]\nkeep_backups = 2\n");
+    std::fs::write(&h.config, cfg).unwrap();
+    for v in ["2.0.0", "3.0.0", "4.0.0"] {
+        let rel = release_dir(&h, &format!("rel-{v}"), &format!(r#"{{"version":"{v}"}}"#));
+        let out = run(h.update(&["app", "--version", v, "--from", rel.to_str().unwrap()])).await;
+        assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    }
+    let mut kept: Vec<String> = std::fs::read_dir(h.path("updates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pre_update_"))
+        .collect();
+    kept.sort();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept[0].ends_with("_3.0.0") && kept[1].ends_with("_4.0.0"), "{kept:?}");
+    assert_eq!(h.version().await.as_deref(), Some("4.0.0"));
+}

@@ -957,6 +957,11 @@ impl Resolver<'_> {
         if u.health.successes == 0 {
             return Err(self.invalid("update.health.successes", "must be at least 1"));
         }
+        if u.keep_backups == 0 {
+            return Err(
+                self.invalid("update.keep_backups", "must be at least 1: the last backup is the way back")
+            );
+        }
         u.database = database;
         Ok(u)
     }

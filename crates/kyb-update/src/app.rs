@@ -58,9 +58,18 @@ pub struct AppConfig {
     /// Group of the installed binary (a group name).
     #[serde(default)]
     pub group: Option<String>,
+    /// Pre-update backups kept in `state_dir` (the newest finished ones); older ones are
+    /// removed after an update ends. The database dumps live in the backup directory and follow
+    /// its retention.
+    #[serde(default = "default_keep_backups")]
+    pub keep_backups: usize,
     /// The database dump made before the update (through kyb-backup); none when unset.
     #[serde(skip)]
     pub database: Option<CreateConfig>,
+}
+
+fn default_keep_backups() -> usize {
+    5
 }
 
 fn default_check_command() -> Vec<String> {
@@ -415,6 +424,7 @@ pub async fn update_app(
     if let Err(why) = record(cfg, &mut state, Phase::Done) {
         run.step("record", Status::Warn, why);
     }
+    prune_backups(&mut run);
     let words = vec![format!(
         "{} is version {} (sha256 {new_sha}) and healthy; the previous binary is {}",
         cfg.binary.display(),
@@ -887,7 +897,46 @@ async fn rollback(run: &mut Run<'_>, mut state: UpdateState) -> (bool, Vec<Strin
     if let Err(why) = record(cfg, &mut state, phase) {
         run.step("record", Status::Warn, why);
     }
+    if healthy {
+        prune_backups(run);
+    }
     (healthy, describe(cfg, &state, healthy).await)
+}
+
+/// Removes finished pre-update backups beyond the newest `keep_backups`. A backup whose record
+/// does not say it finished (an update in progress, a failed rollback) is never removed.
+fn prune_backups(run: &mut Run<'_>) {
+    let cfg = run.cfg;
+    let Ok(entries) = std::fs::read_dir(&cfg.state_dir) else { return };
+    let mut finished: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pre_update_"))
+        .map(|e| e.path())
+        .filter_map(|dir| {
+            let file = dir.join("state.json");
+            let state: UpdateState = serde_json::from_slice(&std::fs::read(&file).ok()?).ok()?;
+            let finished_at = std::fs::metadata(&file).ok()?.modified().ok()?;
+            matches!(state.phase, Phase::Done | Phase::RolledBack).then_some((finished_at, dir))
+        })
+        .collect();
+    // The record is rewritten when an update ends: newest last.
+    finished.sort();
+    let excess = finished.len().saturating_sub(cfg.keep_backups.max(1));
+    let mut removed = 0;
+    for (_, dir) in &finished[..excess] {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => removed += 1,
+            Err(e) => run.step("prune", Status::Warn, format!("cannot remove {}: {e}", dir.display())),
+        }
+    }
+    if removed > 0 {
+        run.step(
+            "prune",
+            Status::Ok,
+            format!("{removed} older pre-update backup(s) removed; {} kept", cfg.keep_backups.max(1)),
+        );
+    }
 }
 
 fn restore_binary(state: &UpdateState) -> Result<String, String> {
