@@ -5,7 +5,7 @@
 use kyb_e2e::binary;
 use kyb_update::{GateConfig, ServiceManager};
 use sha2::{Digest, Sha256};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -116,7 +116,7 @@ impl Host {
             successes: 2,
             ..GateConfig::default()
         };
-        let g = kyb_update::health_gate(&gate, &self.service).await;
+        let g = kyb_update::health_gate(&gate, &self.service, None).await;
         g.passed.then(|| g.version.unwrap_or_default())
     }
 
@@ -177,6 +177,10 @@ async fn a_good_update_swaps_gates_and_keeps_the_previous_binary() {
         serde_json::from_slice(&std::fs::read(backups[0].join("state.json")).unwrap()).unwrap();
     assert_eq!(state["phase"], "done");
     assert!(!h.path("updates/in-progress.json").exists());
+    // A run stopped between recording "done" and removing its marker: the next run must not
+    // undo the finished update.
+    let leftover = serde_json::json!({ "state": backups[0].join("state.json") });
+    std::fs::write(h.path("updates/in-progress.json"), leftover.to_string()).unwrap();
 
     // A second update, asked to merge the configs, installs them too; JSON says how it ended.
     let rel3 = release_dir(&h, "release-3.0.0", r#"{"version":"3.0.0"}"#);
@@ -194,6 +198,8 @@ async fn a_good_update_swaps_gates_and_keeps_the_previous_binary() {
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["outcome"], "updated");
+    assert!(!text(&out.stdout).contains("interrupted"), "{}", text(&out.stdout));
+    assert!(!h.path("updates/in-progress.json").exists());
     assert_eq!(json["exit_code"], 0);
     assert_eq!(json["config_diffs"][0]["merged"], true);
     assert!(std::fs::read_to_string(h.path("etc/production.yml")).unwrap().contains("workers: 8"));
@@ -278,8 +284,15 @@ async fn a_binary_that_crashes_at_start_is_rolled_back() {
 }
 
 #[tokio::test]
-async fn an_unhealthy_binary_is_rolled_back() {
+async fn an_unhealthy_binary_is_rolled_back_with_owners_and_modes_kept() {
     let h = host(V1, "").await;
+    // The service's files belong to its own user, as on a real host (the tests run as root).
+    let nobody = 65534;
+    for (path, mode) in [(h.path("opt/kyb-platform"), 0o750), (h.path("etc/production.yml"), 0o640)] {
+        std::os::unix::fs::chown(&path, Some(nobody), Some(nobody)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let sha = sha256(&h.path("opt/kyb-platform"));
     let rel = release_dir(&h, "rel", r#"{"version":"2.0.0","health":"fail"}"#);
     let out =
         run(h.update(&["app", "--version", "2.0.0", "--from", rel.to_str().unwrap(), "--merge-configs"]))
@@ -287,9 +300,29 @@ async fn an_unhealthy_binary_is_rolled_back() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("HTTP 503"), "{stdout}");
+    assert!(stdout.contains("previous binary put back from"), "{stdout}");
     assert_eq!(h.version().await.as_deref(), Some("1.0.0"));
-    // The merged config is put back too.
+    assert_eq!(sha256(&h.path("opt/kyb-platform")), sha);
+    assert!(!h.path("updates/in-progress.json").exists());
+    // The merged config is put back too, and both files keep their owner and mode.
     assert!(std::fs::read_to_string(h.path("etc/production.yml")).unwrap().contains("workers: 4"));
+    for (path, mode) in [(h.path("opt/kyb-platform"), 0o750), (h.path("etc/production.yml"), 0o640)] {
+        let m = std::fs::metadata(&path).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (nobody, nobody, mode), "{}", path.display());
+    }
+
+    // A good release installed over them gets the installed binary's owner; a merged config
+    // keeps the config's.
+    let good = release_dir(&h, "rel-good", r#"{"version":"2.0.1"}"#);
+    let out =
+        run(h.update(&["app", "--version", "2.0.1", "--from", good.to_str().unwrap(), "--merge-configs"]))
+            .await;
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let bin = std::fs::metadata(h.path("opt/kyb-platform")).unwrap();
+    assert_eq!((bin.uid(), bin.gid()), (nobody, nobody));
+    let conf = std::fs::metadata(h.path("etc/production.yml")).unwrap();
+    assert_eq!((conf.uid(), conf.gid(), conf.mode() & 0o7777), (nobody, nobody, 0o640));
+    assert!(std::fs::read_to_string(h.path("etc/production.yml")).unwrap().contains("workers: 8"));
 }
 
 #[tokio::test]
@@ -307,15 +340,36 @@ async fn a_failed_rollback_exits_2_and_describes_the_state() {
     assert!(stdout.contains("is not running"), "{stdout}");
     assert!(stdout.contains("pre-update backup:"), "{stdout}");
     assert!(h.path("updates/in-progress.json").exists(), "the next run knows");
+    let good = release_dir(&h, "rel-good", r#"{"version":"2.0.1"}"#);
+    let out =
+        run(h.update(&["app", "--version", "2.0.1", "--from", good.to_str().unwrap(), "--dry-run"])).await;
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("would be rolled back first"), "{stdout}");
+    assert!(h.path("updates/in-progress.json").exists(), "a dry run leaves the record");
+    assert_eq!(h.pid().await, None, "and starts nothing");
 
     // Once the operator mends the old version, the next run rolls back first, then updates.
     std::fs::remove_file(&once).unwrap();
-    let good = release_dir(&h, "rel-good", r#"{"version":"2.0.1"}"#);
     let out = run(h.update(&["app", "--version", "2.0.1", "--from", good.to_str().unwrap()])).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("interrupted update to 2.0.0"), "{stdout}");
     assert_eq!(h.version().await.as_deref(), Some("2.0.1"));
+}
+
+/// The phases recorded in the pre-update backups, sorted.
+fn phases(h: &Host) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(h.path("updates"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("state.json"))
+        .filter(|p| p.exists())
+        .map(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            v["phase"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Starts an update, waits for `ready`, kills it with SIGKILL, and runs the same update again.
@@ -337,6 +391,7 @@ async fn kill_and_rerun(h: &Host, rel: &Path, ready: impl Fn() -> bool) -> Outpu
 #[tokio::test]
 async fn kill_9_while_the_old_version_stops_then_a_rerun_ends_healthy_on_one_version() {
     let h = host(r#"{"version":"1.0.0","slow_stop_ms":1500}"#, "").await;
+    let v1_sha = sha256(&h.path("opt/kyb-platform"));
     let rel = release_dir(&h, "rel", r#"{"version":"2.0.0"}"#);
     let marker = h.path("updates/in-progress.json");
     let out = kill_and_rerun(&h, &rel, || marker.exists()).await;
@@ -345,8 +400,10 @@ async fn kill_9_while_the_old_version_stops_then_a_rerun_ends_healthy_on_one_ver
     assert!(stdout.contains("interrupted update to 2.0.0"), "{stdout}");
     assert_eq!(h.version().await.as_deref(), Some("2.0.0"));
     assert_eq!(sha256(&h.path("opt/kyb-platform")), sha256(&rel.join("kyb-platform")));
+    assert_eq!(sha256(&h.path("opt/kyb-platform.previous")), v1_sha, "the old version is still kept");
     assert!(!marker.exists());
     assert_eq!(h.opt_names(), ["kyb-platform", "kyb-platform.previous"]);
+    assert_eq!(phases(&h), ["done", "rolled_back"], "the killed run's backup records its rollback");
 }
 
 #[tokio::test]
@@ -361,12 +418,19 @@ async fn kill_9_during_the_health_gate_then_a_rerun_ends_healthy_on_one_version(
             .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
             .is_some_and(|p| p != first)
     };
+    let v1_sha = sha256(&h.path("opt/kyb-platform"));
     let out = kill_and_rerun(&h, &rel, new_pid_recorded).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("interrupted update to 2.0.0"), "{stdout}");
+    assert!(
+        stdout.contains("previous binary put back from"),
+        "the swapped binary was undone first: {stdout}"
+    );
     assert_eq!(h.version().await.as_deref(), Some("2.0.0"));
     assert_eq!(sha256(&h.path("opt/kyb-platform")), sha256(&rel.join("kyb-platform")));
+    assert_eq!(sha256(&h.path("opt/kyb-platform.previous")), v1_sha);
+    assert_eq!(phases(&h), ["done", "rolled_back"]);
 }
 
 #[tokio::test]
@@ -437,6 +501,14 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .filter(|n| n != "update.lock")
         .collect();
     assert!(left.is_empty(), "no backup was made for updates that stopped early: {left:?}");
+
+    // An interrupted update's record that cannot be read: the state is unknown, exit 2.
+    std::fs::write(h.path("updates/in-progress.json"), "{ torn").unwrap();
+    let out = run(h.update(&["app", "--version", "2.0.0", "--from", rel_s])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("in-progress.json"), "{}", text(&out.stderr));
+    assert_eq!(h.pid().await, pid);
+    std::fs::remove_file(h.path("updates/in-progress.json")).unwrap();
 
     // A config without [update].
     std::fs::write(h.path("empty.toml"), "").unwrap();

@@ -25,8 +25,9 @@ const CANNOT_START: u8 = 3;
 /// sections.
 ///
 /// Exit codes: 0 done (or planned, in a dry run); 1 failed, with the service left as it was or
-/// rolled back healthy; 2 (`app` only) the rollback failed too and someone has to act: the
-/// output says what state things are in; 3 could not start (bad arguments or config, another
+/// rolled back healthy; 2 (`app` only) the rollback failed too, or an interrupted update's record
+/// cannot be read, and someone has to act: the output says what state things are in; 3 could not
+/// start (bad arguments or config, another
 /// update running), nothing changed.
 #[derive(Debug, Parser)]
 #[command(name = "kyb-update", version, about, long_about)]
@@ -136,7 +137,10 @@ async fn main() -> ExitCode {
             let req = UpdateRequest { version, from, sha256, checksum_file, merge_configs, dry_run };
             match kyb_update::update_app(update, &req, now).await {
                 Ok(report) => print_update(&report, cli.common.format),
-                Err(e) => cannot_start(&e),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "{BIN}: error: {}", kyb_core::error_chain(&e));
+                    ExitCode::from(e.exit_code())
+                }
             }
         }
         Command::Db { dir, skip_backup, dry_run } => {
@@ -258,7 +262,9 @@ async fn main() -> ExitCode {
                         (true, true) => format!("{} would change:\n{}", r.file.display(), r.diff.trim_end()),
                         (true, false) => format!("{} rewritten:\n{}", r.file.display(), r.diff.trim_end()),
                     };
-                    checks.insert(0, Check::new("managed-file", Status::Ok, what));
+                    if checks.iter().all(|c| c.status != Status::Crit) {
+                        checks.insert(0, Check::new("managed-file", Status::Ok, what));
+                    }
                     let task = TaskReport::from_checks("sysctl", checks, started.elapsed());
                     cli::finish(
                         BIN,

@@ -175,7 +175,9 @@ pub struct ConfigDiff {
     pub merged: bool,
 }
 
-/// Why an update could not start. Nothing was changed.
+/// Why an update could not start. Nothing was changed, except for [`UpdateError::Record`]: an
+/// earlier update was interrupted and its record cannot be read, so the service may be on either
+/// version.
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
     /// The version string is empty or has characters a file name should not.
@@ -203,13 +205,24 @@ pub enum UpdateError {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// The record of an interrupted update cannot be read.
-    #[error("cannot read the interrupted update's record {path}: {reason}")]
+    #[error(
+        "cannot read the interrupted update's record {path}: {reason}; the service may be on either version: \
+         check it, restore from the pre-update backup if needed, then remove the record"
+    )]
     Record {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
     },
+}
+
+impl UpdateError {
+    /// 2 when an interrupted update left things in an unknown state, 3 otherwise (nothing
+    /// changed).
+    pub fn exit_code(&self) -> u8 {
+        if matches!(self, UpdateError::Record { .. }) { 2 } else { 3 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,11 +235,41 @@ enum Phase {
     RollbackFailed,
 }
 
+/// A config file as it was before the update; `copy` and `sha256` are `None` when it did not
+/// exist (a rollback then removes it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SavedConfig {
     path: PathBuf,
-    copy: PathBuf,
-    sha256: String,
+    copy: Option<PathBuf>,
+    sha256: Option<String>,
+    owner: Option<Owner>,
+}
+
+/// Mode and ownership of a file, put back on anything written in its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Owner {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl Owner {
+    fn of(path: &Path) -> Option<Owner> {
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(Owner { mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid() })
+    }
+
+    /// Gives the open file this owner and mode (owner first: chown clears set-id bits).
+    fn apply(self, file: &File, path: &Path) -> Result<(), String> {
+        let m = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+        if (m.uid(), m.gid()) != (self.uid, self.gid) {
+            let (uid, gid) = (rustix::fs::Uid::from_raw(self.uid), rustix::fs::Gid::from_raw(self.gid));
+            rustix::fs::fchown(file, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(self.mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))
+    }
 }
 
 /// The pre-update backup's record, `<backup>/state.json`, rewritten at each phase.
@@ -240,6 +283,7 @@ struct UpdateState {
     old_sha256: String,
     new_sha256: String,
     binary_copy: PathBuf,
+    binary_owner: Option<Owner>,
     configs: Vec<SavedConfig>,
     database_backup: Option<PathBuf>,
 }
@@ -261,6 +305,8 @@ struct Run<'a> {
     steps: Vec<Check>,
     config_diffs: Vec<ConfigDiff>,
     backup: Option<PathBuf>,
+    /// An interrupted update was rolled back at the start of this run.
+    recovered: bool,
 }
 
 impl Run<'_> {
@@ -283,7 +329,15 @@ impl Run<'_> {
 
     fn not_changed(mut self, name: &str, why: impl Into<String>) -> UpdateReport {
         self.step(name, Status::Crit, why);
-        let state = vec![format!("{} is unchanged; the service was not touched", self.cfg.binary.display())];
+        let state = if self.recovered {
+            vec![format!(
+                "the interrupted update was rolled back first: {} is the previous version again, restarted and \
+                 healthy; this run changed nothing more",
+                self.cfg.binary.display()
+            )]
+        } else {
+            vec![format!("{} is unchanged; the service was not touched", self.cfg.binary.display())]
+        };
         self.end(Outcome::NotChanged, state)
     }
 }
@@ -309,13 +363,15 @@ pub async fn update_app(
         return Err(UpdateError::NotInstalled { path: cfg.binary.clone(), source });
     }
     let state_err = |source| UpdateError::StateDir { path: cfg.state_dir.clone(), source };
-    let _lock = if req.dry_run && !cfg.state_dir.exists() {
+    // A dry run only reads: it takes no lock and creates nothing.
+    let _lock = if req.dry_run {
         None
     } else {
         std::fs::create_dir_all(&cfg.state_dir).map_err(state_err)?;
         Some(RunLock::try_acquire(&cfg.state_dir.join("update.lock"))?)
     };
-    let mut run = Run { cfg, req, steps: Vec::new(), config_diffs: Vec::new(), backup: None };
+    let mut run =
+        Run { cfg, req, steps: Vec::new(), config_diffs: Vec::new(), backup: None, recovered: false };
 
     if let Some(state) = read_in_progress(cfg)? {
         let what = format!("an interrupted update to {} (phase {:?})", state.version, state.phase);
@@ -327,6 +383,7 @@ pub async fn update_app(
             if !ok {
                 return Ok(run.end(Outcome::RollbackFailed, state_words));
             }
+            run.recovered = true;
         }
     }
 
@@ -414,7 +471,7 @@ pub async fn update_app(
         format!("{} replaced; previous kept as {}", cfg.binary.display(), state.previous.display()),
     );
 
-    let gate = health_gate(&cfg.health, &cfg.service).await;
+    let gate = health_gate(&cfg.health, &cfg.service, Some(&req.version)).await;
     if !gate.passed {
         run.step("health-gate", Status::Crit, gate_summary(&gate));
         let (ok, words) = rollback(&mut run, state).await;
@@ -561,9 +618,18 @@ fn stage(cfg: &AppConfig, from: &Path, staged: &Path) -> Result<String, String> 
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(|e| ctx(&staged.display().to_string(), e))?;
     }
-    let uid = cfg.owner.as_deref().map(kyb_core::users::uid).transpose().map_err(|e| e.to_string())?;
-    let gid = cfg.group.as_deref().map(kyb_core::users::gid).transpose().map_err(|e| e.to_string())?;
-    if uid.is_some() || gid.is_some() {
+    // Unless configured, the new binary gets the installed one's owner and group.
+    let installed = Owner::of(&cfg.binary);
+    let uid = match cfg.owner.as_deref() {
+        Some(name) => Some(kyb_core::users::uid(name).map_err(|e| e.to_string())?),
+        None => installed.map(|o| o.uid),
+    };
+    let gid = match cfg.group.as_deref() {
+        Some(name) => Some(kyb_core::users::gid(name).map_err(|e| e.to_string())?),
+        None => installed.map(|o| o.gid),
+    };
+    let current = out.metadata().map_err(|e| ctx("stat", e))?;
+    if uid.is_some_and(|u| u != current.uid()) || gid.is_some_and(|g| g != current.gid()) {
         rustix::fs::fchown(&out, uid.map(rustix::fs::Uid::from_raw), gid.map(rustix::fs::Gid::from_raw))
             .map_err(|e| format!("chown {}: {e}", staged.display()))?;
     }
@@ -752,10 +818,16 @@ async fn fill_backup(
     let old_sha256 = copy_synced(&cfg.binary, &binary_copy, mode)?;
     let mut configs = Vec::new();
     for (i, path) in cfg.configs.iter().enumerate() {
+        let owner = Owner::of(path);
+        if owner.is_none() {
+            // Not there yet: a rollback removes whatever the update put there.
+            configs.push(SavedConfig { path: path.clone(), copy: None, sha256: None, owner });
+            continue;
+        }
         let base = path.file_name().map_or_else(|| "config".into(), |n| n.to_string_lossy().into_owned());
         let copy = dir.join("configs").join(format!("{i}-{base}"));
         let sha256 = copy_synced(path, &copy, 0o600).map_err(|e| format!("config {e}"))?;
-        configs.push(SavedConfig { path: path.clone(), copy, sha256 });
+        configs.push(SavedConfig { path: path.clone(), copy: Some(copy), sha256: Some(sha256), owner });
     }
     let database_backup = match &cfg.database {
         Some(db) => {
@@ -775,6 +847,7 @@ async fn fill_backup(
         old_sha256,
         new_sha256: new_sha.to_owned(),
         binary_copy,
+        binary_owner: Owner::of(&cfg.binary),
         configs,
         database_backup,
     };
@@ -796,16 +869,18 @@ fn write_state(state: &mut UpdateState, phase: Phase) -> Result<(), String> {
 /// Moves the state to `phase`, and keeps `in-progress.json` pointing at it while the service may
 /// be on either version.
 fn record(cfg: &AppConfig, state: &mut UpdateState, phase: Phase) -> Result<(), String> {
-    write_state(state, phase)?;
     let marker = cfg.state_dir.join("in-progress.json");
+    write_state(state, phase)?;
     match phase {
         Phase::Swapping | Phase::RollbackFailed => {
             let json = serde_json::to_vec(&InProgress { state: state_file(state) }).expect("serializes");
             atomic_write(&marker, &json, 0o600).map_err(|e| kyb_core::error_chain(&e))
         }
+        // The state says "finished" before the marker goes, and a leftover marker pointing at a
+        // finished state is ignored: no order of events makes a later run undo this one.
         Phase::Done | Phase::RolledBack => match std::fs::remove_file(&marker) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", marker.display())),
-            _ => Ok(()),
+            _ => sync_parent(&marker),
         },
         Phase::BackedUp => Ok(()),
     }
@@ -831,6 +906,11 @@ fn read_in_progress(cfg: &AppConfig) -> Result<Option<UpdateState>, UpdateError>
         );
         return Err(bad(&pointer.state, why));
     }
+    if matches!(state.phase, Phase::Done | Phase::RolledBack) {
+        // That run finished; it was stopped before it removed the marker.
+        let _ = std::fs::remove_file(&marker);
+        return Ok(None);
+    }
     Ok(Some(state))
 }
 
@@ -842,8 +922,7 @@ async fn swap(cfg: &AppConfig, staged: &Path, merges: &[(PathBuf, Vec<u8>)]) -> 
         .map_err(|e| format!("rename {} to {}: {e}", staged.display(), cfg.binary.display()))?;
     sync_parent(&cfg.binary)?;
     for (path, contents) in merges {
-        let mode = std::fs::metadata(path).map_or(0o644, |m| m.mode() & 0o7777);
-        atomic_write(path, contents, mode).map_err(|e| kyb_core::error_chain(&e))?;
+        replace_file(path, contents, Owner::of(path))?;
     }
     cfg.service.start().await.map_err(|e| format!("start: {}", kyb_core::error_chain(&e)))
 }
@@ -885,7 +964,7 @@ async fn rollback(run: &mut Run<'_>, mut state: UpdateState) -> (bool, Vec<Strin
                     run.step("rollback-start", Status::Crit, kyb_core::error_chain(&e));
                     None
                 }
-                Ok(()) => Some(health_gate(&cfg.health, &cfg.service).await),
+                Ok(()) => Some(health_gate(&cfg.health, &cfg.service, None).await),
             }
         }
     };
@@ -903,8 +982,9 @@ async fn rollback(run: &mut Run<'_>, mut state: UpdateState) -> (bool, Vec<Strin
     (healthy, describe(cfg, &state, healthy).await)
 }
 
-/// Removes finished pre-update backups beyond the newest `keep_backups`. A backup whose record
-/// does not say it finished (an update in progress, a failed rollback) is never removed.
+/// Removes pre-update backups beyond the newest `keep_backups`: finished ones, and those a killed
+/// run left before it touched the service (no record, or one that stops at the backup). The one
+/// of a failed rollback is never removed. Runs under the update lock, so none is in use.
 fn prune_backups(run: &mut Run<'_>) {
     let cfg = run.cfg;
     let Ok(entries) = std::fs::read_dir(&cfg.state_dir) else { return };
@@ -915,9 +995,15 @@ fn prune_backups(run: &mut Run<'_>) {
         .map(|e| e.path())
         .filter_map(|dir| {
             let file = dir.join("state.json");
-            let state: UpdateState = serde_json::from_slice(&std::fs::read(&file).ok()?).ok()?;
-            let finished_at = std::fs::metadata(&file).ok()?.modified().ok()?;
-            matches!(state.phase, Phase::Done | Phase::RolledBack).then_some((finished_at, dir))
+            let phase = std::fs::read(&file)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<UpdateState>(&b).ok())
+                .map(|st| st.phase);
+            if phase == Some(Phase::RollbackFailed) {
+                return None;
+            }
+            let when = std::fs::metadata(&file).or_else(|_| std::fs::metadata(&dir)).ok()?.modified().ok()?;
+            Some((when, dir))
         })
         .collect();
     // The record is rewritten when an update ends: newest last.
@@ -946,17 +1032,29 @@ fn restore_binary(state: &UpdateState) -> Result<String, String> {
     }
     let tmp = staged_path(&state.binary, "kyb-restore");
     remove_quietly(&tmp);
-    let source = if sha256_file(&state.previous).ok().as_deref() == Some(state.old_sha256.as_str()) {
+    let previous_ok = sha256_file(&state.previous).ok().as_deref() == Some(state.old_sha256.as_str());
+    // `.previous` is the old file itself (a hard link): linking it back keeps its owner and
+    // mode. A copy (from the backup, or where links fail) gets the recorded owner and mode.
+    let source = if previous_ok && std::fs::hard_link(&state.previous, &tmp).is_ok() {
         &state.previous
     } else {
-        &state.binary_copy
-    };
-    let mode = std::fs::metadata(source).map_or(0o755, |m| m.mode() & 0o7777);
-    let copied = copy_synced(source, &tmp, mode)?;
-    if copied != state.old_sha256 {
         remove_quietly(&tmp);
-        return Err(format!("{} does not hold the previous binary (sha256 {copied})", source.display()));
-    }
+        let source = if previous_ok { &state.previous } else { &state.binary_copy };
+        let copied = copy_synced(source, &tmp, 0o700)?;
+        let owner = state.binary_owner.or_else(|| Owner::of(source));
+        let owned = match owner {
+            Some(o) => File::open(&tmp)
+                .map_err(|e| format!("{}: {e}", tmp.display()))
+                .and_then(|f| o.apply(&f, &tmp)),
+            None => Ok(()),
+        };
+        if copied != state.old_sha256 || owned.is_err() {
+            remove_quietly(&tmp);
+            owned?;
+            return Err(format!("{} does not hold the previous binary (sha256 {copied})", source.display()));
+        }
+        source
+    };
     std::fs::rename(&tmp, &state.binary)
         .map_err(|e| format!("rename {} to {}: {e}", tmp.display(), state.binary.display()))?;
     sync_parent(&state.binary)?;
@@ -965,14 +1063,45 @@ fn restore_binary(state: &UpdateState) -> Result<String, String> {
 
 fn restore_configs(state: &UpdateState) -> Result<(), String> {
     for saved in &state.configs {
-        if sha256_file(&saved.path).ok().as_deref() == Some(saved.sha256.as_str()) {
-            continue;
+        let now = sha256_file(&saved.path).ok();
+        match (&saved.copy, &saved.sha256) {
+            (Some(copy), Some(sha)) if now.as_ref() != Some(sha) => {
+                let contents = std::fs::read(copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+                replace_file(&saved.path, &contents, saved.owner)?;
+            }
+            (None, _) if now.is_some() => {
+                std::fs::remove_file(&saved.path).map_err(|e| format!("{}: {e}", saved.path.display()))?;
+            }
+            _ => {}
         }
-        let contents = std::fs::read(&saved.copy).map_err(|e| format!("{}: {e}", saved.copy.display()))?;
-        let mode = std::fs::metadata(&saved.path).map_or(0o644, |m| m.mode() & 0o7777);
-        atomic_write(&saved.path, &contents, mode).map_err(|e| kyb_core::error_chain(&e))?;
     }
     Ok(())
+}
+
+/// Replaces `path` with `contents`: a temporary file beside it with `owner` (this process's
+/// user and mode 0644 when unknown) set on the handle, fsync, rename.
+fn replace_file(path: &Path, contents: &[u8], owner: Option<Owner>) -> Result<(), String> {
+    let tmp = staged_path(path, "kyb-new");
+    remove_quietly(&tmp);
+    let owner = owner.unwrap_or(Owner {
+        mode: 0o644,
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+    });
+    let result = (|| {
+        let mut file =
+            kyb_core::fs::create_new(&tmp, 0o600).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        file.write_all(contents).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        owner.apply(&file, &tmp)?;
+        file.sync_all().map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .map_err(|e| format!("rename {} to {}: {e}", tmp.display(), path.display()))?;
+        sync_parent(path)
+    })();
+    if result.is_err() {
+        remove_quietly(&tmp);
+    }
+    result
 }
 
 /// The state after a rollback, for the operator who has to act when it failed.

@@ -27,6 +27,9 @@ pub struct GateConfig {
     pub deadline_ms: u64,
     /// Consecutive successful probes needed.
     pub successes: u32,
+    /// When `/health` reports a `version`, it must be the one being installed (a leading `v`
+    /// aside): an old process still holding the port does not pass for the new one.
+    pub check_version: bool,
 }
 
 impl Default for GateConfig {
@@ -38,6 +41,7 @@ impl Default for GateConfig {
             max_backoff_ms: 5_000,
             deadline_ms: 60_000,
             successes: 3,
+            check_version: true,
         }
     }
 }
@@ -58,8 +62,12 @@ pub struct GateReport {
 }
 
 /// Runs the gate against the instance `service` has now. A service that is not running fails
-/// at once.
-pub async fn health_gate(cfg: &GateConfig, service: &ServiceManager) -> GateReport {
+/// at once. `expect_version`: the version an update installs (checked when `check_version`).
+pub async fn health_gate(
+    cfg: &GateConfig,
+    service: &ServiceManager,
+    expect_version: Option<&str>,
+) -> GateReport {
     let started = Instant::now();
     let report = |passed, probes, detail: String, version| GateReport {
         passed,
@@ -68,19 +76,20 @@ pub async fn health_gate(cfg: &GateConfig, service: &ServiceManager) -> GateRepo
         detail,
         version,
     };
-    let first = match service.instance().await {
+    let deadline = started + Duration::from_millis(cfg.deadline_ms);
+    let first = match instance(service, deadline).await {
         Ok(Some(i)) => i,
         Ok(None) => return report(false, 0, "the service is not running".into(), None),
-        Err(e) => return report(false, 0, kyb_core::error_chain(&e), None),
+        Err(why) => return report(false, 0, why, None),
     };
-    let deadline = started + Duration::from_millis(cfg.deadline_ms);
+    let expect = expect_version.filter(|_| cfg.check_version);
     let mut probes = 0;
     let mut in_a_row = 0;
     let mut backoff = Duration::from_millis(cfg.first_backoff_ms.max(1));
     let mut last_failure = String::from("no probe answered");
     let mut version = None;
     loop {
-        if let Some(why) = changed(service, first).await {
+        if let Some(why) = changed(service, first, deadline).await {
             return report(false, probes, why, version);
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -92,13 +101,14 @@ pub async fn health_gate(cfg: &GateConfig, service: &ServiceManager) -> GateRepo
             return report(false, probes, why, version);
         }
         probes += 1;
-        let pause = match probe(&cfg.url, Duration::from_millis(cfg.probe_timeout_ms).min(left)).await {
+        let pause = match probe(&cfg.url, Duration::from_millis(cfg.probe_timeout_ms).min(left), expect).await
+        {
             Ok(v) => {
                 in_a_row += 1;
                 version = v.or(version);
                 if in_a_row >= cfg.successes {
                     // One last look: the process that answered is still the one that started.
-                    if let Some(why) = changed(service, first).await {
+                    if let Some(why) = changed(service, first, deadline).await {
                         return report(false, probes, why, version);
                     }
                     let why = format!("{in_a_row} consecutive successful probes of {}", cfg.url);
@@ -119,19 +129,31 @@ pub async fn health_gate(cfg: &GateConfig, service: &ServiceManager) -> GateRepo
 }
 
 /// Why the service is no longer the instance the gate started with, if it is not.
-async fn changed(service: &ServiceManager, first: Instance) -> Option<String> {
-    match service.instance().await {
+async fn changed(service: &ServiceManager, first: Instance, deadline: Instant) -> Option<String> {
+    match instance(service, deadline).await {
         Ok(Some(now)) if now == first => None,
         Ok(Some(now)) => {
             Some(format!("the service restarted during the gate (pid {} -> {})", first.pid, now.pid))
         }
         Ok(None) => Some(format!("the service exited during the gate (pid {})", first.pid)),
-        Err(e) => Some(kyb_core::error_chain(&e)),
+        Err(why) => Some(why),
+    }
+}
+
+/// The running instance, asked within the gate's deadline (at least half a second, so the last
+/// look before the deadline can still be taken).
+async fn instance(service: &ServiceManager, deadline: Instant) -> Result<Option<Instance>, String> {
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
+    match tokio::time::timeout(left, service.instance()).await {
+        Ok(r) => r.map_err(|e| kyb_core::error_chain(&e)),
+        Err(_) => {
+            Err(format!("{}: no answer about its state within {} ms", service.describe(), left.as_millis()))
+        }
     }
 }
 
 /// One GET: the reported version on a 2xx, the reason otherwise.
-async fn probe(url: &str, timeout: Duration) -> Result<Option<String>, String> {
+async fn probe(url: &str, timeout: Duration, expect: Option<&str>) -> Result<Option<String>, String> {
     let fetched = tokio::time::timeout(timeout, kyb_health::http_get(url, 0, 64 * 1024))
         .await
         .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
@@ -145,7 +167,14 @@ async fn probe(url: &str, timeout: Duration) -> Result<Option<String>, String> {
     if let Some((kyb_core::Status::Crit, why)) = kyb_health::judge_health_body(&json) {
         return Err(why);
     }
-    Ok(json.get("version").and_then(|v| v.as_str()).map(str::to_owned))
+    let version = json.get("version").and_then(|v| v.as_str()).map(str::to_owned);
+    let bare = |v: &str| v.trim().trim_start_matches('v').to_owned();
+    if let (Some(want), Some(got)) = (expect, &version)
+        && bare(want) != bare(got)
+    {
+        return Err(format!("reports version {got}, not {want}"));
+    }
+    Ok(version)
 }
 
 /// A pause between half and all of `d` ("equal jitter"), so several hosts updated together do

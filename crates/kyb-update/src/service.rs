@@ -263,15 +263,25 @@ fn is_running(instance: Instance) -> bool {
     proc_stat(instance.pid).is_some_and(|s| s.started == instance.started && !matches!(s.state, 'Z' | 'X'))
 }
 
+/// SIGTERM, then after `grace` SIGKILL, to the service's process group (it was started as the
+/// leader of its own group, so its workers get the signal too), or to the process alone when it
+/// no longer leads a group of its own.
 async fn terminate(instance: Instance, grace: Duration) -> Result<(), ServiceError> {
-    use rustix::process::{Pid, Signal, kill_process};
+    use rustix::process::{Pid, Signal, getpgid, kill_process, kill_process_group};
     let Some(pid) = Pid::from_raw(instance.pid as i32) else { return Ok(()) };
-    let _ = kill_process(pid, Signal::TERM);
+    let leads_group = getpgid(Some(pid)).is_ok_and(|g| g == pid);
+    let signal = |sig| {
+        // Checked again right before each signal: a pid reused since is left alone.
+        if is_running(instance) {
+            let _ = if leads_group { kill_process_group(pid, sig) } else { kill_process(pid, sig) };
+        }
+    };
+    signal(Signal::TERM);
     if wait_gone(instance, grace).await {
         return Ok(());
     }
     tracing::warn!(pid = instance.pid, "service ignored SIGTERM; sending SIGKILL");
-    let _ = kill_process(pid, Signal::KILL);
+    signal(Signal::KILL);
     if wait_gone(instance, Duration::from_secs(5)).await {
         Ok(())
     } else {

@@ -157,8 +157,10 @@ fn normalize(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Writes the managed file when it differs from the desired values, applies each value through
-/// `/proc/sys` and reads it back. Every key is checked to exist before anything is written.
+/// Applies each value through `/proc/sys` and reads it back; only when every value holds is the
+/// managed file rewritten (and only when it differs), so a boot applies what was verified. Keys
+/// are checked to exist before anything is written; a value the kernel refuses or changes is
+/// Crit, the values already set by this run are put back, and the file is left as it was.
 pub fn sysctl(cfg: &SysctlConfig, dry_run: bool) -> Result<SysctlReport, TuneError> {
     let mut wanted = Vec::new();
     for (key, value) in &cfg.values {
@@ -186,6 +188,51 @@ pub fn sysctl(cfg: &SysctlConfig, dry_run: bool) -> Result<SysctlReport, TuneErr
     };
     let file_changed = current != desired;
     let diff = if file_changed { line_diff(&current, &desired) } else { String::new() };
+
+    let mut checks = Vec::new();
+    let mut changed: Vec<(&PathBuf, String)> = Vec::new();
+    let mut failed = false;
+    for (key, value, path) in &wanted {
+        let before = read_value(path)?;
+        let check = if before == *value {
+            Check::new(key.as_str(), Status::Ok, format!("{value} (already)"))
+        } else if dry_run {
+            Check::new(key.as_str(), Status::Ok, format!("would set {value} (now {before})"))
+        } else {
+            match write_value(path, value).and_then(|()| read_value(path)) {
+                Ok(after) if after == *value => {
+                    changed.push((path, before.clone()));
+                    Check::new(key.as_str(), Status::Ok, format!("{value} (was {before})"))
+                }
+                Ok(after) => {
+                    changed.push((path, before));
+                    failed = true;
+                    Check::new(key.as_str(), Status::Crit, format!("wrote {value} but it reads back {after}"))
+                }
+                Err(e) => {
+                    failed = true;
+                    Check::new(key.as_str(), Status::Crit, format!("the kernel refused {value}: {e}"))
+                }
+            }
+        };
+        checks.push(check);
+    }
+    if failed {
+        for (path, before) in changed {
+            if let Err(e) = write_value(path, &before) {
+                checks.push(Check::new("restore", Status::Crit, format!("cannot put back {before}: {e}")));
+            }
+        }
+        checks.push(Check::new(
+            "managed-file",
+            Status::Crit,
+            format!(
+                "{} left as it was: not every value holds (the values set by this run were put back)",
+                file.display()
+            ),
+        ));
+        return Ok(SysctlReport { file, file_changed: false, diff: String::new(), checks });
+    }
     if file_changed && !dry_run {
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)
@@ -194,31 +241,27 @@ pub fn sysctl(cfg: &SysctlConfig, dry_run: bool) -> Result<SysctlReport, TuneErr
         kyb_core::fs::atomic_write(&file, desired.as_bytes(), 0o644)
             .map_err(|e| TuneError::Io { path: file.clone(), why: kyb_core::error_chain(&e) })?;
     }
-    let mut checks = Vec::new();
-    for (key, value, path) in wanted {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p)
-                .map(|t| normalize(&t))
-                .map_err(|e| TuneError::Io { path: p.to_owned(), why: e.to_string() })
-        };
-        let before = read(&path)?;
-        let check = if before == value {
-            Check::new(key.as_str(), Status::Ok, format!("{value} (already)"))
-        } else if dry_run {
-            Check::new(key.as_str(), Status::Ok, format!("would set {value} (now {before})"))
-        } else {
-            std::fs::write(&path, format!("{value}\n"))
-                .map_err(|e| TuneError::Io { path: path.clone(), why: e.to_string() })?;
-            let after = read(&path)?;
-            if after == value {
-                Check::new(key.as_str(), Status::Ok, format!("{value} (was {before})"))
-            } else {
-                Check::new(key.as_str(), Status::Crit, format!("wrote {value} but it reads back {after}"))
-            }
-        };
-        checks.push(check);
-    }
     Ok(SysctlReport { file, file_changed, diff, checks })
+}
+
+fn read_value(path: &Path) -> Result<String, TuneError> {
+    std::fs::read_to_string(path)
+        .map(|t| normalize(&t))
+        .map_err(|e| TuneError::Io { path: path.to_owned(), why: e.to_string() })
+}
+
+/// Writes a `/proc/sys` value without following a symlink where the file should be.
+fn write_value(path: &Path, value: &str) -> Result<(), TuneError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| TuneError::Io { path: path.to_owned(), why: e.to_string() };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(format!("{value}\n").as_bytes()).map_err(io)
 }
 
 /// Flushes dirty pages (`sync`) and asks the kernel to drop the page cache, dentries and inodes
@@ -237,7 +280,7 @@ pub fn drop_caches(root: &Path, dry_run: bool) -> Result<Check, TuneError> {
         ));
     }
     rustix::fs::sync();
-    std::fs::write(&path, "3\n").map_err(|e| TuneError::Io { path: path.clone(), why: e.to_string() })?;
+    write_value(&path, "3")?;
     Ok(Check::new(
         "drop-caches",
         Status::Ok,
@@ -357,7 +400,7 @@ async fn restart(service: &ServiceManager, gate: &GateConfig, opts: MemoryOption
     if let Err(e) = service.start().await {
         return Check::new("restart", Status::Crit, format!("start: {}", kyb_core::error_chain(&e)));
     }
-    let g = health_gate(gate, service).await;
+    let g = health_gate(gate, service, None).await;
     let status = if g.passed { Status::Ok } else { Status::Crit };
     Check::new(
         "restart",
@@ -449,6 +492,31 @@ mod tests {
         cfg.values =
             [("net.core.rmem_max", " ")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
         assert!(matches!(sysctl(&cfg, false), Err(TuneError::Invalid { .. })));
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_set_leaves_the_file_and_puts_back_the_others() {
+        let root = fake_root(&[("net.core.rmem_max", "212992"), ("net.core.wmem_max", "212992")]);
+        // A symlink where a value should be: not written through.
+        let wmem = proc_sys_path(root.path(), "net.core.wmem_max").unwrap();
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::write(&elsewhere, "keep\n").unwrap();
+        std::fs::remove_file(&wmem).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &wmem).unwrap();
+        let mut cfg = cfg(root.path());
+        cfg.values = [("net.core.rmem_max", "16777216"), ("net.core.wmem_max", "16777216")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let report = sysctl(&cfg, false).unwrap();
+        let wmem_check = report.checks.iter().find(|c| c.name == "net.core.wmem_max").unwrap();
+        assert_eq!(wmem_check.status, Status::Crit, "{:?}", report.checks);
+        assert!(wmem_check.summary.contains("refused"), "{}", wmem_check.summary);
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep\n");
+        let rmem = proc_sys_path(root.path(), "net.core.rmem_max").unwrap();
+        assert_eq!(std::fs::read_to_string(rmem).unwrap(), "212992\n", "put back");
+        assert!(!root.path().join("etc/sysctl.d/60-kyb.conf").exists(), "the file is not written");
+        assert!(report.checks.iter().any(|c| c.name == "managed-file" && c.status == Status::Crit));
     }
 
     #[test]

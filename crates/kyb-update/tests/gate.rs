@@ -23,6 +23,7 @@ fn gate(app: &FakeApp, deadline_ms: u64) -> GateConfig {
         max_backoff_ms: 200,
         deadline_ms,
         successes: 3,
+        check_version: true,
     }
 }
 
@@ -32,7 +33,7 @@ async fn k_consecutive_successes_pass_the_gate() {
     let app = FakeApp::start(HealthMode::Healthy).await;
     let svc = sleeper(dir.path());
     svc.start().await.unwrap();
-    let g = health_gate(&gate(&app, 5_000), &svc).await;
+    let g = health_gate(&gate(&app, 5_000), &svc, None).await;
     svc.stop().await.unwrap();
     assert!(g.passed, "{g:?}");
     assert_eq!(g.probes, 3);
@@ -50,7 +51,7 @@ async fn an_unhealthy_or_hung_service_fails_at_the_deadline_with_the_last_reason
     ] {
         let app = FakeApp::start(mode).await;
         let started = Instant::now();
-        let g = health_gate(&gate(&app, 1_500), &svc).await;
+        let g = health_gate(&gate(&app, 1_500), &svc, None).await;
         assert!(!g.passed, "{g:?}");
         assert!(g.detail.contains(says) && g.detail.contains("0 of 3"), "{}", g.detail);
         assert!(g.probes >= 2, "it kept probing with backoff: {g:?}");
@@ -64,13 +65,29 @@ async fn an_unhealthy_or_hung_service_fails_at_the_deadline_with_the_last_reason
 }
 
 #[tokio::test]
+async fn another_version_answering_does_not_pass_for_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // The fake app reports version "1.8.3".
+    let app = FakeApp::start(HealthMode::Healthy).await;
+    let svc = sleeper(dir.path());
+    svc.start().await.unwrap();
+    let g = health_gate(&gate(&app, 1_000), &svc, Some("2.0.0")).await;
+    assert!(!g.passed && g.detail.contains("reports version 1.8.3, not 2.0.0"), "{g:?}");
+    let g = health_gate(&gate(&app, 3_000), &svc, Some("v1.8.3")).await;
+    assert!(g.passed, "the same version passes: {g:?}");
+    let unchecked = GateConfig { check_version: false, ..gate(&app, 3_000) };
+    assert!(health_gate(&unchecked, &svc, Some("2.0.0")).await.passed);
+    svc.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_flapping_service_needs_its_successes_in_a_row() {
     let dir = tempfile::tempdir().unwrap();
     let app = FakeApp::start(HealthMode::Unhealthy).await;
     let svc = sleeper(dir.path());
     svc.start().await.unwrap();
     let cfg = gate(&app, 5_000);
-    let (g, ()) = tokio::join!(health_gate(&cfg, &svc), async {
+    let (g, ()) = tokio::join!(health_gate(&cfg, &svc, None), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         app.set_health(HealthMode::Healthy);
     });
@@ -87,7 +104,7 @@ async fn a_restart_or_an_exit_during_the_gate_fails_it_at_once() {
     svc.start().await.unwrap();
     // Successes are spaced out, so the restart lands inside the gate.
     let cfg = GateConfig { first_backoff_ms: 400, successes: 5, ..gate(&app, 10_000) };
-    let (g, ()) = tokio::join!(health_gate(&cfg, &svc), async {
+    let (g, ()) = tokio::join!(health_gate(&cfg, &svc, None), async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         svc.stop().await.unwrap();
         svc.start().await.unwrap();
@@ -96,13 +113,13 @@ async fn a_restart_or_an_exit_during_the_gate_fails_it_at_once() {
     assert!(g.detail.contains("restarted during the gate"), "{}", g.detail);
 
     let started = Instant::now();
-    let (g, ()) = tokio::join!(health_gate(&cfg, &svc), async {
+    let (g, ()) = tokio::join!(health_gate(&cfg, &svc, None), async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         svc.stop().await.unwrap();
     });
     assert!(!g.passed && g.detail.contains("exited during the gate"), "{}", g.detail);
     assert!(started.elapsed() < Duration::from_secs(3), "not held to the deadline");
-    let g = health_gate(&cfg, &svc).await;
+    let g = health_gate(&cfg, &svc, None).await;
     assert_eq!(g.detail, "the service is not running");
 }
 
