@@ -145,6 +145,18 @@ fn text(bytes: &[u8]) -> String {
 
 const V1: &str = r#"{"version":"1.0.0"}"#;
 
+/// Config lines for `[postgres]` on `db`, with a backup directory for its dumps.
+fn with_database(db: &kyb_testkit::TestDb) -> String {
+    format!(
+        "\n[paths]\nbackup_dir = \"backups\"\n\n[postgres]\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndbname = \"{}\"\npassword = \"{}\"\n",
+        db.host,
+        db.port,
+        db.user,
+        db.dbname,
+        db.password.clone().unwrap_or_default()
+    )
+}
+
 #[tokio::test]
 async fn a_good_update_swaps_gates_and_keeps_the_previous_binary() {
     let h = host(V1, "").await;
@@ -209,14 +221,7 @@ async fn a_good_update_swaps_gates_and_keeps_the_previous_binary() {
 #[tokio::test]
 async fn the_update_dumps_the_database_first() {
     let db = kyb_testkit::fresh_database("update_dump").await;
-    let extra = format!(
-        "\n[paths]\nbackup_dir = \"backups\"\n\n[postgres]\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndbname = \"{}\"\npassword = \"{}\"\n",
-        db.host,
-        db.port,
-        db.user,
-        db.dbname,
-        db.password.clone().unwrap_or_default()
-    );
+    let extra = with_database(&db);
     let h = host(V1, &extra).await;
     std::fs::create_dir_all(h.path("backups")).unwrap();
     let rel = release_dir(&h, "rel", r#"{"version":"2.0.0"}"#);
@@ -595,14 +600,7 @@ async fn sysctl_writes_its_managed_file_once_and_refuses_unknown_keys() {
 #[tokio::test]
 async fn db_backs_up_then_migrates_then_verifies() {
     let db = kyb_testkit::fresh_database("update_db").await;
-    let extra = format!(
-        "\n[paths]\nbackup_dir = \"backups\"\n\n[postgres]\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndbname = \"{}\"\npassword = \"{}\"\n",
-        db.host,
-        db.port,
-        db.user,
-        db.dbname,
-        db.password.clone().unwrap_or_default()
-    );
+    let extra = with_database(&db);
     let h = host(V1, &extra).await;
     std::fs::create_dir_all(h.path("backups")).unwrap();
     std::fs::create_dir_all(h.path("migrations")).unwrap();

@@ -129,19 +129,21 @@ async fn main() -> ExitCode {
     };
     let Ok(cfg) = cli.common.start(BIN) else { return ExitCode::from(CANNOT_START) };
     let now = OffsetDateTime::now_utc();
-    match cli.command {
+    let started = Instant::now();
+    // Every command but `app` is a task report, printed the same way.
+    let (task, dry_run) = match cli.command {
         Command::App { version, from, sha256, checksum_file, merge_configs, dry_run } => {
             let Some(update) = &cfg.update else {
                 return lacks(&cli.common.config, "has no [update] section: nothing says what to update");
             };
             let req = UpdateRequest { version, from, sha256, checksum_file, merge_configs, dry_run };
-            match kyb_update::update_app(update, &req, now).await {
+            return match kyb_update::update_app(update, &req, now).await {
                 Ok(report) => print_update(&report, cli.common.format),
                 Err(e) => {
                     let _ = writeln!(std::io::stderr(), "{BIN}: error: {}", kyb_core::error_chain(&e));
                     ExitCode::from(e.exit_code())
                 }
-            }
+            };
         }
         Command::Db { dir, skip_backup, dry_run } => {
             let Some(db) = cfg.dbmaint.as_ref().map(|d| &d.db) else {
@@ -157,7 +159,6 @@ async fn main() -> ExitCode {
                     "has no backup directory ([paths] backup_dir): pass --skip-backup to migrate without a backup",
                 );
             }
-            let started = Instant::now();
             let mut checks = Vec::new();
             let backup_ok = match (&create, skip_backup, dry_run) {
                 (_, true, _) => {
@@ -217,14 +218,12 @@ async fn main() -> ExitCode {
                     Err(e) => checks.push(Check::new("migrate", Status::Crit, kyb_core::error_chain(&e))),
                 }
             }
-            let task = TaskReport::from_checks("db-migrate", checks, started.elapsed());
-            cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
+            (TaskReport::from_checks("db-migrate", checks, started.elapsed()), dry_run)
         }
         Command::Memory { dry_run, emergency } => {
             let Some(update) = &cfg.update else {
                 return lacks(&cli.common.config, "has no [update] section: it says how the service runs");
             };
-            let started = Instant::now();
             let exposition = match &cfg.snapshot {
                 Some(s) => {
                     let scrape = kyb_health::ScrapeConfig {
@@ -250,48 +249,29 @@ async fn main() -> ExitCode {
                 Ok(checks) => TaskReport::from_checks("app-memory", checks, started.elapsed()),
                 Err(e) => TaskReport::failed("app-memory", kyb_core::error_chain(&e), started.elapsed()),
             };
-            cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
+            (task, dry_run)
         }
-        Command::Sysctl { dry_run } => {
-            let started = Instant::now();
-            match kyb_update::sysctl(&cfg.tuning.sysctl, dry_run) {
-                Ok(r) => {
-                    let mut checks = r.checks;
-                    let what = match (r.file_changed, dry_run) {
-                        (false, _) => format!("{} is up to date", r.file.display()),
-                        (true, true) => format!("{} would change:\n{}", r.file.display(), r.diff.trim_end()),
-                        (true, false) => format!("{} rewritten:\n{}", r.file.display(), r.diff.trim_end()),
-                    };
-                    if checks.iter().all(|c| c.status != Status::Crit) {
-                        checks.insert(0, Check::new("managed-file", Status::Ok, what));
-                    }
-                    let task = TaskReport::from_checks("sysctl", checks, started.elapsed());
-                    cli::finish(
-                        BIN,
-                        &FlowReport::single(task, now, dry_run),
-                        cli.common.format,
-                        cli.common.textfile,
-                    )
+        Command::Sysctl { dry_run } => match kyb_update::sysctl(&cfg.tuning.sysctl, dry_run) {
+            Ok(r) => {
+                let mut checks = r.checks;
+                let what = match (r.file_changed, dry_run) {
+                    (false, _) => format!("{} is up to date", r.file.display()),
+                    (true, true) => format!("{} would change:\n{}", r.file.display(), r.diff.trim_end()),
+                    (true, false) => format!("{} rewritten:\n{}", r.file.display(), r.diff.trim_end()),
+                };
+                if checks.iter().all(|c| c.status != Status::Crit) {
+                    checks.insert(0, Check::new("managed-file", Status::Ok, what));
                 }
-                Err(e) => cannot_start(&e),
+                (TaskReport::from_checks("sysctl", checks, started.elapsed()), dry_run)
             }
-        }
-        Command::DropCaches { dry_run } => {
-            let started = Instant::now();
-            match kyb_update::drop_caches(&cfg.tuning.sysctl.root, dry_run) {
-                Ok(check) => {
-                    let task = TaskReport::from_checks("drop-caches", vec![check], started.elapsed());
-                    cli::finish(
-                        BIN,
-                        &FlowReport::single(task, now, dry_run),
-                        cli.common.format,
-                        cli.common.textfile,
-                    )
-                }
-                Err(e) => cannot_start(&e),
-            }
-        }
-    }
+            Err(e) => return cannot_start(&e),
+        },
+        Command::DropCaches { dry_run } => match kyb_update::drop_caches(&cfg.tuning.sysctl.root, dry_run) {
+            Ok(check) => (TaskReport::from_checks("drop-caches", vec![check], started.elapsed()), dry_run),
+            Err(e) => return cannot_start(&e),
+        },
+    };
+    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
 }
 
 fn lacks(config: &std::path::Path, why: &str) -> ExitCode {

@@ -596,48 +596,29 @@ fn expected_sha(req: &UpdateRequest, release: &Release) -> Result<Option<(String
 fn stage(cfg: &AppConfig, from: &Path, staged: &Path) -> Result<String, String> {
     // A leftover from an earlier run that stopped part-way is ours to replace.
     remove_quietly(staged);
-    let ctx = |what: &str, e: std::io::Error| format!("{what}: {e}");
-    let mut src = File::open(from).map_err(|e| ctx(&from.display().to_string(), e))?;
-    let meta = src.metadata().map_err(|e| ctx(&from.display().to_string(), e))?;
+    let meta = std::fs::metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
     if !meta.is_file() {
         return Err(format!("{} is not a regular file", from.display()));
     }
     if meta.len() == 0 {
         return Err(format!("{} is empty", from.display()));
     }
-    let mode = cfg.mode.unwrap_or(meta.mode() & 0o7777);
-    let mut out =
-        kyb_core::fs::create_new(staged, 0o600).map_err(|e| ctx(&staged.display().to_string(), e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        let n = src.read(&mut buf).map_err(|e| ctx(&from.display().to_string(), e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| ctx(&staged.display().to_string(), e))?;
-    }
+    let (out, sha) = copy_hashing(from, staged, 0o600)?;
     // Unless configured, the new binary gets the installed one's owner and group.
     let installed = Owner::of(&cfg.binary);
+    let current = Owner::of(staged).ok_or_else(|| format!("{}: vanished", staged.display()))?;
     let uid = match cfg.owner.as_deref() {
-        Some(name) => Some(kyb_core::users::uid(name).map_err(|e| e.to_string())?),
-        None => installed.map(|o| o.uid),
+        Some(name) => kyb_core::users::uid(name).map_err(|e| e.to_string())?,
+        None => installed.map_or(current.uid, |o| o.uid),
     };
     let gid = match cfg.group.as_deref() {
-        Some(name) => Some(kyb_core::users::gid(name).map_err(|e| e.to_string())?),
-        None => installed.map(|o| o.gid),
+        Some(name) => kyb_core::users::gid(name).map_err(|e| e.to_string())?,
+        None => installed.map_or(current.gid, |o| o.gid),
     };
-    let current = out.metadata().map_err(|e| ctx("stat", e))?;
-    if uid.is_some_and(|u| u != current.uid()) || gid.is_some_and(|g| g != current.gid()) {
-        rustix::fs::fchown(&out, uid.map(rustix::fs::Uid::from_raw), gid.map(rustix::fs::Gid::from_raw))
-            .map_err(|e| format!("chown {}: {e}", staged.display()))?;
-    }
-    // After chown, which clears set-id bits.
-    out.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| ctx("chmod", e))?;
-    out.sync_all().map_err(|e| ctx("fsync", e))?;
+    Owner { mode: cfg.mode.unwrap_or(meta.mode() & 0o7777), uid, gid }.apply(&out, staged)?;
+    out.sync_all().map_err(|e| format!("fsync {}: {e}", staged.display()))?;
     sync_parent(staged)?;
-    Ok(hex(&hasher.finalize()))
+    Ok(sha)
 }
 
 fn sync_parent(path: &Path) -> Result<(), String> {
@@ -760,6 +741,14 @@ pub(crate) fn line_diff(old: &str, new: &str) -> String {
 
 /// Copies `from` to `to` (a new file), fsynced; returns its sha256.
 fn copy_synced(from: &Path, to: &Path, mode: u32) -> Result<String, String> {
+    let (out, sha) = copy_hashing(from, to, mode)?;
+    out.sync_all().map_err(|e| format!("fsync {}: {e}", to.display()))?;
+    Ok(sha)
+}
+
+/// Copies `from` into a new file `to` (exclusive, no-follow, `mode`), hashing as it goes;
+/// returns the open copy and its sha256.
+fn copy_hashing(from: &Path, to: &Path, mode: u32) -> Result<(File, String), String> {
     let mut src = File::open(from).map_err(|e| format!("{}: {e}", from.display()))?;
     let mut out = kyb_core::fs::create_new(to, mode).map_err(|e| format!("{}: {e}", to.display()))?;
     let mut hasher = Sha256::new();
@@ -772,8 +761,7 @@ fn copy_synced(from: &Path, to: &Path, mode: u32) -> Result<String, String> {
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(|e| format!("{}: {e}", to.display()))?;
     }
-    out.sync_all().map_err(|e| format!("fsync {}: {e}", to.display()))?;
-    Ok(hex(&hasher.finalize()))
+    Ok((out, hex(&hasher.finalize())))
 }
 
 /// The pre-update backup: binary, configs, database, and `state.json` last. On failure the
