@@ -60,30 +60,44 @@ fn release_dir(host: &Host, name: &str, behaviour: &str) -> PathBuf {
 
 /// Installs version 1.0.0 (with `behaviour` added) and starts it under the supervisor.
 async fn host(installed: &str, extra_config: &str) -> Host {
+    host_in(installed, extra_config, "opt/kyb-platform").await
+}
+
+/// The releases layout: `opt/current` a symlink to `opt/releases/1.0.0`.
+async fn releases_host(extra_config: &str) -> Host {
+    let h = host_in(V1, extra_config, "opt/current/kyb-platform").await;
+    let cfg = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(&h.config, cfg.replacen("[update]\n", "[update]\nreleases_dir = \"opt/releases\"\n", 1))
+        .unwrap();
+    h
+}
+
+async fn host_in(installed: &str, extra_config: &str, binary: &str) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let port = free_port();
     std::fs::create_dir_all(d.join("etc")).unwrap();
     std::fs::create_dir_all(d.join("run")).unwrap();
     std::fs::write(d.join("etc/production.yml"), "listen: 8080\nworkers: 4\nlog_level: info\n").unwrap();
-    release(&d.join("opt/kyb-platform"), installed);
+    if binary.starts_with("opt/current/") {
+        release(&d.join("opt/releases/1.0.0/kyb-platform"), installed);
+        std::os::unix::fs::symlink("releases/1.0.0", d.join("opt/current")).unwrap();
+    } else {
+        release(&d.join(binary), installed);
+    }
     let config = d.join("kyb-maint.toml");
     let text = format!(
-        "[update]\nbinary = \"opt/kyb-platform\"\nstate_dir = \"updates\"\nconfigs = [\"etc/production.yml\"]\n\
+        "[update]\nbinary = \"{binary}\"\nstate_dir = \"updates\"\nconfigs = [\"etc/production.yml\"]\n\
          check_timeout_ms = 3000\n\n\
          [update.service]\nkind = \"process\"\ncommand = [\"{bin}\", \"--listen\", \"127.0.0.1:{port}\"]\n\
          pid_file = \"run/kyb-platform.pid\"\nlog_file = \"run/kyb-platform.log\"\nstop_timeout_ms = 6000\n\n\
          [update.health]\nurl = \"http://127.0.0.1:{port}/health\"\ndeadline_ms = 4000\nsuccesses = 3\n\
          first_backoff_ms = 50\nmax_backoff_ms = 400\nprobe_timeout_ms = 1000\n{extra_config}",
-        bin = d.join("opt/kyb-platform").display()
+        bin = d.join(binary).display()
     );
     std::fs::write(&config, text).unwrap();
     let service = ServiceManager::Process {
-        command: vec![
-            d.join("opt/kyb-platform").display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-        ],
+        command: vec![d.join(binary).display().to_string(), "--listen".into(), format!("127.0.0.1:{port}")],
         pid_file: d.join("run/kyb-platform.pid"),
         log_file: None,
         stop_timeout_ms: 6000,
@@ -650,4 +664,72 @@ async fn only_the_newest_finished_pre_update_backups_are_kept() {
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert!(kept[0].ends_with("_3.0.0") && kept[1].ends_with("_4.0.0"), "{kept:?}");
     assert_eq!(h.version().await.as_deref(), Some("4.0.0"));
+}
+
+#[tokio::test]
+async fn the_releases_layout_switches_the_current_link_and_rolls_it_back() {
+    let h = releases_host("").await;
+    let cfg = std::fs::read_to_string(&h.config).unwrap().replacen(
+        "[update]\n",
+        "[update]\nkeep_releases = 3\n",
+        1,
+    );
+    std::fs::write(&h.config, cfg).unwrap();
+    let current = || {
+        std::fs::read_link(h.path("opt/current")).unwrap().file_name().unwrap().to_string_lossy().into_owned()
+    };
+    let releases = || {
+        let mut names: Vec<String> = std::fs::read_dir(h.path("opt/releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let update = |v: &str, behaviour: &str, name: &str| {
+        let rel = release_dir(&h, name, behaviour);
+        h.update(&["app", "--version", v, "--from", rel.to_str().unwrap()])
+    };
+
+    let out = run(update("2.0.0", r#"{"version":"2.0.0"}"#, "rel-2")).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("now points to"), "{stdout}");
+    assert_eq!(current(), "2.0.0");
+    assert_eq!(releases(), ["1.0.0", "2.0.0"], "no staging directory left");
+    assert_eq!(h.version().await.as_deref(), Some("2.0.0"));
+
+    // An unhealthy release: the link goes back.
+    let out = run(update("3.0.0", r#"{"version":"3.0.0","health":"fail"}"#, "rel-3-bad")).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("points to") && stdout.contains("again"), "{stdout}");
+    assert_eq!(current(), "2.0.0");
+    assert_eq!(h.version().await.as_deref(), Some("2.0.0"));
+
+    // The failed release's directory does not block a good build of the same version.
+    let out = run(update("3.0.0", r#"{"version":"3.0.0","build":2}"#, "rel-3-good")).await;
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(current(), "3.0.0");
+    assert_eq!(h.version().await.as_deref(), Some("3.0.0"));
+
+    // Installing the current release again changes nothing.
+    let out = run(update("3.0.0", r#"{"version":"3.0.0"}"#, "rel-3-again")).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("3.0.0 is already the current release"), "{}", text(&out.stderr));
+
+    // Past keep_releases, the oldest go; the current and previous stay.
+    let out = run(update("4.0.0", r#"{"version":"4.0.0"}"#, "rel-4")).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(current(), "4.0.0");
+    assert_eq!(releases(), ["2.0.0", "3.0.0", "4.0.0"], "{stdout}");
+    assert!(stdout.contains("old release(s) removed: 1.0.0"), "{stdout}");
+
+    // A `current` that is not a link into releases_dir is refused before anything happens.
+    std::fs::remove_file(h.path("opt/current")).unwrap();
+    std::fs::create_dir_all(h.path("opt/current")).unwrap();
+    let out = run(update("5.0.0", r#"{"version":"5.0.0"}"#, "rel-5")).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("not a symlink to a release"), "{}", text(&out.stderr));
 }

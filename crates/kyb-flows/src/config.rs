@@ -926,6 +926,13 @@ impl Resolver<'_> {
         u.binary = self.path(u.binary);
         u.state_dir = self.path(u.state_dir);
         u.configs = u.configs.into_iter().map(|p| self.path(p)).collect();
+        u.releases_dir = u.releases_dir.map(|p| self.path(p));
+        if u.keep_releases < 2 {
+            return Err(self.invalid(
+                "update.keep_releases",
+                "must be at least 2: the current and the previous release",
+            ));
+        }
         match &mut u.service {
             ServiceManager::Systemd { unit, timeout_ms, .. } => {
                 if unit.is_empty() {

@@ -58,6 +58,14 @@ pub struct AppConfig {
     /// Group of the installed binary (a group name).
     #[serde(default)]
     pub group: Option<String>,
+    /// The releases layout: each version installed in `<releases_dir>/<version>/`, and the
+    /// directory holding `binary` a symlink (`current`) to one of them, switched by `rename`.
+    /// Unset: `binary` itself is replaced, the previous one kept as `<binary>.previous`.
+    #[serde(default)]
+    pub releases_dir: Option<PathBuf>,
+    /// Releases kept in `releases_dir`, the current and the previous one always among them.
+    #[serde(default = "default_keep_releases")]
+    pub keep_releases: usize,
     /// Pre-update backups kept in `state_dir` (the newest finished ones); older ones are
     /// removed after an update ends. The database dumps live in the backup directory and follow
     /// its retention.
@@ -70,6 +78,10 @@ pub struct AppConfig {
 
 fn default_keep_backups() -> usize {
     5
+}
+
+fn default_keep_releases() -> usize {
+    3
 }
 
 fn default_check_command() -> Vec<String> {
@@ -192,6 +204,22 @@ pub enum UpdateError {
         #[source]
         source: std::io::Error,
     },
+    /// The releases layout is configured but the `current` link is not a link to a release.
+    #[error("{path}: {why}")]
+    Layout {
+        /// The `current` link.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The version asked for is already the current release (releases layout).
+    #[error("{version} is already the current release ({dir}); nothing to do")]
+    AlreadyCurrent {
+        /// The version.
+        version: String,
+        /// Its release directory.
+        dir: PathBuf,
+    },
     /// The state directory cannot be made or read.
     #[error("state directory {path}")]
     StateDir {
@@ -284,6 +312,9 @@ struct UpdateState {
     new_sha256: String,
     binary_copy: PathBuf,
     binary_owner: Option<Owner>,
+    /// In the releases layout: the `current` link and the release directory it pointed to.
+    #[serde(default)]
+    link: Option<(PathBuf, PathBuf)>,
     configs: Vec<SavedConfig>,
     database_backup: Option<PathBuf>,
 }
@@ -356,6 +387,12 @@ pub async fn update_app(
     if !version_ok {
         return Err(UpdateError::Version(req.version.clone()));
     }
+    let current = current_link(cfg)?;
+    if let Some((_, dir)) = &current
+        && dir.file_name().is_some_and(|n| n == req.version.as_str())
+    {
+        return Err(UpdateError::AlreadyCurrent { version: req.version.clone(), dir: dir.clone() });
+    }
     let installed = std::fs::symlink_metadata(&cfg.binary)
         .map_err(|source| UpdateError::NotInstalled { path: cfg.binary.clone(), source })?;
     if !installed.is_file() {
@@ -400,7 +437,11 @@ pub async fn update_app(
     }
 
     // Stage.
-    let staged = staged_path(&cfg.binary, "kyb-staged");
+    let staged = match prepare_stage(cfg, &req.version) {
+        Ok(p) => p,
+        Err(why) => return Ok(run.not_changed("stage", why)),
+    };
+    let remove_quietly = |staged: &Path| discard_stage(cfg, staged);
     let new_sha = match stage(cfg, &release.binary, &staged) {
         Ok(sha) => sha,
         Err(why) => {
@@ -459,17 +500,22 @@ pub async fn update_app(
         remove_quietly(&staged);
         return Ok(run.not_changed("record", why));
     }
-    if let Err(why) = swap(cfg, &staged, &merges).await {
+    if let Err(why) = swap(cfg, &req.version, &staged, &merges).await {
         run.step("swap", Status::Crit, why);
         remove_quietly(&staged);
         let (ok, words) = rollback(&mut run, state).await;
         return Ok(run.end(if ok { Outcome::RolledBack } else { Outcome::RollbackFailed }, words));
     }
-    run.step(
-        "swap",
-        Status::Ok,
-        format!("{} replaced; previous kept as {}", cfg.binary.display(), state.previous.display()),
-    );
+    let swapped = match &state.link {
+        Some((link, old)) => format!(
+            "{} now points to {}; previous release {}",
+            link.display(),
+            release_dir(cfg, &req.version).display(),
+            old.display()
+        ),
+        None => format!("{} replaced; previous kept as {}", cfg.binary.display(), state.previous.display()),
+    };
+    run.step("swap", Status::Ok, swapped);
 
     let gate = health_gate(&cfg.health, &cfg.service, Some(&req.version)).await;
     if !gate.passed {
@@ -482,6 +528,7 @@ pub async fn update_app(
         run.step("record", Status::Warn, why);
     }
     prune_backups(&mut run);
+    prune_releases(&mut run, &state);
     let words = vec![format!(
         "{} is version {} (sha256 {new_sha}) and healthy; the previous binary is {}",
         cfg.binary.display(),
@@ -831,11 +878,15 @@ async fn fill_backup(
         created_at: now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         phase: Phase::BackedUp,
         binary: cfg.binary.clone(),
-        previous: previous_path(&cfg.binary),
+        previous: match current_link(cfg).map_err(|e| e.to_string())? {
+            Some((_, dir)) => dir.join(cfg.binary.file_name().unwrap_or_default()),
+            None => previous_path(&cfg.binary),
+        },
         old_sha256,
         new_sha256: new_sha.to_owned(),
         binary_copy,
         binary_owner: Owner::of(&cfg.binary),
+        link: current_link(cfg).map_err(|e| e.to_string())?,
         configs,
         database_backup,
     };
@@ -902,13 +953,35 @@ fn read_in_progress(cfg: &AppConfig) -> Result<Option<UpdateState>, UpdateError>
     Ok(Some(state))
 }
 
-/// Stop, keep the previous binary, rename the staged one in, install merged configs, start.
-async fn swap(cfg: &AppConfig, staged: &Path, merges: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
-    cfg.service.stop().await.map_err(|e| format!("stop: {}", kyb_core::error_chain(&e)))?;
-    keep_previous(&cfg.binary)?;
-    std::fs::rename(staged, &cfg.binary)
-        .map_err(|e| format!("rename {} to {}: {e}", staged.display(), cfg.binary.display()))?;
-    sync_parent(&cfg.binary)?;
+/// Stop, keep the previous binary, rename the staged one in (or, in the releases layout, move
+/// the staged release into place and switch `current` to it), install merged configs, start.
+async fn swap(
+    cfg: &AppConfig,
+    version: &str,
+    staged: &Path,
+    merges: &[(PathBuf, Vec<u8>)],
+) -> Result<(), String> {
+    let link = current_link(cfg).map_err(|e| e.to_string())?;
+    if let Some((link, _)) = &link {
+        // Not in use: `current` points elsewhere (checked before staging).
+        let target = release_dir(cfg, version);
+        let stage_dir = staged.parent().unwrap_or(Path::new("/"));
+        if target.exists() {
+            std::fs::remove_dir_all(&target)
+                .map_err(|e| format!("remove leftover {}: {e}", target.display()))?;
+        }
+        std::fs::rename(stage_dir, &target)
+            .map_err(|e| format!("rename {} to {}: {e}", stage_dir.display(), target.display()))?;
+        sync_parent(&target)?;
+        cfg.service.stop().await.map_err(|e| format!("stop: {}", kyb_core::error_chain(&e)))?;
+        point_link(link, &target)?;
+    } else {
+        cfg.service.stop().await.map_err(|e| format!("stop: {}", kyb_core::error_chain(&e)))?;
+        keep_previous(&cfg.binary)?;
+        std::fs::rename(staged, &cfg.binary)
+            .map_err(|e| format!("rename {} to {}: {e}", staged.display(), cfg.binary.display()))?;
+        sync_parent(&cfg.binary)?;
+    }
     for (path, contents) in merges {
         replace_file(path, contents, Owner::of(path))?;
     }
@@ -1018,6 +1091,33 @@ fn restore_binary(state: &UpdateState) -> Result<String, String> {
     if current.as_deref() == Some(state.old_sha256.as_str()) {
         return Ok(format!("{} is already the previous version", state.binary.display()));
     }
+    if let Some((link, old_dir)) = &state.link {
+        let name = state.binary.file_name().unwrap_or_default();
+        let old_binary = old_dir.join(name);
+        let mut how = format!("{} points to {} again", link.display(), old_dir.display());
+        if sha256_file(&old_binary).ok().as_deref() != Some(state.old_sha256.as_str()) {
+            // The previous release is damaged or gone: rebuilt from the backup's copy.
+            std::fs::create_dir_all(old_dir).map_err(|e| format!("{}: {e}", old_dir.display()))?;
+            let tmp = staged_path(&old_binary, "kyb-restore");
+            remove_quietly(&tmp);
+            let (file, copied) = copy_hashing(&state.binary_copy, &tmp, 0o700)?;
+            let owned = state.binary_owner.map_or(Ok(()), |o| o.apply(&file, &tmp));
+            if copied != state.old_sha256 || owned.is_err() {
+                remove_quietly(&tmp);
+                owned?;
+                return Err(format!(
+                    "{} does not hold the previous binary (sha256 {copied})",
+                    state.binary_copy.display()
+                ));
+            }
+            file.sync_all().map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &old_binary)
+                .map_err(|e| format!("rename {} to {}: {e}", tmp.display(), old_binary.display()))?;
+            how.push_str(&format!(" (its binary restored from {})", state.binary_copy.display()));
+        }
+        point_link(link, old_dir)?;
+        return Ok(how);
+    }
     let tmp = staged_path(&state.binary, "kyb-restore");
     remove_quietly(&tmp);
     let previous_ok = sha256_file(&state.previous).ok().as_deref() == Some(state.old_sha256.as_str());
@@ -1047,6 +1147,106 @@ fn restore_binary(state: &UpdateState) -> Result<String, String> {
         .map_err(|e| format!("rename {} to {}: {e}", tmp.display(), state.binary.display()))?;
     sync_parent(&state.binary)?;
     Ok(format!("previous binary put back from {}", source.display()))
+}
+
+/// In the releases layout, the `current` link (the directory holding `binary`) and the release
+/// directory it points to; `None` in the replace layout.
+fn current_link(cfg: &AppConfig) -> Result<Option<(PathBuf, PathBuf)>, UpdateError> {
+    let Some(releases) = &cfg.releases_dir else { return Ok(None) };
+    let link = cfg.binary.parent().unwrap_or(Path::new("/")).to_owned();
+    let bad = |why: String| UpdateError::Layout { path: link.clone(), why };
+    let meta = std::fs::symlink_metadata(&link).map_err(|e| bad(e.to_string()))?;
+    if !meta.file_type().is_symlink() {
+        return Err(bad(format!(
+            "not a symlink to a release in {} (releases_dir is set)",
+            releases.display()
+        )));
+    }
+    let target = std::fs::read_link(&link).map_err(|e| bad(e.to_string()))?;
+    let target =
+        if target.is_absolute() { target } else { link.parent().unwrap_or(Path::new("/")).join(target) };
+    let inside = |p: &Path| std::fs::canonicalize(p).ok();
+    match (inside(&target), inside(releases)) {
+        (Some(t), Some(r)) if t.parent() == Some(r.as_path()) => Ok(Some((link, t))),
+        _ => Err(bad(format!(
+            "points to {}, not to a release directly in {}",
+            target.display(),
+            releases.display()
+        ))),
+    }
+}
+
+fn release_dir(cfg: &AppConfig, version: &str) -> PathBuf {
+    let releases = cfg.releases_dir.as_deref().and_then(|r| std::fs::canonicalize(r).ok());
+    releases.unwrap_or_default().join(version)
+}
+
+/// Where the new binary is staged: beside the installed one, or in a fresh
+/// `<releases_dir>/.<version>.kyb-staged/` (a leftover of an earlier attempt replaced).
+fn prepare_stage(cfg: &AppConfig, version: &str) -> Result<PathBuf, String> {
+    if cfg.releases_dir.is_none() {
+        return Ok(staged_path(&cfg.binary, "kyb-staged"));
+    }
+    let dir = release_dir(cfg, &format!(".{version}.kyb-staged"));
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{}: {e}", dir.display())),
+        _ => {}
+    }
+    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir.join(cfg.binary.file_name().unwrap_or_default()))
+}
+
+fn discard_stage(cfg: &AppConfig, staged: &Path) {
+    match (&cfg.releases_dir, staged.parent()) {
+        (Some(_), Some(dir)) => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        _ => remove_quietly(staged),
+    }
+}
+
+/// Points `link` at `target`: a new symlink beside it, renamed over it.
+fn point_link(link: &Path, target: &Path) -> Result<(), String> {
+    let tmp = staged_path(link, "kyb-link");
+    remove_quietly(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(|e| format!("symlink {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, link).map_err(|e| {
+        remove_quietly(&tmp);
+        format!("rename {} to {}: {e}", tmp.display(), link.display())
+    })?;
+    sync_parent(link)
+}
+
+/// Removes release directories beyond the newest `keep_releases`, never the current or the
+/// previous one.
+fn prune_releases(run: &mut Run<'_>, state: &UpdateState) {
+    let cfg = run.cfg;
+    let (Some(releases), Some((_, previous))) = (&cfg.releases_dir, &state.link) else { return };
+    let current = current_link(cfg).ok().flatten().map(|(_, t)| t);
+    let Ok(entries) = std::fs::read_dir(releases) else { return };
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, std::fs::canonicalize(e.path()).ok()?)))
+        .collect();
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(cfg.keep_releases.max(2));
+    let mut removed = Vec::new();
+    for (_, dir) in dirs.into_iter().take(excess) {
+        if Some(&dir) == current.as_ref() || dir == *previous {
+            continue;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => removed.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned()),
+            Err(e) => {
+                run.step("prune-releases", Status::Warn, format!("cannot remove {}: {e}", dir.display()))
+            }
+        }
+    }
+    if !removed.is_empty() {
+        run.step("prune-releases", Status::Ok, format!("old release(s) removed: {}", removed.join(", ")));
+    }
 }
 
 fn restore_configs(state: &UpdateState) -> Result<(), String> {
@@ -1149,7 +1349,10 @@ async fn plan(mut run: Run<'_>, release: &Release, expected: Option<(String, Str
             run.step("checksum", Status::Warn, format!("sha256 {sha}; no checksum given to compare with"))
         }
     }
-    let staged = staged_path(&cfg.binary, "kyb-staged");
+    let staged = match &cfg.releases_dir {
+        Some(_) => release_dir(cfg, &format!(".{}.kyb-staged", run.req.version)),
+        None => staged_path(&cfg.binary, "kyb-staged"),
+    };
     run.step(
         "stage",
         Status::Ok,
@@ -1177,16 +1380,22 @@ async fn plan(mut run: Run<'_>, release: &Release, expected: Option<(String, Str
             cfg.state_dir.display()
         ),
     );
-    run.step(
-        "swap",
-        Status::Ok,
-        format!(
+    let swap = match current_link(cfg) {
+        Ok(Some((link, old))) => format!(
+            "would move the staged release to {}, stop {}, point {} at it (previous release {}), start",
+            release_dir(cfg, &run.req.version).display(),
+            cfg.service.describe(),
+            link.display(),
+            old.display()
+        ),
+        _ => format!(
             "would stop {}, keep {} as {}, rename the staged binary over it, start",
             cfg.service.describe(),
             cfg.binary.display(),
             previous_path(&cfg.binary).display()
         ),
-    );
+    };
+    run.step("swap", Status::Ok, swap);
     let g = &cfg.health;
     run.step(
         "health-gate",
