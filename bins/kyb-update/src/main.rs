@@ -40,11 +40,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Installs a new application binary: stage it beside the installed one and check its
-    /// sha256, run its `--config-check`, back up the current binary, configs and database, stop
-    /// the service, swap by rename (keeping `<binary>.previous`), start it and hold it to the
-    /// health gate (K consecutive successes of `/health` before a deadline, no restart). Any
-    /// failure after the stop rolls back: previous binary and configs back, restart, gate again.
+    /// Installs a new application binary, with a health gate and rollback.
+    ///
+    /// Stages the new binary beside the installed one and checks its sha256, runs its
+    /// `--config-check`, backs up the current binary, configs and database, stops the service,
+    /// swaps by rename (keeping `<binary>.previous`, or switching the `current` link in the
+    /// releases layout), starts it and holds it to the health gate (K consecutive successes of
+    /// `/health` before a deadline, no restart). Any failure after the stop rolls back:
+    /// previous binary and configs back, restart, gate again.
     ///
     /// A run killed part-way is finished by the next one, which first rolls back to the
     /// previous version and brings it up healthy.
@@ -70,10 +73,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Applies SQL migrations from a directory (`<version>_<name>.sql`, in order, each in a
-    /// transaction unless its first line is `-- kyb:no-transaction`), recorded in
-    /// `schema_migrations`, under an advisory lock. A backup of the database (`[backup]`) is
-    /// made first; afterwards the table count and failed migrations are checked.
+    /// Backs up the database, applies SQL migrations, then verifies.
+    ///
+    /// Migrations are `<version>_<name>.sql` files, applied in order, each in a transaction
+    /// unless its first line is `-- kyb:no-transaction`, recorded in `schema_migrations`, under
+    /// an advisory lock. The backup (`[backup]`) comes first; afterwards the table count and
+    /// failed migrations are checked.
     Db {
         /// The migrations directory.
         #[arg(long, value_name = "DIR")]
@@ -85,10 +90,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// The service's memory: RSS from procfs against `[tuning.memory]` thresholds (Warn above
-    /// 1 GiB by default), and the runtime numbers the app exports in `/metrics`. Over the
-    /// threshold, the service is restarted (then held to the health gate) only when
-    /// `restart = true`, and only inside a maintenance window unless `--emergency`.
+    /// Checks the service's memory and runtime numbers; restarts it only when configured.
+    ///
+    /// RSS from procfs against `[tuning.memory]` thresholds (Warn above 1 GiB by default), and
+    /// the runtime numbers the app exports in `/metrics`. Over the threshold, the service is
+    /// restarted (then held to the health gate) only when `restart = true`, and only inside a
+    /// maintenance window unless `--emergency`.
     Memory {
         /// Say what would be restarted; restart nothing.
         #[arg(long)]
@@ -97,15 +104,18 @@ enum Command {
         #[arg(long)]
         emergency: bool,
     },
-    /// Keeps the kernel settings of `[tuning.sysctl]` in one managed file
-    /// (/etc/sysctl.d/60-kyb.conf), rewritten only when it differs, and applies each value
-    /// through /proc/sys, reading it back. Unknown keys stop the run before anything is written.
+    /// Applies the kernel settings of `[tuning.sysctl]` and keeps them in one managed file.
+    ///
+    /// Each value is written through /proc/sys and read back; when all hold, they are kept in
+    /// /etc/sysctl.d/60-kyb.conf, rewritten only when it differs. A refused value puts back what
+    /// this run set and leaves the file alone. Unknown keys stop the run before anything is
+    /// written.
     Sysctl {
         /// Show how the file would change and which values would be set.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Syncs, then drops the kernel's page cache, dentries and inodes.
+    /// Drops the kernel's page cache, dentries and inodes (costly: see --help).
     ///
     /// WARNING: this throws away every cached file page on the host, the database's included.
     /// Everything is then read from disk again, and PostgreSQL and the service run slower until
