@@ -543,10 +543,13 @@ async fn memory_over_the_threshold_restarts_only_when_configured_and_allowed() {
     // A window three days away: certainly closed now.
     let day = time::OffsetDateTime::now_utc().weekday().next().next().next();
     let closed = format!("\n[window]\nallowed = [\"{} 02:00-03:00\"]\n", &day.to_string()[..3]);
+    // The app's /metrics (the fake app's realistic exposition) gives the runtime numbers.
+    let app = kyb_testkit::FakeApp::start(kyb_testkit::HealthMode::Healthy).await;
     let h = host(
         V1,
         &format!(
-            "\n[tuning.memory]\nrss_warn_bytes = 1\nrss_crit_bytes = 1099511627776\nrestart = true\n{closed}"
+            "\n[app]\nbase_url = \"{}\"\n\n[tuning.memory]\nrss_warn_bytes = 1\nrss_crit_bytes = 1099511627776\nrestart = true\n{closed}",
+            app.url("")
         ),
     )
     .await;
@@ -558,7 +561,14 @@ async fn memory_over_the_threshold_restarts_only_when_configured_and_allowed() {
     let checks = &json["tasks"][0]["checks"];
     assert_eq!(checks[0]["name"], "rss");
     assert_eq!(checks[0]["status"], "warn");
-    assert!(checks[1]["summary"].as_str().unwrap().contains("not allowed now"), "{checks}");
+    let runtime = checks.as_array().unwrap().iter().find(|c| c["name"] == "runtime").expect("runtime check");
+    let summary = runtime["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("process_open_fds 57") && summary.contains("process_resident_memory_bytes"),
+        "{summary}"
+    );
+    let restart = checks.as_array().unwrap().iter().find(|c| c["name"] == "restart").expect("restart check");
+    assert!(restart["summary"].as_str().unwrap().contains("not allowed now"), "{checks}");
     assert_eq!(h.pid().await, Some(pid), "outside the window: not restarted");
 
     let out = run(h.update(&["memory", "--dry-run"])).await;
