@@ -736,6 +736,22 @@ async fn the_releases_layout_switches_the_current_link_and_rolls_it_back() {
     assert_eq!(releases(), ["2.0.0", "3.0.0", "4.0.0"], "{stdout}");
     assert!(stdout.contains("old release(s) removed: 1.0.0"), "{stdout}");
 
+    // The same bytes under another version: the gate sees the old version answering, and the
+    // rollback points `current` back although the binaries hash the same.
+    let same = h.path("rel-same");
+    std::fs::create_dir_all(&same).unwrap();
+    std::fs::copy(h.path("rel-4/kyb-platform"), same.join("kyb-platform")).unwrap();
+    let out = run(h.update(&["app", "--version", "4.0.1", "--from", same.to_str().unwrap()])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("reports version 4.0.0, not 4.0.1"), "{stdout}");
+    assert_eq!(current(), "4.0.0");
+    assert_eq!(
+        std::fs::read_link(h.path("opt/current")).unwrap(),
+        Path::new("releases/4.0.0"),
+        "still relative"
+    );
+
     // A `current` that is not a link into releases_dir is refused before anything happens.
     std::fs::remove_file(h.path("opt/current")).unwrap();
     std::fs::create_dir_all(h.path("opt/current")).unwrap();

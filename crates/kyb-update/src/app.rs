@@ -387,12 +387,9 @@ pub async fn update_app(
     if !version_ok {
         return Err(UpdateError::Version(req.version.clone()));
     }
-    let current = current_link(cfg)?;
-    if let Some((_, dir)) = &current
-        && dir.file_name().is_some_and(|n| n == req.version.as_str())
-    {
-        return Err(UpdateError::AlreadyCurrent { version: req.version.clone(), dir: dir.clone() });
-    }
+    // In the releases layout, `current` must be a link to a release (checked again after any
+    // recovery below, which may move it).
+    current_link(cfg)?;
     let installed = std::fs::symlink_metadata(&cfg.binary)
         .map_err(|source| UpdateError::NotInstalled { path: cfg.binary.clone(), source })?;
     if !installed.is_file() {
@@ -422,6 +419,15 @@ pub async fn update_app(
             }
             run.recovered = true;
         }
+    }
+
+    if let Some((_, dir)) = current_link(cfg)?
+        && dir.file_name().is_some_and(|n| n == req.version.as_str())
+    {
+        if run.recovered {
+            return Ok(run.not_changed("release", format!("{} is the current release again", req.version)));
+        }
+        return Err(UpdateError::AlreadyCurrent { version: req.version.clone(), dir });
     }
 
     let release = match locate(cfg, req) {
@@ -468,6 +474,13 @@ pub async fn update_app(
         return Ok(run.not_changed("validate", why));
     }
     run.step("validate", Status::Ok, validate_summary(cfg));
+    let staged = match install_release(cfg, &req.version, &staged) {
+        Ok(p) => p,
+        Err(why) => {
+            remove_quietly(&staged);
+            return Ok(run.not_changed("stage", why));
+        }
+    };
     let merges = match diff_configs(&mut run, &release) {
         Ok(m) => m,
         Err(why) => {
@@ -500,7 +513,7 @@ pub async fn update_app(
         remove_quietly(&staged);
         return Ok(run.not_changed("record", why));
     }
-    if let Err(why) = swap(cfg, &req.version, &staged, &merges).await {
+    if let Err(why) = swap(cfg, &staged, &merges).await {
         run.step("swap", Status::Crit, why);
         remove_quietly(&staged);
         let (ok, words) = rollback(&mut run, state).await;
@@ -510,7 +523,7 @@ pub async fn update_app(
         Some((link, old)) => format!(
             "{} now points to {}; previous release {}",
             link.display(),
-            release_dir(cfg, &req.version).display(),
+            staged.parent().unwrap_or(Path::new("/")).display(),
             old.display()
         ),
         None => format!("{} replaced; previous kept as {}", cfg.binary.display(), state.previous.display()),
@@ -702,10 +715,23 @@ async fn validate(cfg: &AppConfig, staged: &Path) -> Result<(), String> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_millis(cfg.check_timeout_ms), cmd.output())
-        .await
-        .map_err(|_| format!("`{shown}` did not finish within {} ms", cfg.check_timeout_ms))?
-        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    // The staged binary was written a moment ago: see `spawn_retrying_busy`.
+    let mut busy_pause = Duration::from_millis(5);
+    let out = loop {
+        let attempt = tokio::time::timeout(Duration::from_millis(cfg.check_timeout_ms), cmd.output())
+            .await
+            .map_err(|_| format!("`{shown}` did not finish within {} ms", cfg.check_timeout_ms))?;
+        match attempt {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && busy_pause < Duration::from_secs(1) =>
+            {
+                tokio::time::sleep(busy_pause).await;
+                busy_pause *= 2;
+            }
+            other => break other.map_err(|e| format!("cannot run `{shown}`: {e}"))?,
+        }
+    };
     if out.status.success() {
         return Ok(());
     }
@@ -955,26 +981,13 @@ fn read_in_progress(cfg: &AppConfig) -> Result<Option<UpdateState>, UpdateError>
 
 /// Stop, keep the previous binary, rename the staged one in (or, in the releases layout, move
 /// the staged release into place and switch `current` to it), install merged configs, start.
-async fn swap(
-    cfg: &AppConfig,
-    version: &str,
-    staged: &Path,
-    merges: &[(PathBuf, Vec<u8>)],
-) -> Result<(), String> {
+async fn swap(cfg: &AppConfig, staged: &Path, merges: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
     let link = current_link(cfg).map_err(|e| e.to_string())?;
     if let Some((link, _)) = &link {
-        // Not in use: `current` points elsewhere (checked before staging).
-        let target = release_dir(cfg, version);
-        let stage_dir = staged.parent().unwrap_or(Path::new("/"));
-        if target.exists() {
-            std::fs::remove_dir_all(&target)
-                .map_err(|e| format!("remove leftover {}: {e}", target.display()))?;
-        }
-        std::fs::rename(stage_dir, &target)
-            .map_err(|e| format!("rename {} to {}: {e}", stage_dir.display(), target.display()))?;
-        sync_parent(&target)?;
+        // `staged` is the binary in its release directory (see `install_release`).
+        let target = staged.parent().unwrap_or(Path::new("/"));
         cfg.service.stop().await.map_err(|e| format!("stop: {}", kyb_core::error_chain(&e)))?;
-        point_link(link, &target)?;
+        point_link(link, target)?;
     } else {
         cfg.service.stop().await.map_err(|e| format!("stop: {}", kyb_core::error_chain(&e)))?;
         keep_previous(&cfg.binary)?;
@@ -1088,14 +1101,21 @@ fn prune_backups(run: &mut Run<'_>) {
 
 fn restore_binary(state: &UpdateState) -> Result<String, String> {
     let current = sha256_file(&state.binary).ok();
-    if current.as_deref() == Some(state.old_sha256.as_str()) {
-        return Ok(format!("{} is already the previous version", state.binary.display()));
-    }
     if let Some((link, old_dir)) = &state.link {
         let name = state.binary.file_name().unwrap_or_default();
         let old_binary = old_dir.join(name);
+        let old_ok = sha256_file(&old_binary).ok().as_deref() == Some(state.old_sha256.as_str());
+        // Judged by where the link points: the new release may hold the very same bytes.
+        let points = std::fs::canonicalize(link).ok();
+        if points.as_deref() == Some(old_dir.as_path()) && old_ok {
+            return Ok(format!(
+                "{} already points to the previous release {}",
+                link.display(),
+                old_dir.display()
+            ));
+        }
         let mut how = format!("{} points to {} again", link.display(), old_dir.display());
-        if sha256_file(&old_binary).ok().as_deref() != Some(state.old_sha256.as_str()) {
+        if !old_ok {
             // The previous release is damaged or gone: rebuilt from the backup's copy.
             std::fs::create_dir_all(old_dir).map_err(|e| format!("{}: {e}", old_dir.display()))?;
             let tmp = staged_path(&old_binary, "kyb-restore");
@@ -1117,6 +1137,9 @@ fn restore_binary(state: &UpdateState) -> Result<String, String> {
         }
         point_link(link, old_dir)?;
         return Ok(how);
+    }
+    if current.as_deref() == Some(state.old_sha256.as_str()) {
+        return Ok(format!("{} is already the previous version", state.binary.display()));
     }
     let tmp = staged_path(&state.binary, "kyb-restore");
     remove_quietly(&tmp);
@@ -1176,9 +1199,32 @@ fn current_link(cfg: &AppConfig) -> Result<Option<(PathBuf, PathBuf)>, UpdateErr
     }
 }
 
-fn release_dir(cfg: &AppConfig, version: &str) -> PathBuf {
-    let releases = cfg.releases_dir.as_deref().and_then(|r| std::fs::canonicalize(r).ok());
-    releases.unwrap_or_default().join(version)
+fn release_dir(cfg: &AppConfig, version: &str) -> Result<PathBuf, String> {
+    let releases = cfg.releases_dir.as_deref().unwrap_or(Path::new("/nonexistent"));
+    std::fs::canonicalize(releases)
+        .map(|r| r.join(version))
+        .map_err(|e| format!("{}: {e}", releases.display()))
+}
+
+/// In the releases layout, moves the staged release to `<releases_dir>/<version>` (replacing a
+/// leftover of an earlier attempt, never the current or previous release) and returns the
+/// binary's new path; in the replace layout, `staged` as it is.
+fn install_release(cfg: &AppConfig, version: &str, staged: &Path) -> Result<PathBuf, String> {
+    let Some((_, current)) = current_link(cfg).map_err(|e| e.to_string())? else {
+        return Ok(staged.to_owned());
+    };
+    let target = release_dir(cfg, version)?;
+    if target == current {
+        return Err(format!("{} is the current release", target.display()));
+    }
+    let stage_dir = staged.parent().unwrap_or(Path::new("/"));
+    if std::fs::symlink_metadata(&target).is_ok() {
+        std::fs::remove_dir_all(&target).map_err(|e| format!("remove leftover {}: {e}", target.display()))?;
+    }
+    std::fs::rename(stage_dir, &target)
+        .map_err(|e| format!("rename {} to {}: {e}", stage_dir.display(), target.display()))?;
+    sync_parent(&target)?;
+    Ok(target.join(staged.file_name().unwrap_or_default()))
 }
 
 /// Where the new binary is staged: beside the installed one, or in a fresh
@@ -1187,19 +1233,32 @@ fn prepare_stage(cfg: &AppConfig, version: &str) -> Result<PathBuf, String> {
     if cfg.releases_dir.is_none() {
         return Ok(staged_path(&cfg.binary, "kyb-staged"));
     }
-    let dir = release_dir(cfg, &format!(".{version}.kyb-staged"));
+    let dir = release_dir(cfg, &format!(".{version}.kyb-staged"))?;
     match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{}: {e}", dir.display())),
         _ => {}
     }
     std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // The same owner and mode as the current release's directory, whatever the umask.
+    let like = current_link(cfg).ok().flatten().and_then(|(_, d)| Owner::of(&d));
+    let like = like.unwrap_or(Owner {
+        mode: 0o755,
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+    });
+    let handle = File::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    like.apply(&handle, &dir)?;
     Ok(dir.join(cfg.binary.file_name().unwrap_or_default()))
 }
 
+/// Removes a staged binary, or in the releases layout its staging directory. A release already
+/// moved into place is left (a later attempt replaces it; it may be where `current` points).
 fn discard_stage(cfg: &AppConfig, staged: &Path) {
     match (&cfg.releases_dir, staged.parent()) {
         (Some(_), Some(dir)) => {
-            let _ = std::fs::remove_dir_all(dir);
+            if dir.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".kyb-staged")) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
         _ => remove_quietly(staged),
     }
@@ -1209,6 +1268,13 @@ fn discard_stage(cfg: &AppConfig, staged: &Path) {
 fn point_link(link: &Path, target: &Path) -> Result<(), String> {
     let tmp = staged_path(link, "kyb-link");
     remove_quietly(&tmp);
+    // Relative when the release is below the link's directory (`current -> releases/2.4.0`), so
+    // the tree still works moved or seen from a container.
+    let base = link.parent().and_then(|p| std::fs::canonicalize(p).ok());
+    let target = match base.as_deref().and_then(|b| target.strip_prefix(b).ok()) {
+        Some(rel) => rel,
+        None => target,
+    };
     std::os::unix::fs::symlink(target, &tmp).map_err(|e| format!("symlink {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, link).map_err(|e| {
         remove_quietly(&tmp);
@@ -1350,7 +1416,7 @@ async fn plan(mut run: Run<'_>, release: &Release, expected: Option<(String, Str
         }
     }
     let staged = match &cfg.releases_dir {
-        Some(_) => release_dir(cfg, &format!(".{}.kyb-staged", run.req.version)),
+        Some(_) => release_dir(cfg, &format!(".{}.kyb-staged", run.req.version)).unwrap_or_default(),
         None => staged_path(&cfg.binary, "kyb-staged"),
     };
     run.step(
@@ -1383,7 +1449,7 @@ async fn plan(mut run: Run<'_>, release: &Release, expected: Option<(String, Str
     let swap = match current_link(cfg) {
         Ok(Some((link, old))) => format!(
             "would move the staged release to {}, stop {}, point {} at it (previous release {}), start",
-            release_dir(cfg, &run.req.version).display(),
+            release_dir(cfg, &run.req.version).unwrap_or_default().display(),
             cfg.service.describe(),
             link.display(),
             old.display()

@@ -200,14 +200,9 @@ fn spawn(command: &[String], pid_file: &Path, log_file: Option<&Path>) -> Result
     };
     // Its own process group: a signal to the updater (Ctrl-C, kill of its group) is not one to
     // the service, and the service outlives the run that started it.
-    let child = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0)
-        .spawn()
-        .map_err(spawn_err)?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).stdin(std::process::Stdio::null()).stdout(stdout).stderr(stderr).process_group(0);
+    let child = spawn_retrying_busy(&mut cmd).map_err(spawn_err)?;
     let pid = child.id();
     // Never waited for here; once this run exits the process is reparented and reaped by init.
     drop(child);
@@ -215,6 +210,21 @@ fn spawn(command: &[String], pid_file: &Path, log_file: Option<&Path>) -> Result
     let text = format!("{pid} {started}\n");
     kyb_core::fs::atomic_write(pid_file, text.as_bytes(), 0o644)
         .map_err(|e| ServiceError::PidFile { path: pid_file.to_owned(), source: std::io::Error::other(e) })
+}
+
+/// Spawns `cmd`, retrying for a moment while the kernel says the program is busy (ETXTBSY): a
+/// binary just written can still be open for writing in a child forked meanwhile by another
+/// thread, until that child execs.
+pub(crate) fn spawn_retrying_busy(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let mut pause = Duration::from_millis(5);
+    for _ in 0..8 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => std::thread::sleep(pause),
+            other => return other,
+        }
+        pause *= 2;
+    }
+    cmd.spawn()
 }
 
 fn read_pid_file(path: &Path) -> Result<Option<Instance>, ServiceError> {

@@ -172,13 +172,15 @@ pub fn sysctl(cfg: &SysctlConfig, dry_run: bool) -> Result<SysctlReport, TuneErr
         if !path.is_file() {
             return Err(TuneError::UnknownKey { key: key.clone(), path });
         }
-        wanted.push((key, value, path));
+        // Every value is read before any is written, so all can be put back.
+        let before = read_value(&path)?;
+        wanted.push((key, value, path, before));
     }
     let file = under(&cfg.root, &cfg.managed_file);
     let mut desired = String::from(
         "# Managed by kyb-update sysctl ([tuning.sysctl] in kyb-maint.toml); edits are overwritten.\n",
     );
-    for (key, value, _) in &wanted {
+    for (key, value, _, _) in &wanted {
         desired.push_str(&format!("{key} = {value}\n"));
     }
     let current = match std::fs::read_to_string(&file) {
@@ -192,54 +194,71 @@ pub fn sysctl(cfg: &SysctlConfig, dry_run: bool) -> Result<SysctlReport, TuneErr
     let mut checks = Vec::new();
     let mut changed: Vec<(&PathBuf, String)> = Vec::new();
     let mut failed = false;
-    for (key, value, path) in &wanted {
-        let before = read_value(path)?;
-        let check = if before == *value {
+    for (key, value, path, before) in &wanted {
+        let check = if before == value {
             Check::new(key.as_str(), Status::Ok, format!("{value} (already)"))
         } else if dry_run {
             Check::new(key.as_str(), Status::Ok, format!("would set {value} (now {before})"))
         } else {
-            match write_value(path, value).and_then(|()| read_value(path)) {
-                Ok(after) if after == *value => {
-                    changed.push((path, before.clone()));
-                    Check::new(key.as_str(), Status::Ok, format!("{value} (was {before})"))
-                }
-                Ok(after) => {
-                    changed.push((path, before));
-                    failed = true;
-                    Check::new(key.as_str(), Status::Crit, format!("wrote {value} but it reads back {after}"))
-                }
+            match write_value(path, value) {
                 Err(e) => {
                     failed = true;
                     Check::new(key.as_str(), Status::Crit, format!("the kernel refused {value}: {e}"))
+                }
+                Ok(()) => {
+                    changed.push((path, before.clone()));
+                    match read_value(path) {
+                        Ok(after) if after == *value => {
+                            Check::new(key.as_str(), Status::Ok, format!("{value} (was {before})"))
+                        }
+                        Ok(after) => {
+                            failed = true;
+                            Check::new(
+                                key.as_str(),
+                                Status::Crit,
+                                format!("wrote {value} but it reads back {after}"),
+                            )
+                        }
+                        Err(e) => {
+                            failed = true;
+                            Check::new(
+                                key.as_str(),
+                                Status::Crit,
+                                format!("wrote {value} but cannot read it back: {e}"),
+                            )
+                        }
+                    }
                 }
             }
         };
         checks.push(check);
     }
-    if failed {
+    let saved = if failed || !file_changed || dry_run {
+        Ok(())
+    } else {
+        file.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string()).and_then(|()| {
+            kyb_core::fs::atomic_write(&file, desired.as_bytes(), 0o644)
+                .map_err(|e| kyb_core::error_chain(&e))
+        })
+    };
+    if failed || saved.is_err() {
+        // Nothing half-done: the running values go back to what they were, the file stays.
         for (path, before) in changed {
             if let Err(e) = write_value(path, &before) {
                 checks.push(Check::new("restore", Status::Crit, format!("cannot put back {before}: {e}")));
             }
         }
-        checks.push(Check::new(
-            "managed-file",
-            Status::Crit,
-            format!(
+        let why = match saved {
+            Err(e) => {
+                format!("cannot write {}: {e}; the values set by this run were put back", file.display())
+            }
+            Ok(()) => format!(
                 "{} left as it was: not every value holds (the values set by this run were put back)",
                 file.display()
             ),
-        ));
+        };
+        checks.push(Check::new("managed-file", Status::Crit, why));
         return Ok(SysctlReport { file, file_changed: false, diff: String::new(), checks });
-    }
-    if file_changed && !dry_run {
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| TuneError::Io { path: dir.to_owned(), why: e.to_string() })?;
-        }
-        kyb_core::fs::atomic_write(&file, desired.as_bytes(), 0o644)
-            .map_err(|e| TuneError::Io { path: file.clone(), why: kyb_core::error_chain(&e) })?;
     }
     Ok(SysctlReport { file, file_changed, diff, checks })
 }
@@ -517,6 +536,26 @@ mod tests {
         assert_eq!(std::fs::read_to_string(rmem).unwrap(), "212992\n", "put back");
         assert!(!root.path().join("etc/sysctl.d/60-kyb.conf").exists(), "the file is not written");
         assert!(report.checks.iter().any(|c| c.name == "managed-file" && c.status == Status::Crit));
+    }
+
+    #[test]
+    fn an_unreadable_managed_file_stops_the_run_before_any_value_is_set() {
+        let root = fake_root(&[("net.core.rmem_max", "212992")]);
+        // A file where the directory should be.
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/sysctl.d"), "not a directory").unwrap();
+        let mut cfg = cfg(root.path());
+        cfg.values = [("net.core.rmem_max", "16777216")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let err = sysctl(&cfg, false).unwrap_err();
+        assert!(
+            err.to_string().contains("60-kyb.conf") && err.to_string().contains("Not a directory"),
+            "{err}"
+        );
+        let rmem = proc_sys_path(root.path(), "net.core.rmem_max").unwrap();
+        assert_eq!(std::fs::read_to_string(rmem).unwrap(), "212992\n", "untouched");
     }
 
     #[test]
