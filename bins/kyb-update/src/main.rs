@@ -27,8 +27,7 @@ const CANNOT_START: u8 = 3;
 /// Exit codes: 0 done (or planned, in a dry run); 1 failed, with the service left as it was or
 /// rolled back healthy; 2 (`app` only) the rollback failed too, or an interrupted update's record
 /// cannot be read, and someone has to act: the output says what state things are in; 3 could not
-/// start (bad arguments or config, another
-/// update running), nothing changed.
+/// start (bad arguments or config, another update running), nothing changed.
 #[derive(Debug, Parser)]
 #[command(name = "kyb-update", version, about, long_about)]
 struct Cli {
