@@ -447,17 +447,17 @@ pub async fn update_app(
         Ok(p) => p,
         Err(why) => return Ok(run.not_changed("stage", why)),
     };
-    let remove_quietly = |staged: &Path| discard_stage(cfg, staged);
+    let discard = |staged: &Path| discard_stage(cfg, staged);
     let new_sha = match stage(cfg, &release.binary, &staged) {
         Ok(sha) => sha,
         Err(why) => {
-            remove_quietly(&staged);
+            discard(&staged);
             return Ok(run.not_changed("stage", why));
         }
     };
     match &expected {
         Some((want, from)) if *want != new_sha => {
-            remove_quietly(&staged);
+            discard(&staged);
             let why = format!("sha256 of {} is {new_sha}, {from} says {want}", release.binary.display());
             return Ok(run.not_changed("checksum", why));
         }
@@ -470,21 +470,21 @@ pub async fn update_app(
 
     // Validate.
     if let Err(why) = validate(cfg, &staged).await {
-        remove_quietly(&staged);
+        discard(&staged);
         return Ok(run.not_changed("validate", why));
     }
     run.step("validate", Status::Ok, validate_summary(cfg));
     let staged = match install_release(cfg, &req.version, &staged) {
         Ok(p) => p,
         Err(why) => {
-            remove_quietly(&staged);
+            discard(&staged);
             return Ok(run.not_changed("stage", why));
         }
     };
     let merges = match diff_configs(&mut run, &release) {
         Ok(m) => m,
         Err(why) => {
-            remove_quietly(&staged);
+            discard(&staged);
             return Ok(run.not_changed("configs", why));
         }
     };
@@ -493,7 +493,7 @@ pub async fn update_app(
     let state = match backup(cfg, req, &new_sha, now).await {
         Ok(s) => s,
         Err(why) => {
-            remove_quietly(&staged);
+            discard(&staged);
             return Ok(run.not_changed("backup", why));
         }
     };
@@ -510,12 +510,12 @@ pub async fn update_app(
     // Swap.
     let mut state = state;
     if let Err(why) = record(cfg, &mut state, Phase::Swapping) {
-        remove_quietly(&staged);
+        discard(&staged);
         return Ok(run.not_changed("record", why));
     }
     if let Err(why) = swap(cfg, &staged, &merges).await {
         run.step("swap", Status::Crit, why);
-        remove_quietly(&staged);
+        discard(&staged);
         let (ok, words) = rollback(&mut run, state).await;
         return Ok(run.end(if ok { Outcome::RolledBack } else { Outcome::RollbackFailed }, words));
     }
