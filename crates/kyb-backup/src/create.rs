@@ -282,16 +282,8 @@ pub(crate) fn target_name(t: &PgTarget) -> String {
 
 /// A connection to `dbname` on `t`'s server.
 pub(crate) async fn connect(t: &PgTarget, dbname: &str) -> Result<tokio_postgres::Client, BackupError> {
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&t.host)
-        .port(t.port)
-        .user(&t.user)
-        .dbname(dbname)
-        .application_name("kyb-backup")
-        .connect_timeout(Duration::from_secs(10));
-    if let Some(pw) = &t.password {
-        pg.password(pw.expose());
-    }
+    let mut pg = t.client_config("kyb-backup", Duration::from_secs(10));
+    pg.dbname(dbname);
     let (client, conn) = pg
         .connect(tokio_postgres::NoTls)
         .await

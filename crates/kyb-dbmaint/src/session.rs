@@ -44,12 +44,7 @@ impl Session {
         let t = &cfg.postgres;
         let target = t.name();
         let step = Duration::from_millis(cfg.connect_timeout_ms);
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(&t.host).port(t.port).user(&t.user).dbname(&t.dbname).application_name("kyb-dbmaint");
-        pg.connect_timeout(step);
-        if let Some(pw) = &t.password {
-            pg.password(pw.expose());
-        }
+        let pg = t.client_config("kyb-dbmaint", step);
         let timeout =
             |what| DbMaintError::Timeout { what, target: target.clone(), timeout_ms: cfg.connect_timeout_ms };
         let (client, conn) = tokio::time::timeout(step, pg.connect(tokio_postgres::NoTls))

@@ -200,12 +200,7 @@ pub async fn migrate(cfg: &MigrateConfig) -> Result<MigrateReport, MigrateError>
     let t = &cfg.postgres;
     let target = t.name();
     let step = Duration::from_millis(cfg.connect_timeout_ms);
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&t.host).port(t.port).user(&t.user).dbname(&t.dbname).application_name("kyb-update");
-    pg.connect_timeout(step);
-    if let Some(pw) = &t.password {
-        pg.password(pw.expose());
-    }
+    let pg = t.client_config("kyb-update", step);
     let (mut client, conn) = tokio::time::timeout(step, pg.connect(tokio_postgres::NoTls))
         .await
         .map_err(|_| MigrateError::Timeout {
