@@ -639,6 +639,17 @@ async fn db_backs_up_then_migrates_then_verifies() {
     )
     .unwrap();
     let dir = h.path("migrations");
+    // A dry run lists what would run, dumps nothing and applies nothing.
+    let out = run(h.update(&["db", "--dir", dir.to_str().unwrap(), "--dry-run"])).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("would dump") && stdout.contains("2 would apply, 0 already applied"), "{stdout}");
+    assert!(!h.path("backups/full").exists());
+    // A directory that is not there: exit 1, naming it.
+    let out = run(h.update(&["db", "--dir", h.path("no-such-dir").to_str().unwrap(), "--skip-backup"])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("no-such-dir"), "{}", text(&out.stdout));
+
     let out = run(h.update(&["db", "--dir", dir.to_str().unwrap()])).await;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
