@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Outcome of a check. Ordered so that `max` gives the worst: Ok < Warn < Crit < Unknown.
+/// Outcome of a check. `Ord` is the Nagios numbering (Ok < Warn < Crit < Unknown), which is not
+/// severity: combine statuses with [`Status::worst`], never with `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -18,9 +19,21 @@ pub enum Status {
 }
 
 impl Status {
-    /// The worst of `statuses`, or `Ok` when there are none.
+    /// The most severe of `statuses`, or `Ok` when there are none. Severity runs Crit over
+    /// Unknown over Warn over Ok: something known to be broken outranks something that could not
+    /// be checked, so one Unknown never hides a Crit in a task, flow or headline.
     pub fn worst(statuses: impl IntoIterator<Item = Status>) -> Status {
-        statuses.into_iter().max().unwrap_or(Status::Ok)
+        statuses.into_iter().max_by_key(|s| s.severity()).unwrap_or(Status::Ok)
+    }
+
+    /// Rank for [`Status::worst`]: higher is more severe.
+    fn severity(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warn => 1,
+            Status::Unknown => 2,
+            Status::Crit => 3,
+        }
     }
 
     /// The Nagios plugin exit code: 0, 1, 2 or 3.
@@ -65,11 +78,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn worst_follows_nagios_order() {
+    fn worst_ranks_crit_over_unknown_over_warn_over_ok() {
         assert_eq!(Status::worst([]), Status::Ok);
         assert_eq!(Status::worst([Status::Ok, Status::Warn]), Status::Warn);
         assert_eq!(Status::worst([Status::Crit, Status::Warn]), Status::Crit);
-        assert_eq!(Status::worst([Status::Crit, Status::Unknown, Status::Ok]), Status::Unknown);
+        assert_eq!(Status::worst([Status::Crit, Status::Unknown, Status::Ok]), Status::Crit);
+        assert_eq!(Status::worst([Status::Unknown, Status::Crit]), Status::Crit);
+        assert_eq!(Status::worst([Status::Warn, Status::Unknown, Status::Ok]), Status::Unknown);
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub struct FlowReport {
     pub flow: String,
     /// Host the flow ran on.
     pub host: String,
-    /// Worst status of the tasks.
+    /// The most severe status of the tasks: Crit over Unknown over Warn over Ok (see
+    /// [`Status::worst`]), so a Crit task is never reported under an Unknown headline.
     pub status: Status,
     /// When the run started (UTC).
     #[serde(with = "time::serde::rfc3339")]
@@ -166,5 +167,37 @@ system
 ";
         assert_eq!(render_text(&r), expected);
         assert_eq!(r.exit_code(), 1);
+    }
+
+    #[test]
+    fn a_crit_task_outranks_an_unknown_one_in_the_headline() {
+        let task = |name: &str, status| {
+            TaskReport::from_checks(name, vec![Check::new("c", status, "x")], Duration::from_millis(1))
+        };
+        let tasks = vec![
+            task("certificates", Status::Crit),
+            task("restore-drill", Status::Unknown),
+            task("backup-prune", Status::Warn),
+        ];
+        let at = time::macros::datetime!(2026-12-01 02:00:00 UTC);
+        let r = FlowReport::of("monthly".into(), tasks, at, false);
+        assert_eq!(r.status, Status::Crit);
+        assert_eq!(r.failed_tasks, 2);
+        assert!(render_text(&r).contains("\nStatus:   CRIT (2 of 3 tasks failed"), "{}", render_text(&r));
+        // Unknown still outranks Warn, and fails the run.
+        let r = FlowReport::of(
+            "monthly".into(),
+            vec![task("a", Status::Warn), task("b", Status::Unknown)],
+            at,
+            false,
+        );
+        assert_eq!((r.status, r.exit_code()), (Status::Unknown, 1));
+        // And within a task, a Crit check outranks an Unknown one.
+        let t = TaskReport::from_checks(
+            "security-certs",
+            vec![Check::new("a", Status::Unknown, "unreadable"), Check::new("b", Status::Crit, "expired")],
+            Duration::ZERO,
+        );
+        assert_eq!(t.status, Status::Crit);
     }
 }
