@@ -138,6 +138,66 @@ fn no_follow() -> i32 {
     OFlags::NOFOLLOW.bits() as i32
 }
 
+/// Why [`read_regular`] refused or failed to read a file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Opening, inspecting or reading the file failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The path names something other than a regular file (after following symlinks).
+    #[error("it is a {kind}, not a regular file: give the path of the file itself")]
+    NotRegular {
+        /// What it is: `FIFO`, `character device`, `directory`...
+        kind: &'static str,
+    },
+    /// The file is larger than the caller accepts.
+    #[error("it is larger than the {} limit for this file", crate::human_bytes(*limit_bytes))]
+    TooLarge {
+        /// The limit.
+        limit_bytes: u64,
+    },
+}
+
+/// Reads the whole of `path`, which must be a regular file of at most `limit_bytes`, and returns
+/// it with the metadata of the handle it was read through. A symlink is followed (a config file
+/// linked from elsewhere is normal); what it leads to is checked on the open handle, so a FIFO
+/// cannot block the open and `/dev/zero` is never read.
+pub fn read_regular(path: &Path, limit_bytes: u64) -> Result<(Vec<u8>, std::fs::Metadata), ReadError> {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+    let flags = (OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32;
+    let file = OpenOptions::new().read(true).custom_flags(flags).open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if kind.is_fifo() {
+            "FIFO"
+        } else if kind.is_char_device() {
+            "character device"
+        } else if kind.is_block_device() {
+            "block device"
+        } else if kind.is_dir() {
+            "directory"
+        } else if kind.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        };
+        return Err(ReadError::NotRegular { kind });
+    }
+    if meta.len() > limit_bytes {
+        return Err(ReadError::TooLarge { limit_bytes });
+    }
+    // The size can change between the fstat and the read (and /proc files report 0): the read
+    // itself is bounded too.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit_bytes.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit_bytes {
+        return Err(ReadError::TooLarge { limit_bytes });
+    }
+    Ok((bytes, meta))
+}
+
 /// Why a [`RunLock`] could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -245,6 +305,30 @@ mod tests {
         assert!(create_new(&link, 0o644).is_err());
         assert!(open_append(&link, 0o644).is_err());
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn read_regular_refuses_what_is_not_a_bounded_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0).unwrap();
+        // Returns at once: with nobody writing, a blocking open would never come back.
+        let err = read_regular(&fifo, 1024).unwrap_err();
+        assert_eq!(err.to_string(), "it is a FIFO, not a regular file: give the path of the file itself");
+        let err = read_regular(Path::new("/dev/zero"), 1024).unwrap_err();
+        assert!(matches!(err, ReadError::NotRegular { kind: "character device" }), "{err}");
+        assert!(matches!(read_regular(dir.path(), 1024), Err(ReadError::NotRegular { kind: "directory" })));
+
+        let file = dir.path().join("f");
+        std::fs::write(&file, [b'x'; 1025]).unwrap();
+        let err = read_regular(&file, 1024).unwrap_err();
+        assert_eq!(err.to_string(), "it is larger than the 1.0 KiB limit for this file");
+        assert_eq!(read_regular(&file, 1025).unwrap().0.len(), 1025, "the limit itself is allowed");
+        // A link to a regular file is read: configs are often linked into place.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read_regular(&link, 2048).unwrap().0.len(), 1025);
+        assert!(matches!(read_regular(&dir.path().join("absent"), 1), Err(ReadError::Io(_))));
     }
 
     #[test]
