@@ -106,13 +106,18 @@ impl Ix {
 }
 
 pub(crate) async fn duplicates(db: &Db<'_>) -> Result<DbReport, DbMaintError> {
+    // A partitioned index has no storage of its own: its size is its partitions' indexes;
+    // pg_partition_tree() has no rows for an ordinary index.
     let sql = format!(
         "SELECT format('%I.%I', n.nspname, c.relname), i.indrelid, format('%I.%I', n.nspname, t.relname), am.amname, \
                 i.indkey::text, i.indnkeyatts::int4, \
                 i.indclass::text || '/' || i.indcollation::text || '/' || i.indoption::text, \
                 pg_get_expr(i.indexprs, i.indrelid), pg_get_expr(i.indpred, i.indrelid), i.indisunique, \
                 EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid), \
-                (SELECT coalesce(sum(pg_relation_size(p.relid)), 0)::int8 FROM pg_partition_tree(i.indexrelid) p), \
+                CASE WHEN c.relkind = 'I' \
+                     THEN (SELECT coalesce(sum(pg_relation_size(p.relid)), 0)::int8 \
+                           FROM pg_partition_tree(i.indexrelid) p WHERE p.isleaf) \
+                     ELSE coalesce(pg_relation_size(i.indexrelid), 0) END, \
                 coalesce(pg_get_indexdef(i.indexrelid), '(dropped meanwhile)') \
          FROM pg_index i \
          JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
