@@ -1,4 +1,5 @@
 use super::*;
+use proptest::prelude::*;
 
 fn one(line: &str) -> Sample {
     let e = parse_strict(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
@@ -316,22 +317,6 @@ fn empty_input() {
     }
 }
 
-/// A small deterministic generator, so the property tests repeat exactly.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// What every parse must satisfy, whatever the input.
 fn check_invariants(text: &str) {
     let tolerant = parse(text);
@@ -339,9 +324,17 @@ fn check_invariants(text: &str) {
     for error in &tolerant.errors {
         assert!((1..=line_count).contains(&error.line), "{text:?}: {error}");
         assert!(!error.message.is_empty());
+        // A message is one line of a report.
+        assert!(!error.message.contains('\n'), "{error}");
     }
     assert!(tolerant.samples.windows(2).all(|w| w[0].line < w[1].line));
     assert!(tolerant.samples.iter().all(|s| is_metric_name(&s.name)));
+    for sample in &tolerant.samples {
+        assert!(tolerant.errors.iter().all(|e| e.line != sample.line), "{text:?}");
+        assert!(sample.labels.iter().all(|(name, _)| is_label_name(name)));
+        let names: std::collections::HashSet<&str> = sample.labels.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), sample.labels.len());
+    }
     match parse_strict(text) {
         Ok(strict) => {
             assert!(tolerant.errors.is_empty(), "{text:?}");
@@ -355,92 +348,197 @@ fn check_invariants(text: &str) {
     }
 }
 
+/// Pieces that make the parser's every branch likely: syntax, keywords, numbers at and past the
+/// edges of f64 and i64, and characters that are not ASCII or not printable.
+const FRAGMENTS: [&str; 50] = [
+    "m",
+    "m_sum",
+    "le",
+    "a",
+    "{",
+    "}",
+    "\"",
+    "\\",
+    "\\n",
+    "\\\"",
+    "=",
+    ",",
+    " ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\r",
+    "#",
+    "# ",
+    "HELP ",
+    "TYPE ",
+    "UNIT ",
+    "EOF",
+    "counter",
+    "histogram",
+    "1",
+    "-1.5e3",
+    "NaN",
+    "+Inf",
+    ".",
+    "e",
+    "é",
+    "✓",
+    "\u{0}",
+    "\u{feff}",
+    "\u{3000}",
+    "\u{fffd}",
+    "1520879607.789",
+    "_",
+    "1e999",
+    "-1e-999",
+    "4.9e-324",
+    "1.7976931348623157e308",
+    "99999999999999999999999999999999",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "1e17",
+    "0x1p3",
+    "1_000",
+];
+
+/// A valid exposition to mutate: every kind of line the parser knows.
+const VALID: &str = "# HELP http_requests_total The total number of HTTP requests.\n\
+                     # TYPE http_requests_total counter\n\
+                     http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n\
+                     msdos_file_access_time_seconds{path=\"C:\\\\DIR\\\\FILE.TXT\",error=\"Cannot find file:\\n\\\"FILE.TXT\\\"\"} 1.458255915e9\n\
+                     something_weird{problem=\"division by zero\"} +Inf -3982045\n\
+                     # TYPE lat histogram\n\
+                     # UNIT lat seconds\n\
+                     lat_bucket{le=\"0.05\"} 24054 # {trace=\"x\"} 0.04\n\
+                     lat_sum 53423\n\
+                     # EOF\n";
+
+/// A label value as the text format escapes it.
+fn escape_label_value(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// One byte edit of [`VALID`]: remove, insert, or overwrite at a position (taken modulo the
+/// length at the time).
+#[derive(Debug, Clone)]
+enum Edit {
+    Remove(usize),
+    Insert(usize, u8),
+    Overwrite(usize, u8),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    // Bytes the syntax turns on are inserted more often than chance would.
+    let byte = prop_oneof![prop::sample::select(b"{}\"\\=, \t\n\r#e.-+".to_vec()), any::<u8>()];
+    prop_oneof![
+        any::<usize>().prop_map(Edit::Remove),
+        (any::<usize>(), byte.clone()).prop_map(|(at, b)| Edit::Insert(at, b)),
+        (any::<usize>(), byte).prop_map(|(at, b)| Edit::Overwrite(at, b)),
+    ]
+}
+
+/// A label name; names may repeat within a set, which must then be refused.
+fn label_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec!["a", "b", "le", "__name__"]).prop_map(str::to_owned),
+        "[a-zA-Z_][a-zA-Z0-9_]{0,12}"
+    ]
+}
+
 #[test]
-fn random_bytes_never_panic() {
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    for _ in 0..3000 {
-        let len = rng.below(200);
-        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+fn the_valid_input_is_valid() {
+    assert!(parse_strict(VALID).is_ok());
+    check_invariants(VALID);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// Scrapes arrive as bytes and are read with `from_utf8_lossy`, as the probes do.
+    #[test]
+    fn any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         check_invariants(&String::from_utf8_lossy(&bytes));
     }
-}
 
-#[test]
-fn random_fragments_never_panic() {
-    const FRAGMENTS: [&str; 36] = [
-        "m",
-        "m_sum",
-        "le",
-        "a",
-        "{",
-        "}",
-        "\"",
-        "\\",
-        "\\n",
-        "\\\"",
-        "=",
-        ",",
-        " ",
-        "\t",
-        "\n",
-        "\r\n",
-        "\r",
-        "#",
-        "# ",
-        "HELP ",
-        "TYPE ",
-        "UNIT ",
-        "EOF",
-        "counter",
-        "histogram",
-        "1",
-        "-1.5e3",
-        "NaN",
-        "+Inf",
-        ".",
-        "e",
-        "é",
-        "✓",
-        "\u{0}",
-        "1520879607.789",
-        "_",
-    ];
-    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
-    for _ in 0..5000 {
-        let parts = rng.below(40);
-        let text: String = (0..parts).map(|_| FRAGMENTS[rng.below(FRAGMENTS.len())]).collect();
-        check_invariants(&text);
+    #[test]
+    fn any_fragments_never_panic(
+        parts in prop::collection::vec(prop::sample::select(FRAGMENTS.to_vec()), 0..80),
+    ) {
+        check_invariants(&parts.concat());
     }
-}
 
-#[test]
-fn mutated_valid_input_never_panics() {
-    let valid = "# HELP http_requests_total The total number of HTTP requests.\n\
-                 # TYPE http_requests_total counter\n\
-                 http_requests_total{method=\"post\",code=\"200\"} 1027 1395066363000\n\
-                 msdos_file_access_time_seconds{path=\"C:\\\\DIR\\\\FILE.TXT\",error=\"Cannot find file:\\n\\\"FILE.TXT\\\"\"} 1.458255915e9\n\
-                 something_weird{problem=\"division by zero\"} +Inf -3982045\n\
-                 # TYPE lat histogram\n\
-                 lat_bucket{le=\"0.05\"} 24054 # {trace=\"x\"} 0.04\n\
-                 lat_sum 53423\n\
-                 # EOF\n";
-    check_invariants(valid);
-    assert!(parse_strict(valid).is_ok());
-    let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
-    let insertable = b"{}\"\\=, \t\n\r#e.-+";
-    for _ in 0..5000 {
-        let mut bytes = valid.as_bytes().to_vec();
-        for _ in 0..=rng.below(4) {
-            let at = rng.below(bytes.len());
-            match rng.below(3) {
-                0 => {
-                    bytes.remove(at);
+    /// A few byte edits of a valid exposition reach the error paths deep inside a line.
+    #[test]
+    fn edited_valid_input_never_panics(edits in prop::collection::vec(edit(), 1..6)) {
+        let mut bytes = VALID.as_bytes().to_vec();
+        for edit in edits {
+            match edit {
+                Edit::Remove(at) => {
+                    bytes.remove(at % bytes.len());
                 }
-                1 => bytes.insert(at, insertable[rng.below(insertable.len())]),
-                _ => bytes[at] = rng.next() as u8,
+                Edit::Insert(at, b) => bytes.insert(at % (bytes.len() + 1), b),
+                Edit::Overwrite(at, b) => {
+                    let at = at % bytes.len();
+                    bytes[at] = b;
+                }
             }
         }
         check_invariants(&String::from_utf8_lossy(&bytes));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(50))]
+
+    /// Hundreds of labels with any values, repeated names, and values or timestamps of any
+    /// size: the sample is read exactly when its label names are distinct and its numbers
+    /// fit, and refused with one error otherwise.
+    #[test]
+    fn deep_label_sets_and_huge_numbers(
+        labels in prop::collection::vec((label_name(), any::<String>()), 0..300),
+        trailing_comma in any::<bool>(),
+        value in prop_oneof![
+            any::<f64>().prop_map(|v| v.to_string()),
+            "[0-9]{1,400}",
+            "-?[0-9]{1,3}e[0-9]{1,4}",
+        ],
+        timestamp in prop::option::of(prop_oneof![
+            any::<i64>().prop_map(|t| t.to_string()),
+            "[0-9]{19,40}",
+        ]),
+    ) {
+        let mut line = String::from("m{");
+        for (i, (name, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push_str(&format!("{name}=\"{}\"", escape_label_value(value)));
+        }
+        if trailing_comma && !labels.is_empty() {
+            line.push(',');
+        }
+        line.push_str(&format!("}} {value}"));
+        if let Some(t) = &timestamp {
+            line.push_str(&format!(" {t}"));
+        }
+        check_invariants(&line);
+
+        let names: std::collections::HashSet<&String> = labels.iter().map(|(n, _)| n).collect();
+        let distinct = names.len() == labels.len();
+        // `to_string` spells the special values as Rust does; the parser takes those too.
+        let special = matches!(value.as_str(), "inf" | "-inf" | "NaN");
+        let value_fits = special || value.parse::<f64>().is_ok_and(f64::is_finite);
+        let timestamp_fits = timestamp.as_ref().is_none_or(|t| t.parse::<i64>().is_ok());
+        match parse_strict(&line) {
+            Ok(e) => {
+                prop_assert!(distinct && value_fits && timestamp_fits, "{line:?}");
+                prop_assert_eq!(&e.samples[0].labels, &labels);
+                prop_assert_eq!(e.samples[0].timestamp_ms, timestamp.and_then(|t| t.parse().ok()));
+            }
+            Err(error) => prop_assert!(!(distinct && value_fits && timestamp_fits), "{line:?}: {error}"),
+        }
     }
 }
 
