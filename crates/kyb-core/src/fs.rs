@@ -5,10 +5,11 @@
 
 use rustix::fs::{FlockOperation, OFlags};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// A filesystem step that failed, with the path it was working on.
 #[derive(Debug, thiserror::Error)]
@@ -202,11 +203,12 @@ pub fn read_regular(path: &Path, limit_bytes: u64) -> Result<(Vec<u8>, std::fs::
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds the lock.
-    #[error("lock {path} is held{}", holder_pid.map(|p| format!(" by pid {p}")).unwrap_or_default())]
+    #[error("lock {path} is held by {}", holder_pid.map_or_else(|| "another run".to_owned(), |p| format!("pid {p}")))]
     Held {
         /// The lock file.
         path: PathBuf,
-        /// The pid recorded by the holder, when it could be read.
+        /// The pid the holder wrote, when it could be read and names a live process (not,
+        /// e.g., when the holder runs in another pid namespace).
         holder_pid: Option<u32>,
     },
     /// The lock file could not be opened or locked.
@@ -221,18 +223,23 @@ pub enum LockError {
 }
 
 /// An exclusive `flock` on a lock file, held until dropped. The kernel releases it when the
-/// process dies, so a crashed run never leaves a stale lock behind.
+/// process dies, so a crashed run never leaves a stale lock behind. The holder writes its pid
+/// into the file, for the message of a run that finds the lock held.
 #[derive(Debug)]
 pub struct RunLock {
     file: File,
     path: PathBuf,
 }
 
+/// How long a run that finds the lock held waits for the holder's pid to appear: the holder
+/// writes it right after taking the lock, so the wait is long only when the pid cannot be read.
+const HOLDER_PID_WAIT: Duration = Duration::from_secs(2);
+
 impl RunLock {
-    /// Takes the lock without waiting; `LockError::Held` when another process has it.
+    /// Takes the lock without waiting for it; `LockError::Held` when another process has it.
     pub fn try_acquire(path: &Path) -> Result<RunLock, LockError> {
         let io_err = |source| LockError::Io { path: path.to_owned(), source };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -241,18 +248,29 @@ impl RunLock {
             .custom_flags(no_follow())
             .open(path)
             .map_err(io_err)?;
-        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                return Err(LockError::Held { path: path.to_owned(), holder_pid: text.trim().parse().ok() });
+        // Between the holder's flock and its pid write the file is empty or names an earlier
+        // run: retry both until the pid is there or the lock is free.
+        let deadline = Instant::now() + HOLDER_PID_WAIT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    let holder_pid = live_pid(&file);
+                    if holder_pid.is_some() || Instant::now() >= deadline {
+                        return Err(LockError::Held { path: path.to_owned(), holder_pid });
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(io_err(e.into())),
             }
-            Err(e) => return Err(io_err(e.into())),
         }
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", std::process::id()))
+        // Overwrite, then cut: the file is never empty, and a reader of the mixed contents in
+        // between finds no pid and reads again.
+        let line = format!("{}\n", std::process::id());
+        file.write_all_at(line.as_bytes(), 0)
+            .and_then(|()| file.set_len(line.len() as u64))
             .map_err(io_err)?;
         Ok(RunLock { file, path: path.to_owned() })
     }
@@ -266,6 +284,28 @@ impl RunLock {
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+impl Drop for RunLock {
+    /// Leaves the file empty, so the pid of a finished run is never taken for a holder's; the
+    /// lock itself goes with the handle.
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// The pid in a lock file when the file holds exactly one (`<digits>\n`) and that process is
+/// alive.
+fn live_pid(file: &File) -> Option<u32> {
+    let mut buf = [0u8; 16];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    let digits = buf[..n].strip_suffix(b"\n")?;
+    let pid: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let alive = match rustix::process::Pid::from_raw(i32::try_from(pid).ok()?) {
+        Some(p) => !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH)),
+        None => false,
+    };
+    alive.then_some(pid)
 }
 
 #[cfg(test)]
@@ -354,5 +394,74 @@ mod tests {
         }
         drop(first);
         RunLock::try_acquire(&path).unwrap();
+    }
+
+    #[test]
+    fn a_holder_whose_pid_cannot_be_read_is_another_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.lock");
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        std::fs::write(&path, format!("{}\n", gone.id())).unwrap();
+        gone.wait().unwrap();
+        // Held by a process that wrote no pid of its own (as one in another pid namespace
+        // would look).
+        let holder = File::open(&path).unwrap();
+        rustix::fs::flock(&holder, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let err = RunLock::try_acquire(&path).unwrap_err();
+        assert!(matches!(err, LockError::Held { holder_pid: None, .. }), "{err:?}");
+        assert_eq!(err.to_string(), format!("lock {} is held by another run", path.display()));
+        drop(holder);
+        let lock = RunLock::try_acquire(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n", std::process::id()));
+        drop(lock);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "a finished run leaves no pid behind");
+    }
+
+    #[test]
+    fn the_loser_of_a_race_names_the_winner_never_a_blank_or_a_gone_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        let me = std::process::id();
+        let mut named = 0;
+        for round in 0..200 {
+            let path = dir.path().join(format!("run-{round}.lock"));
+            if round % 2 == 1 {
+                // Left behind by a run that is gone.
+                std::fs::write(&path, format!("{gone_pid}\n")).unwrap();
+            }
+            let start = std::sync::Barrier::new(2);
+            let decided = std::sync::Barrier::new(2);
+            let outcomes: Vec<Result<RunLock, LockError>> = std::thread::scope(|s| {
+                let racers: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            let outcome = RunLock::try_acquire(&path);
+                            // The winner holds the lock until the loser has its answer.
+                            decided.wait();
+                            outcome
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "round {round}: {outcomes:?}");
+            for err in outcomes.into_iter().filter_map(Result::err) {
+                let text = err.to_string();
+                match err {
+                    LockError::Held { holder_pid: Some(pid), .. } => {
+                        assert_eq!(pid, me, "round {round}: {text}");
+                        named += 1;
+                    }
+                    LockError::Held { holder_pid: None, .. } => {
+                        assert!(text.ends_with("is held by another run"), "round {round}: {text}");
+                    }
+                    LockError::Io { .. } => panic!("round {round}: {text}"),
+                }
+            }
+        }
+        assert!(named > 0, "the winner's pid was never read");
     }
 }
