@@ -1,6 +1,7 @@
 //! The accuracy history: one JSON object per line, appended each run.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use time::OffsetDateTime;
@@ -13,6 +14,10 @@ pub struct Record {
     pub at: OffsetDateTime,
     /// The model.
     pub model: String,
+    /// The series' other labels (a `version`, say); empty for a model with one plain series, and
+    /// in records written before series were told apart.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Its accuracy then.
     pub accuracy: f64,
 }

@@ -3,6 +3,8 @@
 //!
 //! Any number of models: the configured ones are judged (a configured model with no accuracy
 //! series is Unknown, never Ok), and models the scrape shows without a threshold are listed.
+//! Each accuracy series (the model plus its other labels, such as a `version`) is judged on its
+//! own; a value that is NaN or outside 0 to 1 is Unknown, with the reason.
 //! Accuracy is recorded in a JSON-lines history file, so the next run can tell how far it fell.
 //!
 //! ```
@@ -21,7 +23,7 @@ mod history;
 
 use kyb_core::{Check, Metric, Status, Unit};
 use kyb_prom::{Exposition, Matcher};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
@@ -81,16 +83,33 @@ impl Default for MlConfig {
     }
 }
 
+/// One accuracy series of a model: a model may export several, told apart by their other labels
+/// (a `version`, a `dataset`), and each is judged on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesAccuracy {
+    /// The labels other than the model label, by name; empty for a model's one plain series.
+    pub labels: BTreeMap<String, String>,
+    /// The value as exported: NaN or outside 0 to 1 when the exporter is wrong.
+    pub value: f64,
+    /// The oldest valid accuracy of this series in the trend window, and when.
+    pub baseline: Option<(OffsetDateTime, f64)>,
+}
+
+impl SeriesAccuracy {
+    /// The value, when it is an accuracy (a number from 0 to 1).
+    pub fn valid(&self) -> Option<f64> {
+        (0.0..=1.0).contains(&self.value).then_some(self.value)
+    }
+}
+
 /// What was seen of one model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelReport {
     /// Its name.
     pub model: String,
-    /// Accuracy now, when exported (and a number).
-    pub accuracy: Option<f64>,
-    /// The oldest accuracy in the trend window, and when.
-    pub baseline: Option<(OffsetDateTime, f64)>,
-    /// Inference requests so far.
+    /// Its accuracy series, each judged on its own; empty when it exports none.
+    pub series: Vec<SeriesAccuracy>,
+    /// Inference requests so far: the total of its request counters.
     pub requests: Option<f64>,
     /// Its share of all models' requests, in percent.
     pub share_pct: Option<f64>,
@@ -106,20 +125,20 @@ pub struct MlReport {
     /// One entry per model, configured ones first.
     pub models: Vec<ModelReport>,
     /// `accuracy <model>`, `trend <model>`, `usage <model>`, `latency <model>`, and `history`
-    /// when the history file could not be read or written.
+    /// when the history file could not be read or written. A model with labelled accuracy series
+    /// has one `accuracy` and `trend` check per series, named with its labels:
+    /// `accuracy bert{version="2"}`.
     pub checks: Vec<Check>,
     /// The history file, when a record was appended.
     pub history_written: Option<PathBuf>,
 }
 
 /// Judges the models in `scrape` and, unless a dry run, appends their accuracies to the history.
+///
+/// Accuracy is a gauge: each series is judged alone, never added to its siblings. Request
+/// counters are added up per model, which is what a model's usage is.
 pub fn check(cfg: &MlConfig, scrape: &Exposition, now: OffsetDateTime) -> MlReport {
     let label = cfg.model_label.as_str();
-    let value_of = |metric: &str, model: &str| {
-        let m = [Matcher::eq(label, model)];
-        let values: Vec<f64> = kyb_prom::select(&scrape.samples, metric, &m).map(|s| s.value).collect();
-        (!values.is_empty()).then(|| values.iter().sum::<f64>())
-    };
     // Configured models first, then any others the scrape shows.
     let mut names: Vec<String> = cfg.models.iter().map(|m| m.model.clone()).collect();
     let seen: BTreeSet<String> = kyb_prom::select(&scrape.samples, &cfg.accuracy_metric, &[])
@@ -146,34 +165,50 @@ pub fn check(cfg: &MlConfig, scrape: &Exposition, now: OffsetDateTime) -> MlRepo
     let mut checks = Vec::new();
     for name in &names {
         let thresholds = cfg.models.iter().find(|m| &m.model == name);
-        let accuracy = value_of(&cfg.accuracy_metric, name).filter(|v| !v.is_nan());
-        checks.push(accuracy_check(cfg, name, accuracy, thresholds));
-
-        let baseline = past
-            .iter()
-            .filter(|r| &r.model == name && r.at >= since && r.at < now && r.accuracy.is_finite())
-            .min_by_key(|r| r.at)
-            .map(|r| (r.at, r.accuracy));
-        if let (Some(now_acc), Some((at, then))) = (accuracy, baseline) {
-            let drop = (then - now_acc) * 100.0;
-            let status = if drop > cfg.max_drop_points { Status::Warn } else { Status::Ok };
-            let day = at.date();
-            let summary = if drop > 0.0 {
+        let m = [Matcher::eq(label, name)];
+        let mut series: Vec<SeriesAccuracy> = Vec::new();
+        for s in kyb_prom::select(&scrape.samples, &cfg.accuracy_metric, &m) {
+            // Empty values count as absent, as Prometheus stores them.
+            let labels: BTreeMap<String, String> = s
+                .labels
+                .iter()
+                .filter(|(n, v)| n != label && !v.is_empty())
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect();
+            // A repeated series (an exporter bug Prometheus would refuse) is judged once.
+            if series.iter().any(|x| x.labels == labels) {
+                continue;
+            }
+            let baseline = past
+                .iter()
+                .filter(|r| &r.model == name && r.labels == labels)
+                .filter(|r| r.at >= since && r.at < now && (0.0..=1.0).contains(&r.accuracy))
+                .min_by_key(|r| r.at)
+                .map(|r| (r.at, r.accuracy));
+            series.push(SeriesAccuracy { labels, value: s.value, baseline });
+        }
+        if series.is_empty() {
+            checks.push(Check::new(
+                format!("accuracy {name}"),
+                Status::Unknown,
                 format!(
-                    "down {drop:.1} points since {day} ({then:.3} then, {now_acc:.3} now; warn above {})",
-                    cfg.max_drop_points
-                )
-            } else {
-                format!("not down since {day} ({then:.3} then, {now_acc:.3} now)")
-            };
-            checks.push(Check::new(format!("trend {name}"), status, summary).with_metric(Metric::new(
-                format!("accuracy_drop_{name}"),
-                round(drop, 2),
-                Unit::None,
-            )));
+                    "no {}{{{label}=\"{name}\"}} value in the scrape: the model is not reporting",
+                    cfg.accuracy_metric
+                ),
+            ));
+        }
+        for s in &series {
+            checks.push(accuracy_check(cfg, name, s, thresholds));
+            if let Some(check) = trend_check(cfg, name, s) {
+                checks.push(check);
+            }
         }
 
-        let requests = value_of(&cfg.requests_metric, name);
+        let requests: Option<f64> = {
+            let values: Vec<f64> =
+                kyb_prom::select(&scrape.samples, &cfg.requests_metric, &m).map(|s| s.value).collect();
+            (!values.is_empty()).then(|| values.iter().filter(|v| v.is_finite()).sum())
+        };
         let share_pct = requests.filter(|_| total_requests > 0.0).map(|r| 100.0 * r / total_requests);
         checks.push(match (requests, share_pct) {
             (Some(r), Some(share)) => Check::new(
@@ -190,7 +225,7 @@ pub fn check(cfg: &MlConfig, scrape: &Exposition, now: OffsetDateTime) -> MlRepo
             ),
         });
 
-        let m = [Matcher::eq(label, name)];
+        // Buckets are counters: adding a model's series per bound is what `sum by (le)` does.
         let q = |q: f64| {
             kyb_prom::histogram_quantile_by(q, &scrape.samples, &cfg.latency_metric, &m, &[])
                 .into_values()
@@ -214,8 +249,7 @@ pub fn check(cfg: &MlConfig, scrape: &Exposition, now: OffsetDateTime) -> MlRepo
         }
         models.push(ModelReport {
             model: name.clone(),
-            accuracy,
-            baseline,
+            series,
             requests,
             share_pct,
             latency_p50_s: p50,
@@ -230,7 +264,16 @@ pub fn check(cfg: &MlConfig, scrape: &Exposition, now: OffsetDateTime) -> MlRepo
     if let Some(path) = cfg.history.as_ref().filter(|_| !cfg.dry_run) {
         let records: Vec<Record> = models
             .iter()
-            .filter_map(|m| Some(Record { at: now, model: m.model.clone(), accuracy: m.accuracy? }))
+            .flat_map(|m| {
+                m.series.iter().filter_map(|s| {
+                    Some(Record {
+                        at: now,
+                        model: m.model.clone(),
+                        labels: s.labels.clone(),
+                        accuracy: s.valid()?,
+                    })
+                })
+            })
             .collect();
         match history::append(path, &records) {
             Ok(()) if !records.is_empty() => history_written = Some(path.clone()),
@@ -245,18 +288,40 @@ pub fn check(cfg: &MlConfig, scrape: &Exposition, now: OffsetDateTime) -> MlRepo
     MlReport { models, checks, history_written }
 }
 
-fn accuracy_check(cfg: &MlConfig, name: &str, accuracy: Option<f64>, t: Option<&ModelThresholds>) -> Check {
+/// `bert` for a plain series, `bert{version="2"}` for a labelled one.
+fn series_name(model: &str, labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return model.to_owned();
+    }
+    let inner: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+    format!("{model}{{{}}}", inner.join(","))
+}
+
+fn accuracy_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy, t: Option<&ModelThresholds>) -> Check {
+    let name = series_name(model, &s.labels);
     let check_name = format!("accuracy {name}");
-    let Some(acc) = accuracy else {
+    let mut selector = s.labels.clone();
+    selector.insert(cfg.model_label.clone(), model.to_owned());
+    let selector = series_name(&cfg.accuracy_metric, &selector);
+    let acc = s.value;
+    if acc.is_nan() {
+        return Check::new(
+            check_name,
+            Status::Unknown,
+            format!("{selector} reports NaN: no accuracy to judge"),
+        );
+    }
+    if s.valid().is_none() {
         return Check::new(
             check_name,
             Status::Unknown,
             format!(
-                "no {}{{{}=\"{name}\"}} value in the scrape: the model is not reporting",
-                cfg.accuracy_metric, cfg.model_label
+                "{selector} reports {acc}, outside 0 to 1: not an accuracy; check how the app \
+                 exports it (a percentage, or series added together?)"
             ),
-        );
-    };
+        )
+        .with_metric(Metric::new(format!("accuracy_{name}"), acc, Unit::None));
+    }
     let metric = Metric::new(format!("accuracy_{name}"), acc, Unit::None);
     let Some(t) = t else {
         return Check::new(check_name, Status::Ok, format!("{acc:.3} (no threshold configured)"))
@@ -274,6 +339,27 @@ fn accuracy_check(cfg: &MlConfig, name: &str, accuracy: Option<f64>, t: Option<&
     let advice = if status == Status::Ok { "" } else { "; consider retraining" };
     let metric = Metric { warn: Some(t.warn_below), crit: t.crit_below, ..metric };
     Check::new(check_name, status, format!("{acc:.3} ({levels}){advice}")).with_metric(metric)
+}
+
+fn trend_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy) -> Option<Check> {
+    let (now_acc, (at, then)) = (s.valid()?, s.baseline?);
+    let name = series_name(model, &s.labels);
+    let drop = (then - now_acc) * 100.0;
+    let status = if drop > cfg.max_drop_points { Status::Warn } else { Status::Ok };
+    let day = at.date();
+    let summary = if drop > 0.0 {
+        format!(
+            "down {drop:.1} points since {day} ({then:.3} then, {now_acc:.3} now; warn above {})",
+            cfg.max_drop_points
+        )
+    } else {
+        format!("not down since {day} ({then:.3} then, {now_acc:.3} now)")
+    };
+    Some(Check::new(format!("trend {name}"), status, summary).with_metric(Metric::new(
+        format!("accuracy_drop_{name}"),
+        round(drop, 2),
+        Unit::None,
+    )))
 }
 
 fn round(v: f64, digits: i32) -> f64 {

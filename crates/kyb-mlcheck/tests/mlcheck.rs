@@ -139,3 +139,74 @@ fn latency_is_reported_when_the_app_exports_it() {
     assert!((r.models[0].latency_p95_s.unwrap() - 0.6).abs() < 1e-9);
     assert_eq!(status(&r, "usage bert").1, "100 requests, 100.0% of all models'");
 }
+
+#[tokio::test]
+async fn each_version_of_a_model_is_judged_on_its_own_never_added() {
+    let app = FakeApp::start(HealthMode::Healthy).await;
+    app.set_metrics(MetricsMode::ModelVersions);
+    let r = check(&MlConfig::default(), &scraped(&app).await, OffsetDateTime::now_utc());
+    let (s, summary) = status(&r, "accuracy bert{version=\"1\"}");
+    assert_eq!(s, Status::Ok, "{summary}");
+    assert!(summary.starts_with("0.912 "), "{summary}");
+    let (s, summary) = status(&r, "accuracy bert{version=\"2\"}");
+    assert_eq!(s, Status::Warn, "the failing version is not hidden: {summary}");
+    assert!(summary.starts_with("0.710 (warn below 0.85)"), "{summary}");
+    assert!(r.checks.iter().all(|c| c.name != "accuracy bert"), "no summed row: {:#?}", r.checks);
+    assert!(r.checks.iter().all(|c| !c.summary.contains("1.62")), "{:#?}", r.checks);
+    let bert = r.models.iter().find(|m| m.model == "bert").unwrap();
+    assert_eq!(bert.series.len(), 2);
+    // Requests are a counter: the model's usage is still its total.
+    assert_eq!(status(&r, "usage bert").0, Status::Ok);
+    assert_eq!(status(&r, "accuracy distilbert").0, Status::Ok);
+}
+
+#[tokio::test]
+async fn a_nan_accuracy_says_so_and_one_above_1_is_flagged() {
+    let app = FakeApp::start(HealthMode::Healthy).await;
+    app.set_metrics(MetricsMode::BertAccuracyNan);
+    let r = check(&MlConfig::default(), &scraped(&app).await, OffsetDateTime::now_utc());
+    let (s, summary) = status(&r, "accuracy bert");
+    assert_eq!(s, Status::Unknown);
+    assert!(summary.contains("reports NaN") && !summary.contains("not reporting"), "{summary}");
+    assert_eq!(status(&r, "usage bert").0, Status::Ok, "the model is reporting");
+
+    app.set_metrics(MetricsMode::BertAccuracy(1600));
+    let r = check(&MlConfig::default(), &scraped(&app).await, OffsetDateTime::now_utc());
+    let (s, summary) = status(&r, "accuracy bert");
+    assert_eq!(s, Status::Unknown, "{summary}");
+    assert!(summary.contains("reports 1.6, outside 0 to 1"), "{summary}");
+    // Neither reaches the history.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = MlConfig { history: Some(dir.path().join("h.jsonl")), ..MlConfig::default() };
+    check(&cfg, &scraped(&app).await, OffsetDateTime::now_utc());
+    let text = std::fs::read_to_string(dir.path().join("h.jsonl")).unwrap();
+    assert!(!text.contains("\"bert\"") && text.contains("\"distilbert\""), "{text}");
+}
+
+#[test]
+fn each_series_has_its_own_trend() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = MlConfig { history: Some(dir.path().join("h.jsonl")), ..MlConfig::default() };
+    let t0 = time::macros::datetime!(2026-11-01 02:00 UTC);
+    let at = |v1: f64, v2: f64| {
+        kyb_prom::parse(&format!(
+            "kyb_ml_model_accuracy{{model=\"bert\",version=\"1\"}} {v1}\n\
+             kyb_ml_model_accuracy{{model=\"bert\",version=\"2\"}} {v2}\n"
+        ))
+    };
+    check(&cfg, &at(0.90, 0.95), t0);
+    let r = check(&cfg, &at(0.90, 0.91), t0 + time::Duration::days(7));
+    assert_eq!(status(&r, "trend bert{version=\"1\"}").0, Status::Ok);
+    let (s, summary) = status(&r, "trend bert{version=\"2\"}");
+    assert_eq!(s, Status::Warn, "{summary}");
+    assert!(summary.contains("down 4.0 points"), "{summary}");
+    // A record from before series were told apart has no labels and is no series' baseline.
+    std::fs::write(
+        dir.path().join("old.jsonl"),
+        "{\"at\":\"2026-11-01T02:00:00Z\",\"model\":\"bert\",\"accuracy\":0.99}\n",
+    )
+    .unwrap();
+    let old = MlConfig { history: Some(dir.path().join("old.jsonl")), dry_run: true, ..MlConfig::default() };
+    let r = check(&old, &at(0.90, 0.91), t0 + time::Duration::days(7));
+    assert!(r.checks.iter().all(|c| !c.name.starts_with("trend bert")), "{:#?}", r.checks);
+}

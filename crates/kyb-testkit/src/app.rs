@@ -64,6 +64,16 @@ pub enum MetricsMode {
     BertAccuracy(u32),
     /// The same without any series for the `distilbert` model.
     WithoutDistilbert,
+    /// The same with bert exported per `version`: `1` at 0.912 and `2` at 0.710, which add up
+    /// to 1.622.
+    ModelVersions,
+    /// The same with bert's accuracy NaN (no validation results yet).
+    BertAccuracyNan,
+    /// The same plus a tokio runtime section: worker and task gauges per worker, and a summary of
+    /// task poll durations (quantiles 0.12, 0.52 and 1 s, which add up to 1.64).
+    TokioRuntime,
+    /// The same with the HTTP series labelled `path` instead of `endpoint`.
+    PathLabel,
     /// 500 with an error body.
     ServerError,
 }
@@ -241,6 +251,29 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Ap
                 MetricsMode::ServerError => {
                     text = "internal error: metrics registry unavailable\n".to_owned();
                 }
+                MetricsMode::ModelVersions => {
+                    text = text.replace(
+                        "kyb_ml_model_accuracy{model=\"bert\"} 0.912\n",
+                        "kyb_ml_model_accuracy{model=\"bert\",version=\"1\"} 0.912\n\
+                         kyb_ml_model_accuracy{model=\"bert\",version=\"2\"} 0.71\n",
+                    );
+                }
+                MetricsMode::BertAccuracyNan => {
+                    text = text.replace(
+                        "kyb_ml_model_accuracy{model=\"bert\"} 0.912\n",
+                        "kyb_ml_model_accuracy{model=\"bert\"} NaN\n",
+                    );
+                }
+                MetricsMode::TokioRuntime => text.push_str(TOKIO_RUNTIME),
+                MetricsMode::PathLabel => {
+                    text = text
+                        .lines()
+                        .map(|l| match l.strip_prefix("kyb_http_") {
+                            Some(_) => format!("{}\n", l.replacen("{endpoint=", "{path=", 1)),
+                            None => format!("{l}\n"),
+                        })
+                        .collect();
+                }
             }
             let status = if mode == MetricsMode::ServerError {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -373,6 +406,28 @@ impl Body for AppBody {
         Poll::Ready(frame.map(Ok))
     }
 }
+
+/// What a service built on tokio with a runtime-metrics exporter adds to its `/metrics`.
+const TOKIO_RUNTIME: &str = "\
+# HELP tokio_workers_count Worker threads of the runtime.
+# TYPE tokio_workers_count gauge
+tokio_workers_count 4
+# HELP tokio_worker_local_queue_depth Tasks queued on each worker.
+# TYPE tokio_worker_local_queue_depth gauge
+tokio_worker_local_queue_depth{worker=\"0\"} 3
+tokio_worker_local_queue_depth{worker=\"1\"} 7
+# HELP tokio_worker_polls_total Tasks polled by each worker.
+# TYPE tokio_worker_polls_total counter
+tokio_worker_polls_total{worker=\"0\"} 120000
+tokio_worker_polls_total{worker=\"1\"} 80000
+# HELP tokio_task_poll_duration_seconds Time a task poll takes.
+# TYPE tokio_task_poll_duration_seconds summary
+tokio_task_poll_duration_seconds{quantile=\"0.5\"} 0.12
+tokio_task_poll_duration_seconds{quantile=\"0.9\"} 0.52
+tokio_task_poll_duration_seconds{quantile=\"0.99\"} 1
+tokio_task_poll_duration_seconds_sum 25000
+tokio_task_poll_duration_seconds_count 200000
+";
 
 const ENDPOINTS: [(&str, &str, u64); 6] = [
     ("/api/v1/verify", "POST", 9),
