@@ -165,26 +165,9 @@ impl Scan<'_> {
             Ok(Ok(o)) => o,
         };
         for raw in out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let Ok(entry) = serde_json::from_slice::<serde_json::Value>(raw) else { continue };
-            let Some(usec) = entry["__REALTIME_TIMESTAMP"].as_str().and_then(|s| s.parse::<i128>().ok())
-            else {
-                continue;
-            };
-            let Ok(at) = OffsetDateTime::from_unix_timestamp_nanos(usec * 1000) else { continue };
-            // A message that is not UTF-8 comes as an array of bytes.
-            let message = match &entry["MESSAGE"] {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Array(bytes) => String::from_utf8_lossy(
-                    &bytes
-                        .iter()
-                        .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
-                        .collect::<Vec<u8>>(),
-                )
-                .into_owned(),
-                _ => continue,
-            };
-            let ident = entry["SYSLOG_IDENTIFIER"].as_str().map(str::to_owned);
-            self.line(at, &message, ident.as_deref());
+            if let Some(entry) = journal_entry(raw) {
+                self.line(entry.at, &entry.message, entry.program.as_deref());
+            }
         }
     }
 
@@ -293,6 +276,32 @@ impl Scan<'_> {
     }
 }
 
+/// One entry of `journalctl -o json`.
+struct JournalEntry {
+    at: OffsetDateTime,
+    message: String,
+    program: Option<String>,
+}
+
+/// One line of `journalctl -o json`; None for a line that is not an entry with a time and a
+/// message.
+fn journal_entry(raw: &[u8]) -> Option<JournalEntry> {
+    let entry = serde_json::from_slice::<serde_json::Value>(raw).ok()?;
+    let usec = entry["__REALTIME_TIMESTAMP"].as_str()?.parse::<i128>().ok()?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(usec.checked_mul(1000)?).ok()?;
+    // A message that is not UTF-8 comes as an array of bytes.
+    let message = match &entry["MESSAGE"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(bytes) => String::from_utf8_lossy(
+            &bytes.iter().filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok())).collect::<Vec<u8>>(),
+        )
+        .into_owned(),
+        _ => return None,
+    };
+    let program = entry["SYSLOG_IDENTIFIER"].as_str().map(str::to_owned);
+    Some(JournalEntry { at, message, program })
+}
+
 /// `auth.log.1`, `auth.log.2.gz`, ... beside `path`, newest first.
 fn rotations(path: &Path) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
@@ -317,6 +326,8 @@ fn rotations(path: &Path) -> Vec<PathBuf> {
 /// year taken as the one that puts the time at or before `now`, plus a day of clock slack) or
 /// RFC 3339 (`2026-11-26T19:29:49.123+00:00 ...`).
 fn syslog_time(line: &str, now: OffsetDateTime) -> Option<(OffsetDateTime, &str)> {
+    // Trimmed first, so that the first word starts the line and its length is an index into it.
+    let line = line.trim_start();
     let first = line.split_whitespace().next()?;
     if first.len() >= 19 && first.as_bytes()[4] == b'-' {
         let at = OffsetDateTime::parse(first, &time::format_description::well_known::Rfc3339).ok()?;
@@ -367,7 +378,7 @@ fn syslog_program(rest: &str) -> Option<String> {
 
 /// The user and source of a failed login: sshd's `Failed <method> for [invalid user ]USER from
 /// ADDR`, or a PAM `authentication failure` of another service (sshd's own PAM line would count
-/// its failure twice).
+/// its failure twice). Since OpenSSH 9.8 sshd logs as `sshd-session` (and `sshd-auth` since 10.0).
 fn failed_login(rest: &str, program: Option<&str>) -> Option<(String, String)> {
     if let Some(i) = rest.find("Failed ") {
         let after = &rest[i + 7..];
@@ -377,7 +388,8 @@ fn failed_login(rest: &str, program: Option<&str>) -> Option<(String, String)> {
         let source = after.split_whitespace().next()?.to_owned();
         return Some((user, source));
     }
-    if rest.contains("authentication failure") && program.is_some_and(|p| p != "sshd") {
+    let sshd = |p: &str| p == "sshd" || p.starts_with("sshd-");
+    if rest.contains("authentication failure") && program.is_some_and(|p| !sshd(p)) {
         let field = |key: &str| {
             rest.split_whitespace()
                 .find_map(|w| w.strip_prefix(key))
@@ -411,6 +423,19 @@ mod tests {
     }
 
     #[test]
+    fn blanks_before_the_time_are_skipped() {
+        let now = datetime!(2027-01-01 00:30 UTC);
+        let want = Some((datetime!(2026-11-26 19:29:49 UTC), "web sshd[1]: x"));
+        // Leading blanks longer than the timestamp, in characters of three bytes each.
+        assert_eq!(
+            syslog_time(&format!("{}2026-11-26T19:29:49Z web sshd[1]: x", "\u{3000}".repeat(7)), now),
+            want
+        );
+        assert_eq!(syslog_time("  2026-11-26T19:29:49Z web sshd[1]: x", now), want);
+        assert_eq!(syslog_time("\tNov 26 19:29:49 web sshd[1]: x", now), want);
+    }
+
+    #[test]
     fn failed_logins_are_read_from_sshd_and_pam() {
         let f = |l: &str| failed_login(l, syslog_program(l).as_deref());
         assert_eq!(
@@ -431,6 +456,265 @@ mod tests {
             f("web sshd[9]: pam_unix(sshd:auth): authentication failure; rhost=203.0.113.7 user=root"),
             None
         );
+        assert_eq!(
+            f(
+                "web sshd-session[9]: pam_unix(sshd:auth): authentication failure; rhost=203.0.113.7 user=root"
+            ),
+            None,
+            "OpenSSH 9.8 and later"
+        );
         assert_eq!(f("web sshd[9]: Accepted password for deploy from 10.0.0.2 port 50000 ssh2"), None);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use time::format_description::well_known::Rfc3339;
+
+        const MONTHS: [&str; 12] =
+            ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+        /// Pieces of the lines the scan looks for, to reach its branches more often than chance.
+        const FRAGMENTS: [&str; 30] = [
+            "Failed ",
+            "password",
+            " for ",
+            "invalid user ",
+            " from ",
+            " port ",
+            "authentication failure",
+            "; ",
+            "user=",
+            "ruser=",
+            "rhost=",
+            "web ",
+            "sshd",
+            "sudo",
+            "[1]",
+            ": ",
+            " ",
+            "  ",
+            "\t",
+            "Nov",
+            "Feb 29",
+            " 26 ",
+            "19:29:49 ",
+            "99:99:99 ",
+            "2026-11-26T19:29:49.5+00:00 ",
+            "2026-11-26T19:29:49Z",
+            "é",
+            "\u{3000}",
+            "\u{85}",
+            "203.0.113.7",
+        ];
+
+        /// A moment between 2000 and 2100.
+        fn moment() -> impl Strategy<Value = OffsetDateTime> {
+            (946_684_800_i64..4_102_444_800).prop_map(|t| OffsetDateTime::from_unix_timestamp(t).unwrap())
+        }
+
+        /// A user name as `useradd` takes them.
+        fn user() -> impl Strategy<Value = String> {
+            "[a-z_][a-z0-9_.-]{0,31}"
+        }
+
+        fn address() -> impl Strategy<Value = String> {
+            any::<std::net::IpAddr>().prop_map(|ip| ip.to_string())
+        }
+
+        fn host() -> impl Strategy<Value = String> {
+            "[a-z][a-z0-9-]{0,20}"
+        }
+
+        /// A syslog timestamp for `at` (day padded with a space), or RFC 3339 with a fraction.
+        fn stamp(at: OffsetDateTime, rfc3339: bool) -> String {
+            if rfc3339 {
+                at.format(&Rfc3339).unwrap()
+            } else {
+                let month = MONTHS[usize::from(u8::from(at.month())) - 1];
+                format!("{month} {:>2} {:02}:{:02}:{:02}", at.day(), at.hour(), at.minute(), at.second())
+            }
+        }
+
+        /// What the scan does with one line of a file, checked for what must hold whatever the
+        /// line.
+        fn read_line(line: &str, now: OffsetDateTime) -> Option<(String, String)> {
+            let (_, rest) = syslog_time(line, now)?;
+            assert!(line.ends_with(rest), "{line:?} -> {rest:?}");
+            let found = failed_login(rest, syslog_program(rest).as_deref());
+            if let Some((_, source)) = &found {
+                assert!(!source.is_empty() && !source.contains(char::is_whitespace), "{line:?}");
+            }
+            found
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(80))]
+
+            #[test]
+            fn any_line_never_panics(
+                line in prop_oneof![
+                    any::<String>(),
+                    prop::collection::vec(any::<u8>(), 0..300).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+                ],
+                now in moment(),
+            ) {
+                read_line(&line, now);
+                Scan {
+                    cfg: &LogScanConfig {
+                        files: Vec::new(),
+                        journalctl: None,
+                        window_hours: 24,
+                        burst_count: 5,
+                        burst_seconds: 600,
+                        patterns: vec!["É".into(), "break-in".into()],
+                        timeout_ms: 1,
+                    },
+                    since: now - time::Duration::days(1),
+                    now,
+                    failures: Vec::new(),
+                    hits: BTreeMap::new(),
+                    lines: 0,
+                    problems: Vec::new(),
+                }
+                .line(now, &line, None);
+            }
+
+            /// Fragments after any run of blanks, ASCII or not.
+            #[test]
+            fn any_fragments_never_panic(
+                lead in "[ \t\u{a0}\u{85}\u{2003}\u{3000}]{0,12}",
+                parts in prop::collection::vec(prop::sample::select(FRAGMENTS.to_vec()), 0..30),
+                now in moment(),
+            ) {
+                read_line(&format!("{lead}{}", parts.concat()), now);
+            }
+
+            /// Any bytes, and any JSON object with the fields the scan reads holding any value.
+            #[test]
+            fn any_journal_line_never_panics(
+                raw in prop::collection::vec(any::<u8>(), 0..200),
+                usec in prop_oneof![
+                    "-?[0-9]{1,45}".prop_map(serde_json::Value::from),
+                    any::<i64>().prop_map(serde_json::Value::from),
+                    any::<String>().prop_map(serde_json::Value::from),
+                ],
+                message in prop_oneof![
+                    any::<String>().prop_map(serde_json::Value::from),
+                    prop::collection::vec(any::<i64>(), 0..20).prop_map(serde_json::Value::from),
+                    prop::collection::vec(0_u8..=255, 0..40).prop_map(serde_json::Value::from),
+                    Just(serde_json::Value::Null),
+                ],
+            ) {
+                journal_entry(&raw);
+                let entry = serde_json::json!({
+                    "__REALTIME_TIMESTAMP": usec,
+                    "MESSAGE": message,
+                    "SYSLOG_IDENTIFIER": "sshd",
+                });
+                journal_entry(entry.to_string().as_bytes());
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(60))]
+
+            /// `Failed <method> for [invalid user ]USER from ADDR port N ssh2`, from the sshd of
+            /// OpenSSH before 9.8 or its `sshd-session` since, with either kind of timestamp at
+            /// any time in the last 360 days (syslog's yearless one included): the time, the user
+            /// and the address are read back.
+            #[test]
+            fn sshd_failures_are_read(
+                now in moment(),
+                ago_s in 0_i64..360 * 86_400,
+                rfc3339 in any::<bool>(),
+                host in host(),
+                program in prop::sample::select(vec!["sshd", "sshd-session"]),
+                pid in any::<u32>(),
+                method in prop::sample::select(vec!["password", "publickey", "keyboard-interactive/pam", "none", "hostbased"]),
+                invalid in any::<bool>(),
+                user in user(),
+                source in address(),
+                port in 1_u16..,
+            ) {
+                let at = now - time::Duration::seconds(ago_s);
+                let invalid = if invalid { "invalid user " } else { "" };
+                let line = format!(
+                    "{} {host} {program}[{pid}]: Failed {method} for {invalid}{user} from {source} port {port} ssh2\n",
+                    stamp(at, rfc3339)
+                );
+                let (read_at, _) = syslog_time(&line, now).expect("a timestamp");
+                prop_assert_eq!(read_at, at);
+                prop_assert_eq!(read_line(&line, now), Some((user, source)));
+            }
+
+            /// Blanks before the timestamp, ASCII or not, change nothing.
+            #[test]
+            fn leading_blanks_change_nothing(
+                lead in "[ \t\u{a0}\u{85}\u{2003}\u{3000}]{1,30}",
+                now in moment(),
+                ago_s in 0_i64..86_400,
+                rfc3339 in any::<bool>(),
+                user in user(),
+                source in address(),
+            ) {
+                let line = format!(
+                    "{} web sshd[1]: Failed password for {user} from {source} port 22 ssh2",
+                    stamp(now - time::Duration::seconds(ago_s), rfc3339)
+                );
+                let led = format!("{lead}{line}");
+                prop_assert_eq!(syslog_time(&led, now), syslog_time(&line, now));
+            }
+
+            /// A PAM `authentication failure` of another service counts, with `user=` (or
+            /// `ruser=`) and `rhost=` (empty: a local login); sshd's own PAM line does not, since
+            /// its `Failed password` line already counts that failure.
+            #[test]
+            fn pam_failures_are_read(
+                now in moment(),
+                program in prop::sample::select(vec!["sudo", "su", "login", "vsftpd", "dovecot", "sshd", "sshd-session"]),
+                user in user(),
+                source in prop::option::of(address()),
+                user_field in any::<bool>(),
+            ) {
+                let rhost = source.clone().unwrap_or_default();
+                let user_fields = if user_field { format!("ruser= rhost={rhost}  user={user}") } else { format!("ruser={user} rhost={rhost}") };
+                let line = format!(
+                    "{} web {program}: pam_unix({program}:auth): authentication failure; logname={user} uid=1000 euid=0 tty=/dev/pts/0 {user_fields}\n",
+                    stamp(now, false)
+                );
+                let want = (!program.starts_with("sshd")).then(|| (user, source.unwrap_or_else(|| "local".into())));
+                prop_assert_eq!(read_line(&line, now), want);
+            }
+
+            /// A journal entry, its message as a string or (not UTF-8 in general) as bytes: its
+            /// time to the microsecond, its message and its program are read back, and an sshd
+            /// failure in it is counted.
+            #[test]
+            fn journal_entries_are_read(
+                at in moment(),
+                micros in 0_i64..1_000_000,
+                program in prop::sample::select(vec!["sshd", "sshd-session"]),
+                user in user(),
+                source in address(),
+                port in 1_u16..,
+                as_bytes in any::<bool>(),
+            ) {
+                let at = at + time::Duration::microseconds(micros);
+                let message = format!("Failed password for {user} from {source} port {port} ssh2");
+                let usec = at.unix_timestamp_nanos() / 1000;
+                let entry = serde_json::json!({
+                    "__REALTIME_TIMESTAMP": usec.to_string(),
+                    "MESSAGE": if as_bytes { serde_json::Value::from(message.as_bytes()) } else { serde_json::Value::from(message.clone()) },
+                    "SYSLOG_IDENTIFIER": program,
+                    "_PID": "1234",
+                });
+                let read = journal_entry(entry.to_string().as_bytes()).expect("an entry");
+                prop_assert_eq!(read.at, at);
+                prop_assert_eq!(&read.message, &message);
+                prop_assert_eq!(read.program.as_deref(), Some(program));
+                prop_assert_eq!(failed_login(&read.message, read.program.as_deref()), Some((user, source)));
+            }
+        }
     }
 }
