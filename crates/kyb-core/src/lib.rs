@@ -19,6 +19,7 @@
 pub mod dir;
 pub mod fs;
 pub mod gzip;
+pub mod process;
 mod report;
 mod secret;
 mod status;

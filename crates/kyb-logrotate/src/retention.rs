@@ -1,5 +1,6 @@
 //! Retention on every run: rotated logs past their age or count, and old reports. Strict name
-//! patterns, regular single-link files only, removed through the directory handle.
+//! patterns, regular single-link files only, never a mount point (a file bind-mounted over a
+//! rotated name), removed through the directory handle.
 
 use crate::names::{self, Form};
 use crate::report::{Action, FilesReport};
@@ -10,6 +11,7 @@ use rustix::fs::FileType;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
 use time::OffsetDateTime;
 
 /// What [`prune`](crate::prune) removes.
@@ -123,13 +125,27 @@ fn prune_reports(
         }
         Err(e) => return Check::new(label, Status::Crit, format!("cannot open: {e}")),
     };
-    let matcher = |name: &OsStr| is_report_name(name.as_bytes()).then_some((0, 0));
+    let matcher = |name: &OsStr| {
+        let name = name.as_bytes();
+        (is_report_name(name) || report_temp_writer(name).is_some()).then_some((0, 0))
+    };
     let (listed, mut problems) = list(&dir, &matcher);
     let candidates = candidates(&dir, listed, report, &mut problems);
     let cutoff = now.unix_timestamp() - i64::from(max_age_days) * DAY_SECS;
     let before = report.counts;
-    for c in candidates.iter().filter(|c| c.mtime < cutoff) {
-        remove(&dir, c, format!("older than {max_age_days} days"), dry_run, report, &mut problems);
+    for c in &candidates {
+        let reason = match report_temp_writer(c.name.as_bytes()) {
+            Some(pid) => {
+                let written = UNIX_EPOCH + Duration::from_secs(u64::try_from(c.mtime).unwrap_or(0));
+                if kyb_core::process::may_still_write(pid, written) {
+                    continue;
+                }
+                format!("unfinished report left by pid {pid}, which is no longer running")
+            }
+            None if c.mtime < cutoff => format!("older than {max_age_days} days"),
+            None => continue,
+        };
+        remove(&dir, c, reason, dry_run, report, &mut problems);
     }
     summary(label, candidates.len(), before, report, problems, dry_run)
 }
@@ -160,6 +176,19 @@ fn is_report_name(name: &[u8]) -> bool {
             .and_then(|r| r.strip_prefix(b"-report-"))
             .is_some_and(|r| stamped(r, &[b"txt", b"json"]))
     })
+}
+
+/// The writer's pid in `.<report name>.<pid>.<n>.tmp`, the temporary file a report is written to
+/// before its rename: a run killed in between leaves it behind.
+fn report_temp_writer(name: &[u8]) -> Option<u32> {
+    let rest = name.strip_prefix(b".")?.strip_suffix(b".tmp")?;
+    let mut parts = rest.rsplitn(3, |b| *b == b'.');
+    let (n, pid, report) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &[u8]| !s.is_empty() && s.len() <= 10 && s.iter().all(u8::is_ascii_digit);
+    if !(digits(n) && digits(pid) && is_report_name(report)) {
+        return None;
+    }
+    std::str::from_utf8(pid).ok()?.parse().ok()
 }
 
 /// The names in `dir` that `matcher` accepts, with their order key, and problems listing it.
@@ -251,6 +280,21 @@ fn remove(
     report: &mut FilesReport,
     problems: &mut Vec<String>,
 ) {
+    // Checked only for what would go: one statx per removal, not per listed file.
+    match dir.is_mount_point(&c.name) {
+        Ok(false) => {}
+        Ok(true) => {
+            report.skip(dir.join(&c.name), "a mount point; not removed");
+            problems.push(format!("{} is a mount point; left alone", c.name.to_string_lossy()));
+            return;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !dry_run => return,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            problems.push(format!("cannot tell the mount of {}: {e}", c.name.to_string_lossy()));
+            return;
+        }
+    }
     report.actions.push(Action::Remove { path: dir.join(&c.name), reason });
     if dry_run {
         report.counts.deleted_files += 1;
@@ -289,7 +333,22 @@ fn summary(
 
 #[cfg(test)]
 mod tests {
-    use super::is_report_name;
+    use super::{is_report_name, report_temp_writer};
+
+    #[test]
+    fn report_temp_names_carry_their_writer() {
+        assert_eq!(report_temp_writer(b".logrotate-report-20261126-020000.txt.4242.0.tmp"), Some(4242));
+        assert_eq!(report_temp_writer(b".daily-report-20261126-020000-1.json.7.12.tmp"), Some(7));
+        for bad in [
+            &b".notes.txt.4242.0.tmp"[..],
+            b"logrotate-report-20261126-020000.txt.4242.0.tmp",
+            b".logrotate-report-20261126-020000.txt.x.0.tmp",
+            b".logrotate-report-20261126-020000.txt.4242.tmp",
+            b".logrotate-report-20261126-020000.txt.4242.0.tmp.bak",
+        ] {
+            assert_eq!(report_temp_writer(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn report_names_are_strict() {

@@ -97,10 +97,10 @@ pub struct LogPolicy {
     pub delay_compress: bool,
     /// gzip level, 1 to 9.
     pub compress_level: u32,
-    /// Owner of the new live log.
-    pub uid: u32,
-    /// Group of the new live log.
-    pub gid: u32,
+    /// Owner of the new live log; `None` keeps the owner of the log being rotated.
+    pub uid: Option<u32>,
+    /// Group of the new live log; `None` keeps the group of the log being rotated.
+    pub gid: Option<u32>,
     /// Mode of the new live log.
     pub mode: u32,
     /// How the writer is told.
@@ -154,7 +154,8 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
             // A run killed between rename and create leaves no live log: put it back.
             if listing.newest.is_some() && p.reopen != Reopen::CopyTruncate {
                 // The writer may still be appending to the rotated file: tell it to reopen.
-                match create_live(&dir, base, p, dry_run, report)
+                let owner = owner_of(p, newest_rotated(&dir, &listing).as_ref());
+                match create_live(&dir, base, p, owner, dry_run, report)
                     .and_then(|_| signal_writer(p, dry_run, report))
                 {
                     Ok(()) => notes.push((
@@ -181,7 +182,7 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
             match due(p, size, listing.newest.map(|(stamp, _)| stamp), now) {
                 None => notes
                     .push((Status::Ok, format!("{} (limit {}); not due", human(size), human(p.size_bytes)))),
-                Some(why) => match rotate_live(&dir, base, p, now, dry_run, report) {
+                Some(why) => match rotate_live(&dir, base, p, owner_of(p, Some(&st)), now, dry_run, report) {
                     Ok(stem) => {
                         report.counts.rotated_files += 1;
                         notes.push((Status::Ok, format!("rotated ({why}) to {}", stem.to_string_lossy())));
@@ -282,6 +283,10 @@ fn recover(
     }
     for (name, reason) in leftovers {
         match dir.stat(&name) {
+            Ok(_) if dir.is_mount_point(&name).unwrap_or(true) => {
+                report.skip(dir.join(&name), "leftover-looking name but a mount point; left alone");
+                continue;
+            }
             Ok(st) if kind(&st) == FileType::RegularFile => {}
             Ok(_) => {
                 report.skip(dir.join(&name), "leftover-looking name but not a regular file; left alone");
@@ -342,10 +347,26 @@ fn free_stem(dir: &DirHandle, base: &OsStr, now: OffsetDateTime) -> io::Result<O
     Err(io::Error::other("no free rotated name"))
 }
 
+/// The owner of the new live log: the configured one, else that of `like` (the log being
+/// rotated, or the newest rotated file when the live log is gone), else this process's.
+fn owner_of(p: &LogPolicy, like: Option<&rustix::fs::Stat>) -> (u32, u32) {
+    let uid = p.uid.or(like.map(|st| st.st_uid)).unwrap_or_else(|| rustix::process::geteuid().as_raw());
+    let gid = p.gid.or(like.map(|st| st.st_gid)).unwrap_or_else(|| rustix::process::getegid().as_raw());
+    (uid, gid)
+}
+
+/// The status of the newest rotated file in `listing`, if it can be read.
+fn newest_rotated(dir: &DirHandle, listing: &Listing) -> Option<rustix::fs::Stat> {
+    let newest = listing.newest?;
+    let (name, _) = listing.kept.iter().find(|(_, order)| *order == newest)?;
+    dir.stat(name).ok()
+}
+
 fn rotate_live(
     dir: &DirHandle,
     base: &OsStr,
     p: &LogPolicy,
+    owner: (u32, u32),
     now: OffsetDateTime,
     dry_run: bool,
     report: &mut FilesReport,
@@ -362,7 +383,7 @@ fn rotate_live(
     if !dry_run {
         dir.rename_noreplace(base, &stem)?;
     }
-    if !create_live(dir, base, p, dry_run, report)? {
+    if !create_live(dir, base, p, owner, dry_run, report)? {
         report.skip(
             p.path.clone(),
             "the writer created the new log itself; its owner and mode are the writer's",
@@ -381,10 +402,11 @@ fn create_live(
     dir: &DirHandle,
     base: &OsStr,
     p: &LogPolicy,
+    (uid, gid): (u32, u32),
     dry_run: bool,
     report: &mut FilesReport,
 ) -> io::Result<bool> {
-    report.actions.push(Action::Create { path: p.path.clone(), uid: p.uid, gid: p.gid, mode: p.mode });
+    report.actions.push(Action::Create { path: p.path.clone(), uid, gid, mode: p.mode });
     if dry_run {
         return Ok(true);
     }
@@ -394,8 +416,8 @@ fn create_live(
     let made = (|| {
         rustix::fs::fchown(
             &file,
-            Some(rustix::fs::Uid::from_raw(p.uid)),
-            Some(rustix::fs::Gid::from_raw(p.gid)),
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
         )?;
         rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(p.mode))?;
         file.sync_all()
@@ -450,12 +472,7 @@ fn signal_writer(p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::
     match &p.reopen {
         Reopen::Nothing | Reopen::CopyTruncate => Ok(()),
         Reopen::PidFile { path, signal } => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("pid file {}: {e}", path.display())))?;
-            let pid: i32 = text
-                .trim()
-                .parse()
-                .map_err(|_| io::Error::other(format!("pid file {} does not hold a pid", path.display())))?;
+            let pid = read_pid_file(path)?;
             let target = rustix::process::Pid::from_raw(pid)
                 .ok_or_else(|| io::Error::other(format!("pid file {} holds pid {pid}", path.display())))?;
             report.actions.push(Action::Signal {
@@ -479,39 +496,45 @@ fn signal_writer(p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::
             if dry_run {
                 return Ok(());
             }
-            let mut child = Command::new("systemctl")
-                .args(["kill", "--kill-whom=main"])
-                .arg(format!("--signal={}", signal.name()))
-                .arg("--")
-                .arg(unit)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let mut pause = Duration::from_millis(10);
-            loop {
-                if let Some(status) = child.try_wait()? {
-                    if status.success() {
-                        return Ok(());
-                    }
-                    let mut err = String::new();
-                    if let Some(mut s) = child.stderr.take() {
-                        let _ = s.read_to_string(&mut err);
-                    }
-                    return Err(io::Error::other(format!("systemctl kill {unit}: {status}: {}", err.trim())));
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(io::Error::other(format!(
-                        "systemctl kill {unit} did not finish within 10 s"
-                    )));
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(200));
-            }
+            systemctl(&["kill", "--kill-whom=main", &format!("--signal={}", signal.name()), "--", unit])
+                .map(drop)
         }
+    }
+}
+
+/// Runs `systemctl ARGS` with a 10 s limit; its stdout, or its stderr as the error.
+fn systemctl(args: &[&str]) -> io::Result<String> {
+    let mut child = Command::new("systemctl")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let read = |s: Option<&mut dyn Read>| {
+                let mut text = String::new();
+                if let Some(s) = s {
+                    let _ = s.read_to_string(&mut text);
+                }
+                text
+            };
+            let out = read(child.stdout.as_mut().map(|s| s as &mut dyn Read));
+            if status.success() {
+                return Ok(out);
+            }
+            let err = read(child.stderr.as_mut().map(|s| s as &mut dyn Read));
+            return Err(io::Error::other(format!("systemctl {}: {status}: {}", args.join(" "), err.trim())));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!("systemctl {} did not finish within 10 s", args.join(" "))));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
     }
 }
 
@@ -549,6 +572,15 @@ fn compress_rotated(
     let mut done = Vec::new();
     for r in &listing.plain {
         if p.delay_compress && Some((r.stamp, r.counter)) == listing.newest {
+            // Left plain on purpose, but a writer still appending to it would make it grow
+            // for good: it gets told again like any other.
+            if just_rotated != Some(r.stem.as_os_str())
+                && let Ok(st) = dir.stat(&r.stem)
+                && let Some(left) = holders(&target(&r.stem, &st), Duration::from_secs(5))
+                && !left.is_empty()
+            {
+                let _ = writer_lets_go(p, &r.stem, &target(&r.stem, &st), &left, dry_run, report, notes);
+            }
             continue;
         }
         let path = dir.join(&r.stem);
@@ -559,6 +591,11 @@ fn compress_rotated(
             continue;
         }
         let st = match dir.stat(&r.stem) {
+            Ok(_) if dir.is_mount_point(&r.stem).unwrap_or(true) => {
+                report.skip(path, "a mount point; not compressed");
+                notes.push((Status::Warn, format!("skipped {}: a mount point", r.stem.to_string_lossy())));
+                continue;
+            }
             Ok(st) if kind(&st) == FileType::RegularFile && st.st_nlink == 1 => st,
             Ok(st) => {
                 let why = if kind(&st) == FileType::RegularFile {
@@ -587,12 +624,9 @@ fn compress_rotated(
         match left {
             Some(left) if left.is_empty() => {}
             Some(left) => {
-                let name = r.stem.to_string_lossy();
-                notes.push((
-                    Status::Warn,
-                    format!("{name} still open by pid {left:?}; compression left for the next run"),
-                ));
-                continue;
+                if !writer_lets_go(p, &r.stem, &t, &left, dry_run, report, notes) {
+                    continue;
+                }
             }
             None => {
                 let name = r.stem.to_string_lossy();
@@ -623,6 +657,102 @@ fn compress_rotated(
         notes.push((Status::Ok, format!("compressed {} file(s)", done.len())));
     }
     done
+}
+
+/// How many times a writer that still holds a rotated file is signalled again in one run.
+const RESIGNALS: u32 = 3;
+
+/// A rotated file is still held by `left`. When the configured writer is among them it was not
+/// told, or did not listen (a run killed between rename and signal, a wrong pid in the pid file
+/// at the time): signal it again, up to [`RESIGNALS`] times within `reopen_timeout_ms`, and go
+/// Crit if it still does not let go. Other holders (a reader, `tail -f`) only get a Warn and the
+/// file waits for a later run. Returns whether nobody holds the file any more.
+fn writer_lets_go(
+    p: &LogPolicy,
+    stem: &OsStr,
+    t: &crate::holders::Target,
+    left: &[i32],
+    dry_run: bool,
+    report: &mut FilesReport,
+    notes: &mut Vec<(Status, String)>,
+) -> bool {
+    let name = stem.to_string_lossy();
+    let later =
+        |left: &[i32]| format!("{name} still open by pid {left:?}; compression left for the next run");
+    let writer = match writer_pid(p) {
+        Ok(Some(pid)) if left.contains(&pid) => pid,
+        Ok(_) => {
+            notes.push((Status::Warn, later(left)));
+            return false;
+        }
+        Err(e) => {
+            notes.push((Status::Warn, format!("{}; cannot tell the writer's pid: {e}", later(left))));
+            return false;
+        }
+    };
+    let each = Duration::from_millis((p.reopen_timeout_ms / u64::from(RESIGNALS)).max(100));
+    for n in 1..=RESIGNALS {
+        if let Err(e) = signal_writer(p, dry_run, report) {
+            notes.push((Status::Crit, format!("writer pid {writer} still holds {name}: {e}")));
+            return false;
+        }
+        if dry_run {
+            notes.push((
+                Status::Warn,
+                format!("writer pid {writer} still holds {name}; would signal it again"),
+            ));
+            return false;
+        }
+        match wait_released(t, each) {
+            Some(held) if !held.contains(&writer) => {
+                notes.push((
+                    Status::Warn,
+                    format!("writer pid {writer} still held {name}; signalled again ({n}x), it let go"),
+                ));
+                if held.is_empty() {
+                    return true;
+                }
+                notes.push((Status::Warn, later(&held)));
+                return false;
+            }
+            _ => {}
+        }
+    }
+    notes.push((
+        Status::Crit,
+        format!(
+            "writer pid {writer} does not reopen its log: it still holds {name} after {RESIGNALS} \
+             {} in {} ms; {name} left uncompressed",
+            match &p.reopen {
+                Reopen::PidFile { signal, .. } | Reopen::SystemdUnit { signal, .. } => signal.name(),
+                Reopen::Nothing | Reopen::CopyTruncate => "signal",
+            },
+            each.as_millis() * u128::from(RESIGNALS)
+        ),
+    ));
+    false
+}
+
+/// The pid that [`signal_writer`] signals: from the pid file, or the unit's main process.
+fn writer_pid(p: &LogPolicy) -> io::Result<Option<i32>> {
+    match &p.reopen {
+        Reopen::Nothing | Reopen::CopyTruncate => Ok(None),
+        Reopen::PidFile { path, .. } => read_pid_file(path).map(Some),
+        Reopen::SystemdUnit { unit, .. } => {
+            let out = systemctl(&["show", "--property=MainPID", "--value", "--", unit])?;
+            Ok(out.trim().parse().ok().filter(|pid| *pid > 0))
+        }
+    }
+}
+
+fn read_pid_file(path: &Path) -> io::Result<i32> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("pid file {}: {e}", path.display())))?;
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|pid| *pid > 0)
+        .ok_or_else(|| io::Error::other(format!("pid file {} does not hold a pid", path.display())))
 }
 
 fn with_gz(path: &Path) -> PathBuf {

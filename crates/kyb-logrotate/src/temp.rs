@@ -1,6 +1,7 @@
 //! Temp cleanup: old `kyb-*` entries in the temp directory, the way systemd-tmpfiles ages them:
 //! age is the newest of atime, mtime and ctime; sticky-bit and locked entries are left alone; no
-//! symlink is followed and no other filesystem entered; the run stops at its deadline.
+//! symlink is followed, and no other mount entered or removed (bind mounts included, told apart
+//! by mount ID); the run stops at its deadline.
 
 use crate::report::{Action, FilesReport};
 use kyb_core::dir::{DirHandle, kind, newest_time};
@@ -146,6 +147,20 @@ impl Walk<'_> {
             self.report.skip(path, "on another filesystem; not entered");
             return false;
         }
+        // A bind mount shares st_dev with the temp directory: only the mount ID tells.
+        match dir.is_mount_point(name) {
+            Ok(false) => {}
+            Ok(true) => {
+                self.problems.push(format!("{} is a mount point; left alone", path.display()));
+                self.report.skip(path, "a mount point; not entered, not removed");
+                return false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+            Err(e) => {
+                self.report.skip(path, format!("cannot tell its mount: {e}"));
+                return false;
+            }
+        }
         if st.st_mode & 0o1000 != 0 {
             self.report.skip(path, "sticky bit set; left alone");
             return false;
@@ -163,9 +178,14 @@ impl Walk<'_> {
     }
 
     fn directory(&mut self, parent: &DirHandle, name: &OsStr, path: PathBuf, old: bool) -> bool {
-        let child = match parent.open_child(name) {
+        let child = match parent.open_child_same_mount(name) {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                self.problems.push(format!("{} is a mount point; left alone", path.display()));
+                self.report.skip(path, "a mount point; not entered, not removed");
+                return false;
+            }
             Err(e) => {
                 self.report.skip(path, format!("cannot open directory: {e}"));
                 return false;

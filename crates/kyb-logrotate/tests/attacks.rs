@@ -20,8 +20,8 @@ fn policy(path: &Path) -> LogPolicy {
         compress: true,
         delay_compress: false,
         compress_level: 6,
-        uid: rustix::process::geteuid().as_raw(),
-        gid: rustix::process::getegid().as_raw(),
+        uid: Some(rustix::process::geteuid().as_raw()),
+        gid: Some(rustix::process::getegid().as_raw()),
         mode: 0o640,
         reopen: Reopen::Nothing,
         reopen_timeout_ms: 1_000,
@@ -238,21 +238,191 @@ async fn a_foreign_gz_beside_a_rotated_file_does_not_cost_the_file() {
     assert!(r.checks[0].summary.contains("is not the compressed"), "{}", r.checks[0].summary);
 }
 
+/// A real writer (`kyb-log-writer`): appends numbered lines, reopens its log by path on SIGHUP
+/// with a handler of its own (so it hears SIGHUP even where this test runs with SIGHUP ignored,
+/// as under `nohup`, which a plain `sleep` would inherit), and on SIGTERM says how many it wrote.
+struct Writer {
+    child: std::process::Child,
+    pid: i32,
+}
+
+impl Writer {
+    fn start(log: &Path, pid_file: &Path) -> Writer {
+        let child = std::process::Command::new(kyb_testkit::testkit_binary("kyb-log-writer"))
+            .args(["--per-ms", "1", "--path"])
+            .arg(log)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // Its pid file is written after its signal handlers are in place.
+        wait_for(|| std::fs::read_to_string(pid_file).is_ok_and(|t| t.trim() == pid.to_string()), "pid file");
+        wait_for(|| std::fs::metadata(log).is_ok_and(|m| m.len() > 0), "first lines");
+        Writer { child, pid }
+    }
+
+    /// Stops the writer; the numbers of the lines it wrote.
+    fn stop(self) -> u64 {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.pid).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    }
+}
+
+fn wait_for(done: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(5);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Every line number from 0 to `n`, once, across the live log and its rotated files.
+fn assert_no_line_lost(dir: &Path, n: u64) {
+    let mut seen = vec![false; n as usize];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("app.log") {
+            continue;
+        }
+        let mut text = String::new();
+        if name.ends_with(".gz") {
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()),
+                &mut text,
+            )
+            .unwrap();
+        } else {
+            text = std::fs::read_to_string(&path).unwrap();
+        }
+        for line in text.lines() {
+            let i: usize = line["{\"n\":".len()..line.find(',').unwrap()].parse().unwrap();
+            assert!(!seen[i], "line {i} twice");
+            seen[i] = true;
+        }
+    }
+    assert!(seen.iter().all(|s| *s), "lost lines: {:?}", seen.iter().positions_false());
+}
+
+trait PositionsFalse {
+    fn positions_false(self) -> Vec<usize>;
+}
+
+impl<'a, I: Iterator<Item = &'a bool>> PositionsFalse for I {
+    fn positions_false(self) -> Vec<usize> {
+        self.enumerate().filter(|(_, b)| !**b).map(|(i, _)| i).take(10).collect()
+    }
+}
+
+fn signalled(l: &Path) -> LogPolicy {
+    LogPolicy {
+        reopen: Reopen::PidFile { path: l.join("app.pid"), signal: ReopenSignal::Hup },
+        reopen_timeout_ms: 10_000,
+        ..policy(&l.join("app.log"))
+    }
+}
+
 #[tokio::test]
 async fn after_a_crash_between_rename_and_signal_the_writer_is_still_told() {
     let logs = tempfile::tempdir().unwrap();
     let l = logs.path();
-    // The state a kill between rename and signal leaves: a rotated file, no live log.
-    std::fs::write(l.join("app.log-20261126-020000"), "rotated, never signalled\n").unwrap();
-    // A stand-in writer whose pid is in the pid file: SIGHUP ends it, which shows it was sent.
-    let mut writer = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-    std::fs::write(l.join("app.pid"), format!("{}\n", writer.id())).unwrap();
-    let p = LogPolicy {
-        reopen: Reopen::PidFile { path: l.join("app.pid"), signal: ReopenSignal::Hup },
-        ..policy(&l.join("app.log"))
-    };
-    rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
-    assert!(l.join("app.log").exists(), "live log recreated");
-    let status = writer.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(1), "SIGHUP reached the writer");
+    let writer = Writer::start(&l.join("app.log"), &l.join("app.pid"));
+    // The state a kill between rename and signal leaves: the writer appends to the rotated
+    // file, and there is no live log.
+    std::fs::rename(l.join("app.log"), l.join("app.log-20261126-020000")).unwrap();
+    let r = rotate(&RotateConfig { logs: vec![signalled(l)], dry_run: false }, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(r.actions.iter().any(|a| matches!(a, Action::Signal { pid, .. } if *pid == writer.pid)));
+    assert_ne!(r.checks[0].status, Status::Crit, "{:?}", r.checks);
+    assert!(r.checks[0].summary.contains("recreated"), "{}", r.checks[0].summary);
+    // The writer heard it: its new lines go to the new live log, and the rotated file, let go,
+    // was compressed.
+    wait_for(|| std::fs::metadata(l.join("app.log")).is_ok_and(|m| m.len() > 0), "lines in the new log");
+    assert!(l.join("app.log-20261126-020000.gz").exists(), "{:?}", r.checks);
+    assert!(!l.join("app.log-20261126-020000").exists());
+    let n = writer.stop();
+    assert_no_line_lost(l, n);
+}
+
+#[tokio::test]
+async fn a_writer_never_told_is_signalled_again_on_the_next_run() {
+    let logs = tempfile::tempdir().unwrap();
+    let l = logs.path();
+    let writer = Writer::start(&l.join("app.log"), &l.join("app.pid"));
+    // A wrong pid in the pid file at rotation time: a process that has exited.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(l.join("app.pid"), format!("{gone_pid}\n")).unwrap();
+    let p = LogPolicy { size_bytes: 1, ..signalled(l) };
+    let first = rotate(&RotateConfig { logs: vec![p.clone()], dry_run: false }, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(first.checks[0].status, Status::Crit, "{:?}", first.checks);
+    let rotated: Vec<_> = std::fs::read_dir(l)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("app.log-"))
+        .collect();
+    assert_eq!(rotated.len(), 1, "the rename was done: {rotated:?}");
+    // The pid file is right again; the writer still appends to the rotated file.
+    std::fs::write(l.join("app.pid"), format!("{}\n", writer.pid)).unwrap();
+    let second =
+        rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
+    let check = &second.checks[0];
+    assert_eq!(check.status, Status::Warn, "{check:?}");
+    assert!(check.summary.contains(&format!("writer pid {} still held", writer.pid)), "{}", check.summary);
+    assert!(check.summary.contains("signalled again"), "{}", check.summary);
+    assert!(l.join(format!("{}.gz", rotated[0])).exists(), "compressed once let go: {check:?}");
+    assert!(!l.join(&rotated[0]).exists());
+    wait_for(|| std::fs::metadata(l.join("app.log")).is_ok_and(|m| m.len() > 0), "lines in the live log");
+    let n = writer.stop();
+    assert_no_line_lost(l, n);
+}
+
+#[tokio::test]
+async fn a_writer_that_never_reopens_is_crit_and_its_file_kept() {
+    let logs = tempfile::tempdir().unwrap();
+    let l = logs.path();
+    std::fs::write(l.join("app.log"), "before\n").unwrap();
+    // A writer that holds its log and ignores SIGHUP.
+    let log = std::fs::OpenOptions::new().append(true).open(l.join("app.log")).unwrap();
+    let mut deaf = std::process::Command::new("sh")
+        .args(["-c", "trap '' HUP; echo ready; exec sleep 60"])
+        .stdout(log)
+        .spawn()
+        .unwrap();
+    wait_for(|| std::fs::read_to_string(l.join("app.log")).is_ok_and(|t| t.contains("ready")), "sh");
+    std::fs::write(l.join("app.pid"), format!("{}\n", deaf.id())).unwrap();
+    let p = LogPolicy { size_bytes: 1, reopen_timeout_ms: 600, ..signalled(l) };
+    let r = rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
+    let _ = deaf.kill();
+    deaf.wait().unwrap();
+    let check = &r.checks[0];
+    assert_eq!(check.status, Status::Crit, "{check:?}");
+    assert!(
+        check.summary.contains(&format!("writer pid {} does not reopen its log", deaf.id())),
+        "{}",
+        check.summary
+    );
+    let signals = r.actions.iter().filter(|a| matches!(a, Action::Signal { .. })).count();
+    assert_eq!(signals, 4, "signalled once, then again a bounded number of times: {:?}", r.actions);
+    let rotated: Vec<_> = std::fs::read_dir(l)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("app.log-"))
+        .collect();
+    assert_eq!(rotated.len(), 1, "kept uncompressed: {rotated:?}");
+    assert!(!rotated[0].ends_with(".gz"));
+    assert!(std::fs::read_to_string(l.join(&rotated[0])).unwrap().contains("before\nready\n"));
 }

@@ -19,8 +19,8 @@ fn policy(path: &Path) -> LogPolicy {
         compress: true,
         delay_compress: false,
         compress_level: 6,
-        uid: rustix::process::geteuid().as_raw(),
-        gid: rustix::process::getegid().as_raw(),
+        uid: Some(rustix::process::geteuid().as_raw()),
+        gid: Some(rustix::process::getegid().as_raw()),
         mode: 0o640,
         reopen: Reopen::Nothing,
         reopen_timeout_ms: 2_000,
@@ -69,6 +69,29 @@ mod rotation {
             (r.counts.rotated_files, r.counts.compressed_files, r.counts.compressed_in_bytes),
             (1, 1, 14)
         );
+    }
+
+    #[tokio::test]
+    async fn without_an_owner_the_new_log_keeps_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        // Root in CI: the log belongs to another user, as a service's log does.
+        std::fs::write(&log, "a line over the size limit\n").unwrap();
+        std::os::unix::fs::chown(&log, Some(65534), Some(65533)).unwrap();
+        let p = LogPolicy { uid: None, gid: None, ..policy(&log) };
+        let r = rotate_at(vec![p.clone()], datetime!(2026-11-26 02:00:00 UTC), false).await;
+        assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks);
+        assert_eq!(r.counts.rotated_files, 1);
+        let meta = std::fs::metadata(&log).unwrap();
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65533, 0o640));
+        // After a crash that left no live log, the rotated file's owner is the one kept.
+        std::fs::remove_file(&log).unwrap();
+        std::fs::write(dir.path().join("app.log-20261127-020000"), "rotated, then killed\n").unwrap();
+        std::os::unix::fs::chown(dir.path().join("app.log-20261127-020000"), Some(65532), Some(65531))
+            .unwrap();
+        rotate_at(vec![p], datetime!(2026-11-27 02:00:01 UTC), false).await;
+        let meta = std::fs::metadata(&log).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65532, 65531));
     }
 
     #[tokio::test]
@@ -224,7 +247,11 @@ mod rotation {
             [
                 format!("remove {d}/app.log-20261125-020000.gz.tmp (interrupted compression)"),
                 format!("rename {d}/app.log -> {d}/app.log-20261126-020000"),
-                format!("create {d}/app.log owner {}:{} mode 0640", policy(&log).uid, policy(&log).gid),
+                format!(
+                    "create {d}/app.log owner {}:{} mode 0640",
+                    policy(&log).uid.unwrap(),
+                    policy(&log).gid.unwrap()
+                ),
                 format!("compress {d}/app.log-20261126-020000 -> {d}/app.log-20261126-020000.gz"),
             ]
         );
@@ -299,6 +326,41 @@ mod retention {
             prune(&prune_cfg(vec![], Some(dir.path().to_owned())), OffsetDateTime::now_utc()).await.unwrap();
         assert_eq!(names(dir.path()), ["daily-report-20261125-020000.txt", "notes.txt"]);
         assert_eq!(r.counts.deleted_files, 3);
+    }
+
+    #[tokio::test]
+    async fn unfinished_reports_of_killed_runs_go_while_a_live_writers_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        // A writer killed with -9 between writing its temp file and renaming it.
+        let mut killed = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let dead = killed.id();
+        let dead_tmp = format!(".logrotate-report-20261126-020000.txt.{dead}.0.tmp");
+        std::fs::write(dir.path().join(&dead_tmp), "half a rep").unwrap();
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+        // One being written right now, by a process that is running (this one).
+        let live_tmp = format!(".daily-report-20261126-020000.json.{}.3.tmp", std::process::id());
+        std::fs::write(dir.path().join(&live_tmp), "{").unwrap();
+        // A name that is not a report's temp file, and a temp file older than this process
+        // carrying its pid: a reused pid is not the writer.
+        std::fs::write(dir.path().join(".notes.txt.1.0.tmp"), "keep").unwrap();
+        let reused = format!(".weekly-report-20200101-020000.txt.{}.0.tmp", std::process::id());
+        std::fs::write(dir.path().join(&reused), "stale").unwrap();
+        set_mtime(&dir.path().join(&reused), Duration::from_secs(3 * 86_400 * 365));
+
+        let cfg = prune_cfg(vec![], Some(dir.path().to_owned()));
+        let plan =
+            prune(&PruneConfig { dry_run: true, ..cfg.clone() }, OffsetDateTime::now_utc()).await.unwrap();
+        assert_eq!(plan.counts.deleted_files, 2, "{:?}", plan.actions);
+        assert_eq!(names(dir.path()).len(), 4, "a plan removes nothing");
+        let r = prune(&cfg, OffsetDateTime::now_utc()).await.unwrap();
+        assert_eq!(names(dir.path()), [live_tmp, ".notes.txt.1.0.tmp".to_owned()]);
+        let reasons: Vec<String> = r.actions.iter().map(ToString::to_string).collect();
+        assert!(
+            reasons.iter().any(|a| a.contains(&dead_tmp) && a.contains(&format!("left by pid {dead}"))),
+            "{reasons:?}"
+        );
+        assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks);
     }
 }
 

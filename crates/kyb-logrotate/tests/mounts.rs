@@ -1,0 +1,237 @@
+//! Bind mounts inside the temp, log and reports directories: a bind mount shares `st_dev` with
+//! its parent, so only the mount ID tells it apart. Nothing under one is entered, planned or
+//! removed, in a plan (dry run) or a run. Mounting needs root, as CI has.
+
+use kyb_core::Status;
+use kyb_logrotate::*;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+use time::OffsetDateTime;
+
+/// `mount --bind FROM TO`, undone on drop (also when the test fails).
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(from: &Path, to: &Path) -> BindMount {
+        let out = Command::new("mount").arg("--bind").arg(from).arg(to).output().unwrap();
+        assert!(
+            out.status.success(),
+            "mount --bind {} {} (these tests need root): {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        BindMount(to.to_owned())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let ok = Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// A directory outside every configured root, with old files and a subdirectory, and a
+/// fingerprint of everything in it.
+struct Outside {
+    dir: tempfile::TempDir,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let dir = tempfile::tempdir().unwrap();
+        let o = dir.path();
+        std::fs::create_dir(o.join("sub")).unwrap();
+        for name in ["precious", "sub/deep", "single"] {
+            std::fs::write(o.join(name), format!("{name} must survive\n")).unwrap();
+            age(&o.join(name), 90);
+        }
+        Outside { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn fingerprint(&self) -> Vec<(String, Vec<u8>, u64)> {
+        ["precious", "sub/deep", "single"]
+            .iter()
+            .map(|n| {
+                let p = self.path(n);
+                (n.to_string(), std::fs::read(&p).unwrap(), std::fs::metadata(&p).unwrap().ino())
+            })
+            .collect()
+    }
+}
+
+fn age(path: &Path, days: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(days * 86_400)).unwrap();
+}
+
+fn planned(r: &FilesReport) -> Vec<String> {
+    r.actions.iter().map(ToString::to_string).collect()
+}
+
+#[tokio::test]
+async fn temp_cleanup_never_enters_or_removes_a_bind_mount() {
+    let outside = Outside::new();
+    let temp = tempfile::tempdir().unwrap();
+    let t = temp.path();
+    std::fs::create_dir(t.join("kyb-b")).unwrap();
+    std::fs::write(t.join("kyb-f"), "mount point").unwrap();
+    std::fs::write(t.join("kyb-old"), "really temp").unwrap();
+    let before = outside.fingerprint();
+    let _dir = BindMount::new(outside.dir.path(), &t.join("kyb-b"));
+    let _file = BindMount::new(&outside.path("single"), &t.join("kyb-f"));
+    // Both are seen through the mounts, and would be old enough.
+    assert!(t.join("kyb-b/sub/deep").exists());
+    let later = OffsetDateTime::now_utc() + time::Duration::days(2);
+
+    for dry_run in [true, false] {
+        let cfg = TempConfig {
+            dir: t.to_owned(),
+            prefix: "kyb-".into(),
+            max_age_secs: 0,
+            timeout_ms: 10_000,
+            dry_run,
+        };
+        let r = clean_temp(&cfg, later).await.unwrap();
+        let plan = planned(&r);
+        assert!(
+            plan.iter().all(|a| !a.contains("kyb-b") && !a.contains("kyb-f")),
+            "dry_run={dry_run}: {plan:?}"
+        );
+        assert!(plan.iter().any(|a| a.contains("kyb-old")), "the ordinary entry still goes: {plan:?}");
+        for name in ["kyb-b", "kyb-f"] {
+            assert!(
+                r.skipped.iter().any(|s| s.path == t.join(name) && s.reason.contains("mount point")),
+                "{name} not reported: {:?}",
+                r.skipped
+            );
+        }
+        assert_eq!(r.checks[0].status, Status::Warn, "{:?}", r.checks);
+        assert!(r.checks[0].summary.contains("mount point"), "{}", r.checks[0].summary);
+    }
+    assert_eq!(outside.fingerprint(), before, "files outside the temp directory changed");
+    assert!(!t.join("kyb-old").exists());
+    assert!(t.join("kyb-b/sub/deep").exists(), "still mounted, still whole");
+}
+
+#[tokio::test]
+async fn a_bind_mount_below_a_temp_entry_stops_the_walk_there() {
+    let outside = Outside::new();
+    let temp = tempfile::tempdir().unwrap();
+    let t = temp.path();
+    std::fs::create_dir_all(t.join("kyb-job/mnt")).unwrap();
+    std::fs::write(t.join("kyb-job/scratch"), "temp").unwrap();
+    let before = outside.fingerprint();
+    let _m = BindMount::new(outside.dir.path(), &t.join("kyb-job/mnt"));
+    let later = OffsetDateTime::now_utc() + time::Duration::days(2);
+    for dry_run in [true, false] {
+        let cfg = TempConfig {
+            dir: t.to_owned(),
+            prefix: "kyb-".into(),
+            max_age_secs: 0,
+            timeout_ms: 10_000,
+            dry_run,
+        };
+        let r = clean_temp(&cfg, later).await.unwrap();
+        let plan = planned(&r);
+        assert!(plan.iter().all(|a| !a.contains("/mnt")), "{plan:?}");
+        // kyb-job holds a mount point, so it is not empty and stays.
+        assert!(plan.iter().all(|a| !a.ends_with("kyb-job (empty temp directory past its age)")), "{plan:?}");
+        assert!(plan.iter().any(|a| a.contains("kyb-job/scratch")), "{plan:?}");
+    }
+    assert_eq!(outside.fingerprint(), before);
+    assert!(t.join("kyb-job/mnt/sub/deep").exists());
+}
+
+#[tokio::test]
+async fn retention_never_removes_a_mount_point_in_the_log_or_reports_directory() {
+    let outside = Outside::new();
+    let logs = tempfile::tempdir().unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let (l, rd) = (logs.path(), reports.path());
+    std::fs::write(l.join("app.log"), "live\n").unwrap();
+    // Rotated-looking names, old and beyond the count: a bind-mounted file and directory, and
+    // an ordinary old rotated file that retention does remove.
+    std::fs::write(l.join("app.log-20200101-000000.gz"), "").unwrap();
+    std::fs::create_dir(l.join("app.log-20200102-000000")).unwrap();
+    std::fs::write(l.join("app.log-20200103-000000.gz"), "old").unwrap();
+    age(&l.join("app.log-20200103-000000.gz"), 90);
+    std::fs::write(rd.join("daily-report-20200101-020000.txt"), "").unwrap();
+    std::fs::create_dir(rd.join("weekly-report-20200101-020000.json")).unwrap();
+    std::fs::write(rd.join("daily-report-20200102-020000.txt"), "old report").unwrap();
+    age(&rd.join("daily-report-20200102-020000.txt"), 90);
+    let before = outside.fingerprint();
+    let _m = [
+        BindMount::new(&outside.path("single"), &l.join("app.log-20200101-000000.gz")),
+        BindMount::new(outside.dir.path(), &l.join("app.log-20200102-000000")),
+        BindMount::new(&outside.path("precious"), &rd.join("daily-report-20200101-020000.txt")),
+        BindMount::new(&outside.path("sub"), &rd.join("weekly-report-20200101-020000.json")),
+    ];
+    let policy = LogPolicy {
+        path: l.join("app.log"),
+        size_bytes: 1 << 30,
+        every: None,
+        keep_days: 1,
+        keep_count: Some(1),
+        compress: true,
+        delay_compress: false,
+        compress_level: 6,
+        uid: Some(rustix::process::geteuid().as_raw()),
+        gid: Some(rustix::process::getegid().as_raw()),
+        mode: 0o640,
+        reopen: Reopen::Nothing,
+        reopen_timeout_ms: 1_000,
+    };
+    let now = OffsetDateTime::now_utc();
+    for dry_run in [true, false] {
+        let cfg = PruneConfig {
+            logs: vec![policy.clone()],
+            reports_dir: Some(rd.to_owned()),
+            reports_max_age_days: 1,
+            dry_run,
+        };
+        let r = prune(&cfg, now).await.unwrap();
+        let plan = planned(&r);
+        for mounted in [
+            "app.log-20200101-000000.gz",
+            "app.log-20200102-000000",
+            "daily-report-20200101-020000.txt",
+            "weekly-report-20200101-020000.json",
+        ] {
+            assert!(plan.iter().all(|a| !a.contains(mounted)), "dry_run={dry_run}: {mounted} in {plan:?}");
+        }
+        assert!(plan.iter().any(|a| a.contains("app.log-20200103-000000.gz")), "{plan:?}");
+        assert!(plan.iter().any(|a| a.contains("daily-report-20200102-020000.txt")), "{plan:?}");
+        assert!(
+            r.skipped
+                .iter()
+                .any(|s| s.path.ends_with("app.log-20200101-000000.gz") && s.reason.contains("mount point")),
+            "{:?}",
+            r.skipped
+        );
+        assert!(
+            r.skipped
+                .iter()
+                .any(|s| s.path.ends_with("daily-report-20200101-020000.txt")
+                    && s.reason.contains("mount point")),
+            "{:?}",
+            r.skipped
+        );
+        assert!(r.checks.iter().all(|c| c.status == Status::Warn), "{:?}", r.checks);
+    }
+    // And rotation's own retention pass, from the same listing.
+    let r = rotate(&RotateConfig { logs: vec![policy], dry_run: false }, now).await.unwrap();
+    assert!(planned(&r).iter().all(|a| !a.contains("app.log-20200101-000000.gz")), "{:?}", r.actions);
+    assert_eq!(outside.fingerprint(), before, "files outside the log and reports directories changed");
+    assert!(!l.join("app.log-20200103-000000.gz").exists());
+    assert!(!rd.join("daily-report-20200102-020000.txt").exists());
+}
