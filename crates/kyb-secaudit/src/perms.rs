@@ -131,8 +131,11 @@ impl Walk<'_> {
                 if st.st_dev != dev || SKIP.iter().any(|s| path == Path::new(s)) {
                     continue;
                 }
-                match dir.open_child(&name) {
+                // Bind mounts share st_dev: the mount ID keeps the walk on its root's mount,
+                // and out of a loop through a bind mount of an ancestor.
+                match dir.open_child_same_mount(&name) {
                     Ok(child) => self.dir(&child, dev),
+                    Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {}
                     Err(e) => self.unreadable(&path, &e),
                 }
                 if self.cut_off {

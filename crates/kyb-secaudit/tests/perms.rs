@@ -181,3 +181,41 @@ fn the_walk_does_not_cross_into_another_filesystem() {
     assert!(r.checks.iter().any(|c| c.name.ends_with("world.txt")), "{:#?}", r.checks);
     drop(mounted);
 }
+
+#[test]
+fn the_walk_does_not_follow_a_bind_mount_of_the_same_filesystem() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("world.txt"), "x").unwrap();
+    chmod(&outside.path().join("world.txt"), 0o666);
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o755);
+    // A bind mount of another directory, and one of the audited root itself (a loop).
+    let (bind, lp) = (dir.path().join("bind"), dir.path().join("loop"));
+    std::fs::create_dir(&bind).unwrap();
+    std::fs::create_dir(&lp).unwrap();
+    let mut mounts = Vec::new();
+    for (from, to) in [(outside.path(), &bind), (dir.path(), &lp)] {
+        let out = std::process::Command::new("mount").arg("--bind").arg(from).arg(to).output().unwrap();
+        assert!(
+            out.status.success(),
+            "this test bind-mounts and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        mounts.push(Mounted(to.clone()));
+    }
+    let cfg = PermConfig {
+        roots: vec![dir.path().to_owned()],
+        owner_uid: None,
+        group_gid: None,
+        time_limit_ms: 5_000,
+    };
+    let r = audit_permissions(&cfg);
+    assert!(
+        r.checks.iter().all(|c| !c.name.contains("world.txt")),
+        "walked into the bind mount: {:#?}",
+        r.checks
+    );
+    assert!(r.entries < 10, "walked the loop: {} entries", r.entries);
+    assert!(r.checks.iter().all(|c| c.status == kyb_core::Status::Ok), "{:#?}", r.checks);
+    drop(mounts);
+}
