@@ -480,6 +480,8 @@ struct FileApp {
     timeout_ms: u64,
     #[serde(default = "default_max_body_bytes")]
     max_body_bytes: u64,
+    #[serde(default = "default_max_snapshot_bytes")]
+    max_snapshot_bytes: u64,
     #[serde(default = "default_max_redirects")]
     max_redirects: u32,
     #[serde(default = "default_latency_ms")]
@@ -598,6 +600,9 @@ fn default_timeout_ms() -> u64 {
 }
 fn default_max_body_bytes() -> u64 {
     1024 * 1024
+}
+fn default_max_snapshot_bytes() -> u64 {
+    8 * 1024 * 1024
 }
 fn default_max_redirects() -> u32 {
     5
@@ -1581,6 +1586,12 @@ impl Resolver<'_> {
         if a.max_body_bytes == 0 {
             return Err(self.invalid("app.max_body_bytes", "must be at least 1"));
         }
+        if a.max_snapshot_bytes < 4096 {
+            return Err(self.invalid(
+                "app.max_snapshot_bytes",
+                format!("must be at least 4096 (bytes), got {}", a.max_snapshot_bytes),
+            ));
+        }
         let app = AppConfig {
             health_url: format!("{base}{}", a.health_path),
             timeout_ms: a.timeout_ms,
@@ -1594,6 +1605,7 @@ impl Resolver<'_> {
             timeout_ms: a.timeout_ms,
             // A metrics page is routinely larger than a health body.
             max_body_bytes: a.max_body_bytes.max(64 * 1024 * 1024),
+            max_snapshot_bytes: a.max_snapshot_bytes,
             max_redirects: a.max_redirects,
             dry_run: false,
         };
@@ -1759,6 +1771,16 @@ mod tests {
         let err = parse_str(&text).unwrap_err().to_string();
         assert!(err.contains(":4:") && err.contains("unsupported URL scheme `ftp`"), "{err}");
         assert!(err.contains("app.base_url"), "{err}");
+    }
+
+    #[test]
+    fn snapshots_are_capped_at_8_mib_unless_configured() {
+        let text = format!("{MINIMAL}[app]\nbase_url = \"http://127.0.0.1:1\"\n");
+        let snap = parse_str(&text).unwrap().snapshot.unwrap();
+        assert_eq!(snap.max_snapshot_bytes, 8 * 1024 * 1024);
+        let text = format!("{MINIMAL}[app]\nbase_url = \"http://127.0.0.1:1\"\nmax_snapshot_bytes = 100\n");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(err.contains("app.max_snapshot_bytes") && err.contains("at least 4096"), "{err}");
     }
 
     #[test]

@@ -36,8 +36,15 @@ pub async fn performance(name: &str, cfg: &Config, now: OffsetDateTime) -> TaskR
         Ok(s) => s,
         Err(t) => return t,
     };
+    let mut cut = None;
     let previous = kyb_health::previous_snapshot(&snap.reports_dir, now).and_then(|(path, at)| {
         let text = std::fs::read(&path).ok()?;
+        // Series missing from a cut snapshot would count from zero: no baseline is better.
+        let tail = String::from_utf8_lossy(&text[text.len().saturating_sub(256)..]);
+        if tail.contains(kyb_health::SNAPSHOT_CUT_MARKER) {
+            cut = Some(path);
+            return None;
+        }
         Some((kyb_prom::parse(&String::from_utf8_lossy(&text)), at, path))
     });
     let r = kyb_health::analyze(
@@ -46,9 +53,13 @@ pub async fn performance(name: &str, cfg: &Config, now: OffsetDateTime) -> TaskR
         previous.as_ref().map(|(e, at, _)| (e, *at)),
     );
     let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
-    t.notes.push(match &previous {
-        Some((_, _, path)) => format!("counts are the change since {}", path.display()),
-        None => "no snapshot from about a week ago: counts run since the app started".to_owned(),
+    t.notes.push(match (&previous, &cut) {
+        (Some((_, _, path)), _) => format!("counts are the change since {}", path.display()),
+        (None, Some(path)) => format!(
+            "the snapshot from about a week ago ({}) was cut at [app] max_snapshot_bytes: counts run since the app started",
+            path.display()
+        ),
+        (None, None) => "no snapshot from about a week ago: counts run since the app started".to_owned(),
     });
     t
 }

@@ -54,7 +54,7 @@ pub use perf::{EndpointLatency, PerfConfig, PerfReport, analyze, previous_snapsh
 pub use postgres::{PostgresConfig, check_postgres, pool};
 pub use redis::{RedisConfig, check_redis};
 pub use scrape::{ScrapeConfig, ScrapeError, Scraped, scrape};
-pub use snapshot::{SnapshotConfig, SnapshotReport, snapshot_metrics};
+pub use snapshot::{SNAPSHOT_CUT_MARKER, SnapshotConfig, SnapshotReport, snapshot_metrics};
 pub use system::{DiskUsage, SystemConfig, SystemReport, human_bytes, system_metrics};
 
 use kyb_core::{Check, Status};

@@ -3,7 +3,7 @@
 
 use kyb_core::{Check, Metric, Status, Thresholds, Unit};
 use kyb_prom::{Exposition, Sample};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
@@ -15,9 +15,11 @@ pub struct PerfConfig {
     pub requests_metric: String,
     /// Histogram of request durations in seconds, with an endpoint label.
     pub duration_metric: String,
-    /// The label naming the endpoint.
+    /// The label naming the endpoint. When the histogram has no such label, the common names
+    /// (`endpoint`, `path`, `route`, `handler`, `uri`) are tried, with a Warn saying which.
     pub endpoint_label: String,
-    /// The label holding the HTTP status code.
+    /// The label holding the HTTP status code; when absent, `status`, `code`, `status_code` and
+    /// `http_status` are tried the same way.
     pub status_label: String,
     /// Mean response time, milliseconds.
     pub avg_ms: Thresholds,
@@ -70,10 +72,52 @@ pub struct PerfReport {
     pub error_requests: f64,
     /// Mean response time, seconds (NaN without requests).
     pub avg_s: f64,
-    /// Every endpoint, slowest p95 first.
+    /// Every endpoint, slowest p95 first; empty when no endpoint label was found.
     pub endpoints: Vec<EndpointLatency>,
-    /// `requests`, `error rate`, `response time`, then one `endpoint <name>` per slowest ten.
+    /// The label the endpoints were read from: the configured one, or the common name found in
+    /// its place; None when the histogram has neither.
+    pub endpoint_label: Option<String>,
+    /// The label the status codes were read from, likewise.
+    pub status_label: Option<String>,
+    /// `requests`, `error rate`, `response time`, `endpoint label` and `status label` when the
+    /// configured one is absent, then one `endpoint <name>` per slowest ten.
     pub checks: Vec<Check>,
+}
+
+/// Label names apps commonly give the endpoint, tried in this order.
+const ENDPOINT_LABELS: [&str; 5] = ["endpoint", "path", "route", "handler", "uri"];
+/// Label names apps commonly give the HTTP status code, tried in this order.
+const STATUS_LABELS: [&str; 4] = ["status", "code", "status_code", "http_status"];
+
+/// Which label a per-label figure is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LabelChoice {
+    /// The configured label is on the series.
+    Configured,
+    /// It is not; this common name is.
+    Fallback(String),
+    /// Neither it nor any common name is; the labels the series do have.
+    Missing(Vec<String>),
+}
+
+/// The label of `samples` to read: `configured` when any sample has it (with a value), else the
+/// first of `common` that one has.
+fn choose_label<'a>(
+    samples: impl IntoIterator<Item = &'a Sample>,
+    configured: &str,
+    common: &[&str],
+) -> LabelChoice {
+    let mut present: BTreeSet<&str> = BTreeSet::new();
+    for s in samples {
+        present.extend(s.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(n, _)| n.as_str()));
+    }
+    if present.contains(configured) {
+        return LabelChoice::Configured;
+    }
+    match common.iter().find(|c| present.contains(**c)) {
+        Some(c) => LabelChoice::Fallback((*c).to_owned()),
+        None => LabelChoice::Missing(present.into_iter().filter(|n| *n != "le").map(str::to_owned).collect()),
+    }
 }
 
 /// Analyses `now`; with `previous` (a scrape and its time), over the interval between them.
@@ -90,14 +134,25 @@ pub fn analyze(
     let since = previous.map(|(_, t)| t);
     let requests: Vec<&Sample> = kyb_prom::select(&samples, &cfg.requests_metric, &[]).collect();
     let total: f64 = requests.iter().map(|s| s.value).sum();
+    let status_choice = choose_label(requests.iter().copied(), &cfg.status_label, &STATUS_LABELS);
+    let status_label = chosen(&status_choice, &cfg.status_label);
     let errors: f64 = requests
         .iter()
-        .filter(|s| s.label(&cfg.status_label).is_some_and(|c| c.len() == 3 && c.starts_with('5')))
+        .filter(|s| {
+            status_label
+                .as_deref()
+                .and_then(|l| s.label(l))
+                .is_some_and(|c| c.len() == 3 && c.starts_with('5'))
+        })
         .map(|s| s.value)
         .sum();
     let sum_name = format!("{}_sum", cfg.duration_metric);
     let count_name = format!("{}_count", cfg.duration_metric);
-    let by = [cfg.endpoint_label.as_str()];
+    let bucket_name = format!("{}_bucket", cfg.duration_metric);
+    let histogram = samples.iter().filter(|s| s.name == count_name || s.name == bucket_name);
+    let endpoint_choice = choose_label(histogram, &cfg.endpoint_label, &ENDPOINT_LABELS);
+    let endpoint_label = chosen(&endpoint_choice, &cfg.endpoint_label);
+    let by: Vec<&str> = endpoint_label.as_deref().into_iter().collect();
     let sums = kyb_prom::sum_by(kyb_prom::select(&samples, &sum_name, &[]), &by);
     let counts = kyb_prom::sum_by(kyb_prom::select(&samples, &count_name, &[]), &by);
     let (all_sum, all_count): (f64, f64) = (sums.values().sum(), counts.values().sum());
@@ -106,9 +161,12 @@ pub fn analyze(
     let (p50, p95, p99) = (quantile(0.5), quantile(0.95), quantile(0.99));
     let mut endpoints: Vec<EndpointLatency> = counts
         .iter()
-        .filter(|(_, n)| **n > 0.0)
+        .filter(|(_, n)| **n > 0.0 && endpoint_label.is_some())
         .map(|(group, n)| EndpointLatency {
-            endpoint: group[0].clone(),
+            endpoint: match group[0].as_str() {
+                "" => format!("(no {} label)", by[0]),
+                name => name.to_owned(),
+            },
             requests: *n,
             avg_s: sums.get(group).copied().unwrap_or(f64::NAN) / n,
             p50_s: p50.get(group).copied().unwrap_or(f64::NAN),
@@ -129,7 +187,16 @@ pub fn analyze(
             Unit::Counter,
         ))
     });
-    if total > 0.0 {
+    if total > 0.0 && status_label.is_none() {
+        checks.push(Check::new(
+            "error rate",
+            Status::Unknown,
+            format!(
+                "cannot tell 5xx answers apart: {}",
+                label_problem(&status_choice, &cfg.status_label, &cfg.requests_metric, "status_label")
+            ),
+        ));
+    } else if total > 0.0 {
         let rate = 100.0 * errors / total;
         checks.push(
             Check::new(
@@ -161,6 +228,16 @@ pub fn analyze(
                 .with_thresholds(cfg.avg_ms.warn / 1000.0, cfg.avg_ms.crit / 1000.0),
         )
     });
+    // A missing status label already makes the error rate Unknown, saying why.
+    if matches!(status_choice, LabelChoice::Fallback(_)) {
+        let problem = label_problem(&status_choice, &cfg.status_label, &cfg.requests_metric, "status_label");
+        checks.push(Check::new("status label", Status::Warn, problem));
+    }
+    if all_count > 0.0 && endpoint_choice != LabelChoice::Configured {
+        let problem =
+            label_problem(&endpoint_choice, &cfg.endpoint_label, &cfg.duration_metric, "endpoint_label");
+        checks.push(Check::new("endpoint label", Status::Warn, problem));
+    }
     for e in endpoints.iter().take(10) {
         let ms = |s: f64| s * 1000.0;
         checks.push(
@@ -179,10 +256,56 @@ pub fn analyze(
             .with_metric(
                 Metric::new(format!("p95 {}", e.endpoint), round(e.p95_s, 6), Unit::Seconds)
                     .with_thresholds(cfg.p95_ms.warn / 1000.0, cfg.p95_ms.crit / 1000.0),
-            ),
+            )
+            .with_metric(Metric::new(format!("mean {}", e.endpoint), round(e.avg_s, 6), Unit::Seconds))
+            .with_metric(Metric::new(format!("p50 {}", e.endpoint), round(e.p50_s, 6), Unit::Seconds))
+            .with_metric(Metric::new(format!("p99 {}", e.endpoint), round(e.p99_s, 6), Unit::Seconds))
+            .with_metric(Metric::new(
+                format!("requests {}", e.endpoint),
+                e.requests,
+                Unit::Counter,
+            )),
         );
+        // A histogram without _sum has no mean: no number rather than a NaN (null in JSON).
+        if let Some(c) = checks.last_mut() {
+            c.metrics.retain(|m| m.value.is_finite());
+        }
     }
-    PerfReport { since, total_requests: total, error_requests: errors, avg_s, endpoints, checks }
+    PerfReport {
+        since,
+        total_requests: total,
+        error_requests: errors,
+        avg_s,
+        endpoints,
+        endpoint_label,
+        status_label,
+        checks,
+    }
+}
+
+fn chosen(choice: &LabelChoice, configured: &str) -> Option<String> {
+    match choice {
+        LabelChoice::Configured => Some(configured.to_owned()),
+        LabelChoice::Fallback(name) => Some(name.clone()),
+        LabelChoice::Missing(_) => None,
+    }
+}
+
+/// What is wrong with a label choice that is not the configured label, and what to set.
+fn label_problem(choice: &LabelChoice, configured: &str, metric: &str, key: &str) -> String {
+    match choice {
+        LabelChoice::Configured => String::new(),
+        LabelChoice::Fallback(name) => format!(
+            "{metric} has no `{configured}` label; read `{name}` instead: set [performance] {key} = \"{name}\""
+        ),
+        LabelChoice::Missing(have) => {
+            let have = if have.is_empty() { "none".to_owned() } else { have.join(", ") };
+            format!(
+                "{metric} has no `{configured}` label, nor a common one in its place; its labels: {have}; \
+                 set [performance] {key} to the one the app uses"
+            )
+        }
+    }
 }
 
 /// Each cumulative series of `now` less its value in `prev` (same name and labels); a series
@@ -273,6 +396,72 @@ mod tests {
         let unknown: Vec<&str> =
             r.checks.iter().filter(|c| c.status == Status::Unknown).map(|c| c.name.as_str()).collect();
         assert_eq!(unknown, ["requests", "response time"]);
+    }
+
+    fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            name: name.to_owned(),
+            labels: labels.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+            value,
+            timestamp_ms: None,
+            line: 0,
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever labels an app puts on its histogram, the endpoints are read from the
+        /// configured label when any series has it, else from the first common name present,
+        /// else from none, and no endpoint is ever nameless.
+        #[test]
+        fn the_endpoint_label_is_the_configured_one_else_the_first_common_one_present(
+            series in proptest::collection::vec(
+                proptest::collection::vec(
+                    (
+                        proptest::sample::select(vec!["endpoint", "path", "route", "handler", "uri", "method", "x"]),
+                        "[a-z/]{0,2}",
+                    ),
+                    0..4,
+                ),
+                1..6,
+            ),
+            configured in proptest::sample::select(vec!["endpoint", "path", "uri", "method", "zz"]),
+        ) {
+            let metric = "kyb_http_request_duration_seconds";
+            let mut samples = Vec::new();
+            for labels in &series {
+                let labels: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                for (le, n) in [("0.1", 5.0), ("+Inf", 10.0)] {
+                    let mut with_le = labels.clone();
+                    with_le.push(("le", le));
+                    samples.push(sample(&format!("{metric}_bucket"), &with_le, n));
+                }
+                samples.push(sample(&format!("{metric}_sum"), &labels, 1.0));
+                samples.push(sample(&format!("{metric}_count"), &labels, 10.0));
+            }
+            let present = |name: &str| {
+                samples.iter().any(|s| s.labels.iter().any(|(n, v)| n == name && !v.is_empty()))
+            };
+            let choice = choose_label(&samples, configured, &ENDPOINT_LABELS);
+            match &choice {
+                LabelChoice::Configured => proptest::prop_assert!(present(configured)),
+                LabelChoice::Fallback(name) => {
+                    proptest::prop_assert!(!present(configured) && present(name));
+                    let earlier = ENDPOINT_LABELS.iter().take_while(|c| *c != name);
+                    proptest::prop_assert!(earlier.clone().all(|c| !present(c)), "{name}");
+                }
+                LabelChoice::Missing(have) => {
+                    proptest::prop_assert!(!present(configured));
+                    proptest::prop_assert!(ENDPOINT_LABELS.iter().all(|c| !present(c)));
+                    proptest::prop_assert!(!have.iter().any(|h| h == "le"));
+                }
+            }
+            let cfg = PerfConfig { endpoint_label: configured.to_owned(), ..PerfConfig::default() };
+            let r = analyze(&cfg, &Exposition { samples, ..Exposition::default() }, None);
+            proptest::prop_assert_eq!(r.endpoints.is_empty(), matches!(choice, LabelChoice::Missing(_)));
+            proptest::prop_assert!(r.endpoints.iter().all(|e| !e.endpoint.is_empty()));
+            let warned = r.checks.iter().any(|c| c.name == "endpoint label" && c.status == Status::Warn);
+            proptest::prop_assert_eq!(warned, choice != LabelChoice::Configured);
+        }
     }
 
     #[test]

@@ -291,6 +291,7 @@ mod snapshot {
             reports_dir: dir.join("reports"),
             timeout_ms: 2_000,
             max_body_bytes: 8 * 1024 * 1024,
+            max_snapshot_bytes: 8 * 1024 * 1024,
             max_redirects: 5,
             dry_run: false,
         }
