@@ -770,3 +770,40 @@ async fn the_releases_layout_switches_the_current_link_and_rolls_it_back() {
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("not a symlink to a release"), "{}", text(&out.stderr));
 }
+
+#[tokio::test]
+async fn pruning_an_old_release_never_deletes_through_a_bind_mount_inside_it() {
+    let h = releases_host("").await;
+    let cfg = std::fs::read_to_string(&h.config).unwrap().replacen(
+        "[update]\n",
+        "[update]\nkeep_releases = 2\n",
+        1,
+    );
+    std::fs::write(&h.config, cfg).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("precious"), "keep").unwrap();
+    let mnt = h.path("opt/releases/1.0.0/data");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let out =
+        std::process::Command::new("mount").arg("--bind").arg(outside.path()).arg(&mnt).output().unwrap();
+    assert!(out.status.success(), "this test bind-mounts and needs root: {}", text(&out.stderr));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    for v in ["2.0.0", "3.0.0"] {
+        let rel = release_dir(&h, &format!("rel-{v}"), &format!(r#"{{"version":"{v}"}}"#));
+        let out = run(h.update(&["app", "--version", v, "--from", rel.to_str().unwrap()])).await;
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        if v == "3.0.0" {
+            assert!(stdout.contains("cannot remove") && stdout.contains("is a mount point"), "{stdout}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(outside.path().join("precious")).unwrap(), "keep");
+    assert!(mnt.join("precious").exists(), "the mount point and the release above it stay");
+    assert_eq!(h.version().await.as_deref(), Some("3.0.0"));
+}

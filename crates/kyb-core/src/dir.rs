@@ -152,6 +152,67 @@ impl AsFd for DirHandle {
     }
 }
 
+/// Removes `path` and, when it is a directory, everything under it, confined to its parent's
+/// mount: no symlink is followed (a link is removed itself), and no mount point is entered or
+/// removed, a bind mount of a directory or of a single file included. Everything else that can
+/// go goes; a mount point found inside stays with the directories above it, and the result is
+/// an [`io::ErrorKind::CrossesDevices`] error naming it. A missing `path` is not an error.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a removable path", path.display()),
+        ));
+    };
+    let parent = DirHandle::open(if parent.as_os_str().is_empty() { Path::new(".") } else { parent })?;
+    let mut blocked = Vec::new();
+    remove_entry(&parent, name, &mut blocked)?;
+    match blocked.first() {
+        Some(point) => Err(crosses_mount(point)),
+        None => Ok(()),
+    }
+}
+
+/// Removes `name` under `dir`, adding the mount points it leaves to `blocked`.
+fn remove_entry(dir: &DirHandle, name: &OsStr, blocked: &mut Vec<PathBuf>) -> io::Result<()> {
+    let st = match dir.stat(name) {
+        Ok(st) => st,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if dir.is_mount_point(name)? {
+        blocked.push(dir.join(name));
+        return Ok(());
+    }
+    if kind(&st) != FileType::Directory {
+        return match dir.unlink(name) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let child = match dir.open_child_same_mount(name) {
+        Ok(c) => c,
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            blocked.push(dir.join(name));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let before = blocked.len();
+    for entry in child.entries()? {
+        let (entry, _) = entry?;
+        remove_entry(&child, &entry, blocked)?;
+    }
+    // A mount point below keeps this directory too.
+    if blocked.len() > before {
+        return Ok(());
+    }
+    match dir.rmdir(name) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// The mount of `name` under `dir` (of `dir` itself when `name` is empty), and whether the entry
 /// is the root of a mount. Symlinks are not followed.
 fn mount_of(dir: &OwnedFd, name: &OsStr) -> io::Result<(Mount, bool)> {
@@ -236,6 +297,62 @@ mod tests {
         assert_eq!(unescape_mountinfo(br"/mnt/with\040space"), b"/mnt/with space");
         assert_eq!(unescape_mountinfo(br"/back\134slash"), b"/back\\slash");
         assert_eq!(unescape_mountinfo(br"/plain\09"), br"/plain\09");
+    }
+
+    #[test]
+    fn remove_tree_removes_links_not_their_targets() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), "keep").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::write(tree.join("a/b/file"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), tree.join("a/dirlink")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("keep"), tree.join("filelink")).unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        assert_eq!(std::fs::read_to_string(outside.path().join("keep")).unwrap(), "keep");
+        remove_tree(&tree).unwrap();
+        std::fs::write(&tree, "a plain file").unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+    }
+
+    #[test]
+    fn remove_tree_stops_at_bind_mounts_and_says_so() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outside.path().join("sub")).unwrap();
+        std::fs::write(outside.path().join("sub/precious"), "keep").unwrap();
+        std::fs::write(outside.path().join("single"), "keep too").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("release-1.0");
+        std::fs::create_dir_all(tree.join("data/mnt")).unwrap();
+        std::fs::create_dir_all(tree.join("other")).unwrap();
+        std::fs::write(tree.join("data/file"), "").unwrap();
+        std::fs::write(tree.join("other/x"), "").unwrap();
+        std::fs::write(tree.join("bound"), "").unwrap();
+        let mount = |from: &Path, to: &Path| {
+            let out = std::process::Command::new("mount").arg("--bind").arg(from).arg(to).output().unwrap();
+            assert!(
+                out.status.success(),
+                "needs root to bind-mount: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        mount(outside.path(), &tree.join("data/mnt"));
+        mount(&outside.path().join("single"), &tree.join("bound"));
+        let err = remove_tree(&tree);
+        for point in ["data/mnt", "bound"] {
+            let _ = std::process::Command::new("umount").arg(tree.join(point)).status();
+        }
+        let err = err.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::CrossesDevices, "{err}");
+        assert!(err.to_string().contains("is a mount point"), "{err}");
+        assert_eq!(std::fs::read_to_string(outside.path().join("sub/precious")).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(outside.path().join("single")).unwrap(), "keep too");
+        // What could go went; the mount points and the directories above them stayed.
+        assert!(!tree.join("other").exists() && !tree.join("data/file").exists());
+        assert!(tree.join("data/mnt").exists() && tree.join("bound").exists());
     }
 
     #[test]

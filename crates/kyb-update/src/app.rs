@@ -851,7 +851,7 @@ async fn backup(
     let dir = kyb_core::fs::unused_path(&cfg.state_dir, &format!("pre_update_{stamp}_{}", req.version), "");
     let result = fill_backup(cfg, req, new_sha, now, &dir).await;
     if result.is_err() {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = kyb_core::dir::remove_tree(&dir);
     }
     result
 }
@@ -1085,7 +1085,7 @@ fn prune_backups(run: &mut Run<'_>) {
     let excess = finished.len().saturating_sub(cfg.keep_backups.max(1));
     let mut removed = 0;
     for (_, dir) in &finished[..excess] {
-        match std::fs::remove_dir_all(dir) {
+        match kyb_core::dir::remove_tree(dir) {
             Ok(()) => removed += 1,
             Err(e) => run.step("prune", Status::Warn, format!("cannot remove {}: {e}", dir.display())),
         }
@@ -1219,7 +1219,8 @@ fn install_release(cfg: &AppConfig, version: &str, staged: &Path) -> Result<Path
     }
     let stage_dir = staged.parent().unwrap_or(Path::new("/"));
     if std::fs::symlink_metadata(&target).is_ok() {
-        std::fs::remove_dir_all(&target).map_err(|e| format!("remove leftover {}: {e}", target.display()))?;
+        kyb_core::dir::remove_tree(&target)
+            .map_err(|e| format!("remove leftover {}: {e}", target.display()))?;
     }
     std::fs::rename(stage_dir, &target)
         .map_err(|e| format!("rename {} to {}: {e}", stage_dir.display(), target.display()))?;
@@ -1234,7 +1235,7 @@ fn prepare_stage(cfg: &AppConfig, version: &str) -> Result<PathBuf, String> {
         return Ok(staged_path(&cfg.binary, "kyb-staged"));
     }
     let dir = release_dir(cfg, &format!(".{version}.kyb-staged"))?;
-    match std::fs::remove_dir_all(&dir) {
+    match kyb_core::dir::remove_tree(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("{}: {e}", dir.display())),
         _ => {}
     }
@@ -1257,7 +1258,7 @@ fn discard_stage(cfg: &AppConfig, staged: &Path) {
     match (&cfg.releases_dir, staged.parent()) {
         (Some(_), Some(dir)) => {
             if dir.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".kyb-staged")) {
-                let _ = std::fs::remove_dir_all(dir);
+                let _ = kyb_core::dir::remove_tree(dir);
             }
         }
         _ => remove_quietly(staged),
@@ -1303,7 +1304,7 @@ fn prune_releases(run: &mut Run<'_>, state: &UpdateState) {
         if Some(&dir) == current.as_ref() || dir == *previous {
             continue;
         }
-        match std::fs::remove_dir_all(&dir) {
+        match kyb_core::dir::remove_tree(&dir) {
             Ok(()) => removed.push(dir.file_name().unwrap_or_default().to_string_lossy().into_owned()),
             Err(e) => {
                 run.step("prune-releases", Status::Warn, format!("cannot remove {}: {e}", dir.display()))
