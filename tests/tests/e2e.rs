@@ -955,7 +955,7 @@ mod logrotate {
         std::fs::write(
             &config,
             format!(
-                "[paths]\nmaintenance_dir = \"maint\"\ntemp_dir = \"{}\"\n\n[cleanup]\ntemp_max_age_days = 0\n",
+                "[paths]\nmaintenance_dir = \"maint\"\ntemp_dir = \"{}\"\n\n[cleanup]\ntemp_max_age_days = 0.00001\n",
                 temp.display()
             ),
         )
@@ -977,8 +977,8 @@ mod logrotate {
                 .unwrap();
             Command::new(&bin)
         };
-        // Entries must be a second old to be past a zero-day age.
-        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // 0.00001 days is the shortest age, one second; ages are compared in whole seconds.
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
         cmd.args(["run", "--format", "json", "--config"]).arg(&config);
         let out = run(cmd).await;
         let _ = std::fs::set_permissions(temp.join("kyb-closed"), std::fs::Permissions::from_mode(0o755));
@@ -1011,11 +1011,11 @@ mod report_size {
         let config = dir.path().join("kyb-maint.toml");
         std::fs::write(
             &config,
-            format!("[paths]\nmaintenance_dir = \"maint\"\ntemp_dir = \"{}\"\n\n[cleanup]\ntemp_max_age_days = 0\n", temp.display()),
+            format!("[paths]\nmaintenance_dir = \"maint\"\ntemp_dir = \"{}\"\n\n[cleanup]\ntemp_max_age_days = 0.00001\n", temp.display()),
         )
         .unwrap();
-        // Entries must be a second old to be past a zero-day age.
-        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // 0.00001 days is the shortest age, one second; ages are compared in whole seconds.
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
         let actions = |out: &Output| -> Vec<String> {
             let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             task(&json, "temp-cleanup")["actions"]

@@ -24,46 +24,65 @@ use kyb_update::{AppConfig as UpdateConfig, ServiceManager, TuneConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-/// A configuration that cannot be used. Every variant names the file; where it can, the line
-/// and the key.
+/// A configuration that cannot be used. Every variant names the file; those about its content
+/// give `file:line:column`, the key where known, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
+    /// The file cannot be read, or is not a regular file of at most [`MAX_FILE_BYTES`].
     #[error("{path}: cannot read config file")]
     Read {
         /// The config file.
         path: PathBuf,
         /// The cause.
         #[source]
-        source: std::io::Error,
+        source: kyb_core::fs::ReadError,
     },
-    /// The TOML does not parse or does not fit the schema.
-    #[error("{path}:{line}:{column}: {message}{}", key_note(key))]
+    /// The file is not UTF-8 TOML, or does not fit the schema.
+    #[error("{path}:{line}:{column}: {message}{}; {hint}", key_note(key))]
     Parse {
         /// The config file.
         path: PathBuf,
         /// 1-based line.
         line: usize,
-        /// 1-based column.
+        /// 1-based column, in characters.
         column: usize,
         /// The dotted key, when known.
         key: Option<String>,
         /// What is wrong.
         message: String,
+        /// What to do about it.
+        hint: String,
     },
     /// A value parses but cannot be used.
-    #[error("{path}:{}: {message}{}", line.map_or_else(|| "?".to_owned(), |l| l.to_string()), key_note(&Some(key.clone())))]
+    #[error("{path}:{line}:{column}: {message}{}", key_note(&Some(key.clone())))]
     Invalid {
         /// The config file.
         path: PathBuf,
-        /// 1-based line of the key, when found.
-        line: Option<usize>,
+        /// 1-based line of the key; of its table, or 1, when the key is not in the file.
+        line: usize,
+        /// 1-based column of the key.
+        column: usize,
         /// The dotted key.
         key: String,
-        /// What is wrong.
+        /// What is wrong, and what is expected instead.
         message: String,
     },
 }
+
+impl ConfigError {
+    /// `(line, column)` in the file, for errors about its content.
+    pub fn position(&self) -> Option<(usize, usize)> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse { line, column, .. } | ConfigError::Invalid { line, column, .. } => {
+                Some((*line, *column))
+            }
+        }
+    }
+}
+
+/// The largest config or password file read: anything bigger is not one.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 fn key_note(key: &Option<String>) -> String {
     key.as_ref()
@@ -124,6 +143,7 @@ struct FileSecurity {
     burst_count: usize,
     burst_seconds: i64,
     suspicious_patterns: Vec<String>,
+    os_updates: bool,
     apt_get: PathBuf,
     os_release: PathBuf,
     apt_lists: PathBuf,
@@ -160,6 +180,7 @@ impl Default for FileSecurity {
                 "POSSIBLE BREAK-IN ATTEMPT".into(),
                 "Did not receive identification string".into(),
             ],
+            os_updates: true,
             apt_get: PathBuf::from("apt-get"),
             os_release: PathBuf::from("/etc/os-release"),
             apt_lists: PathBuf::from("/var/lib/apt/lists"),
@@ -429,7 +450,7 @@ struct FileCleanup {
     #[serde(default = "default_temp_prefix")]
     temp_prefix: String,
     #[serde(default = "default_temp_max_age_days")]
-    temp_max_age_days: u32,
+    temp_max_age_days: f64,
     #[serde(default = "default_keep_days")]
     reports_max_age_days: u32,
     #[serde(default = "default_cleanup_timeout_ms")]
@@ -493,6 +514,7 @@ struct FileSecret {
     password: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    allow_insecure_password_file: bool,
 }
 
 // No Debug: it holds passwords in the clear.
@@ -508,6 +530,8 @@ struct FilePostgres {
     password: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    #[serde(default)]
+    allow_insecure_password_file: bool,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
 }
@@ -524,6 +548,8 @@ struct FileRedis {
     password: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    #[serde(default)]
+    allow_insecure_password_file: bool,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
 }
@@ -662,12 +688,15 @@ fn default_reopen_timeout_ms() -> u64 {
 fn default_temp_prefix() -> String {
     "kyb-".to_owned()
 }
-fn default_temp_max_age_days() -> u32 {
-    1
+fn default_temp_max_age_days() -> f64 {
+    1.0
 }
 fn default_cleanup_timeout_ms() -> u64 {
     60_000
 }
+/// The longest temp-file age accepted, in days: a century.
+const MAX_AGE_DAYS: f64 = 36_500.0;
+
 /// The largest deadline accepted: a day. Anything longer is almost surely a unit mistake.
 const MAX_TIMEOUT_MS: u64 = 86_400_000;
 
@@ -736,6 +765,8 @@ pub struct Security {
     pub perms: Option<PermConfig>,
     /// The log scan; None without `auth_logs` or `journalctl`.
     pub logs: Option<LogScanConfig>,
+    /// Whether the OS-update check runs (`os_updates`); off, it reports that it is switched off.
+    pub os_updates: bool,
     /// OS security updates.
     pub updates: UpdatesConfig,
     /// Dependency advisories; None without `cargo_lock`.
@@ -786,29 +817,177 @@ impl Config {
     }
 }
 
-/// Reads and validates the config file at `path`.
+/// Reads and validates the config file at `path`: a regular file (a symlink to one is fine) of
+/// at most [`MAX_FILE_BYTES`].
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
+    let (bytes, _) = kyb_core::fs::read_regular(path, MAX_FILE_BYTES)
         .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    parse(&text, path)
+    parse_bytes(&bytes, path)
+}
+
+/// Parses the config file's `bytes` as if read from `path`: UTF-8 first, then as [`parse`].
+pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Config, ConfigError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        // The part before the first bad byte is valid, so the position can be counted in it.
+        let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+        let (line, column) = line_col(valid, valid.len());
+        ConfigError::Parse {
+            path: path.to_owned(),
+            line,
+            column,
+            key: key_at(valid, line),
+            message: format!("the file is not UTF-8 (bad byte at offset {})", e.valid_up_to()),
+            hint: "TOML files are UTF-8: re-save the file as UTF-8 (e.g. `iconv -t UTF-8`)".to_owned(),
+        }
+    })?;
+    parse(text, path)
 }
 
 /// Parses config `text` as if read from `path` (relative paths resolve against its directory).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let de = toml::Deserializer::new(text);
     let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|err| {
-        let key = err.path().to_string();
+        let serde_key = err.path().to_string();
         let inner = err.into_inner();
-        // serde quotes the offending value ("invalid type: integer `123456`"): not for secrets.
-        let message = if key.rsplit('.').next().is_some_and(|k| k.starts_with("password")) {
-            "invalid value (not shown: this key holds a secret); expected a string".to_owned()
-        } else {
-            inner.message().trim().to_owned()
-        };
         let (line, column) = inner.span().map_or((1, 1), |s| line_col(text, s.start));
-        ConfigError::Parse { path: path.to_owned(), line, column, key: Some(key), message }
+        // toml's own messages run over several lines: one line here.
+        let raw = inner.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>();
+        let raw = raw.join(": ");
+        let (key, message) = if serde_key.is_empty() || serde_key == "." {
+            // Syntax errors come before serde knows a key: read it off the line they are on.
+            (key_at(text, line), raw)
+        } else if let Some(field) = backticked(&raw, "missing field `") {
+            (Some(format!("{serde_key}.{field}")), raw)
+        } else if serde_key.rsplit('.').next().is_some_and(|k| k.starts_with("password"))
+            && !raw.starts_with("unknown field")
+        {
+            // serde quotes the offending value ("invalid type: integer `123456`"): not for secrets.
+            (
+                Some(serde_key),
+                "invalid value (not shown: this key holds a secret); expected a string".to_owned(),
+            )
+        } else {
+            (Some(serde_key), raw)
+        };
+        let hint = parse_hint(&message, text, line);
+        ConfigError::Parse { path: path.to_owned(), line, column, key, message, hint }
     })?;
     Resolver { text, path }.resolve(file)
+}
+
+/// One line on what to do about a TOML or schema error `message`, raised at `line`.
+fn parse_hint(message: &str, text: &str, line: usize) -> String {
+    let on_header = text.lines().nth(line.saturating_sub(1)).is_some_and(|l| l.trim_start().starts_with('['));
+    if message.contains("unknown field") {
+        "remove the key or fix its spelling; docs/configuration.md lists every key".to_owned()
+    } else if message.contains("duplicate key") && on_header {
+        "a table may be given once: merge the two sections into one".to_owned()
+    } else if message.contains("duplicate key") {
+        "a key may be given once per table: remove one of the two".to_owned()
+    } else if message.contains("number too large") || message.contains("number too small") {
+        "use a smaller number: integers must fit in 64 bits, and most keys allow far less".to_owned()
+    } else if let Some(ty) = backticked(message, "expected ").filter(|_| message.starts_with("invalid value"))
+    {
+        match integer_range(ty) {
+            Some(range) => format!("use a whole number from {range}"),
+            None => "use a value of the kind the key expects".to_owned(),
+        }
+    } else if let Some((_, want)) =
+        message.rsplit_once("expected ").filter(|_| message.starts_with("invalid type"))
+    {
+        type_hint(want).to_owned()
+    } else if message.starts_with("missing field") {
+        "add the key to this table".to_owned()
+    } else if message.starts_with("unknown variant") {
+        "use one of the values listed".to_owned()
+    } else if message.contains("not UTF-8") {
+        "re-save the file as UTF-8".to_owned()
+    } else {
+        "fix the TOML syntax here: `key = value` lines under `[table]` headers, strings in double quotes"
+            .to_owned()
+    }
+}
+
+/// What to write for a value serde describes as `want` ("u16", "a boolean", "path string").
+fn type_hint(want: &str) -> &'static str {
+    let integer = want.strip_prefix(['u', 'i']).is_some_and(|w| w == "size" || w.parse::<u8>().is_ok());
+    if want.contains("string") {
+        "put the value in double quotes"
+    } else if integer {
+        "use a whole number, without quotes or a decimal point"
+    } else if want.starts_with('f') {
+        "use a number, without quotes"
+    } else if want.contains("boolean") {
+        "use true or false, without quotes"
+    } else if want.contains("sequence") {
+        "use an array: `[first, second]`"
+    } else if want.contains("struct") || want.contains("map") {
+        "use a table: `{ key = value, ... }`, e.g. `{ warn = 80, crit = 90 }` for levels"
+    } else {
+        "use a value of the kind docs/configuration.md gives for this key"
+    }
+}
+
+/// The word after `prefix` up to the next backtick, or for "expected u16" the type name.
+fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = &message[message.find(prefix)? + prefix.len()..];
+    let end = rest.find(|c: char| c == '`' || c == ',' || c.is_whitespace()).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|w| !w.is_empty())
+}
+
+fn integer_range(ty: &str) -> Option<String> {
+    let (lo, hi): (i128, i128) = match ty {
+        "u8" => (0, u8::MAX.into()),
+        "u16" => (0, u16::MAX.into()),
+        "u32" => (0, u32::MAX.into()),
+        "u64" | "usize" => (0, u64::MAX.into()),
+        "i32" => (i32::MIN.into(), i32::MAX.into()),
+        "i64" | "isize" => (i64::MIN.into(), i64::MAX.into()),
+        _ => return None,
+    };
+    Some(format!("{lo} to {hi}"))
+}
+
+/// The dotted key a line of `text` sets, or the table it opens: `redis.port`, `logs[1].mode`,
+/// `redis`. Good enough to point at; None for a line that is neither.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut arrays: Vec<(String, usize)> = Vec::new();
+    for (i, raw) in text.lines().enumerate().take(line) {
+        let l = raw.trim();
+        let last = i + 1 == line;
+        if l.starts_with('[') {
+            let array = l.starts_with("[[");
+            let name = l.trim_start_matches('[');
+            let name = name[..name.find(']').unwrap_or(name.len())].trim().to_owned();
+            table = if array {
+                let n = match arrays.iter_mut().find(|(a, _)| *a == name) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        arrays.push((name.clone(), 0));
+                        0
+                    }
+                };
+                format!("{name}[{n}]")
+            } else {
+                name
+            };
+            if last {
+                return Some(table).filter(|t| !t.is_empty());
+            }
+        } else if last {
+            let (key, _) = l.split_once('=')?;
+            let key = key.trim();
+            if key.is_empty() || key.starts_with('#') {
+                return None;
+            }
+            return Some(if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") });
+        }
+    }
+    None
 }
 
 /// `host:port` or `host:port=sni`; an IPv6 host in brackets.
@@ -826,8 +1005,13 @@ fn parse_endpoint(text: &str) -> Option<Endpoint> {
     Some(Endpoint { host: host.to_owned(), port: port.parse().ok()?, server_name: sni })
 }
 
+/// 1-based line and column (in characters) of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
@@ -840,11 +1024,26 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let (line, column) = find_key_pos(self.text, key);
         ConfigError::Invalid {
             path: self.path.to_owned(),
-            line: find_key_line(self.text, key),
+            line,
+            column,
             key: key.to_owned(),
             message: message.into(),
+        }
+    }
+
+    /// [`Self::invalid`] for `key` of the `i`th `[[section]]`.
+    fn invalid_nth(&self, section: &str, i: usize, key: &str, message: String) -> ConfigError {
+        let (line, column) =
+            find_key_pos_nth(self.text, section, i, key).unwrap_or_else(|| find_key_pos(self.text, section));
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            key: format!("{section}[{i}].{key}"),
+            message,
         }
     }
 
@@ -862,6 +1061,7 @@ impl Resolver<'_> {
             backup_dir: file.paths.backup_dir.map(|p| self.path(p)),
             temp_dir: file.paths.temp_dir.map(|p| self.path(p)),
         };
+        self.roots_are_not_symlinks(&paths)?;
         let (app, snapshot) = match file.app {
             Some(a) => {
                 let (app, snap) = self.app(a, &paths)?;
@@ -921,6 +1121,24 @@ impl Resolver<'_> {
             update,
             tuning,
         })
+    }
+
+    /// The directories the flows delete inside are opened with `O_NOFOLLOW` at run time; a
+    /// symlink there is a config error now rather than a failed task later.
+    fn roots_are_not_symlinks(&self, paths: &Paths) -> Result<(), ConfigError> {
+        let backup_full = paths.backup_dir.as_ref().map(|b| b.join("full"));
+        for (key, dir) in [
+            ("paths.temp_dir", paths.temp_dir.as_ref()),
+            ("paths.log_dir", paths.log_dir.as_ref()),
+            ("paths.backup_dir", paths.backup_dir.as_ref()),
+            ("paths.backup_dir", backup_full.as_ref()),
+            ("paths.maintenance_dir", Some(&paths.reports_dir)),
+        ] {
+            if let Some(link) = dir.and_then(|d| symlink_note(d)) {
+                return Err(self.invalid(key, format!("{link}; {ROOT_SYMLINK_HINT}")));
+            }
+        }
+        Ok(())
     }
 
     fn update(
@@ -1100,6 +1318,7 @@ impl Resolver<'_> {
                 patterns: f.suspicious_patterns,
                 timeout_ms: f.timeout_ms,
             }),
+            os_updates: f.os_updates,
             updates: UpdatesConfig {
                 apt_get: f.apt_get,
                 os_release: f.os_release,
@@ -1426,12 +1645,7 @@ impl Resolver<'_> {
         };
         let mut sources: Vec<ArchiveSource> = Vec::new();
         for (i, a) in b.archive.into_iter().enumerate() {
-            let bad = |key: &str, message: String| ConfigError::Invalid {
-                path: self.path.to_owned(),
-                line: find_key_line_nth(self.text, "backup.archive", i, key),
-                key: format!("backup.archive[{i}].{key}"),
-                message,
-            };
+            let bad = |key: &str, message: String| self.invalid_nth("backup.archive", i, key, message);
             let name_ok = !a.name.is_empty()
                 && !a.name.starts_with('.')
                 && a.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
@@ -1466,12 +1680,7 @@ impl Resolver<'_> {
     }
 
     fn log(&self, i: usize, l: FileLog, log_dir: Option<&Path>) -> Result<LogPolicy, ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid {
-            path: self.path.to_owned(),
-            line: find_key_line_nth(self.text, "logs", i, key),
-            key: format!("logs[{i}].{key}"),
-            message,
-        };
+        let bad = |key: &str, message: String| self.invalid_nth("logs", i, key, message);
         let path = match (l.path.is_absolute(), log_dir) {
             (true, _) => l.path,
             (false, Some(dir)) => dir.join(l.path),
@@ -1479,6 +1688,9 @@ impl Resolver<'_> {
         };
         if path.file_name().is_none() {
             return Err(bad("path", format!("{} is not a file path", path.display())));
+        }
+        if let Some(link) = path.parent().and_then(symlink_note) {
+            return Err(bad("path", format!("its directory {link}; {ROOT_SYMLINK_HINT}")));
         }
         if l.size_bytes == 0 {
             return Err(bad("size_bytes", "must be at least 1".to_owned()));
@@ -1546,6 +1758,24 @@ impl Resolver<'_> {
 
     fn cleanup(&self, c: FileCleanup, temp_dir: Option<&Path>) -> Result<Cleanup, ConfigError> {
         self.timeout("cleanup.timeout_ms", c.timeout_ms)?;
+        // Zero would remove every report, or every temp file the moment it is created: refused,
+        // as `keep_days = 0` is. Temp ages may be a fraction of a day (0.25 is six hours).
+        if c.reports_max_age_days == 0 {
+            return Err(self.invalid(
+                "cleanup.reports_max_age_days",
+                "must be at least 1: 0 would remove every report, the last run's too",
+            ));
+        }
+        if !(c.temp_max_age_days > 0.0 && c.temp_max_age_days <= MAX_AGE_DAYS) {
+            return Err(self.invalid(
+                "cleanup.temp_max_age_days",
+                format!(
+                    "must be above 0 and at most {MAX_AGE_DAYS} days (fractions allowed: 0.25 is six \
+                     hours), got {}: 0 would remove temp files still in use",
+                    c.temp_max_age_days
+                ),
+            ));
+        }
         if c.temp_prefix.is_empty() || c.temp_prefix.contains('/') {
             return Err(self.invalid(
                 "cleanup.temp_prefix",
@@ -1557,7 +1787,8 @@ impl Resolver<'_> {
             temp: temp_dir.map(|dir| TempConfig {
                 dir: dir.to_owned(),
                 prefix: c.temp_prefix,
-                max_age_secs: u64::from(c.temp_max_age_days) * 86_400,
+                // At least a second: a tiny fraction must not round down to "everything".
+                max_age_secs: ((c.temp_max_age_days * 86_400.0).ceil() as u64).max(1),
                 timeout_ms: c.timeout_ms,
                 dry_run: false,
             }),
@@ -1624,6 +1855,7 @@ impl Resolver<'_> {
                     password: p.password,
                     password_env: p.password_env,
                     password_file: p.password_file,
+                    allow_insecure_password_file: p.allow_insecure_password_file,
                 },
             )?,
             host: p.host,
@@ -1646,6 +1878,7 @@ impl Resolver<'_> {
                     password: r.password,
                     password_env: r.password_env,
                     password_file: r.password_file,
+                    allow_insecure_password_file: r.allow_insecure_password_file,
                 },
             )?,
             host: r.host,
@@ -1679,8 +1912,24 @@ impl Resolver<'_> {
         if let Some(file) = s.password_file {
             let file = self.path(file);
             let key = format!("{section}.password_file");
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| self.invalid(&key, format!("cannot read {}: {e}", file.display())))?;
+            let (bytes, meta) = kyb_core::fs::read_regular(&file, MAX_FILE_BYTES).map_err(|e| {
+                self.invalid(&key, format!("cannot read {}: {}", file.display(), kyb_core::error_chain(&e)))
+            })?;
+            // libpq's rule for .pgpass: a password others may read is not a secret.
+            let mode = std::os::unix::fs::MetadataExt::mode(&meta) & 0o7777;
+            if mode & 0o077 != 0 && !s.allow_insecure_password_file {
+                return Err(self.invalid(
+                    &key,
+                    format!(
+                        "{} is open to group or others (mode {mode:04o}): run `chmod 600 {}`, or set \
+                         allow_insecure_password_file = true in [{section}]",
+                        file.display(),
+                        file.display()
+                    ),
+                ));
+            }
+            let text = String::from_utf8(bytes)
+                .map_err(|_| self.invalid(&key, format!("{} is not UTF-8 text", file.display())))?;
             let value = text.strip_suffix('\n').unwrap_or(&text);
             let value = value.strip_suffix('\r').unwrap_or(value);
             return Ok(Some(Secret::new(value)));
@@ -1689,38 +1938,54 @@ impl Resolver<'_> {
     }
 }
 
-/// Line of `section.key` in `text`, found by walking table headers; good enough to point at.
-fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
-    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
-    find_key_line_nth(text, section, 0, key)
+const ROOT_SYMLINK_HINT: &str =
+    "kyb-maint deletes inside this directory and never through a symlink: give the real directory";
+
+/// `<dir> is a symlink (to <target>)` when `dir` is one.
+fn symlink_note(dir: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(dir).map(|t| format!(" (to {})", t.display())).unwrap_or_default();
+    Some(format!("{} is a symlink{target}", dir.display()))
 }
 
-/// Line of `key` in the `nth` table named `section` (`[section]` or `[[section]]`); for an array
-/// table whose entry lacks the key, the line of its header.
-fn find_key_line_nth(text: &str, section: &str, nth: usize, key: &str) -> Option<usize> {
+/// Line and column of `section.key` in `text`, found by walking table headers; good enough to
+/// point at. A key that is not in the file points at its table's header, else at the start.
+fn find_key_pos(text: &str, dotted: &str) -> (usize, usize) {
+    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    find_key_pos_nth(text, section, 0, key).unwrap_or((1, 1))
+}
+
+/// Line and column of `key` in the `nth` table named `section` (`[section]` or `[[section]]`);
+/// when that table lacks the key, of its header.
+fn find_key_pos_nth(text: &str, section: &str, nth: usize, key: &str) -> Option<(usize, usize)> {
     let mut seen: Option<usize> = None;
-    let mut header_line = None;
+    let mut header = None;
     let mut in_section = false;
+    let at = |i: usize, raw: &str| (i + 1, raw.chars().take_while(|c| c.is_whitespace()).count() + 1);
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.starts_with('[') {
-            let name = line.trim_start_matches('[').trim_end_matches(']').trim();
+            let name = line.trim_start_matches('[');
+            let name = name[..name.find(']').unwrap_or(name.len())].trim();
             if in_section && seen == Some(nth) {
-                return header_line;
+                return header;
             }
             in_section = name == section;
             if in_section {
                 seen = Some(seen.map_or(0, |n| n + 1));
-                header_line = Some(i + 1);
+                header = Some(at(i, raw));
             }
         } else if in_section
             && seen == Some(nth)
             && line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
         {
-            return Some(i + 1);
+            return Some(at(i, raw));
         }
     }
-    if in_section && seen == Some(nth) { header_line } else { None }
+    if in_section && seen == Some(nth) { header } else { None }
 }
 
 #[cfg(test)]
@@ -1788,6 +2053,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pw = dir.path().join("pw");
         std::fs::write(&pw, "from-file\n").unwrap();
+        std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let text = format!(
             "{MINIMAL}[postgres]\nuser = \"u\"\ndbname = \"d\"\npassword_file = \"{}\"\n[redis]\npassword = \"inline\"\n",
             pw.display()
@@ -2003,5 +2269,280 @@ mod tests {
     fn missing_file_is_a_read_error() {
         let err = load(Path::new("/nonexistent/kyb.toml")).unwrap_err().to_string();
         assert!(err.starts_with("/nonexistent/kyb.toml: cannot read config file"), "{err}");
+    }
+
+    fn chain(e: &ConfigError) -> String {
+        kyb_core::error_chain(e)
+    }
+
+    #[test]
+    fn the_config_file_must_be_a_regular_file_of_at_most_a_mebibyte() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0).unwrap();
+        let err = chain(&load(&fifo).unwrap_err());
+        assert!(
+            err.starts_with(&format!("{}: cannot read config file: it is a FIFO", fifo.display())),
+            "{err}"
+        );
+        let err = chain(&load(Path::new("/dev/zero")).unwrap_err());
+        assert!(err.contains("/dev/zero: cannot read config file: it is a character device"), "{err}");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "# padding\n".repeat(2 * 1024 * 1024 / 10)).unwrap();
+        let err = chain(&load(&big).unwrap_err());
+        assert!(err.contains("larger than the 1.0 MiB limit"), "{err}");
+        // A config linked into place (as configuration management does) is read.
+        let real = dir.path().join("real.toml");
+        std::fs::write(&real, MINIMAL).unwrap();
+        let link = dir.path().join("kyb-maint.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(load(&link).unwrap().paths.maintenance_dir, dir.path().join("m"));
+    }
+
+    #[test]
+    fn zero_ages_are_refused_with_their_key() {
+        for (line, key) in [
+            ("reports_max_age_days = 0", "cleanup.reports_max_age_days"),
+            ("temp_max_age_days = 0", "cleanup.temp_max_age_days"),
+            ("temp_max_age_days = -1.5", "cleanup.temp_max_age_days"),
+            ("temp_max_age_days = nan", "cleanup.temp_max_age_days"),
+        ] {
+            let err = parse_str(&format!("{MINIMAL}[cleanup]\n{line}\n")).unwrap_err();
+            assert_eq!(err.position(), Some((4, 1)), "{line}: {err}");
+            let err = err.to_string();
+            assert!(err.starts_with("/etc/kyb/kyb-maint.toml:4:1: must be "), "{line}: {err}");
+            assert!(err.contains(&format!("(key `{key}`)")), "{line}: {err}");
+        }
+        let text = format!("{MINIMAL}temp_dir = \"t\"\n[cleanup]\ntemp_max_age_days = 0.25\n");
+        assert_eq!(parse_str(&text).unwrap().cleanup.temp.unwrap().max_age_secs, 6 * 3600);
+        let text = format!("{MINIMAL}temp_dir = \"t\"\n[cleanup]\ntemp_max_age_days = 0.000001\n");
+        assert_eq!(parse_str(&text).unwrap().cleanup.temp.unwrap().max_age_secs, 1, "never rounded to 0");
+        let cfg = parse_str(&format!("{MINIMAL}temp_dir = \"t\"\n")).unwrap();
+        assert_eq!(cfg.cleanup.temp.unwrap().max_age_secs, 86_400);
+        assert_eq!(cfg.cleanup.reports_max_age_days, 30);
+    }
+
+    fn with_password_file(dir: &Path, mode: u32, extra: &str) -> String {
+        let pw = dir.join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        format!("{MINIMAL}[redis]\npassword_file = \"{}\"\n{extra}", pw.display())
+    }
+
+    #[test]
+    fn a_password_file_others_can_read_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            let err = parse_str(&with_password_file(dir.path(), mode, "")).unwrap_err().to_string();
+            assert!(err.starts_with("/etc/kyb/kyb-maint.toml:4:1: "), "{err}");
+            assert!(err.contains(&format!("is open to group or others (mode {mode:04o})")), "{err}");
+            assert!(err.contains("chmod 600") && err.contains("(key `redis.password_file`)"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        for mode in [0o600, 0o400] {
+            let cfg = parse_str(&with_password_file(dir.path(), mode, "")).unwrap();
+            assert_eq!(cfg.health.redis.unwrap().password.unwrap().expose(), "s3cret");
+        }
+        let allowed = with_password_file(dir.path(), 0o644, "allow_insecure_password_file = true\n");
+        assert_eq!(parse_str(&allowed).unwrap().health.redis.unwrap().password.unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn a_password_file_must_be_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0).unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 2 * 1024 * 1024]).unwrap();
+        std::fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        for (file, want) in [
+            (fifo.as_path(), "it is a FIFO"),
+            (Path::new("/dev/zero"), "it is a character device"),
+            (&big, "it is larger than the 1.0 MiB limit"),
+        ] {
+            let text = format!("{WITH_PG}password_file = \"{}\"\n", file.display());
+            let err = parse_str(&text).unwrap_err().to_string();
+            assert!(err.contains(&format!("cannot read {}: {want}", file.display())), "{err}");
+            assert!(err.contains(":6:1:") && err.contains("postgres.password_file"), "{err}");
+        }
+    }
+
+    #[test]
+    fn symlinked_directories_the_flows_delete_in_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("real")).unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        std::fs::create_dir_all(d.join("m")).unwrap();
+        let path = d.join("kyb-maint.toml");
+        for (body, key) in [
+            ("[paths]\ntemp_dir = \"link\"\n", "paths.temp_dir"),
+            ("[paths]\nlog_dir = \"link\"\n", "paths.log_dir"),
+            ("[paths]\nbackup_dir = \"link\"\n", "paths.backup_dir"),
+            (
+                "[paths]\nmaintenance_dir = \"m\"\n[[logs]]\npath = \"link/app.log\"\nowner = \"0\"\ngroup = \"0\"\n",
+                "logs[0].path",
+            ),
+        ] {
+            let err = parse(body, &path).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!(
+                    "{} is a symlink (to {})",
+                    d.join("link").display(),
+                    d.join("real").display()
+                )),
+                "{body}: {err}"
+            );
+            assert!(err.contains(key) && err.contains("never through a symlink"), "{body}: {err}");
+        }
+        std::os::unix::fs::symlink(d.join("real"), d.join("m/reports")).unwrap();
+        let err = parse("[paths]\nmaintenance_dir = \"m\"\n", &path).unwrap_err().to_string();
+        assert!(err.contains("m/reports is a symlink") && err.contains("paths.maintenance_dir"), "{err}");
+        // The real directories, and ones not made yet, are fine.
+        parse("[paths]\nmaintenance_dir = \"n\"\ntemp_dir = \"real\"\nbackup_dir = \"none-yet\"\n", &path)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_os_update_check_can_be_switched_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let apt = dir.path().join("apt-get");
+        std::fs::write(&apt, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+        std::fs::set_permissions(&apt, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let release = dir.path().join("os-release");
+        std::fs::write(&release, "ID=debian\n").unwrap();
+        let text = |switch: &str| {
+            format!(
+                "{MINIMAL}[security]\napt_get = \"{}\"\nos_release = \"{}\"\n{switch}",
+                apt.display(),
+                release.display()
+            )
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let cfg = parse_str(&text("os_updates = false\n")).unwrap();
+        assert!(!cfg.security.os_updates);
+        let r = crate::security::audit(crate::security::Audit::OsUpdates, &cfg, now, false, false).await;
+        assert_eq!(
+            (r.status, r.summary.as_str()),
+            (kyb_core::Status::Ok, "switched off ([security] os_updates = false)")
+        );
+        assert!(!marker.exists(), "apt-get must not run");
+
+        let cfg = parse_str(&text("")).unwrap();
+        assert!(cfg.security.os_updates, "on by default");
+        crate::security::audit(crate::security::Audit::OsUpdates, &cfg, now, false, false).await;
+        assert!(marker.exists(), "on, the check runs apt-get");
+    }
+
+    /// `(text, line, column, key, words of the message, words of the hint)`.
+    const TOML_ERRORS: &[(&str, usize, usize, &str, &str, &str)] = &[
+        (
+            "[paths]\nmaintenance_dir = \"m\"\n[redis]\nport = = 1\n",
+            4,
+            8,
+            "redis.port",
+            "invalid string",
+            "fix the TOML syntax",
+        ),
+        (
+            "[paths]\nmaintenance_dir = \"m\"\n[redis]\nport = 99999999999999999999\n",
+            4,
+            8,
+            "redis.port",
+            "number too large",
+            "use a smaller number",
+        ),
+        (
+            "[paths]\nmaintenance_dir = \"m\"\n[redis]\nport = 70000\n",
+            4,
+            8,
+            "redis.port",
+            "expected u16",
+            "from 0 to 65535",
+        ),
+        (
+            "[redis]\nport = 1\n\n[redis]\nhost = \"x\"\n",
+            4,
+            1,
+            "redis",
+            "duplicate key `redis`",
+            "merge the two sections",
+        ),
+        (
+            "[redis]\nport = 1\nport = 2\n",
+            3,
+            1,
+            "redis.port",
+            "duplicate key `port`",
+            "remove one of the two",
+        ),
+        (
+            "[paths]\nmaintenance_dir = 5\n",
+            2,
+            19,
+            "paths.maintenance_dir",
+            "invalid type: integer `5`",
+            "put the value in double quotes",
+        ),
+        (
+            "[system]\ndisk_pct = \"high\"\n",
+            2,
+            12,
+            "system.disk_pct",
+            "invalid type: string",
+            "use a table: `{ key = value",
+        ),
+        (
+            "[app]\nbase_url = \"http://x\"\ntimout_ms = 5\n",
+            3,
+            1,
+            "app.timout_ms",
+            "unknown field `timout_ms`",
+            "fix its spelling",
+        ),
+        ("[postgres]\nuser = \"u\"\n", 1, 1, "postgres.dbname", "missing field `dbname`", "add the key"),
+        (
+            "[[logs]]\npath = \"a\"\n[[logs]]\npath = \"b\"\nevery = \"hourly\"\n",
+            5,
+            9,
+            "logs[1].every",
+            "unknown variant `hourly`",
+            "one of the values",
+        ),
+    ];
+
+    #[test]
+    fn toml_errors_carry_position_key_and_a_hint() {
+        for (text, line, column, key, message, hint) in TOML_ERRORS {
+            let err = parse_str(text).unwrap_err();
+            let shown = err.to_string();
+            assert_eq!(err.position(), Some((*line, *column)), "{text}: {shown}");
+            assert!(shown.starts_with(&format!("/etc/kyb/kyb-maint.toml:{line}:{column}: ")), "{shown}");
+            assert!(shown.contains(&format!("(key `{key}`)")), "{text}: {shown}");
+            assert!(shown.contains(message) && shown.contains(hint), "{text}: {shown}");
+            assert!(!shown.contains('\n'), "one line: {shown}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_gets_the_position_of_the_first_bad_byte() {
+        let err = parse_bytes(b"[paths]\nmaintenance_dir = \"m\xe9\"\n", Path::new("/k.toml")).unwrap_err();
+        assert_eq!(err.position(), Some((2, 21)));
+        let shown = err.to_string();
+        assert!(shown.starts_with("/k.toml:2:21: the file is not UTF-8 (bad byte at offset 28)"), "{shown}");
+        assert!(
+            shown.contains("(key `paths.maintenance_dir`)") && shown.contains("re-save the file as UTF-8"),
+            "{shown}"
+        );
+        let err = parse_bytes(b"\xff", Path::new("/k.toml")).unwrap_err();
+        assert_eq!(err.position(), Some((1, 1)));
+    }
+
+    #[test]
+    fn a_setting_with_no_line_of_its_own_points_at_its_table() {
+        let err = parse_str(&format!("{MINIMAL}\n[security]\nadvisory_db = \"db\"\n")).unwrap_err();
+        assert_eq!(err.position(), Some((4, 1)), "{err}");
+        assert!(err.to_string().contains("(key `security.cargo_lock`)"), "{err}");
     }
 }

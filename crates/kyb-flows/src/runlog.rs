@@ -13,9 +13,25 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    /// Opens (or creates, mode 0640) the log at `path` for appending.
+    /// Opens (or creates, mode 0640) the log at `path` for appending. A symlink in its place is
+    /// refused, and the error says so.
     pub fn open(path: &Path) -> std::io::Result<RunLog> {
-        Ok(RunLog { file: Some(kyb_core::fs::open_append(path, 0o640)?) })
+        match kyb_core::fs::open_append(path, 0o640) {
+            Ok(file) => Ok(RunLog { file: Some(file) }),
+            // O_NOFOLLOW's ELOOP reads "too many levels of symbolic links": say what it means.
+            Err(e) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+                let target =
+                    std::fs::read_link(path).map(|t| format!(" to {}", t.display())).unwrap_or_default();
+                Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "it is a symlink{target}, and run logs are never written through one: remove the \
+                         link (the next run creates a regular file)"
+                    ),
+                ))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A log that writes nothing.
@@ -34,5 +50,28 @@ impl RunLog {
         if let Err(e) = writeln!(file, "[{stamp}] {text}") {
             tracing::warn!(error = %e, "cannot append to run log");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlinked_run_log_is_refused_and_named_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep\n").unwrap();
+        let log = dir.path().join("daily-maintenance.log");
+        std::os::unix::fs::symlink(&victim, &log).unwrap();
+        let err = RunLog::open(&log).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("it is a symlink to {}", victim.display())), "{err}");
+        assert!(err.contains("remove the link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+
+        std::fs::remove_file(&log).unwrap();
+        let mut ok = RunLog::open(&log).unwrap();
+        ok.line("started");
+        assert!(std::fs::read_to_string(&log).unwrap().ends_with("] started\n"));
     }
 }

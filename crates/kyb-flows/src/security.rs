@@ -89,6 +89,14 @@ pub async fn audit(
             TaskReport::from_checks(name, r.checks, clock.elapsed())
         }
         Audit::OsUpdates => {
+            if !s.os_updates {
+                return not_configured(
+                    name,
+                    "security updates",
+                    "switched off ([security] os_updates = false)",
+                    clock,
+                );
+            }
             let u = kyb_secaudit::UpdatesConfig {
                 dry_run,
                 window_open: emergency || cfg.window.is_open(now),
