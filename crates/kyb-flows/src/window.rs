@@ -76,7 +76,9 @@ fn is_day_name(day: &str) -> bool {
 
 fn minutes(hhmm: &str) -> Option<u16> {
     let (h, m) = hhmm.trim().split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    // `parse` alone would take a sign: `+6:00`.
+    let two_digits = |f: &str| f.len() == 2 && f.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
         return None;
     }
     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
@@ -110,12 +112,11 @@ impl Window {
     }
 }
 
-/// Minutes since Monday 00:00 UTC of `now`'s week.
+/// Minutes since Monday 00:00 UTC of `now`'s week. From the Unix time, which any offset
+/// shares, since converting to UTC fails near the ends of the calendar.
 fn week_minute(now: OffsetDateTime) -> i64 {
-    let now = now.to_offset(time::UtcOffset::UTC);
-    i64::from(now.weekday().number_days_from_monday()) * 1440
-        + i64::from(now.hour()) * 60
-        + i64::from(now.minute())
+    // 1970-01-01 was a Thursday, three days after a Monday.
+    (now.unix_timestamp().div_euclid(60) + 3 * 1440).rem_euclid(WEEK_MIN)
 }
 
 /// Where heavy work may run.
@@ -146,14 +147,17 @@ impl Windows {
         !self.enforce || self.minutes_to_open(now) == Some(0)
     }
 
-    /// When the next window opens (`now` itself when one is open), or None without windows.
+    /// When the next window opens (`now` itself when one is open), in `now`'s offset; None
+    /// without windows or past the end of the calendar.
     pub fn next_open(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         let wait = self.minutes_to_open(now)?;
         if wait == 0 {
             return Some(now);
         }
-        let start_of_minute = now.replace_second(0).ok()?.replace_nanosecond(0).ok()?;
-        Some(start_of_minute + Duration::minutes(wait))
+        // The start of the UTC minute: an offset may have seconds of its own.
+        let into_minute = Duration::seconds(now.unix_timestamp().rem_euclid(60))
+            + Duration::nanoseconds(now.nanosecond().into());
+        now.checked_sub(into_minute)?.checked_add(Duration::minutes(wait))
     }
 
     fn minutes_to_open(&self, now: OffsetDateTime) -> Option<i64> {
@@ -199,6 +203,8 @@ mod tests {
             "Sun 02:00",
             "Su 02:00-03:00",
             "Sünday 02:00-03:00",
+            "Sun +2:00-06:00",
+            "Sun 02:00-06:+0",
         ] {
             assert!(bad.parse::<Window>().is_err(), "{bad}");
         }
@@ -225,5 +231,195 @@ mod tests {
         assert!(ws.is_open(datetime!(2026-11-30 00:30 UTC)), "Monday 00:30 is inside");
         assert!(!ws.is_open(datetime!(2026-11-30 01:00 UTC)));
         assert_eq!(ws.next_open(datetime!(2026-11-30 01:00 UTC)), Some(datetime!(2026-12-06 23:00 UTC)));
+    }
+
+    #[test]
+    fn next_open_in_any_offset_and_at_the_end_of_the_calendar() {
+        let ws = Windows::default();
+        // An offset with seconds of its own: the window opens on the UTC minute all the same.
+        let offset = time::UtcOffset::from_hms(0, 0, 30).unwrap();
+        let now = datetime!(2026-11-26 19:30:15 UTC).to_offset(offset);
+        assert_eq!(ws.next_open(now), Some(datetime!(2026-11-29 02:00 UTC).to_offset(offset)));
+        // 9999-12-31 is a Friday; the next window would be in the year 10000.
+        assert_eq!(ws.next_open(datetime!(9999-12-31 12:00 UTC)), None);
+        // Its UTC time is past the calendar's end.
+        assert!(!ws.is_open(datetime!(9999-12-31 23:00 -5)));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const FULL: [&str; 7] =
+            ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+
+        fn window() -> impl Strategy<Value = Window> {
+            (0..7_usize, 0..1440_u16, 1..1440_u16).prop_map(|(d, start_min, len)| Window {
+                day: DAYS[d].1,
+                start_min,
+                // Any end but the start; 24:00 where a window would end at midnight.
+                end_min: match (start_min + len) % 1440 {
+                    0 => 1440,
+                    end => end,
+                },
+            })
+        }
+
+        /// Any instant the `time` crate holds, at any UTC offset (seconds included).
+        fn instant() -> impl Strategy<Value = OffsetDateTime> {
+            let min =
+                OffsetDateTime::new_utc(time::Date::MIN, time::Time::MIDNIGHT).unix_timestamp() + 86_400;
+            let max =
+                OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT).unix_timestamp() - 86_400;
+            (min..max, 0..1_000_000_000_u32, -86_399..86_400_i32).prop_map(|(t, nanos, offset)| {
+                let utc = OffsetDateTime::from_unix_timestamp(t).unwrap().replace_nanosecond(nanos).unwrap();
+                utc.to_offset(time::UtcOffset::from_whole_seconds(offset).unwrap())
+            })
+        }
+
+        /// `HH` (`0..=2` leading) or `MM` (`0..=5` leading), mostly well formed, else misspelled:
+        /// one digit or three, a sign, digits other than ASCII, a letter.
+        fn field(lead: char) -> impl Strategy<Value = String> {
+            prop_oneof![
+                12 => proptest::string::string_regex(&format!("[0-{lead}][0-9]")).unwrap(),
+                1 => proptest::string::string_regex("[+][0-9]").unwrap(),
+                1 => proptest::string::string_regex("[+-]?[0-9]{1,3}").unwrap(),
+                1 => proptest::string::string_regex("[٠-٩]{1,2}").unwrap(),
+                1 => proptest::string::string_regex("[0-9][a-z]").unwrap(),
+            ]
+        }
+
+        /// Minutes after midnight for `HH` and `MM` exactly as the grammar allows them.
+        fn oracle(h: &str, m: &str, end: bool) -> Option<u16> {
+            let two_digits = |f: &str| f.len() == 2 && f.bytes().all(|b| b.is_ascii_digit());
+            if !two_digits(h) || !two_digits(m) {
+                return None;
+            }
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            match (h, m) {
+                (24, 0) if end => Some(1440),
+                (0..=23, 0..=59) => Some(h * 60 + m),
+                _ => None,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(60))]
+
+            /// Any text: a window, or an error that quotes the text; a window prints as text
+            /// that reads back as the same window.
+            #[test]
+            fn any_text_is_a_window_or_a_clear_error(text in prop_oneof![
+                any::<String>(),
+                "[ A-Za-zé]{0,12} [ 0-9:+-]{0,16}( UTC| utc)?",
+            ]) {
+                match text.parse::<Window>() {
+                    Ok(w) => prop_assert_eq!(w.to_string().parse::<Window>(), Ok(w)),
+                    Err(e) => {
+                        prop_assert_eq!(&e.text, &text);
+                        prop_assert!(e.to_string().contains("is not a window like `Sun 02:00-06:00`"));
+                    }
+                }
+            }
+
+            /// Written the ways an operator would (three letters or the full name, any case,
+            /// spaces around the dash, with or without UTC), a window reads as written, and
+            /// prints the one way.
+            #[test]
+            fn written_windows_read_back(
+                w in window(),
+                letters in 3..=9_usize,
+                upper in prop::collection::vec(any::<bool>(), 9),
+                spaced in any::<bool>(),
+                utc in prop::sample::select(vec!["", " UTC", " utc", "UTC"]),
+            ) {
+                let full = FULL[w.day.number_days_from_monday() as usize];
+                let day: String = full
+                    .chars()
+                    .take(letters)
+                    .zip(upper)
+                    .map(|(c, up)| if up { c.to_ascii_uppercase() } else { c })
+                    .collect();
+                let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+                let dash = if spaced { " - " } else { "-" };
+                let text = format!("{day} {}{dash}{}{utc}", hm(w.start_min), hm(w.end_min));
+                prop_assert_eq!(text.parse::<Window>(), Ok(w));
+                let printed = w.to_string();
+                prop_assert!(printed.ends_with(" UTC") && printed.len() == "Sun 02:00-06:00 UTC".len(), "{}", printed);
+                prop_assert_eq!(printed.parse::<Window>(), Ok(w));
+            }
+
+            /// Times are read exactly when each of their four fields is two ASCII digits in range.
+            #[test]
+            fn time_fields_are_two_ascii_digits(
+                day in prop::sample::select(vec!["Sun", "wed", "Friday"]),
+                fields in (field('2'), field('5'), field('2'), field('5')),
+            ) {
+                let fields = [fields.0, fields.1, fields.2, fields.3];
+                let text = format!("{day} {}:{}-{}:{}", fields[0], fields[1], fields[2], fields[3]);
+                let want = match (oracle(&fields[0], &fields[1], false), oracle(&fields[2], &fields[3], true)) {
+                    (Some(start), Some(end)) if start != end => Some((start, end)),
+                    _ => None,
+                };
+                let got = text.parse::<Window>().ok().map(|w| (w.start_min, w.end_min));
+                prop_assert_eq!(got, want, "{}", text);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(60))]
+
+            /// Every minute inside a window is open, whatever the week and the offset it is
+            /// written in, and the minute its end is not (unless another window holds it).
+            #[test]
+            fn a_window_holds_its_minutes(
+                w in window(),
+                weeks in -50_000..50_000_i64,
+                into in 0..10_080_i64,
+                offset in -86_399..86_400_i32,
+            ) {
+                // 1970-01-05 was a Monday.
+                let monday = OffsetDateTime::from_unix_timestamp(4 * 86_400).unwrap() + Duration::weeks(weeks);
+                let (start, len) = w.span();
+                let into = into % len;
+                let at = (monday + Duration::minutes(start + into))
+                    .to_offset(time::UtcOffset::from_whole_seconds(offset).unwrap());
+                let ws = Windows { enforce: true, allowed: vec![w] };
+                prop_assert!(ws.is_open(at), "{} at {}", w, at);
+                prop_assert!(ws.is_open(at + Duration::seconds(59)), "{} at {}", w, at);
+                prop_assert_eq!(ws.next_open(at), Some(at));
+                prop_assert!(!ws.is_open(monday + Duration::minutes(start + len)), "{} ends", w);
+            }
+
+            /// The next opening is never before now, is open, comes at the start of a minute
+            /// (or is now), and no minute before it is open; without windows there is none,
+            /// and a window that is not enforced is always open.
+            #[test]
+            fn the_next_opening_is_the_first(
+                allowed in prop::collection::vec(window(), 0..4),
+                now in instant(),
+                between in 0.0..1.0_f64,
+            ) {
+                let ws = Windows { enforce: true, allowed };
+                let off = Windows { enforce: false, ..ws.clone() };
+                prop_assert!(off.is_open(now));
+                let Some(next) = ws.next_open(now) else {
+                    // Only without windows, or past the last instant there is.
+                    prop_assert!(ws.allowed.is_empty() || now.year() == 9999, "{:?} at {}", ws.allowed, now);
+                    return Ok(());
+                };
+                prop_assert_eq!(next.offset(), now.offset());
+                prop_assert!(next >= now);
+                prop_assert!(ws.is_open(next), "{} is not open: {}", next, ws.describe());
+                if next > now {
+                    prop_assert!(!ws.is_open(now));
+                    prop_assert_eq!(next.unix_timestamp() % 60, 0);
+                    prop_assert_eq!(next.nanosecond(), 0);
+                    let gap = (next - now).whole_seconds();
+                    let probe = now + Duration::seconds(((gap - 1) as f64 * between) as i64);
+                    prop_assert!(!ws.is_open(probe), "{} is open before {}: {}", probe, next, ws.describe());
+                }
+            }
+        }
     }
 }
