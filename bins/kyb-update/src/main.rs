@@ -7,7 +7,7 @@ mod cli;
 use clap::{Parser, Subcommand};
 use kyb_core::{Check, Status, TaskReport};
 use kyb_flows::FlowReport;
-use kyb_update::{MemoryOptions, MigrateConfig, Outcome, UpdateReport, UpdateRequest};
+use kyb_update::{MemoryOptions, MemorySources, MigrateConfig, Outcome, UpdateReport, UpdateRequest};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,10 +91,13 @@ enum Command {
     },
     /// Checks the service's memory and runtime numbers; restarts it only when configured.
     ///
-    /// RSS from procfs against `[tuning.memory]` thresholds (Warn above 1 GiB by default), and
-    /// the runtime numbers the app exports in `/metrics`. Over the threshold, the service is
-    /// restarted (then held to the health gate) only when `restart = true`, and only inside a
-    /// maintenance window unless `--emergency`.
+    /// The RSS against the `[tuning.memory]` thresholds (Warn above 1 GiB by default): the
+    /// service's, from procfs, when `[update]` says how it runs, and the one the app reports in
+    /// its `/metrics` (`process_resident_memory_bytes`) when `[app]` is configured; either is
+    /// enough for a read-only check. Also the other runtime numbers the app exports. Over the
+    /// threshold, the service is restarted (then held to the health gate) only when
+    /// `restart = true`, which needs `[update]`, and only inside a maintenance window unless
+    /// `--emergency`.
     Memory {
         /// Say what would be restarted; restart nothing.
         #[arg(long)]
@@ -230,10 +233,14 @@ async fn main() -> ExitCode {
             (TaskReport::from_checks("db-migrate", checks, started.elapsed()), dry_run)
         }
         Command::Memory { dry_run, emergency } => {
-            let Some(update) = &cfg.update else {
-                return lacks(&cli.common.config, "has no [update] section: it says how the service runs");
-            };
-            let exposition = match &cfg.snapshot {
+            if cfg.update.is_none() && cfg.snapshot.is_none() {
+                return lacks(
+                    &cli.common.config,
+                    "has neither [app] nor [update]: the memory check reads the RSS the app reports in \
+                     its /metrics ([app]) or the service's RSS from procfs ([update])",
+                );
+            }
+            let scraped = match &cfg.snapshot {
                 Some(s) => {
                     let scrape = kyb_health::ScrapeConfig {
                         url: s.metrics_url.clone(),
@@ -241,19 +248,21 @@ async fn main() -> ExitCode {
                         max_body_bytes: s.max_body_bytes,
                         max_redirects: s.max_redirects,
                     };
-                    kyb_health::scrape(&scrape).await.ok().map(|s| s.exposition)
+                    Some(
+                        kyb_health::scrape(&scrape)
+                            .await
+                            .map(|s| s.exposition)
+                            .map_err(|e| kyb_core::error_chain(&e)),
+                    )
                 }
                 None => None,
             };
+            let sources = MemorySources {
+                service: cfg.update.as_ref().map(|u| (&u.service, &u.health)),
+                metrics: scraped.as_ref().map(|r| r.as_ref().map_err(String::as_str)),
+            };
             let opts = MemoryOptions { restart_allowed: emergency || cfg.window.is_open(now), dry_run };
-            let result = kyb_update::app_memory(
-                &cfg.tuning.memory,
-                &update.service,
-                &update.health,
-                exposition.as_ref(),
-                opts,
-            )
-            .await;
+            let result = kyb_update::app_memory(&cfg.tuning.memory, sources, opts).await;
             let task = match result {
                 Ok(checks) => TaskReport::from_checks("app-memory", checks, started.elapsed()),
                 Err(e) => TaskReport::failed("app-memory", kyb_core::error_chain(&e), started.elapsed()),

@@ -27,6 +27,6 @@ pub use migrate::{
 };
 pub use service::{Instance, ServiceError, ServiceManager};
 pub use tune::{
-    MemoryConfig, MemoryOptions, SysctlConfig, SysctlReport, TuneConfig, TuneError, app_memory, drop_caches,
-    rss_bytes, sysctl,
+    MemoryConfig, MemoryOptions, MemorySources, SysctlConfig, SysctlReport, TuneConfig, TuneError,
+    app_memory, drop_caches, rss_bytes, sysctl,
 };

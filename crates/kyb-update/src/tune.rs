@@ -27,7 +27,8 @@ pub struct TuneConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
-    /// RSS above this is Warn (default 1 GiB, the runbook's threshold).
+    /// RSS above this is Warn (default 1 GiB, the runbook's threshold): the service's, read
+    /// from procfs, and the one the app reports as `process_resident_memory_bytes`.
     pub rss_warn_bytes: u64,
     /// RSS above this is Crit (default 2 GiB).
     pub rss_crit_bytes: u64,
@@ -35,7 +36,9 @@ pub struct MemoryConfig {
     /// followed by the health gate). Off by default: a restart is an outage for its users.
     pub restart: bool,
     /// Metric names (or name prefixes ending in `*`) reported from `/metrics` as the runtime's
-    /// numbers: goroutines, threads, open files, heap, whatever the app exports.
+    /// numbers: goroutines, threads, open files, heap, whatever the app exports. Each series is
+    /// shown on its own (a counter's series as their total). `process_resident_memory_bytes` is
+    /// never among them: it is judged against the RSS thresholds.
     pub runtime_metrics: Vec<String>,
 }
 
@@ -49,7 +52,6 @@ impl Default for MemoryConfig {
                 "go_goroutines",
                 "go_threads",
                 "go_memstats_heap_inuse_bytes",
-                "process_resident_memory_bytes",
                 "process_open_fds",
                 "tokio_*",
             ]
@@ -328,74 +330,212 @@ pub struct MemoryOptions {
     pub dry_run: bool,
 }
 
-/// The service's RSS against the thresholds, and a restart (with the health gate) when it is
-/// over, configured, and allowed now. `exposition` is a scrape of the app's `/metrics`, for the
-/// runtime numbers.
+/// Where the memory check reads its numbers. At least one is needed.
+#[derive(Debug, Clone, Copy)]
+pub struct MemorySources<'a> {
+    /// The service as `[update]` runs it, and its health gate: its RSS is read from procfs, and
+    /// only through it can the service be restarted. None: a read-only check of `/metrics`.
+    pub service: Option<(&'a ServiceManager, &'a GateConfig)>,
+    /// A scrape of the app's `/metrics`, or why it failed; None when no `[app]` is configured.
+    pub metrics: Option<Result<&'a kyb_prom::Exposition, &'a str>>,
+}
+
+/// The gauge of resident memory client libraries export for their own process.
+const APP_RSS_METRIC: &str = "process_resident_memory_bytes";
+
+/// The service's RSS (from procfs, through `sources.service`) and the RSS the app reports in
+/// its `/metrics` (`process_resident_memory_bytes`), each against the thresholds; the app's
+/// other runtime numbers; and a restart (with the health gate) when over, configured, and
+/// allowed now. `Err` when the service is configured but not running.
 pub async fn app_memory(
     cfg: &MemoryConfig,
-    service: &ServiceManager,
-    gate: &GateConfig,
-    exposition: Option<&kyb_prom::Exposition>,
+    sources: MemorySources<'_>,
     opts: MemoryOptions,
 ) -> Result<Vec<Check>, TuneError> {
-    let instance = service
-        .instance()
-        .await
-        .map_err(|e| TuneError::Service(kyb_core::error_chain(&e)))?
-        .ok_or_else(|| TuneError::Service(format!("{} is not running", service.describe())))?;
-    let rss = rss_bytes(instance.pid)?;
-    let status = if rss > cfg.rss_crit_bytes {
-        Status::Crit
-    } else if rss > cfg.rss_warn_bytes {
-        Status::Warn
-    } else {
-        Status::Ok
-    };
-    let mut checks = vec![
-        Check::new(
-            "rss",
-            status,
-            format!(
-                "pid {} uses {} (warn above {})",
-                instance.pid,
-                kyb_core::human_bytes(rss),
-                kyb_core::human_bytes(cfg.rss_warn_bytes)
-            ),
-        )
-        .with_metric(
-            Metric::new("rss", rss as f64, Unit::Bytes)
-                .with_thresholds(cfg.rss_warn_bytes as f64, cfg.rss_crit_bytes as f64),
-        ),
-    ];
-    if let Some(exp) = exposition {
-        checks.push(runtime(cfg, exp));
+    let mut checks = Vec::new();
+    if let Some((service, _)) = sources.service {
+        let instance = service
+            .instance()
+            .await
+            .map_err(|e| TuneError::Service(kyb_core::error_chain(&e)))?
+            .ok_or_else(|| TuneError::Service(format!("{} is not running", service.describe())))?;
+        let rss = rss_bytes(instance.pid)?;
+        checks.push(rss_check(cfg, "rss", rss as f64, &format!("pid {} uses", instance.pid), ""));
     }
-    if status != Status::Ok && cfg.restart {
-        checks.push(restart(service, gate, opts).await);
+    match sources.metrics {
+        Some(Ok(exp)) => {
+            checks.extend(app_rss(cfg, exp, sources.service.is_some()));
+            checks.push(runtime(cfg, exp));
+        }
+        Some(Err(why)) => {
+            let (status, lost) = match sources.service {
+                Some(_) => (Status::Warn, "the app's own RSS and runtime numbers are not checked"),
+                None => (Status::Unknown, "no RSS to judge"),
+            };
+            checks.push(Check::new("metrics", status, format!("cannot read /metrics: {why}; {lost}")));
+        }
+        None if sources.service.is_none() => {
+            return Err(TuneError::Service(
+                "nothing to read the memory from: configure [app] (its /metrics) or [update] (the service)"
+                    .into(),
+            ));
+        }
+        None => {}
+    }
+    let over = checks
+        .iter()
+        .filter(|c| c.name == "rss" || c.name.starts_with("app rss"))
+        .any(|c| matches!(c.status, Status::Warn | Status::Crit));
+    match sources.service {
+        Some((service, gate)) if over && cfg.restart => checks.push(restart(service, gate, opts).await),
+        Some(_) => {}
+        None if cfg.restart => checks.push(Check::new(
+            "restart",
+            Status::Warn,
+            format!(
+                "restart = true in [tuning.memory], but there is no [update] section (binary, state_dir, \
+                 service) to say how the service runs: {}; add [update] to allow it",
+                if over { "not restarted" } else { "it could not be restarted" }
+            ),
+        )),
+        None => {}
     }
     Ok(checks)
 }
 
-fn runtime(cfg: &MemoryConfig, exp: &kyb_prom::Exposition) -> Check {
-    let wanted = |name: &str| {
-        cfg.runtime_metrics.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == p,
-        })
+/// Reads `{before} <size>{after} (<level>)`.
+fn rss_check(cfg: &MemoryConfig, name: &str, rss: f64, before: &str, after: &str) -> Check {
+    let status = if rss > cfg.rss_crit_bytes as f64 {
+        Status::Crit
+    } else if rss > cfg.rss_warn_bytes as f64 {
+        Status::Warn
+    } else {
+        Status::Ok
     };
-    let mut seen: BTreeMap<String, f64> = BTreeMap::new();
-    for s in exp.samples.iter().filter(|s| wanted(&s.name)) {
-        *seen.entry(s.name.clone()).or_default() += s.value;
+    let level = if status == Status::Crit {
+        format!("crit above {}", kyb_core::human_bytes(cfg.rss_crit_bytes))
+    } else {
+        format!("warn above {}", kyb_core::human_bytes(cfg.rss_warn_bytes))
+    };
+    let size = kyb_core::human_bytes(rss as u64);
+    Check::new(name, status, format!("{before} {size}{after} ({level})")).with_metric(
+        Metric::new("rss", rss, Unit::Bytes)
+            .with_thresholds(cfg.rss_warn_bytes as f64, cfg.rss_crit_bytes as f64),
+    )
+}
+
+/// `process_resident_memory_bytes` judged like the RSS read from procfs: one check per series.
+fn app_rss(cfg: &MemoryConfig, exp: &kyb_prom::Exposition, have_procfs: bool) -> Vec<Check> {
+    let series: Vec<&kyb_prom::Sample> = kyb_prom::select(&exp.samples, APP_RSS_METRIC, &[]).collect();
+    if series.is_empty() {
+        // Without a service the app's own figure was the only source.
+        return if have_procfs {
+            Vec::new()
+        } else {
+            vec![Check::new(
+                "app rss",
+                Status::Unknown,
+                format!(
+                    "the app's /metrics has no {APP_RSS_METRIC}, and without an [update] section there is \
+                     no process to read from procfs"
+                ),
+            )]
+        };
     }
-    if seen.is_empty() {
+    series
+        .into_iter()
+        .map(|s| {
+            let name = format!("app rss{}", labels_text(&s.labels));
+            if s.value.is_finite() && s.value >= 0.0 {
+                let after = format!(" resident in {APP_RSS_METRIC}");
+                rss_check(cfg, &name, s.value, "the app reports", &after)
+            } else {
+                Check::new(
+                    name,
+                    Status::Unknown,
+                    format!("{APP_RSS_METRIC} reports {}: no RSS to judge", s.value),
+                )
+            }
+        })
+        .collect()
+}
+
+/// `{a="1",b="2"}`, or nothing without labels.
+fn labels_text(labels: &[(String, String)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// Runtime entries listed in the summary; the rest are counted, and all are in the metrics.
+const MAX_RUNTIME_LINES: usize = 20;
+
+/// The configured runtime numbers, each series on its own: gauges and summary quantiles mean
+/// nothing added together. A counter with several series is shown as its total, which is what
+/// a counter's series add up to. Histogram buckets are left out (their `_sum` and `_count`
+/// stay).
+fn runtime(cfg: &MemoryConfig, exp: &kyb_prom::Exposition) -> Check {
+    use kyb_prom::MetricKind;
+    let wanted = |name: &str| {
+        name != APP_RSS_METRIC
+            && cfg.runtime_metrics.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == p,
+            })
+    };
+    let mut by_name: BTreeMap<&str, Vec<&kyb_prom::Sample>> = BTreeMap::new();
+    for s in exp.samples.iter().filter(|s| wanted(&s.name)) {
+        by_name.entry(s.name.as_str()).or_default().push(s);
+    }
+    let mut entries: Vec<(String, f64, Unit)> = Vec::new();
+    for (name, series) in by_name {
+        let kind = exp.family_of(name).map_or(MetricKind::Untyped, |f| f.kind);
+        if kind == MetricKind::Histogram && name.ends_with("_bucket") {
+            continue;
+        }
+        let counter = kind == MetricKind::Counter
+            || (kind == MetricKind::Untyped && name.ends_with("_total"))
+            || (matches!(kind, MetricKind::Histogram | MetricKind::Summary)
+                && (name.ends_with("_count") || name.ends_with("_sum")));
+        if counter && series.len() > 1 {
+            let total = series.iter().map(|s| s.value).sum();
+            entries.push((format!("{name} (total of {} series)", series.len()), total, Unit::Counter));
+            continue;
+        }
+        for s in series {
+            let unit = match name {
+                _ if counter => Unit::Counter,
+                n if n.ends_with("_bytes") => Unit::Bytes,
+                n if n.ends_with("_seconds") => Unit::Seconds,
+                _ => Unit::None,
+            };
+            entries.push((format!("{name}{}", labels_text(&s.labels)), s.value, unit));
+        }
+    }
+    if entries.is_empty() {
         return Check::new("runtime", Status::Ok, "the app exports none of the configured runtime metrics");
     }
-    let text: Vec<String> = seen.iter().map(|(n, v)| format!("{n} {v}")).collect();
+    let mut text: Vec<String> =
+        entries.iter().take(MAX_RUNTIME_LINES).map(|(n, v, u)| format!("{n} {}", show(*v, *u))).collect();
+    if entries.len() > MAX_RUNTIME_LINES {
+        text.push(format!("... and {} more", entries.len() - MAX_RUNTIME_LINES));
+    }
     let mut check = Check::new("runtime", Status::Ok, text.join(", "));
-    for (n, v) in seen {
-        check = check.with_metric(Metric::new(n, v, Unit::None));
+    for (n, v, u) in entries {
+        check = check.with_metric(Metric::new(n, v, u));
     }
     check
+}
+
+/// A value for a reader: bytes in binary units, seconds with their unit.
+fn show(v: f64, unit: Unit) -> String {
+    match unit {
+        Unit::Bytes if v.is_finite() && v >= 0.0 => kyb_core::human_bytes(v as u64),
+        Unit::Seconds => format!("{v} s"),
+        _ => format!("{v}"),
+    }
 }
 
 async fn restart(service: &ServiceManager, gate: &GateConfig, opts: MemoryOptions) -> Check {
@@ -574,5 +714,174 @@ mod tests {
     fn rss_of_this_process_is_read() {
         let rss = rss_bytes(std::process::id()).unwrap();
         assert!(rss > 1 << 20, "{rss}");
+    }
+
+    mod memory {
+        use super::*;
+        use kyb_testkit::{FakeApp, HealthMode, MetricsMode};
+
+        async fn scraped(app: &FakeApp) -> kyb_prom::Exposition {
+            let sc = kyb_health::ScrapeConfig {
+                url: app.url("/metrics"),
+                timeout_ms: 10_000,
+                max_body_bytes: 1 << 22,
+                max_redirects: 3,
+            };
+            kyb_health::scrape(&sc).await.unwrap().exposition
+        }
+
+        fn levels(warn: u64, crit: u64) -> MemoryConfig {
+            MemoryConfig { rss_warn_bytes: warn, rss_crit_bytes: crit, ..MemoryConfig::default() }
+        }
+
+        fn only_metrics(exp: &kyb_prom::Exposition) -> MemorySources<'_> {
+            MemorySources { service: None, metrics: Some(Ok(exp)) }
+        }
+
+        fn find<'a>(checks: &'a [Check], name: &str) -> &'a Check {
+            checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} in {checks:#?}"))
+        }
+
+        #[tokio::test]
+        async fn the_apps_own_rss_is_judged_against_the_thresholds_without_a_service() {
+            let app = FakeApp::start(HealthMode::Healthy).await;
+            let exp = scraped(&app).await;
+            // The fake app reports 412,001,000 bytes: 392.9 MiB.
+            let checks =
+                app_memory(&levels(256 << 20, 1 << 30), only_metrics(&exp), MemoryOptions::default())
+                    .await
+                    .unwrap();
+            let rss = find(&checks, "app rss");
+            assert_eq!(rss.status, Status::Warn, "{rss:?}");
+            assert_eq!(
+                rss.summary,
+                "the app reports 392.9 MiB resident in process_resident_memory_bytes (warn above 256.0 MiB)"
+            );
+            assert_eq!(rss.metrics[0].unit, Unit::Bytes);
+            assert_eq!(rss.metrics[0].warn, Some(f64::from(256u32 << 20)));
+            let runtime = find(&checks, "runtime");
+            assert!(!runtime.summary.contains("process_resident_memory_bytes"), "{}", runtime.summary);
+            assert!(checks.iter().all(|c| c.name != "rss" && c.name != "restart"), "{checks:#?}");
+
+            let checks =
+                app_memory(&levels(100 << 20, 300 << 20), only_metrics(&exp), MemoryOptions::default())
+                    .await
+                    .unwrap();
+            let rss = find(&checks, "app rss");
+            assert_eq!(rss.status, Status::Crit);
+            assert!(rss.summary.ends_with("(crit above 300.0 MiB)"), "{}", rss.summary);
+            let checks = app_memory(&levels(1 << 30, 2 << 30), only_metrics(&exp), MemoryOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(find(&checks, "app rss").status, Status::Ok);
+        }
+
+        #[tokio::test]
+        async fn runtime_numbers_are_never_added_across_series() {
+            let app = FakeApp::start(HealthMode::Healthy).await;
+            app.set_metrics(MetricsMode::TokioRuntime);
+            let exp = scraped(&app).await;
+            let checks = app_memory(&MemoryConfig::default(), only_metrics(&exp), MemoryOptions::default())
+                .await
+                .unwrap();
+            let runtime = find(&checks, "runtime");
+            let s = &runtime.summary;
+            for part in [
+                "tokio_task_poll_duration_seconds{quantile=\"0.5\"} 0.12 s",
+                "tokio_task_poll_duration_seconds{quantile=\"0.9\"} 0.52 s",
+                "tokio_task_poll_duration_seconds{quantile=\"0.99\"} 1 s",
+                "tokio_worker_local_queue_depth{worker=\"0\"} 3",
+                "tokio_worker_local_queue_depth{worker=\"1\"} 7",
+                "tokio_worker_polls_total (total of 2 series) 200000",
+                "tokio_workers_count 4",
+                "process_open_fds 57",
+            ] {
+                assert!(s.contains(part), "{part} in {s}");
+            }
+            assert!(!s.contains("1.64") && !s.contains("depth 10"), "{s}");
+            let unit = |label: &str| runtime.metrics.iter().find(|m| m.label == label).map(|m| m.unit);
+            assert_eq!(unit("tokio_task_poll_duration_seconds_sum"), Some(Unit::Counter));
+            assert_eq!(unit("tokio_task_poll_duration_seconds{quantile=\"0.5\"}"), Some(Unit::Seconds));
+            assert_eq!(unit("process_open_fds"), Some(Unit::None));
+        }
+
+        #[tokio::test]
+        async fn without_a_figure_to_judge_it_says_why() {
+            let exp = kyb_prom::parse("process_open_fds 12\nprocess_resident_memory_bytes NaN\n");
+            let checks = app_memory(&MemoryConfig::default(), only_metrics(&exp), MemoryOptions::default())
+                .await
+                .unwrap();
+            let rss = find(&checks, "app rss");
+            assert_eq!(rss.status, Status::Unknown);
+            assert!(rss.summary.contains("reports NaN"), "{}", rss.summary);
+
+            let exp = kyb_prom::parse("process_open_fds 12\n");
+            let checks = app_memory(&MemoryConfig::default(), only_metrics(&exp), MemoryOptions::default())
+                .await
+                .unwrap();
+            let rss = find(&checks, "app rss");
+            assert_eq!(rss.status, Status::Unknown);
+            assert!(rss.summary.contains("no process_resident_memory_bytes"), "{}", rss.summary);
+
+            let failed =
+                MemorySources { service: None, metrics: Some(Err("HTTP 500 from http://x/metrics")) };
+            let checks =
+                app_memory(&MemoryConfig::default(), failed, MemoryOptions::default()).await.unwrap();
+            let m = find(&checks, "metrics");
+            assert_eq!(m.status, Status::Unknown);
+            assert!(m.summary.starts_with("cannot read /metrics: HTTP 500"), "{}", m.summary);
+
+            let none = MemorySources { service: None, metrics: None };
+            let err = app_memory(&MemoryConfig::default(), none, MemoryOptions::default()).await.unwrap_err();
+            assert!(err.to_string().contains("configure [app]"), "{err}");
+        }
+
+        #[tokio::test]
+        async fn a_restart_asked_without_a_service_is_explained() {
+            let app = FakeApp::start(HealthMode::Healthy).await;
+            let exp = scraped(&app).await;
+            let cfg = MemoryConfig { restart: true, ..levels(256 << 20, 1 << 30) };
+            let opts = MemoryOptions { restart_allowed: true, dry_run: false };
+            let checks = app_memory(&cfg, only_metrics(&exp), opts).await.unwrap();
+            let restart = find(&checks, "restart");
+            assert_eq!(restart.status, Status::Warn);
+            assert!(
+                restart.summary.contains("no [update] section") && restart.summary.contains("not restarted"),
+                "{}",
+                restart.summary
+            );
+        }
+
+        /// This test process, as a supervised service would be recorded.
+        fn this_process(dir: &Path) -> ServiceManager {
+            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            // Field 22, the start time, is the 20th after the name.
+            let started = after_name.split_whitespace().nth(19).unwrap();
+            let pid_file = dir.join("app.pid");
+            std::fs::write(&pid_file, format!("{} {started}\n", std::process::id())).unwrap();
+            ServiceManager::Process {
+                command: vec!["/bin/false".into()],
+                pid_file,
+                log_file: None,
+                stop_timeout_ms: 1_000,
+            }
+        }
+
+        #[tokio::test]
+        async fn procfs_and_the_apps_own_figure_are_both_judged() {
+            let app = FakeApp::start(HealthMode::Healthy).await;
+            let exp = scraped(&app).await;
+            let dir = tempfile::tempdir().unwrap();
+            let service = this_process(dir.path());
+            let gate = GateConfig::default();
+            let sources = MemorySources { service: Some((&service, &gate)), metrics: Some(Ok(&exp)) };
+            let checks =
+                app_memory(&levels(256 << 20, 1 << 40), sources, MemoryOptions::default()).await.unwrap();
+            let rss = find(&checks, "rss");
+            assert!(rss.summary.starts_with(&format!("pid {} uses ", std::process::id())), "{}", rss.summary);
+            assert_eq!(find(&checks, "app rss").status, Status::Warn);
+            assert!(checks.iter().all(|c| c.name != "restart"), "restart is off: {checks:#?}");
+        }
     }
 }
