@@ -3,7 +3,7 @@
 use crate::probe::timed_probe;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use kyb_core::error_chain as chain;
-use kyb_core::{Check, Secret};
+use kyb_core::{Check, PgTarget, Secret};
 use std::time::Duration;
 
 /// Where and how to reach PostgreSQL.
@@ -61,7 +61,7 @@ pub async fn check_postgres(cfg: &PostgresConfig) -> Check {
 
 async fn probe(cfg: &PostgresConfig) -> Result<String, String> {
     let pool = pool(cfg).map_err(|e| chain(&e))?;
-    let client = pool.get().await.map_err(|e| chain(&e))?;
+    let client = pool.get().await.map_err(|e| connect_error(cfg, e))?;
     let row = client
         .query_one("SELECT 1::int4, current_setting('server_version')", &[])
         .await
@@ -71,4 +71,21 @@ async fn probe(cfg: &PostgresConfig) -> Result<String, String> {
         return Err(format!("SELECT 1 returned {one}"));
     }
     Ok(row.get(1))
+}
+
+/// The pool's error as the connection's root cause and what to check: deadpool's own words
+/// ("error occurred while creating a new object") say neither.
+fn connect_error(cfg: &PostgresConfig, e: deadpool_postgres::PoolError) -> String {
+    let t = PgTarget {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        user: cfg.user.clone(),
+        password: None,
+        dbname: cfg.dbname.clone(),
+    };
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => t.connect_error(e).to_string(),
+        deadpool_postgres::PoolError::Timeout(_) => t.connect_timeout(cfg.timeout_ms).to_string(),
+        other => chain(&other),
+    }
 }

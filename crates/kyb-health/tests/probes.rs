@@ -142,9 +142,25 @@ mod postgres {
     #[tokio::test]
     async fn wrong_port_is_crit_with_the_reason() {
         let db = fresh_database("pgdown").await;
-        let c = check_postgres(&PostgresConfig { port: dead_port(), ..cfg(&db) }).await;
+        let port = dead_port();
+        let c = check_postgres(&PostgresConfig { port, ..cfg(&db) }).await;
         assert_eq!(c.status, Status::Crit);
-        assert!(c.summary.to_lowercase().contains("refused"), "{}", c.summary);
+        let s = &c.summary;
+        assert!(
+            s.contains(&format!("cannot connect to PostgreSQL at 127.0.0.1:{port}: connection refused")),
+            "{s}"
+        );
+        assert!(s.contains("check that PostgreSQL is running"), "{s}");
+        assert!(!s.contains("Error occurred"), "the pool's own words: {s}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_database_is_named() {
+        let db = fresh_database("pgnodb").await;
+        let c = check_postgres(&PostgresConfig { dbname: "no_such_db".into(), ..cfg(&db) }).await;
+        assert_eq!(c.status, Status::Crit);
+        assert!(c.summary.contains("database \"no_such_db\" does not exist"), "{}", c.summary);
+        assert!(c.summary.contains("check the configured dbname"), "{}", c.summary);
     }
 
     #[tokio::test]
@@ -166,6 +182,7 @@ mod postgres {
             check_postgres(&PostgresConfig { password: Some(Secret::new("wrong-pw-123")), ..cfg(&db) }).await;
         assert_eq!(c.status, Status::Crit);
         assert!(c.summary.contains("password authentication failed"), "{}", c.summary);
+        assert!(c.summary.contains("check the configured password"), "{}", c.summary);
         assert!(!c.summary.contains("wrong-pw-123"));
     }
 }
