@@ -6,7 +6,7 @@ mod cli;
 use clap::{Parser, Subcommand};
 use kyb_dbmaint::Report;
 use kyb_flows::FlowReport;
-use kyb_flows::dbmaint::{OpOptions, Operation, capacity, operation, report};
+use kyb_flows::dbmaint::{OpOptions, Operation, capacity, operation, report, reports};
 use std::process::ExitCode;
 use time::OffsetDateTime;
 
@@ -66,7 +66,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Every report below, as one.
+    /// Every report below, one after another on one connection (a database that cannot be
+    /// reached is one finding).
     Reports,
     #[command(flatten)]
     Report(ReportCmd),
@@ -141,8 +142,7 @@ async fn main() -> ExitCode {
             (capacity("db-capacity", Some(db), now, dry_run).await, dry_run)
         }
         Command::Reports => {
-            let all = Report::ALL.iter().map(|r| report(Some(db), *r));
-            let tasks = futures_util::future::join_all(all).await;
+            let tasks = reports("db-reports", Some(db), &Report::ALL).await;
             let r = FlowReport::of("db-reports".to_owned(), tasks, now, false);
             return cli::finish(BIN, &r, cli.common.format, cli.common.textfile);
         }

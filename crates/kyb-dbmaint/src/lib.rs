@@ -28,20 +28,18 @@ mod session;
 
 pub use capacity::{CapacityConfig, CapacityReport, capacity};
 pub use ops::{OpsReport, analyze, reindex, vacuum_analyze};
-pub use reports::{DbReport, Report, ReportConfig, report};
+pub use reports::{DbReport, Report, ReportConfig, ReportRun, report, reports};
 pub use session::{DbConfig, LOCK_KEY};
 
 /// A maintenance task that could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum DbMaintError {
-    /// The server could not be reached or refused the login.
-    #[error("cannot connect to {target}")]
+    /// The server could not be reached in time or refused the login: the message names the
+    /// root cause and what to check.
+    #[error(transparent)]
     Connect {
-        /// `user@host:port/db`.
-        target: String,
         /// The cause.
-        #[source]
-        source: tokio_postgres::Error,
+        source: kyb_core::PgConnectError,
     },
     /// A deadline passed before the server answered.
     #[error("{what} at {target} did not answer within {timeout_ms} ms")]

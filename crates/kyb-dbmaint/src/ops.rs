@@ -11,7 +11,8 @@ use tokio_postgres::error::SqlState;
 /// What an operation did, or (in a dry run) would do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpsReport {
-    /// One check per table: Ok, Warn (lock or statement timeout: try again later) or Crit.
+    /// One check per table: Ok, Warn (lock or statement timeout: try again later; or skipped,
+    /// the role lacking the privilege, which the server would only warn about) or Crit.
     pub checks: Vec<Check>,
     /// The statements run, or to run in a dry run, in order.
     pub statements: Vec<String>,
@@ -39,22 +40,36 @@ async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<OpsRepor
     } else {
         vec!["r".into(), "m".into(), "p".into()]
     };
+    let role = Role::of(&session, cfg).await?;
     // The server quotes each name: no identifier is ever built from text by hand.
-    let tables = session
-        .query(
-            cfg,
-            "listing tables",
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind::text = ANY($1) AND c.relpersistence <> 't' \
-             AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
-             ORDER BY n.nspname, c.relname",
-            &[&kinds],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT format('%I.%I', n.nspname, c.relname), {}, has_schema_privilege(n.oid, 'USAGE'), \
+                format('%I', n.nspname) FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind::text = ANY($1) AND c.relpersistence <> 't' \
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+         ORDER BY n.nspname, c.relname",
+        role.may_maintain("c.oid", false)
+    );
+    let tables = session.query(cfg, "listing tables", &sql, &[&kinds]).await?;
     let mut report = OpsReport { checks: Vec::new(), statements: Vec::new(), dry_run };
+    let verb_name = verb.split(' ').next().unwrap_or(verb);
     for row in tables {
-        let table: String = row.get(0);
+        let (table, allowed, usage, schema): (String, bool, bool, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if !allowed || !usage {
+            // The server would skip it with only a warning, and the run would look done.
+            let why = if allowed {
+                format!(
+                    "{} may not use schema {schema}: GRANT USAGE ON SCHEMA {schema} TO {}",
+                    role.name, role.name
+                )
+            } else {
+                role.lacks(verb_name, &table, false)
+            };
+            report.checks.push(Check::new(&table, Status::Warn, format!("skipped: {why}")));
+            continue;
+        }
         let sql = format!("{verb} {table}");
         report.statements.push(sql.clone());
         if dry_run {
@@ -75,6 +90,57 @@ async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<OpsRepor
         report.checks.push(Check::new("tables", Status::Ok, "no user tables"));
     }
     Ok(report)
+}
+
+/// The role the operations run as, and what the server version lets it maintain.
+struct Role {
+    /// Quoted.
+    name: String,
+    version: i32,
+}
+
+impl Role {
+    async fn of(session: &Session, cfg: &DbConfig) -> Result<Role, DbMaintError> {
+        let row = &session
+            .query(
+                cfg,
+                "reading the role and server version",
+                "SELECT format('%I', current_user), current_setting('server_version_num')::int4",
+                &[],
+            )
+            .await?[0];
+        Ok(Role { name: row.get(0), version: row.get(1) })
+    }
+
+    /// SQL: true when this role may maintain the table `oid`. PostgreSQL 17 has the MAINTAIN
+    /// privilege; before it VACUUM and ANALYZE take the table's or the database's owner, REINDEX
+    /// the table's owner (a superuser has the privileges of every role).
+    fn may_maintain(&self, oid: &str, reindex: bool) -> String {
+        if self.version >= 170_000 {
+            format!("has_table_privilege({oid}, 'MAINTAIN')")
+        } else if reindex {
+            format!("pg_has_role((SELECT relowner FROM pg_class WHERE oid = {oid}), 'USAGE')")
+        } else {
+            format!(
+                "pg_has_role((SELECT relowner FROM pg_class WHERE oid = {oid}), 'USAGE') \
+                 OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')"
+            )
+        }
+    }
+
+    /// Why this role may not run `verb` on `table`, and what would let it.
+    fn lacks(&self, verb: &str, table: &str, reindex: bool) -> String {
+        let role = &self.name;
+        if self.version >= 170_000 {
+            format!("{role} may not {verb} it: GRANT MAINTAIN ON {table} TO {role}, or grant it pg_maintain")
+        } else if reindex {
+            format!("{role} may not {verb} it: only the table's owner or a superuser may")
+        } else {
+            format!(
+                "{role} may not {verb} it: only the table's owner, the database's owner or a superuser may"
+            )
+        }
+    }
 }
 
 /// How one maintenance statement failed.
@@ -111,11 +177,8 @@ async fn execute(session: &Session, cfg: &DbConfig, sql: &str) -> Result<(), Fai
 /// `_ccnew` copy behind; it is dropped. `dry_run` lists the statements and runs none.
 pub async fn reindex(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result<OpsReport, DbMaintError> {
     let session = Session::open(cfg).await?;
-    let version: i32 = session
-        .query(cfg, "reading the server version", "SELECT current_setting('server_version_num')::int4", &[])
-        .await?[0]
-        .get(0);
-    let concurrently = if version >= 120_000 { "CONCURRENTLY " } else { "" };
+    let role = Role::of(&session, cfg).await?;
+    let concurrently = if role.version >= 120_000 { "CONCURRENTLY " } else { "" };
     let db = Db { s: &session, cfg };
     let bloated: Vec<IndexBloat> = index_bloat(&db)
         .await?
@@ -127,8 +190,28 @@ pub async fn reindex(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result
                 && bloat_status(rc, ix.wasted_bytes, ix.pct()) != Status::Ok
         })
         .collect();
+    let allowed: Vec<u32> = if bloated.is_empty() {
+        Vec::new()
+    } else {
+        let oids: Vec<u32> = bloated.iter().map(|ix| ix.oid).collect();
+        let sql = format!(
+            "SELECT i.indexrelid FROM pg_index i WHERE i.indexrelid = ANY($1) AND {}",
+            role.may_maintain("i.indrelid", true)
+        );
+        session
+            .query(cfg, "checking which indexes this role may rebuild", &sql, &[&oids])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
     let mut report = OpsReport { checks: Vec::new(), statements: Vec::new(), dry_run };
     for ix in bloated {
+        if !allowed.contains(&ix.oid) {
+            let skipped = format!("skipped: {}", role.lacks("REINDEX", &ix.table, true));
+            report.checks.push(Check::new(&ix.index, Status::Warn, skipped));
+            continue;
+        }
         let sql = format!("REINDEX INDEX {concurrently}{}", ix.index);
         report.statements.push(sql.clone());
         if dry_run {

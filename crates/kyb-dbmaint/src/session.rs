@@ -38,9 +38,19 @@ impl Session {
         Ok(session)
     }
 
-    /// Connects and sets the timeouts, without the advisory lock: for the read-only reports,
-    /// which must not wait behind a long VACUUM.
+    /// Connects and sets the timeouts, without the advisory lock: for the capacity task.
     pub(crate) async fn connect(cfg: &DbConfig) -> Result<Session, DbMaintError> {
+        Session::connect_with(cfg, cfg.statement_timeout_ms).await
+    }
+
+    /// Connects for the read-only reports, which take no advisory lock (they must not wait
+    /// behind a long VACUUM). The server ends each query when the client stops waiting for it,
+    /// so one slow report does not hold up the next on the same connection.
+    pub(crate) async fn read_only(cfg: &DbConfig) -> Result<Session, DbMaintError> {
+        Session::connect_with(cfg, cfg.connect_timeout_ms).await
+    }
+
+    async fn connect_with(cfg: &DbConfig, statement_timeout_ms: u64) -> Result<Session, DbMaintError> {
         let t = &cfg.postgres;
         let target = t.name();
         let step = Duration::from_millis(cfg.connect_timeout_ms);
@@ -49,13 +59,13 @@ impl Session {
             |what| DbMaintError::Timeout { what, target: target.clone(), timeout_ms: cfg.connect_timeout_ms };
         let (client, conn) = tokio::time::timeout(step, pg.connect(tokio_postgres::NoTls))
             .await
-            .map_err(|_| timeout("connecting"))?
-            .map_err(|source| DbMaintError::Connect { target: target.clone(), source })?;
-        tokio::spawn(conn);
+            .map_err(|_| DbMaintError::Connect { source: t.connect_timeout(cfg.connect_timeout_ms) })?
+            .map_err(|e| DbMaintError::Connect { source: t.connect_error(e) })?;
+        tokio::spawn(drive(conn));
         let query_err = |source| DbMaintError::Query { target: target.clone(), source };
         let settings = format!(
-            "SET lock_timeout = {}; SET statement_timeout = {}",
-            cfg.lock_timeout_ms, cfg.statement_timeout_ms
+            "SET lock_timeout = {}; SET statement_timeout = {statement_timeout_ms}",
+            cfg.lock_timeout_ms
         );
         tokio::time::timeout(step, client.batch_execute(&settings))
             .await
@@ -103,6 +113,26 @@ impl Session {
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Runs the connection, logging the server's notices ("schema ... already exists, skipping")
+/// at debug level: the client library would log them at info.
+async fn drive(
+    mut conn: tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+) {
+    while let Some(message) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+        match message {
+            Ok(tokio_postgres::AsyncMessage::Notice(n)) => {
+                tracing::debug!(severity = n.severity(), "{}", n.message());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // The pending query, if any, gets the same error.
+                tracing::debug!("connection closed: {e}");
+                return;
+            }
         }
     }
 }

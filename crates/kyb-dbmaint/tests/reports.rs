@@ -46,6 +46,10 @@ fn flagged(r: &DbReport) -> Vec<String> {
     names
 }
 
+fn row_of<'a>(checks: &'a [Check], name: &str) -> &'a Check {
+    checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no row {name} in {checks:#?}"))
+}
+
 fn row<'a>(r: &'a DbReport, name: &str) -> &'a Check {
     r.checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no row {name} in {:#?}", r.checks))
 }
@@ -60,6 +64,19 @@ async fn setup(db: &TestDb, sql: &str) {
     c.batch_execute(sql).await.unwrap_or_else(|e| panic!("fixture: {e:?}"));
     // Counters reach the statistics views when a session flushes them; make it now.
     c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
+}
+
+/// A login role of its own for `db`, with no privileges beyond PUBLIC's, and its config.
+/// Roles are server-wide: the caller drops it with [`drop_role`].
+async fn plain_role(db: &TestDb) -> DbConfig {
+    let role = format!("{}_plain", db.dbname);
+    setup(db, &format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'plain-pw'")).await;
+    let c = cfg(db);
+    DbConfig { postgres: PgTarget { user: role, password: Some(Secret::new("plain-pw")), ..c.postgres }, ..c }
+}
+
+async fn drop_role(db: &TestDb, c: &DbConfig) {
+    setup(db, &format!("DROP ROLE \"{}\"", c.postgres.user)).await;
 }
 
 const ACCOUNTS: &str =
@@ -277,6 +294,73 @@ async fn reindex_rebuilds_only_the_bloated_index_and_handles_hostile_names() {
 }
 
 #[tokio::test]
+async fn a_role_that_does_not_own_the_table_skips_its_reindex_and_says_why() {
+    let db = bloated("rpreindexpriv").await;
+    let plain = plain_role(&db).await;
+    // Without SELECT on the table the role does not even see its statistics.
+    let r = report(&plain, &small(), Report::Bloat).await.unwrap();
+    assert!(flagged(&r).is_empty(), "{:#?}", r.checks);
+    let why = format!("3 tables and their indexes were not estimated: {} may not read", plain.postgres.user);
+    assert!(r.notes.iter().any(|n| n.contains(&why) && n.contains("SELECT")), "{:?}", r.notes);
+
+    let user = &plain.postgres.user;
+    setup(&db, &format!(r#"GRANT SELECT ON "Bloat ""Tab""; x" TO "{user}""#)).await;
+    let r = reindex(&plain, &small(), false).await.unwrap();
+    assert!(r.statements.is_empty(), "{r:?}");
+    let row = row_of(&r.checks, r#"public."Idx; DROP TABLE clean;--""#);
+    assert_eq!(row.status, Status::Warn);
+    let why = format!(
+        "skipped: {} may not REINDEX it: only the table's owner or a superuser may",
+        plain.postgres.user
+    );
+    assert_eq!(row.summary, why);
+    setup(&db, &format!(r#"REVOKE SELECT ON "Bloat ""Tab""; x" FROM "{user}""#)).await;
+    drop_role(&db, &plain).await;
+}
+
+#[tokio::test]
+async fn long_queries_say_which_sessions_a_role_without_pg_read_all_stats_cannot_see() {
+    let db = fresh_database("rplongpriv").await;
+    let plain = plain_role(&db).await;
+    // Another role's session in the database, idle in a transaction.
+    let other = db.connect().await;
+    other.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let r = report(&plain, &small(), Report::LongQueries).await.unwrap();
+    let row = row_of(&r.checks, "other roles' sessions");
+    assert_eq!(row.status, Status::Unknown);
+    let grant = format!("GRANT pg_read_all_stats TO {}", plain.postgres.user);
+    assert!(
+        row.summary.contains("lacks pg_read_all_stats") && row.summary.contains(&grant),
+        "{}",
+        row.summary
+    );
+    let r = report(&plain, &small(), Report::Connections).await.unwrap();
+    assert!(r.notes.iter().any(|n| n.contains(&grant)), "{:?}", r.notes);
+
+    setup(&db, &format!("GRANT pg_read_all_stats TO \"{}\"", plain.postgres.user)).await;
+    let r = report(&plain, &small(), Report::LongQueries).await.unwrap();
+    assert!(r.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.checks);
+    let r = report(&plain, &small(), Report::Connections).await.unwrap();
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    other.batch_execute("COMMIT").await.unwrap();
+    drop_role(&db, &plain).await;
+}
+
+#[tokio::test]
+async fn a_sequence_the_role_may_not_read_is_counted_not_passed_over() {
+    let db = fresh_database("rpseqpriv").await;
+    setup(&db, "CREATE TABLE orders (id serial PRIMARY KEY); INSERT INTO orders DEFAULT VALUES;").await;
+    let plain = plain_role(&db).await;
+    let r = report(&plain, &small(), Report::Sequences).await.unwrap();
+    let why = format!("1 sequences not measured: {} may not read them", plain.postgres.user);
+    assert!(r.notes.iter().any(|n| n.starts_with(&why)), "{:?}", r.notes);
+    // The table's owner reads it, and has nothing to note.
+    let r = report(&cfg(&db), &small(), Report::Sequences).await.unwrap();
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    drop_role(&db, &plain).await;
+}
+
+#[tokio::test]
 async fn sequences_are_measured_against_the_column_they_feed() {
     let db = fresh_database("rpseq").await;
     setup(
@@ -430,6 +514,15 @@ async fn slow_queries_come_from_pg_stat_statements_of_this_database_only() {
     assert!(r.checks[0].summary.contains("slow_fixture") && r.checks[0].summary.contains("3 calls"));
     assert!(r.notes[0].contains("mean_exec_time"), "{:?}", r.notes);
 
+    // A role without pg_read_all_stats sees the times of other roles' statements, not their text.
+    let plain = plain_role(&db).await;
+    let r = report(&plain, &rc, Report::SlowQueries).await.unwrap();
+    assert_eq!(r.checks.len(), 1, "{:#?}", r.checks);
+    assert!(r.checks[0].summary.contains("(text hidden from this role)"), "{}", r.checks[0].summary);
+    let grant = format!("GRANT pg_read_all_stats TO {}", plain.postgres.user);
+    assert!(r.notes[1].contains("lacks pg_read_all_stats") && r.notes[1].contains(&grant), "{:?}", r.notes);
+    drop_role(&db, &plain).await;
+
     // The extension missing from the database: Unknown, saying what to do.
     let off = fresh_database("rpslowoff").await;
     setup(&off, "DROP EXTENSION IF EXISTS pg_stat_statements").await;
@@ -470,11 +563,65 @@ async fn slow_queries_without_the_library_preloaded_are_unknown() {
 async fn a_report_on_a_database_that_is_down_is_an_error_without_a_hang() {
     let db = fresh_database("rpdown").await;
     let mut c = cfg(&db);
-    c.postgres.port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    c.postgres.port = port;
     let started = std::time::Instant::now();
     let err = report(&c, &small(), Report::Bloat).await.unwrap_err();
     assert!(matches!(err, DbMaintError::Connect { .. }), "{err:?}");
+    let text = kyb_core::error_chain(&err);
+    assert!(
+        text.starts_with(&format!(
+            "cannot connect to PostgreSQL at 127.0.0.1:{port}: connection refused; check "
+        )),
+        "{text}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
+    // Every report at once: the one error, not one per report.
+    let err = reports(&c, &small(), &Report::ALL).await.unwrap_err();
+    assert_eq!(kyb_core::error_chain(&err), text);
+}
+
+#[tokio::test]
+async fn the_login_failures_name_their_cause_and_what_to_check() {
+    let db = fresh_database("rplogin").await;
+    let cases = [
+        (
+            DbConfig { postgres: PgTarget { dbname: "no_such_db".into(), ..cfg(&db).postgres }, ..cfg(&db) },
+            "database \"no_such_db\" does not exist; check the configured dbname",
+        ),
+        (
+            DbConfig {
+                postgres: PgTarget { password: Some(Secret::new("wrong-pw")), ..cfg(&db).postgres },
+                ..cfg(&db)
+            },
+            "password authentication failed for user",
+        ),
+    ];
+    for (c, expected) in cases {
+        let err = report(&c, &small(), Report::Connections).await.unwrap_err();
+        let text = kyb_core::error_chain(&err);
+        assert!(
+            text.starts_with(&format!("cannot connect to PostgreSQL at {}:{}: ", db.host, db.port)),
+            "{text}"
+        );
+        assert!(text.contains(expected), "{text}");
+        assert!(!text.contains("wrong-pw"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn several_reports_run_in_the_order_asked() {
+    let db = fresh_database("rpmany").await;
+    let which = [Report::Connections, Report::InvalidIndexes, Report::Wraparound];
+    let runs = reports(&cfg(&db), &small(), &which).await.unwrap();
+    assert_eq!(runs.iter().map(|r| r.report).collect::<Vec<_>>(), which);
+    for run in &runs {
+        let r = run
+            .result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: {}", run.report.name(), kyb_core::error_chain(e)));
+        assert_eq!(r.report, run.report);
+    }
 }
 
 #[tokio::test]

@@ -142,6 +142,36 @@ pub async fn report(cfg: Option<&DbMaint>, which: Report) -> TaskReport {
     }
 }
 
+/// Runs several read-only reports on one connection, a task each. A database that cannot be
+/// reached is one task named `name` with one finding, not the same error once per report.
+pub async fn reports(name: &str, cfg: Option<&DbMaint>, which: &[Report]) -> Vec<TaskReport> {
+    let clock = Instant::now();
+    let Some(cfg) = cfg else {
+        return vec![not_configured(name, "database", "no [postgres] configured", clock)];
+    };
+    match kyb_dbmaint::reports(&cfg.db, &cfg.reports, which).await {
+        Ok(runs) => runs
+            .into_iter()
+            .map(|run| {
+                let task = report_task_name(run.report);
+                match run.result {
+                    Ok(r) => {
+                        let mut t = TaskReport::from_checks(task, r.checks, run.duration);
+                        t.notes = r.notes;
+                        t
+                    }
+                    Err(e) => {
+                        let mut t = database_error(task, &e, clock);
+                        t.duration_ms = kyb_core::duration_ms(run.duration);
+                        t
+                    }
+                }
+            })
+            .collect(),
+        Err(e) => vec![database_error(name, &e, clock)],
+    }
+}
+
 /// Records the database size and forecasts when the data disk fills.
 pub async fn capacity(name: &str, cfg: Option<&DbMaint>, now: OffsetDateTime, dry_run: bool) -> TaskReport {
     let clock = Instant::now();

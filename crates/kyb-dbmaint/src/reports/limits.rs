@@ -1,6 +1,6 @@
 //! Hard limits: transaction-ID wraparound, sequence exhaustion, connection slots.
 
-use super::{Db, DbReport, Report, ReportConfig, or_all_clear};
+use super::{Db, DbReport, Report, ReportConfig, grant_read_all_stats, hidden_sessions, or_all_clear};
 use crate::DbMaintError;
 use kyb_core::{Check, Metric, Status, Unit};
 use std::collections::BTreeMap;
@@ -140,16 +140,24 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
     }
     let mut checks = Vec::new();
     let mut highest: Option<(f64, String)> = None;
+    let mut unreadable = 0;
     for (name, s) in &seqs {
         // pg_sequences shows no value for a sequence not yet called since a setval(.., false)
         // or ALTER SEQUENCE .. RESTART, yet that value is the next one handed out: read it from
         // the sequence itself (the name is the server-quoted one). One we may not read is left
-        // out.
+        // out, and counted.
         let last = match s.last {
             Some(v) => v,
             None => {
                 match db.query("reading a sequence", &format!("SELECT last_value FROM {name}"), &[]).await {
                     Ok(rows) => rows[0].get(0),
+                    Err(DbMaintError::Query { source, .. })
+                        if source.code()
+                            == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+                    {
+                        unreadable += 1;
+                        continue;
+                    }
                     Err(_) => continue,
                 }
             }
@@ -204,7 +212,15 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
         Some((pct, name)) => format!("{} sequences; the fullest is {name} at {pct:.2}%", seqs.len()),
         None => format!("{} sequences, none used yet", seqs.len()),
     };
-    Ok(DbReport::new(Report::Sequences, or_all_clear(checks, "sequences", clear), Vec::new()))
+    let mut notes = Vec::new();
+    if unreadable > 0 {
+        let role: String =
+            db.query("reading the role", "SELECT format('%I', current_user)", &[]).await?[0].get(0);
+        notes.push(format!(
+            "{unreadable} sequences not measured: {role} may not read them, which takes SELECT or USAGE on the sequence"
+        ));
+    }
+    Ok(DbReport::new(Report::Sequences, or_all_clear(checks, "sequences", clear), notes))
 }
 
 pub(crate) async fn connections(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, DbMaintError> {
@@ -238,5 +254,17 @@ pub(crate) async fn connections(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRepo
             .with_thresholds(rc.connections_pct.warn, rc.connections_pct.crit),
     )
     .with_metric(Metric::new("connections", all as f64, Unit::None));
-    Ok(DbReport::new(Report::Connections, vec![check], Vec::new()))
+    let hidden = hidden_sessions(db).await?;
+    let notes = if hidden.anywhere > 0 {
+        vec![format!(
+            "the counts leave out up to {} sessions of other roles, whose type and state {} may not see \
+             ({})",
+            hidden.anywhere,
+            hidden.role,
+            grant_read_all_stats(&hidden.role)
+        )]
+    } else {
+        Vec::new()
+    };
+    Ok(DbReport::new(Report::Connections, vec![check], notes))
 }

@@ -193,23 +193,56 @@ impl DbReport {
 /// Runs one report against the database (read only; no advisory lock, so it never waits behind
 /// a maintenance run).
 pub async fn report(cfg: &DbConfig, rc: &ReportConfig, which: Report) -> Result<DbReport, DbMaintError> {
-    let s = Session::connect(cfg).await?;
+    let s = Session::read_only(cfg).await?;
+    run(&Db { s: &s, cfg }, rc, which).await
+}
+
+/// One report of [`reports`]: what it found, or why it could not run, and how long it took.
+#[derive(Debug)]
+pub struct ReportRun {
+    /// Which report.
+    pub report: Report,
+    /// Its findings, or why this report alone could not run (a query refused for lack of
+    /// privilege, a deadline).
+    pub result: Result<DbReport, DbMaintError>,
+    /// How long it took.
+    pub duration: std::time::Duration,
+}
+
+/// Runs several reports one after another on one connection, in the order of `which`. `Err`
+/// only when the database cannot be reached, so that is said once.
+pub async fn reports(
+    cfg: &DbConfig,
+    rc: &ReportConfig,
+    which: &[Report],
+) -> Result<Vec<ReportRun>, DbMaintError> {
+    let s = Session::read_only(cfg).await?;
     let db = Db { s: &s, cfg };
+    let mut out = Vec::with_capacity(which.len());
+    for &report in which {
+        let started = std::time::Instant::now();
+        let result = run(&db, rc, report).await;
+        out.push(ReportRun { report, result, duration: started.elapsed() });
+    }
+    Ok(out)
+}
+
+async fn run(db: &Db<'_>, rc: &ReportConfig, which: Report) -> Result<DbReport, DbMaintError> {
     match which {
-        Report::UnusedIndexes => indexes::unused(&db, rc).await,
-        Report::DuplicateIndexes => indexes::duplicates(&db).await,
-        Report::InvalidIndexes => indexes::invalid(&db).await,
-        Report::Bloat => tables::bloat(&db, rc).await,
-        Report::TableSizes => tables::sizes(&db, rc).await,
-        Report::VacuumState => tables::vacuum_state(&db, rc).await,
-        Report::Wraparound => limits::wraparound(&db, rc).await,
-        Report::Sequences => limits::sequences(&db, rc).await,
-        Report::Connections => limits::connections(&db, rc).await,
-        Report::LongQueries => activity::long_queries(&db, rc).await,
-        Report::CacheHit => activity::cache_hit(&db, rc).await,
-        Report::IndexRecommendations => tables::recommendations(&db, rc).await,
-        Report::TopActivity => tables::top_activity(&db).await,
-        Report::SlowQueries => statements::slow_queries(&db, rc).await,
+        Report::UnusedIndexes => indexes::unused(db, rc).await,
+        Report::DuplicateIndexes => indexes::duplicates(db).await,
+        Report::InvalidIndexes => indexes::invalid(db).await,
+        Report::Bloat => tables::bloat(db, rc).await,
+        Report::TableSizes => tables::sizes(db, rc).await,
+        Report::VacuumState => tables::vacuum_state(db, rc).await,
+        Report::Wraparound => limits::wraparound(db, rc).await,
+        Report::Sequences => limits::sequences(db, rc).await,
+        Report::Connections => limits::connections(db, rc).await,
+        Report::LongQueries => activity::long_queries(db, rc).await,
+        Report::CacheHit => activity::cache_hit(db, rc).await,
+        Report::IndexRecommendations => tables::recommendations(db, rc).await,
+        Report::TopActivity => tables::top_activity(db).await,
+        Report::SlowQueries => statements::slow_queries(db, rc).await,
     }
 }
 
@@ -228,6 +261,34 @@ impl Db<'_> {
     ) -> Result<Vec<tokio_postgres::Row>, DbMaintError> {
         self.s.query(self.cfg, what, sql, params).await
     }
+}
+
+/// Sessions other roles have open that this role may not see into, and the role's quoted
+/// name. Without `pg_read_all_stats` a role sees only its own sessions' state, query and type.
+struct Hidden {
+    /// Client sessions in this database whose state and query are hidden.
+    here: i64,
+    /// Backends anywhere on the server whose type is hidden (client sessions among them).
+    anywhere: i64,
+    role: String,
+}
+
+async fn hidden_sessions(db: &Db<'_>) -> Result<Hidden, DbMaintError> {
+    let rows = db
+        .query(
+            "counting sessions hidden from this role",
+            "SELECT count(*) FILTER (WHERE datname = current_database() AND state IS NULL AND usesysid IS NOT NULL), \
+                    count(*) FILTER (WHERE backend_type IS NULL), format('%I', current_user) \
+             FROM pg_stat_activity",
+            &[],
+        )
+        .await?;
+    Ok(Hidden { here: rows[0].get(0), anywhere: rows[0].get(1), role: rows[0].get(2) })
+}
+
+/// What to grant `role` (quoted) so that it sees every session and statement.
+fn grant_read_all_stats(role: &str) -> String {
+    format!("GRANT pg_read_all_stats TO {role}")
 }
 
 /// The rows, or one Ok row saying what was looked at when nothing was found.

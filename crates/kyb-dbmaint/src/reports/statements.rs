@@ -1,7 +1,7 @@
 //! Slow statements from `pg_stat_statements`, whichever version is installed.
 
 use super::activity::shorten;
-use super::{Db, DbReport, Report, ReportConfig, or_all_clear};
+use super::{Db, DbReport, Report, ReportConfig, grant_read_all_stats, or_all_clear};
 use crate::DbMaintError;
 use kyb_core::{Check, Metric, Status, Unit};
 use tokio_postgres::error::SqlState;
@@ -67,11 +67,19 @@ pub(crate) async fn slow_queries(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRep
         }
         Err(e) => return Err(e),
     };
+    // Statements of other roles keep their times but not their text without pg_read_all_stats.
+    let mut hidden = 0;
     let checks = rows
         .iter()
         .map(|r| {
             let (id, calls, mean_ms, total_ms, nrows, query): (i64, i64, f64, f64, i64, String) =
                 (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+            let query = if query == "<insufficient privilege>" {
+                hidden += 1;
+                "(text hidden from this role)".to_owned()
+            } else {
+                query
+            };
             Check::new(
                 format!("query {id}"),
                 rc.slow_query_ms.classify(mean_ms),
@@ -88,7 +96,15 @@ pub(crate) async fn slow_queries(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRep
             .with_metric(Metric::new("calls", calls as f64, Unit::Counter))
         })
         .collect();
-    let notes = vec![format!("pg_stat_statements {version}, columns {mean} and {total}")];
+    let mut notes = vec![format!("pg_stat_statements {version}, columns {mean} and {total}")];
+    if hidden > 0 {
+        let role: String =
+            db.query("reading the role", "SELECT format('%I', current_user)", &[]).await?[0].get(0);
+        notes.push(format!(
+            "{hidden} statements of other roles show no text: {role} lacks pg_read_all_stats ({})",
+            grant_read_all_stats(&role)
+        ));
+    }
     let clear = format!(
         "no statement with {} or more calls averages {} ms or more",
         rc.slow_query_min_calls, rc.slow_query_ms.warn

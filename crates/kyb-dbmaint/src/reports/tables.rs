@@ -17,7 +17,8 @@ pub(crate) async fn bloat(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, Db
                           FROM unnest(c.reloptions) o WHERE o LIKE 'fillfactor=%'), 100), \
                 array_agg(coalesce(s.avg_width, -1)::int4 ORDER BY a.attnum), \
                 array_agg(coalesce(s.null_frac, 0)::float8 ORDER BY a.attnum), \
-                array_agg(ty.typalign::text ORDER BY a.attnum), array_agg(ty.typlen::int4 ORDER BY a.attnum) \
+                array_agg(ty.typalign::text ORDER BY a.attnum), array_agg(ty.typlen::int4 ORDER BY a.attnum), \
+                bool_and(has_column_privilege(c.oid, a.attnum, 'SELECT')), format('%I', current_user) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          JOIN pg_type ty ON ty.oid = a.atttypid \
@@ -29,10 +30,15 @@ pub(crate) async fn bloat(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, Db
     );
     let rows = db.query("estimating table bloat", &sql, &[]).await?;
     let mut estimates: Vec<(String, String, i64, i64)> = Vec::new();
-    let mut unestimated = 0;
+    let (mut unestimated, mut unreadable) = (0, 0);
     for r in &rows {
         let Some(cols) = columns(r, 5) else {
-            unestimated += 1;
+            // pg_stats shows a column's statistics only to a role that may read the column.
+            if r.get::<_, bool>(9) {
+                unestimated += 1
+            } else {
+                unreadable += 1
+            }
             continue;
         };
         let (pages, tuples, block, fill): (i64, f64, i64, i32) = (r.get(1), r.get(2), r.get(3), r.get(4));
@@ -76,6 +82,13 @@ pub(crate) async fn bloat(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, Db
         human(rc.bloat_bytes.warn as i64),
         rc.bloat_min_pct
     )];
+    if unreadable > 0 {
+        let role: String = rows.first().map(|r| r.get(10)).unwrap_or_default();
+        notes.push(format!(
+            "{unreadable} tables and their indexes were not estimated: {role} may not read their statistics, \
+             which takes SELECT on the table"
+        ));
+    }
     if unestimated > 0 {
         notes.push(format!("{unestimated} tables have no statistics yet and were not estimated"));
     }
