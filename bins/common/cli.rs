@@ -48,17 +48,26 @@ impl Common {
 
 /// Human log lines at a terminal (warnings only: the report is the output), JSON lines with
 /// task events otherwise. `KYB_LOG` overrides the level, in `RUST_LOG` syntax.
+///
+/// Records of the libraries underneath that log through the `log` crate (the PostgreSQL and
+/// Redis clients, TLS) come with their source paths, and the PostgreSQL client logs server
+/// notices at info: they are shown only when `KYB_LOG` asks for debug output.
 fn init_logging() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{LevelFilter, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let terminal = std::io::stderr().is_terminal();
     let default = if terminal { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KYB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if terminal {
-        builder.compact().init();
-    } else {
-        builder.json().flatten_event(true).init();
-    }
+    let debug = filter.max_level_hint().is_none_or(|max| max >= LevelFilter::DEBUG);
+    // Records that come through the `log` bridge are the ones with a `log.target` field.
+    let ours = filter_fn(move |meta| debug || meta.fields().field("log.target").is_none());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if terminal { fmt.compact().boxed() } else { fmt.json().flatten_event(true).boxed() };
+    tracing_subscriber::registry().with(filter).with(fmt.with_filter(ours)).init();
 }
 
 /// Prints that the config file lacks what this binary works on (`why`) and returns exit code 2.

@@ -411,10 +411,8 @@ struct FileLog {
     delay_compress: bool,
     #[serde(default = "default_compress_level")]
     compress_level: u32,
-    #[serde(default = "default_log_owner")]
-    owner: String,
-    #[serde(default = "default_log_owner")]
-    group: String,
+    owner: Option<String>,
+    group: Option<String>,
     #[serde(default = "default_log_mode")]
     mode: String,
     pid_file: Option<PathBuf>,
@@ -672,9 +670,6 @@ fn default_true() -> bool {
 }
 fn default_compress_level() -> u32 {
     6
-}
-fn default_log_owner() -> String {
-    "kyb".to_owned()
 }
 fn default_log_mode() -> String {
     "0640".to_owned()
@@ -1705,8 +1700,11 @@ impl Resolver<'_> {
         if !(1..=9).contains(&l.compress_level) {
             return Err(bad("compress_level", format!("must be 1 to 9, got {}", l.compress_level)));
         }
-        let uid = kyb_core::users::uid(&l.owner).map_err(|e| bad("owner", e.to_string()))?;
-        let gid = kyb_core::users::gid(&l.group).map_err(|e| bad("group", e.to_string()))?;
+        // Unset: the new live log keeps the owner of the one it replaces.
+        let uid =
+            l.owner.map(|o| kyb_core::users::uid(&o)).transpose().map_err(|e| bad("owner", e.to_string()))?;
+        let gid =
+            l.group.map(|g| kyb_core::users::gid(&g)).transpose().map_err(|e| bad("group", e.to_string()))?;
         let mode = u32::from_str_radix(l.mode.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o7777)
@@ -2076,6 +2074,16 @@ mod tests {
         let err = parse_str(&text).unwrap_err().to_string();
         assert!(err.contains("postgres.password") && err.contains(":6:"), "{err}");
         assert!(!err.contains("918273645"), "{err}");
+    }
+
+    #[test]
+    fn a_log_without_owner_keeps_the_files_owner() {
+        // No `kyb` user needed: unset owner and group keep those of the log being rotated.
+        let cfg = parse_str(&format!("{MINIMAL}[[logs]]\npath = \"/var/log/a.log\"\n")).unwrap();
+        assert_eq!((cfg.logs[0].uid, cfg.logs[0].gid), (None, None));
+        let cfg =
+            parse_str(&format!("{MINIMAL}[[logs]]\npath = \"/var/log/a.log\"\nowner = \"0\"\n")).unwrap();
+        assert_eq!((cfg.logs[0].uid, cfg.logs[0].gid), (Some(0), None));
     }
 
     #[test]
