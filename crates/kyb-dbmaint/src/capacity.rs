@@ -221,8 +221,25 @@ async fn record(
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY]),
     )
     .await?;
+    // Every run checks the schema (a later version may add to it), so the role needs CREATE on
+    // the database and to own the table, even when nothing is left to create.
     for step in SCHEMA_STEPS {
-        deadline(cfg, target, "creating the size history table", tx.batch_execute(step)).await?;
+        let what = "creating the size history table";
+        deadline(cfg, target, what, tx.batch_execute(step)).await.map_err(|e| match e {
+            DbMaintError::Query { what, target, source }
+                if source.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                let t = &cfg.postgres;
+                let remedy = format!(
+                    "the role needs CREATE on the database and to own kyb_maint.db_size_history \
+                     (GRANT CREATE ON DATABASE \"{}\" TO \"{}\", and let this role's first run create the table)",
+                    t.dbname.replace('"', "\"\""),
+                    t.user.replace('"', "\"\"")
+                );
+                DbMaintError::Privilege { what, target, remedy, source }
+            }
+            other => other,
+        })?;
     }
     deadline(
         cfg,
@@ -457,7 +474,7 @@ async fn deadline<T>(
             target: target.to_owned(),
             timeout_ms: cfg.connect_timeout_ms,
         })?
-        .map_err(|source| DbMaintError::Query { target: target.to_owned(), source })
+        .map_err(|source| DbMaintError::Query { what, target: target.to_owned(), source })
 }
 
 fn unix_s(t: OffsetDateTime) -> f64 {

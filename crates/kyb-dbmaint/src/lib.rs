@@ -51,6 +51,19 @@ pub enum DbMaintError {
         /// The deadline.
         timeout_ms: u64,
     },
+    /// The role lacks a privilege a step needs.
+    #[error("{what} failed on {target}: {remedy}")]
+    Privilege {
+        /// The step.
+        what: &'static str,
+        /// `user@host:port/db`.
+        target: String,
+        /// What to grant, or whom to run as.
+        remedy: String,
+        /// The server's refusal, naming the object.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// Another maintenance run holds the database's advisory lock.
     #[error("another kyb-dbmaint run holds the maintenance lock on {target} (waited {waited_ms} ms)")]
     LockHeld {
@@ -60,8 +73,10 @@ pub enum DbMaintError {
         waited_ms: u64,
     },
     /// A query the task needs (not a per-table statement) failed.
-    #[error("query failed on {target}")]
+    #[error("{what} failed on {target}")]
     Query {
+        /// The step.
+        what: &'static str,
         /// `user@host:port/db`.
         target: String,
         /// The cause.

@@ -62,7 +62,8 @@ impl Session {
             .map_err(|_| DbMaintError::Connect { source: t.connect_timeout(cfg.connect_timeout_ms) })?
             .map_err(|e| DbMaintError::Connect { source: t.connect_error(e) })?;
         tokio::spawn(drive(conn));
-        let query_err = |source| DbMaintError::Query { target: target.clone(), source };
+        let query_err =
+            |source| DbMaintError::Query { what: "setting timeouts", target: target.clone(), source };
         let settings = format!(
             "SET lock_timeout = {}; SET statement_timeout = {statement_timeout_ms}",
             cfg.lock_timeout_ms
@@ -85,7 +86,7 @@ impl Session {
         tokio::time::timeout(Duration::from_millis(cfg.connect_timeout_ms), self.client.query(query, params))
             .await
             .map_err(|_| self.timeout(cfg, what))?
-            .map_err(|source| DbMaintError::Query { target: self.target.clone(), source })
+            .map_err(|source| DbMaintError::Query { what, target: self.target.clone(), source })
     }
 
     pub(crate) fn timeout(&self, cfg: &DbConfig, what: &'static str) -> DbMaintError {

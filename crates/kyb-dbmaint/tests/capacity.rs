@@ -355,3 +355,26 @@ async fn without_data_disk_a_local_server_reports_its_data_directory() {
         assert_eq!(r.disk_free_bytes, None);
     }
 }
+
+#[tokio::test]
+async fn a_role_that_may_not_create_the_history_table_is_told_what_to_grant() {
+    let db = fresh_database("capprivilege").await;
+    let role = format!("{}_plain", db.dbname);
+    let admin = db.connect().await;
+    admin.batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'plain-pw'")).await.unwrap();
+    let c = cfg(&db);
+    let plain = DbConfig {
+        postgres: PgTarget { user: role.clone(), password: Some(Secret::new("plain-pw")), ..c.postgres },
+        ..c
+    };
+    let err = capacity(&plain, &capcfg(None, Some(scratch("privilege"))), OffsetDateTime::now_utc(), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DbMaintError::Privilege { .. }), "{err:?}");
+    let text = kyb_core::error_chain(&err);
+    let grant = format!("GRANT CREATE ON DATABASE \"{}\" TO \"{role}\"", db.dbname);
+    assert!(text.starts_with("creating the size history table failed on "), "{text}");
+    assert!(text.contains(&grant) && text.contains("permission denied for database"), "{text}");
+    assert!(!table_exists(&db).await);
+    admin.batch_execute(&format!("DROP ROLE \"{role}\"")).await.unwrap();
+}
