@@ -239,3 +239,58 @@ fn database_age(cfg: &AdvisoryConfig) -> Check {
         Check::new("database", Status::Ok, format!("updated {days:.1} days ago"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A TOML basic string holding `s`, escapes and all.
+    fn quoted(s: &str) -> String {
+        toml::Value::String(s.to_owned()).to_string()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+
+        #[test]
+        fn any_file_is_an_advisory_or_an_error(text in prop_oneof![
+            any::<String>(),
+            "(```toml\n|```|\\[advisory\\]\n|\\[versions\\]\n|id = \"x\"\n|package = \"p\"\n|patched = \\[\"\\^1\"\\]\n|# |[a-z =\"]{1,8}|\n){0,20}",
+        ]) {
+            if let Err(why) = parse_advisory(&text) {
+                prop_assert!(!why.is_empty());
+            }
+        }
+
+        /// A RustSec advisory file reads back as written: id, crate, patched and unaffected
+        /// requirements, kind, and the title from the first heading after the front matter.
+        #[test]
+        fn advisories_read_back(
+            id in "RUSTSEC-[0-9]{4}-[0-9]{4}",
+            package in "[a-z][a-z0-9_-]{0,20}",
+            patched in prop::collection::vec("(>= |\\^|~|=)[0-9]\\.[0-9]{1,2}(\\.[0-9])?", 0..4),
+            unaffected in prop::collection::vec("< 0\\.[0-9]", 0..2),
+            informational in prop::option::of(prop::sample::select(vec!["unmaintained", "unsound", "notice"])),
+            title in "[^\n]{0,60}",
+        ) {
+            let list = |reqs: &[String]| reqs.iter().map(|r| quoted(r)).collect::<Vec<_>>().join(", ");
+            let kind = informational.map_or(String::new(), |k| format!("informational = {}\n", quoted(k)));
+            let text = format!(
+                "```toml\n[advisory]\nid = {}\npackage = {}\ndate = \"2024-01-01\"\n{kind}\n\
+                 [versions]\npatched = [{}]\nunaffected = [{}]\n```\n\n# {title}\n\nDetails.\n",
+                quoted(&id),
+                quoted(&package),
+                list(&patched),
+                list(&unaffected),
+            );
+            let (adv, read_title) = parse_advisory(&text).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(adv.advisory.id, id);
+            prop_assert_eq!(adv.advisory.package, package);
+            prop_assert_eq!(adv.advisory.informational.as_deref(), informational);
+            prop_assert_eq!(adv.versions.patched, patched);
+            prop_assert_eq!(adv.versions.unaffected, unaffected);
+            prop_assert_eq!(read_title, title.trim());
+        }
+    }
+}

@@ -62,8 +62,14 @@ pub async fn check_outdated(cfg: &OutdatedConfig) -> OutdatedReport {
     };
     let lookups =
         direct.iter().filter_map(|name| Some((name, locked.get(name)?))).map(|(name, version)| async move {
-            let url = format!("{}/{}", cfg.index_url.trim_end_matches('/'), index_path(name));
-            (name, version, fetch(&url, &cfg.ca_bundle, cfg.timeout_ms).await)
+            let answer = match index_path(name) {
+                Some(path) => {
+                    let url = format!("{}/{path}", cfg.index_url.trim_end_matches('/'));
+                    fetch(&url, &cfg.ca_bundle, cfg.timeout_ms).await
+                }
+                None => Err(format!("`{name}` is not a crate name")),
+            };
+            (name, version, answer)
         });
     let mut problems = Vec::new();
     for (name, locked, answer) in futures_util::future::join_all(lookups).await {
@@ -165,15 +171,19 @@ fn read_project(manifest: &Path, lockfile: &Path) -> Result<(Vec<String>, BTreeM
     Ok((direct, locked))
 }
 
-/// Where the sparse index keeps a crate: `1/a`, `2/ab`, `3/a/abc`, `se/rd/serde`.
-fn index_path(name: &str) -> String {
+/// Where the sparse index keeps a crate: `1/a`, `2/ab`, `3/a/abc`, `se/rd/serde`; None for a
+/// name no crate can have (the manifest is outside input: empty, or not ASCII).
+fn index_path(name: &str) -> Option<String> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return None;
+    }
     let n = name.to_ascii_lowercase();
-    match n.len() {
+    Some(match n.len() {
         1 => format!("1/{n}"),
         2 => format!("2/{n}"),
         3 => format!("3/{}/{n}", &n[..1]),
         _ => format!("{}/{}/{n}", &n[..2], &n[2..4]),
-    }
+    })
 }
 
 /// One GET of an `http` or `https` URL, at most 16 MiB, under one deadline.
@@ -245,9 +255,95 @@ mod tests {
 
     #[test]
     fn sparse_index_paths() {
-        assert_eq!(index_path("a"), "1/a");
-        assert_eq!(index_path("ab"), "2/ab");
-        assert_eq!(index_path("abc"), "3/a/abc");
-        assert_eq!(index_path("Serde"), "se/rd/serde");
+        assert_eq!(index_path("a").as_deref(), Some("1/a"));
+        assert_eq!(index_path("ab").as_deref(), Some("2/ab"));
+        assert_eq!(index_path("abc").as_deref(), Some("3/a/abc"));
+        assert_eq!(index_path("Serde").as_deref(), Some("se/rd/serde"));
+        for name in ["", "é", "aé", "abé", "a/b", "../x"] {
+            assert_eq!(index_path(name), None, "{name:?}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn version() -> impl Strategy<Value = Version> {
+            (
+                0..4_u64,
+                0..4_u64,
+                0..4_u64,
+                prop::option::of("(alpha|beta|rc)(\\.[0-9])?"),
+                prop::option::of("[a-z0-9]{1,4}"),
+            )
+                .prop_map(|(major, minor, patch, pre, build)| {
+                    let mut v = Version::new(major, minor, patch);
+                    if let Some(pre) = pre {
+                        v.pre = semver::Prerelease::new(&pre).unwrap();
+                    }
+                    if let Some(build) = build {
+                        v.build = semver::BuildMetadata::new(&build).unwrap();
+                    }
+                    v
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(50))]
+
+            /// A crate name is whatever the manifest says; the path is the sparse index's for a
+            /// name Cargo accepts.
+            #[test]
+            fn index_paths(name in any::<String>(), valid in "[A-Za-z][A-Za-z0-9_-]{0,20}") {
+                if let Some(path) = index_path(&name) {
+                    prop_assert!(path.is_ascii() && !path.contains(".."), "{}", path);
+                }
+                let path = index_path(&valid).unwrap();
+                let lower = valid.to_ascii_lowercase();
+                prop_assert!(path.ends_with(&format!("/{lower}")), "{}", path);
+                let want = match lower.len() {
+                    1 => "1".to_owned(),
+                    2 => "2".to_owned(),
+                    3 => format!("3/{}", &lower[..1]),
+                    _ => format!("{}/{}", &lower[..2], &lower[2..4]),
+                };
+                prop_assert_eq!(path, format!("{want}/{lower}"));
+            }
+
+            /// With several versions of a crate locked, the highest is the one compared, in
+            /// whatever order `Cargo.lock` lists them; a version that is not semver never wins
+            /// over one that is.
+            #[test]
+            fn the_highest_locked_version_counts(
+                packages in prop::collection::vec(
+                    (prop::sample::select(vec!["serde", "tokio", "rand"]), prop_oneof![
+                        4 => version().prop_map(|v| v.to_string()),
+                        1 => "[0-9.x]{1,6}",
+                    ]),
+                    1..8,
+                ).prop_shuffle(),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let (manifest, lockfile) = (dir.path().join("Cargo.toml"), dir.path().join("Cargo.lock"));
+                std::fs::write(&manifest, "[dependencies]\nserde = \"1\"\ntokio = \"1\"\nrand = \"0.8\"\n").unwrap();
+                let mut lock = String::from("version = 4\n");
+                for (name, version) in &packages {
+                    lock.push_str(&format!("\n[[package]]\nname = \"{name}\"\nversion = \"{version}\"\n"));
+                }
+                std::fs::write(&lockfile, lock).unwrap();
+                let (direct, locked) = read_project(&manifest, &lockfile).unwrap();
+                prop_assert_eq!(direct, ["rand", "serde", "tokio"]);
+                for (name, chosen) in &locked {
+                    let candidates: Vec<&String> = packages.iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect();
+                    prop_assert!(candidates.contains(&chosen));
+                    let highest = candidates.iter().filter_map(|v| Version::parse(v).ok()).max();
+                    if let Some(highest) = highest {
+                        prop_assert_eq!(Version::parse(chosen).ok(), Some(highest));
+                    }
+                }
+                let names: std::collections::BTreeSet<&str> = packages.iter().map(|(n, _)| *n).collect();
+                prop_assert!(locked.keys().map(String::as_str).eq(names));
+            }
+        }
     }
 }

@@ -227,4 +227,82 @@ mod tests {
         assert!(p[2].security);
         assert_eq!((p[3].installed.as_deref(), p[3].security), (None, true));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A Debian version: `[epoch:]upstream[-revision]`, with the `~`, `+` and `.` that
+        /// backports and security uploads use.
+        fn debian_version() -> impl Strategy<Value = String> {
+            "([0-9]{1,2}:)?[0-9][A-Za-z0-9.+~]{0,14}(-[A-Za-z0-9.+~]{1,12})?"
+        }
+
+        fn origin() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "(Debian|Ubuntu|Debian-Security|Ubuntu-Security|PPA):[0-9.]{1,5}/[a-z]{3,10}(-security|-updates)?",
+                Just("local".to_owned()),
+            ]
+        }
+
+        /// A pending update as apt names it, and the `Inst` line it prints for it.
+        fn inst_line() -> impl Strategy<Value = (PendingUpdate, String)> {
+            (
+                "[a-z0-9][a-z0-9+.-]{1,30}",
+                prop::option::of(debian_version()),
+                debian_version(),
+                prop::collection::vec(origin(), 1..4),
+                prop::sample::select(vec!["amd64", "arm64", "all", "i386"]),
+                any::<bool>(),
+            )
+                .prop_map(|(package, installed, candidate, origins, arch, broken_deps)| {
+                    let old = installed.as_ref().map_or(String::new(), |v| format!("[{v}] "));
+                    let tail = if broken_deps { " []" } else { "" };
+                    let line =
+                        format!("Inst {package} {old}({candidate} {} [{arch}]){tail}", origins.join(", "));
+                    let security = origins.iter().any(|o| o.to_ascii_lowercase().contains("security"));
+                    (PendingUpdate { package, installed, candidate, security }, line)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(50))]
+
+            #[test]
+            fn any_output_never_panics(text in prop_oneof![
+                any::<String>(),
+                "(Inst |Conf |\\[|\\]|\\(|\\)| |[a-z0-9:.~+-]{1,8}|\n){0,40}",
+            ]) {
+                for update in parse_simulation(&text) {
+                    prop_assert!(!update.package.contains(' ') && !update.candidate.contains(' '));
+                }
+            }
+
+            /// Every `Inst` line among apt's other output is read back as generated: package,
+            /// installed and candidate versions, and whether an origin is a security archive.
+            #[test]
+            fn inst_lines_read_back(
+                lines in prop::collection::vec(inst_line(), 0..12),
+                noise in prop::collection::vec(prop::sample::select(vec![
+                    "Reading package lists...",
+                    "Building dependency tree...",
+                    "The following packages will be upgraded:",
+                    "  bash libssl3",
+                    "Conf bash (5.2.15-2+b13 Debian:12.15/oldstable [amd64])",
+                    "Remv foo [1.0]",
+                    "",
+                ]), 12),
+            ) {
+                let mut text = String::new();
+                for ((_, line), noise) in lines.iter().zip(&noise) {
+                    text.push_str(noise);
+                    text.push('\n');
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                let want: Vec<PendingUpdate> = lines.into_iter().map(|(update, _)| update).collect();
+                prop_assert_eq!(parse_simulation(&text), want);
+            }
+        }
+    }
 }
