@@ -168,13 +168,19 @@ async fn probe(url: &str, timeout: Duration, expect: Option<&str>) -> Result<Opt
         return Err(why);
     }
     let version = json.get("version").and_then(|v| v.as_str()).map(str::to_owned);
-    let bare = |v: &str| v.trim().trim_start_matches('v').to_owned();
     if let (Some(want), Some(got)) = (expect, &version)
-        && bare(want) != bare(got)
+        && !same_version(want, got)
     {
         return Err(format!("reports version {got}, not {want}"));
     }
     Ok(version)
+}
+
+/// Whether a version `/health` reports is the one installed: blanks around and a leading `v`
+/// aside.
+fn same_version(want: &str, got: &str) -> bool {
+    let bare = |v: &str| v.trim().trim_start_matches('v').to_owned();
+    bare(want) == bare(got)
 }
 
 /// A pause between half and all of `d` ("equal jitter"), so several hosts updated together do
@@ -189,6 +195,28 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(50))]
+
+        /// Any two strings compare without a panic, as an equivalence; a version matches
+        /// itself written with a `v` or blanks, and no other version.
+        #[test]
+        fn version_check(
+            a in any::<String>(),
+            b in any::<String>(),
+            v in "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(-[a-z0-9.]{1,8})?(\\+[a-z0-9]{1,6})?",
+            w in "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(-[a-z0-9.]{1,8})?(\\+[a-z0-9]{1,6})?",
+            blanks in "[ \t\n]{0,2}",
+        ) {
+            prop_assert!(same_version(&a, &a));
+            prop_assert_eq!(same_version(&a, &b), same_version(&b, &a));
+            let written = format!("{blanks}v{v}{blanks}");
+            prop_assert!(same_version(&v, &written));
+            prop_assert_eq!(same_version(&v, &w), v == w);
+        }
+    }
 
     #[test]
     fn jitter_stays_between_half_and_all() {
