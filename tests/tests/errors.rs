@@ -70,6 +70,34 @@ mod connection {
     }
 }
 
+// Migrations against a database that is not there say the same.
+mod migrations {
+    #[tokio::test]
+    async fn a_dead_port_names_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = kyb_update::MigrateConfig {
+            postgres: kyb_core::PgTarget {
+                host: "127.0.0.1".into(),
+                port,
+                user: "kyb".into(),
+                password: None,
+                dbname: "kyb".into(),
+            },
+            dir: dir.path().to_owned(),
+            connect_timeout_ms: 5_000,
+            lock_wait_ms: 500,
+            lock_timeout_ms: 1_000,
+            statement_timeout_ms: 0,
+            dry_run: true,
+        };
+        let err = kyb_update::migrate(&cfg).await.unwrap_err();
+        let text = kyb_core::error_chain(&err);
+        let cause = format!("cannot connect to PostgreSQL at 127.0.0.1:{port}: connection refused; check ");
+        assert!(text.starts_with(&cause), "{text}");
+    }
+}
+
 // The server's notices and the client library's source paths stay out of the logs.
 mod notices {
     use super::*;

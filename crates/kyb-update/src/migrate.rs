@@ -86,14 +86,12 @@ pub enum MigrateError {
         /// What is wrong.
         why: String,
     },
-    /// The server could not be reached.
-    #[error("cannot connect to {target}")]
+    /// The server could not be reached in time or refused the login: the message names the
+    /// root cause and what to check.
+    #[error(transparent)]
     Connect {
-        /// `user@host:port/db`.
-        target: String,
         /// The cause.
-        #[source]
-        source: tokio_postgres::Error,
+        source: kyb_core::PgConnectError,
     },
     /// A bookkeeping step did not answer in time.
     #[error("{what} at {target} did not answer within {timeout_ms} ms")]
@@ -203,12 +201,8 @@ pub async fn migrate(cfg: &MigrateConfig) -> Result<MigrateReport, MigrateError>
     let pg = t.client_config("kyb-update", step);
     let (mut client, conn) = tokio::time::timeout(step, pg.connect(tokio_postgres::NoTls))
         .await
-        .map_err(|_| MigrateError::Timeout {
-            what: "connecting",
-            target: target.clone(),
-            timeout_ms: cfg.connect_timeout_ms,
-        })?
-        .map_err(|source| MigrateError::Connect { target: target.clone(), source })?;
+        .map_err(|_| MigrateError::Connect { source: t.connect_timeout(cfg.connect_timeout_ms) })?
+        .map_err(|e| MigrateError::Connect { source: t.connect_error(e) })?;
     tokio::spawn(conn);
     let query = |source| MigrateError::Query { target: target.clone(), source };
 
