@@ -144,7 +144,11 @@ fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveR
     let dir = (0..1000)
         .map(|n| if n == 0 { format!("monthly_{stamp}") } else { format!("monthly_{stamp}_{n}") })
         .map(|name| monthly.join(name))
-        .find(|d| std::fs::create_dir(d).is_ok())
+        .find(|d| {
+            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), crate::DIR_MODE)
+                .create(d)
+                .is_ok()
+        })
         .ok_or_else(|| BackupError::Write {
             path: monthly.clone(),
             source: std::io::Error::other("cannot create a new archive directory"),
@@ -171,7 +175,11 @@ fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveR
             Check::new(
                 format!("archive {}", source.name),
                 Status::Ok,
-                format!("{files} files, {} bytes compressed", made.size_bytes),
+                format!(
+                    "{}, {} compressed",
+                    crate::plural(files, "file"),
+                    crate::plural(made.size_bytes, "byte")
+                ),
             )
         } else {
             let listed: Vec<String> = made
@@ -185,8 +193,8 @@ fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveR
                 format!("archive {}", source.name),
                 Status::Crit,
                 format!(
-                    "{} paths not archived: {}{}",
-                    made.unreadable.len(),
+                    "{} not archived: {}{}",
+                    crate::plural(made.unreadable.len(), "path"),
                     listed.join(", "),
                     if more > 0 { format!(" and {more} more (see manifest.json)") } else { String::new() }
                 ),
@@ -199,7 +207,7 @@ fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveR
     let mut json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     json.push(b'\n');
     let path = dir.join("manifest.json");
-    atomic_write(&path, &json, 0o640)
+    atomic_write(&path, &json, crate::FILE_MODE)
         .map_err(|e| BackupError::Write { path, source: std::io::Error::other(e) })?;
     Ok(ArchiveReport { dir, manifest, checks })
 }
@@ -207,7 +215,7 @@ fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveR
 /// Writes `<file>.partial`, hashing as it goes, then renames it to `file`.
 fn pack(dir: &DirHandle, file: &str, source: &ArchiveSource, level: u32) -> std::io::Result<ManifestArchive> {
     let partial = format!("{file}.partial");
-    let out = dir.create_new(OsStr::new(&partial), 0o600)?;
+    let out = dir.create_new(OsStr::new(&partial), crate::FILE_MODE)?;
     let hashed = HashCount { file: out, hasher: Sha256::new(), bytes: 0 };
     let gz = GzEncoder::new(hashed, Compression::new(level.clamp(1, 9)));
     let mut tar = tar::Builder::new(gz);

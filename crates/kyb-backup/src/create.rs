@@ -2,11 +2,12 @@
 
 use crate::BackupError;
 use crate::metadata::{Metadata, TableRows};
-use crate::pgbin::{major_version, pg_bindir};
+use crate::partial::{self, METADATA, RunDir};
+use crate::pgbin::{PassFile, isolate, major_version, pg_bindir};
 pub use kyb_core::PgTarget;
-use kyb_core::duration_ms;
 use kyb_core::fs::{atomic_write, create_new};
 use kyb_core::gzip::{Header, gzip};
+use kyb_core::{Check, duration_ms};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -87,11 +88,15 @@ pub struct CreateReport {
     pub dir: PathBuf,
     /// Its metadata, as written.
     pub metadata: Metadata,
+    /// Housekeeping done on the way: a `partials` check when partial files of killed runs were
+    /// removed (Ok) or could not be (Warn).
+    pub checks: Vec<Check>,
 }
 
 /// Dumps the database. On any failure, cancellation included, nothing that looks like a backup is
 /// left: the `.partial` file and the new directory are removed, and earlier backups are not
-/// touched.
+/// touched. The new directory is locked while it is written; partial files in directories no
+/// run holds (left by a run that was killed) are removed first.
 pub async fn create(cfg: &CreateConfig, now: OffsetDateTime) -> Result<CreateReport, BackupError> {
     create_with_progress(cfg, now, &Arc::new(Progress::default())).await
 }
@@ -116,7 +121,9 @@ async fn create_inner(
 ) -> Result<CreateReport, BackupError> {
     let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
     let pg_dump = bindir.join("pg_dump");
-    let version = Command::new(&pg_dump).arg("--version").output().await.map_err(|e| BackupError::Dump {
+    let mut ask = Command::new(&pg_dump);
+    isolate(ask.as_std_mut(), None);
+    let version = ask.arg("--version").output().await.map_err(|e| BackupError::Dump {
         status: "not started".to_owned(),
         stderr: format!("{}: {e}", pg_dump.display()),
     })?;
@@ -130,9 +137,12 @@ async fn create_inner(
         return Err(BackupError::PgDumpTooOld { pg_dump: dump_major, server: server_major });
     }
 
-    let dir = new_backup_dir(&cfg.backup_dir, now)?;
+    let checks: Vec<Check> =
+        partial::sweep(&partial::stale(&cfg.backup_dir.join("full")), false).into_iter().collect();
+    let (dir, lock) = new_backup_dir(&cfg.backup_dir, now)?;
     // Until the metadata is written, the directory is removed again whatever happens.
-    let mut unfinished = Unfinished { dir: dir.clone(), file: cfg.format.file_name(), done: false };
+    let mut unfinished =
+        Unfinished { dir: dir.clone(), file: cfg.format.file_name(), done: false, _lock: lock };
     let started = Instant::now();
     // pg_dump and the row counts read the same exported snapshot, so the counts the drill
     // compares with are those of the data in the dump, however busy the database is. The
@@ -161,25 +171,26 @@ async fn create_inner(
         table_count,
         tables,
     };
-    let path = dir.join("backup_metadata.json");
-    let mut json = serde_json::to_vec_pretty(&metadata).expect("metadata serializes");
-    json.push(b'\n');
+    let path = dir.join(METADATA);
+    let json = metadata.to_json();
     // `sha256sum -c` reads this one.
     let sums = format!("{}  {}\n", metadata.checksum, metadata.backup_file);
     let sums_path = dir.join(format!("{}.sha256", metadata.backup_file));
-    atomic_write(&sums_path, sums.as_bytes(), 0o640)
+    atomic_write(&sums_path, sums.as_bytes(), crate::FILE_MODE)
         .map_err(|e| BackupError::Write { path: sums_path, source: std::io::Error::other(e) })?;
-    atomic_write(&path, &json, 0o640)
+    atomic_write(&path, &json, crate::FILE_MODE)
         .map_err(|e| BackupError::Write { path, source: std::io::Error::other(e) })?;
     unfinished.done = true;
-    Ok(CreateReport { dir, metadata })
+    Ok(CreateReport { dir, metadata, checks })
 }
 
 /// A backup directory still being made: dropped before `done`, it removes what was written.
+/// Its lock is released only after that (fields drop after `drop`).
 struct Unfinished {
     dir: PathBuf,
     file: &'static str,
     done: bool,
+    _lock: RunDir,
 }
 
 impl Drop for Unfinished {
@@ -191,7 +202,7 @@ impl Drop for Unfinished {
             format!("{}.partial", self.file),
             self.file.to_owned(),
             format!("{}.sha256", self.file),
-            "backup_metadata.json".to_owned(),
+            METADATA.to_owned(),
         ];
         for name in names {
             let _ = std::fs::remove_file(self.dir.join(name));
@@ -292,8 +303,9 @@ pub(crate) async fn connect(t: &PgTarget, dbname: &str) -> Result<tokio_postgres
     Ok(client)
 }
 
-/// `<backup_dir>/full/backup_YYYYMMDD_HHMMSS` (with `_N` when taken), created empty.
-fn new_backup_dir(backup_dir: &Path, now: OffsetDateTime) -> Result<PathBuf, BackupError> {
+/// `<backup_dir>/full/backup_YYYYMMDD_HHMMSS` (with `_N` when taken), created empty (mode
+/// 0700) and locked by this run.
+fn new_backup_dir(backup_dir: &Path, now: OffsetDateTime) -> Result<(PathBuf, RunDir), BackupError> {
     let full = backup_dir.join("full");
     std::fs::create_dir_all(&full).map_err(|source| BackupError::Write { path: full.clone(), source })?;
     let stamp = now
@@ -302,8 +314,16 @@ fn new_backup_dir(backup_dir: &Path, now: OffsetDateTime) -> Result<PathBuf, Bac
     for n in 0..1000 {
         let name = if n == 0 { format!("backup_{stamp}") } else { format!("backup_{stamp}_{n}") };
         let dir = full.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
+        match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), crate::DIR_MODE)
+            .create(&dir)
+        {
+            Ok(()) => {
+                let locked = partial::lock_new(&dir).map_err(|source| {
+                    let _ = std::fs::remove_dir(&dir);
+                    BackupError::Write { path: dir.clone(), source }
+                })?;
+                return Ok((dir, locked));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(source) => return Err(BackupError::Write { path: dir, source }),
         }
@@ -338,7 +358,7 @@ async fn dump(
         let path = path.to_owned();
         move |source| BackupError::Write { path, source }
     };
-    let file = create_new(&partial, 0o600).map_err(write_err(&partial))?;
+    let file = create_new(&partial, crate::FILE_MODE).map_err(write_err(&partial))?;
     let (reader, writer) = std::io::pipe().map_err(write_err(&partial))?;
     // A 1 MiB pipe (the default is 64 KiB) lets pg_dump write whole blocks and wakes the reader
     // less often. Unprivileged processes may be capped lower; the default still works.
@@ -356,9 +376,9 @@ async fn dump(
         .stdout(writer)
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(pw) = &t.password {
-        cmd.env("PGPASSWORD", pw.expose());
-    }
+    // Kept until pg_dump has exited: it reads the file when it connects.
+    let pass = PassFile::for_target(t).map_err(|why| BackupError::Password { tool: "pg_dump", why })?;
+    isolate(cmd.as_std_mut(), pass.as_ref());
     let spawned = cmd.spawn();
     // The pipe's write end must live in pg_dump only, so that its exit ends our reading.
     drop(cmd);
@@ -415,6 +435,7 @@ async fn dump(
         })
         .map_err(write_err(&partial))?;
     let status = child.wait().await;
+    drop(pass);
     let compressed = compress.await;
     let stderr = errors.await.unwrap_or_default();
     // A write failure (a full disk) also makes pg_dump fail, on a broken pipe: report the cause.

@@ -1,10 +1,13 @@
 //! `restore_drill`: a backup is proven by restoring it. Into a scratch database that is always
-//! dropped afterwards, whatever happened.
+//! dropped afterwards, whatever happened. What is restored is compared object by object with
+//! what the backup lists.
 
 use crate::BackupError;
 use crate::create::{PgTarget, connect, target_name};
 use crate::metadata::Metadata;
-use crate::pgbin::pg_bindir;
+use crate::pgbin::{PassFile, isolate, pg_bindir};
+use crate::plural;
+use crate::toc::{self, PlainScan, TocEntry};
 use crate::verify::{Feed, feed};
 use crate::verify::{VerifyConfig, Which, verify};
 use flate2::read::GzDecoder;
@@ -12,7 +15,7 @@ use kyb_core::dir::DirHandle;
 use kyb_core::{Check, Status, duration_ms};
 use rustix::fs::OFlags;
 use std::ffi::OsStr;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -46,13 +49,17 @@ pub struct DrillReport {
     pub scratch_db: String,
     /// The restore's wall time: the measured recovery time.
     pub restore_ms: u64,
-    /// `verify`, `restore`, `tables`, one row-count check per recorded table, `cleanup`.
+    /// `verify` (and any Warn findings of verification, such as `partials`), `restore`,
+    /// `tables`, one row-count check per recorded table, `objects`, `cleanup`.
     pub checks: Vec<Check>,
 }
 
 /// Verifies the backup, restores it into `kyb_dr_<timestamp>_<pid>_<n>` with
 /// `pg_restore --single-transaction --exit-on-error`, compares table and row counts with the
-/// metadata, and drops the scratch database on success, on failure and when cancelled.
+/// metadata and every schema, extension, table, view, materialized view, sequence, index,
+/// function, procedure, type, domain, constraint and trigger the backup lists (`pg_restore
+/// --list`, or a plain script's headers) with the restored catalog, and drops the scratch
+/// database on success, on failure and when cancelled.
 pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<DrillReport, BackupError> {
     restore_drill_until(cfg, now, std::future::pending()).await
 }
@@ -89,21 +96,25 @@ pub async fn restore_drill_until(
         }
     };
     report.backup = verified.backup.clone();
+    // A Warn (partial files of killed runs beside it) says nothing against this backup.
     let failed: Vec<String> = verified
         .checks
         .iter()
-        .filter(|c| c.status != Status::Ok)
+        .filter(|c| matches!(c.status, Status::Crit | Status::Unknown))
         .map(|c| format!("{}: {}", c.name, c.summary))
         .collect();
+    let warnings: Vec<Check> = verified.checks.iter().filter(|c| c.status == Status::Warn).cloned().collect();
     let (Some(dir), Some(meta)) = (verified.backup.filter(|_| failed.is_empty()), verified.metadata) else {
         report.checks.push(Check::new(
             "verify",
             Status::Crit,
             format!("not restored: {}", failed.join("; ")),
         ));
+        report.checks.extend(warnings);
         return Ok(report);
     };
     report.checks.push(Check::new("verify", Status::Ok, format!("{} verified", dir.display())));
+    report.checks.extend(warnings);
 
     let admin = connect(&cfg.postgres, &cfg.postgres.dbname).await?;
     let query_err = |source| BackupError::Query { target: target_name(&cfg.postgres), source };
@@ -141,18 +152,25 @@ pub async fn restore_drill_until(
             Status::Crit,
             format!("cancelled after {} ms; pg_restore stopped", report.restore_ms),
         )),
-        Some(Ok(Ok(()))) => {
+        Some(Ok(Ok(scanned))) => {
             report.checks.push(Check::new(
                 "restore",
                 Status::Ok,
                 format!("restored in {} ms", report.restore_ms),
             ));
-            if tokio::time::timeout(step, sanity(cfg, &scratch_db, &meta, &mut report.checks)).await.is_err()
-            {
+            let compare = async {
+                sanity(cfg, &scratch_db, &meta, &mut report.checks).await;
+                let listed = match scanned {
+                    Some(headers) => Ok(headers),
+                    None => list_toc(&bindir, &dir, &meta).await,
+                };
+                report.checks.push(objects(cfg, &scratch_db, listed).await);
+            };
+            if tokio::time::timeout(step, compare).await.is_err() {
                 report.checks.push(Check::new(
                     "tables",
                     Status::Crit,
-                    format!("table and row counts not done within {} ms", cfg.timeout_ms),
+                    format!("table, row and object counts not done within {} ms", cfg.timeout_ms),
                 ));
             }
         }
@@ -168,8 +186,15 @@ pub async fn restore_drill_until(
 }
 
 /// Streams the backup into `pg_restore` (custom) or `psql` (plain), decompressing on another
-/// thread; either runs as one transaction that stops at the first error.
-async fn restore(bindir: &Path, t: &PgTarget, db: &str, dir: &Path, meta: &Metadata) -> Result<(), String> {
+/// thread; either runs as one transaction that stops at the first error. A plain script's
+/// object headers are collected on the way (`Some`); a custom archive is listed apart.
+async fn restore(
+    bindir: &Path,
+    t: &PgTarget,
+    db: &str,
+    dir: &Path,
+    meta: &Metadata,
+) -> Result<Option<Vec<TocEntry>>, String> {
     let file = DirHandle::open(dir)
         .and_then(|d| d.open_file(OsStr::new(&meta.backup_file), OFlags::RDONLY))
         .map_err(|e| format!("cannot open {}: {e}", meta.backup_file))?;
@@ -193,11 +218,71 @@ async fn restore(bindir: &Path, t: &PgTarget, db: &str, dir: &Path, meta: &Metad
     }
     let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     cmd.stdin(reader).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
-    if let Some(pw) = &t.password {
-        cmd.env("PGPASSWORD", pw.expose());
-    }
+    let tool = program.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    // Kept until the child has exited: it reads the file when it connects.
+    let pass = PassFile::for_target(t).map_err(|why| format!("cannot hand the password to {tool}: {why}"))?;
+    isolate(cmd.as_std_mut(), pass.as_ref());
     let spawned = cmd.spawn();
     // The pipe's read end must live in the child only, so that its exit ends our writing.
+    drop(cmd);
+    let child = spawned.map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let gz = meta.compression == "gzip";
+    let plain = meta.format == "plain";
+    let feeding = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        let input = BufReader::with_capacity(1 << 20, file);
+        let mut input: Scanned<Box<dyn Read + Send>> = Scanned {
+            inner: if gz { Box::new(GzDecoder::new(input)) } else { Box::new(input) },
+            scan: plain.then(PlainScan::default),
+        };
+        let fed = feed(&mut input, &mut writer);
+        (fed, input.scan.map(PlainScan::finish))
+    });
+    let out = child.wait_with_output().await.map_err(|e| format!("{}: {e}", program.display()))?;
+    drop(pass);
+    let (fed, scanned) = feeding.await.map_err(|e| format!("decompression thread failed: {e}"))?;
+    if let Err(Feed::Input(e)) = fed {
+        return Err(format!("cannot decompress {}: {e}", meta.backup_file));
+    }
+    if out.status.success() {
+        Ok(scanned)
+    } else {
+        Err(format!("{tool} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// A reader whose bytes also pass through a plain script's header scan.
+struct Scanned<R> {
+    inner: R,
+    scan: Option<PlainScan>,
+}
+
+impl<R: Read> Read for Scanned<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(scan) = &mut self.scan {
+            scan.scan(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// The custom archive's table of contents: `pg_restore --list` of the decompressed stream. It
+/// reads only the archive's head, so the feeding stops early, on a closed pipe.
+async fn list_toc(bindir: &Path, dir: &Path, meta: &Metadata) -> Result<Vec<TocEntry>, String> {
+    let file = DirHandle::open(dir)
+        .and_then(|d| d.open_file(OsStr::new(&meta.backup_file), OFlags::RDONLY))
+        .map_err(|e| format!("cannot open {}: {e}", meta.backup_file))?;
+    let program = bindir.join("pg_restore");
+    let mut cmd = Command::new(&program);
+    isolate(cmd.as_std_mut(), None);
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+    cmd.args(["--list", "--format=custom"])
+        .stdin(reader)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let spawned = cmd.spawn();
     drop(cmd);
     let child = spawned.map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     let gz = meta.compression == "gzip";
@@ -207,16 +292,85 @@ async fn restore(bindir: &Path, t: &PgTarget, db: &str, dir: &Path, meta: &Metad
         if gz { feed(&mut GzDecoder::new(input), &mut writer) } else { feed(&mut { input }, &mut writer) }
     });
     let out = child.wait_with_output().await.map_err(|e| format!("{}: {e}", program.display()))?;
-    let fed = feeding.await.map_err(|e| format!("decompression thread failed: {e}"))?;
-    let tool = program.file_name().unwrap_or_default().to_string_lossy();
-    if let Err(Feed::Input(e)) = fed {
+    if let Ok(Err(Feed::Input(e))) = feeding.await {
         return Err(format!("cannot decompress {}: {e}", meta.backup_file));
     }
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{tool} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    if !out.status.success() {
+        return Err(format!(
+            "pg_restore --list failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
+    Ok(toc::parse_list(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Every object the backup lists, of the kinds compared, is in the restored database: one
+/// `objects` check naming the missing ones.
+async fn objects(cfg: &DrillConfig, db: &str, listed: Result<Vec<TocEntry>, String>) -> Check {
+    let entries = match listed {
+        Ok(e) => e,
+        Err(why) => {
+            return Check::new(
+                "objects",
+                Status::Unknown,
+                format!("cannot list the backup's objects: {why}"),
+            );
+        }
+    };
+    let client = match connect(&cfg.postgres, db).await {
+        Ok(c) => c,
+        Err(e) => return Check::new("objects", Status::Crit, kyb_core::error_chain(&e)),
+    };
+    // pg_dump's own search_path: function tags name argument types schema-qualified.
+    let rows = match client.batch_execute("SET search_path = ''").await {
+        Ok(()) => client.query(toc::CATALOG_SQL, &[]).await,
+        Err(e) => Err(e),
+    };
+    let restored: Vec<(String, String)> = match rows {
+        Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        Err(e) => return Check::new("objects", Status::Crit, kyb_core::error_chain(&e)),
+    };
+    let compared = toc::compare(&entries, &restored);
+    let total = compared.total();
+    if total == 0 {
+        return Check::new(
+            "objects",
+            Status::Crit,
+            "the backup lists no tables, views or other objects to compare",
+        );
+    }
+    if compared.missing.is_empty() {
+        return Check::new(
+            "objects",
+            Status::Ok,
+            format!(
+                "all {} the backup lists are restored: {}",
+                plural(total, "object"),
+                compared.counts_text()
+            ),
+        );
+    }
+    const SHOWN: usize = 10;
+    let named: Vec<String> = compared
+        .missing
+        .iter()
+        .take(SHOWN)
+        .map(|e| format!("{} {}", toc::kind_noun(e), e.display()))
+        .collect();
+    let more = compared.missing.len().saturating_sub(SHOWN);
+    Check::new(
+        "objects",
+        Status::Crit,
+        format!(
+            "{} of the {} the backup lists {} missing after the restore: {}{}",
+            compared.missing.len(),
+            plural(total, "object"),
+            if compared.missing.len() == 1 { "is" } else { "are" },
+            named.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+    )
 }
 
 /// Tables exist, and the recorded row counts match.
@@ -239,17 +393,19 @@ async fn sanity(cfg: &DrillConfig, db: &str, meta: &Metadata, checks: &mut Vec<C
         .await
         .map(|r| r.get::<_, i64>(0));
     match (count, meta.table_count) {
-        (Ok(n), Some(want)) if n == want => {
-            checks.push(Check::new("tables", Status::Ok, format!("{n} tables restored, as at backup time")))
-        }
+        (Ok(n), Some(want)) if n == want => checks.push(Check::new(
+            "tables",
+            Status::Ok,
+            format!("{} restored, as at backup time", plural(n, "table")),
+        )),
         (Ok(n), Some(want)) => checks.push(Check::new(
             "tables",
             Status::Crit,
-            format!("{n} tables restored, {want} at backup time"),
+            format!("{} restored, {want} at backup time", plural(n, "table")),
         )),
         // Metadata from before table counts were recorded: at least something must be there.
         (Ok(n), None) if n > 0 => {
-            checks.push(Check::new("tables", Status::Ok, format!("{n} tables restored")))
+            checks.push(Check::new("tables", Status::Ok, format!("{} restored", plural(n, "table"))))
         }
         (Ok(_), None) => checks.push(Check::new("tables", Status::Crit, "no tables restored")),
         (Err(e), _) => checks.push(Check::new("tables", Status::Crit, kyb_core::error_chain(&e))),
@@ -258,13 +414,15 @@ async fn sanity(cfg: &DrillConfig, db: &str, meta: &Metadata, checks: &mut Vec<C
         // The name was written by format('%I.%I') at backup time: already quoted.
         let name = format!("rows {}", t.table);
         match client.query_one(&format!("SELECT count(*) FROM {}", t.table), &[]).await {
-            Ok(r) if r.get::<_, i64>(0) == t.rows => {
-                checks.push(Check::new(name, Status::Ok, format!("{} rows, as at backup time", t.rows)))
-            }
+            Ok(r) if r.get::<_, i64>(0) == t.rows => checks.push(Check::new(
+                name,
+                Status::Ok,
+                format!("{}, as at backup time", plural(t.rows, "row")),
+            )),
             Ok(r) => checks.push(Check::new(
                 name,
                 Status::Crit,
-                format!("{} rows restored, {} at backup time", r.get::<_, i64>(0), t.rows),
+                format!("{} restored, {} at backup time", plural(r.get::<_, i64>(0), "row"), t.rows),
             )),
             Err(e) => checks.push(Check::new(name, Status::Crit, kyb_core::error_chain(&e))),
         }

@@ -1,17 +1,25 @@
 //! Database backups that count only once they are complete and proven.
 //!
-//! - [`create`]: runs pg_dump (custom format uncompressed, or plain SQL) with an argument vector
-//!   and the password in its environment, gzips its output on every core and hashes it in the
-//!   same pass into `<backup_dir>/full/backup_YYYYMMDD_HHMMSS/database.dump.gz.partial`, fsyncs
-//!   and renames it, then writes `backup_metadata.json` atomically. A failed or cancelled dump
-//!   leaves nothing that looks like a backup.
-//! - [`verify`]: checks a backup (today's, the latest, or a given one) and reports each problem
-//!   as its own finding: missing or malformed metadata, a `backup_file` that points outside its
-//!   directory, size or checksum mismatch, an archive that does not read whole (gzip CRC,
-//!   `pg_restore` parsing every block, the end of a plain script), age.
+//! - [`create`]: runs pg_dump (custom format uncompressed, or plain SQL) with an argument vector,
+//!   gzips its output on every core and hashes it in the same pass into
+//!   `<backup_dir>/full/backup_YYYYMMDD_HHMMSS/database.dump.gz.partial`, fsyncs and renames it,
+//!   then writes `backup_metadata.json` atomically. The directory is locked (`flock`) while it is
+//!   written. A failed or cancelled dump leaves nothing that looks like a backup; partial files
+//!   of runs that were killed (no lock held on their directory) are removed.
+//! - [`verify`]: checks a backup (today's or the latest complete one, or a given one) and
+//!   reports each problem as its own finding: missing or malformed metadata, a `backup_file`
+//!   that points outside its directory, size or checksum mismatch, an archive that does not
+//!   read whole (gzip CRC, `pg_restore` parsing every block, the end of a plain script), age;
+//!   partial files of killed runs as a Warn.
 //! - [`restore_drill`]: restores a verified backup into a scratch database, compares table and
-//!   row counts with the metadata, reports the restore time, and always drops the scratch
-//!   database.
+//!   row counts with the metadata and every object the backup lists (tables, views, sequences,
+//!   functions, indexes, …) with the restored catalog, reports the restore time, and always
+//!   drops the scratch database.
+//!
+//! Files a backup run writes are mode 0600, the directories it makes 0700. pg_dump, pg_restore
+//! and psql run with a cleared environment (`PATH`, `HOME`, `LC_ALL=C`, `PGCONNECT_TIMEOUT`,
+//! `PGAPPNAME`) and get the password, when one is configured, through a `PGPASSFILE` of their
+//! own: 0600, in a 0700 temporary directory, removed when they exit.
 //! - [`prune`]: retention by count and age that never leaves fewer than `keep_min` good backups.
 //! - [`archive`]: configuration directories as tar.gz files with a manifest.
 //! - [`list`]: the backups on disk, from their metadata.
@@ -33,8 +41,10 @@ mod create;
 mod drill;
 mod list;
 mod metadata;
+mod partial;
 mod pgbin;
 mod prune;
+mod toc;
 mod verify;
 
 pub use archive::{
@@ -50,6 +60,13 @@ pub use prune::{Decision, PruneConfig, PruneReport, prune};
 pub use verify::{VerifyConfig, VerifyReport, Which, sha256_file, verify};
 
 use std::path::PathBuf;
+
+/// The mode of every file a backup run writes (dumps, checksums, metadata, archives,
+/// manifests): they hold the data, so only their owner reads them.
+pub(crate) const FILE_MODE: u32 = 0o600;
+
+/// The mode of the directories a backup run makes for each backup or set of archives.
+pub(crate) const DIR_MODE: u32 = 0o700;
 
 /// A backup task that could not run.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +110,14 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
+    /// The password could not be handed to a client program.
+    #[error("cannot hand the password to {tool}: {why}")]
+    Password {
+        /// `pg_dump`, `pg_restore` or `psql`.
+        tool: &'static str,
+        /// What went wrong.
+        why: String,
+    },
     /// A deadline passed.
     #[error("{what} did not finish within {timeout_ms} ms")]
     Timeout {
@@ -101,4 +126,27 @@ pub enum BackupError {
         /// The deadline.
         timeout_ms: u64,
     },
+}
+
+/// `1 table`, `2 tables`: a count and a regular noun, in the right number.
+pub(crate) fn plural(n: impl std::fmt::Display, noun: &str) -> String {
+    counted(n, noun, &format!("{noun}s"))
+}
+
+/// A count and its noun, singular for exactly one: `counted(2, "index", "indexes")`.
+pub(crate) fn counted(n: impl std::fmt::Display, one: &str, many: &str) -> String {
+    let n = n.to_string();
+    if n == "1" { format!("1 {one}") } else { format!("{n} {many}") }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(super::plural(1, "table"), "1 table");
+        assert_eq!(super::plural(0u64, "table"), "0 tables");
+        assert_eq!(super::plural(-1i64, "row"), "-1 rows");
+        assert_eq!(super::counted(2usize, "index", "indexes"), "2 indexes");
+        assert_eq!(super::counted(1usize, "index", "indexes"), "1 index");
+    }
 }

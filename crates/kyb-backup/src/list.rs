@@ -1,12 +1,12 @@
 //! `list`: the backups on disk, newest first, from their metadata alone (nothing is hashed).
 
-use crate::metadata::Metadata;
+use crate::metadata::{Metadata, read_capped};
+use crate::partial::{METADATA, is_live};
 use crate::verify::stamp_of;
 use kyb_core::dir::DirHandle;
 use rustix::fs::{FileType, OFlags};
 use serde::Serialize;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// One backup directory.
@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 pub struct Listed {
     /// The directory.
     pub dir: PathBuf,
-    /// `complete` (metadata present and parsed), `in progress or failed` (a `.partial` file and
-    /// no metadata), `no metadata` or `bad metadata: …`.
+    /// `complete` (metadata present and parsed), `in progress` (a run holds it and is writing),
+    /// `killed: partial file left` (a `.partial` file no run is writing; create and prune
+    /// remove it), `no metadata` or `bad metadata: …`.
     pub state: String,
     /// The metadata, when it parses.
     pub metadata: Option<Metadata>,
@@ -42,6 +43,7 @@ pub fn list(backup_dir: &Path) -> std::io::Result<Vec<Listed>> {
         .map(|(_, name)| {
             let dir = full.join(&name);
             let (state, metadata) = match root.open_child(&name) {
+                Ok(_) if is_live(&root, &name) => ("in progress".to_owned(), None),
                 Ok(d) => describe(&d),
                 Err(e) => (format!("cannot open: {e}"), None),
             };
@@ -51,17 +53,14 @@ pub fn list(backup_dir: &Path) -> std::io::Result<Vec<Listed>> {
 }
 
 fn describe(dir: &DirHandle) -> (String, Option<Metadata>) {
-    let mut text = String::new();
-    match dir.open_file(OsStr::new("backup_metadata.json"), OFlags::RDONLY) {
-        Ok(f) => {
-            if let Err(e) = f.take(1 << 20).read_to_string(&mut text) {
-                return (format!("bad metadata: {e}"), None);
-            }
-            match serde_json::from_str::<Metadata>(&text) {
-                Ok(m) => ("complete".to_owned(), Some(m)),
-                Err(e) => (format!("bad metadata: {e}"), None),
-            }
-        }
+    match dir.open_file(OsStr::new(METADATA), OFlags::RDONLY) {
+        Ok(f) => match read_capped(f)
+            .map_err(|e| e.to_string())
+            .and_then(|b| Metadata::parse(&b).map_err(|e| e.to_string()))
+        {
+            Ok(m) => ("complete".to_owned(), Some(m)),
+            Err(e) => (format!("bad metadata: {e}"), None),
+        },
         Err(_) => {
             let partial = dir
                 .entries()
@@ -69,7 +68,7 @@ fn describe(dir: &DirHandle) -> (String, Option<Metadata>) {
                 .flatten()
                 .flatten()
                 .any(|(n, _)| n.as_encoded_bytes().ends_with(b".partial"));
-            let state = if partial { "in progress or failed" } else { "no metadata" };
+            let state = if partial { "killed: partial file left" } else { "no metadata" };
             (state.to_owned(), None)
         }
     }

@@ -5,9 +5,15 @@
 //! deleted only when it is surely bad (Crit), past the age limit, and a newer good backup
 //! exists: one newer than that may still be being written, or be the evidence of what went
 //! wrong, and one that could not be checked (Unknown) is not known to be bad.
+//!
+//! A directory a live backup run is writing is left alone. Partial files that no live run is
+//! writing (a run killed mid-dump left them) are removed first, with their directory when
+//! nothing else is in it.
 
 use crate::BackupError;
+use crate::partial;
 use crate::pgbin::pg_bindir;
+use crate::plural;
 use crate::verify::{VerifyConfig, Which, stamp_of, verify};
 use kyb_core::dir::DirHandle;
 use kyb_core::{Check, Status};
@@ -53,7 +59,9 @@ pub struct Decision {
 pub struct PruneReport {
     /// Every backup, newest first.
     pub decisions: Vec<Decision>,
-    /// `retention` (the plan's outcome) and one `delete <dir>` check per failed deletion.
+    /// `retention` (the plan's outcome), `partials` (partial files of killed runs removed),
+    /// `in progress` (directories a live run is writing, left alone), `unverified`, and one
+    /// `delete <dir>` check per failed deletion.
     pub checks: Vec<Check>,
 }
 
@@ -74,6 +82,24 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
         Err(source) => return Err(BackupError::Write { path: full, source }),
     };
     backups.sort_by(|a, b| b.cmp(a));
+    let mut early = Vec::new();
+    // Leftovers of killed runs are not backups: swept, and not judged as ones.
+    let stale = partial::stale(&full);
+    early.extend(partial::sweep(&stale, cfg.dry_run));
+    backups.retain(|(_, name)| !stale.iter().any(|l| l.dir == full.join(name)));
+    let live: Vec<OsString> = match DirHandle::open(&full) {
+        Ok(root) => backups.iter().map(|(_, n)| n).filter(|n| partial::is_live(&root, n)).cloned().collect(),
+        Err(_) => Vec::new(),
+    };
+    if !live.is_empty() {
+        backups.retain(|(_, name)| !live.contains(name));
+        let names: Vec<String> = live.iter().map(|n| n.to_string_lossy().into_owned()).collect();
+        early.push(Check::new(
+            "in progress",
+            Status::Ok,
+            format!("left alone, a backup run is writing {}", names.join(", ")),
+        ));
+    }
 
     let keep_min = cfg.keep_min.max(1);
     let mut decisions = Vec::new();
@@ -103,7 +129,7 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
             if good_seen <= keep_min {
                 (false, format!("good; one of the {keep_min} newest good backups, always kept"))
             } else if too_old {
-                (true, format!("good, but {age_days} days old"))
+                (true, format!("good, but {} old", plural(age_days, "day")))
             } else if beyond_count {
                 (true, format!("good, but beyond the newest {}", cfg.keep_last.unwrap_or_default()))
             } else {
@@ -119,7 +145,13 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
             if good_seen == 0 {
                 (false, format!("does not verify ({why}); kept: no newer good backup exists"))
             } else if surely_bad && too_old {
-                (true, format!("does not verify ({why}); {age_days} days old and a newer good backup exists"))
+                (
+                    true,
+                    format!(
+                        "does not verify ({why}); {} old and a newer good backup exists",
+                        plural(age_days, "day")
+                    ),
+                )
             } else {
                 (false, format!("does not verify ({why}); kept until it is past the age limit"))
             }
@@ -146,15 +178,20 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
     let summary = if kept_good == 0 {
         format!("no good backup at all among {}; nothing deleted that could be one", backups.len())
     } else {
-        format!("{} backups, {kept_good} good kept, {verb} {deleting}", backups.len())
+        format!("{}, {kept_good} good kept, {verb} {deleting}", plural(backups.len(), "backup"))
     };
     checks.insert(0, Check::new("retention", status, summary));
+    checks.splice(1..1, early);
     let bad_kept = decisions.iter().filter(|d| !d.good && !d.delete).count();
     if bad_kept > 0 && kept_good > 0 {
         checks.push(Check::new(
             "unverified",
             Status::Warn,
-            format!("{bad_kept} backups do not verify and are kept for now; see the decisions"),
+            format!(
+                "{} not verify and {} kept for now; see the decisions",
+                crate::counted(bad_kept, "backup does", "backups do"),
+                if bad_kept == 1 { "is" } else { "are" }
+            ),
         ));
     }
     Ok(PruneReport { decisions, checks })

@@ -2,7 +2,9 @@
 
 use crate::BackupError;
 use crate::metadata::Metadata;
-use crate::pgbin::pg_bindir;
+use crate::partial::{self, METADATA};
+use crate::pgbin::{isolate, pg_bindir};
+use crate::plural;
 use flate2::read::GzDecoder;
 use kyb_core::dir::{DirHandle, kind};
 use kyb_core::{Check, Status};
@@ -16,12 +18,14 @@ use std::process::Stdio;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Which backup to verify.
+/// Which backup to verify. Today's and the latest are chosen among complete backups (those
+/// with their metadata written); partial files and unfinished directories beside them are
+/// reported as their own Warn findings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Which {
-    /// The newest backup made today (UTC); none is Crit.
+    /// The newest complete backup made today (UTC); none is Crit.
     Today,
-    /// The newest backup.
+    /// The newest complete backup.
     Latest,
     /// This backup directory.
     Dir(PathBuf),
@@ -48,7 +52,9 @@ pub struct VerifyReport {
     /// The backup looked at, if one was found.
     pub backup: Option<PathBuf>,
     /// `backup`, `age`, `metadata`, `backup_file`, `size`, `checksum`, `archive`: as far as the
-    /// first failure that makes the rest meaningless.
+    /// first failure that makes the rest meaningless. For today's or the latest backup, then
+    /// `partials` (Warn: partial files no live run is writing) and `incomplete` (Warn: newer
+    /// directories without metadata), when there are any.
     pub checks: Vec<Check>,
     /// The metadata, when it was read and parsed (whatever the other checks found).
     pub metadata: Option<Metadata>,
@@ -69,14 +75,22 @@ pub async fn verify(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<VerifyRep
 }
 
 fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -> VerifyReport {
-    let mut checks = Vec::new();
-    let dir_path = match locate(cfg, now) {
-        Ok(p) => p,
-        Err(why) => {
-            checks.push(Check::new("backup", Status::Crit, why));
-            return VerifyReport { backup: None, checks, metadata: None };
-        }
+    let mut report = match locate(cfg, now) {
+        Ok(dir) => verify_dir(cfg, now, pg_restore, dir),
+        Err(why) => VerifyReport {
+            backup: None,
+            checks: vec![Check::new("backup", Status::Crit, why)],
+            metadata: None,
+        },
     };
+    if !matches!(cfg.which, Which::Dir(_)) {
+        report.checks.extend(leftovers(&cfg.backup_dir.join("full"), report.backup.as_deref()));
+    }
+    report
+}
+
+fn verify_dir(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path, dir_path: PathBuf) -> VerifyReport {
+    let mut checks = Vec::new();
     let report = |checks, metadata| VerifyReport { backup: Some(dir_path.clone()), checks, metadata };
     checks.push(Check::new("backup", Status::Ok, format!("found {}", dir_path.display())));
     if let Some(stamp) = dir_path.file_name().and_then(|n| stamp_of(n.as_encoded_bytes())) {
@@ -105,7 +119,7 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
     checks.push(Check::new(
         "metadata",
         Status::Ok,
-        format!("{} dump of {}, {} bytes", meta.format, meta.database, meta.size_bytes),
+        format!("{} dump of {}, {}", meta.format, meta.database, plural(meta.size_bytes, "byte")),
     ));
     // One plain name inside this directory, opened without following links: nothing else is read.
     let name = meta.backup_file.as_str();
@@ -153,10 +167,10 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
         checks.push(Check::new(
             "size",
             Status::Crit,
-            format!("{size} bytes, metadata says {} (truncated?)", meta.size_bytes),
+            format!("{}, metadata says {} (truncated?)", plural(size, "byte"), meta.size_bytes),
         ));
     } else {
-        checks.push(Check::new("size", Status::Ok, format!("{size} bytes as recorded")));
+        checks.push(Check::new("size", Status::Ok, format!("{} as recorded", plural(size, "byte"))));
     }
     // Hash and read the archive at once, on two cores: each reads the file at its own offset.
     let (sum, archive) = std::thread::scope(|sc| {
@@ -179,7 +193,8 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
     report(checks, Some(meta))
 }
 
-/// The backup directory `cfg.which` names, or why there is none.
+/// The backup directory `cfg.which` names, or why there is none. Only complete backups are
+/// chosen: a run that is still going, or was killed, has not written its metadata.
 fn locate(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<PathBuf, String> {
     if let Which::Dir(d) = &cfg.which {
         return Ok(d.clone());
@@ -205,6 +220,7 @@ fn locate(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<PathBuf, String> {
             Some((stamp, name))
         })
         .filter(|(_, name)| cfg.which != Which::Today || name.starts_with(&today))
+        .filter(|(_, name)| std::fs::symlink_metadata(full.join(name).join(METADATA)).is_ok())
         .collect();
     found.sort();
     match found.pop() {
@@ -212,8 +228,59 @@ fn locate(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<PathBuf, String> {
         None if cfg.which == Which::Today => {
             Err(format!("no backup from today ({}) in {}", &today[7..], full.display()))
         }
-        None => Err(format!("no backups in {}", full.display())),
+        None => Err(format!("no complete backup in {}", full.display())),
     }
+}
+
+/// What runs that did not finish left under `full`: a `partials` Warn for partial files no live
+/// run is writing, and an `incomplete` Warn for directories newer than `chosen` (all, when none
+/// was chosen) that have no metadata, no partial file and no run writing them.
+fn leftovers(full: &Path, chosen: Option<&Path>) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let stale = partial::stale(full);
+    if !stale.is_empty() {
+        let files: usize = stale.iter().map(|l| l.partials.len()).sum();
+        checks.push(Check::new(
+            "partials",
+            Status::Warn,
+            format!(
+                "{}; the next `kyb-backup create` or `prune` removes {}",
+                partial::describe_all(&stale),
+                if files == 1 { "it" } else { "them" }
+            ),
+        ));
+    }
+    let Ok(root) = DirHandle::open(full) else { return checks };
+    let after = chosen.and_then(|c| c.file_name()).and_then(|n| Some((stamp_of(n.as_encoded_bytes())?, n)));
+    let mut unfinished: Vec<(OffsetDateTime, String)> = root
+        .entries()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|(_, kind)| *kind == FileType::Directory)
+        .filter_map(|(name, _)| Some((stamp_of(name.as_encoded_bytes())?, name)))
+        .filter(|(stamp, name)| after.is_none_or(|(s, n)| (*stamp, name.as_os_str()) > (s, n)))
+        .filter(|(_, name)| std::fs::symlink_metadata(full.join(name).join(METADATA)).is_err())
+        .filter(|(_, name)| !stale.iter().any(|l| l.dir == full.join(name)))
+        .filter(|(_, name)| !partial::is_live(&root, name))
+        .map(|(stamp, name)| (stamp, name.to_string_lossy().into_owned()))
+        .collect();
+    unfinished.sort();
+    if !unfinished.is_empty() {
+        let names: Vec<String> = unfinished.into_iter().map(|(_, n)| n).collect();
+        let newer = if chosen.is_some() { ", newer than the backup verified" } else { "" };
+        checks.push(Check::new(
+            "incomplete",
+            Status::Warn,
+            format!(
+                "{} without {METADATA}{newer}: {} (a run that did not finish; prune deletes {} past max_age_days)",
+                crate::counted(names.len(), "directory", "directories"),
+                names.join(", "),
+                if names.len() == 1 { "it" } else { "them" }
+            ),
+        ));
+    }
+    checks
 }
 
 /// The time in `backup_YYYYMMDD_HHMMSS[_N]`.
@@ -230,20 +297,15 @@ pub(crate) fn stamp_of(name: &[u8]) -> Option<OffsetDateTime> {
 }
 
 fn read_metadata(dir: &DirHandle) -> Result<Metadata, String> {
-    let mut file = dir.open_file(OsStr::new("backup_metadata.json"), OFlags::RDONLY).map_err(|e| {
+    let file = dir.open_file(OsStr::new(METADATA), OFlags::RDONLY).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            "backup_metadata.json is missing".to_owned()
+            format!("{METADATA} is missing")
         } else {
-            format!("cannot open backup_metadata.json: {e}")
+            format!("cannot open {METADATA}: {e}")
         }
     })?;
-    let mut text = String::new();
-    // Metadata is small; a huge file is not ours.
-    (&mut file)
-        .take(1 << 20)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read backup_metadata.json: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("backup_metadata.json is malformed: {e}"))
+    let bytes = crate::metadata::read_capped(file).map_err(|e| format!("cannot read {METADATA}: {e}"))?;
+    Metadata::parse(&bytes).map_err(|e| format!("{METADATA} is malformed: {e}"))
 }
 
 /// SHA-256 of everything `input` yields, lower-case hex.
@@ -308,7 +370,9 @@ type Readable = Result<String, (Status, String)>;
 
 /// Feeds `input` to `pg_restore --file=/dev/null`, which parses every entry and data block.
 fn pg_restore_reads(pg_restore: &Path, mut input: impl Read) -> Readable {
-    let mut child = std::process::Command::new(pg_restore)
+    let mut cmd = std::process::Command::new(pg_restore);
+    isolate(&mut cmd, None);
+    let mut child = cmd
         .args(["--file=/dev/null", "--format=custom"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -334,7 +398,9 @@ fn pg_restore_reads(pg_restore: &Path, mut input: impl Read) -> Readable {
     }
     let status = child.wait().map_err(|e| (Status::Unknown, format!("pg_restore: {e}")))?;
     match fed {
-        Ok(bytes) if status.success() => Ok(format!("pg_restore reads the whole archive ({bytes} bytes)")),
+        Ok(bytes) if status.success() => {
+            Ok(format!("pg_restore reads the whole archive ({})", plural(bytes, "byte")))
+        }
         _ => Err((Status::Crit, format!("pg_restore cannot read it: {}", errors.trim()))),
     }
 }
@@ -383,7 +449,7 @@ fn plain_complete(mut input: impl Read) -> Readable {
         tail.drain(..keep);
     }
     if tail.windows(PLAIN_TRAILER.len()).any(|w| w == PLAIN_TRAILER) {
-        Ok(format!("complete SQL script ({total} bytes)"))
+        Ok(format!("complete SQL script ({})", plural(total, "byte")))
     } else {
         Err((Status::Crit, "the SQL script is cut short: no \"dump complete\" line at its end".to_owned()))
     }

@@ -236,12 +236,16 @@ async fn damaged_backups_are_each_crit_with_their_reason() {
 #[tokio::test]
 async fn no_backup_today_is_crit() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("full/backup_20200101_020000")).unwrap();
+    let old_dir = dir.path().join("full/backup_20200101_020000");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    // A finished run's directory (its metadata is there), however damaged.
+    std::fs::write(old_dir.join("backup_metadata.json"), "{}").unwrap();
     let r = verify(&verify_cfg(dir.path(), Which::Today), OffsetDateTime::now_utc()).await.unwrap();
     assert_eq!(status_of(&r, "backup"), Status::Crit);
     assert!(summary_of(&r, "backup").contains("no backup from today"), "{:?}", r.checks);
     let old = verify(&verify_cfg(dir.path(), Which::Latest), OffsetDateTime::now_utc()).await.unwrap();
     assert_eq!(status_of(&old, "age"), Status::Crit);
+    assert_eq!(status_of(&old, "metadata"), Status::Crit);
 }
 
 #[tokio::test]
@@ -311,6 +315,8 @@ async fn restore_drill_round_trip_matches_the_source() {
     create(&create_cfg(&db, root.path()), now).await.unwrap();
     let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
     assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    let objects = &r.checks.iter().find(|c| c.name == "objects").expect("an objects check").summary;
+    assert!(objects.contains("3 tables, ") && objects.contains("1 view"), "{objects}");
     for table in ["public.companies", "public.owners", "public.checks"] {
         assert!(
             r.checks.iter().any(|c| c.name == format!("rows {table}")),
@@ -351,9 +357,13 @@ async fn a_backup_that_does_not_verify_is_not_restored() {
     let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
     std::fs::remove_file(made.dir.join("backup_metadata.json")).unwrap();
     let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
-    assert_eq!(r.checks.len(), 1, "{:?}", r.checks);
+    assert_eq!(r.checks.len(), 2, "{:?}", r.checks);
     assert_eq!(r.checks[0].status, Status::Crit);
     assert!(r.checks[0].summary.contains("not restored"), "{}", r.checks[0].summary);
+    // Without its metadata it is no complete backup, and is named as unfinished.
+    assert_eq!((r.checks[1].name.as_str(), r.checks[1].status), ("incomplete", Status::Warn));
+    let name = made.dir.file_name().unwrap().to_str().unwrap();
+    assert!(r.checks[1].summary.contains(name), "{}", r.checks[1].summary);
     assert!(!scratch_exists(&db, &r.scratch_db).await);
 }
 
@@ -373,6 +383,9 @@ async fn plain_format_round_trip_and_a_cut_short_script() {
     assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
     let d = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
     assert!(d.checks.iter().all(|c| c.status == Status::Ok), "{:?}", d.checks);
+    // A plain script has no archive TOC: its object headers are compared instead.
+    let objects = &d.checks.iter().find(|c| c.name == "objects").expect("an objects check").summary;
+    assert!(objects.contains("3 tables, ") && objects.contains("1 view"), "{objects}");
     assert!(!scratch_exists(&db, &d.scratch_db).await);
 
     // A whole gzip stream of half a script: verify says so.
@@ -527,21 +540,24 @@ async fn an_unwritable_backup_dir_is_a_clear_error() {
     assert!(text.contains("Read-only file system"), "{text}");
 }
 
+/// `backup_YYYYMMDD_HHMMSS` of `t`.
+fn dir_name(t: OffsetDateTime) -> String {
+    format!(
+        "backup_{:04}{:02}{:02}_{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// Backup directories with the given ages in days, each a copy of `made` (a good backup).
 fn copies(made: &CreateReport, root: &Path, now: OffsetDateTime, days: &[i64]) -> Vec<std::path::PathBuf> {
     days.iter()
         .map(|d| {
-            let t = now - time::Duration::days(*d);
-            let name = format!(
-                "backup_{:04}{:02}{:02}_{:02}{:02}{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            );
-            let dir = root.join("full").join(name);
+            let dir = root.join("full").join(dir_name(now - time::Duration::days(*d)));
             std::fs::create_dir_all(&dir).unwrap();
             for f in [DUMP, "backup_metadata.json", "database.dump.gz.sha256"] {
                 std::fs::copy(made.dir.join(f), dir.join(f)).unwrap();
@@ -716,4 +732,330 @@ async fn a_configured_path_that_is_a_link_is_archived_with_its_target() {
     assert!(entries.iter().any(|e| e.path == current && e.kind == "symlink"), "{entries:?}");
     let real = std::fs::canonicalize(&release).unwrap();
     assert!(entries.iter().any(|e| e.path == real.join("app.toml") && e.kind == "file"), "{entries:?}");
+}
+
+/// A database of one table with one row, an index on it, a view, a sequence, a function and a
+/// trigger: every kind the drill compares, and counts of one.
+async fn one_of_each(tag: &str) -> TestDb {
+    let db = fresh_database(tag).await;
+    db.connect()
+        .await
+        .batch_execute(
+            "CREATE TABLE ledger (id bigint PRIMARY KEY, amount numeric NOT NULL);
+             INSERT INTO ledger VALUES (1, 10);
+             CREATE INDEX ledger_amount ON ledger (amount);
+             CREATE SEQUENCE voucher_no START 500;
+             CREATE VIEW big_entries AS SELECT id FROM ledger WHERE amount > 5;
+             CREATE FUNCTION entry_total(lo bigint, hi bigint) RETURNS numeric LANGUAGE sql STABLE
+               AS 'SELECT sum(amount) FROM public.ledger WHERE id BETWEEN lo AND hi';
+             CREATE FUNCTION ledger_touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+             CREATE TRIGGER ledger_touched BEFORE UPDATE ON ledger FOR EACH ROW EXECUTE FUNCTION ledger_touch();",
+        )
+        .await
+        .unwrap();
+    db
+}
+
+fn check_of<'a>(checks: &'a [kyb_core::Check], name: &str) -> &'a kyb_core::Check {
+    checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} check in {checks:?}"))
+}
+
+#[tokio::test]
+async fn the_drill_compares_every_object_the_archive_lists() {
+    let db = one_of_each("bkobjects").await;
+    let root = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
+    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    assert_eq!(check_of(&r.checks, "tables").summary, "1 table restored, as at backup time");
+    assert_eq!(check_of(&r.checks, "rows public.ledger").summary, "1 row, as at backup time");
+    let objects = &check_of(&r.checks, "objects").summary;
+    for kind in ["1 table", "1 view", "1 sequence", "2 functions", "1 index", "1 constraint", "1 trigger"] {
+        assert!(objects.contains(&format!("{kind},")) || objects.ends_with(kind), "{kind}: {objects}");
+    }
+
+    // An archive whose entries create other objects than they list: the view, the sequence,
+    // one function and the index come back under other names. pg_restore succeeds and every
+    // table and row is there; only comparing each object with the list finds the gaps.
+    let mut raw = gunzip(&std::fs::read(made.dir.join(DUMP)).unwrap());
+    assert!(replace_all(&mut raw, b"public.big_entries", b"public.big_entriez") >= 1);
+    assert!(replace_all(&mut raw, b"public.voucher_no", b"public.voucher_nx") >= 2);
+    assert!(replace_all(&mut raw, b"public.entry_total(", b"public.entry_totax(") >= 1);
+    assert!(replace_all(&mut raw, b"INDEX ledger_amount ON", b"INDEX ledger_amounx ON") == 1);
+    replace_consistently(&made, &gzip(&raw));
+    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
+    assert_eq!(check_of(&r.checks, "restore").status, Status::Ok, "{:?}", r.checks);
+    assert_eq!(check_of(&r.checks, "tables").status, Status::Ok, "{:?}", r.checks);
+    let objects = check_of(&r.checks, "objects");
+    assert_eq!(objects.status, Status::Crit, "{:?}", r.checks);
+    for missing in [
+        "view public.big_entries",
+        "sequence public.voucher_no",
+        "function public.entry_total(bigint, bigint)",
+        "index public.ledger_amount",
+    ] {
+        assert!(objects.summary.contains(missing), "{missing}: {}", objects.summary);
+    }
+    assert!(objects.summary.starts_with("4 of the "), "{}", objects.summary);
+    assert!(!objects.summary.contains("ledger_touch"), "{}", objects.summary);
+    assert_eq!(check_of(&r.checks, "cleanup").status, Status::Ok);
+    assert!(!scratch_exists(&db, &r.scratch_db).await, "scratch database left behind");
+}
+
+#[tokio::test]
+async fn every_file_a_backup_run_writes_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = one_of_each("bkmodes").await;
+    let root = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    let etc = root.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    std::fs::write(etc.join("app.toml"), "x = 1\n").unwrap();
+    let cfg = ArchiveConfig {
+        backup_dir: root.path().to_owned(),
+        sources: vec![ArchiveSource { name: "app".into(), paths: vec![etc] }],
+        compression_level: 1,
+        timeout_ms: 60_000,
+    };
+    let archived = archive(&cfg, now).await.unwrap();
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    for file in [
+        made.dir.join(DUMP),
+        made.dir.join("database.dump.gz.sha256"),
+        made.dir.join("backup_metadata.json"),
+        archived.dir.join("app.tar.gz"),
+        archived.dir.join("manifest.json"),
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    assert_eq!(mode(&made.dir), 0o700);
+    assert_eq!(mode(&archived.dir), 0o700);
+}
+
+/// The stand-in's log lines of each run of `tool`: it records its environment and, when it has
+/// one, its PGPASSFILE's modes and contents, then execs the real tool.
+fn wrap_pg_tools(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let real = pg_bindir(None).expect("PostgreSQL client binaries");
+    let bin = root.join("bin");
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    for tool in ["pg_dump", "pg_restore", "psql"] {
+        let script = format!(
+            "#!/bin/sh\n\
+             {{\n\
+               echo \"ARGS $*\"\n\
+               tr '\\0' '\\n' < /proc/$$/environ | sed 's/^/ENV /'\n\
+               if [ -n \"$PGPASSFILE\" ]; then\n\
+                 echo \"PASSFILE $PGPASSFILE\"\n\
+                 echo \"PASSFILE_MODE $(stat -c %a \"$PGPASSFILE\")\"\n\
+                 echo \"PASSDIR_MODE $(stat -c %a \"$(dirname \"$PGPASSFILE\")\")\"\n\
+                 printf 'PASSFILE_LINE %s\\n' \"$(cat \"$PGPASSFILE\")\"\n\
+               fi\n\
+             }} > {logs}/{tool}.$$\n\
+             exec {real}/{tool} \"$@\"\n",
+            logs = logs.display(),
+            real = real.display(),
+        );
+        let path = bin.join(tool);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    (bin, logs)
+}
+
+/// Each logged run: (tool, its lines).
+fn tool_runs(logs: &Path) -> Vec<(String, Vec<String>)> {
+    let mut runs: Vec<(String, Vec<String>)> = std::fs::read_dir(logs)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let tool = name.split('.').next().unwrap().to_owned();
+            (tool, std::fs::read_to_string(e.path()).unwrap().lines().map(str::to_owned).collect())
+        })
+        .collect();
+    runs.sort();
+    runs
+}
+
+#[tokio::test]
+async fn pg_tools_get_the_password_in_a_private_passfile_and_nothing_else_of_our_environment() {
+    let db = one_of_each("bkpassfile").await;
+    let admin = db.connect().await;
+    // A role of its own whose password needs .pgpass escaping, and which the server asks for it
+    // (scram-sha-256): the dump and the restore succeed only if the file carries it right.
+    let role = format!("kyb_pw_{}", std::process::id());
+    let password = r"se:cr\et:";
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role};
+             CREATE ROLE {role} LOGIN CREATEDB PASSWORD '{password}' IN ROLE pg_read_all_data;
+             DROP EXTENSION IF EXISTS pg_stat_statements;"
+        ))
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (bin, logs) = wrap_pg_tools(root.path());
+    let mut t = target(&db);
+    t.user = role.clone();
+    t.password = Some(Secret::new(password));
+    let now = OffsetDateTime::now_utc();
+    let cfg = CreateConfig {
+        postgres: t.clone(),
+        pg_bindir: Some(bin.clone()),
+        ..create_cfg(&db, &root.path().join("backups"))
+    };
+    let made = create(&cfg, now).await.unwrap();
+    let drill =
+        DrillConfig { postgres: t, pg_bindir: Some(bin), ..drill_cfg(&db, &root.path().join("backups")) };
+    let r = restore_drill(&drill, now).await.unwrap();
+    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    admin.batch_execute(&format!("DROP ROLE {role}")).await.unwrap();
+    assert!(made.dir.join(DUMP).exists());
+
+    let runs = tool_runs(&logs);
+    let allowed = ["PATH", "HOME", "LC_ALL", "PGCONNECT_TIMEOUT", "PGAPPNAME", "PGPASSFILE"];
+    let mut with_password = 0;
+    for (tool, lines) in &runs {
+        let keys: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("ENV "))
+            .map(|kv| kv.split('=').next().unwrap())
+            .collect();
+        // The test process's own variables (CARGO_*, RUST_*) never reach a child.
+        assert!(keys.iter().all(|k| allowed.contains(k)), "{tool}: {keys:?}");
+        assert!(keys.contains(&"LC_ALL") && keys.contains(&"PGCONNECT_TIMEOUT"), "{tool}: {keys:?}");
+        assert!(!lines.iter().any(|l| l.contains(password)), "{tool}: the password in plain sight");
+        let value = |key: &str| lines.iter().find_map(|l| l.strip_prefix(key)).map(str::trim);
+        let connects = !lines[0].contains("--version")
+            && !lines[0].contains("--file=/dev/null")
+            && !lines[0].contains("--list");
+        if !connects {
+            assert!(value("PASSFILE ").is_none(), "{tool} {}: needs no password", lines[0]);
+            continue;
+        }
+        with_password += 1;
+        assert_eq!(value("PASSFILE_MODE "), Some("600"), "{tool}");
+        assert_eq!(value("PASSDIR_MODE "), Some("700"), "{tool}");
+        assert_eq!(value("PASSFILE_LINE "), Some(format!(r"*:*:*:{role}:se\:cr\\et\:").as_str()), "{tool}");
+        let file = Path::new(value("PASSFILE ").unwrap());
+        assert!(!file.exists() && !file.parent().unwrap().exists(), "{tool}: {} left behind", file.display());
+    }
+    // pg_dump for the backup, pg_restore for the drill.
+    assert_eq!(with_password, 2, "{runs:#?}");
+    assert!(runs.iter().any(|(t, _)| t == "pg_dump") && runs.iter().any(|(t, _)| t == "pg_restore"));
+}
+
+/// `base`, today at noon (UTC): a clock for runs that must fall on one day whatever the time.
+fn noon_today() -> OffsetDateTime {
+    OffsetDateTime::now_utc().replace_time(time::macros::time!(12:00))
+}
+
+/// What a run killed mid-dump leaves: its directory with a partial file and no metadata, and no
+/// process holding the directory's lock (the kernel dropped it with the process).
+fn killed_run_leftover(root: &Path, at: OffsetDateTime) -> std::path::PathBuf {
+    let dir = root.join("full").join(dir_name(at));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("database.dump.gz.partial"), vec![0x1f; 4096]).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_killed_runs_partial_beside_a_good_backup_is_a_warn_and_is_swept() {
+    let db = one_of_each("bkstale").await;
+    let root = tempfile::tempdir().unwrap();
+    let base = noon_today();
+    let made = create(&create_cfg(&db, root.path()), base).await.unwrap();
+    let leftover = killed_run_leftover(root.path(), base + time::Duration::minutes(1));
+    let now = base + time::Duration::minutes(2);
+
+    for which in [Which::Today, Which::Latest] {
+        let r = verify(&verify_cfg(root.path(), which.clone()), now).await.unwrap();
+        assert_eq!(r.backup.as_ref(), Some(&made.dir), "{which:?}: the newest complete backup");
+        let (warn, rest): (Vec<_>, Vec<_>) = r.checks.iter().partition(|c| c.name == "partials");
+        assert!(rest.iter().all(|c| c.status == Status::Ok), "{which:?}: {:?}", r.checks);
+        assert_eq!(warn.len(), 1, "{which:?}: {:?}", r.checks);
+        assert_eq!(warn[0].status, Status::Warn);
+        let name = leftover.file_name().unwrap().to_str().unwrap();
+        assert!(
+            warn[0].summary.contains(&format!(
+                "1 stale partial file left by a killed run: {name}/database.dump.gz.partial (4096 bytes); the next `kyb-backup create` or `prune` removes it"
+            )),
+            "{}",
+            warn[0].summary
+        );
+    }
+    let listed = list(root.path()).unwrap();
+    assert_eq!(listed[0].state, "killed: partial file left");
+    assert_eq!(listed[1].state, "complete");
+
+    // The drill restores the good backup and carries the Warn along.
+    let d = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
+    assert_eq!(check_of(&d.checks, "restore").status, Status::Ok, "{:?}", d.checks);
+    assert_eq!(check_of(&d.checks, "partials").status, Status::Warn);
+
+    // Prune's plan names it and deletes nothing; the next backup sweeps it.
+    let plan =
+        prune(&PruneConfig { dry_run: true, ..prune_cfg(root.path(), 1, None, None) }, now).await.unwrap();
+    let swept = check_of(&plan.checks, "partials");
+    assert!(swept.summary.starts_with("would remove 1 stale partial file"), "{}", swept.summary);
+    assert!(plan.decisions.iter().all(|d| d.dir != leftover), "{:#?}", plan.decisions);
+    assert!(leftover.join("database.dump.gz.partial").exists());
+    let next = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    let swept = check_of(&next.checks, "partials");
+    assert_eq!(swept.status, Status::Ok);
+    assert!(swept.summary.starts_with("removed 1 stale partial file"), "{}", swept.summary);
+    assert!(!leftover.exists(), "the killed run's directory stays");
+    let r = verify(&verify_cfg(root.path(), Which::Latest), now).await.unwrap();
+    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    assert_eq!(r.backup.as_ref(), Some(&next.dir));
+}
+
+#[tokio::test]
+async fn a_partial_file_a_live_run_is_writing_is_left_alone() {
+    let db = one_of_each("bklive").await;
+    let root = tempfile::tempdir().unwrap();
+    let base = noon_today();
+    let made = create(&create_cfg(&db, root.path()), base).await.unwrap();
+    // A table lock held elsewhere keeps the next pg_dump waiting, its partial file made and
+    // empty, for as long as the test needs.
+    let holder = db.connect().await;
+    holder.batch_execute("BEGIN; LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE;").await.unwrap();
+    let at = base + time::Duration::minutes(1);
+    let running = tokio::spawn({
+        let cfg = CreateConfig { lock_wait_timeout_ms: 120_000, ..create_cfg(&db, root.path()) };
+        async move { create(&cfg, at).await }
+    });
+    let live = root.path().join("full").join(dir_name(at));
+    let partial = live.join("database.dump.gz.partial");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !partial.exists() {
+        assert!(
+            std::time::Instant::now() < deadline && !running.is_finished(),
+            "the run never began writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let now = base + time::Duration::minutes(2);
+    let r = verify(&verify_cfg(root.path(), Which::Latest), now).await.unwrap();
+    assert_eq!(r.backup.as_ref(), Some(&made.dir));
+    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    let p = prune(&prune_cfg(root.path(), 1, Some(1), Some(0)), now + time::Duration::days(3)).await.unwrap();
+    assert!(partial.exists(), "prune removed a partial file a live run is writing");
+    assert!(made.dir.exists(), "{:#?}", p.decisions);
+    let in_progress = check_of(&p.checks, "in progress");
+    assert!(in_progress.summary.contains(&dir_name(at)), "{}", in_progress.summary);
+    assert!(p.checks.iter().all(|c| c.name != "partials"), "{:?}", p.checks);
+    assert_eq!(list(root.path()).unwrap()[0].state, "in progress");
+    assert!(!running.is_finished());
+
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let finished = running.await.unwrap().unwrap();
+    assert_eq!(finished.dir, live);
+    assert!(!partial.exists() && live.join(DUMP).exists());
+    let r = verify(&verify_cfg(root.path(), Which::Latest), now).await.unwrap();
+    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
 }
