@@ -80,7 +80,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// List the backups, newest first, from their metadata (nothing is hashed).
+    /// List the backups, newest first, from their metadata (nothing is hashed): one row each under
+    /// a header, or with `--format json` an array of objects.
     List,
 }
 
@@ -186,24 +187,56 @@ fn list(backup_dir: &std::path::Path, format: Format) -> ExitCode {
     };
     let out = match format {
         Format::Json => serde_json::to_string_pretty(&listed).expect("listings serialize") + "\n",
-        Format::Text => {
-            let mut out = String::new();
-            if listed.is_empty() {
-                out.push_str(&format!("no backups in {}/full\n", backup_dir.display()));
-            }
-            for l in &listed {
-                let name = l.dir.file_name().unwrap_or_default().to_string_lossy();
-                match &l.metadata {
-                    Some(m) => out.push_str(&format!(
-                        "{name}  {:<8} {:>14} bytes  {}  {} ms  {}\n",
-                        m.format, m.size_bytes, m.database, m.duration_ms, l.state
-                    )),
-                    None => out.push_str(&format!("{name}  {}\n", l.state)),
-                }
-            }
-            out
-        }
+        Format::Text if listed.is_empty() => format!("no backups in {}/full\n", backup_dir.display()),
+        Format::Text => table(&listed),
     };
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     ExitCode::SUCCESS
+}
+
+/// The listing as aligned columns under a header; `-` where a backup has no metadata to tell.
+fn table(listed: &[kyb_backup::Listed]) -> String {
+    const HEADER: [&str; 6] = ["BACKUP", "FORMAT", "SIZE_BYTES", "DATABASE", "DURATION_MS", "STATE"];
+    let rows: Vec<[String; 6]> = listed
+        .iter()
+        .map(|l| {
+            let name = l.dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            match &l.metadata {
+                Some(m) => [
+                    name,
+                    m.format.clone(),
+                    m.size_bytes.to_string(),
+                    m.database.clone(),
+                    m.duration_ms.to_string(),
+                    l.state.clone(),
+                ],
+                None => [name, "-".into(), "-".into(), "-".into(), "-".into(), l.state.clone()],
+            }
+        })
+        .collect();
+    let mut widths = HEADER.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        // Numbers right-aligned; the last column is not padded.
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let cell = match i {
+                5 => cell.to_string(),
+                2 | 4 => format!("{cell:>w$}  "),
+                _ => format!("{cell:<w$}  "),
+            };
+            out.push_str(&cell);
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(HEADER);
+    for row in &rows {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    out
 }

@@ -57,8 +57,12 @@ pub async fn create(
                 "backup",
                 Status::Ok,
                 format!(
-                    "{} dump of {}: {} bytes ({} before compression) in {} ms",
-                    m.format, m.database, m.size_bytes, m.dump_bytes, m.duration_ms
+                    "{} dump of {}: {} ({} before compression) in {} ms",
+                    m.format,
+                    m.database,
+                    bytes(m.size_bytes),
+                    bytes(m.dump_bytes),
+                    m.duration_ms
                 ),
             )
             .with_metric(Metric::new("backup_size", m.size_bytes as f64, Unit::Bytes))
@@ -67,7 +71,9 @@ pub async fn create(
                 m.duration_ms as f64 / 1000.0,
                 Unit::Seconds,
             ));
-            let mut t = TaskReport::from_checks(name, vec![check], clock.elapsed());
+            // Then what was swept on the way: partial files of killed runs.
+            let checks = std::iter::once(check).chain(r.checks.iter().cloned()).collect();
+            let mut t = TaskReport::from_checks(name, checks, clock.elapsed());
             t.artifacts.push(r.dir.join(&m.backup_file));
             t.artifacts.push(r.dir.join("backup_metadata.json"));
             t
@@ -142,8 +148,8 @@ pub async fn archive(
             })
             .collect();
         let summary = format!(
-            "would write {} archives to {}/monthly/monthly_<time>/",
-            actions.len(),
+            "would write {} to {}/monthly/monthly_<time>/",
+            if actions.len() == 1 { "1 archive".to_owned() } else { format!("{} archives", actions.len()) },
             cfg.backup_dir.display()
         );
         let mut t =
@@ -202,6 +208,11 @@ pub async fn drill(
         }
         Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
     }
+}
+
+/// `1 byte`, `2 bytes`.
+fn bytes(n: u64) -> String {
+    if n == 1 { "1 byte".to_owned() } else { format!("{n} bytes") }
 }
 
 fn display(p: &Option<std::path::PathBuf>) -> String {
