@@ -488,6 +488,24 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("line 1"), "{}", text(&out.stdout));
     std::fs::remove_file(rel.join("SHA256SUMS")).unwrap();
+    // One that is a FIFO (nobody writes it) or a device is refused at once, never waited on.
+    for special in ["fifo", "/dev/zero"] {
+        if special == "fifo" {
+            let made = Command::new("mkfifo").arg(rel.join("SHA256SUMS")).status().unwrap();
+            assert!(made.success());
+        } else {
+            std::os::unix::fs::symlink(special, rel.join("SHA256SUMS")).unwrap();
+        }
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            run(h.update(&["app", "--version", "2.0.0", "--from", rel_s])),
+        )
+        .await
+        .expect("a special checksum file must not hang the update");
+        assert_eq!(out.status.code(), Some(1), "{special}");
+        assert!(text(&out.stdout).contains("not a regular file"), "{special}: {}", text(&out.stdout));
+        std::fs::remove_file(rel.join("SHA256SUMS")).unwrap();
+    }
 
     // Another update holding the lock.
     std::fs::create_dir_all(h.path("updates")).unwrap();

@@ -746,9 +746,12 @@ fn writer_pid(p: &LogPolicy) -> io::Result<Option<i32>> {
 }
 
 fn read_pid_file(path: &Path) -> io::Result<i32> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("pid file {}: {e}", path.display())))?;
-    text.trim()
+    // Bounded and regular only: a pid file swapped for a FIFO or /dev/zero must not hang the run.
+    let (bytes, _) = kyb_core::fs::read_regular(path, 4096).map_err(|e| {
+        io::Error::other(format!("pid file {}: {}", path.display(), kyb_core::error_chain(&e)))
+    })?;
+    String::from_utf8_lossy(&bytes)
+        .trim()
         .parse()
         .ok()
         .filter(|pid| *pid > 0)

@@ -426,3 +426,32 @@ async fn a_writer_that_never_reopens_is_crit_and_its_file_kept() {
     assert!(!rotated[0].ends_with(".gz"));
     assert!(std::fs::read_to_string(l.join(&rotated[0])).unwrap().contains("before\nready\n"));
 }
+
+#[tokio::test]
+async fn a_pid_file_that_is_a_fifo_or_a_device_does_not_hang_the_rotation() {
+    let logs = tempfile::tempdir().unwrap();
+    let l = logs.path();
+    for (i, special) in ["fifo", "/dev/zero"].iter().enumerate() {
+        std::fs::write(l.join("app.log"), "over the size limit\n").unwrap();
+        let pid_file = l.join(format!("app-{i}.pid"));
+        if *special == "fifo" {
+            assert!(std::process::Command::new("mkfifo").arg(&pid_file).status().unwrap().success());
+        } else {
+            std::os::unix::fs::symlink(special, &pid_file).unwrap();
+        }
+        let p = LogPolicy {
+            size_bytes: 1,
+            reopen: Reopen::PidFile { path: pid_file.clone(), signal: ReopenSignal::Hup },
+            ..policy(&l.join("app.log"))
+        };
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()),
+        )
+        .await
+        .expect("a special pid file must not hang the rotation")
+        .unwrap();
+        assert_eq!(r.checks[0].status, Status::Crit, "{:?}", r.checks);
+        assert!(r.checks[0].summary.contains("not a regular file"), "{}", r.checks[0].summary);
+    }
+}

@@ -602,13 +602,16 @@ fn locate(cfg: &AppConfig, req: &UpdateRequest) -> Result<Release, String> {
         return Err(format!("release directory {} has no {}", from.display(), name.to_string_lossy()));
     }
     let sums = from.join("SHA256SUMS");
-    let checksum_file = req.checksum_file.clone().or_else(|| sums.is_file().then_some(sums));
+    // Present in any form counts: a FIFO or a link to a device there is refused when read, not
+    // taken for a release without checksums.
+    let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let checksum_file = req.checksum_file.clone().or_else(|| present(&sums).then_some(sums));
     let configs = cfg
         .configs
         .iter()
         .filter_map(|installed| {
             let candidate = from.join("configs").join(installed.file_name()?);
-            candidate.is_file().then(|| (installed.clone(), candidate))
+            present(&candidate).then(|| (installed.clone(), candidate))
         })
         .collect();
     Ok(Release { binary, checksum_file, configs })
@@ -624,7 +627,9 @@ fn expected_sha(req: &UpdateRequest, release: &Release) -> Result<Option<(String
         return Ok(Some((want, "--sha256".into())));
     }
     let Some(file) = &release.checksum_file else { return Ok(None) };
-    let text = std::fs::read_to_string(file).map_err(|e| format!("checksum file {}: {e}", file.display()))?;
+    let (text, _) = kyb_core::fs::read_regular(file, 1 << 20)
+        .map_err(|e| format!("checksum file {}: {}", file.display(), kyb_core::error_chain(&e)))?;
+    let text = String::from_utf8_lossy(&text);
     let name = release.binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut found = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -743,12 +748,25 @@ async fn validate(cfg: &AppConfig, staged: &Path) -> Result<(), String> {
     Err(format!("`{shown}` failed ({}): {said}", out.status))
 }
 
+/// A config file, regular and at most 16 MiB (a FIFO or a device in its place is an error, not
+/// a hang); `None` when it does not exist. The error does not repeat the path.
+fn read_config(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    match kyb_core::fs::read_regular(path, 16 << 20) {
+        Ok((bytes, _)) => Ok(Some(bytes)),
+        Err(kyb_core::fs::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(kyb_core::error_chain(&e)),
+    }
+}
+
 /// Compares each release config with the installed one; returns those to install.
 fn diff_configs(run: &mut Run<'_>, release: &Release) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
     let mut merges = Vec::new();
     for (installed, candidate) in &release.configs {
-        let new = std::fs::read(candidate).map_err(|e| format!("{}: {e}", candidate.display()))?;
-        let old = std::fs::read(installed).unwrap_or_default();
+        let new = read_config(candidate)
+            .and_then(|c| c.ok_or_else(|| "no such file".to_owned()))
+            .map_err(|e| format!("{}: {e}", candidate.display()))?;
+        let old =
+            read_config(installed).map_err(|e| format!("{}: {e}", installed.display()))?.unwrap_or_default();
         if new == old {
             continue;
         }
@@ -954,13 +972,15 @@ fn record(cfg: &AppConfig, state: &mut UpdateState, phase: Phase) -> Result<(), 
 fn read_in_progress(cfg: &AppConfig) -> Result<Option<UpdateState>, UpdateError> {
     let marker = cfg.state_dir.join("in-progress.json");
     let bad = |path: &Path, reason: String| UpdateError::Record { path: path.to_owned(), reason };
-    let text = match std::fs::read(&marker) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(bad(&marker, e.to_string())),
+    let text = match read_config(&marker) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(bad(&marker, e)),
     };
     let pointer: InProgress = serde_json::from_slice(&text).map_err(|e| bad(&marker, e.to_string()))?;
-    let state = std::fs::read(&pointer.state).map_err(|e| bad(&pointer.state, e.to_string()))?;
+    let state = read_config(&pointer.state)
+        .and_then(|s| s.ok_or_else(|| "no such file".to_owned()))
+        .map_err(|e| bad(&pointer.state, e))?;
     let state: UpdateState =
         serde_json::from_slice(&state).map_err(|e| bad(&pointer.state, e.to_string()))?;
     if state.binary != cfg.binary {
