@@ -549,7 +549,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(80))]
+            #![proptest_config(ProptestConfig::with_cases(50))]
 
             #[test]
             fn any_line_never_panics(
@@ -617,7 +617,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(60))]
+            #![proptest_config(ProptestConfig::with_cases(40))]
 
             /// `Failed <method> for [invalid user ]USER from ADDR port N ssh2`, from the sshd of
             /// OpenSSH before 9.8 or its `sshd-session` since, with either kind of timestamp at
