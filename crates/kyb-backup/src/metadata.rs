@@ -129,7 +129,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(ProptestConfig::with_cases(200))]
 
         #[test]
         fn any_bytes_give_a_value_or_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {

@@ -456,7 +456,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(ProptestConfig::with_cases(200))]
 
         #[test]
         fn any_text_parses_without_panicking(text in "\\PC{0,400}", bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
