@@ -100,13 +100,13 @@ pub fn scan_advisories(cfg: &AdvisoryConfig) -> AdvisoryReport {
         )));
         return report;
     }
-    let lock = match std::fs::read_to_string(&cfg.lockfile)
-        .map_err(|e| e.to_string())
-        .and_then(|t| toml::from_str::<Lock>(&t).map_err(|e| e.message().to_owned()))
-    {
+    let lock = match crate::read_text(&cfg.lockfile, crate::MANIFEST_LIMIT).and_then(|t| {
+        toml::from_str::<Lock>(&t)
+            .map_err(|e| format!("cannot read {}: {}", cfg.lockfile.display(), e.message()))
+    }) {
         Ok(l) => l,
         Err(why) => {
-            report.checks.push(unknown(format!("cannot read {}: {why}", cfg.lockfile.display())));
+            report.checks.push(unknown(why));
             return report;
         }
     };
@@ -122,14 +122,21 @@ pub fn scan_advisories(cfg: &AdvisoryConfig) -> AdvisoryReport {
     }
     let mut unreadable = Vec::new();
     for (name, packages) in &by_name {
+        // A package name is a path component below crates/: nothing else is read.
+        let plain =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !plain {
+            unreadable
+                .push(format!("package name {name:?} in {} is not a crate name", cfg.lockfile.display()));
+            continue;
+        }
         let Ok(entries) = std::fs::read_dir(crates_dir.join(name)) else { continue };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_none_or(|x| x != "md" && x != "toml") {
                 continue;
             }
-            let parsed =
-                std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| parse_advisory(&t));
+            let parsed = crate::read_text(&path, crate::FILE_LIMIT).and_then(|t| parse_advisory(&t));
             let (adv, title) = match parsed {
                 Ok(a) => a,
                 Err(why) => {

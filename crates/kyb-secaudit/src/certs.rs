@@ -241,7 +241,10 @@ fn read_path(path: &Path) -> Vec<(String, Read)> {
 }
 
 fn read_pem(path: &Path) -> Read {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    // The row is named after the file already: the reason alone.
+    let bytes = kyb_core::fs::read_regular(path, crate::FILE_LIMIT)
+        .map(|(bytes, _)| bytes)
+        .map_err(|e| format!("cannot read: {}", kyb_core::error_chain(&e)))?;
     CertificateDer::pem_slice_iter(&bytes)
         .map(|c| c.map(|c| c.as_ref().to_vec()).map_err(|e| format!("damaged PEM: {e}")))
         .collect()
@@ -249,7 +252,7 @@ fn read_pem(path: &Path) -> Read {
 
 fn load_roots(bundle: &Path) -> Arc<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
-    if let Ok(bytes) = std::fs::read(bundle) {
+    if let Ok(bytes) = crate::read_file(bundle, crate::MANIFEST_LIMIT) {
         for cert in CertificateDer::pem_slice_iter(&bytes).flatten() {
             let _ = roots.add(cert);
         }

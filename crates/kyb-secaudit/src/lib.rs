@@ -36,3 +36,21 @@ pub use logs::{Burst, LogScanConfig, LogScanReport, scan_logs};
 pub use outdated::{Outdated, OutdatedConfig, OutdatedReport, check_outdated};
 pub use perms::{PermConfig, PermReport, audit_permissions};
 pub use updates::{PendingUpdate, UpdatesConfig, UpdatesReport, check_updates};
+
+/// The whole of a file this crate is told to read (a lockfile, a certificate, an advisory), when
+/// it is a regular file of at most `limit_bytes`: a FIFO or a device in its place is an error
+/// saying so, never a hang or an unbounded read. The error names the path.
+pub(crate) fn read_file(path: &std::path::Path, limit_bytes: u64) -> Result<Vec<u8>, String> {
+    kyb_core::fs::read_regular(path, limit_bytes)
+        .map(|(bytes, _)| bytes)
+        .map_err(|e| format!("cannot read {}: {}", path.display(), kyb_core::error_chain(&e)))
+}
+
+/// [`read_file`] as text; bytes that are not UTF-8 are replaced.
+pub(crate) fn read_text(path: &std::path::Path, limit_bytes: u64) -> Result<String, String> {
+    read_file(path, limit_bytes).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Limits for the files above: lockfiles and manifests, CA bundles, one certificate or advisory.
+pub(crate) const MANIFEST_LIMIT: u64 = 16 << 20;
+pub(crate) const FILE_LIMIT: u64 = 1 << 20;

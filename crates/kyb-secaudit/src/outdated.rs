@@ -125,7 +125,7 @@ pub async fn check_outdated(cfg: &OutdatedConfig) -> OutdatedReport {
 /// Direct registry dependencies (renames resolved to the crate's name) and the locked version of
 /// each crate (the highest, when several are locked).
 fn read_project(manifest: &Path, lockfile: &Path) -> Result<(Vec<String>, BTreeMap<String, String>), String> {
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let read = |p: &Path| crate::read_text(p, crate::MANIFEST_LIMIT);
     let m: toml::Table =
         toml::from_str(&read(manifest)?).map_err(|e| format!("{}: {}", manifest.display(), e.message()))?;
     let mut direct = Vec::new();
@@ -206,8 +206,7 @@ async fn fetch(url: &str, ca_bundle: &Path, timeout_ms: u64) -> Result<Bytes, St
             "http" => send(TokioIo::new(tcp), request).await?,
             "https" => {
                 let mut roots = rustls::RootCertStore::empty();
-                let pem = std::fs::read(ca_bundle)
-                    .map_err(|e| format!("cannot read {}: {e}", ca_bundle.display()))?;
+                let pem = crate::read_file(ca_bundle, crate::MANIFEST_LIMIT)?;
                 for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
                     let _ = roots.add(cert);
                 }

@@ -145,8 +145,7 @@ async fn run(cfg: &UpdatesConfig, args: &[&str]) -> Result<String, String> {
 }
 
 fn debian_like(os_release: &Path) -> Result<bool, String> {
-    let text = std::fs::read_to_string(os_release)
-        .map_err(|e| format!("cannot read {}: {e}", os_release.display()))?;
+    let text = crate::read_text(os_release, 64 << 10)?;
     let field = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key))

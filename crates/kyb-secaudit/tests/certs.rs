@@ -222,3 +222,22 @@ async fn an_endpoint_that_refuses_or_hangs_is_crit_without_a_hang() {
     );
     drop(hung);
 }
+
+#[tokio::test]
+async fn a_certificate_path_that_is_a_fifo_or_a_device_is_crit_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("tls.crt");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let zero = dir.path().join("zero.pem");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let r = check_certs(
+        &cfg(vec![fifo.clone(), zero.clone()], vec![], &dir.path().join("none.pem")),
+        time::OffsetDateTime::now_utc(),
+    )
+    .await;
+    for (path, kind) in [(&fifo, "FIFO"), (&zero, "character device")] {
+        let c = check(&r, &path.display().to_string());
+        assert_ne!(c.status, kyb_core::Status::Ok, "{c:?}");
+        assert!(c.summary.contains(&format!("it is a {kind}, not a regular file")), "{}", c.summary);
+    }
+}

@@ -288,3 +288,30 @@ async fn direct_dependencies_behind_the_newest_release_are_listed() {
     let r = check_outdated(&OutdatedConfig { index_url: format!("http://127.0.0.1:{dead}"), ..cfg }).await;
     assert_eq!(r.checks.iter().filter(|c| c.status == Status::Unknown).count(), 4);
 }
+
+#[test]
+fn special_files_and_path_like_names_are_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("advisory-db");
+    advisory(&db, "smallvec", "RUSTSEC-2021-0003", "```toml\n[advisory]\nid = \"RUSTSEC-2021-0003\"\n```\n");
+    // An advisory directory outside crates/ that a package named `../outside` would reach.
+    advisory(&db, "../outside", "RUSTSEC-0000-0000", "```toml\nnot read\n```\n");
+    let fifo = d.join("Cargo.lock");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let cfg = AdvisoryConfig { lockfile: fifo.clone(), database: db.clone(), max_age_days: 7 };
+    // Nobody writes the FIFO: reading it would wait for ever.
+    let r = scan_advisories(&cfg);
+    assert_eq!(r.checks[0].status, Status::Unknown);
+    assert!(r.checks[0].summary.contains("it is a FIFO, not a regular file"), "{}", r.checks[0].summary);
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::write(
+        &fifo,
+        "version = 3\n\n[[package]]\nname = \"../outside\"\nversion = \"1.0.0\"\n\
+         source = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+    )
+    .unwrap();
+    let r = scan_advisories(&cfg);
+    assert_eq!(r.advisories, 0, "nothing outside crates/ is read: {:#?}", r.checks);
+    assert!(r.checks.iter().any(|c| c.summary.contains("is not a crate name")), "{:#?}", r.checks);
+}
