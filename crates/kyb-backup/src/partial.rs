@@ -87,7 +87,8 @@ pub(crate) fn stale(full: &Path) -> Vec<Leftover> {
         if kind != FileType::Directory || stamp_of(name.as_encoded_bytes()).is_none() {
             continue;
         }
-        let Ok(dir) = root.open_child(&name) else { continue };
+        // Never through a mount point: what is under one is not this backup directory's.
+        let Ok(dir) = root.open_child_same_mount(&name) else { continue };
         let partials = partial_files(&dir);
         // Locked only after the listing: create locks before it makes its partial file, so a
         // partial seen here is either under a live run's lock now or stale.
@@ -110,8 +111,9 @@ fn partial_files(dir: &DirHandle) -> Vec<(String, u64)> {
         .filter_map(|(name, _)| {
             let name = name.into_string().ok()?;
             let st = dir.stat(OsStr::new(&name)).ok()?;
-            (name.ends_with(".partial") && kyb_core::dir::kind(&st) == FileType::RegularFile)
-                .then_some((name, st.st_size as u64))
+            let plain = kyb_core::dir::kind(&st) == FileType::RegularFile
+                && !dir.is_mount_point(OsStr::new(&name)).unwrap_or(true);
+            (name.ends_with(".partial") && plain).then_some((name, st.st_size as u64))
         })
         .collect();
     files.sort();
@@ -126,7 +128,7 @@ pub(crate) fn remove(l: &Leftover) -> io::Result<()> {
         return Err(io::Error::other("not a backup directory"));
     };
     let parent = DirHandle::open(parent)?;
-    let dir = parent.open_child(name)?;
+    let dir = parent.open_child_same_mount(name)?;
     if writer_holds(&dir)? {
         return Err(io::Error::other("a backup run holds it now; left alone"));
     }

@@ -202,7 +202,10 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
 fn remove_backup(full: &std::path::Path, d: &Decision) -> std::io::Result<()> {
     let parent = DirHandle::open(full)?;
     let name = d.dir.file_name().ok_or_else(|| std::io::Error::other("no directory name"))?;
-    let dir = parent.open_child(name)?;
+    // A backup directory that is a mount point, or holds one (a bind-mounted file included), is
+    // not one kyb-backup made: nothing in it is removed.
+    let dir = parent.open_child_same_mount(name)?;
+    let mut files = Vec::new();
     for entry in dir.entries()? {
         let (child, kind) = entry?;
         if kind == FileType::Directory {
@@ -211,6 +214,15 @@ fn remove_backup(full: &std::path::Path, d: &Decision) -> std::io::Result<()> {
                 d.dir.display()
             )));
         }
+        if dir.is_mount_point(&child)? {
+            return Err(std::io::Error::other(format!(
+                "{} holds a mount point {child:?}; not a backup made by kyb-backup",
+                d.dir.display()
+            )));
+        }
+        files.push(child);
+    }
+    for child in files {
         dir.unlink(&child)?;
     }
     parent.rmdir(name)

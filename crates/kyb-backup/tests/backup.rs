@@ -1059,3 +1059,62 @@ async fn a_partial_file_a_live_run_is_writing_is_left_alone() {
     let r = verify(&verify_cfg(root.path(), Which::Latest), now).await.unwrap();
     assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
 }
+
+/// `mount --bind FROM TO`, undone on drop. Needs root (CI runs as root).
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    fn new(from: &Path, to: &Path) -> BindMount {
+        let out = std::process::Command::new("mount").arg("--bind").arg(from).arg(to).output().unwrap();
+        assert!(
+            out.status.success(),
+            "this test bind-mounts and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        BindMount(to.to_owned())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn retention_never_deletes_through_a_bind_mount() {
+    let db = seeded("bkmount").await;
+    let src = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let made = create(&create_cfg(&db, src.path()), now).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dirs = copies(&made, root.path(), now, &[0, 40, 50]);
+    // An old backup directory that is a bind mount of a good backup elsewhere, and another
+    // holding a file bind-mounted from elsewhere: both would be deleted by age.
+    let outside = tempfile::tempdir().unwrap();
+    for f in [DUMP, "backup_metadata.json", "database.dump.gz.sha256"] {
+        std::fs::copy(made.dir.join(f), outside.path().join(f)).unwrap();
+    }
+    std::fs::write(outside.path().join("single"), "keep").unwrap();
+    std::fs::write(dirs[2].join("extra"), "").unwrap();
+    // A killed run's directory whose partial file is a bind mount.
+    let leftover = killed_run_leftover(root.path(), now - time::Duration::minutes(1));
+    let mounts = [
+        BindMount::new(outside.path(), &dirs[1]),
+        BindMount::new(&outside.path().join("single"), &dirs[2].join("extra")),
+        BindMount::new(&outside.path().join("single"), &leftover.join("database.dump.gz.partial")),
+    ];
+    let r = prune(&prune_cfg(root.path(), 1, None, Some(30)), now).await;
+    let made_again = create(&create_cfg(&db, root.path()), now + time::Duration::seconds(1)).await;
+    drop(mounts);
+    let (r, made_again) = (r.unwrap(), made_again.unwrap());
+    let refused: Vec<_> = r.checks.iter().filter(|c| c.summary.contains("mount point")).collect();
+    assert_eq!(refused.len(), 2, "{:#?}", r.checks);
+    assert!(refused.iter().all(|c| c.status == Status::Warn));
+    assert!(made_again.checks.iter().all(|c| c.name != "partials"), "{:?}", made_again.checks);
+    for f in [DUMP, "backup_metadata.json", "database.dump.gz.sha256"] {
+        assert!(outside.path().join(f).exists(), "{f} went through the bind mount");
+    }
+    assert_eq!(std::fs::read_to_string(outside.path().join("single")).unwrap(), "keep");
+    assert!(dirs[1].exists() && dirs[2].join("extra").exists() && leftover.exists());
+}
