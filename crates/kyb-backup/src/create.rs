@@ -298,7 +298,7 @@ pub(crate) async fn connect(t: &PgTarget, dbname: &str) -> Result<tokio_postgres
     let (client, conn) = pg
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|source| BackupError::Query { target: target_name(t), source })?;
+        .map_err(|e| BackupError::Connect(t.connect_error(e)))?;
     tokio::spawn(conn);
     Ok(client)
 }

@@ -76,6 +76,9 @@ pub enum BackupError {
         "no pg_dump/pg_restore found (looked in the configured bin dir, /usr/lib/postgresql/*/bin and $PATH)"
     )]
     NoPgBinaries,
+    /// No connection to the server could be made: the root cause and what to check.
+    #[error(transparent)]
+    Connect(#[from] kyb_core::PgConnectError),
     /// The server could not be asked for its version or table sizes.
     #[error("cannot query the database server at {target}")]
     Query {

@@ -287,6 +287,29 @@ async fn an_unusable_backup_dir_is_a_clear_error() {
     assert!(err.to_string().contains("not-a-dir"), "{err}");
 }
 
+#[tokio::test]
+async fn a_database_that_cannot_be_reached_is_named_with_the_cause() {
+    let db = fresh_database("bkdown").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let root = tempfile::tempdir().unwrap();
+    let mut cfg = create_cfg(&db, root.path());
+    cfg.postgres.host = "127.0.0.1".into();
+    cfg.postgres.port = port;
+    let err = create(&cfg, OffsetDateTime::now_utc()).await.unwrap_err();
+    assert!(matches!(err, BackupError::Connect(_)), "{err:?}");
+    let text = kyb_core::error_chain(&err);
+    assert!(
+        text.starts_with(&format!(
+            "cannot connect to PostgreSQL at 127.0.0.1:{port}: connection refused; check "
+        )),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_dir(root.path().join("full")).map_or(true, |mut d| d.next().is_none()),
+        "nothing left"
+    );
+}
+
 fn drill_cfg(db: &TestDb, dir: &Path) -> DrillConfig {
     DrillConfig {
         backup_dir: dir.to_owned(),
