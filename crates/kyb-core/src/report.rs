@@ -159,7 +159,10 @@ impl TaskReport {
         let summary = if checks.is_empty() {
             "nothing to check".to_owned()
         } else if bad.is_empty() {
-            format!("{} of {} checks ok", checks.len(), checks.len())
+            match checks.len() {
+                1 => "1 check ok".to_owned(),
+                n => format!("{n} of {n} checks ok"),
+            }
         } else {
             bad.join("; ")
         };
@@ -215,6 +218,6 @@ mod tests {
         assert_eq!(r.status, Status::Crit);
         assert_eq!(r.summary, "app CRIT: HTTP 500");
         let ok = TaskReport::from_checks("x", vec![Check::new("a", Status::Ok, "")], Duration::ZERO);
-        assert_eq!(ok.summary, "1 of 1 checks ok");
+        assert_eq!(ok.summary, "1 check ok");
     }
 }

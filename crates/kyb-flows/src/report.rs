@@ -156,7 +156,7 @@ Status:   CRIT (1 of 2 tasks failed, 1234 ms)
 
 TASK    STATUS       TIME  SUMMARY
 health  CRIT         4 ms  app CRIT: HTTP 500 in 3 ms
-system  OK         250 ms  1 of 1 checks ok
+system  OK         250 ms  1 check ok
 
 health
   CRIT     app    HTTP 500 in 3 ms
