@@ -66,6 +66,18 @@ impl DirHandle {
         Ok(child)
     }
 
+    /// Whether `file`, opened from this directory, is on this directory's mount: the check again
+    /// on the open handle, for a mount made between [`Self::is_mount_point`] and the open.
+    pub fn same_mount(&self, file: &impl AsFd) -> io::Result<bool> {
+        let (mount, root) = mount_of(file, OsStr::new(""))?;
+        Ok(match (self.mount, mount) {
+            _ if root => false,
+            (Mount::Id(dir), Mount::Id(file)) => dir == file,
+            // Without mount IDs only the check by name before the open can tell.
+            _ => true,
+        })
+    }
+
     /// Whether the entry `name` is the root of a mount other than this directory's: a mount
     /// point, or a file or directory bind-mounted over `name`. Such an entry must be neither
     /// entered nor removed by a walk confined to this directory's mount.
@@ -215,7 +227,7 @@ fn remove_entry(dir: &DirHandle, name: &OsStr, blocked: &mut Vec<PathBuf>) -> io
 
 /// The mount of `name` under `dir` (of `dir` itself when `name` is empty), and whether the entry
 /// is the root of a mount. Symlinks are not followed.
-fn mount_of(dir: &OwnedFd, name: &OsStr) -> io::Result<(Mount, bool)> {
+fn mount_of(dir: impl AsFd, name: &OsStr) -> io::Result<(Mount, bool)> {
     let flags = AtFlags::SYMLINK_NOFOLLOW
         | AtFlags::NO_AUTOMOUNT
         | if name.is_empty() { AtFlags::EMPTY_PATH } else { AtFlags::empty() };

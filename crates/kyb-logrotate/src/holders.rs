@@ -19,25 +19,40 @@ pub(crate) struct Target {
     pub(crate) name: std::ffi::OsString,
 }
 
-/// Pids with an open descriptor on `t`.
-fn scan(t: &Target) -> Vec<i32> {
-    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut suffix = b"/".to_vec();
-    suffix.extend_from_slice(t.name.as_bytes());
-    let names_it = |link: &std::path::Path| {
+/// Pids with an open descriptor on each of `targets`, from one pass over `/proc`.
+fn scan(targets: &[Target]) -> Vec<Vec<i32>> {
+    let mut out = vec![Vec::new(); targets.len()];
+    let Ok(procs) = std::fs::read_dir("/proc") else { return out };
+    let suffixes: Vec<Vec<u8>> = targets
+        .iter()
+        .map(|t| {
+            let mut suffix = b"/".to_vec();
+            suffix.extend_from_slice(t.name.as_bytes());
+            suffix
+        })
+        .collect();
+    // Which target a descriptor's link text names, by its file name alone.
+    let named = |link: &std::path::Path| -> Vec<usize> {
         let l = link.as_os_str().as_bytes();
-        l.ends_with(&suffix) || l.strip_suffix(b" (deleted)").is_some_and(|l| l.ends_with(&suffix))
+        let l = l.strip_suffix(b" (deleted)").unwrap_or(l);
+        suffixes.iter().enumerate().filter(|(_, s)| l.ends_with(s)).map(|(i, _)| i).collect()
     };
-    let mut out = Vec::new();
     for entry in procs.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
-        let holds = fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|l| names_it(&l))
-                && std::fs::metadata(fd.path()).is_ok_and(|m| m.dev() == t.dev && m.ino() == t.ino)
-        });
-        if holds {
-            out.push(pid);
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else { continue };
+            let candidates = named(&link);
+            if candidates.is_empty() {
+                continue;
+            }
+            let Ok(m) = std::fs::metadata(fd.path()) else { continue };
+            for i in candidates {
+                let t = &targets[i];
+                if m.dev() == t.dev && m.ino() == t.ino && !out[i].contains(&pid) {
+                    out[i].push(pid);
+                }
+            }
         }
     }
     out
@@ -45,16 +60,21 @@ fn scan(t: &Target) -> Vec<i32> {
 
 /// [`scan`] on its own thread, given up after `limit`: `None` means "could not tell in time",
 /// which callers treat as held.
-pub(crate) fn holders(t: &Target, limit: Duration) -> Option<Vec<i32>> {
+pub(crate) fn holders_of(targets: &[Target], limit: Duration) -> Option<Vec<Vec<i32>>> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let t = t.clone();
+    let targets = targets.to_vec();
     std::thread::Builder::new()
         .name("kyb-holders".to_owned())
         .spawn(move || {
-            let _ = tx.send(scan(&t));
+            let _ = tx.send(scan(&targets));
         })
         .ok()?;
     rx.recv_timeout(limit.max(Duration::from_millis(100))).ok()
+}
+
+/// The pids holding `t`, as [`holders_of`].
+pub(crate) fn holders(t: &Target, limit: Duration) -> Option<Vec<i32>> {
+    holders_of(std::slice::from_ref(t), limit).and_then(|mut v| v.pop())
 }
 
 /// Polls until no process holds `t` or `limit` passes; returns the holders left (`None` when

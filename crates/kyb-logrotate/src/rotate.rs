@@ -2,7 +2,7 @@
 //! to let go, then compress.
 
 use crate::compress::compress;
-use crate::holders::{holders, target, wait_released};
+use crate::holders::{Target, holders, holders_of, target, wait_released};
 use crate::names::{self, Form, Rotated};
 use crate::report::{Action, FilesReport};
 use kyb_core::dir::{DirHandle, kind};
@@ -149,19 +149,25 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
     let mut listing = recover(&dir, base, dry_run, report, &mut notes);
 
     let mut just_rotated: Option<OsString> = None;
+    // The rotated file the writer was told about in this run, if any.
+    let mut told: Option<OsString> = None;
     match dir.stat(base) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // A run killed between rename and create leaves no live log: put it back.
             if listing.newest.is_some() && p.reopen != Reopen::CopyTruncate {
                 // The writer may still be appending to the rotated file: tell it to reopen.
-                let owner = owner_of(p, newest_rotated(&dir, &listing).as_ref());
+                let newest = newest_rotated(&dir, &listing);
+                let owner = owner_of(p, newest.as_ref().map(|(_, st)| st));
                 match create_live(&dir, base, p, owner, dry_run, report)
                     .and_then(|_| signal_writer(p, dry_run, report))
                 {
-                    Ok(()) => notes.push((
-                        Status::Warn,
-                        "the live log was missing (an interrupted run); recreated".to_owned(),
-                    )),
+                    Ok(()) => {
+                        told = newest.map(|(name, _)| name);
+                        notes.push((
+                            Status::Warn,
+                            "the live log was missing (an interrupted run); recreated".to_owned(),
+                        ))
+                    }
                     Err(e) => notes.push((Status::Crit, format!("cannot recreate the live log: {e}"))),
                 }
             } else {
@@ -169,6 +175,12 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
             }
         }
         Err(e) => notes.push((Status::Crit, format!("cannot stat: {e}"))),
+        // A file bind-mounted over the live log is someone else's: renaming fails on it, and
+        // copytruncate would empty it.
+        Ok(_) if dir.is_mount_point(base).unwrap_or(true) => {
+            report.skip(p.path.clone(), "a mount point; not rotated");
+            notes.push((Status::Warn, "skipped: a mount point (a file mounted over the log)".to_owned()));
+        }
         Ok(st) if kind(&st) != FileType::RegularFile => {
             report.skip(p.path.clone(), format!("not a regular file ({:?}); not rotated", kind(&st)));
             notes.push((Status::Warn, format!("skipped: not a regular file ({:?})", kind(&st))));
@@ -190,6 +202,7 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
                         listing.newest = listing.newest.max(Some((parsed.stamp, parsed.counter)));
                         listing.kept.push((stem.clone(), (parsed.stamp, parsed.counter)));
                         listing.plain.push(parsed);
+                        told = Some(stem.clone());
                         just_rotated = Some(stem);
                     }
                     Err(e) => notes.push((Status::Crit, format!("rotation failed: {e}"))),
@@ -198,14 +211,13 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
         }
     }
 
+    let held = writers_let_go(&dir, p, &listing, told.as_deref(), dry_run, report, &mut notes);
     if p.compress {
         let compressed =
-            compress_rotated(&dir, p, &listing, just_rotated.as_deref(), dry_run, report, &mut notes);
+            compress_rotated(&dir, p, &listing, just_rotated.as_deref(), &held, dry_run, report, &mut notes);
         for (kept, _) in listing.kept.iter_mut().filter(|(n, _)| compressed.contains(n)) {
             kept.push(".gz");
         }
-    } else if let Some(stem) = &just_rotated {
-        wait_for_writer(&dir, p, stem, dry_run, &mut notes);
     }
     let status = Status::worst(notes.iter().map(|(s, _)| *s));
     let summary = notes.into_iter().map(|(_, n)| n).collect::<Vec<_>>().join("; ");
@@ -355,11 +367,11 @@ fn owner_of(p: &LogPolicy, like: Option<&rustix::fs::Stat>) -> (u32, u32) {
     (uid, gid)
 }
 
-/// The status of the newest rotated file in `listing`, if it can be read.
-fn newest_rotated(dir: &DirHandle, listing: &Listing) -> Option<rustix::fs::Stat> {
+/// The newest rotated file in `listing` and its status, if it can be read.
+fn newest_rotated(dir: &DirHandle, listing: &Listing) -> Option<(OsString, rustix::fs::Stat)> {
     let newest = listing.newest?;
     let (name, _) = listing.kept.iter().find(|(_, order)| *order == newest)?;
-    dir.stat(name).ok()
+    dir.stat(name).ok().map(|st| (name.clone(), st))
 }
 
 fn rotate_live(
@@ -447,6 +459,13 @@ fn new_log_name(base: &OsStr) -> OsString {
 
 fn copy_truncate(dir: &DirHandle, base: &OsStr, stem: &OsStr) -> io::Result<()> {
     let mut live = dir.open_file(base, rustix::fs::OFlags::RDWR)?;
+    // Truncating a file mounted over the log would empty someone else's file.
+    if !dir.same_mount(&live)? {
+        return Err(io::Error::other(format!(
+            "{} is a mount point; not truncated",
+            dir.join(base).display()
+        )));
+    }
     let st = rustix::fs::fstat(&live)?;
     let mut copy = dir.create_new(stem, 0o600)?;
     rustix::fs::fchown(
@@ -538,26 +557,72 @@ fn systemctl(args: &[&str]) -> io::Result<String> {
     }
 }
 
-/// After a rotation without compression: still report a writer that does not let go.
-fn wait_for_writer(
+/// Makes sure no writer is left appending to a rotated file, compressed or not: the file it was
+/// `told` about in this run gets `reopen_timeout_ms` to be let go; one it holds from before was
+/// never told, or did not listen, and is told again ([`writer_lets_go`]). Every uncompressed
+/// rotated file is looked at, in one pass over `/proc`. Returns the files still held.
+fn writers_let_go(
     dir: &DirHandle,
     p: &LogPolicy,
-    stem: &OsStr,
+    listing: &Listing,
+    told: Option<&OsStr>,
     dry_run: bool,
+    report: &mut FilesReport,
     notes: &mut Vec<(Status, String)>,
-) {
-    if dry_run || matches!(p.reopen, Reopen::Nothing | Reopen::CopyTruncate) {
-        return;
+) -> Vec<OsString> {
+    let mut held = Vec::new();
+    if matches!(p.reopen, Reopen::Nothing | Reopen::CopyTruncate) {
+        return held;
     }
-    if let Ok(st) = dir.stat(stem) {
-        match wait_released(&target(stem, &st), Duration::from_millis(p.reopen_timeout_ms)) {
-            Some(left) if left.is_empty() => {}
-            Some(left) => {
-                notes.push((Status::Warn, format!("writer (pid {left:?}) still has the rotated file open")))
+    let (mut now, mut before): (Vec<Target>, Vec<Target>) = (Vec::new(), Vec::new());
+    for r in &listing.plain {
+        let is_told = told == Some(r.stem.as_os_str());
+        // In a dry run the file "rotated" now is still the live log.
+        if dry_run && is_told {
+            continue;
+        }
+        match dir.stat(&r.stem) {
+            Ok(st) if kind(&st) == FileType::RegularFile => {
+                if is_told {
+                    now.push(target(&r.stem, &st))
+                } else {
+                    before.push(target(&r.stem, &st))
+                }
             }
-            None => notes.push((Status::Warn, "could not tell in time whether the writer let go".to_owned())),
+            _ => {}
         }
     }
+    let mut found: Vec<(Target, Option<Vec<i32>>)> = Vec::new();
+    for t in now {
+        let left = wait_released(&t, Duration::from_millis(p.reopen_timeout_ms));
+        found.push((t, left));
+    }
+    if !before.is_empty() {
+        let all = holders_of(&before, Duration::from_secs(5));
+        for (i, t) in before.into_iter().enumerate() {
+            let left = all.as_ref().map(|a| a[i].clone());
+            found.push((t, left));
+        }
+    }
+    for (t, left) in found {
+        match left {
+            Some(left) if left.is_empty() => {}
+            Some(left) => {
+                if !writer_lets_go(p, &t.name, &t, &left, dry_run, report, notes) {
+                    held.push(t.name.clone());
+                }
+            }
+            None => {
+                let name = t.name.to_string_lossy();
+                notes.push((
+                    Status::Warn,
+                    format!("could not tell in time whether {name} is still open; left for the next run"),
+                ));
+                held.push(t.name.clone());
+            }
+        }
+    }
+    held
 }
 
 fn compress_rotated(
@@ -565,22 +630,15 @@ fn compress_rotated(
     p: &LogPolicy,
     listing: &Listing,
     just_rotated: Option<&OsStr>,
+    held: &[OsString],
     dry_run: bool,
     report: &mut FilesReport,
     notes: &mut Vec<(Status, String)>,
 ) -> Vec<OsString> {
     let mut done = Vec::new();
     for r in &listing.plain {
-        if p.delay_compress && Some((r.stamp, r.counter)) == listing.newest {
-            // Left plain on purpose, but a writer still appending to it would make it grow
-            // for good: it gets told again like any other.
-            if just_rotated != Some(r.stem.as_os_str())
-                && let Ok(st) = dir.stat(&r.stem)
-                && let Some(left) = holders(&target(&r.stem, &st), Duration::from_secs(5))
-                && !left.is_empty()
-            {
-                let _ = writer_lets_go(p, &r.stem, &target(&r.stem, &st), &left, dry_run, report, notes);
-            }
+        // Held by a writer (already said), or left plain on purpose.
+        if held.contains(&r.stem) || p.delay_compress && Some((r.stamp, r.counter)) == listing.newest {
             continue;
         }
         let path = dir.join(&r.stem);
@@ -609,18 +667,10 @@ fn compress_rotated(
             }
             Err(_) => continue,
         };
-        // Compressing a file someone still appends to would lose their later lines.
-        let wait = if just_rotated == Some(r.stem.as_os_str()) && !matches!(p.reopen, Reopen::Nothing) {
-            Duration::from_millis(p.reopen_timeout_ms)
-        } else {
-            Duration::ZERO
-        };
+        // Compressing a file someone still appends to would lose their later lines. The
+        // writer was waited for already: this is anyone else (or, with no reopen, the writer).
         let t = target(&r.stem, &st);
-        let left = if wait.is_zero() || dry_run {
-            holders(&t, Duration::from_secs(5))
-        } else {
-            wait_released(&t, wait)
-        };
+        let left = holders(&t, Duration::from_secs(5));
         match left {
             Some(left) if left.is_empty() => {}
             Some(left) => {
@@ -677,8 +727,10 @@ fn writer_lets_go(
     notes: &mut Vec<(Status, String)>,
 ) -> bool {
     let name = stem.to_string_lossy();
-    let later =
-        |left: &[i32]| format!("{name} still open by pid {left:?}; compression left for the next run");
+    let later = |left: &[i32]| {
+        let then = if p.compress { "; compression left for the next run" } else { "" };
+        format!("{name} still open by pid {left:?}{then}")
+    };
     let writer = match writer_pid(p) {
         Ok(Some(pid)) if left.contains(&pid) => pid,
         Ok(_) => {

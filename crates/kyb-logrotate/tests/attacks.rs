@@ -391,40 +391,72 @@ async fn a_writer_never_told_is_signalled_again_on_the_next_run() {
 }
 
 #[tokio::test]
-async fn a_writer_that_never_reopens_is_crit_and_its_file_kept() {
+async fn without_compression_a_writer_never_told_is_still_signalled_again() {
     let logs = tempfile::tempdir().unwrap();
     let l = logs.path();
-    std::fs::write(l.join("app.log"), "before\n").unwrap();
-    // A writer that holds its log and ignores SIGHUP.
-    let log = std::fs::OpenOptions::new().append(true).open(l.join("app.log")).unwrap();
-    let mut deaf = std::process::Command::new("sh")
-        .args(["-c", "trap '' HUP; echo ready; exec sleep 60"])
-        .stdout(log)
-        .spawn()
+    let writer = Writer::start(&l.join("app.log"), &l.join("app.pid"));
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(l.join("app.pid"), format!("{gone_pid}\n")).unwrap();
+    let p = LogPolicy { size_bytes: 1, compress: false, ..signalled(l) };
+    let first = rotate(&RotateConfig { logs: vec![p.clone()], dry_run: false }, OffsetDateTime::now_utc())
+        .await
         .unwrap();
-    wait_for(|| std::fs::read_to_string(l.join("app.log")).is_ok_and(|t| t.contains("ready")), "sh");
-    std::fs::write(l.join("app.pid"), format!("{}\n", deaf.id())).unwrap();
-    let p = LogPolicy { size_bytes: 1, reopen_timeout_ms: 600, ..signalled(l) };
-    let r = rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
-    let _ = deaf.kill();
-    deaf.wait().unwrap();
-    let check = &r.checks[0];
-    assert_eq!(check.status, Status::Crit, "{check:?}");
-    assert!(
-        check.summary.contains(&format!("writer pid {} does not reopen its log", deaf.id())),
-        "{}",
-        check.summary
-    );
-    let signals = r.actions.iter().filter(|a| matches!(a, Action::Signal { .. })).count();
-    assert_eq!(signals, 4, "signalled once, then again a bounded number of times: {:?}", r.actions);
-    let rotated: Vec<_> = std::fs::read_dir(l)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("app.log-"))
-        .collect();
-    assert_eq!(rotated.len(), 1, "kept uncompressed: {rotated:?}");
-    assert!(!rotated[0].ends_with(".gz"));
-    assert!(std::fs::read_to_string(l.join(&rotated[0])).unwrap().contains("before\nready\n"));
+    assert_eq!(first.checks[0].status, Status::Crit, "{:?}", first.checks);
+    // The pid file is right again; the next run is not due to rotate, but the writer still
+    // appends to the rotated file and must be told.
+    std::fs::write(l.join("app.pid"), format!("{}\n", writer.pid)).unwrap();
+    let p = LogPolicy { size_bytes: 1 << 40, ..p };
+    let second =
+        rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
+    let check = &second.checks[0];
+    assert_eq!(check.status, Status::Warn, "{check:?}");
+    assert!(check.summary.contains("signalled again"), "{}", check.summary);
+    assert!(second.actions.iter().any(|a| matches!(a, Action::Signal { pid, .. } if *pid == writer.pid)));
+    wait_for(|| std::fs::metadata(l.join("app.log")).is_ok_and(|m| m.len() > 0), "lines in the live log");
+    let n = writer.stop();
+    assert_no_line_lost(l, n);
+}
+
+#[tokio::test]
+async fn a_writer_that_never_reopens_is_crit_and_its_file_kept() {
+    for compress in [true, false] {
+        let logs = tempfile::tempdir().unwrap();
+        let l = logs.path();
+        std::fs::write(l.join("app.log"), "before\n").unwrap();
+        // A writer that holds its log and ignores SIGHUP.
+        let log = std::fs::OpenOptions::new().append(true).open(l.join("app.log")).unwrap();
+        let mut deaf = std::process::Command::new("sh")
+            .args(["-c", "trap '' HUP; echo ready; exec sleep 60"])
+            .stdout(log)
+            .spawn()
+            .unwrap();
+        wait_for(|| std::fs::read_to_string(l.join("app.log")).is_ok_and(|t| t.contains("ready")), "sh");
+        std::fs::write(l.join("app.pid"), format!("{}\n", deaf.id())).unwrap();
+        let p = LogPolicy { size_bytes: 1, reopen_timeout_ms: 600, compress, ..signalled(l) };
+        let r =
+            rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
+        let _ = deaf.kill();
+        deaf.wait().unwrap();
+        let check = &r.checks[0];
+        assert_eq!(check.status, Status::Crit, "compress={compress}: {check:?}");
+        assert!(
+            check.summary.contains(&format!("writer pid {} does not reopen its log", deaf.id())),
+            "{}",
+            check.summary
+        );
+        let signals = r.actions.iter().filter(|a| matches!(a, Action::Signal { .. })).count();
+        assert_eq!(signals, 4, "signalled once, then again a bounded number of times: {:?}", r.actions);
+        let rotated: Vec<_> = std::fs::read_dir(l)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("app.log-"))
+            .collect();
+        assert_eq!(rotated.len(), 1, "kept uncompressed: {rotated:?}");
+        assert!(!rotated[0].ends_with(".gz"));
+        assert!(std::fs::read_to_string(l.join(&rotated[0])).unwrap().contains("before\nready\n"));
+    }
 }
 
 #[tokio::test]

@@ -235,3 +235,41 @@ async fn retention_never_removes_a_mount_point_in_the_log_or_reports_directory()
     assert!(!l.join("app.log-20200103-000000.gz").exists());
     assert!(!rd.join("daily-report-20200102-020000.txt").exists());
 }
+
+#[tokio::test]
+async fn a_file_mounted_over_the_live_log_is_neither_rotated_nor_truncated() {
+    let outside = Outside::new();
+    let logs = tempfile::tempdir().unwrap();
+    let l = logs.path();
+    std::fs::write(l.join("app.log"), "").unwrap();
+    let before = outside.fingerprint();
+    let _m = BindMount::new(&outside.path("precious"), &l.join("app.log"));
+    for reopen in [Reopen::CopyTruncate, Reopen::Nothing] {
+        for dry_run in [true, false] {
+            let policy = LogPolicy {
+                path: l.join("app.log"),
+                size_bytes: 1,
+                every: None,
+                keep_days: 1,
+                keep_count: Some(5),
+                compress: true,
+                delay_compress: false,
+                compress_level: 6,
+                uid: None,
+                gid: None,
+                mode: 0o640,
+                reopen: reopen.clone(),
+                reopen_timeout_ms: 1_000,
+            };
+            let r = rotate(&RotateConfig { logs: vec![policy], dry_run }, OffsetDateTime::now_utc())
+                .await
+                .unwrap();
+            assert!(r.actions.is_empty(), "{reopen:?} dry_run={dry_run}: {:?}", r.actions);
+            assert_eq!(r.checks[0].status, Status::Warn, "{:?}", r.checks);
+            assert!(r.checks[0].summary.contains("a mount point"), "{}", r.checks[0].summary);
+        }
+    }
+    assert_eq!(outside.fingerprint(), before, "the file mounted over the log changed");
+    let names: Vec<_> = std::fs::read_dir(l).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["app.log"], "nothing rotated beside it");
+}
