@@ -156,4 +156,34 @@ mod snapshot {
         let note = weekly_note(&whole).await;
         assert!(note.starts_with("counts are the change since "), "{note}");
     }
+
+    #[tokio::test]
+    async fn a_fifo_or_an_oversized_file_where_last_weeks_snapshot_is_is_no_baseline_and_no_hang() {
+        let app = FakeApp::start(HealthMode::Healthy).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kyb-maint.toml");
+        let text = format!(
+            "[paths]\nmaintenance_dir = \"maint\"\n\n[app]\nbase_url = \"{}\"\nmax_snapshot_bytes = 4096\n",
+            app.url("")
+        );
+        std::fs::write(&path, text).unwrap();
+        let cfg = kyb_flows::config::load(&path).unwrap();
+        let reports = dir.path().join("maint/reports");
+        std::fs::create_dir_all(&reports).unwrap();
+        let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+        let week_ago = (time::OffsetDateTime::now_utc() - time::Duration::days(7)).format(&format).unwrap();
+        let snapshot = reports.join(format!("app-metrics-{week_ago}.prom"));
+        for (what, want) in [("fifo", "it is a FIFO"), ("big", "larger than the")] {
+            if what == "fifo" {
+                assert!(std::process::Command::new("mkfifo").arg(&snapshot).status().unwrap().success());
+            } else {
+                std::fs::write(&snapshot, "x 1\n".repeat(100_000)).unwrap();
+            }
+            let note = tokio::time::timeout(std::time::Duration::from_secs(60), weekly_note(&cfg))
+                .await
+                .expect("the weekly analysis must not wait on a FIFO");
+            assert!(note.contains("cannot be used") && note.contains(want), "{what}: {note}");
+            std::fs::remove_file(&snapshot).unwrap();
+        }
+    }
 }

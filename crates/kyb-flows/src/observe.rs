@@ -37,8 +37,18 @@ pub async fn performance(name: &str, cfg: &Config, now: OffsetDateTime) -> TaskR
         Err(t) => return t,
     };
     let mut cut = None;
+    let mut unreadable = None;
     let previous = kyb_health::previous_snapshot(&snap.reports_dir, now).and_then(|(path, at)| {
-        let text = std::fs::read(&path).ok()?;
+        // A snapshot is never larger than the cap (plus its cut marker): anything else in its
+        // place, a FIFO or an old oversized file, is no baseline rather than a hang.
+        let limit = snap.max_snapshot_bytes.saturating_add(64 << 10);
+        let text = match kyb_core::fs::read_regular(&path, limit) {
+            Ok((text, _)) => text,
+            Err(e) => {
+                unreadable = Some(format!("{}: {}", path.display(), error_chain(&e)));
+                return None;
+            }
+        };
         // Series missing from a cut snapshot would count from zero: no baseline is better.
         let tail = String::from_utf8_lossy(&text[text.len().saturating_sub(256)..]);
         if tail.contains(kyb_health::SNAPSHOT_CUT_MARKER) {
@@ -55,6 +65,10 @@ pub async fn performance(name: &str, cfg: &Config, now: OffsetDateTime) -> TaskR
     let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
     t.notes.push(match (&previous, &cut) {
         (Some((_, _, path)), _) => format!("counts are the change since {}", path.display()),
+        (None, None) if unreadable.is_some() => format!(
+            "the snapshot from about a week ago cannot be used ({}): counts run since the app started",
+            unreadable.unwrap_or_default()
+        ),
         (None, Some(path)) => format!(
             "the snapshot from about a week ago ({}) was cut at [app] max_snapshot_bytes: counts run since the app started",
             path.display()
