@@ -295,17 +295,15 @@ impl Drop for RunLock {
 }
 
 /// The pid in a lock file when the file holds exactly one (`<digits>\n`) and that process is
-/// alive.
+/// alive and was already running when the pid was written: a killed run's pid, since reused by
+/// a newer process, is not the holder.
 fn live_pid(file: &File) -> Option<u32> {
     let mut buf = [0u8; 16];
     let n = file.read_at(&mut buf, 0).ok()?;
     let digits = buf[..n].strip_suffix(b"\n")?;
     let pid: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    let alive = match rustix::process::Pid::from_raw(i32::try_from(pid).ok()?) {
-        Some(p) => !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH)),
-        None => false,
-    };
-    alive.then_some(pid)
+    let written = file.metadata().ok()?.modified().ok()?;
+    crate::process::may_still_write(pid, written).then_some(pid)
 }
 
 #[cfg(test)]
@@ -415,6 +413,21 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n", std::process::id()));
         drop(lock);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "a finished run leaves no pid behind");
+    }
+
+    #[test]
+    fn a_killed_runs_pid_reused_by_a_newer_process_is_not_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.lock");
+        // A killed run's pid left in the file long ago, now the pid of a live process that
+        // started later (this one).
+        std::fs::write(&path, format!("{}\n", std::process::id())).unwrap();
+        let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+        File::options().write(true).open(&path).unwrap().set_modified(long_ago).unwrap();
+        let holder = File::open(&path).unwrap();
+        rustix::fs::flock(&holder, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let err = RunLock::try_acquire(&path).unwrap_err();
+        assert!(matches!(err, LockError::Held { holder_pid: None, .. }), "{err:?}");
     }
 
     #[test]
