@@ -273,7 +273,8 @@ fn noun(kind: &str) -> (&'static str, &'static str) {
 /// as pg_dump tags them. Run with `search_path = ''`, as pg_dump runs, so `format_type` names
 /// argument types the way pg_dump's function tags do (`public.mood`, `integer`).
 pub(crate) const CATALOG_SQL: &str = "\
-SELECT 'SCHEMA', '- ' || nspname FROM pg_catalog.pg_namespace
+SELECT 'ROLE', rolname::text FROM pg_catalog.pg_roles
+UNION ALL SELECT 'SCHEMA', '- ' || nspname FROM pg_catalog.pg_namespace
 UNION ALL SELECT 'EXTENSION', '- ' || extname FROM pg_catalog.pg_extension
 UNION ALL SELECT CASE c.relkind WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'TABLE' WHEN 'f' THEN 'FOREIGN TABLE' \
   WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'INDEX' END, \
@@ -323,8 +324,8 @@ impl Compared {
 }
 
 /// Compares the backup's entries of the compared kinds with the restored objects (`(kind,
-/// "schema tag")` rows of [`CATALOG_SQL`]). Line breaks in names are spaces on both sides, as
-/// pg_restore prints them.
+/// "schema tag")` rows of [`CATALOG_SQL`], and `("ROLE", name)` for the roles that may own
+/// them). Line breaks in names are spaces on both sides, as pg_restore prints them.
 pub(crate) fn compare(entries: &[TocEntry], restored: &[(String, String)]) -> Compared {
     let flat = |s: &str| s.replace(['\n', '\r'], " ");
     let have: HashSet<(String, String)> = restored.iter().map(|(k, n)| (k.clone(), flat(n))).collect();
@@ -334,10 +335,18 @@ pub(crate) fn compare(entries: &[TocEntry], restored: &[(String, String)]) -> Co
         let Some(kind) = compared_kind(&e.kind) else { continue };
         *counts.entry(kind).or_insert(0) += 1;
         let key = e.key();
-        // An owner with a space in it leaks into the name in `--list` output: a key that is
-        // found once such words are dropped from its end is there.
+        // An owner with a space in it leaks into the name in `--list` output. Words are
+        // dropped from the key's end only when they and the parsed owner name a real role:
+        // otherwise `"order items"` would pass for a restored `order`.
         let found = std::iter::once(key.as_str())
-            .chain(key.match_indices(' ').rev().map(|(i, _)| &key[..i]))
+            .chain(
+                key.match_indices(' ')
+                    .rev()
+                    .filter(|(i, _)| {
+                        have.contains(&("ROLE".to_owned(), format!("{} {}", &key[i + 1..], e.owner)))
+                    })
+                    .map(|(i, _)| &key[..i]),
+            )
             .any(|k| have.contains(&(kind.to_owned(), k.to_owned())));
         if !found {
             missing.push(e.clone());
@@ -435,6 +444,19 @@ mod tests {
         .collect();
         let c = compare(&entries, &restored);
         assert_eq!(c.total(), 7);
+        // A name with a space is not taken for a shorter restored one, unless the dropped words
+        // belong to an owner's name.
+        let order = |owner: &str| TocEntry {
+            kind: "TABLE".into(),
+            schema: "public".into(),
+            name: "order items".into(),
+            owner: owner.into(),
+        };
+        let only_order: Vec<(String, String)> = vec![("TABLE".into(), "public order".into())];
+        assert_eq!(compare(&[order("kyb")], &only_order).missing.len(), 1);
+        let with_role: Vec<(String, String)> =
+            [only_order.clone(), vec![("ROLE".into(), "items kyb".into())]].concat();
+        assert_eq!(compare(&[order("kyb")], &with_role).missing.len(), 0, "owner `items kyb`");
         assert_eq!(c.missing.len(), 1, "{:?}", c.missing);
         assert_eq!(c.missing[0].display(), "public.f(integer, public.mood, character varying)");
         assert_eq!(kind_noun(&c.missing[0]), "function");
