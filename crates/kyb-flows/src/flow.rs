@@ -280,6 +280,7 @@ pub async fn run_tasks(
     };
     let (mut reports, file_reports) = tokio::join!(probes, file_tasks);
     reports.extend(file_reports);
+    say_connection_failures_once(&mut reports);
     for r in &reports {
         log.line(&format!("{} {} ({} ms): {}", r.name, r.status, r.duration_ms, r.summary));
         tracing::info!(flow = name, task = %r.name, status = %r.status, duration_ms = r.duration_ms, "{}", r.summary);
@@ -317,6 +318,27 @@ pub async fn run_tasks(
         report.failed_tasks += 1;
     }
     Ok(report)
+}
+
+/// A database that cannot be reached fails every task that needs it with the same error: the
+/// whole of it (cause and what to check) is said on the first of those tasks, and the others
+/// give the cause in short and point at it.
+fn say_connection_failures_once(reports: &mut [TaskReport]) {
+    let mut first: Vec<(String, String)> = Vec::new();
+    for r in reports.iter_mut() {
+        let [check] = r.checks.as_mut_slice() else { continue };
+        if check.status == Status::Ok || !check.summary.starts_with("cannot connect to ") {
+            continue;
+        }
+        match first.iter().find(|(said, _)| *said == check.summary) {
+            None => first.push((check.summary.clone(), r.name.clone())),
+            Some((said, task)) => {
+                let cause = said.split_once("; ").map_or(said.as_str(), |(cause, _)| cause);
+                check.summary = format!("not run: {cause}; see {task}");
+                r.summary = check.summary.clone();
+            }
+        }
+    }
 }
 
 /// Saves `<flow>-report-YYYYMMDD-HHMMSS.txt` and `.json`, and lists them in the report.
