@@ -138,6 +138,8 @@ fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveR
         move |source| BackupError::Write { path, source }
     };
     std::fs::create_dir_all(&monthly).map_err(write_err(&monthly))?;
+    // What archive runs killed outright left: their directories are locked no longer.
+    let swept = crate::partial::sweep(&crate::partial::stale_archives(&monthly), false);
     let stamp = now
         .format(format_description!("[year][month][day]_[hour][minute][second]"))
         .unwrap_or_else(|_| now.unix_timestamp().to_string());
@@ -153,9 +155,12 @@ fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveR
             path: monthly.clone(),
             source: std::io::Error::other("cannot create a new archive directory"),
         })?;
+    // Held until the manifest is written: a run killed before leaves a directory nobody holds,
+    // which the next run's sweep recognises.
+    let _run = crate::partial::lock_new(&dir).map_err(write_err(&dir))?;
     let handle = DirHandle::open(&dir).map_err(write_err(&dir))?;
     let mut archives = Vec::new();
-    let mut checks = Vec::new();
+    let mut checks: Vec<Check> = swept.into_iter().collect();
     for source in &cfg.sources {
         let file = format!("{}.tar.gz", source.name);
         let made = pack(&handle, &file, source, cfg.compression_level);

@@ -295,10 +295,8 @@ pub(crate) fn target_name(t: &PgTarget) -> String {
 pub(crate) async fn connect(t: &PgTarget, dbname: &str) -> Result<tokio_postgres::Client, BackupError> {
     let mut pg = t.client_config("kyb-backup", Duration::from_secs(10));
     pg.dbname(dbname);
-    let (client, conn) = pg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| BackupError::Connect(t.connect_error(e)))?;
+    let (client, conn) =
+        pg.connect(tokio_postgres::NoTls).await.map_err(|e| BackupError::Connect(t.connect_error(e)))?;
     tokio::spawn(conn);
     Ok(client)
 }

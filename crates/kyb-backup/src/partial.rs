@@ -81,10 +81,23 @@ pub(crate) fn describe_all(stale: &[Leftover]) -> String {
 /// The backup directories under `full` with `.partial` files in them that no live run holds.
 /// Unreadable directories are skipped: this is housekeeping, not a check of the backups.
 pub(crate) fn stale(full: &Path) -> Vec<Leftover> {
-    let Ok(root) = DirHandle::open(full) else { return Vec::new() };
+    stale_where(full, |name| stamp_of(name).is_some())
+}
+
+/// The archive directories under `monthly` (`monthly_YYYYMMDD_HHMMSS[_N]`, which `archive`
+/// holds locked as `create` does its own) with `.partial` files no live run holds.
+pub(crate) fn stale_archives(monthly: &Path) -> Vec<Leftover> {
+    stale_where(monthly, |name| {
+        name.strip_prefix(b"monthly_")
+            .is_some_and(|rest| rest.len() >= 15 && rest[..8].iter().all(u8::is_ascii_digit))
+    })
+}
+
+fn stale_where(root_path: &Path, ours: impl Fn(&[u8]) -> bool) -> Vec<Leftover> {
+    let Ok(root) = DirHandle::open(root_path) else { return Vec::new() };
     let mut found: Vec<(OsString, Leftover)> = Vec::new();
     for (name, kind) in root.entries().into_iter().flatten().flatten() {
-        if kind != FileType::Directory || stamp_of(name.as_encoded_bytes()).is_none() {
+        if kind != FileType::Directory || !ours(name.as_encoded_bytes()) {
             continue;
         }
         // Never through a mount point: what is under one is not this backup directory's.
@@ -95,7 +108,7 @@ pub(crate) fn stale(full: &Path) -> Vec<Leftover> {
         if partials.is_empty() || writer_holds(&dir).unwrap_or(true) {
             continue;
         }
-        let leftover = Leftover { dir: full.join(&name), partials };
+        let leftover = Leftover { dir: root_path.join(&name), partials };
         found.push((name, leftover));
     }
     found.sort_by(|a, b| b.0.cmp(&a.0));

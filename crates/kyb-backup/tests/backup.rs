@@ -757,6 +757,46 @@ async fn a_configured_path_that_is_a_link_is_archived_with_its_target() {
     assert!(entries.iter().any(|e| e.path == real.join("app.toml") && e.kind == "file"), "{entries:?}");
 }
 
+#[tokio::test]
+async fn an_archive_run_killed_mid_write_is_swept_by_the_next_but_a_live_one_is_not() {
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("app.toml"), "workers = 8\n").unwrap();
+    let cfg = ArchiveConfig {
+        backup_dir: root.path().join("backups"),
+        sources: vec![ArchiveSource { name: "application-config".into(), paths: vec![etc] }],
+        compression_level: 6,
+        timeout_ms: 60_000,
+    };
+    let monthly = root.path().join("backups/monthly");
+    // Killed outright: its directory holds a partial archive and no one holds its lock.
+    let killed = monthly.join("monthly_20261101_020000");
+    std::fs::create_dir_all(&killed).unwrap();
+    std::fs::write(killed.join("application-config.tar.gz.partial"), vec![0x1f; 2048]).unwrap();
+    // Still being written by a live run, which holds the directory locked.
+    let live = monthly.join("monthly_20261102_020000");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("application-config.tar.gz.partial"), b"in progress").unwrap();
+    let holder = std::fs::File::open(&live).unwrap();
+    rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+
+    let r = archive(&cfg, OffsetDateTime::now_utc()).await.unwrap();
+    let swept = r.checks.iter().find(|c| c.name == "partials").expect("a partials check");
+    assert_eq!(swept.status, Status::Ok, "{swept:?}");
+    assert!(
+        swept
+            .summary
+            .starts_with("removed 1 stale partial file left by a killed run: monthly_20261101_020000/"),
+        "{}",
+        swept.summary
+    );
+    assert!(!killed.exists(), "the killed run's directory held nothing else");
+    assert!(live.join("application-config.tar.gz.partial").exists(), "a live run's file is left alone");
+    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    drop(holder);
+}
+
 /// A database of one table with one row, an index on it, a view, a sequence, a function and a
 /// trigger: every kind the drill compares, and counts of one.
 async fn one_of_each(tag: &str) -> TestDb {
