@@ -214,7 +214,7 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
     let held = writers_let_go(&dir, p, &listing, told.as_deref(), dry_run, report, &mut notes);
     if p.compress {
         let compressed =
-            compress_rotated(&dir, p, &listing, just_rotated.as_deref(), &held, dry_run, report, &mut notes);
+            compress_rotated(&dir, p, &listing, just_rotated.as_deref(), &held, report, &mut notes);
         for (kept, _) in listing.kept.iter_mut().filter(|(n, _)| compressed.contains(n)) {
             kept.push(".gz");
         }
@@ -631,10 +631,10 @@ fn compress_rotated(
     listing: &Listing,
     just_rotated: Option<&OsStr>,
     held: &[OsString],
-    dry_run: bool,
     report: &mut FilesReport,
     notes: &mut Vec<(Status, String)>,
 ) -> Vec<OsString> {
+    let dry_run = report.dry_run;
     let mut done = Vec::new();
     for r in &listing.plain {
         // Held by a writer (already said), or left plain on purpose.
