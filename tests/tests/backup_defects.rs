@@ -1,7 +1,7 @@
 //! End-to-end tests of the kyb-backup binary: what a run killed with SIGKILL leaves behind, what
 //! its child processes see of its environment, and what `list` prints.
 
-use kyb_e2e::binary;
+use kyb_e2e::{binary, check, run, task, text};
 use kyb_testkit::{FakeApp, HealthMode, TestDb, fresh_database, redis};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -67,35 +67,8 @@ impl Setup {
     }
 }
 
-/// Runs `cmd` off the async runtime, so the in-process fake app keeps serving.
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("spawn binary")).await.unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
-}
-
-fn task<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    json["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("no task {name}"))
-}
-
-fn check<'a>(task: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    task["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name} in {task}"))
 }
 
 /// The `.partial` files under `full`.

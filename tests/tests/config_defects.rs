@@ -1,7 +1,7 @@
 //! The config file through the binaries: what is refused at load (exit 2, before anything runs),
 //! how the refusal reads, and the settings that switch parts of a flow off.
 
-use kyb_e2e::binary;
+use kyb_e2e::{binary, text};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -26,10 +26,6 @@ fn run(mut cmd: Command) -> Output {
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_millis(200));
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn maint(args: &[&str], config: &Path) -> Output {

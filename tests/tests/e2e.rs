@@ -1,6 +1,6 @@
 //! End-to-end tests: the real binaries against a real app, PostgreSQL and Redis.
 
-use kyb_e2e::binary;
+use kyb_e2e::{binary, check, dead_port, run, task, text};
 use kyb_testkit::{FakeApp, HealthMode, MetricsMode, TestDb, fresh_database, redis};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -67,37 +67,6 @@ impl Setup {
     fn maint_dir(&self) -> PathBuf {
         self.dir.path().join("maint")
     }
-}
-
-/// Runs `cmd` off the async runtime, so the in-process fake app keeps serving.
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("spawn binary")).await.unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn task<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    json["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("no task {name}"))
-}
-
-fn check<'a>(task: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    task["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name}"))
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {

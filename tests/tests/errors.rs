@@ -1,7 +1,7 @@
 //! End-to-end tests of what the binaries say when something is wrong: a database that cannot be
 //! reached, and the server's chatter kept out of the logs.
 
-use kyb_e2e::binary;
+use kyb_e2e::{binary, text};
 use kyb_testkit::{TestDb, fresh_database};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -31,10 +31,6 @@ async fn dbmaint(config: &PathBuf, args: &[&str], log: Option<&str>) -> Output {
         cmd.env("KYB_LOG", level);
     }
     tokio::task::spawn_blocking(move || cmd.output().expect("spawn kyb-dbmaint")).await.unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 // kyb-dbmaint against a database that is not there.

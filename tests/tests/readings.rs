@@ -1,19 +1,10 @@
 //! End-to-end tests of readings that used to come out wrong: the memory task's RSS from the
 //! app's own `/metrics`, and the weekly analysis of a snapshot cut at its size cap.
 
-use kyb_e2e::binary;
+use kyb_e2e::{binary, run, text};
 use kyb_testkit::{FakeApp, HealthMode};
 use std::path::Path;
-use std::process::{Command, Output};
-
-/// Runs `cmd` off the async runtime, so the in-process fake app keeps serving.
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("spawn binary")).await.unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use std::process::Command;
 
 fn check<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     json["tasks"][0]["checks"]

@@ -2,7 +2,7 @@
 //! its behaviour in a trailer) run by the process supervisor, updated, gated and rolled back by
 //! the real binary.
 
-use kyb_e2e::binary;
+use kyb_e2e::{binary, run, text};
 use kyb_update::{GateConfig, ServiceManager};
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -147,14 +147,6 @@ impl Host {
         names.sort();
         names
     }
-}
-
-async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("spawn kyb-update")).await.unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 const V1: &str = r#"{"version":"1.0.0"}"#;
