@@ -248,7 +248,7 @@ struct Writer {
 
 impl Writer {
     fn start(log: &Path, pid_file: &Path) -> Writer {
-        let child = std::process::Command::new(kyb_testkit::testkit_binary("kyb-log-writer"))
+        let child = std::process::Command::new(kyb_testkit::binary("kyb-log-writer"))
             .args(["--per-ms", "1", "--path"])
             .arg(log)
             .arg("--pid-file")

@@ -21,5 +21,5 @@ mod stack;
 
 pub use app::{FakeApp, HealthMode, MetricsMode, MonitorMode, metrics_text};
 pub use db::{TestDb, TestRedis, fresh_database, redis};
-pub use paths::{sandbox_dir, testkit_binary, workspace_root};
+pub use paths::{binary, sandbox_dir, workspace_root};
 pub use stack::{ScratchServer, Stack, StackError};

@@ -20,21 +20,33 @@ pub fn sandbox_dir() -> PathBuf {
     target.join("kyb-sandbox")
 }
 
-/// The path of one of kyb-testkit's own binaries (`kyb-log-writer`, `kyb-fake-service`, …),
-/// built once per process, for the tests of crates that cannot name another package's binary.
-pub fn testkit_binary(name: &str) -> PathBuf {
+/// The path of a workspace binary (a CLI, or one of kyb-testkit's own: `kyb-log-writer`,
+/// `kyb-fake-service`, …), built once per process with the test profile. Every test binary
+/// builds the same set of packages, so one build serves them all: a different set would
+/// resolve features differently and rebuild the dependencies.
+pub fn binary(name: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .current_dir(workspace_root())
-            .args(["build", "--quiet", "--package", "kyb-testkit", "--bins"])
-            .status()
-            .map_err(|e| e.to_string())?;
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.current_dir(workspace_root()).args(["build", "--quiet"]);
+        for package in [
+            "kyb-maint",
+            "kyb-health-cli",
+            "kyb-logrotate-cli",
+            "kyb-backup-cli",
+            "kyb-dbmaint-cli",
+            "kyb-mlcheck-cli",
+            "kyb-secaudit-cli",
+            "kyb-update-cli",
+        ] {
+            cmd.args(["--package", package]);
+        }
+        let status = cmd.args(["--package", "kyb-testkit", "--bins"]).status().map_err(|e| e.to_string())?;
         if status.success() { Ok(()) } else { Err(format!("cargo build exited with {status}")) }
     });
     if let Err(e) = built {
-        panic!("cannot build kyb-testkit's binaries: {e}");
+        panic!("cannot build the binaries under test: {e}");
     }
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(t) => workspace_root().join(t),
