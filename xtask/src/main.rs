@@ -11,6 +11,7 @@ mod bench;
 mod bench_backup;
 mod bench_logrotate;
 mod bench_prom;
+mod prereqs;
 mod sandbox;
 
 use anyhow::{Context, Result, bail};
@@ -114,6 +115,7 @@ fn maint(args: &[String]) -> Result<ExitCode> {
 }
 
 fn test(args: &[String]) -> Result<ExitCode> {
+    prereqs::ensure(&prereqs::Host::this())?;
     let stack = kyb_testkit::Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
     eprintln!(
         "xtask: private stack up (PostgreSQL on 127.0.0.1:{}, Redis on 127.0.0.1:{})",
