@@ -354,17 +354,15 @@ async fn after_a_crash_between_rename_and_signal_the_writer_is_still_told() {
     assert_no_line_lost(l, n);
 }
 
-#[tokio::test]
-async fn a_writer_never_told_is_signalled_again_on_the_next_run() {
-    let logs = tempfile::tempdir().unwrap();
-    let l = logs.path();
+/// The reproduction: a wrong pid in the pid file at rotation time (a process that has
+/// exited), so the rename is done but the writer never told (Crit); then the right pid again.
+/// Returns the writer, still appending to the rotated file, and that file's name.
+async fn a_writer_never_told(l: &Path, p: &LogPolicy) -> (Writer, String) {
     let writer = Writer::start(&l.join("app.log"), &l.join("app.pid"));
-    // A wrong pid in the pid file at rotation time: a process that has exited.
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let gone_pid = gone.id();
     gone.wait().unwrap();
     std::fs::write(l.join("app.pid"), format!("{gone_pid}\n")).unwrap();
-    let p = LogPolicy { size_bytes: 1, ..signalled(l) };
     let first = rotate(&RotateConfig { logs: vec![p.clone()], dry_run: false }, OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -375,16 +373,24 @@ async fn a_writer_never_told_is_signalled_again_on_the_next_run() {
         .filter(|n| n.starts_with("app.log-"))
         .collect();
     assert_eq!(rotated.len(), 1, "the rename was done: {rotated:?}");
-    // The pid file is right again; the writer still appends to the rotated file.
     std::fs::write(l.join("app.pid"), format!("{}\n", writer.pid)).unwrap();
+    (writer, rotated[0].clone())
+}
+
+#[tokio::test]
+async fn a_writer_never_told_is_signalled_again_on_the_next_run() {
+    let logs = tempfile::tempdir().unwrap();
+    let l = logs.path();
+    let p = LogPolicy { size_bytes: 1, ..signalled(l) };
+    let (writer, rotated) = a_writer_never_told(l, &p).await;
     let second =
         rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
     let check = &second.checks[0];
     assert_eq!(check.status, Status::Warn, "{check:?}");
     assert!(check.summary.contains(&format!("writer pid {} still held", writer.pid)), "{}", check.summary);
     assert!(check.summary.contains("signalled again"), "{}", check.summary);
-    assert!(l.join(format!("{}.gz", rotated[0])).exists(), "compressed once let go: {check:?}");
-    assert!(!l.join(&rotated[0]).exists());
+    assert!(l.join(format!("{rotated}.gz")).exists(), "compressed once let go: {check:?}");
+    assert!(!l.join(&rotated).exists());
     wait_for(|| std::fs::metadata(l.join("app.log")).is_ok_and(|m| m.len() > 0), "lines in the live log");
     let n = writer.stop();
     assert_no_line_lost(l, n);
@@ -394,19 +400,9 @@ async fn a_writer_never_told_is_signalled_again_on_the_next_run() {
 async fn without_compression_a_writer_never_told_is_still_signalled_again() {
     let logs = tempfile::tempdir().unwrap();
     let l = logs.path();
-    let writer = Writer::start(&l.join("app.log"), &l.join("app.pid"));
-    let mut gone = std::process::Command::new("true").spawn().unwrap();
-    let gone_pid = gone.id();
-    gone.wait().unwrap();
-    std::fs::write(l.join("app.pid"), format!("{gone_pid}\n")).unwrap();
     let p = LogPolicy { size_bytes: 1, compress: false, ..signalled(l) };
-    let first = rotate(&RotateConfig { logs: vec![p.clone()], dry_run: false }, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    assert_eq!(first.checks[0].status, Status::Crit, "{:?}", first.checks);
-    // The pid file is right again; the next run is not due to rotate, but the writer still
-    // appends to the rotated file and must be told.
-    std::fs::write(l.join("app.pid"), format!("{}\n", writer.pid)).unwrap();
+    let (writer, rotated) = a_writer_never_told(l, &p).await;
+    // Not due to rotate again: only the writer's hold on the rotated file is left to mend.
     let p = LogPolicy { size_bytes: 1 << 40, ..p };
     let second =
         rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
@@ -414,6 +410,7 @@ async fn without_compression_a_writer_never_told_is_still_signalled_again() {
     assert_eq!(check.status, Status::Warn, "{check:?}");
     assert!(check.summary.contains("signalled again"), "{}", check.summary);
     assert!(second.actions.iter().any(|a| matches!(a, Action::Signal { pid, .. } if *pid == writer.pid)));
+    assert!(l.join(&rotated).exists(), "kept plain: compression is off");
     wait_for(|| std::fs::metadata(l.join("app.log")).is_ok_and(|m| m.len() > 0), "lines in the live log");
     let n = writer.stop();
     assert_no_line_lost(l, n);

@@ -74,6 +74,37 @@ fn age(path: &Path, days: u64) {
     f.set_modified(SystemTime::now() - Duration::from_secs(days * 86_400)).unwrap();
 }
 
+/// Temp cleanup of `dir` two days from now with no minimum age: everything old enough.
+async fn clean_temp_of(dir: &Path, dry_run: bool) -> FilesReport {
+    let cfg = TempConfig {
+        dir: dir.to_owned(),
+        prefix: "kyb-".into(),
+        max_age_secs: 0,
+        timeout_ms: 10_000,
+        dry_run,
+    };
+    clean_temp(&cfg, OffsetDateTime::now_utc() + time::Duration::days(2)).await.unwrap()
+}
+
+/// A policy under which `path` is due (any size), rotated files kept a day and at most five.
+fn policy(path: &Path) -> LogPolicy {
+    LogPolicy {
+        path: path.to_owned(),
+        size_bytes: 1,
+        every: None,
+        keep_days: 1,
+        keep_count: Some(5),
+        compress: true,
+        delay_compress: false,
+        compress_level: 6,
+        uid: None,
+        gid: None,
+        mode: 0o640,
+        reopen: Reopen::Nothing,
+        reopen_timeout_ms: 1_000,
+    }
+}
+
 fn planned(r: &FilesReport) -> Vec<String> {
     r.actions.iter().map(ToString::to_string).collect()
 }
@@ -91,17 +122,9 @@ async fn temp_cleanup_never_enters_or_removes_a_bind_mount() {
     let _file = BindMount::new(&outside.path("single"), &t.join("kyb-f"));
     // Both are seen through the mounts, and would be old enough.
     assert!(t.join("kyb-b/sub/deep").exists());
-    let later = OffsetDateTime::now_utc() + time::Duration::days(2);
 
     for dry_run in [true, false] {
-        let cfg = TempConfig {
-            dir: t.to_owned(),
-            prefix: "kyb-".into(),
-            max_age_secs: 0,
-            timeout_ms: 10_000,
-            dry_run,
-        };
-        let r = clean_temp(&cfg, later).await.unwrap();
+        let r = clean_temp_of(t, dry_run).await;
         let plan = planned(&r);
         assert!(
             plan.iter().all(|a| !a.contains("kyb-b") && !a.contains("kyb-f")),
@@ -132,16 +155,8 @@ async fn a_bind_mount_below_a_temp_entry_stops_the_walk_there() {
     std::fs::write(t.join("kyb-job/scratch"), "temp").unwrap();
     let before = outside.fingerprint();
     let _m = BindMount::new(outside.dir.path(), &t.join("kyb-job/mnt"));
-    let later = OffsetDateTime::now_utc() + time::Duration::days(2);
     for dry_run in [true, false] {
-        let cfg = TempConfig {
-            dir: t.to_owned(),
-            prefix: "kyb-".into(),
-            max_age_secs: 0,
-            timeout_ms: 10_000,
-            dry_run,
-        };
-        let r = clean_temp(&cfg, later).await.unwrap();
+        let r = clean_temp_of(t, dry_run).await;
         let plan = planned(&r);
         assert!(plan.iter().all(|a| !a.contains("/mnt")), "{plan:?}");
         // kyb-job holds a mount point, so it is not empty and stays.
@@ -176,21 +191,7 @@ async fn retention_never_removes_a_mount_point_in_the_log_or_reports_directory()
         BindMount::new(&outside.path("precious"), &rd.join("daily-report-20200101-020000.txt")),
         BindMount::new(&outside.path("sub"), &rd.join("weekly-report-20200101-020000.json")),
     ];
-    let policy = LogPolicy {
-        path: l.join("app.log"),
-        size_bytes: 1 << 30,
-        every: None,
-        keep_days: 1,
-        keep_count: Some(1),
-        compress: true,
-        delay_compress: false,
-        compress_level: 6,
-        uid: Some(rustix::process::geteuid().as_raw()),
-        gid: Some(rustix::process::getegid().as_raw()),
-        mode: 0o640,
-        reopen: Reopen::Nothing,
-        reopen_timeout_ms: 1_000,
-    };
+    let policy = LogPolicy { size_bytes: 1 << 30, keep_count: Some(1), ..policy(&l.join("app.log")) };
     let now = OffsetDateTime::now_utc();
     for dry_run in [true, false] {
         let cfg = PruneConfig {
@@ -246,21 +247,7 @@ async fn a_file_mounted_over_the_live_log_is_neither_rotated_nor_truncated() {
     let _m = BindMount::new(&outside.path("precious"), &l.join("app.log"));
     for reopen in [Reopen::CopyTruncate, Reopen::Nothing] {
         for dry_run in [true, false] {
-            let policy = LogPolicy {
-                path: l.join("app.log"),
-                size_bytes: 1,
-                every: None,
-                keep_days: 1,
-                keep_count: Some(5),
-                compress: true,
-                delay_compress: false,
-                compress_level: 6,
-                uid: None,
-                gid: None,
-                mode: 0o640,
-                reopen: reopen.clone(),
-                reopen_timeout_ms: 1_000,
-            };
+            let policy = LogPolicy { reopen: reopen.clone(), ..policy(&l.join("app.log")) };
             let r = rotate(&RotateConfig { logs: vec![policy], dry_run }, OffsetDateTime::now_utc())
                 .await
                 .unwrap();
