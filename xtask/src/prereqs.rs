@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Where to look, and how to install: the real machine's, or a test's stand-ins.
@@ -27,7 +27,7 @@ impl Host {
     pub fn this() -> Host {
         Host {
             pg_bindir: std::env::var_os("KYB_PG_BINDIR").map(PathBuf::from),
-            pg_lib_dir: PathBuf::from("/usr/lib/postgresql"),
+            pg_lib_dir: PathBuf::from(kyb_core::PG_LIB_DIR),
             path: std::env::var_os("PATH").unwrap_or_default(),
             os_release: PathBuf::from("/etc/os-release"),
             root: rustix::process::geteuid().is_root(),
@@ -47,14 +47,11 @@ impl Host {
     }
 
     fn has_postgres(&self) -> bool {
-        let server = |bin: &Path| bin.join("initdb").exists() && bin.join("pg_ctl").exists();
-        if let Some(dir) = &self.pg_bindir {
-            return server(dir);
+        let server = kyb_testkit::SERVER_BINARIES;
+        match &self.pg_bindir {
+            Some(dir) => server.iter().all(|b| dir.join(b).exists()),
+            None => kyb_core::postgres_bindir(&server, &self.pg_lib_dir, &self.path).is_some(),
         }
-        let versioned = std::fs::read_dir(&self.pg_lib_dir).into_iter().flatten().flatten().any(|e| {
-            e.file_name().to_str().is_some_and(|v| v.parse::<u32>().is_ok()) && server(&e.path().join("bin"))
-        });
-        versioned || std::env::split_paths(&self.path).any(|p| server(&p))
     }
 
     fn in_path(&self, name: &str) -> Option<PathBuf> {
@@ -121,6 +118,7 @@ pub fn ensure(host: &Host) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     fn write_exec(path: &Path, body: &str) {
         std::fs::write(path, body).unwrap();

@@ -10,22 +10,8 @@ pub fn pg_bindir(configured: Option<&Path>) -> Option<PathBuf> {
     if let Some(dir) = configured {
         return Some(dir.to_owned());
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("pg_dump").exists().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Some(bin);
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .find(|p| p.join("pg_dump").exists() && p.join("pg_restore").exists())
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    kyb_core::postgres_bindir(&["pg_dump", "pg_restore"], Path::new(kyb_core::PG_LIB_DIR), &path)
 }
 
 /// The major version in `pg_dump (PostgreSQL) 15.19 (Debian …)`-style output.

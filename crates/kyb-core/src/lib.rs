@@ -30,7 +30,7 @@ pub mod users;
 pub use report::{Check, Metric, TaskReport, Unit};
 pub use secret::Secret;
 pub use status::Status;
-pub use target::{PgConnectError, PgConnectFailure, PgTarget};
+pub use target::{PG_LIB_DIR, PgConnectError, PgConnectFailure, PgTarget, postgres_bindir};
 pub use threshold::{Thresholds, ThresholdsError};
 
 use std::time::Duration;

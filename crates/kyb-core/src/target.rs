@@ -197,3 +197,59 @@ fn classify(t: &PgTarget, error: &tokio_postgres::Error) -> (PgConnectFailure, S
     }
     (PgConnectFailure::Other, text)
 }
+
+/// Where Debian and Ubuntu install each PostgreSQL major version's binaries: `<dir>/<major>/bin`.
+pub const PG_LIB_DIR: &str = "/usr/lib/postgresql";
+
+/// The directory holding every one of `wanted` (`pg_dump`, `initdb`, …): the newest
+/// `<lib_dir>/<major>/bin` that has them all, else the first entry of `path` (a `$PATH` value)
+/// that does. The one search the backup tools, the test stack and xtask share.
+pub fn postgres_bindir(
+    wanted: &[&str],
+    lib_dir: &std::path::Path,
+    path: &std::ffi::OsStr,
+) -> Option<std::path::PathBuf> {
+    let has_all = |bin: &std::path::Path| wanted.iter().all(|w| bin.join(w).exists());
+    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(lib_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            has_all(&bin).then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).or_else(|| std::env::split_paths(path).find(|p| has_all(p)))
+}
+
+#[cfg(test)]
+mod bindir_tests {
+    use super::postgres_bindir;
+
+    #[test]
+    fn the_newest_version_with_every_binary_wins_then_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib");
+        for (major, names) in
+            [("13", &["pg_dump", "pg_restore"][..]), ("16", &["pg_dump", "pg_restore"]), ("17", &["pg_dump"])]
+        {
+            let bin = lib.join(major).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            for n in names {
+                std::fs::write(bin.join(n), "").unwrap();
+            }
+        }
+        let empty = std::ffi::OsStr::new("");
+        // 17 lacks pg_restore: 16 is the newest with both.
+        assert_eq!(postgres_bindir(&["pg_dump", "pg_restore"], &lib, empty), Some(lib.join("16/bin")));
+        assert_eq!(postgres_bindir(&["pg_dump"], &lib, empty), Some(lib.join("17/bin")));
+        assert_eq!(postgres_bindir(&["initdb"], &lib, empty), None);
+        let path = std::env::join_paths([dir.path().join("nothing"), lib.join("17/bin")]).unwrap();
+        assert_eq!(
+            postgres_bindir(&["pg_dump"], &dir.path().join("no-lib"), &path),
+            Some(lib.join("17/bin"))
+        );
+    }
+}

@@ -22,4 +22,4 @@ mod stack;
 pub use app::{FakeApp, HealthMode, MetricsMode, MonitorMode, metrics_text};
 pub use db::{TestDb, TestRedis, fresh_database, redis};
 pub use paths::{binary, sandbox_dir, workspace_root};
-pub use stack::{ScratchServer, Stack, StackError};
+pub use stack::{SERVER_BINARIES, ScratchServer, Stack, StackError};

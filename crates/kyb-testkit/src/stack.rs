@@ -397,26 +397,15 @@ fn run(cmd: &mut Command) -> Result<Output, StackError> {
 
 // ---- PostgreSQL ----
 
+/// What the stack runs of PostgreSQL: without these a machine has only the client.
+pub const SERVER_BINARIES: [&str; 2] = ["initdb", "pg_ctl"];
+
 fn pg_bindir() -> Result<PathBuf, StackError> {
     if let Some(dir) = std::env::var_os("KYB_PG_BINDIR") {
         return Ok(PathBuf::from(dir));
     }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Ok(bin);
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    kyb_core::postgres_bindir(&SERVER_BINARIES, Path::new(kyb_core::PG_LIB_DIR), &path)
         .ok_or(StackError::NoPostgres)
 }
 
