@@ -359,14 +359,9 @@ async fn without_data_disk_a_local_server_reports_its_data_directory() {
 #[tokio::test]
 async fn a_role_that_may_not_create_the_history_table_is_told_what_to_grant() {
     let db = fresh_database("capprivilege").await;
-    let role = format!("{}_plain", db.dbname);
-    let admin = db.connect().await;
-    admin.batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'plain-pw'")).await.unwrap();
-    let c = cfg(&db);
-    let plain = DbConfig {
-        postgres: PgTarget { user: role.clone(), password: Some(Secret::new("plain-pw")), ..c.postgres },
-        ..c
-    };
+    let plain_db = db.plain_role().await;
+    let role = plain_db.user.clone();
+    let plain = cfg(&plain_db);
     let err = capacity(&plain, &capcfg(None, Some(scratch("privilege"))), OffsetDateTime::now_utc(), false)
         .await
         .unwrap_err();
@@ -376,5 +371,5 @@ async fn a_role_that_may_not_create_the_history_table_is_told_what_to_grant() {
     assert!(text.starts_with("creating the size history table failed on "), "{text}");
     assert!(text.contains(&grant) && text.contains("permission denied for database"), "{text}");
     assert!(!table_exists(&db).await);
-    admin.batch_execute(&format!("DROP ROLE \"{role}\"")).await.unwrap();
+    db.drop_role(&plain_db).await;
 }

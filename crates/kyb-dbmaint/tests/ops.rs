@@ -86,14 +86,10 @@ async fn hostile_names_are_analyzed_and_vacuumed_without_injection() {
 async fn tables_the_role_may_not_maintain_are_skipped_with_the_reason_not_reported_done() {
     let db = hostile("dmpriv").await;
     // A login role of its own (roles are server-wide), owning nothing.
-    let role = format!("{}_plain", db.dbname);
+    let plain_db = db.plain_role().await;
+    let role = plain_db.user.clone();
     let admin = db.connect().await;
-    admin.batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'plain-pw'")).await.unwrap();
-    let c = cfg(&db);
-    let plain = DbConfig {
-        postgres: PgTarget { user: role.clone(), password: Some(Secret::new("plain-pw")), ..c.postgres },
-        ..c
-    };
+    let plain = cfg(&plain_db);
 
     // The server would only warn and skip: the run must not call that done.
     for (r, verb) in [
@@ -132,7 +128,7 @@ async fn tables_the_role_may_not_maintain_are_skipped_with_the_reason_not_report
     assert!(last_analyzed(&db, "plain_rows").await);
     admin.batch_execute(&format!("ALTER DATABASE \"{}\" OWNER TO CURRENT_USER", db.dbname)).await.unwrap();
     admin.batch_execute(&format!("REVOKE USAGE ON SCHEMA \"Odd Schema\" FROM \"{role}\"")).await.unwrap();
-    admin.batch_execute(&format!("DROP ROLE \"{role}\"")).await.unwrap();
+    db.drop_role(&plain_db).await;
 }
 
 #[tokio::test]

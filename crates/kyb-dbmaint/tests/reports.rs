@@ -66,17 +66,14 @@ async fn setup(db: &TestDb, sql: &str) {
     c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
 }
 
-/// A login role of its own for `db`, with no privileges beyond PUBLIC's, and its config.
+/// The config of a login role of its own for `db`, with no privileges beyond PUBLIC's.
 /// Roles are server-wide: the caller drops it with [`drop_role`].
 async fn plain_role(db: &TestDb) -> DbConfig {
-    let role = format!("{}_plain", db.dbname);
-    setup(db, &format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'plain-pw'")).await;
-    let c = cfg(db);
-    DbConfig { postgres: PgTarget { user: role, password: Some(Secret::new("plain-pw")), ..c.postgres }, ..c }
+    cfg(&db.plain_role().await)
 }
 
 async fn drop_role(db: &TestDb, c: &DbConfig) {
-    setup(db, &format!("DROP ROLE \"{}\"", c.postgres.user)).await;
+    db.drop_role(&TestDb { user: c.postgres.user.clone(), ..db.clone() }).await;
 }
 
 const ACCOUNTS: &str =

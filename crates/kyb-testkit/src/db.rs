@@ -45,6 +45,29 @@ impl TestDb {
         cfg
     }
 
+    /// The same database, logged in as a new login role of its own (`<dbname>_plain`) with no
+    /// privileges beyond PUBLIC's: for tests of what a role without rights is told. Roles are
+    /// server-wide, so the test drops it with [`TestDb::drop_role`] when done.
+    pub async fn plain_role(&self) -> TestDb {
+        let role = format!("{}_plain", self.dbname);
+        let password = "plain-pw";
+        self.connect()
+            .await
+            .batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create role {role}: {e}"));
+        TestDb { user: role, password: Some(password.to_owned()), ..self.clone() }
+    }
+
+    /// Drops a role made by [`TestDb::plain_role`] (connected as this, the admin, database).
+    pub async fn drop_role(&self, role: &TestDb) {
+        self.connect()
+            .await
+            .batch_execute(&format!("DROP ROLE \"{}\"", role.user))
+            .await
+            .unwrap_or_else(|e| panic!("cannot drop role {}: {e}", role.user));
+    }
+
     /// Connects, panicking with the reason: for test set-up only.
     pub async fn connect(&self) -> tokio_postgres::Client {
         let config = self.config();
