@@ -139,8 +139,21 @@ fn a_clean_tree_is_one_ok_row_and_pseudo_filesystems_are_skipped() {
     assert_eq!(r.entries, 1);
 }
 
-/// A tmpfs mounted inside the tree, unmounted on drop. Needs root (CI runs as root).
+/// Something mounted inside the tree, unmounted on drop. Needs root (CI runs as root).
 struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    /// `mount ARGS… AT`.
+    fn new(args: &[&std::ffi::OsStr], at: &Path) -> Mounted {
+        let out = std::process::Command::new("mount").args(args).arg(at).output().unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mounted(at.to_owned())
+    }
+}
 
 impl Drop for Mounted {
     fn drop(&mut self) {
@@ -153,17 +166,9 @@ fn the_walk_does_not_cross_into_another_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let out = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1024k", "tmpfs"])
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "this test mounts a tmpfs and needs root: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mounted = Mounted(mnt.clone());
+    let tmpfs: Vec<&std::ffi::OsStr> =
+        ["-t", "tmpfs", "-o", "size=1024k", "tmpfs"].map(std::ffi::OsStr::new).into();
+    let mounted = Mounted::new(&tmpfs, &mnt);
     std::fs::write(mnt.join("world.txt"), "x").unwrap();
     chmod(&mnt.join("world.txt"), 0o666);
     chmod(&mnt, 0o755);
@@ -193,16 +198,8 @@ fn the_walk_does_not_follow_a_bind_mount_of_the_same_filesystem() {
     let (bind, lp) = (dir.path().join("bind"), dir.path().join("loop"));
     std::fs::create_dir(&bind).unwrap();
     std::fs::create_dir(&lp).unwrap();
-    let mut mounts = Vec::new();
-    for (from, to) in [(outside.path(), &bind), (dir.path(), &lp)] {
-        let out = std::process::Command::new("mount").arg("--bind").arg(from).arg(to).output().unwrap();
-        assert!(
-            out.status.success(),
-            "this test bind-mounts and needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        mounts.push(Mounted(to.clone()));
-    }
+    let bind_mount = |from: &Path, to: &Path| Mounted::new(&["--bind".as_ref(), from.as_os_str()], to);
+    let mounts = [bind_mount(outside.path(), &bind), bind_mount(dir.path(), &lp)];
     let cfg = PermConfig {
         roots: vec![dir.path().to_owned()],
         owner_uid: None,
