@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod config;
 pub mod dir;
 pub mod fs;
 pub mod gzip;
@@ -30,7 +31,7 @@ pub mod users;
 pub use report::{Check, Metric, TaskReport, Unit};
 pub use secret::Secret;
 pub use status::Status;
-pub use target::{PG_LIB_DIR, PgConnectError, PgConnectFailure, PgTarget, postgres_bindir};
+pub use target::{PG_LIB_DIR, PgConnectError, PgConnectFailure, PgTarget, PostgresSection, postgres_bindir};
 pub use threshold::{Thresholds, ThresholdsError};
 
 use std::time::Duration;

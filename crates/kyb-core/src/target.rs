@@ -1,7 +1,112 @@
 //! Where a PostgreSQL database is, for the crates that connect to one.
 
 use crate::Secret;
+use crate::config::{FieldError, SecretSource, TimeoutMs};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// `[postgres]`: the platform's database, as every crate that connects to it reads it.
+///
+/// Leave the section out and nothing that needs the database runs: no probe, no dump, no
+/// maintenance.
+// Debug shows `password` as Secret(<redacted>).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PostgresSection {
+    /// Host name or address, or a socket directory.
+    #[serde(default = "PostgresSection::default_host")]
+    pub host: String,
+    /// Port.
+    #[serde(default = "PostgresSection::default_port")]
+    pub port: u16,
+    /// Role to connect as.
+    pub user: String,
+    /// Database.
+    pub dbname: String,
+    /// The password itself. Give at most one of `password`, `password_env` and `password_file`.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// The name of an environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A file whose content (one trailing newline dropped) is the password. Read when the config
+    /// loads; it must be a regular file (a symlink to one is fine, as Kubernetes mounts Secrets)
+    /// of at most 1 MiB, closed to group and others (`chmod 600`), as libpq requires of `.pgpass`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Accept a `password_file` that group or others may read or write.
+    #[serde(default)]
+    pub allow_insecure_password_file: bool,
+    /// Deadline for connecting plus `SELECT 1`; also the connect deadline of every other task.
+    #[serde(default = "PostgresSection::default_timeout_ms")]
+    pub timeout_ms: TimeoutMs,
+}
+
+impl PostgresSection {
+    fn default_host() -> String {
+        "localhost".to_owned()
+    }
+
+    fn default_port() -> u16 {
+        5432
+    }
+
+    fn default_timeout_ms() -> TimeoutMs {
+        TimeoutMs::ms(5_000)
+    }
+
+    /// `user` on `dbname` at localhost:5432, every other key at its default.
+    pub fn new(user: impl Into<String>, dbname: impl Into<String>) -> PostgresSection {
+        PostgresSection {
+            host: PostgresSection::default_host(),
+            port: PostgresSection::default_port(),
+            user: user.into(),
+            dbname: dbname.into(),
+            password: None,
+            password_env: None,
+            password_file: None,
+            allow_insecure_password_file: false,
+            timeout_ms: PostgresSection::default_timeout_ms(),
+        }
+    }
+
+    /// Checks what the types do not: a host, and at most one password source.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.host.is_empty() {
+            return Err(FieldError::new("host", "must not be empty"));
+        }
+        self.password_source().map(drop)
+    }
+
+    /// Makes a relative `password_file` absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        self.password_file = self.password_file.take().map(|p| crate::config::resolve_path(base, &p));
+    }
+
+    /// Where the password comes from, if anywhere.
+    pub fn password_source(&self) -> Result<Option<SecretSource>, FieldError> {
+        SecretSource::from_keys(
+            self.password.as_ref(),
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+            self.allow_insecure_password_file,
+        )
+    }
+
+    /// The database to connect to, with the password read from its source.
+    pub fn target(&self) -> Result<PgTarget, FieldError> {
+        let password = self.password_source()?.map(|s| s.read()).transpose()?;
+        Ok(PgTarget {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password,
+            dbname: self.dbname.clone(),
+        })
+    }
+}
 
 /// A PostgreSQL database and the role to reach it as.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use crate::Status;
 use serde::{Deserialize, Serialize};
 
 /// A warning and a critical level; a value at or above a level has that status.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// At or above this the status is Warn.
@@ -32,6 +32,20 @@ pub enum ThresholdsError {
         /// The critical level given.
         crit: f64,
     },
+    /// Lower is worse, and the warning level is below the critical one.
+    #[error("warn ({warn}) must not be below crit ({crit}): lower is worse here")]
+    WarnBelowCrit {
+        /// The warning level given.
+        warn: f64,
+        /// The critical level given.
+        crit: f64,
+    },
+    /// Lower is worse, and the critical level is below zero.
+    #[error("must not be negative (crit {crit})")]
+    Negative {
+        /// The critical level given.
+        crit: f64,
+    },
 }
 
 impl Thresholds {
@@ -48,6 +62,25 @@ impl Thresholds {
         }
         if warn > crit {
             return Err(ThresholdsError::WarnAboveCrit { warn, crit });
+        }
+        Ok(())
+    }
+
+    /// Checks levels where lower is worse (days left, cache hit): both finite, not negative, and
+    /// warn at or above crit.
+    pub fn validate_falling(&self) -> Result<(), ThresholdsError> {
+        Thresholds::new(self.crit, self.warn).validate().map_err(|e| match e {
+            ThresholdsError::NotFinite { .. } => {
+                ThresholdsError::NotFinite { warn: self.warn, crit: self.crit }
+            }
+            ThresholdsError::WarnAboveCrit { .. }
+            | ThresholdsError::WarnBelowCrit { .. }
+            | ThresholdsError::Negative { .. } => {
+                ThresholdsError::WarnBelowCrit { warn: self.warn, crit: self.crit }
+            }
+        })?;
+        if self.crit < 0.0 {
+            return Err(ThresholdsError::Negative { crit: self.crit });
         }
         Ok(())
     }
@@ -84,5 +117,14 @@ mod tests {
         assert!(Thresholds::new(90.0, 80.0).validate().is_err());
         assert!(Thresholds::new(f64::NAN, 80.0).validate().is_err());
         assert!(Thresholds::new(80.0, 80.0).validate().is_ok());
+    }
+
+    #[test]
+    fn falling_levels_want_warn_above_crit() {
+        assert!(Thresholds::new(30.0, 7.0).validate_falling().is_ok());
+        let err = Thresholds::new(7.0, 30.0).validate_falling().unwrap_err().to_string();
+        assert_eq!(err, "warn (7) must not be below crit (30): lower is worse here");
+        assert!(Thresholds::new(5.0, -1.0).validate_falling().is_err());
+        assert!(Thresholds::new(f64::NAN, 1.0).validate_falling().is_err());
     }
 }
