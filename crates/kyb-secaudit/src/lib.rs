@@ -20,6 +20,30 @@
 //! }
 //! # }
 //! ```
+//!
+//! The `[security]` section of the config file is a [`SecuritySection`]; each audit's config is
+//! derived from it, with relative paths resolved against the config file's directory:
+//!
+//! ```
+//! use kyb_secaudit::SecuritySection;
+//! let mut section: SecuritySection = toml::from_str(
+//!     r#"
+//!     endpoints = ["127.0.0.1:443=app.kyb.example"]
+//!     cert_days = { warn = 21, crit = 7 }
+//!     cargo_lock = "platform/Cargo.lock"
+//!     advisory_db = "/var/lib/kyb-maint/advisory-db"
+//!     "#,
+//! )
+//! .unwrap();
+//! section.resolve_paths(std::path::Path::new("/etc/kyb-maint"));
+//! section.validate().unwrap();
+//! let certs = section.certs().unwrap();
+//! assert_eq!(certs.endpoints[0].server_name.as_deref(), Some("app.kyb.example"));
+//! assert_eq!(certs.warn_days, 21.0);
+//! let advisories = section.advisories().unwrap();
+//! assert_eq!(advisories.lockfile, std::path::Path::new("/etc/kyb-maint/platform/Cargo.lock"));
+//! assert!(section.log_scan().is_none(), "no auth_logs and no journalctl: no log scan");
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -28,6 +52,7 @@ mod certs;
 mod logs;
 mod outdated;
 mod perms;
+mod section;
 mod updates;
 
 pub use advisories::{AdvisoryConfig, AdvisoryReport, Finding, scan_advisories};
@@ -35,6 +60,7 @@ pub use certs::{CertConfig, CertInfo, CertReport, Endpoint, check_certs};
 pub use logs::{Burst, LogScanConfig, LogScanReport, scan_logs};
 pub use outdated::{Outdated, OutdatedConfig, OutdatedReport, check_outdated};
 pub use perms::{PermConfig, PermReport, audit_permissions};
+pub use section::SecuritySection;
 pub use updates::{PendingUpdate, UpdatesConfig, UpdatesReport, check_updates};
 
 /// The whole of a file this crate is told to read (a lockfile, a certificate, an advisory), when
