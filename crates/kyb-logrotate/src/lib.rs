@@ -15,6 +15,27 @@
 //! other filesystems alone, saying so in the report. With `dry_run` the report lists the exact
 //! plan and nothing changes.
 //!
+//! The config sections `[[logs]]` ([`LogSection`]) and `[cleanup]` ([`CleanupSection`]) are
+//! read here too, and derive the per-run configs:
+//!
+//! ```
+//! use kyb_logrotate::{CleanupSection, LogSection, Reopen};
+//! use std::path::Path;
+//!
+//! let mut log: LogSection = toml::from_str(
+//!     "path = \"app.log\"\nkeep_count = 5\nsystemd_unit = \"app.service\"",
+//! )
+//! .unwrap();
+//! log.resolve_paths(Path::new("/etc/kyb-maint"), Some(Path::new("/var/log/app")));
+//! let policy = log.policy().unwrap();
+//! assert_eq!(policy.path, Path::new("/var/log/app/app.log"));
+//! assert!(matches!(policy.reopen, Reopen::SystemdUnit { .. }));
+//!
+//! let cleanup: CleanupSection = toml::from_str("temp_max_age_days = 0.5").unwrap();
+//! cleanup.validate().unwrap();
+//! assert_eq!(cleanup.temp(Path::new("/tmp")).max_age_secs, 43_200);
+//! ```
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use kyb_logrotate::{TempConfig, clean_temp};
@@ -41,11 +62,13 @@ mod names;
 mod report;
 mod retention;
 mod rotate;
+mod section;
 mod temp;
 
 pub use report::{Action, Counts, FilesReport, Skipped, totals};
 pub use retention::PruneConfig;
 pub use rotate::{Interval, LogPolicy, Reopen, ReopenSignal, RotateConfig};
+pub use section::{CleanupSection, LogSection};
 pub use temp::TempConfig;
 
 use time::OffsetDateTime;

@@ -16,22 +16,26 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 /// A time trigger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Interval {
     /// Once per UTC day.
     Daily,
-    /// Once per seven days.
+    /// Seven days after the last rotation.
     Weekly,
 }
 
 /// The signal that makes the writer reopen its log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 pub enum ReopenSignal {
     /// SIGHUP.
+    #[serde(rename = "HUP", alias = "SIGHUP")]
     Hup,
     /// SIGUSR1.
+    #[serde(rename = "USR1", alias = "SIGUSR1")]
     Usr1,
     /// SIGUSR2.
+    #[serde(rename = "USR2", alias = "SIGUSR2")]
     Usr2,
 }
 
