@@ -59,16 +59,16 @@
 mod compress;
 mod holders;
 mod names;
+mod policy;
 mod report;
 mod retention;
 mod rotate;
-mod section;
 mod temp;
 
+pub use policy::{CleanupSection, Interval, LogPolicy, LogSection, Reopen, ReopenSignal};
 pub use report::{Action, Counts, FilesReport, Skipped, totals};
 pub use retention::PruneConfig;
-pub use rotate::{Interval, LogPolicy, Reopen, ReopenSignal, RotateConfig};
-pub use section::{CleanupSection, LogSection};
+pub use rotate::RotateConfig;
 pub use temp::TempConfig;
 
 use time::OffsetDateTime;

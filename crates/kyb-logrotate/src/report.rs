@@ -132,7 +132,7 @@ impl FilesReport {
 /// One line of totals: files rotated, bytes compressed, files deleted and bytes freed (only the
 /// parts that are not zero).
 pub fn totals(c: &Counts, dry_run: bool) -> String {
-    let h = crate::rotate::human;
+    let h = kyb_core::human_bytes;
     let mut parts = Vec::new();
     if c.rotated_files > 0 {
         parts.push(format!("rotated {} file(s)", c.rotated_files));
@@ -155,4 +155,24 @@ pub fn totals(c: &Counts, dry_run: bool) -> String {
     }
     let text = if parts.is_empty() { "nothing to do".to_owned() } else { parts.join("; ") };
     if dry_run { format!("would have: {text}") } else { text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_say_only_what_happened_in_binary_units() {
+        assert_eq!(totals(&Counts::default(), false), "nothing to do");
+        let c = Counts {
+            rotated_files: 1,
+            compressed_files: 1,
+            compressed_in_bytes: 100 * 1024 * 1024,
+            compressed_out_bytes: 512,
+            ..Counts::default()
+        };
+        assert_eq!(totals(&c, false), "rotated 1 file(s); compressed 1 file(s), 100.0 MiB -> 512 B");
+        let c = Counts { deleted_files: 2, freed_bytes: 1536, ..Counts::default() };
+        assert_eq!(totals(&c, true), "would have: removed 2 file(s) and 0 dir(s), 1.5 KiB freed");
+    }
 }

@@ -3,8 +3,8 @@
 //! rotated name), removed through the directory handle.
 
 use crate::names::{self, Form};
-use crate::report::{Action, FilesReport};
-use crate::rotate::LogPolicy;
+use crate::policy::LogPolicy;
+use crate::report::{Action, Counts, FilesReport};
 use kyb_core::dir::{DirHandle, kind};
 use kyb_core::{Check, Status};
 use rustix::fs::FileType;
@@ -314,7 +314,7 @@ fn remove(
 fn summary(
     label: String,
     seen: usize,
-    before: crate::Counts,
+    before: Counts,
     report: &FilesReport,
     problems: Vec<String>,
     dry_run: bool,
@@ -322,7 +322,7 @@ fn summary(
     let deleted = report.counts.deleted_files - before.deleted_files;
     let freed = report.counts.freed_bytes - before.freed_bytes;
     let verb = if dry_run { "would remove" } else { "removed" };
-    let mut text = format!("{verb} {deleted} of {seen} file(s), {} freed", crate::rotate::human(freed));
+    let mut text = format!("{verb} {deleted} of {seen} file(s), {} freed", kyb_core::human_bytes(freed));
     let status = if problems.is_empty() { Status::Ok } else { Status::Warn };
     for p in problems {
         text.push_str("; ");

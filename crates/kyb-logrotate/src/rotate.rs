@@ -4,9 +4,10 @@
 use crate::compress::compress;
 use crate::holders::{Target, holders, holders_of, target, wait_released};
 use crate::names::{self, Form, Rotated};
+use crate::policy::{Interval, LogPolicy, Reopen};
 use crate::report::{Action, FilesReport};
 use kyb_core::dir::{DirHandle, kind};
-use kyb_core::{Check, Status};
+use kyb_core::{Check, Status, human_bytes};
 use rustix::fs::FileType;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -14,104 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
-
-/// A time trigger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Interval {
-    /// Once per UTC day.
-    Daily,
-    /// Seven days after the last rotation.
-    Weekly,
-}
-
-/// The signal that makes the writer reopen its log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
-pub enum ReopenSignal {
-    /// SIGHUP.
-    #[serde(rename = "HUP", alias = "SIGHUP")]
-    Hup,
-    /// SIGUSR1.
-    #[serde(rename = "USR1", alias = "SIGUSR1")]
-    Usr1,
-    /// SIGUSR2.
-    #[serde(rename = "USR2", alias = "SIGUSR2")]
-    Usr2,
-}
-
-impl ReopenSignal {
-    /// `SIGHUP`, `SIGUSR1` or `SIGUSR2`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ReopenSignal::Hup => "SIGHUP",
-            ReopenSignal::Usr1 => "SIGUSR1",
-            ReopenSignal::Usr2 => "SIGUSR2",
-        }
-    }
-
-    fn signal(self) -> rustix::process::Signal {
-        match self {
-            ReopenSignal::Hup => rustix::process::Signal::HUP,
-            ReopenSignal::Usr1 => rustix::process::Signal::USR1,
-            ReopenSignal::Usr2 => rustix::process::Signal::USR2,
-        }
-    }
-}
-
-/// How the writer learns that its log was rotated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reopen {
-    /// Nobody is told; the rotated file is compressed once no process holds it.
-    Nothing,
-    /// Signal the pid in this file.
-    PidFile {
-        /// The pid file.
-        path: PathBuf,
-        /// The signal.
-        signal: ReopenSignal,
-    },
-    /// Signal the main process of a systemd unit (`systemctl kill --kill-whom=main`).
-    SystemdUnit {
-        /// The unit, e.g. `kyb-platform.service`.
-        unit: String,
-        /// The signal.
-        signal: ReopenSignal,
-    },
-    /// Copy the log, then truncate it in place: for writers that cannot reopen. Lossy: lines
-    /// written between the copy and the truncate are lost.
-    CopyTruncate,
-}
-
-/// The rotation policy of one log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogPolicy {
-    /// The live log, an absolute path.
-    pub path: PathBuf,
-    /// Rotate when at least this big.
-    pub size_bytes: u64,
-    /// Also rotate on this schedule (a non-empty log only).
-    pub every: Option<Interval>,
-    /// Remove rotated files older than this.
-    pub keep_days: u32,
-    /// Keep at most this many rotated files.
-    pub keep_count: Option<u32>,
-    /// gzip rotated files.
-    pub compress: bool,
-    /// Leave the newest rotated file uncompressed until the next rotation.
-    pub delay_compress: bool,
-    /// gzip level, 1 to 9.
-    pub compress_level: u32,
-    /// Owner of the new live log; `None` keeps the owner of the log being rotated.
-    pub uid: Option<u32>,
-    /// Group of the new live log; `None` keeps the group of the log being rotated.
-    pub gid: Option<u32>,
-    /// Mode of the new live log.
-    pub mode: u32,
-    /// How the writer is told.
-    pub reopen: Reopen,
-    /// How long to wait for the writer to let go of the rotated file.
-    pub reopen_timeout_ms: u64,
-}
 
 /// Logs to rotate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,8 +99,10 @@ fn rotate_one(p: &LogPolicy, now: OffsetDateTime, dry_run: bool, report: &mut Fi
         Ok(st) => {
             let size = st.st_size as u64;
             match due(p, size, listing.newest.map(|(stamp, _)| stamp), now) {
-                None => notes
-                    .push((Status::Ok, format!("{} (limit {}); not due", human(size), human(p.size_bytes)))),
+                None => notes.push((
+                    Status::Ok,
+                    format!("{} (limit {}); not due", human_bytes(size), human_bytes(p.size_bytes)),
+                )),
                 Some(why) => match rotate_live(&dir, base, p, owner_of(p, Some(&st)), now, dry_run, report) {
                     Ok(stem) => {
                         report.counts.rotated_files += 1;
@@ -324,7 +229,7 @@ fn due(p: &LogPolicy, size: u64, newest: Option<u64>, now: OffsetDateTime) -> Op
         return None;
     }
     if size >= p.size_bytes {
-        return Some(format!("{} >= {}", human(size), human(p.size_bytes)));
+        return Some(format!("{} >= {}", human_bytes(size), human_bytes(p.size_bytes)));
     }
     let today = u64::try_from(now.year()).unwrap_or(0) * 10_000
         + u64::from(u8::from(now.month())) * 100
@@ -818,19 +723,4 @@ fn with_gz(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".gz");
     PathBuf::from(s)
-}
-
-/// `104.9 MB`-style sizes (decimal, as log sizes are usually given).
-pub(crate) fn human(bytes: u64) -> String {
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let units = ["kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64 / 1000.0;
-    let mut u = 0;
-    while v >= 1000.0 && u < units.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", units[u])
 }

@@ -74,7 +74,7 @@ pub fn clean_temp_blocking(cfg: &TempConfig, now: OffsetDateTime) -> FilesReport
         "{verb} {} file(s) and {} dir(s), {} freed",
         c.deleted_files,
         c.deleted_dirs,
-        crate::rotate::human(c.freed_bytes)
+        kyb_core::human_bytes(c.freed_bytes)
     );
     if !report.skipped.is_empty() {
         text.push_str(&format!("; {} skipped", report.skipped.len()));

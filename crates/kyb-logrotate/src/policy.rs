@@ -1,10 +1,109 @@
-//! The config sections this crate reads: `[[logs]]` and `[cleanup]`, and what they derive into.
+//! What a log's rotation follows ([`LogPolicy`]), and the config sections this crate reads,
+//! `[[logs]]` and `[cleanup]`, with what they derive into.
 
-use crate::rotate::{Interval, LogPolicy, Reopen, ReopenSignal};
 use crate::temp::TempConfig;
 use kyb_core::config::{FieldError, OctalMode, TimeoutMs, resolve_path};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// A time trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    /// Once per UTC day.
+    Daily,
+    /// Seven days after the last rotation.
+    Weekly,
+}
+
+/// The signal that makes the writer reopen its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+pub enum ReopenSignal {
+    /// SIGHUP.
+    #[serde(rename = "HUP", alias = "SIGHUP")]
+    Hup,
+    /// SIGUSR1.
+    #[serde(rename = "USR1", alias = "SIGUSR1")]
+    Usr1,
+    /// SIGUSR2.
+    #[serde(rename = "USR2", alias = "SIGUSR2")]
+    Usr2,
+}
+
+impl ReopenSignal {
+    /// `SIGHUP`, `SIGUSR1` or `SIGUSR2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReopenSignal::Hup => "SIGHUP",
+            ReopenSignal::Usr1 => "SIGUSR1",
+            ReopenSignal::Usr2 => "SIGUSR2",
+        }
+    }
+
+    /// The signal to send.
+    pub(crate) fn signal(self) -> rustix::process::Signal {
+        match self {
+            ReopenSignal::Hup => rustix::process::Signal::HUP,
+            ReopenSignal::Usr1 => rustix::process::Signal::USR1,
+            ReopenSignal::Usr2 => rustix::process::Signal::USR2,
+        }
+    }
+}
+
+/// How the writer learns that its log was rotated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reopen {
+    /// Nobody is told; the rotated file is compressed once no process holds it.
+    Nothing,
+    /// Signal the pid in this file.
+    PidFile {
+        /// The pid file.
+        path: PathBuf,
+        /// The signal.
+        signal: ReopenSignal,
+    },
+    /// Signal the main process of a systemd unit (`systemctl kill --kill-whom=main`).
+    SystemdUnit {
+        /// The unit, e.g. `kyb-platform.service`.
+        unit: String,
+        /// The signal.
+        signal: ReopenSignal,
+    },
+    /// Copy the log, then truncate it in place: for writers that cannot reopen. Lossy: lines
+    /// written between the copy and the truncate are lost.
+    CopyTruncate,
+}
+
+/// The rotation policy of one log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPolicy {
+    /// The live log, an absolute path.
+    pub path: PathBuf,
+    /// Rotate when at least this big.
+    pub size_bytes: u64,
+    /// Also rotate on this schedule (a non-empty log only).
+    pub every: Option<Interval>,
+    /// Remove rotated files older than this.
+    pub keep_days: u32,
+    /// Keep at most this many rotated files.
+    pub keep_count: Option<u32>,
+    /// gzip rotated files.
+    pub compress: bool,
+    /// Leave the newest rotated file uncompressed until the next rotation.
+    pub delay_compress: bool,
+    /// gzip level, 1 to 9.
+    pub compress_level: u32,
+    /// Owner of the new live log; `None` keeps the owner of the log being rotated.
+    pub uid: Option<u32>,
+    /// Group of the new live log; `None` keeps the group of the log being rotated.
+    pub gid: Option<u32>,
+    /// Mode of the new live log.
+    pub mode: u32,
+    /// How the writer is told.
+    pub reopen: Reopen,
+    /// How long to wait for the writer to let go of the rotated file.
+    pub reopen_timeout_ms: u64,
+}
 
 /// `[[logs]]`: one log to rotate, compress and prune; one entry per log.
 ///
