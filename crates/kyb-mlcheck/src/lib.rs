@@ -16,50 +16,97 @@
 //! let bert = report.checks.iter().find(|c| c.name == "accuracy bert").unwrap();
 //! assert_eq!(bert.status, kyb_core::Status::Warn);
 //! ```
+//!
+//! [`MlConfig`] is also the `[ml]` config section:
+//!
+//! ```
+//! use kyb_mlcheck::MlConfig;
+//! use std::path::Path;
+//!
+//! let mut cfg: MlConfig = toml::from_str(
+//!     "history = \"ml.jsonl\"\ntrend_days = 14\n\n[[models]]\nname = \"bert\"\nwarn_below = 0.9\n",
+//! )
+//! .unwrap();
+//! cfg.resolve_paths(Path::new("/etc/kyb-maint"));
+//! cfg.validate().unwrap();
+//! assert_eq!(cfg.history.as_deref(), Some(Path::new("/etc/kyb-maint/ml.jsonl")));
+//! assert_eq!(cfg.models.len(), 1);
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod history;
 
+use kyb_core::config::{FieldError, resolve_path};
 use kyb_core::{Check, Metric, Status, Unit};
 use kyb_prom::{Exposition, Matcher};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 pub use history::Record;
 
-/// The accuracy levels of one model: below `warn_below` is Warn, below `crit_below` Crit.
-#[derive(Debug, Clone, PartialEq)]
+/// One `[[ml.models]]` entry: a model's accuracy levels. Below `warn_below` is Warn, below
+/// `crit_below` Crit.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ModelThresholds {
-    /// The model's label value, e.g. `bert`.
+    /// The model's label value, e.g. `bert`; not empty, each model once.
+    #[serde(rename = "name")]
     pub model: String,
-    /// Accuracy below this warns.
+    /// Accuracy below this warns, 0 to 1.
     pub warn_below: f64,
-    /// Accuracy below this is Crit; None: never Crit on accuracy alone.
+    /// Accuracy below this is Crit, 0 to 1 and not above `warn_below`. Left out: never Crit on
+    /// accuracy alone.
+    #[serde(default)]
     pub crit_below: Option<f64>,
 }
 
-/// What to look at and how to judge it.
-#[derive(Debug, Clone, PartialEq)]
+/// `[ml]`: the model checks of the weekly flow and `kyb-mlcheck`, from the app's `/metrics`:
+/// each model's accuracy against its levels, its trend against earlier runs, its share of the
+/// requests, and its latency when exported.
+///
+/// ```toml
+/// [[ml.models]]
+/// name = "bert"
+/// warn_below = 0.85
+/// crit_below = 0.80
+///
+/// [[ml.models]]
+/// name = "distilbert"
+/// warn_below = 0.80
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct MlConfig {
-    /// The models to judge.
+    /// The models to judge, one `[[ml.models]]` entry each. Left out, the runbook's two apply:
+    /// bert warns below 0.85, distilbert below 0.80. Given entries replace them; models the
+    /// scrape shows without an entry are listed with no threshold.
     pub models: Vec<ModelThresholds>,
-    /// Gauge of accuracy per model, 0 to 1.
+    /// Gauge of accuracy per model, 0 to 1: a Prometheus metric name.
     pub accuracy_metric: String,
-    /// Counter of inference requests per model.
+    /// Counter of inference requests per model: a Prometheus metric name.
     pub requests_metric: String,
-    /// Histogram of inference latency per model, in seconds (reported when exported).
+    /// Histogram of inference latency per model, in seconds (reported when exported): a
+    /// Prometheus metric name.
     pub latency_metric: String,
     /// The label naming the model.
     pub model_label: String,
-    /// JSON-lines file of earlier accuracies; None: no trend.
+    /// JSON-lines file of earlier runs' accuracies, for the trend; a relative path is relative
+    /// to the config file's directory. Left out, kyb-maint keeps it in `[paths]
+    /// maintenance_dir` as `ml-accuracy-history.jsonl` (to the library, None means no trend).
     pub history: Option<PathBuf>,
-    /// Warn when accuracy fell by more than this many percentage points over `trend_days`.
+    /// Warn when accuracy fell by more than this many percentage points over `trend_days`; 0 or
+    /// more.
     pub max_drop_points: f64,
-    /// How far back the trend looks.
+    /// How far back the trend looks, in days: the oldest run in this window is compared with
+    /// this one.
+    #[schemars(range(min = 1, max = 3650))]
     pub trend_days: u32,
-    /// Read the history; append nothing.
+    /// Read the history; append nothing. Not a config key: the caller sets it.
+    #[serde(skip)]
     pub dry_run: bool,
 }
 
@@ -80,6 +127,64 @@ impl Default for MlConfig {
             trend_days: 30,
             dry_run: false,
         }
+    }
+}
+
+impl MlConfig {
+    /// Checks what the types do not: metric and label names, the trend's window and drop, and
+    /// each model named once with levels from 0 to 1, crit not above warn.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        for (key, name) in [
+            ("accuracy_metric", &self.accuracy_metric),
+            ("requests_metric", &self.requests_metric),
+            ("latency_metric", &self.latency_metric),
+        ] {
+            if !kyb_prom::is_metric_name(name) {
+                return Err(FieldError::new(key, format!("`{name}` is not a metric name")));
+            }
+        }
+        if !kyb_prom::is_label_name(&self.model_label) {
+            return Err(FieldError::new(
+                "model_label",
+                format!("`{}` is not a label name", self.model_label),
+            ));
+        }
+        if !(self.max_drop_points.is_finite() && self.max_drop_points >= 0.0) {
+            return Err(FieldError::new("max_drop_points", "must be a number of points, 0 or more"));
+        }
+        if self.trend_days == 0 || self.trend_days > 3650 {
+            return Err(FieldError::new(
+                "trend_days",
+                format!("must be between 1 and 3650, got {}", self.trend_days),
+            ));
+        }
+        let level = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+        for (i, m) in self.models.iter().enumerate() {
+            if m.model.is_empty() || self.models[..i].iter().any(|o| o.model == m.model) {
+                return Err(FieldError::new(
+                    "models",
+                    format!("model names must be given once and not be empty: `{}`", m.model),
+                ));
+            }
+            if !level(m.warn_below) || !m.crit_below.is_none_or(level) {
+                return Err(FieldError::new(
+                    "models",
+                    format!("accuracy levels of `{}` must be between 0 and 1", m.model),
+                ));
+            }
+            if m.crit_below.is_some_and(|c| c > m.warn_below) {
+                return Err(FieldError::new(
+                    "models",
+                    format!("crit_below of `{}` must not be above warn_below", m.model),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a relative `history` absolute against `base` (the config file's directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        self.history = self.history.take().map(|p| resolve_path(base, &p));
     }
 }
 
@@ -365,4 +470,150 @@ fn trend_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy) -> Option<Check>
 fn round(v: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (v * f).round() / f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> MlConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    fn model(name: &str, warn_below: f64, crit_below: Option<f64>) -> ModelThresholds {
+        ModelThresholds { model: name.into(), warn_below, crit_below }
+    }
+
+    #[test]
+    fn defaults_are_the_runbooks() {
+        let cfg = section("");
+        assert_eq!(cfg, MlConfig::default());
+        assert_eq!(cfg.models, [model("bert", 0.85, None), model("distilbert", 0.80, None)]);
+        assert_eq!(cfg.accuracy_metric, "kyb_ml_model_accuracy");
+        assert_eq!(cfg.requests_metric, "kyb_ml_model_requests_total");
+        assert_eq!(cfg.latency_metric, "kyb_ml_model_latency_seconds");
+        assert_eq!(cfg.model_label, "model");
+        assert_eq!(cfg.history, None);
+        assert_eq!((cfg.max_drop_points, cfg.trend_days, cfg.dry_run), (2.0, 30, false));
+        assert_eq!(cfg.validate(), Ok(()));
+    }
+
+    #[test]
+    fn given_models_replace_the_defaults() {
+        assert_eq!(section("models = []").models, []);
+        let cfg = section("[[models]]\nname = \"gpt\"\nwarn_below = 0.7\n");
+        assert_eq!(cfg.models, [model("gpt", 0.7, None)]);
+    }
+
+    #[test]
+    fn a_full_section_round_trips() {
+        let text = r#"
+            accuracy_metric = "app_accuracy"
+            requests_metric = "app_requests_total"
+            latency_metric = "app_latency_seconds"
+            model_label = "name"
+            history = "/var/lib/kyb-maint/ml.jsonl"
+            max_drop_points = 1.5
+            trend_days = 7
+
+            [[models]]
+            name = "bert"
+            warn_below = 0.85
+            crit_below = 0.8
+
+            [[models]]
+            name = "distilbert"
+            warn_below = 0.8
+        "#;
+        let cfg = section(text);
+        assert_eq!(cfg.models, [model("bert", 0.85, Some(0.8)), model("distilbert", 0.8, None)]);
+        assert_eq!(
+            (cfg.accuracy_metric.as_str(), cfg.requests_metric.as_str(), cfg.latency_metric.as_str()),
+            ("app_accuracy", "app_requests_total", "app_latency_seconds")
+        );
+        assert_eq!(cfg.model_label, "name");
+        assert_eq!(cfg.history.as_deref(), Some(Path::new("/var/lib/kyb-maint/ml.jsonl")));
+        assert_eq!((cfg.max_drop_points, cfg.trend_days, cfg.dry_run), (1.5, 7, false));
+        let again: MlConfig = toml::from_str(&toml::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn unknown_keys_and_incomplete_models_are_refused() {
+        for (text, what) in [
+            ("trend_day = 3", "unknown field `trend_day`"),
+            ("dry_run = true", "unknown field `dry_run`"),
+            ("[[models]]\nmodel = \"bert\"\nwarn_below = 0.8", "unknown field `model`"),
+            ("[[models]]\nwarn_below = 0.8", "missing field `name`"),
+            ("[[models]]\nname = \"bert\"", "missing field `warn_below`"),
+        ] {
+            let err = toml::from_str::<MlConfig>(text).unwrap_err();
+            assert!(err.message().contains(what), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn checks_name_their_key() {
+        let cases = [
+            ("accuracy_metric = \"1acc\"", "accuracy_metric", "`1acc` is not a metric name"),
+            ("requests_metric = \"req-total\"", "requests_metric", "`req-total` is not a metric name"),
+            ("latency_metric = \"\"", "latency_metric", "`` is not a metric name"),
+            ("model_label = \"a:b\"", "model_label", "`a:b` is not a label name"),
+            ("max_drop_points = -0.5", "max_drop_points", "must be a number of points, 0 or more"),
+            ("max_drop_points = inf", "max_drop_points", "must be a number of points, 0 or more"),
+            ("trend_days = 0", "trend_days", "must be between 1 and 3650, got 0"),
+            ("trend_days = 3651", "trend_days", "must be between 1 and 3650, got 3651"),
+            (
+                "[[models]]\nname = \"\"\nwarn_below = 0.8",
+                "models",
+                "model names must be given once and not be empty: ``",
+            ),
+            (
+                "[[models]]\nname = \"a\"\nwarn_below = 0.8\n[[models]]\nname = \"a\"\nwarn_below = 0.7",
+                "models",
+                "model names must be given once and not be empty: `a`",
+            ),
+            (
+                "[[models]]\nname = \"a\"\nwarn_below = 85.0",
+                "models",
+                "accuracy levels of `a` must be between 0 and 1",
+            ),
+            (
+                "[[models]]\nname = \"a\"\nwarn_below = 0.8\ncrit_below = -0.1",
+                "models",
+                "accuracy levels of `a` must be between 0 and 1",
+            ),
+            (
+                "[[models]]\nname = \"a\"\nwarn_below = nan",
+                "models",
+                "accuracy levels of `a` must be between 0 and 1",
+            ),
+            (
+                "[[models]]\nname = \"a\"\nwarn_below = 0.8\ncrit_below = 0.9",
+                "models",
+                "crit_below of `a` must not be above warn_below",
+            ),
+        ];
+        for (text, key, message) in cases {
+            assert_eq!(section(text).validate(), Err(FieldError::new(key, message)), "{text}");
+        }
+        let edges = section(
+            "trend_days = 3650\nmax_drop_points = 0.0\n[[models]]\nname = \"a\"\nwarn_below = 1.0\ncrit_below = 0.0",
+        );
+        assert_eq!(edges.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_relative_history_resolves_against_the_config_dir() {
+        let base = Path::new("/etc/kyb-maint");
+        let mut cfg = section("history = \"state/ml.jsonl\"");
+        cfg.resolve_paths(base);
+        assert_eq!(cfg.history.as_deref(), Some(Path::new("/etc/kyb-maint/state/ml.jsonl")));
+        let mut cfg = section("history = \"/var/lib/ml.jsonl\"");
+        cfg.resolve_paths(base);
+        assert_eq!(cfg.history.as_deref(), Some(Path::new("/var/lib/ml.jsonl")));
+        let mut cfg = MlConfig::default();
+        cfg.resolve_paths(base);
+        assert_eq!(cfg.history, None, "no history is filled in here");
+    }
 }

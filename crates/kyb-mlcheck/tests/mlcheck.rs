@@ -16,6 +16,21 @@ async fn scraped(app: &FakeApp) -> kyb_prom::Exposition {
     scrape(&sc).await.unwrap().exposition
 }
 
+/// The default config with a history file (and maybe a dry run).
+fn with_history(path: std::path::PathBuf, dry_run: bool) -> MlConfig {
+    let mut cfg = MlConfig::default();
+    cfg.history = Some(path);
+    cfg.dry_run = dry_run;
+    cfg
+}
+
+/// The default config judging only `models`.
+fn judging(models: Vec<ModelThresholds>) -> MlConfig {
+    let mut cfg = MlConfig::default();
+    cfg.models = models;
+    cfg
+}
+
 fn status<'a>(r: &'a MlReport, name: &str) -> (Status, &'a str) {
     let c =
         r.checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} in {:#?}", r.checks));
@@ -45,10 +60,8 @@ async fn bert_at_0_84_warns_or_is_crit_per_its_thresholds() {
     let (s, summary) = status(&r, "accuracy bert");
     assert_eq!(s, Status::Warn, "{summary}");
     assert!(summary.contains("0.840") && summary.contains("warn below 0.85"), "{summary}");
-    let strict = MlConfig {
-        models: vec![ModelThresholds { model: "bert".into(), warn_below: 0.90, crit_below: Some(0.85) }],
-        ..MlConfig::default()
-    };
+    let strict =
+        judging(vec![ModelThresholds { model: "bert".into(), warn_below: 0.90, crit_below: Some(0.85) }]);
     assert_eq!(status(&check(&strict, &scrape, OffsetDateTime::now_utc()), "accuracy bert").0, Status::Crit);
     // distilbert is not configured there: listed, without a threshold.
     let r = check(&strict, &scrape, OffsetDateTime::now_utc());
@@ -73,7 +86,7 @@ async fn a_model_missing_from_the_scrape_is_unknown_never_ok() {
 fn a_drop_beyond_the_limit_warns_and_history_is_appended() {
     let dir = tempfile::tempdir().unwrap();
     let history = dir.path().join("ml-accuracy-history.jsonl");
-    let cfg = MlConfig { history: Some(history.clone()), ..MlConfig::default() };
+    let cfg = with_history(history.clone(), false);
     let t0 = time::macros::datetime!(2026-11-01 02:00 UTC);
     let at = |acc: f64| kyb_prom::parse(&format!("kyb_ml_model_accuracy{{model=\"bert\"}} {acc}\n"));
     let first = check(&cfg, &at(0.93), t0);
@@ -89,7 +102,8 @@ fn a_drop_beyond_the_limit_warns_and_history_is_appended() {
     assert_eq!(status(&r, "trend bert").0, Status::Warn);
     // A dry run reads the history and appends nothing.
     let lines = std::fs::read_to_string(&history).unwrap().lines().count();
-    let dry = MlConfig { dry_run: true, ..cfg.clone() };
+    let mut dry = cfg.clone();
+    dry.dry_run = true;
     let r = check(&dry, &at(0.90), t0 + time::Duration::days(22));
     assert!(r.history_written.is_none());
     assert_eq!(std::fs::read_to_string(&history).unwrap().lines().count(), lines);
@@ -108,11 +122,11 @@ fn an_unwritable_history_is_crit_and_a_torn_line_is_skipped() {
         "{\"at\":\"2026-11-01T02:00:00Z\",\"model\":\"bert\",\"accuracy\":0.95}\n{\"at\":\"2026-11-0",
     )
     .unwrap();
-    let cfg = MlConfig { history: Some(history.clone()), dry_run: true, ..MlConfig::default() };
+    let cfg = with_history(history.clone(), true);
     let scrape = kyb_prom::parse("kyb_ml_model_accuracy{model=\"bert\"} 0.9\n");
     let r = check(&cfg, &scrape, time::macros::datetime!(2026-11-08 02:00 UTC));
     assert_eq!(status(&r, "trend bert").0, Status::Warn, "5 points down from the one good line");
-    let cfg = MlConfig { history: Some(dir.path().join("missing/dir/h.jsonl")), ..MlConfig::default() };
+    let cfg = with_history(dir.path().join("missing/dir/h.jsonl"), false);
     let r = check(&cfg, &scrape, OffsetDateTime::now_utc());
     assert_eq!(status(&r, "history").0, Status::Crit);
 }
@@ -127,10 +141,7 @@ fn latency_is_reported_when_the_app_exports_it() {
          kyb_ml_model_latency_seconds_bucket{model=\"bert\",le=\"1\"} 100\n\
          kyb_ml_model_latency_seconds_bucket{model=\"bert\",le=\"+Inf\"} 100\n",
     );
-    let cfg = MlConfig {
-        models: vec![ModelThresholds { model: "bert".into(), warn_below: 0.85, crit_below: None }],
-        ..MlConfig::default()
-    };
+    let cfg = judging(vec![ModelThresholds { model: "bert".into(), warn_below: 0.85, crit_below: None }]);
     let r = check(&cfg, &scrape, OffsetDateTime::now_utc());
     let (s, summary) = status(&r, "latency bert");
     assert_eq!(s, Status::Ok);
@@ -177,7 +188,7 @@ async fn a_nan_accuracy_says_so_and_one_above_1_is_flagged() {
     assert!(summary.contains("reports 1.6, outside 0 to 1"), "{summary}");
     // Neither reaches the history.
     let dir = tempfile::tempdir().unwrap();
-    let cfg = MlConfig { history: Some(dir.path().join("h.jsonl")), ..MlConfig::default() };
+    let cfg = with_history(dir.path().join("h.jsonl"), false);
     check(&cfg, &scraped(&app).await, OffsetDateTime::now_utc());
     let text = std::fs::read_to_string(dir.path().join("h.jsonl")).unwrap();
     assert!(!text.contains("\"bert\"") && text.contains("\"distilbert\""), "{text}");
@@ -186,7 +197,7 @@ async fn a_nan_accuracy_says_so_and_one_above_1_is_flagged() {
 #[test]
 fn each_series_has_its_own_trend() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = MlConfig { history: Some(dir.path().join("h.jsonl")), ..MlConfig::default() };
+    let cfg = with_history(dir.path().join("h.jsonl"), false);
     let t0 = time::macros::datetime!(2026-11-01 02:00 UTC);
     let at = |v1: f64, v2: f64| {
         kyb_prom::parse(&format!(
@@ -206,7 +217,7 @@ fn each_series_has_its_own_trend() {
         "{\"at\":\"2026-11-01T02:00:00Z\",\"model\":\"bert\",\"accuracy\":0.99}\n",
     )
     .unwrap();
-    let old = MlConfig { history: Some(dir.path().join("old.jsonl")), dry_run: true, ..MlConfig::default() };
+    let old = with_history(dir.path().join("old.jsonl"), true);
     let r = check(&old, &at(0.90, 0.91), t0 + time::Duration::days(7));
     assert!(r.checks.iter().all(|c| !c.name.starts_with("trend bert")), "{:#?}", r.checks);
 }
