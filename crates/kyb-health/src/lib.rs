@@ -31,6 +31,41 @@
 //! println!("{}: {:?}", report.status, report.checks);
 //! # }
 //! ```
+//!
+//! The config file's `[app]`, `[redis]`, `[system]`, `[performance]` and `[monitoring]` sections
+//! are [`AppSection`], [`RedisSection`], [`SystemConfig`], [`PerfConfig`] and
+//! [`MonitoringSection`]; `[postgres]` is [`kyb_core::PostgresSection`], whose probe is
+//! [`PostgresConfig::from_section`]. A service that embeds the probes reads them as one
+//! [`HealthSection`]:
+//!
+//! ```
+//! use kyb_health::HealthSection;
+//!
+//! let mut section: HealthSection = toml::from_str(
+//!     r#"
+//!     [app]
+//!     base_url = "http://127.0.0.1:8080/"
+//!     latency_ms = { warn = 300, crit = 1500 }
+//!
+//!     [redis]
+//!     port = 6380
+//!     password_file = "secrets/redis"
+//!     "#,
+//! )
+//! .unwrap();
+//! section.resolve_paths(std::path::Path::new("/etc/kyb-maint"));
+//! section.validate().unwrap();
+//! let redis = section.redis.as_ref().unwrap();
+//! assert_eq!(redis.password_file.as_deref(), Some(std::path::Path::new("/etc/kyb-maint/secrets/redis")));
+//! let app = section.app.as_ref().unwrap();
+//! assert_eq!(app.probe().health_url, "http://127.0.0.1:8080/health");
+//! let snapshot = app.snapshot(std::path::Path::new("/var/lib/kyb-maint/reports"));
+//! assert_eq!(snapshot.metrics_url, "http://127.0.0.1:8080/metrics");
+//! assert!(section.postgres.is_none(), "no [postgres]: the database is not probed");
+//!
+//! let err = toml::from_str::<HealthSection>("[app]\nbase_url = \"ftp://a\"").unwrap().validate().unwrap_err();
+//! assert_eq!(err.key, "app.base_url");
+//! ```
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
@@ -43,6 +78,7 @@ mod postgres;
 mod probe;
 mod redis;
 mod scrape;
+mod section;
 mod snapshot;
 mod system;
 
@@ -54,6 +90,7 @@ pub use perf::{EndpointLatency, PerfConfig, PerfReport, analyze, previous_snapsh
 pub use postgres::{PostgresConfig, check_postgres, pool};
 pub use redis::{RedisConfig, check_redis};
 pub use scrape::{ScrapeConfig, ScrapeError, Scraped, scrape};
+pub use section::{AppSection, HealthSection, MonitoringSection, RedisSection};
 pub use snapshot::{SNAPSHOT_CUT_MARKER, SnapshotConfig, SnapshotReport, snapshot_metrics};
 pub use system::{DiskUsage, SystemConfig, SystemReport, human_bytes, system_metrics};
 

@@ -1,31 +1,39 @@
 //! The weekly performance analysis: response times, percentiles per endpoint, request volume and
 //! the 5xx rate, from one scrape, as a delta over the week when last week's snapshot is at hand.
 
+use kyb_core::config::FieldError;
 use kyb_core::{Check, Metric, Status, Thresholds, Unit};
 use kyb_prom::{Exposition, Sample};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
-/// Metric names and thresholds; as `[performance]` in the config file, every key optional.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+/// `[performance]`: the weekly performance analysis of the app's `/metrics` (where `[app]` says):
+/// mean response time, the percentiles of each endpoint, request volume and the share of 5xx
+/// answers, counted over the week when last week's snapshot is at hand.
+///
+/// The metric and label names are the app's; the levels are `{ warn = .., crit = .. }` tables
+/// where a value at or above `warn` is Warn, at or above `crit` is Crit.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PerfConfig {
-    /// Counter of requests, with endpoint and status labels.
+    /// The counter of requests, labelled with the endpoint and the HTTP status.
     pub requests_metric: String,
-    /// Histogram of request durations in seconds, with an endpoint label.
+    /// The histogram of request durations, in seconds, labelled with the endpoint.
     pub duration_metric: String,
-    /// The label naming the endpoint. When the histogram has no such label, the common names
-    /// (`endpoint`, `path`, `route`, `handler`, `uri`) are tried, with a Warn saying which.
+    /// The label naming the endpoint. When the histogram has no such label, `endpoint`, `path`,
+    /// `route`, `handler` and `uri` are tried in that order (Warn, naming the one used); with
+    /// none of them there are no per-endpoint rows (Warn, listing the labels it has).
     pub endpoint_label: String,
-    /// The label holding the HTTP status code; when absent, `status`, `code`, `status_code` and
-    /// `http_status` are tried the same way.
+    /// The label holding the HTTP status code. When absent, `status`, `code`, `status_code` and
+    /// `http_status` are tried the same way; with none of them the error rate is Unknown.
     pub status_label: String,
-    /// Mean response time, milliseconds.
+    /// Levels of the mean response time over all requests, in milliseconds.
     pub avg_ms: Thresholds,
-    /// 95th percentile of an endpoint, milliseconds.
+    /// Levels of an endpoint's 95th percentile response time, in milliseconds.
     pub p95_ms: Thresholds,
-    /// Share of requests answered 5xx, percent.
+    /// Levels of the share of requests answered 5xx, in percent.
     pub error_rate_pct: Thresholds,
 }
 
@@ -40,6 +48,31 @@ impl Default for PerfConfig {
             p95_ms: Thresholds::new(1000.0, 5000.0),
             error_rate_pct: Thresholds::new(1.0, 5.0),
         }
+    }
+}
+
+impl PerfConfig {
+    /// Checks what the types do not: the three levels, and that the metric and label names are
+    /// Prometheus names.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        for (key, t) in
+            [("avg_ms", self.avg_ms), ("p95_ms", self.p95_ms), ("error_rate_pct", self.error_rate_pct)]
+        {
+            t.validate().map_err(|e| FieldError::new(key, e.to_string()))?;
+        }
+        for (key, name) in
+            [("requests_metric", &self.requests_metric), ("duration_metric", &self.duration_metric)]
+        {
+            if !kyb_prom::is_metric_name(name) {
+                return Err(FieldError::new(key, format!("`{name}` is not a metric name")));
+            }
+        }
+        for (key, name) in [("endpoint_label", &self.endpoint_label), ("status_label", &self.status_label)] {
+            if !kyb_prom::is_label_name(name) {
+                return Err(FieldError::new(key, format!("`{name}` is not a label name")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -461,6 +494,61 @@ mod tests {
             proptest::prop_assert!(r.endpoints.iter().all(|e| !e.endpoint.is_empty()));
             let warned = r.checks.iter().any(|c| c.name == "endpoint label" && c.status == Status::Warn);
             proptest::prop_assert_eq!(warned, choice != LabelChoice::Configured);
+        }
+    }
+
+    fn section(text: &str) -> PerfConfig {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn the_section_defaults_are_the_documented_ones() {
+        let p = section("");
+        assert_eq!(p, PerfConfig::default());
+        assert_eq!(p.requests_metric, "kyb_http_requests_total");
+        assert_eq!(p.duration_metric, "kyb_http_request_duration_seconds");
+        assert_eq!((p.endpoint_label.as_str(), p.status_label.as_str()), ("endpoint", "status"));
+        assert_eq!(p.avg_ms, Thresholds::new(500.0, 2000.0));
+        assert_eq!(p.p95_ms, Thresholds::new(1000.0, 5000.0));
+        assert_eq!(p.error_rate_pct, Thresholds::new(1.0, 5.0));
+        p.validate().unwrap();
+    }
+
+    #[test]
+    fn every_key_of_the_section_reads_and_round_trips() {
+        let p = section(
+            "requests_metric = \"http_requests_total\"\n\
+             duration_metric = \"http_request_duration_seconds\"\n\
+             endpoint_label = \"route\"\nstatus_label = \"code\"\n\
+             avg_ms = { warn = 100, crit = 200 }\np95_ms = { warn = 300, crit = 400 }\n\
+             error_rate_pct = { warn = 0.5, crit = 2 }\n",
+        );
+        assert_eq!(p.requests_metric, "http_requests_total");
+        assert_eq!(p.duration_metric, "http_request_duration_seconds");
+        assert_eq!((p.endpoint_label.as_str(), p.status_label.as_str()), ("route", "code"));
+        assert_eq!(p.avg_ms, Thresholds::new(100.0, 200.0));
+        assert_eq!(p.p95_ms, Thresholds::new(300.0, 400.0));
+        assert_eq!(p.error_rate_pct, Thresholds::new(0.5, 2.0));
+        assert_eq!(section(&toml::to_string(&p).unwrap()), p);
+        assert!(toml::from_str::<PerfConfig>("p99_ms = { warn = 1, crit = 2 }").is_err());
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        for (text, key, message) in [
+            ("avg_ms = { warn = 3, crit = 2 }", "avg_ms", "warn (3) must not be above crit (2)"),
+            ("p95_ms = { warn = 3, crit = 2 }", "p95_ms", "warn (3) must not be above crit (2)"),
+            (
+                "error_rate_pct = { warn = 3, crit = 2 }",
+                "error_rate_pct",
+                "warn (3) must not be above crit (2)",
+            ),
+            ("requests_metric = \"1x\"", "requests_metric", "`1x` is not a metric name"),
+            ("duration_metric = \"a-b\"", "duration_metric", "`a-b` is not a metric name"),
+            ("endpoint_label = \"a:b\"", "endpoint_label", "`a:b` is not a label name"),
+            ("status_label = \"a-b\"", "status_label", "`a-b` is not a label name"),
+        ] {
+            assert_eq!(section(text).validate(), Err(FieldError::new(key, message)), "{text}");
         }
     }
 

@@ -2,8 +2,9 @@
 
 use crate::probe::timed_probe;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use kyb_core::config::FieldError;
 use kyb_core::error_chain as chain;
-use kyb_core::{Check, PgTarget, Secret};
+use kyb_core::{Check, PgTarget, PostgresSection, Secret};
 use std::time::Duration;
 
 /// Where and how to reach PostgreSQL.
@@ -21,6 +22,34 @@ pub struct PostgresConfig {
     pub dbname: String,
     /// Deadline for connect plus query.
     pub timeout_ms: u64,
+}
+
+impl PostgresConfig {
+    /// The probe of the `[postgres]` database, with the password read from the source the
+    /// section names. `Err` (key `password_env` or `password_file`, relative to the section) when
+    /// it cannot be read.
+    pub fn from_section(section: &PostgresSection) -> Result<PostgresConfig, FieldError> {
+        let t = section.target()?;
+        Ok(PostgresConfig {
+            host: t.host,
+            port: t.port,
+            user: t.user,
+            password: t.password,
+            dbname: t.dbname,
+            timeout_ms: section.timeout_ms.get(),
+        })
+    }
+
+    /// The database, as the backup and maintenance crates name it.
+    pub fn target(&self) -> PgTarget {
+        PgTarget {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password: self.password.clone(),
+            dbname: self.dbname.clone(),
+        }
+    }
 }
 
 /// Builds a one-connection pool for `cfg`; the same shape the maintenance crates use.
@@ -76,13 +105,7 @@ async fn probe(cfg: &PostgresConfig) -> Result<String, String> {
 /// The pool's error as the connection's root cause and what to check: deadpool's own words
 /// ("error occurred while creating a new object") say neither.
 fn connect_error(cfg: &PostgresConfig, e: deadpool_postgres::PoolError) -> String {
-    let t = PgTarget {
-        host: cfg.host.clone(),
-        port: cfg.port,
-        user: cfg.user.clone(),
-        password: None,
-        dbname: cfg.dbname.clone(),
-    };
+    let t = cfg.target();
     match e {
         deadpool_postgres::PoolError::Backend(e) => t.connect_error(e).to_string(),
         deadpool_postgres::PoolError::Timeout(_) => t.connect_timeout(cfg.timeout_ms).to_string(),

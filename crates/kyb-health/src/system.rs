@@ -1,26 +1,71 @@
 //! System metrics: CPU, memory, per-mount disk usage, load and uptime, with thresholds.
 
 use crate::HealthError;
+use kyb_core::config::{FieldError, TimeoutMs};
 use kyb_core::{Check, Metric, Status, Thresholds, Unit};
 use procfs::{Current, CurrentSI};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Levels and sampling for [`system_metrics`].
-#[derive(Debug, Clone, PartialEq)]
+/// `[system]`: the machine's own figures, as the daily flow and `kyb-health system` measure
+/// them: CPU, memory, the usage of every mounted filesystem, load and uptime.
+///
+/// Pseudo filesystems (proc, sysfs, cgroup, devpts, ...) and zero-sized ones are skipped; a
+/// device mounted twice is reported once.
+///
+/// Levels are `{ warn = .., crit = .. }` tables: a value at or above `warn` is Warn, at or above
+/// `crit` is Crit, and `warn` must not be above `crit`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct SystemConfig {
-    /// Disk usage levels, percent of blocks or inodes used.
+    /// Disk usage levels per mount, in percent: the higher of blocks and inodes used.
     pub disk_pct: Thresholds,
-    /// Memory usage levels, percent of total not available.
+    /// Memory usage levels, in percent of memory not available (`MemTotal - MemAvailable`).
     pub memory_pct: Thresholds,
-    /// 5-minute load average divided by online CPUs.
+    /// Load levels: the 5-minute load average divided by the online CPUs.
     pub load_per_core: Thresholds,
-    /// Interval between the two `/proc/stat` samples.
+    /// Interval between the two `/proc/stat` samples the CPU figure is measured over, in
+    /// milliseconds (1 to 10000).
     pub cpu_sample_ms: u64,
-    /// Deadline for each mount's `statvfs`; a hung network mount is cut off here.
-    pub mount_timeout_ms: u64,
+    /// Deadline of each mount's `statvfs`, in milliseconds (1 to 86400000); a mount that does
+    /// not answer in time (a hung network mount) is Unknown.
+    pub mount_timeout_ms: TimeoutMs,
+}
+
+impl Default for SystemConfig {
+    fn default() -> SystemConfig {
+        SystemConfig {
+            disk_pct: Thresholds::new(80.0, 90.0),
+            memory_pct: Thresholds::new(85.0, 95.0),
+            load_per_core: Thresholds::new(1.5, 3.0),
+            // Half a second: long enough for a steady figure, short for a daily job.
+            cpu_sample_ms: 500,
+            mount_timeout_ms: TimeoutMs::ms(2_000),
+        }
+    }
+}
+
+/// The longest CPU sample: ten seconds.
+const MAX_CPU_SAMPLE_MS: u64 = 10_000;
+
+impl SystemConfig {
+    /// Checks what the types do not: the three levels, and `cpu_sample_ms` within 1 to 10000.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        for (key, t) in [
+            ("disk_pct", self.disk_pct),
+            ("memory_pct", self.memory_pct),
+            ("load_per_core", self.load_per_core),
+        ] {
+            t.validate().map_err(|e| FieldError::new(key, e.to_string()))?;
+        }
+        if self.cpu_sample_ms == 0 || self.cpu_sample_ms > MAX_CPU_SAMPLE_MS {
+            return Err(FieldError::new("cpu_sample_ms", "must be between 1 and 10000"));
+        }
+        Ok(())
+    }
 }
 
 /// Usage of one mounted filesystem.
@@ -191,7 +236,7 @@ async fn disks(cfg: &SystemConfig) -> (Vec<DiskUsage>, Vec<Check>) {
     let mut seen = HashSet::new();
     let mut usages = Vec::new();
     let mut checks = Vec::new();
-    let timeout = Duration::from_millis(cfg.mount_timeout_ms);
+    let timeout = cfg.mount_timeout_ms.duration();
     mounts.retain(|m| !PSEUDO_FS.contains(&m.fs_type.as_str()) && seen.insert(m.majmin.clone()));
     // All mounts at once, each on its own thread: N hung mounts cost one deadline, not N.
     let stats = futures_util::future::join_all(mounts.iter().map(|m| {
@@ -206,7 +251,7 @@ async fn disks(cfg: &SystemConfig) -> (Vec<DiskUsage>, Vec<Check>) {
                 checks.push(Check::new(
                     name,
                     Status::Unknown,
-                    format!("statvfs did not answer within {} ms (hung mount?)", cfg.mount_timeout_ms),
+                    format!("statvfs did not answer within {} ms (hung mount?)", cfg.mount_timeout_ms.get()),
                 ));
                 continue;
             }
@@ -304,5 +349,55 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
         assert_eq!(human_duration(90_061), "1d 1h 1m");
+    }
+
+    fn section(text: &str) -> SystemConfig {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_numbers() {
+        let s = section("");
+        assert_eq!(s, SystemConfig::default());
+        assert_eq!(s.disk_pct, Thresholds::new(80.0, 90.0));
+        assert_eq!(s.memory_pct, Thresholds::new(85.0, 95.0));
+        assert_eq!(s.load_per_core, Thresholds::new(1.5, 3.0));
+        assert_eq!((s.cpu_sample_ms, s.mount_timeout_ms.get()), (500, 2_000));
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn every_key_reads_and_round_trips() {
+        let s = section(
+            "disk_pct = { warn = 70, crit = 80 }\nmemory_pct = { warn = 60, crit = 70 }\n\
+             load_per_core = { warn = 1, crit = 2 }\ncpu_sample_ms = 250\nmount_timeout_ms = 1000\n",
+        );
+        assert_eq!(s.disk_pct, Thresholds::new(70.0, 80.0));
+        assert_eq!(s.memory_pct, Thresholds::new(60.0, 70.0));
+        assert_eq!(s.load_per_core, Thresholds::new(1.0, 2.0));
+        assert_eq!((s.cpu_sample_ms, s.mount_timeout_ms.get()), (250, 1_000));
+        assert_eq!(section(&toml::to_string(&s).unwrap()), s);
+        assert!(toml::from_str::<SystemConfig>("mount_timeout_ms = 0").is_err());
+        assert!(toml::from_str::<SystemConfig>("disk = 1").is_err());
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        for (text, key, message) in [
+            ("disk_pct = { warn = 95, crit = 90 }", "disk_pct", "warn (95) must not be above crit (90)"),
+            ("memory_pct = { warn = 95, crit = 90 }", "memory_pct", "warn (95) must not be above crit (90)"),
+            (
+                "load_per_core = { warn = 4, crit = 3 }",
+                "load_per_core",
+                "warn (4) must not be above crit (3)",
+            ),
+            ("cpu_sample_ms = 0", "cpu_sample_ms", "must be between 1 and 10000"),
+            ("cpu_sample_ms = 10001", "cpu_sample_ms", "must be between 1 and 10000"),
+        ] {
+            assert_eq!(section(text).validate(), Err(FieldError::new(key, message)), "{text}");
+        }
+        section("cpu_sample_ms = 10000").validate().unwrap();
+        let s = SystemConfig { disk_pct: Thresholds::new(f64::NAN, 90.0), ..SystemConfig::default() };
+        assert_eq!(s.validate().unwrap_err().key, "disk_pct");
     }
 }

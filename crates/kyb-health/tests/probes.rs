@@ -265,13 +265,9 @@ mod system {
     use super::*;
 
     fn cfg() -> SystemConfig {
-        SystemConfig {
-            disk_pct: Thresholds::new(80.0, 90.0),
-            memory_pct: Thresholds::new(85.0, 95.0),
-            load_per_core: Thresholds::new(1.5, 3.0),
-            cpu_sample_ms: 100,
-            mount_timeout_ms: 2_000,
-        }
+        let mut cfg = SystemConfig::default();
+        cfg.cpu_sample_ms = 100;
+        cfg
     }
 
     #[tokio::test]
@@ -289,12 +285,14 @@ mod system {
 
     #[tokio::test]
     async fn thresholds_turn_usage_into_status() {
-        let r =
-            system_metrics(&SystemConfig { disk_pct: Thresholds::new(0.0, 100.5), ..cfg() }).await.unwrap();
+        let mut disk = cfg();
+        disk.disk_pct = Thresholds::new(0.0, 100.5);
+        let r = system_metrics(&disk).await.unwrap();
         let root = r.checks.iter().find(|c| c.name == "disk /").unwrap();
         assert_eq!(root.status, Status::Warn, "{root:?}");
-        let r =
-            system_metrics(&SystemConfig { memory_pct: Thresholds::new(0.0, 0.0), ..cfg() }).await.unwrap();
+        let mut memory = cfg();
+        memory.memory_pct = Thresholds::new(0.0, 0.0);
+        let r = system_metrics(&memory).await.unwrap();
         assert_eq!(r.checks.iter().find(|c| c.name == "memory").unwrap().status, Status::Crit);
     }
 }

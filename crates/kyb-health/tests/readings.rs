@@ -238,11 +238,10 @@ http_requests_total{method=\"GET\",code=\"503\"} 5
 ";
 
     fn cfg() -> PerfConfig {
-        PerfConfig {
-            requests_metric: "http_requests_total".into(),
-            duration_metric: "http_request_duration_seconds".into(),
-            ..PerfConfig::default()
-        }
+        let mut cfg = PerfConfig::default();
+        cfg.requests_metric = "http_requests_total".into();
+        cfg.duration_metric = "http_request_duration_seconds".into();
+        cfg
     }
 
     #[tokio::test]
