@@ -100,7 +100,7 @@ async fn host_in(installed: &str, extra_config: &str, binary: &str) -> Host {
         command: vec![d.join(binary).display().to_string(), "--listen".into(), format!("127.0.0.1:{port}")],
         pid_file: d.join("run/kyb-platform.pid"),
         log_file: None,
-        stop_timeout_ms: 6000,
+        stop_timeout_ms: kyb_core::config::TimeoutMs::ms(6000),
     };
     let host = Host { dir, config, port, service };
     if !installed.contains("\"crash\":true") {
@@ -123,13 +123,11 @@ impl Host {
 
     /// The version `/health` reports after passing the gate, or None when it does not pass.
     async fn version(&self) -> Option<String> {
-        let gate = GateConfig {
-            url: format!("http://127.0.0.1:{}/health", self.port),
-            deadline_ms: 4000,
-            first_backoff_ms: 50,
-            successes: 2,
-            ..GateConfig::default()
-        };
+        let mut gate = GateConfig::default();
+        gate.url = format!("http://127.0.0.1:{}/health", self.port);
+        gate.deadline_ms = 4000;
+        gate.first_backoff_ms = 50;
+        gate.successes = 2;
         let g = kyb_update::health_gate(&gate, &self.service, None).await;
         g.passed.then(|| g.version.unwrap_or_default())
     }

@@ -12,9 +12,9 @@
 //! killed, first puts the previous binary and configs back and brings the service up healthy, then
 //! goes on. Any failure after the service was stopped rolls back the same way.
 
-use crate::gate::{GateConfig, GateReport, health_gate};
-use crate::service::ServiceManager;
-use kyb_backup::CreateConfig;
+use crate::gate::{GateReport, health_gate};
+use crate::section::UpdateConfig;
+use kyb_core::config::OctalMode;
 use kyb_core::fs::{LockError, RunLock, atomic_write};
 use kyb_core::{Check, Status};
 use serde::{Deserialize, Serialize};
@@ -25,91 +25,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// What is installed and how it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppConfig {
-    /// The installed binary, e.g. `/opt/kyb-platform/kyb-platform`.
-    pub binary: PathBuf,
-    /// How the service is stopped and started.
-    pub service: ServiceManager,
-    /// The health gate after each start.
-    #[serde(default)]
-    pub health: GateConfig,
-    /// The validation command; `{binary}` is replaced by the staged binary's path.
-    #[serde(default = "default_check_command")]
-    pub check_command: Vec<String>,
-    /// Deadline of the validation command.
-    #[serde(default = "default_check_timeout_ms")]
-    pub check_timeout_ms: u64,
-    /// Run lock, pre-update backups and the record of an update in progress.
-    pub state_dir: PathBuf,
-    /// Config files of the application: backed up before, restored on rollback, and replaced
-    /// by a release's `configs/<name>` only when asked.
-    #[serde(default)]
-    pub configs: Vec<PathBuf>,
-    /// Mode of the installed binary (octal, e.g. `"0755"`); the release file's mode when unset.
-    #[serde(default, with = "octal")]
-    pub mode: Option<u32>,
-    /// Owner of the installed binary (a user name); unchanged from the copying user when unset.
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// Group of the installed binary (a group name).
-    #[serde(default)]
-    pub group: Option<String>,
-    /// The releases layout: each version installed in `<releases_dir>/<version>/`, and the
-    /// directory holding `binary` a symlink (`current`) to one of them, switched by `rename`.
-    /// Unset: `binary` itself is replaced, the previous one kept as `<binary>.previous`.
-    #[serde(default)]
-    pub releases_dir: Option<PathBuf>,
-    /// Releases kept in `releases_dir`, the current and the previous one always among them.
-    #[serde(default = "default_keep_releases")]
-    pub keep_releases: usize,
-    /// Pre-update backups kept in `state_dir` (the newest finished ones); older ones are
-    /// removed after an update ends. The database dumps live in the backup directory and follow
-    /// its retention.
-    #[serde(default = "default_keep_backups")]
-    pub keep_backups: usize,
-    /// The database dump made before the update (through kyb-backup); none when unset.
-    #[serde(skip)]
-    pub database: Option<CreateConfig>,
-}
-
-fn default_keep_backups() -> usize {
-    5
-}
-
-fn default_keep_releases() -> usize {
-    3
-}
-
-fn default_check_command() -> Vec<String> {
-    vec!["{binary}".into(), "--config-check".into()]
-}
-
-fn default_check_timeout_ms() -> u64 {
-    30_000
-}
-
-mod octal {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(mode: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
-        match mode {
-            Some(m) => s.serialize_str(&format!("{m:04o}")),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-        let text = String::deserialize(d)?;
-        match u32::from_str_radix(&text, 8) {
-            Ok(m) if m <= 0o7777 => Ok(Some(m)),
-            _ => Err(serde::de::Error::custom(format!("mode {text:?} is not an octal mode like \"0755\""))),
-        }
-    }
-}
 
 /// One update to run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -331,7 +246,7 @@ struct Release {
 }
 
 struct Run<'a> {
-    cfg: &'a AppConfig,
+    cfg: &'a UpdateConfig,
     req: &'a UpdateRequest,
     steps: Vec<Check>,
     config_diffs: Vec<ConfigDiff>,
@@ -376,7 +291,7 @@ impl Run<'_> {
 /// Updates the application. `Err` only when the update could not start (nothing changed); every
 /// other ending, including a failed rollback, is a report with its [`Outcome`].
 pub async fn update_app(
-    cfg: &AppConfig,
+    cfg: &UpdateConfig,
     req: &UpdateRequest,
     now: OffsetDateTime,
 ) -> Result<UpdateReport, UpdateError> {
@@ -562,7 +477,7 @@ fn gate_summary(gate: &GateReport) -> String {
     format!("{} ({} probes, {} ms{version})", gate.detail, gate.probes, gate.took_ms)
 }
 
-fn validate_summary(cfg: &AppConfig) -> String {
+fn validate_summary(cfg: &UpdateConfig) -> String {
     if cfg.check_command.is_empty() {
         "regular executable file (no check command configured)".into()
     } else {
@@ -586,7 +501,7 @@ fn remove_quietly(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
-fn locate(cfg: &AppConfig, req: &UpdateRequest) -> Result<Release, String> {
+fn locate(cfg: &UpdateConfig, req: &UpdateRequest) -> Result<Release, String> {
     let from = &req.from;
     let meta = std::fs::metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
     if !meta.is_dir() {
@@ -658,7 +573,7 @@ fn expected_sha(req: &UpdateRequest, release: &Release) -> Result<Option<(String
 
 /// Copies the release to `staged` (exclusive, no-follow), hashing as it goes; sets mode and
 /// owner on the handle; fsyncs the file and its directory.
-fn stage(cfg: &AppConfig, from: &Path, staged: &Path) -> Result<String, String> {
+fn stage(cfg: &UpdateConfig, from: &Path, staged: &Path) -> Result<String, String> {
     // A leftover from an earlier run that stopped part-way is ours to replace.
     remove_quietly(staged);
     let meta = std::fs::metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
@@ -680,7 +595,7 @@ fn stage(cfg: &AppConfig, from: &Path, staged: &Path) -> Result<String, String> 
         Some(name) => kyb_core::users::gid(name).map_err(|e| e.to_string())?,
         None => installed.map_or(current.gid, |o| o.gid),
     };
-    Owner { mode: cfg.mode.unwrap_or(meta.mode() & 0o7777), uid, gid }.apply(&out, staged)?;
+    Owner { mode: cfg.mode.map_or(meta.mode() & 0o7777, OctalMode::bits), uid, gid }.apply(&out, staged)?;
     out.sync_all().map_err(|e| format!("fsync {}: {e}", staged.display()))?;
     sync_parent(staged)?;
     Ok(sha)
@@ -703,7 +618,7 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// A regular file with an execute bit, whose check command exits 0 in time.
-async fn validate(cfg: &AppConfig, staged: &Path) -> Result<(), String> {
+async fn validate(cfg: &UpdateConfig, staged: &Path) -> Result<(), String> {
     let meta = std::fs::symlink_metadata(staged).map_err(|e| format!("{}: {e}", staged.display()))?;
     if !meta.is_file() || meta.mode() & 0o111 == 0 {
         return Err(format!(
@@ -723,9 +638,9 @@ async fn validate(cfg: &AppConfig, staged: &Path) -> Result<(), String> {
     // The staged binary was written a moment ago: see `spawn_retrying_busy`.
     let mut busy_pause = Duration::from_millis(5);
     let out = loop {
-        let attempt = tokio::time::timeout(Duration::from_millis(cfg.check_timeout_ms), cmd.output())
+        let attempt = tokio::time::timeout(cfg.check_timeout_ms.duration(), cmd.output())
             .await
-            .map_err(|_| format!("`{shown}` did not finish within {} ms", cfg.check_timeout_ms))?;
+            .map_err(|_| format!("`{shown}` did not finish within {} ms", cfg.check_timeout_ms.get()))?;
         match attempt {
             Err(e)
                 if e.kind() == std::io::ErrorKind::ExecutableFileBusy
@@ -858,7 +773,7 @@ fn copy_hashing(from: &Path, to: &Path, mode: u32) -> Result<(File, String), Str
 /// The pre-update backup: binary, configs, database, and `state.json` last. On failure the
 /// partial backup directory is removed.
 async fn backup(
-    cfg: &AppConfig,
+    cfg: &UpdateConfig,
     req: &UpdateRequest,
     new_sha: &str,
     now: OffsetDateTime,
@@ -875,7 +790,7 @@ async fn backup(
 }
 
 async fn fill_backup(
-    cfg: &AppConfig,
+    cfg: &UpdateConfig,
     req: &UpdateRequest,
     new_sha: &str,
     now: OffsetDateTime,
@@ -951,7 +866,7 @@ fn write_state(state: &mut UpdateState, phase: Phase) -> Result<(), String> {
 
 /// Moves the state to `phase`, and keeps `in-progress.json` pointing at it while the service may
 /// be on either version.
-fn record(cfg: &AppConfig, state: &mut UpdateState, phase: Phase) -> Result<(), String> {
+fn record(cfg: &UpdateConfig, state: &mut UpdateState, phase: Phase) -> Result<(), String> {
     let marker = cfg.state_dir.join("in-progress.json");
     write_state(state, phase)?;
     match phase {
@@ -969,7 +884,7 @@ fn record(cfg: &AppConfig, state: &mut UpdateState, phase: Phase) -> Result<(), 
     }
 }
 
-fn read_in_progress(cfg: &AppConfig) -> Result<Option<UpdateState>, UpdateError> {
+fn read_in_progress(cfg: &UpdateConfig) -> Result<Option<UpdateState>, UpdateError> {
     let marker = cfg.state_dir.join("in-progress.json");
     let bad = |path: &Path, reason: String| UpdateError::Record { path: path.to_owned(), reason };
     let text = match read_config(&marker) {
@@ -1001,7 +916,7 @@ fn read_in_progress(cfg: &AppConfig) -> Result<Option<UpdateState>, UpdateError>
 
 /// Stop, keep the previous binary, rename the staged one in (or, in the releases layout, move
 /// the staged release into place and switch `current` to it), install merged configs, start.
-async fn swap(cfg: &AppConfig, staged: &Path, merges: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
+async fn swap(cfg: &UpdateConfig, staged: &Path, merges: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
     let link = current_link(cfg).map_err(|e| e.to_string())?;
     if let Some((link, _)) = &link {
         // `staged` is the binary in its release directory (see `install_release`).
@@ -1194,7 +1109,7 @@ fn restore_binary(state: &UpdateState) -> Result<String, String> {
 
 /// In the releases layout, the `current` link (the directory holding `binary`) and the release
 /// directory it points to; `None` in the replace layout.
-fn current_link(cfg: &AppConfig) -> Result<Option<(PathBuf, PathBuf)>, UpdateError> {
+fn current_link(cfg: &UpdateConfig) -> Result<Option<(PathBuf, PathBuf)>, UpdateError> {
     let Some(releases) = &cfg.releases_dir else { return Ok(None) };
     let link = cfg.binary.parent().unwrap_or(Path::new("/")).to_owned();
     let bad = |why: String| UpdateError::Layout { path: link.clone(), why };
@@ -1219,7 +1134,7 @@ fn current_link(cfg: &AppConfig) -> Result<Option<(PathBuf, PathBuf)>, UpdateErr
     }
 }
 
-fn release_dir(cfg: &AppConfig, version: &str) -> Result<PathBuf, String> {
+fn release_dir(cfg: &UpdateConfig, version: &str) -> Result<PathBuf, String> {
     let releases = cfg.releases_dir.as_deref().unwrap_or(Path::new("/nonexistent"));
     std::fs::canonicalize(releases)
         .map(|r| r.join(version))
@@ -1229,7 +1144,7 @@ fn release_dir(cfg: &AppConfig, version: &str) -> Result<PathBuf, String> {
 /// In the releases layout, moves the staged release to `<releases_dir>/<version>` (replacing a
 /// leftover of an earlier attempt, never the current or previous release) and returns the
 /// binary's new path; in the replace layout, `staged` as it is.
-fn install_release(cfg: &AppConfig, version: &str, staged: &Path) -> Result<PathBuf, String> {
+fn install_release(cfg: &UpdateConfig, version: &str, staged: &Path) -> Result<PathBuf, String> {
     let Some((_, current)) = current_link(cfg).map_err(|e| e.to_string())? else {
         return Ok(staged.to_owned());
     };
@@ -1250,7 +1165,7 @@ fn install_release(cfg: &AppConfig, version: &str, staged: &Path) -> Result<Path
 
 /// Where the new binary is staged: beside the installed one, or in a fresh
 /// `<releases_dir>/.<version>.kyb-staged/` (a leftover of an earlier attempt replaced).
-fn prepare_stage(cfg: &AppConfig, version: &str) -> Result<PathBuf, String> {
+fn prepare_stage(cfg: &UpdateConfig, version: &str) -> Result<PathBuf, String> {
     if cfg.releases_dir.is_none() {
         return Ok(staged_path(&cfg.binary, "kyb-staged"));
     }
@@ -1274,7 +1189,7 @@ fn prepare_stage(cfg: &AppConfig, version: &str) -> Result<PathBuf, String> {
 
 /// Removes a staged binary, or in the releases layout its staging directory. A release already
 /// moved into place is left (a later attempt replaces it; it may be where `current` points).
-fn discard_stage(cfg: &AppConfig, staged: &Path) {
+fn discard_stage(cfg: &UpdateConfig, staged: &Path) {
     match (&cfg.releases_dir, staged.parent()) {
         (Some(_), Some(dir)) => {
             if dir.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".kyb-staged")) {
@@ -1380,7 +1295,7 @@ fn replace_file(path: &Path, contents: &[u8], owner: Option<Owner>) -> Result<()
 }
 
 /// The state after a rollback, for the operator who has to act when it failed.
-async fn describe(cfg: &AppConfig, state: &UpdateState, healthy: bool) -> Vec<String> {
+async fn describe(cfg: &UpdateConfig, state: &UpdateState, healthy: bool) -> Vec<String> {
     let mut words = Vec::new();
     let which = match sha256_file(&state.binary) {
         Ok(s) if s == state.old_sha256 => format!("the previous version (sha256 {s})"),
@@ -1449,7 +1364,7 @@ async fn plan(mut run: Run<'_>, release: &Release, expected: Option<(String, Str
         run.step(
             "validate",
             Status::Ok,
-            format!("would run `{}` (within {} ms)", cfg.check_command.join(" "), cfg.check_timeout_ms),
+            format!("would run `{}` (within {} ms)", cfg.check_command.join(" "), cfg.check_timeout_ms.get()),
         );
     }
     if let Err(why) = diff_configs(&mut run, release) {
@@ -1525,17 +1440,5 @@ mod tests {
         assert!(expected_sha(&req, &release).unwrap_err().contains("no line for kyb-platform"));
         let req = UpdateRequest { sha256: Some("xyz".into()), ..UpdateRequest::default() };
         assert!(expected_sha(&req, &release).unwrap_err().contains("64 hex"));
-    }
-
-    #[test]
-    fn modes_are_octal_strings() {
-        #[derive(Deserialize)]
-        struct M {
-            #[serde(default, with = "octal")]
-            mode: Option<u32>,
-        }
-        assert_eq!(toml::from_str::<M>("mode = \"0755\"").unwrap().mode, Some(0o755));
-        assert!(toml::from_str::<M>("mode = \"rwx\"").is_err());
-        assert_eq!(toml::from_str::<M>("").unwrap().mode, None);
     }
 }

@@ -7,28 +7,40 @@
 //! rollback.
 
 use crate::service::{Instance, ServiceManager};
+use kyb_core::config::{FieldError, check_timeout_ms};
 use serde::{Deserialize, Serialize};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-/// How the gate probes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[update.health]`: the health gate after each start, and after a rollback.
+///
+/// The service's health endpoint is probed with GET until it has answered successfully
+/// `successes` times in a row, all from the same running instance, within `deadline_ms`. A
+/// success is a 2xx whose JSON body, if any, does not report the app as failing. A service that
+/// exits or restarts during the gate fails it at once. A failed gate after an update rolls the
+/// update back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct GateConfig {
-    /// The health endpoint, e.g. `http://127.0.0.1:8080/health`.
+    /// The health endpoint, probed with GET; only `http://` URLs. A JSON `version` field in the
+    /// answer is reported.
     pub url: String,
-    /// Deadline of one probe.
+    /// Deadline of one probe, in milliseconds (1 ms to a day).
     pub probe_timeout_ms: u64,
-    /// Pause after the first failed probe, and between successful ones.
+    /// Pause after the first failed probe, and between successful ones, in milliseconds (1 ms
+    /// to a day).
     pub first_backoff_ms: u64,
-    /// The pause after failures doubles up to this.
+    /// After failures in a row the pause doubles (with jitter) up to this, in milliseconds
+    /// (1 ms to a day).
     pub max_backoff_ms: u64,
-    /// Deadline of the whole gate.
+    /// Deadline of the whole gate, in milliseconds (1 ms to a day).
     pub deadline_ms: u64,
-    /// Consecutive successful probes needed.
+    /// Consecutive successful probes needed; at least 1.
     pub successes: u32,
     /// When `/health` reports a `version`, it must be the one being installed (a leading `v`
-    /// aside): an old process still holding the port does not pass for the new one.
+    /// aside), so an old process still holding the port cannot pass for the new one. Set
+    /// `false` when the app reports its version in another form.
     pub check_version: bool,
 }
 
@@ -43,6 +55,26 @@ impl Default for GateConfig {
             successes: 3,
             check_version: true,
         }
+    }
+}
+
+impl GateConfig {
+    /// Checks what the types do not: an `http://` URL, usable deadlines, at least one success.
+    /// Keys are relative to the table.
+    pub(crate) fn validate(&self) -> Result<(), FieldError> {
+        kyb_health::parse_url(&self.url).map_err(|e| FieldError::new("url", e.to_string()))?;
+        for (key, ms) in [
+            ("probe_timeout_ms", self.probe_timeout_ms),
+            ("deadline_ms", self.deadline_ms),
+            ("first_backoff_ms", self.first_backoff_ms),
+            ("max_backoff_ms", self.max_backoff_ms),
+        ] {
+            check_timeout_ms(key, ms)?;
+        }
+        if self.successes == 0 {
+            return Err(FieldError::new("successes", "must be at least 1"));
+        }
+        Ok(())
     }
 }
 

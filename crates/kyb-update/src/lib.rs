@@ -1,12 +1,44 @@
 //! Updates of the platform: the application update with its health gate and rollback, SQL
 //! migrations of its database, and the tuning tasks (application memory, sysctl, page caches).
 //!
+//! The config file's `[update]` section is an [`UpdateConfig`], its `[tuning]` section a
+//! [`TuneConfig`]; each checks itself and makes its paths absolute:
+//!
+//! ```
+//! use kyb_update::{TuneConfig, UpdateConfig};
+//! use std::path::Path;
+//!
+//! let text = r#"
+//!     binary = "opt/kyb-platform/kyb-platform"
+//!     state_dir = "updates"
+//!     [service]
+//!     kind = "systemd"
+//!     unit = "kyb-platform.service"
+//!     [health]
+//!     url = "http://127.0.0.1:8080/health"
+//! "#;
+//! let mut update: UpdateConfig = toml::from_str(text).unwrap();
+//! update.validate().unwrap();
+//! update.resolve_paths(Path::new("/etc/kyb"));
+//! assert_eq!(update.state_dir, Path::new("/etc/kyb/updates"));
+//! assert_eq!(update.keep_releases, 3);
+//!
+//! let tuning: TuneConfig = toml::from_str("[memory]\nrss_warn_bytes = 0\n").unwrap();
+//! assert_eq!(tuning.validate().unwrap_err().key, "memory.rss_crit_bytes");
+//! ```
+//!
+//! The tasks take their part of a section, or a config of their own:
+//!
 //! ```no_run
-//! # async fn demo(cfg: kyb_update::MigrateConfig) {
+//! # async fn demo(update: kyb_update::UpdateConfig, tuning: kyb_update::TuneConfig, cfg: kyb_update::MigrateConfig) {
+//! let req = kyb_update::UpdateRequest { version: "2.4.0".into(), from: "/tmp/release".into(), ..Default::default() };
+//! let report = kyb_update::update_app(&update, &req, time::OffsetDateTime::now_utc()).await;
+//! let sysctl = kyb_update::sysctl(&tuning.sysctl, true);
 //! match kyb_update::migrate(&cfg).await {
 //!     Ok(r) => println!("{} applied, {} already there", r.applied.len(), r.already),
 //!     Err(e) => eprintln!("{}", kyb_core::error_chain(&e)),
 //! }
+//! # drop((report, sysctl));
 //! # }
 //! ```
 #![deny(missing_docs)]
@@ -16,17 +48,18 @@
 mod app;
 mod gate;
 mod migrate;
+mod section;
 mod service;
 mod tune;
 
-pub use app::{AppConfig, ConfigDiff, Outcome, UpdateError, UpdateReport, UpdateRequest, update_app};
+pub use app::{ConfigDiff, Outcome, UpdateError, UpdateReport, UpdateRequest, update_app};
 pub use gate::{GateConfig, GateReport, health_gate};
 pub use migrate::{
     Applied, MIGRATE_LOCK_KEY, MigrateConfig, MigrateError, MigrateReport, Migration, migrate,
     read_migrations,
 };
+pub use section::{MemoryConfig, SysctlConfig, TuneConfig, UpdateConfig};
 pub use service::{Instance, ServiceError, ServiceManager};
 pub use tune::{
-    MemoryConfig, MemoryOptions, MemorySources, SysctlConfig, SysctlReport, TuneConfig, TuneError,
-    app_memory, drop_caches, rss_bytes, sysctl,
+    MemoryOptions, MemorySources, SysctlReport, TuneError, app_memory, drop_caches, rss_bytes, sysctl,
 };

@@ -5,46 +5,79 @@
 //! now. An instance is a main pid plus when it started, so a restart is seen even when the pid
 //! is reused.
 
+use kyb_core::config::{FieldError, TimeoutMs, resolve_path};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How the service is run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[update.service]`: how the service is stopped and started, around the swap and for a
+/// restart. `kind` picks one of two ways, each with its own keys.
+///
+/// - `kind = "systemd"`: a systemd unit, driven with `systemctl stop`, `start` and `show`.
+/// - `kind = "process"`: a process this tool starts itself, in its own process group, its pid
+///   and start time kept in a pid file; for hosts without systemd, the sandbox and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServiceManager {
     /// A systemd unit, driven with `systemctl stop|start|show`.
     Systemd {
-        /// The unit, e.g. `kyb-platform.service`.
+        /// The unit to stop and start, e.g. `"kyb-platform.service"`. Required.
         unit: String,
-        /// The `systemctl` to run.
-        #[serde(default = "default_systemctl")]
+        /// The `systemctl` program run, by name (looked up in `PATH`) or by path.
+        #[serde(default = "ServiceManager::default_systemctl")]
         systemctl: PathBuf,
-        /// Deadline of each `systemctl` call.
-        #[serde(default = "default_timeout_ms")]
-        timeout_ms: u64,
+        /// Deadline of each `systemctl` call, in milliseconds (1 ms to a day).
+        #[serde(default = "ServiceManager::default_timeout_ms")]
+        timeout_ms: TimeoutMs,
     },
     /// A process this tool starts itself, in its own process group, recorded in a pid file.
     Process {
-        /// The command line, program first; it runs the installed binary by its path.
+        /// The command line, program first, then its arguments; it should run `binary` by its
+        /// path. Required, and not empty.
         command: Vec<String>,
-        /// Where the pid and start time of the running instance are kept.
+        /// Where `<pid> <start time>` of the running instance is kept. Required; relative to the
+        /// config file's directory.
         pid_file: PathBuf,
-        /// The service's stdout and stderr are appended here (discarded when unset).
-        #[serde(default)]
+        /// A file the service's stdout and stderr are appended to, relative to the config
+        /// file's directory. Left out, they are discarded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         log_file: Option<PathBuf>,
-        /// How long a stop waits after SIGTERM before SIGKILL.
-        #[serde(default = "default_timeout_ms")]
-        stop_timeout_ms: u64,
+        /// How long a stop waits after SIGTERM before it sends SIGKILL, in milliseconds (1 ms to
+        /// a day).
+        #[serde(default = "ServiceManager::default_timeout_ms")]
+        stop_timeout_ms: TimeoutMs,
     },
 }
 
-fn default_systemctl() -> PathBuf {
-    PathBuf::from("systemctl")
-}
+impl ServiceManager {
+    fn default_systemctl() -> PathBuf {
+        PathBuf::from("systemctl")
+    }
 
-fn default_timeout_ms() -> u64 {
-    30_000
+    fn default_timeout_ms() -> TimeoutMs {
+        TimeoutMs::ms(30_000)
+    }
+
+    /// Checks what the types do not: a unit name, a command. Keys are relative to the table.
+    pub(crate) fn validate(&self) -> Result<(), FieldError> {
+        match self {
+            ServiceManager::Systemd { unit, .. } if unit.is_empty() => {
+                Err(FieldError::new("unit", "must name a unit"))
+            }
+            ServiceManager::Process { command, .. } if command.is_empty() => {
+                Err(FieldError::new("command", "must hold the program and its arguments"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes the pid file and log file absolute against `base`.
+    pub(crate) fn resolve_paths(&mut self, base: &Path) {
+        if let ServiceManager::Process { pid_file, log_file, .. } = self {
+            *pid_file = resolve_path(base, pid_file);
+            *log_file = log_file.as_deref().map(|p| resolve_path(base, p));
+        }
+    }
 }
 
 /// One running instance of the service.
@@ -117,7 +150,7 @@ impl ServiceManager {
             ServiceManager::Process { pid_file, stop_timeout_ms, .. } => {
                 let Some(instance) = read_pid_file(pid_file)? else { return Ok(()) };
                 if is_running(instance) {
-                    terminate(instance, Duration::from_millis(*stop_timeout_ms)).await?;
+                    terminate(instance, stop_timeout_ms.duration()).await?;
                 }
                 remove_pid_file(pid_file)
             }
@@ -170,14 +203,14 @@ fn parse_show(out: &str) -> Option<Instance> {
     (active && pid != 0).then_some(Instance { pid, started })
 }
 
-async fn systemctl_run(systemctl: &Path, args: &[&str], timeout_ms: u64) -> Result<String, ServiceError> {
+async fn systemctl_run(systemctl: &Path, args: &[&str], timeout: TimeoutMs) -> Result<String, ServiceError> {
     let command = format!("{} {}", systemctl.display(), args.join(" "));
     let fail = |reason: String| ServiceError::Systemctl { command: command.clone(), reason };
     let mut cmd = tokio::process::Command::new(systemctl);
     cmd.args(args).stdin(std::process::Stdio::null()).kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_millis(timeout_ms), cmd.output())
+    let out = tokio::time::timeout(timeout.duration(), cmd.output())
         .await
-        .map_err(|_| fail(format!("no answer within {timeout_ms} ms")))?
+        .map_err(|_| fail(format!("no answer within {} ms", timeout.get())))?
         .map_err(|e| fail(e.to_string()))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -335,7 +368,7 @@ mod tests {
             ServiceManager::Systemd {
                 unit: "kyb-platform.service".into(),
                 systemctl: "systemctl".into(),
-                timeout_ms: 30_000
+                timeout_ms: TimeoutMs::ms(30_000)
             }
         );
         let bad = toml::from_str::<ServiceManager>("kind = \"systemd\"\nunit = \"x\"\nuntit = \"y\"\n");
@@ -350,7 +383,7 @@ mod tests {
             command: vec!["sleep".into(), "30".into()],
             pid_file: pid_file.clone(),
             log_file: Some(dir.path().join("svc.log")),
-            stop_timeout_ms: 5_000,
+            stop_timeout_ms: TimeoutMs::ms(5_000),
         };
         assert_eq!(svc.instance().await.unwrap(), None);
         svc.start().await.unwrap();
@@ -369,7 +402,7 @@ mod tests {
             command: vec![dir.path().join("nope").display().to_string()],
             pid_file: dir.path().join("svc.pid"),
             log_file: None,
-            stop_timeout_ms: 1_000,
+            stop_timeout_ms: TimeoutMs::ms(1_000),
         };
         let err = svc.start().await.unwrap_err();
         assert!(matches!(err, ServiceError::Spawn { .. }), "{err}");

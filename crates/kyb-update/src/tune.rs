@@ -7,90 +7,12 @@
 
 use crate::app::line_diff;
 use crate::gate::{GateConfig, health_gate};
+use crate::section::{MemoryConfig, SysctlConfig};
 use crate::service::ServiceManager;
 use kyb_core::{Check, Metric, Status, Unit};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// The tuning tasks' settings (`[tuning]`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TuneConfig {
-    /// The service's memory.
-    pub memory: MemoryConfig,
-    /// Kernel settings.
-    pub sysctl: SysctlConfig,
-}
-
-/// The service's memory check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MemoryConfig {
-    /// RSS above this is Warn (default 1 GiB, the runbook's threshold): the service's, read
-    /// from procfs, and the one the app reports as `process_resident_memory_bytes`.
-    pub rss_warn_bytes: u64,
-    /// RSS above this is Crit (default 2 GiB).
-    pub rss_crit_bytes: u64,
-    /// Restart the service when its RSS is over `rss_warn_bytes` (inside a maintenance window,
-    /// followed by the health gate). Off by default: a restart is an outage for its users.
-    pub restart: bool,
-    /// Metric names (or name prefixes ending in `*`) reported from `/metrics` as the runtime's
-    /// numbers: goroutines, threads, open files, heap, whatever the app exports. Each series is
-    /// shown on its own (a counter's series as their total). `process_resident_memory_bytes` is
-    /// never among them: it is judged against the RSS thresholds.
-    pub runtime_metrics: Vec<String>,
-}
-
-impl Default for MemoryConfig {
-    fn default() -> Self {
-        MemoryConfig {
-            rss_warn_bytes: 1 << 30,
-            rss_crit_bytes: 2 << 30,
-            restart: false,
-            runtime_metrics: [
-                "go_goroutines",
-                "go_threads",
-                "go_memstats_heap_inuse_bytes",
-                "process_open_fds",
-                "tokio_*",
-            ]
-            .map(String::from)
-            .to_vec(),
-        }
-    }
-}
-
-/// Kernel settings kept in one managed file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SysctlConfig {
-    /// The filesystem root `/etc` and `/proc` are found under (`/`; tests use a temporary tree).
-    pub root: PathBuf,
-    /// The managed file, as a path under `root`.
-    pub managed_file: PathBuf,
-    /// Key (dotted, as `sysctl` names it) to value.
-    pub values: BTreeMap<String, String>,
-}
-
-impl Default for SysctlConfig {
-    fn default() -> Self {
-        let values = [
-            ("net.core.rmem_max", "16777216"),
-            ("net.core.wmem_max", "16777216"),
-            ("net.ipv4.tcp_rmem", "4096 87380 16777216"),
-            ("net.ipv4.tcp_wmem", "4096 65536 16777216"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        SysctlConfig {
-            root: PathBuf::from("/"),
-            managed_file: PathBuf::from("/etc/sysctl.d/60-kyb.conf"),
-            values,
-        }
-    }
-}
 
 /// A tuning task that could not run.
 #[derive(Debug, thiserror::Error)]
@@ -864,7 +786,7 @@ mod tests {
                 command: vec!["/bin/false".into()],
                 pid_file,
                 log_file: None,
-                stop_timeout_ms: 1_000,
+                stop_timeout_ms: kyb_core::config::TimeoutMs::ms(1_000),
             }
         }
 

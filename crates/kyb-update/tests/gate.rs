@@ -1,6 +1,7 @@
 //! The health gate against a real HTTP server (the fake app) and a real supervised process, and
 //! the systemd manager against a stand-in `systemctl`.
 
+use kyb_core::config::TimeoutMs;
 use kyb_testkit::{FakeApp, HealthMode};
 use kyb_update::{GateConfig, ServiceManager, health_gate};
 use std::os::unix::fs::PermissionsExt;
@@ -11,20 +12,20 @@ fn sleeper(dir: &std::path::Path) -> ServiceManager {
         command: vec!["sleep".into(), "60".into()],
         pid_file: dir.join("svc.pid"),
         log_file: None,
-        stop_timeout_ms: 5_000,
+        stop_timeout_ms: TimeoutMs::ms(5_000),
     }
 }
 
 fn gate(app: &FakeApp, deadline_ms: u64) -> GateConfig {
-    GateConfig {
-        url: app.url("/health"),
-        probe_timeout_ms: 300,
-        first_backoff_ms: 20,
-        max_backoff_ms: 200,
-        deadline_ms,
-        successes: 3,
-        check_version: true,
-    }
+    let mut g = GateConfig::default();
+    g.url = app.url("/health");
+    g.probe_timeout_ms = 300;
+    g.first_backoff_ms = 20;
+    g.max_backoff_ms = 200;
+    g.deadline_ms = deadline_ms;
+    g.successes = 3;
+    g.check_version = true;
+    g
 }
 
 #[tokio::test]
@@ -75,7 +76,8 @@ async fn another_version_answering_does_not_pass_for_the_new_one() {
     assert!(!g.passed && g.detail.contains("reports version 1.8.3, not 2.0.0"), "{g:?}");
     let g = health_gate(&gate(&app, 3_000), &svc, Some("v1.8.3")).await;
     assert!(g.passed, "the same version passes: {g:?}");
-    let unchecked = GateConfig { check_version: false, ..gate(&app, 3_000) };
+    let mut unchecked = gate(&app, 3_000);
+    unchecked.check_version = false;
     assert!(health_gate(&unchecked, &svc, Some("2.0.0")).await.passed);
     svc.stop().await.unwrap();
 }
@@ -103,7 +105,9 @@ async fn a_restart_or_an_exit_during_the_gate_fails_it_at_once() {
     let svc = sleeper(dir.path());
     svc.start().await.unwrap();
     // Successes are spaced out, so the restart lands inside the gate.
-    let cfg = GateConfig { first_backoff_ms: 400, successes: 5, ..gate(&app, 10_000) };
+    let mut cfg = gate(&app, 10_000);
+    cfg.first_backoff_ms = 400;
+    cfg.successes = 5;
     let (g, ()) = tokio::join!(health_gate(&cfg, &svc, None), async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         svc.stop().await.unwrap();
@@ -141,7 +145,7 @@ async fn systemd_is_driven_through_systemctl() {
     let svc = ServiceManager::Systemd {
         unit: "kyb-platform.service".into(),
         systemctl: script.clone(),
-        timeout_ms: 5_000,
+        timeout_ms: TimeoutMs::ms(5_000),
     };
     svc.stop().await.unwrap();
     svc.start().await.unwrap();
@@ -152,8 +156,11 @@ async fn systemd_is_driven_through_systemctl() {
         calls,
         "stop kyb-platform.service\nstart kyb-platform.service\nshow kyb-platform.service -p MainPID -p ActiveState -p ExecMainStartTimestampMonotonic\n"
     );
-    let broken =
-        ServiceManager::Systemd { unit: "broken.service".into(), systemctl: script, timeout_ms: 5_000 };
+    let broken = ServiceManager::Systemd {
+        unit: "broken.service".into(),
+        systemctl: script,
+        timeout_ms: TimeoutMs::ms(5_000),
+    };
     let err = broken.start().await.unwrap_err().to_string();
     assert!(err.contains("start broken.service") && err.contains("Job for broken.service failed"), "{err}");
 }
