@@ -24,8 +24,16 @@
 //! - [`archive`]: configuration directories as tar.gz files with a manifest.
 //! - [`list`]: the backups on disk, from their metadata.
 //!
+//! The config file's `[backup]` table is a [`BackupSection`]; each task's config derives from it
+//! and the backup directory:
+//!
 //! ```no_run
-//! # async fn demo(cfg: kyb_backup::VerifyConfig) {
+//! # async fn demo() {
+//! use std::path::Path;
+//!
+//! let section: kyb_backup::BackupSection = toml::from_str("max_age_hours = 30\nkeep_min = 5").unwrap();
+//! section.validate().unwrap();
+//! let cfg = section.verify(Path::new("/var/backups/kyb-platform"));
 //! let report = kyb_backup::verify(&cfg, time::OffsetDateTime::now_utc()).await.unwrap();
 //! for check in &report.checks {
 //!     println!("{} {}: {}", check.status, check.name, check.summary);
@@ -44,6 +52,7 @@ mod metadata;
 mod partial;
 mod pgbin;
 mod prune;
+mod section;
 mod toc;
 mod verify;
 
@@ -57,6 +66,7 @@ pub use list::{Listed, list};
 pub use metadata::{Metadata, TableRows};
 pub use pgbin::pg_bindir;
 pub use prune::{Decision, PruneConfig, PruneReport, prune};
+pub use section::{ArchiveSection, BackupSection};
 pub use verify::{VerifyConfig, VerifyReport, Which, sha256_file, verify};
 
 use std::path::PathBuf;
