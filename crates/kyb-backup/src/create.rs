@@ -23,7 +23,9 @@ use tokio::process::Command;
 
 /// How the dump is stored. Both are one gzip stream, compressed in-process on every core while
 /// being hashed in the same pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// `pg_dump -Fc -Z0`, gzipped: `database.dump.gz`, restored with

@@ -1,6 +1,8 @@
 //! The `[backup]` section of the config file and the task configs it derives.
 
-use crate::{ArchiveConfig, ArchiveSource, CreateConfig, DrillConfig, Format, PruneConfig, VerifyConfig, Which};
+use crate::{
+    ArchiveConfig, ArchiveSource, CreateConfig, DrillConfig, Format, PruneConfig, VerifyConfig, Which,
+};
 use kyb_core::PgTarget;
 use kyb_core::config::{FieldError, TimeoutMs, resolve_path};
 use serde::{Deserialize, Serialize};
@@ -134,7 +136,10 @@ impl BackupSection {
             return Err(FieldError::new("compression_level", "must be between 1 and 9"));
         }
         if self.keep_min == 0 {
-            return Err(FieldError::new("keep_min", "must be at least 1: the newest good backup is always kept"));
+            return Err(FieldError::new(
+                "keep_min",
+                "must be at least 1: the newest good backup is always kept",
+            ));
         }
         if self.keep_last == Some(0) {
             return Err(FieldError::new("keep_last", "must be at least 1"));
@@ -281,7 +286,10 @@ mod tests {
         let err = |text: &str| section(text).validate().unwrap_err();
         assert_eq!(err("compression_level = 0").key, "compression_level");
         assert_eq!(err("compression_level = 10").key, "compression_level");
-        assert_eq!(err("keep_min = 0"), FieldError::new("keep_min", "must be at least 1: the newest good backup is always kept"));
+        assert_eq!(
+            err("keep_min = 0"),
+            FieldError::new("keep_min", "must be at least 1: the newest good backup is always kept")
+        );
         assert_eq!(err("keep_last = 0").key, "keep_last");
         let archive = |name: &str, paths: &str| format!("[[archive]]\nname = {name:?}\npaths = {paths}\n");
         assert_eq!(err(&archive(".hidden", "[\"/etc\"]")).key, "archive[0].name");
@@ -291,7 +299,10 @@ mod tests {
         let twice = format!("{}{}", archive("etc", "[\"/etc\"]"), archive("etc", "[\"/opt\"]"));
         assert_eq!(err(&twice), FieldError::new("archive[1].name", "\"etc\" is used twice"));
         let up = err(&archive("etc", "[\"/etc/../root\"]"));
-        assert_eq!((up.key.as_str(), up.message.as_str()), ("archive[0].paths", "/etc/../root must not contain '..'"));
+        assert_eq!(
+            (up.key.as_str(), up.message.as_str()),
+            ("archive[0].paths", "/etc/../root must not contain '..'")
+        );
         assert!(toml::from_str::<BackupSection>("timeout_ms = 0").is_err());
         assert!(toml::from_str::<BackupSection>("format = \"tar\"").is_err());
         assert!(toml::from_str::<BackupSection>("keep = 3").is_err());
@@ -299,7 +310,8 @@ mod tests {
 
     #[test]
     fn paths_resolve_and_tasks_derive_from_the_section() {
-        let mut b = section("pg_bindir = \"bin\"\n[[archive]]\nname = \"etc\"\npaths = [\"conf\", \"/etc/kyb\"]\n");
+        let mut b =
+            section("pg_bindir = \"bin\"\n[[archive]]\nname = \"etc\"\npaths = [\"conf\", \"/etc/kyb\"]\n");
         b.resolve_paths(Path::new("/etc/kyb-maint"));
         let dir = Path::new("/var/backups");
         let verify = b.verify(dir);
@@ -313,12 +325,18 @@ mod tests {
             dbname: "kyb".into(),
         };
         let create = b.create(dir, pg.clone());
-        assert_eq!((create.format, create.compression_level, create.lock_wait_timeout_ms), (Format::Custom, 1, 60_000));
+        assert_eq!(
+            (create.format, create.compression_level, create.lock_wait_timeout_ms),
+            (Format::Custom, 1, 60_000)
+        );
         assert_eq!(b.drill(dir, pg).which, Which::Latest);
         let prune = b.prune(dir);
         assert_eq!((prune.keep_min, prune.max_age_days, prune.dry_run), (3, Some(30), false));
         let archive = b.archive(dir).unwrap();
-        assert_eq!(archive.sources[0].paths, [PathBuf::from("/etc/kyb-maint/conf"), PathBuf::from("/etc/kyb")]);
+        assert_eq!(
+            archive.sources[0].paths,
+            [PathBuf::from("/etc/kyb-maint/conf"), PathBuf::from("/etc/kyb")]
+        );
         assert_eq!(section("").archive(dir), None);
     }
 }

@@ -9,6 +9,30 @@
 //! - [`analyze`]: `ANALYZE` per table.
 //! - [`vacuum_analyze`]: `VACUUM (ANALYZE)` per table.
 //!
+//! The config file's `[dbmaint]` section is a [`DbMaintSection`]; it derives the [`DbConfig`]
+//! (with the `[postgres]` target), the [`ReportConfig`] and the [`CapacityConfig`] of a run:
+//!
+//! ```
+//! use kyb_dbmaint::DbMaintSection;
+//! use std::path::Path;
+//!
+//! let mut section: DbMaintSection =
+//!     toml::from_str("lock_timeout_ms = 2000\ndata_disk = \"pgdata\"").unwrap();
+//! section.resolve_paths(Path::new("/etc/kyb-maint"));
+//! section.validate().unwrap();
+//! let target = kyb_core::PgTarget {
+//!     host: "127.0.0.1".into(),
+//!     port: 5432,
+//!     user: "kyb".into(),
+//!     password: None,
+//!     dbname: "kyb".into(),
+//! };
+//! let db = section.db(target, 5_000);
+//! assert_eq!((db.connect_timeout_ms, db.lock_timeout_ms), (5_000, 2_000));
+//! let capacity = section.capacity(Path::new("/var/lib/kyb-maint/database-size-trend.csv"));
+//! assert_eq!(capacity.data_disk.as_deref(), Some(Path::new("/etc/kyb-maint/pgdata")));
+//! ```
+//!
 //! ```no_run
 //! # async fn demo(cfg: kyb_dbmaint::DbConfig) {
 //! let report = kyb_dbmaint::analyze(&cfg, false).await.unwrap();
@@ -24,11 +48,13 @@
 mod capacity;
 mod ops;
 mod reports;
+mod section;
 mod session;
 
 pub use capacity::{CapacityConfig, CapacityReport, capacity};
 pub use ops::{OpsReport, analyze, reindex, vacuum_analyze};
 pub use reports::{DbReport, Report, ReportConfig, ReportRun, report, reports};
+pub use section::DbMaintSection;
 pub use session::{DbConfig, LOCK_KEY};
 
 /// A maintenance task that could not run.

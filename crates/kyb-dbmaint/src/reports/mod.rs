@@ -144,34 +144,11 @@ pub struct ReportConfig {
 }
 
 impl Default for ReportConfig {
+    /// The levels of the `[dbmaint]` section's defaults: the numbers are kept there.
     fn default() -> Self {
-        ReportConfig {
-            unused_index_max_scans: 50,
-            unused_index_min_bytes: 0,
-            bloat_bytes: Thresholds::new(100.0 * MIB, 1024.0 * MIB),
-            bloat_min_pct: 20.0,
-            table_limit: 20,
-            dead_tuple_pct: Thresholds::new(20.0, 50.0),
-            dead_tuple_min: 1000,
-            stale_hours: Thresholds::new(24.0, 48.0),
-            xid_age: Thresholds::new(1.3e9, 1.4e9),
-            sequence_pct: Thresholds::new(85.0, 95.0),
-            connections_pct: Thresholds::new(90.0, 95.0),
-            query_seconds: Thresholds::new(60.0, 300.0),
-            idle_in_transaction_seconds: Thresholds::new(60.0, 300.0),
-            cache_hit_warn_pct: 99.0,
-            cache_hit_crit_pct: 90.0,
-            cache_min_blocks: 1000,
-            recommend_min_rows: 10_000,
-            recommend_max_index_pct: 95.0,
-            slow_query_ms: Thresholds::new(20.0, 5000.0),
-            slow_query_min_calls: 100,
-            slow_query_limit: 20,
-        }
+        crate::DbMaintSection::default().reports()
     }
 }
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// What one report found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
