@@ -4,6 +4,7 @@
 //! - `sandbox up|down|status`: the private stack, the sandbox app and the sandbox config
 //! - `test [cargo test args…]`: bring the stack up, run the whole suite
 //! - `ci`: fmt --check, clippy -D warnings, test: green here is green in CI
+//! - `docs`: write docs/configuration.md from the config types
 //! - `bench daily|logrotate|backup|prom`: the daily flow, log rotation and retention, backups,
 //!   and the exposition parser, against their peers
 
@@ -28,6 +29,8 @@ commands:
   sandbox up|down|status   start, stop or show the private stack and sandbox app
   test [ARGS…]             start the private stack and run every test (ARGS go to cargo test)
   ci                       cargo fmt --check, clippy -D warnings, then test
+  docs                     write docs/configuration.md from the config types' doc comments
+                           (a test fails when the committed file differs)
   bench daily              time the daily flow (healthy and hung app) against the runbook's check
   bench logrotate          rotate+gzip 1 GiB against logrotate; retention over 200k files against find
   bench backup             kyb-backup create against pg_dump | gzip + sha256sum, pg_dump -Fc and the
@@ -64,6 +67,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         }
         "test" => test(rest),
         "ci" => ci(),
+        "docs" => docs(),
         "bench" => match rest.first().map(String::as_str) {
             Some("daily") => bench::daily(),
             Some("logrotate") => bench_logrotate::run(),
@@ -167,6 +171,20 @@ fn ci() -> Result<ExitCode> {
     }
     eprintln!("xtask ci: cargo xtask test");
     test(&[])
+}
+
+/// The reference is rendered by the test that guards it, told to write instead of compare.
+fn docs() -> Result<ExitCode> {
+    let test = "config::reference::tests::the_committed_reference_is_the_generated_one";
+    let status = cargo()
+        .args(["test", "--quiet", "--package", "kyb-flows", "--lib", "--", "--exact", test])
+        .env("KYB_WRITE_DOCS", "1")
+        .status()
+        .context("cannot run cargo test")?;
+    if status.success() {
+        eprintln!("xtask docs: wrote docs/configuration.md");
+    }
+    Ok(exit_code(status))
 }
 
 fn cargo() -> Command {

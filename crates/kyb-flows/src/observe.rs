@@ -88,7 +88,8 @@ pub async fn mlcheck(name: &str, cfg: &Config, now: OffsetDateTime, dry_run: boo
         Ok(s) => s,
         Err(t) => return t,
     };
-    let ml = kyb_mlcheck::MlConfig { dry_run, ..cfg.ml.clone() };
+    let mut ml = cfg.ml.clone();
+    ml.dry_run = dry_run;
     let r = kyb_mlcheck::check(&ml, &scraped.exposition, now);
     let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
     if dry_run {

@@ -1,6 +1,9 @@
 //! Maintenance windows: the weekly UTC slots in which heavy database work (VACUUM, REINDEX) may
 //! run, and the emergency override.
 
+use kyb_core::config::FieldError;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use time::{Duration, OffsetDateTime, Weekday};
@@ -99,6 +102,34 @@ impl fmt::Display for Window {
     }
 }
 
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Written as it is read: `Sun 02:00-06:00`.
+impl Serialize for Window {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = self.to_string();
+        s.serialize_str(text.strip_suffix(" UTC").unwrap_or(&text))
+    }
+}
+
+impl schemars::JsonSchema for Window {
+    fn schema_name() -> Cow<'static, str> {
+        "Window".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string" })
+    }
+}
+
 impl Window {
     /// Minutes from Monday 00:00 UTC to the start, and the length.
     fn span(&self) -> (i64, i64) {
@@ -119,12 +150,22 @@ fn week_minute(now: OffsetDateTime) -> i64 {
     (now.unix_timestamp().div_euclid(60) + 3 * 1440).rem_euclid(WEEK_MIN)
 }
 
-/// Where heavy work may run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Heavy database work (VACUUM, REINDEX), and restarts of the monitoring stack, start only inside
+/// one of these weekly UTC slots; outside them it is not run, and the task is a Warn that says
+/// when the next one opens. `--emergency` (on `kyb-maint` and `kyb-dbmaint vacuum|reindex`) runs it
+/// anyway. ANALYZE and the reports are not held to the windows.
+///
+/// ```toml
+/// [window]
+/// allowed = ["Sun 02:00-06:00", "Wed 02:00-04:00", "Sat 23:00-01:00"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
 pub struct Windows {
-    /// False: heavy work runs whenever it is started.
+    /// `false`: heavy work runs whenever it is started.
     pub enforce: bool,
-    /// The slots.
+    /// The slots, each `Day HH:MM-HH:MM` (UTC; the day as `Mon`..`Sun` or spelled out). An end
+    /// before the start crosses midnight; `24:00` ends the day. The defaults are the runbook's.
     pub allowed: Vec<Window>,
 }
 
@@ -142,6 +183,17 @@ impl Default for Windows {
 }
 
 impl Windows {
+    /// Refuses enforced windows with no slot, which would never let heavy work run.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.enforce && self.allowed.is_empty() {
+            return Err(FieldError::new(
+                "allowed",
+                "no window is given, so VACUUM and REINDEX could never run; list one, or set enforce = false",
+            ));
+        }
+        Ok(())
+    }
+
     /// True when heavy work may start at `now`.
     pub fn is_open(&self, now: OffsetDateTime) -> bool {
         !self.enforce || self.minutes_to_open(now) == Some(0)
