@@ -28,20 +28,10 @@ async fn seeded(tag: &str) -> TestDb {
     db
 }
 
-fn target(db: &TestDb) -> PgTarget {
-    PgTarget {
-        host: db.host.clone(),
-        port: db.port,
-        user: db.user.clone(),
-        password: db.password.clone().map(Secret::new),
-        dbname: db.dbname.clone(),
-    }
-}
-
 fn create_cfg(db: &TestDb, dir: &Path) -> CreateConfig {
     CreateConfig {
         backup_dir: dir.to_owned(),
-        postgres: target(db),
+        postgres: db.pg_target(),
         format: Format::Custom,
         compression_level: 1,
         pg_bindir: None,
@@ -314,7 +304,7 @@ fn drill_cfg(db: &TestDb, dir: &Path) -> DrillConfig {
     DrillConfig {
         backup_dir: dir.to_owned(),
         which: Which::Latest,
-        postgres: target(db),
+        postgres: db.pg_target(),
         pg_bindir: None,
         max_age_hours: 26,
         timeout_ms: 120_000,
@@ -962,7 +952,7 @@ async fn pg_tools_get_the_password_in_a_private_passfile_and_nothing_else_of_our
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     let (bin, logs) = wrap_pg_tools(root.path());
-    let mut t = target(&db);
+    let mut t = db.pg_target();
     t.user = role.clone();
     t.password = Some(Secret::new(password));
     let now = OffsetDateTime::now_utc();

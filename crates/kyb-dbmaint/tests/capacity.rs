@@ -1,7 +1,7 @@
 //! Capacity history and the disk-full forecast against a real PostgreSQL: first use, growth
 //! fits, two runs at once, dry runs, a trend CSV that cannot be written, an older table.
 
-use kyb_core::{Check, PgTarget, Secret, Status};
+use kyb_core::{Check, Status};
 use kyb_dbmaint::*;
 use kyb_testkit::{TestDb, fresh_database};
 use std::path::{Path, PathBuf};
@@ -11,13 +11,7 @@ const KIB: i64 = 1024;
 
 fn cfg(db: &TestDb) -> DbConfig {
     DbConfig {
-        postgres: PgTarget {
-            host: db.host.clone(),
-            port: db.port,
-            user: db.user.clone(),
-            password: db.password.clone().map(Secret::new),
-            dbname: db.dbname.clone(),
-        },
+        postgres: db.pg_target(),
         connect_timeout_ms: 10_000,
         lock_timeout_ms: 300,
         statement_timeout_ms: 60_000,

@@ -1,20 +1,14 @@
 //! ANALYZE and VACUUM against a real PostgreSQL: hostile names, lock contention, two runs at
 //! once, a server that is not there.
 
-use kyb_core::{PgTarget, Secret, Status};
+use kyb_core::Status;
 use kyb_dbmaint::*;
 use kyb_testkit::{TestDb, fresh_database};
 use std::time::{Duration, Instant};
 
 fn cfg(db: &TestDb) -> DbConfig {
     DbConfig {
-        postgres: PgTarget {
-            host: db.host.clone(),
-            port: db.port,
-            user: db.user.clone(),
-            password: db.password.clone().map(Secret::new),
-            dbname: db.dbname.clone(),
-        },
+        postgres: db.pg_target(),
         connect_timeout_ms: 5_000,
         lock_timeout_ms: 300,
         statement_timeout_ms: 60_000,

@@ -9,13 +9,7 @@ use std::time::Duration;
 
 fn cfg(db: &TestDb) -> DbConfig {
     DbConfig {
-        postgres: PgTarget {
-            host: db.host.clone(),
-            port: db.port,
-            user: db.user.clone(),
-            password: db.password.clone().map(Secret::new),
-            dbname: db.dbname.clone(),
-        },
+        postgres: db.pg_target(),
         connect_timeout_ms: 10_000,
         lock_timeout_ms: 1_000,
         statement_timeout_ms: 60_000,

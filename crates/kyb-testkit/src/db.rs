@@ -35,6 +35,17 @@ impl std::fmt::Debug for TestDb {
 }
 
 impl TestDb {
+    /// This database as the crates name one: what a `[postgres]` section pointing here gives.
+    pub fn pg_target(&self) -> kyb_core::PgTarget {
+        kyb_core::PgTarget {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password: self.password.clone().map(kyb_core::Secret::new),
+            dbname: self.dbname.clone(),
+        }
+    }
+
     /// A tokio-postgres config for this database.
     pub fn config(&self) -> tokio_postgres::Config {
         let mut cfg = tokio_postgres::Config::new();

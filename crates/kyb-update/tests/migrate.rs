@@ -1,20 +1,13 @@
 //! Migrations against a real PostgreSQL: ordered and idempotent, edits refused, failures
 //! recorded and blocking, two runners at once.
 
-use kyb_core::{PgTarget, Secret};
 use kyb_testkit::{TestDb, fresh_database};
 use kyb_update::*;
 use std::path::Path;
 
 fn cfg(db: &TestDb, dir: &Path) -> MigrateConfig {
     MigrateConfig {
-        postgres: PgTarget {
-            host: db.host.clone(),
-            port: db.port,
-            user: db.user.clone(),
-            password: db.password.clone().map(Secret::new),
-            dbname: db.dbname.clone(),
-        },
+        postgres: db.pg_target(),
         dir: dir.to_owned(),
         connect_timeout_ms: 10_000,
         lock_wait_ms: 500,
