@@ -156,7 +156,7 @@ pub fn run() -> Result<ExitCode> {
         for first in [i % 2 == 0, i % 2 != 0] {
             let started = Instant::now();
             if first {
-                kyb_backup::sha256_file(&file)?;
+                kyb_core::digest::sha256_file(&file)?;
                 a = started.elapsed();
             } else {
                 let st = Command::new("sha256sum").arg(&file).stdout(Stdio::null()).status()?;

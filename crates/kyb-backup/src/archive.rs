@@ -6,9 +6,9 @@
 //! worse than none.
 
 use crate::BackupError;
-use crate::create::hex;
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use kyb_core::digest::hex;
 use kyb_core::dir::{DirHandle, kind};
 use kyb_core::fs::atomic_write;
 use kyb_core::{Check, Status};

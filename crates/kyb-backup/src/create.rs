@@ -428,7 +428,7 @@ async fn dump(
                     out.flush = None;
                     let (dump_bytes, stored_bytes) = gzipped?;
                     out.file.sync_all()?;
-                    Ok((hex(&out.hasher.finalize()), dump_bytes, stored_bytes))
+                    Ok((kyb_core::digest::hex(&out.hasher.finalize()), dump_bytes, stored_bytes))
                 })
             };
             let _ = done_tx.send(run());
@@ -457,11 +457,6 @@ async fn dump(
     std::fs::rename(&partial, &done).map_err(write_err(&done))?;
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(write_err(dir))?;
     Ok(Dumped { checksum, dump_bytes, stored_bytes })
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// pg_dump's output, counted.

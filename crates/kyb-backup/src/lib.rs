@@ -67,7 +67,7 @@ pub use metadata::{Metadata, TableRows};
 pub use pgbin::pg_bindir;
 pub use prune::{Decision, PruneConfig, PruneReport, prune};
 pub use section::{ArchiveSection, BackupSection};
-pub use verify::{VerifyConfig, VerifyReport, Which, sha256_file, verify};
+pub use verify::{VerifyConfig, VerifyReport, Which, verify};
 
 use std::path::PathBuf;
 

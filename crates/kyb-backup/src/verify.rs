@@ -9,7 +9,6 @@ use flate2::read::GzDecoder;
 use kyb_core::dir::{DirHandle, kind};
 use kyb_core::{Check, Status};
 use rustix::fs::{FileType, OFlags};
-use sha2::{Digest, Sha256};
 use std::ffi::OsStr;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -174,7 +173,7 @@ fn verify_dir(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path, dir_pa
     }
     // Hash and read the archive at once, on two cores: each reads the file at its own offset.
     let (sum, archive) = std::thread::scope(|sc| {
-        let hashing = sc.spawn(|| sha256(&mut At { file: &file, pos: 0 }));
+        let hashing = sc.spawn(|| kyb_core::digest::sha256(&mut At { file: &file, pos: 0 }));
         let archive = readable(pg_restore, &file, &meta);
         (hashing.join().unwrap_or_else(|_| Err(std::io::Error::other("hashing thread panicked"))), archive)
     });
@@ -306,27 +305,6 @@ fn read_metadata(dir: &DirHandle) -> Result<Metadata, String> {
     })?;
     let bytes = crate::metadata::read_capped(file).map_err(|e| format!("cannot read {METADATA}: {e}"))?;
     Metadata::parse(&bytes).map_err(|e| format!("{METADATA} is malformed: {e}"))
-}
-
-/// SHA-256 of everything `input` yields, lower-case hex.
-pub(crate) fn sha256(input: &mut impl Read) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-    }
-    Ok(crate::create::hex(&hasher.finalize()))
-}
-
-/// SHA-256 of a file, lower-case hex: what `sha256sum` prints.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    sha256(&mut std::fs::File::open(path)?)
 }
 
 /// Reads a shared file from its own offset (`pread`), so two readers need no second open.

@@ -17,6 +17,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod config;
+pub mod digest;
 pub mod dir;
 pub mod fs;
 pub mod gzip;
@@ -57,7 +58,8 @@ pub fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `1.5 GiB`-style sizes for report lines.
+/// `1.5 GiB`-style sizes for report lines: IEC units, one decimal; the one byte formatter of
+/// every report.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut value = bytes as f64;

@@ -60,8 +60,8 @@ pub async fn create(
                     "{} dump of {}: {} ({} before compression) in {} ms",
                     m.format,
                     m.database,
-                    bytes(m.size_bytes),
-                    bytes(m.dump_bytes),
+                    kyb_core::human_bytes(m.size_bytes),
+                    kyb_core::human_bytes(m.dump_bytes),
                     m.duration_ms
                 ),
             )
@@ -208,11 +208,6 @@ pub async fn drill(
         }
         Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
     }
-}
-
-/// `1 byte`, `2 bytes`.
-fn bytes(n: u64) -> String {
-    if n == 1 { "1 byte".to_owned() } else { format!("{n} bytes") }
 }
 
 fn display(p: &Option<std::path::PathBuf>) -> String {

@@ -15,6 +15,7 @@
 use crate::gate::{GateReport, health_gate};
 use crate::section::UpdateConfig;
 use kyb_core::config::OctalMode;
+use kyb_core::digest::{hex, sha256_file};
 use kyb_core::fs::{LockError, RunLock, atomic_write};
 use kyb_core::{Check, Status};
 use serde::{Deserialize, Serialize};
@@ -604,17 +605,6 @@ fn stage(cfg: &UpdateConfig, from: &Path, staged: &Path) -> Result<String, Strin
 fn sync_parent(path: &Path) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync {}: {e}", dir.display()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut f, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
 }
 
 /// A regular file with an execute bit, whose check command exits 0 in time.

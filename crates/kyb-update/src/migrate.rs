@@ -183,7 +183,7 @@ pub fn read_migrations(dir: &Path) -> Result<Vec<Migration>, MigrateError> {
             version,
             name: name.to_owned(),
             no_transaction: sql.lines().next().is_some_and(|l| l.trim() == NO_TRANSACTION),
-            checksum: Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect(),
+            checksum: kyb_core::digest::hex(&Sha256::digest(&bytes)),
             path,
             sql,
         });
