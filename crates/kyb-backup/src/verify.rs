@@ -46,7 +46,7 @@ pub struct VerifyConfig {
 }
 
 /// The findings, one check per property.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VerifyReport {
     /// The backup looked at, if one was found.
     pub backup: Option<PathBuf>,

@@ -57,7 +57,7 @@ pub async fn performance(name: &str, cfg: &Config, now: OffsetDateTime) -> TaskR
         }
         Some((kyb_prom::parse(&String::from_utf8_lossy(&text)), at, path))
     });
-    let r = kyb_health::analyze(
+    let r = kyb_health::analyze_performance(
         &cfg.performance,
         &scraped.exposition,
         previous.as_ref().map(|(e, at, _)| (e, *at)),

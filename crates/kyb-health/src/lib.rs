@@ -5,7 +5,7 @@
 //! - [`system_metrics`]: CPU, memory, per-mount disk usage, load and uptime against thresholds.
 //! - [`snapshot_metrics`]: saves the app's `/metrics` into the reports directory; [`scrape`]
 //!   fetches and parses it.
-//! - [`analyze`]: the weekly performance analysis of a scrape (and last week's snapshot).
+//! - [`analyze_performance`]: the weekly performance analysis of a scrape (and last week's snapshot).
 //! - [`check_monitoring`]: Prometheus, Grafana and Alertmanager, with an optional restart.
 //!
 //! A probe that fails is a [`Check`] with a [`Status`], never an `Err`: one dead dependency
@@ -86,7 +86,7 @@ pub use app::{AppConfig, check_app, judge_body as judge_health_body};
 pub use error::HealthError;
 pub use http::{FetchError, Fetched, get as http_get, parse_url};
 pub use monitoring::{Component, MonitorTarget, MonitoringConfig, MonitoringReport, check_monitoring};
-pub use perf::{EndpointLatency, PerfConfig, PerfReport, analyze, previous_snapshot};
+pub use perf::{EndpointLatency, PerfConfig, PerfReport, analyze_performance, previous_snapshot};
 pub use postgres::{PostgresConfig, check_postgres, pool};
 pub use redis::{RedisConfig, check_redis};
 pub use scrape::{ScrapeConfig, ScrapeError, Scraped, scrape};
@@ -108,7 +108,7 @@ pub struct HealthConfig {
 }
 
 /// The outcome of [`check_all`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HealthReport {
     /// Worst status of the checks.
     pub status: Status,

@@ -155,7 +155,7 @@ fn choose_label<'a>(
 
 /// Analyses `now`; with `previous` (a scrape and its time), over the interval between them.
 /// Counters that went down (the app restarted) count from zero.
-pub fn analyze(
+pub fn analyze_performance(
     cfg: &PerfConfig,
     now: &Exposition,
     previous: Option<(&Exposition, OffsetDateTime)>,
@@ -409,7 +409,7 @@ mod tests {
              kyb_http_request_duration_seconds_count{endpoint=\"/a\"} 2000\n",
         );
         let week_ago = time::macros::datetime!(2026-11-19 02:00 UTC);
-        let r = analyze(&PerfConfig::default(), &now, Some((&prev, week_ago)));
+        let r = analyze_performance(&PerfConfig::default(), &now, Some((&prev, week_ago)));
         assert_eq!(r.total_requests, 1000.0);
         assert_eq!(r.error_requests, 10.0);
         assert!((r.avg_s - 0.5).abs() < 1e-12, "500 s over 1000 requests");
@@ -419,13 +419,13 @@ mod tests {
         assert_eq!(err.status, Status::Warn, "1% of requests: {err:?}");
         assert!(err.summary.contains("since 2026-11-19"), "{}", err.summary);
         // The counters went down: the app restarted, so the new values count whole.
-        let r = analyze(&PerfConfig::default(), &prev, Some((&now, week_ago)));
+        let r = analyze_performance(&PerfConfig::default(), &prev, Some((&now, week_ago)));
         assert_eq!(r.total_requests, 1000.0);
     }
 
     #[test]
     fn without_the_metrics_the_rows_are_unknown() {
-        let r = analyze(&PerfConfig::default(), &kyb_prom::parse("up 1\n"), None);
+        let r = analyze_performance(&PerfConfig::default(), &kyb_prom::parse("up 1\n"), None);
         let unknown: Vec<&str> =
             r.checks.iter().filter(|c| c.status == Status::Unknown).map(|c| c.name.as_str()).collect();
         assert_eq!(unknown, ["requests", "response time"]);
@@ -489,7 +489,7 @@ mod tests {
                 }
             }
             let cfg = PerfConfig { endpoint_label: configured.to_owned(), ..PerfConfig::default() };
-            let r = analyze(&cfg, &Exposition { samples, ..Exposition::default() }, None);
+            let r = analyze_performance(&cfg, &Exposition { samples, ..Exposition::default() }, None);
             proptest::prop_assert_eq!(r.endpoints.is_empty(), matches!(choice, LabelChoice::Missing(_)));
             proptest::prop_assert!(r.endpoints.iter().all(|e| !e.endpoint.is_empty()));
             let warned = r.checks.iter().any(|c| c.name == "endpoint label" && c.status == Status::Warn);

@@ -191,7 +191,7 @@ mod performance {
     async fn an_app_labelled_by_path_is_read_by_path_with_a_warn() {
         let app = FakeApp::start(HealthMode::Healthy).await;
         app.set_metrics(MetricsMode::PathLabel);
-        let r = analyze(&PerfConfig::default(), &scraped(app.url("/metrics")).await, None);
+        let r = analyze_performance(&PerfConfig::default(), &scraped(app.url("/metrics")).await, None);
         let label = check(&r, "endpoint label");
         assert_eq!(label.status, Status::Warn);
         assert!(
@@ -221,7 +221,7 @@ mod performance {
     #[tokio::test]
     async fn the_configured_label_gives_no_warning() {
         let app = FakeApp::start(HealthMode::Healthy).await;
-        let r = analyze(&PerfConfig::default(), &scraped(app.url("/metrics")).await, None);
+        let r = analyze_performance(&PerfConfig::default(), &scraped(app.url("/metrics")).await, None);
         assert!(r.checks.iter().all(|c| !c.name.ends_with(" label")), "{:#?}", r.checks);
         assert_eq!(r.endpoints.len(), 6);
     }
@@ -247,7 +247,7 @@ http_requests_total{method=\"GET\",code=\"503\"} 5
     #[tokio::test]
     async fn without_any_endpoint_label_it_says_so_and_lists_no_nameless_endpoint() {
         let server = raw_server(Body::Fixed(UNLABELLED.as_bytes().to_vec())).await;
-        let r = analyze(&cfg(), &scraped(server.url.clone()).await, None);
+        let r = analyze_performance(&cfg(), &scraped(server.url.clone()).await, None);
         let label = check(&r, "endpoint label");
         assert_eq!(label.status, Status::Warn);
         assert!(
@@ -273,7 +273,7 @@ http_requests_total{method=\"GET\",code=\"503\"} 5
     async fn without_any_status_label_the_error_rate_is_unknown_not_zero() {
         let text = UNLABELLED.replace(",code=\"200\"", "").replace(",code=\"503\"", ",outcome=\"x\"");
         let server = raw_server(Body::Fixed(text.into_bytes())).await;
-        let r = analyze(&cfg(), &scraped(server.url.clone()).await, None);
+        let r = analyze_performance(&cfg(), &scraped(server.url.clone()).await, None);
         let errors = check(&r, "error rate");
         assert_eq!(errors.status, Status::Unknown);
         assert!(
