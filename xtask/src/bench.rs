@@ -15,7 +15,7 @@ const PEER_CAP: Duration = Duration::from_secs(30);
 
 pub fn daily() -> Result<ExitCode> {
     let status = crate::cargo()
-        .args(["build", "--release", "--quiet", "--package", "kyb-maint"])
+        .args(["build", "--release", "--quiet", "--package", "kyb-bins", "--bin", "kyb-maint"])
         .status()
         .context("cannot run cargo build")?;
     anyhow::ensure!(status.success(), "building kyb-maint failed");

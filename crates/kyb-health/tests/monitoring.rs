@@ -126,7 +126,8 @@ async fn the_weekly_analysis_of_the_fake_app() {
     let first = scrape(&sc).await.unwrap();
     let second = scrape(&sc).await.unwrap();
     let week_ago = time::OffsetDateTime::now_utc() - time::Duration::days(7);
-    let r = analyze_performance(&PerfConfig::default(), &second.exposition, Some((&first.exposition, week_ago)));
+    let r =
+        analyze_performance(&PerfConfig::default(), &second.exposition, Some((&first.exposition, week_ago)));
     // Six endpoints, the slowest first; counts are the growth between the scrapes.
     assert_eq!(r.endpoints.len(), 6);
     assert!(r.endpoints.windows(2).all(|w| w[0].p95_s >= w[1].p95_s));

@@ -30,18 +30,7 @@ pub fn binary(name: &str) -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
         cmd.current_dir(workspace_root()).args(["build", "--quiet"]);
-        for package in [
-            "kyb-maint",
-            "kyb-health-cli",
-            "kyb-logrotate-cli",
-            "kyb-backup-cli",
-            "kyb-dbmaint-cli",
-            "kyb-mlcheck-cli",
-            "kyb-secaudit-cli",
-            "kyb-update-cli",
-        ] {
-            cmd.args(["--package", package]);
-        }
+        cmd.args(["--package", "kyb-bins"]);
         let status = cmd.args(["--package", "kyb-testkit", "--bins"]).status().map_err(|e| e.to_string())?;
         if status.success() { Ok(()) } else { Err(format!("cargo build exited with {status}")) }
     });

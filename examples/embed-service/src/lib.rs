@@ -119,7 +119,9 @@ pub async fn serve(listener: TcpListener, maint: Arc<Maint>) {
         let maint = Arc::clone(&maint);
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, Arc::clone(&maint)));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -134,7 +136,10 @@ async fn handle(req: Request<Incoming>, maint: Arc<Maint>) -> Result<Response<Fu
             json(code(report.status), &report)
         }
         "/maint/backup" => match &maint.backup {
-            None => json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "no [maint] backup_dir configured" })),
+            None => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({ "error": "no [maint] backup_dir configured" }),
+            ),
             Some(cfg) => match kyb_backup::verify(cfg, time::OffsetDateTime::now_utc()).await {
                 Ok(report) => json(code(Status::worst(report.checks.iter().map(|c| c.status))), &report),
                 Err(e) => json(
@@ -143,7 +148,9 @@ async fn handle(req: Request<Incoming>, maint: Arc<Maint>) -> Result<Response<Fu
                 ),
             },
         },
-        _ => json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "try /maint/health or /maint/backup" })),
+        _ => {
+            json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "try /maint/health or /maint/backup" }))
+        }
     })
 }
 
@@ -159,6 +166,7 @@ fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes
     let body = serde_json::to_vec(body).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
     let mut res = Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
-    res.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    res.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     res
 }

@@ -48,7 +48,8 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value)
 /// The status of the check named `name` in a report's `checks`.
 fn status_of<'a>(report: &'a serde_json::Value, name: &str) -> &'a str {
     let checks = report["checks"].as_array().unwrap_or_else(|| panic!("no checks: {report}"));
-    let check = checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} check: {report}"));
+    let check =
+        checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} check: {report}"));
     check["status"].as_str().unwrap()
 }
 
@@ -57,7 +58,9 @@ async fn it_serves_the_health_report_and_the_latest_backups_verification() {
     let db = fresh_database("embedservice").await;
     db.connect()
         .await
-        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 500);")
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 500);",
+        )
         .await
         .unwrap();
     let r = redis();
@@ -76,7 +79,9 @@ async fn it_serves_the_health_report_and_the_latest_backups_verification() {
 
     // A backup made with the same section's settings is then found and proven whole.
     let section: BackupSection = toml::from_str("max_age_hours = 1").unwrap();
-    let made = kyb_backup::create(&section.create(&backups, db.pg_target()), time::OffsetDateTime::now_utc()).await.unwrap();
+    let made = kyb_backup::create(&section.create(&backups, db.pg_target()), time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     let (code, verified) = get(addr, "/maint/backup").await;
     assert_eq!(code, 200, "{verified}");
     for check in ["backup", "age", "metadata", "size", "checksum", "archive"] {
@@ -119,7 +124,9 @@ fn a_bad_maint_table_is_refused_with_its_key() {
     assert!(e.contains("/etc/service/service.toml") && e.contains("maint.backup.keep_min"), "{e}");
     let e = err(&format!("{base}[maint.health.postgres]\nuser = \"kyb\"\ndbname = \"kyb\"\nhots = \"db\"\n"));
     assert!(e.contains("unknown field `hots`"), "{e}");
-    let e = err(&format!("{base}[maint.health.postgres]\nuser = \"kyb\"\ndbname = \"kyb\"\npassword_env = \"KYB_EMBED_TEST_UNSET\"\n"));
+    let e = err(&format!(
+        "{base}[maint.health.postgres]\nuser = \"kyb\"\ndbname = \"kyb\"\npassword_env = \"KYB_EMBED_TEST_UNSET\"\n"
+    ));
     assert!(e.contains("maint.health.postgres.password_env") && e.contains("KYB_EMBED_TEST_UNSET"), "{e}");
     let e = err(&format!("{base}[maint.backup]\ntimeout_ms = 0\n"));
     assert!(e.contains("between 1 and"), "{e}");

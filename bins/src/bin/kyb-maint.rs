@@ -1,8 +1,7 @@
 //! `kyb-maint`: runs a maintenance flow and exits with a code monitoring understands.
 
 use clap::{Parser, ValueEnum};
-#[path = "../../common/cli.rs"]
-mod cli;
+use kyb_bins::cli;
 
 use kyb_flows::{Flow, RunOptions, run_flow};
 use std::process::ExitCode;

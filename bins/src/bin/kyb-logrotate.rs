@@ -1,7 +1,6 @@
 //! `kyb-logrotate`: log rotation, retention and temp cleanup, on their own schedule.
 
-#[path = "../../common/cli.rs"]
-mod cli;
+use kyb_bins::cli;
 
 use clap::{Parser, Subcommand};
 use kyb_flows::{RunOptions, Task, run_tasks};

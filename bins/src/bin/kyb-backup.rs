@@ -1,8 +1,7 @@
 //! `kyb-backup`: database backups, their verification and retention, configuration archives and
 //! restore drills, each on its own schedule.
 
-#[path = "../../common/cli.rs"]
-mod cli;
+use kyb_bins::cli;
 
 use clap::{Parser, Subcommand};
 use cli::Format;

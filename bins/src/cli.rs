@@ -1,5 +1,5 @@
 //! What the flow binaries share: logging set-up, the report on stdout, the textfile, and how an
-//! error that stops a run is printed. Included by path, since it is binary-only code.
+//! error that stops a run is printed. Binary-only code: the libraries never print or exit.
 
 use clap::ValueEnum;
 use kyb_flows::{FlowReport, render_text};
@@ -71,7 +71,6 @@ fn init_logging() {
 }
 
 /// Prints that the config file lacks what this binary works on (`why`) and returns exit code 2.
-#[allow(dead_code, reason = "only the task binaries that need a section call it")]
 pub fn lacks(bin: &str, config: &std::path::Path, why: &str) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "{bin}: error: {} {why}", config.display());
     ExitCode::from(2)
@@ -79,7 +78,6 @@ pub fn lacks(bin: &str, config: &std::path::Path, why: &str) -> ExitCode {
 
 /// Creates the maintenance directory a task writes into, as the flows do; on failure prints why
 /// and gives exit code 2.
-#[allow(dead_code, reason = "only the task binaries that write there call it")]
 pub fn ensure_dir(bin: &str, dir: &std::path::Path) -> Result<(), ExitCode> {
     std::fs::create_dir_all(dir).map_err(|e| {
         let _ = writeln!(std::io::stderr(), "{bin}: error: cannot create {}: {e}", dir.display());

@@ -1,8 +1,7 @@
 //! `kyb-update`: the application update with its health gate and rollback, SQL migrations, and
 //! the tuning tasks.
 
-#[path = "../../common/cli.rs"]
-mod cli;
+use kyb_bins::cli;
 
 use clap::{Parser, Subcommand};
 use kyb_core::{Check, Status, TaskReport};

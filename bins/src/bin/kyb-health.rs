@@ -1,7 +1,6 @@
 //! `kyb-health`: one health check, Nagios plugin style.
 
-#[path = "../../common/nagios.rs"]
-mod nagios;
+use kyb_bins::nagios;
 
 use clap::{Parser, ValueEnum};
 use kyb_core::{Check, Status};

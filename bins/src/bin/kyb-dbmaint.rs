@@ -1,7 +1,6 @@
 //! `kyb-dbmaint`: maintenance and reports of the `[postgres]` database, one at a time.
 
-#[path = "../../common/cli.rs"]
-mod cli;
+use kyb_bins::cli;
 
 use clap::{Parser, Subcommand};
 use kyb_dbmaint::Report;

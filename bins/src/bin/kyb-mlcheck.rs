@@ -1,7 +1,6 @@
 //! `kyb-mlcheck`: the models the app serves, judged from one scrape of its `/metrics`.
 
-#[path = "../../common/cli.rs"]
-mod cli;
+use kyb_bins::cli;
 
 use clap::Parser;
 use kyb_flows::FlowReport;

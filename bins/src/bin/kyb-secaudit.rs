@@ -1,7 +1,6 @@
 //! `kyb-secaudit`: the security audit, one part or all, with Nagios-style exit codes.
 
-#[path = "../../common/nagios.rs"]
-mod nagios;
+use kyb_bins::nagios;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kyb_core::{Check, Status};

@@ -1,0 +1,9 @@
+//! What the kyb binaries share, so that every one of them reads its arguments, logs, prints and
+//! exits the same way.
+//!
+//! - [`cli`]: the options every flow and task binary takes (`--config`, `--format`,
+//!   `--textfile`), logging, the report on stdout and the exit codes.
+//! - [`nagios`]: plugin output for the binaries monitoring runs (`kyb-health`, `kyb-secaudit`).
+
+pub mod cli;
+pub mod nagios;
