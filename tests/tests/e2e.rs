@@ -526,7 +526,7 @@ mod nagios {
         let s = setup("nagok", Opts::default()).await;
         let (code, out) = health(&s, &["app"]).await;
         assert_eq!(code, 0, "{out}");
-        assert!(out.starts_with("OK - app: HTTP 200 in "), "{out}");
+        assert!(out.starts_with("KYB-HEALTH OK - app: HTTP 200 in "), "{out}");
         assert!(out.contains(" | 'latency'=") && out.contains("s;0.5;2"), "{out}");
         for which in ["postgres", "redis", "all"] {
             let (code, out) = health(&s, &[which]).await;
@@ -539,7 +539,7 @@ mod nagios {
         let s = setup("nagwarn", Opts { app_mode: HealthMode::NotJson, ..Opts::default() }).await;
         let (code, out) = health(&s, &["app"]).await;
         assert_eq!(code, 1, "{out}");
-        assert!(out.starts_with("WARNING - app: HTTP 200") && out.contains("not JSON"), "{out}");
+        assert!(out.starts_with("KYB-HEALTH WARNING - app: HTTP 200") && out.contains("not JSON"), "{out}");
     }
 
     #[tokio::test]
@@ -547,11 +547,11 @@ mod nagios {
         let s = setup("nagcrit", Opts { app_mode: HealthMode::ServerError, ..Opts::default() }).await;
         let (code, out) = health(&s, &["app"]).await;
         assert_eq!(code, 2, "{out}");
-        assert!(out.starts_with("CRITICAL - app: HTTP 500"), "{out}");
+        assert!(out.starts_with("KYB-HEALTH CRITICAL - app: HTTP 500"), "{out}");
         let s = setup("nagcritpg", Opts { pg_port: Some(dead_port()), ..Opts::default() }).await;
         let (code, out) = health(&s, &["postgres"]).await;
         assert_eq!(code, 2, "{out}");
-        assert!(out.starts_with("CRITICAL - postgres: "), "{out}");
+        assert!(out.starts_with("KYB-HEALTH CRITICAL - postgres: "), "{out}");
     }
 
     #[tokio::test]
@@ -560,13 +560,25 @@ mod nagios {
         std::fs::write(&s.config, "[paths]\nmaintenance_dir = \"m\"\nbogus = 1\n").unwrap();
         let (code, out) = health(&s, &["app"]).await;
         assert_eq!(code, 3, "{out}");
-        assert!(out.starts_with("UNKNOWN - config: ") && out.contains(":3:"), "{out}");
+        assert!(out.starts_with("KYB-HEALTH UNKNOWN - config: ") && out.contains(":3:"), "{out}");
         std::fs::write(&s.config, "[paths]\nmaintenance_dir = \"m\"\n").unwrap();
         let (code, out) = health(&s, &["redis"]).await;
         assert_eq!(code, 3, "{out}");
         assert!(out.contains("no [redis] section"), "{out}");
-        let (code, _) = health(&s, &["no-such-check"]).await;
-        assert_eq!(code, 3);
+        let (code, out) = health(&s, &["no-such-check"]).await;
+        assert_eq!(code, 3, "{out}");
+        assert!(out.starts_with("KYB-HEALTH UNKNOWN - usage: invalid value 'no-such-check'"), "{out}");
+        // A config that is not there at all: still one UNKNOWN line on stdout for monitoring.
+        let mut cmd = Command::new(binary("kyb-health"));
+        cmd.args(["app", "--config"]).arg(s.config.with_file_name("missing.toml"));
+        let out = run(cmd).await;
+        assert_eq!(out.status.code(), Some(3));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.starts_with("KYB-HEALTH UNKNOWN - config: ") && stdout.contains("missing.toml"),
+            "{stdout}"
+        );
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
     }
 
     #[tokio::test]
@@ -1650,7 +1662,7 @@ mod secaudit_cli {
         plant(&s);
         let out = run(secaudit(&s, &["perms", "--format", "nagios"])).await;
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
-        assert!(text(&out.stdout).starts_with("CRITICAL - "), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).starts_with("KYB-SECAUDIT CRITICAL - "), "{}", text(&out.stdout));
         assert!(text(&out.stdout).contains("world-writable file"), "{}", text(&out.stdout));
 
         let out = run(secaudit(&s, &["logs", "--format", "json"])).await;
@@ -1693,6 +1705,11 @@ mod secaudit_cli {
         let out = run(secaudit(&s, &["certs"])).await;
         assert_eq!(out.status.code(), Some(3));
         assert!(text(&out.stderr).contains("security.endpoints"), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.starts_with("KYB-SECAUDIT UNKNOWN - config: ") && stdout.contains("security.endpoints"),
+            "{stdout}"
+        );
 
         let cfg = cfg.replace(
             "endpoints = [\"no-port-here\"]",
@@ -1701,7 +1718,7 @@ mod secaudit_cli {
         std::fs::write(&s.config, &cfg).unwrap();
         let out = run(secaudit(&s, &["logs", "--format", "nagios"])).await;
         assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
-        assert!(text(&out.stdout).starts_with("UNKNOWN - "), "{}", text(&out.stdout));
+        assert!(text(&out.stdout).starts_with("KYB-SECAUDIT UNKNOWN - "), "{}", text(&out.stdout));
         let out = run(secaudit(&s, &["advisories", "--format", "nagios"])).await;
         assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
         assert!(text(&out.stdout).contains("no advisory database"), "{}", text(&out.stdout));

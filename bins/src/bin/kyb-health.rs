@@ -9,8 +9,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+const BIN: &str = "kyb-health";
+
 /// Runs one health check and prints it as a Nagios plugin does:
-/// `STATUS - summary | perfdata`, then one line per check.
+/// `KYB-HEALTH STATUS - summary | perfdata`, then one line per check.
 ///
 /// Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (including a bad config or a check that
 /// is not configured).
@@ -44,7 +46,7 @@ enum CheckArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
-    /// `OK - ... | perfdata`.
+    /// `KYB-HEALTH OK - ... | perfdata`.
     Nagios,
     /// `{"status": ..., "checks": [...]}`.
     Json,
@@ -52,7 +54,7 @@ enum Format {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli: Cli = match nagios::parse_args() {
+    let cli: Cli = match nagios::parse_args(BIN) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -62,7 +64,7 @@ async fn main() -> ExitCode {
     };
     let status = Status::worst(checks.iter().map(|c| c.status));
     let out = match cli.format {
-        Format::Nagios => nagios::nagios(status, &checks),
+        Format::Nagios => nagios::nagios(BIN, status, &checks),
         Format::Json => {
             serde_json::to_string_pretty(&serde_json::json!({ "status": status, "checks": checks }))
                 .expect("checks serialize")

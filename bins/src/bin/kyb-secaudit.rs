@@ -3,7 +3,7 @@
 use kyb_bins::nagios;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kyb_core::{Check, Status};
+use kyb_core::Check;
 use kyb_flows::security::{Audit, audit};
 use kyb_flows::{FlowReport, render_text};
 use std::io::Write;
@@ -84,15 +84,16 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli: Cli = match nagios::parse_args() {
+    let cli: Cli = match nagios::parse_args(BIN) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
     let mut cfg = match kyb_flows::config::load(&cli.config) {
         Ok(cfg) => cfg,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "{BIN}: error: {}", kyb_core::error_chain(&e));
-            return ExitCode::from(Status::Unknown.nagios_code());
+            let why = kyb_core::error_chain(&e);
+            let _ = writeln!(std::io::stderr(), "{BIN}: error: {why}");
+            return nagios::unknown(BIN, &format!("config: {why}"), None);
         }
     };
     let now = OffsetDateTime::now_utc();
@@ -125,7 +126,7 @@ async fn main() -> ExitCode {
                     })
                 })
                 .collect();
-            nagios::nagios(report.status, &checks)
+            nagios::nagios(BIN, report.status, &checks)
         }
     };
     let _ = std::io::stdout().lock().write_all(out.as_bytes());

@@ -77,12 +77,15 @@ pub struct Metric {
     /// Critical threshold, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crit: Option<f64>,
+    /// The thresholds are floors: a value below them is worse (days left, cache hit ratio).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lower_is_worse: bool,
 }
 
 impl Metric {
     /// A metric without thresholds.
     pub fn new(label: impl Into<String>, value: f64, unit: Unit) -> Metric {
-        Metric { label: label.into(), value, unit, warn: None, crit: None }
+        Metric { label: label.into(), value, unit, warn: None, crit: None, lower_is_worse: false }
     }
 
     /// Sets the thresholds the value was judged against.
@@ -92,13 +95,21 @@ impl Metric {
         self
     }
 
-    /// Nagios perfdata form: `'label'=value[unit];[warn];[crit]`.
+    /// Sets thresholds that are floors, where lower is worse: below `warn` is Warn, below `crit`
+    /// is Crit (`warn` at or above `crit`).
+    pub fn with_floor_thresholds(self, warn: f64, crit: f64) -> Metric {
+        Metric { lower_is_worse: true, ..self.with_thresholds(warn, crit) }
+    }
+
+    /// Nagios perfdata form: `'label'=value[unit];[warn];[crit]`, floors in range syntax
+    /// (`;30:;7:`, alert below), as the monitoring-plugins guidelines write them.
     pub fn perfdata(&self) -> String {
         let mut out = String::new();
         let label = self.label.replace('\'', "\"");
         let _ = write!(out, "'{label}'={}{}", trim_float(self.value), self.unit.perfdata_suffix());
         if self.warn.is_some() || self.crit.is_some() {
-            let show = |v: Option<f64>| v.map(trim_float).unwrap_or_default();
+            let floor = if self.lower_is_worse { ":" } else { "" };
+            let show = |v: Option<f64>| v.map(|v| format!("{}{floor}", trim_float(v))).unwrap_or_default();
             let _ = write!(out, ";{};{}", show(self.warn), show(self.crit));
         }
         out
@@ -202,6 +213,12 @@ mod tests {
         let m = Metric::new("latency", 0.0125, Unit::Seconds).with_thresholds(0.5, 1.0);
         assert_eq!(m.perfdata(), "'latency'=0.0125s;0.5;1");
         assert_eq!(Metric::new("up", 3.0, Unit::None).perfdata(), "'up'=3");
+        // Lower is worse: the monitoring-plugins range syntax, alert below the value.
+        let days = Metric::new("days_left", 12.5, Unit::None).with_floor_thresholds(30.0, 7.0);
+        assert_eq!(days.perfdata(), "'days_left'=12.5;30:;7:");
+        let json = serde_json::to_value(&days).unwrap();
+        assert_eq!(json["lower_is_worse"], true);
+        assert!(serde_json::to_value(&m).unwrap().get("lower_is_worse").is_none(), "left out when false");
     }
 
     #[test]

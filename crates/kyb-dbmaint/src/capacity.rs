@@ -361,7 +361,7 @@ fn forecast_check(disk: &Disk, growth: Option<f64>, c: &CapacityConfig, now: Off
         check: Check::new("disk forecast", status, summary)
             .with_metric(
                 Metric::new("days_until_full", days, Unit::None)
-                    .with_thresholds(c.days_left_warn, c.days_left_crit),
+                    .with_floor_thresholds(c.days_left_warn, c.days_left_crit),
             )
             .with_metric(free_metric),
         days_until_full: Some(days),

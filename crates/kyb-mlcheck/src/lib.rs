@@ -442,7 +442,7 @@ fn accuracy_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy, t: Option<&Mo
         None => format!("warn below {}", t.warn_below),
     };
     let advice = if status == Status::Ok { "" } else { "; consider retraining" };
-    let metric = Metric { warn: Some(t.warn_below), crit: t.crit_below, ..metric };
+    let metric = Metric { warn: Some(t.warn_below), crit: t.crit_below, lower_is_worse: true, ..metric };
     Check::new(check_name, status, format!("{acc:.3} ({levels}){advice}")).with_metric(metric)
 }
 

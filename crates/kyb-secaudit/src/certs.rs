@@ -155,7 +155,7 @@ fn judge(cfg: &CertConfig, name: &str, c: &CertInfo, now: OffsetDateTime) -> Che
     let sans = if c.sans.is_empty() { String::new() } else { format!("; SANs {}", c.sans.join(", ")) };
     Check::new(name, status, format!("{state}: {} issued by {}{sans}", c.subject, c.issuer)).with_metric(
         Metric::new("days_left", (c.days_left * 100.0).round() / 100.0, Unit::None)
-            .with_thresholds(cfg.warn_days, cfg.crit_days),
+            .with_floor_thresholds(cfg.warn_days, cfg.crit_days),
     )
 }
 

@@ -105,6 +105,8 @@ async fn each_file_gets_its_status_days_and_reason() {
     let c = check(&r, &format!("{} #0", at("expiring.crt")));
     assert_eq!(c.status, Status::Warn);
     assert!(c.summary.contains("expires in 10.0 days"), "{}", c.summary);
+    // Fewer days is worse: the perfdata thresholds are floors, in range syntax.
+    assert_eq!(c.metrics[0].perfdata(), "'days_left'=10;30:;7:");
     let c = check(&r, &format!("{} #0", at("expired.pem")));
     assert_eq!(c.status, Status::Crit);
     assert!(c.summary.contains("EXPIRED 0.5 days ago"), "time of day counts: {}", c.summary);

@@ -124,7 +124,7 @@ pub(crate) async fn cache_hit(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
             )
             .with_metric(
                 Metric::new("hit_pct", (pct * 100.0).round() / 100.0, Unit::Percent)
-                    .with_thresholds(rc.cache_hit_warn_pct, rc.cache_hit_crit_pct),
+                    .with_floor_thresholds(rc.cache_hit_warn_pct, rc.cache_hit_crit_pct),
             )
         })
         .collect();
