@@ -5,6 +5,7 @@
 //! - `test [cargo test args…]`: bring the stack up, run the whole suite
 //! - `ci`: fmt --check, clippy -D warnings, test: green here is green in CI
 //! - `docs`: write docs/configuration.md from the config types
+//! - `dist`: man pages and shell completions of every binary, into target/dist/
 //! - `bench daily|logrotate|backup|prom`: the daily flow, log rotation and retention, backups,
 //!   and the exposition parser, against their peers
 
@@ -31,6 +32,8 @@ commands:
   ci                       cargo fmt --check, clippy -D warnings, then test
   docs                     write docs/configuration.md from the config types' doc comments
                            (a test fails when the committed file differs)
+  dist                     write the man pages and bash/zsh/fish completions of every binary
+                           to target/dist/
   bench daily              time the daily flow (healthy and hung app) against the runbook's check
   bench logrotate          rotate+gzip 1 GiB against logrotate; retention over 200k files against find
   bench backup             kyb-backup create against pg_dump | gzip + sha256sum, pg_dump -Fc and the
@@ -68,6 +71,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "test" => test(rest),
         "ci" => ci(),
         "docs" => docs(),
+        "dist" => dist(),
         "bench" => match rest.first().map(String::as_str) {
             Some("daily") => bench::daily(),
             Some("logrotate") => bench_logrotate::run(),
@@ -185,6 +189,15 @@ fn docs() -> Result<ExitCode> {
         eprintln!("xtask docs: wrote docs/configuration.md");
     }
     Ok(exit_code(status))
+}
+
+/// Man pages and completions, for packaging.
+fn dist() -> Result<ExitCode> {
+    let dir = sandbox::target_dir().join("dist");
+    let written =
+        kyb_bins::args::write_dist(&dir).with_context(|| format!("cannot write {}", dir.display()))?;
+    eprintln!("xtask dist: wrote {} files under {}", written.len(), dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cargo() -> Command {

@@ -1,14 +1,14 @@
 //! `kyb-backup`: database backups, their verification and retention, configuration archives and
 //! restore drills, each on its own schedule.
 
+use kyb_bins::args::backup::*;
 use kyb_bins::cli;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use cli::Format;
 use kyb_backup::{Progress, Which};
 use kyb_flows::{FlowReport, backup};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,73 +16,6 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 const BIN: &str = "kyb-backup";
-
-/// Makes, checks and prunes the database backups of the config's `[postgres]` database under
-/// `[paths] backup_dir`, archives the directories of its `[[backup.archive]]` sections, and
-/// proves the latest backup by restoring it into a scratch database.
-///
-/// A backup is `<backup_dir>/full/backup_YYYYMMDD_HHMMSS/` holding the gzipped dump, its
-/// `.sha256` and `backup_metadata.json`; a directory without metadata is not a backup.
-///
-/// Exit codes: 0 Ok or Warn; 1 Crit or Unknown (a failed backup, a damaged one, a failed
-/// drill); 2 could not start (bad config).
-#[derive(Debug, Parser)]
-#[command(name = "kyb-backup", version, about, long_about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-    #[command(flatten)]
-    common: cli::Common,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Dump the database with pg_dump, gzip and hash it in one pass, and publish it atomically.
-    /// Shows progress at a terminal. Ctrl-C or SIGTERM stops it and removes the partial backup.
-    Create {
-        /// Print what would be dumped, and where; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Check a backup: present, young enough, metadata, confinement, size, sha256, and that the
-    /// whole archive reads. Today's backup unless told otherwise.
-    Verify {
-        /// The newest backup, whatever its day.
-        #[arg(long, conflicts_with = "dir")]
-        latest: bool,
-        /// This backup directory.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
-    /// Delete backups past `keep_last` / `max_age_days`. Every backup is verified first; the
-    /// newest `keep_min` good ones are never deleted.
-    Prune {
-        /// Print each keep/delete decision and its reason; delete nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// tar.gz each `[[backup.archive]]` into `<backup_dir>/monthly/monthly_<time>/` with a
-    /// manifest.json (files, sizes, sha256). Unreadable files are listed, and make it Crit.
-    Archive {
-        /// Print what would be archived; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Restore the latest backup into a scratch database `kyb_dr_<time>`, compare tables and
-    /// row counts, and drop it again: on success, on failure and on Ctrl-C or SIGTERM. The
-    /// latest backup must be younger than `max_age_hours`.
-    RestoreDrill {
-        /// Restore this backup directory instead of the latest, whatever its age.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-        /// Print what would be restored; touch nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// List the backups, newest first, from their metadata (nothing is hashed): one row each under
-    /// a header, or with `--format json` an array of objects.
-    List,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {

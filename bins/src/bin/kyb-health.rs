@@ -1,56 +1,14 @@
 //! `kyb-health`: one health check, Nagios plugin style.
 
+use kyb_bins::args::health::*;
 use kyb_bins::nagios;
 
-use clap::{Parser, ValueEnum};
 use kyb_core::{Check, Status};
 use kyb_flows::config;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 const BIN: &str = "kyb-health";
-
-/// Runs one health check and prints it as a Nagios plugin does:
-/// `KYB-HEALTH STATUS - summary | perfdata`, then one line per check.
-///
-/// Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (including a bad config or a check that
-/// is not configured).
-#[derive(Debug, Parser)]
-#[command(name = "kyb-health", version, about, long_about)]
-struct Cli {
-    /// What to check.
-    #[arg(value_enum)]
-    check: CheckArg,
-    /// Config file (TOML), the same file kyb-maint reads.
-    #[arg(long, short, env = "KYB_MAINT_CONFIG", default_value = "/etc/kyb-maint/kyb-maint.toml")]
-    config: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Nagios)]
-    format: Format,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CheckArg {
-    /// The app's health endpoint.
-    App,
-    /// PostgreSQL: SELECT 1.
-    Postgres,
-    /// Redis: PING.
-    Redis,
-    /// CPU, memory, disks, load.
-    System,
-    /// All of the above.
-    All,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// `KYB-HEALTH OK - ... | perfdata`.
-    Nagios,
-    /// `{"status": ..., "checks": [...]}`.
-    Json,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -1,53 +1,26 @@
 //! `kyb-maint`: runs a maintenance flow and exits with a code monitoring understands.
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser};
+use kyb_bins::args::maint::*;
 use kyb_bins::cli;
 
 use kyb_flows::{Flow, RunOptions, run_flow};
+use std::io::Write;
 use std::process::ExitCode;
 
 const BIN: &str = "kyb-maint";
 
-/// Runs the KYB platform's maintenance flows.
-///
-/// Exit codes: 0 every task Ok or Warn; 1 a task Crit or Unknown; 2 the flow could not start
-/// (bad config, another run holds the lock).
-#[derive(Debug, Parser)]
-#[command(name = "kyb-maint", version, about, long_about)]
-struct Cli {
-    /// The flow to run.
-    #[arg(value_enum)]
-    flow: FlowArg,
-    /// Show what would be done; write, delete and restart nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Run heavy work (VACUUM, restarts of the monitoring stack) even outside the maintenance
-    /// windows.
-    #[arg(long)]
-    emergency: bool,
-    #[command(flatten)]
-    common: cli::Common,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FlowArg {
-    /// Health probes, system metrics, metrics snapshot, today's backup, log rotation, retention,
-    /// temp cleanup.
-    Daily,
-    /// App performance (response times, p50/p95/p99 per endpoint, volume, 5xx rate); ML models;
-    /// Prometheus, Grafana, Alertmanager; ANALYZE; unused, duplicate and invalid indexes; table
-    /// sizes, bloat, vacuum state, top table activity; transaction-ID wraparound; sequences.
-    Weekly,
-    /// Database backup, config archive, restore drill, backup retention; slow queries, index
-    /// recommendations, cache hit ratio; VACUUM (ANALYZE) inside a maintenance window; database
-    /// size history and disk-full forecast.
-    Monthly,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let flow = match cli.flow {
+    if let Some(Command::Completions { shell, binary }) = &cli.command {
+        return completions(*shell, binary);
+    }
+    // clap requires a flow whenever no subcommand is given.
+    let Some(flow) = cli.flow else {
+        Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, "give a flow").exit()
+    };
+    let flow = match flow {
         FlowArg::Daily => Flow::Daily,
         FlowArg::Weekly => Flow::Weekly,
         FlowArg::Monthly => Flow::Monthly,
@@ -62,4 +35,23 @@ async fn main() -> ExitCode {
             Err(e) => return cli::fail(BIN, &e),
         };
     cli::finish(BIN, &report, cli.common.format, cli.common.textfile)
+}
+
+fn completions(shell: clap_complete::Shell, binary: &str) -> ExitCode {
+    match kyb_bins::args::completions(shell, binary) {
+        Some(script) => {
+            let _ = std::io::stdout().lock().write_all(&script);
+            ExitCode::SUCCESS
+        }
+        None => {
+            let names: Vec<String> =
+                kyb_bins::args::commands().iter().map(|c| c.get_name().to_owned()).collect();
+            let _ = writeln!(
+                std::io::stderr(),
+                "{BIN}: error: no binary {binary:?}; one of {}",
+                names.join(", ")
+            );
+            ExitCode::from(2)
+        }
+    }
 }

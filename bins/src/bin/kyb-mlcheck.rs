@@ -1,5 +1,6 @@
 //! `kyb-mlcheck`: the models the app serves, judged from one scrape of its `/metrics`.
 
+use kyb_bins::args::mlcheck::*;
 use kyb_bins::cli;
 
 use clap::Parser;
@@ -8,24 +9,6 @@ use std::process::ExitCode;
 use time::OffsetDateTime;
 
 const BIN: &str = "kyb-mlcheck";
-
-/// Checks the ML models the app reports in `/metrics` (`[app]`): each model's accuracy against
-/// its `[[ml.models]]` thresholds (by default bert 0.85 and distilbert 0.80), its fall since the
-/// oldest run within `[ml] trend_days` (from the history file, appended each run), its share of
-/// the inference requests, and its latency when a histogram is exported. A configured model
-/// missing from the scrape is Unknown.
-///
-/// Exit codes: 0 Ok or Warn; 1 Crit or Unknown (a model below its crit level or not reporting,
-/// `/metrics` failing); 2 could not start (bad config, no `[app]`).
-#[derive(Debug, Parser)]
-#[command(name = "kyb-mlcheck", version, about, long_about)]
-struct Cli {
-    /// Read the history; append nothing to it.
-    #[arg(long)]
-    dry_run: bool,
-    #[command(flatten)]
-    common: cli::Common,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {

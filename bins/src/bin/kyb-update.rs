@@ -1,14 +1,14 @@
 //! `kyb-update`: the application update with its health gate and rollback, SQL migrations, and
 //! the tuning tasks.
 
+use kyb_bins::args::update::*;
 use kyb_bins::cli;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use kyb_core::{Check, Status, TaskReport};
 use kyb_flows::FlowReport;
 use kyb_update::{MemoryOptions, MemorySources, MigrateConfig, Outcome, UpdateReport, UpdateRequest};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -18,116 +18,6 @@ const BIN: &str = "kyb-update";
 /// Exit code when nothing could be started: bad arguments or config, another update running.
 /// Not 2, which `app` gives when a rollback failed.
 const CANNOT_START: u8 = 3;
-
-/// Updates the platform: the application binary, the database schema, and the tuning of the
-/// service and the kernel. Settings come from the config file's `[update]` and `[tuning]`
-/// sections.
-///
-/// Exit codes: 0 done (or planned, in a dry run); 1 failed, with the service left as it was or
-/// rolled back healthy; 2 (`app` only) the rollback failed too, or an interrupted update's record
-/// cannot be read, and someone has to act: the output says what state things are in; 3 could not
-/// start (bad arguments or config, another update running), nothing changed.
-#[derive(Debug, Parser)]
-#[command(name = "kyb-update", version, about, long_about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-    #[command(flatten)]
-    common: cli::Common,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Installs a new application binary, with a health gate and rollback.
-    ///
-    /// Stages the new binary beside the installed one and checks its sha256, runs its
-    /// `--config-check`, backs up the current binary, configs and database, stops the service,
-    /// swaps by rename (keeping `<binary>.previous`, or switching the `current` link in the
-    /// releases layout), starts it and holds it to the health gate (K consecutive successes of
-    /// `/health` before a deadline, no restart). Any failure after the stop rolls back:
-    /// previous binary and configs back, restart, gate again.
-    ///
-    /// A run killed part-way is finished by the next one, which first rolls back to the
-    /// previous version and brings it up healthy.
-    App {
-        /// The version being installed, for the backup's name and the report.
-        #[arg(long)]
-        version: String,
-        /// The new binary, or a release directory holding it under the installed binary's
-        /// name (with, optionally, SHA256SUMS and configs/<name>).
-        #[arg(long, value_name = "PATH")]
-        from: PathBuf,
-        /// The expected SHA-256 of the new binary.
-        #[arg(long, value_name = "HEX")]
-        sha256: Option<String>,
-        /// A `sha256sum` file listing the new binary (a release directory's SHA256SUMS is used
-        /// by default).
-        #[arg(long, value_name = "FILE")]
-        checksum_file: Option<PathBuf>,
-        /// Install the release's config files; without it their differences are only shown.
-        #[arg(long)]
-        merge_configs: bool,
-        /// Print the plan (with the checksum and config differences); change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Backs up the database, applies SQL migrations, then verifies.
-    ///
-    /// Migrations are `<version>_<name>.sql` files, applied in order, each in a transaction
-    /// unless its first line is `-- kyb:no-transaction`, recorded in `schema_migrations`, under
-    /// an advisory lock. The backup (`[backup]`) comes first; afterwards the table count and
-    /// failed migrations are checked.
-    Db {
-        /// The migrations directory.
-        #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
-        /// Migrate without the backup first (when no `[backup]` is configured).
-        #[arg(long)]
-        skip_backup: bool,
-        /// List the migrations that would run; run none and back up nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Checks the service's memory and runtime numbers; restarts it only when configured.
-    ///
-    /// The RSS against the `[tuning.memory]` thresholds (Warn above 1 GiB by default): the
-    /// service's, from procfs, when `[update]` says how it runs, and the one the app reports in
-    /// its `/metrics` (`process_resident_memory_bytes`) when `[app]` is configured; either is
-    /// enough for a read-only check. Also the other runtime numbers the app exports. Over the
-    /// threshold, the service is restarted (then held to the health gate) only when
-    /// `restart = true`, which needs `[update]`, and only inside a maintenance window unless
-    /// `--emergency`.
-    Memory {
-        /// Say what would be restarted; restart nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Allow the restart outside the maintenance windows.
-        #[arg(long)]
-        emergency: bool,
-    },
-    /// Applies the kernel settings of `[tuning.sysctl]` and keeps them in one managed file.
-    ///
-    /// Each value is written through /proc/sys and read back; when all hold, they are kept in
-    /// /etc/sysctl.d/60-kyb.conf, rewritten only when it differs. A refused value puts back what
-    /// this run set and leaves the file alone. Unknown keys stop the run before anything is
-    /// written.
-    Sysctl {
-        /// Show how the file would change and which values would be set.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Drops the kernel's page cache, dentries and inodes (costly: see --help).
-    ///
-    /// WARNING: this throws away every cached file page on the host, the database's included.
-    /// Everything is then read from disk again, and PostgreSQL and the service run slower until
-    /// the cache is warm. It frees no memory the kernel would not free by itself; use it for
-    /// measurements, not as routine maintenance.
-    DropCaches {
-        /// Say what would be done.
-        #[arg(long)]
-        dry_run: bool,
-    },
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {

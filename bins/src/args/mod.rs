@@ -1,0 +1,122 @@
+//! Each binary's arguments, as clap types: the binaries parse them, and `kyb-maint completions`
+//! and `cargo xtask dist` render them into shell completions and man pages.
+
+pub mod backup;
+pub mod dbmaint;
+pub mod health;
+pub mod logrotate;
+pub mod maint;
+pub mod mlcheck;
+pub mod secaudit;
+pub mod update;
+
+use clap::CommandFactory;
+
+/// Every binary's command line, `kyb-maint` first.
+pub fn commands() -> Vec<clap::Command> {
+    vec![
+        maint::Cli::command(),
+        health::Cli::command(),
+        logrotate::Cli::command(),
+        backup::Cli::command(),
+        dbmaint::Cli::command(),
+        mlcheck::Cli::command(),
+        secaudit::Cli::command(),
+        update::Cli::command(),
+    ]
+}
+
+/// The completion script of `binary` (`kyb-health`) for `shell`; `None` for a name that is not
+/// one of ours.
+pub fn completions(shell: clap_complete::Shell, binary: &str) -> Option<Vec<u8>> {
+    let mut cmd = commands().into_iter().find(|c| c.get_name() == binary)?;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, binary, &mut out);
+    Some(out)
+}
+
+/// Writes every binary's man page (`man/<binary>.1`) and its completion scripts for bash, zsh and
+/// fish (`completions/`) under `dir`: what `cargo xtask dist` ships. Returns the files written.
+pub fn write_dist(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    use clap_complete::Shell;
+    let mut written = Vec::new();
+    let (man, comp) = (dir.join("man"), dir.join("completions"));
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&comp)?;
+    for cmd in commands() {
+        let name = cmd.get_name().to_owned();
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut page)?;
+        let path = man.join(format!("{name}.1"));
+        std::fs::write(&path, page)?;
+        written.push(path);
+        for (shell, file) in [
+            (Shell::Bash, name.clone()),
+            (Shell::Zsh, format!("_{name}")),
+            (Shell::Fish, format!("{name}.fish")),
+        ] {
+            let path = comp.join(shell.to_string()).join(file);
+            std::fs::create_dir_all(path.parent().unwrap_or(&comp))?;
+            std::fs::write(&path, completions(shell, &name).unwrap_or_default())?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each `--help` ends with examples, and every example parses as the binary would parse it.
+    #[test]
+    fn every_help_ends_with_examples_that_parse() {
+        for cmd in commands() {
+            let name = cmd.get_name().to_owned();
+            let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            let examples: Vec<&str> =
+                help.lines().filter_map(|l| l.trim().strip_prefix(name.as_str())).collect();
+            assert!((2..=4).contains(&examples.len()), "{name}: {help}");
+            for example in examples {
+                // What a shell would hand over: the words up to a redirection.
+                let words = std::iter::once(name.as_str())
+                    .chain(example.split_whitespace().take_while(|w| !w.starts_with('>')));
+                if let Err(e) = cmd.clone().try_get_matches_from(words) {
+                    panic!("{name}{example}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn versions_name_the_commit() {
+        for cmd in commands() {
+            let version = cmd.get_version().unwrap_or_default();
+            assert!(
+                version.starts_with(env!("CARGO_PKG_VERSION")) && version.contains("(commit "),
+                "{version}"
+            );
+        }
+    }
+
+    #[test]
+    fn dist_has_a_man_page_and_three_completions_per_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_dist(dir.path()).unwrap();
+        assert_eq!(written.len(), 8 * 4, "{written:?}");
+        for cmd in commands() {
+            let name = cmd.get_name();
+            let page = std::fs::read_to_string(dir.path().join(format!("man/{name}.1"))).unwrap();
+            assert!(page.contains(&format!(".TH {name} 1")), "{name}: {}", &page[..200.min(page.len())]);
+            assert!(page.contains("Examples:"), "{name}: the examples are in the man page too");
+            let bash = std::fs::read_to_string(dir.path().join(format!("completions/bash/{name}"))).unwrap();
+            assert!(bash.contains(&format!("complete -F _{}", name.replace('-', "__"))), "{bash}");
+            let zsh = std::fs::read_to_string(dir.path().join(format!("completions/zsh/_{name}"))).unwrap();
+            assert!(zsh.starts_with(&format!("#compdef {name}")), "{zsh}");
+            let fish =
+                std::fs::read_to_string(dir.path().join(format!("completions/fish/{name}.fish"))).unwrap();
+            assert!(fish.contains(&format!("complete -c {name}")), "{fish}");
+        }
+        assert_eq!(completions(clap_complete::Shell::Bash, "kyb-nope"), None);
+    }
+}
