@@ -14,9 +14,12 @@ pub enum Format {
     Text,
     /// The report as one JSON document.
     Json,
+    /// Nagios plugin lines, `KYB-BACKUP WARNING - ... | perfdata`, and Nagios exit codes
+    /// (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    Nagios,
 }
 
-/// The options every flow and task binary takes.
+/// The options every kyb binary takes.
 #[derive(Debug, clap::Args)]
 pub struct Common {
     /// Config file (TOML); every kyb binary reads the same one.
@@ -28,9 +31,9 @@ pub struct Common {
         default_value = "/etc/kyb-maint/kyb-maint.toml"
     )]
     pub config: PathBuf,
-    /// Report format on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Report format on stdout [default: nagios for kyb-health, text for the others].
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<Format>,
     /// Also write the statuses and durations as Prometheus metrics to this file, for
     /// node_exporter's textfile collector (e.g. /var/lib/node_exporter/textfile/kyb-maint.prom).
     #[arg(long, global = true, value_name = "FILE")]
@@ -38,12 +41,33 @@ pub struct Common {
 }
 
 impl Common {
-    /// Sets up logging and loads the config file; on a bad config prints why and gives exit
-    /// code 2.
+    /// The format asked for, text if none.
+    pub fn format(&self) -> Format {
+        self.format.unwrap_or(Format::Text)
+    }
+
+    /// Sets up logging and loads the config file. On a bad config prints why and gives exit code
+    /// 2; with `--format nagios`, an UNKNOWN line on stdout and exit code 3.
     pub fn start(&self, bin: &str) -> Result<kyb_flows::Config, ExitCode> {
         init_logging();
-        kyb_flows::config::load(&self.config).map_err(|e| fail(bin, &e))
+        kyb_flows::config::load(&self.config).map_err(|e| match self.format() {
+            Format::Nagios => cannot_start_plugin(bin, &e),
+            _ => fail(bin, &e),
+        })
     }
+
+    /// [`Common::start`] for a Nagios-style binary (`kyb-health`, `kyb-secaudit`): whatever the
+    /// format, a bad config is an UNKNOWN line on stdout, the error on stderr, and exit code 3.
+    pub fn start_plugin(&self, bin: &str) -> Result<kyb_flows::Config, ExitCode> {
+        init_logging();
+        kyb_flows::config::load(&self.config).map_err(|e| cannot_start_plugin(bin, &e))
+    }
+}
+
+fn cannot_start_plugin(bin: &str, err: &dyn std::error::Error) -> ExitCode {
+    let why = kyb_core::error_chain(err);
+    let _ = writeln!(std::io::stderr(), "{bin}: error: {why}");
+    crate::nagios::unknown(bin, &format!("config: {why}"), None)
 }
 
 /// Human log lines at a terminal (warnings only: the report is the output), JSON lines with
@@ -92,21 +116,47 @@ pub fn fail(bin: &str, err: &dyn std::error::Error) -> ExitCode {
 }
 
 /// Prints the report, writes the textfile if asked (not in a dry run), and returns the exit
-/// code: 0 when every task is Ok or Warn, 1 otherwise or when the textfile cannot be written.
+/// code: 0 when every task is Ok or Warn, 1 otherwise or when the textfile cannot be written;
+/// with `--format nagios`, the Nagios code of the report's status.
 pub fn finish(bin: &str, report: &FlowReport, format: Format, textfile: Option<PathBuf>) -> ExitCode {
+    let written = emit(bin, report, format, textfile);
+    match format {
+        Format::Nagios => ExitCode::from(report.status.nagios_code()),
+        _ => ExitCode::from(report.exit_code().max(u8::from(!written))),
+    }
+}
+
+/// [`finish`] for a Nagios-style binary: the exit code is the Nagios code of the report's status
+/// whatever the format (UNKNOWN when the textfile cannot be written).
+pub fn finish_plugin(bin: &str, report: &FlowReport, format: Format, textfile: Option<PathBuf>) -> ExitCode {
+    let written = emit(bin, report, format, textfile);
+    let code = report.status.nagios_code();
+    ExitCode::from(if written { code } else { code.max(kyb_core::Status::Unknown.nagios_code()) })
+}
+
+/// Prints the report in `format` and writes the textfile if asked; false when the textfile could
+/// not be written (said on stderr).
+fn emit(bin: &str, report: &FlowReport, format: Format, textfile: Option<PathBuf>) -> bool {
     let out = match format {
         Format::Text => render_text(report),
         Format::Json => serde_json::to_string_pretty(report).expect("reports serialize") + "\n",
+        Format::Nagios => crate::nagios::report(bin, report),
     };
     // A closed stdout (e.g. piped into `head`) must not turn a good run into a crash.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    let mut code = report.exit_code();
     if let Some(path) = textfile.filter(|_| !report.dry_run)
         && let Err(e) = kyb_flows::textfile::write(&path, report)
     {
         // Monitoring would go on reading stale numbers: make the run fail visibly.
         let _ = writeln!(std::io::stderr(), "{bin}: error: {}", kyb_core::error_chain(&e));
-        code = code.max(1);
+        return false;
     }
-    ExitCode::from(code)
+    true
+}
+
+/// For an output that has no Nagios form (a listing, an update's step log): says so and
+/// returns exit code 2.
+pub fn no_nagios(bin: &str, what: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "{bin}: error: {what} has no --format nagios; use text or json");
+    ExitCode::from(2)
 }

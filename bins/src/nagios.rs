@@ -40,6 +40,22 @@ pub fn unknown(bin: &str, reason: &str, detail: Option<&str>) -> ExitCode {
     ExitCode::from(Status::Unknown.nagios_code())
 }
 
+/// A report as plugin lines: its checks, named `<task> <check>` when it has more than one task.
+pub fn report(bin: &str, report: &kyb_flows::FlowReport) -> String {
+    let many = report.tasks.len() > 1;
+    let checks: Vec<Check> = report
+        .tasks
+        .iter()
+        .flat_map(|t| {
+            t.checks.iter().map(move |c| {
+                let name = if many { format!("{} {}", t.name, c.name) } else { c.name.clone() };
+                Check { name, ..c.clone() }
+            })
+        })
+        .collect();
+    nagios(bin, report.status, &checks)
+}
+
 /// First line: the service, the status and the checks that set it; then perfdata; then one line
 /// per check.
 pub fn nagios(bin: &str, status: Status, checks: &[Check]) -> String {

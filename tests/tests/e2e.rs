@@ -588,7 +588,25 @@ mod nagios {
         assert_eq!(code, 0, "{out}");
         let json: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(json["status"], "ok");
-        assert_eq!(json["checks"][0]["name"], "redis");
+        assert_eq!(json["tasks"][0]["checks"][0]["name"], "redis", "the report shape of every binary");
+    }
+
+    #[tokio::test]
+    async fn text_format_and_textfile_like_every_binary() {
+        let s = setup("nagtext", Opts::default()).await;
+        let prom = s.dir.path().join("kyb-health.prom");
+        let (code, out) = health(&s, &["redis", "--format", "text", "--textfile", prom.to_str().unwrap()]).await;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("redis") && !out.starts_with("KYB-HEALTH"), "{out}");
+        let metrics = std::fs::read_to_string(&prom).unwrap();
+        assert!(metrics.contains("flow=\"health\""), "{metrics}");
+        // A task binary speaks Nagios when asked, with Nagios exit codes.
+        let mut cmd = Command::new(binary("kyb-mlcheck"));
+        cmd.args(["--format", "nagios", "--config"]).arg(&s.config);
+        let out = run(cmd).await;
+        let stdout = text(&out.stdout);
+        assert!(stdout.starts_with("KYB-MLCHECK "), "{stdout}");
+        assert!((0..=3).contains(&out.status.code().unwrap()), "{stdout}");
     }
 }
 

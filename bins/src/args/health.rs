@@ -1,7 +1,6 @@
 //! `kyb-health`'s arguments.
 
 use clap::{Parser, ValueEnum};
-use std::path::PathBuf;
 
 /// Runs one health check and prints it as a Nagios plugin does:
 /// `KYB-HEALTH STATUS - summary | perfdata`, then one line per check.
@@ -9,17 +8,13 @@ use std::path::PathBuf;
 /// Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (including a bad config or a check that
 /// is not configured).
 #[derive(Debug, Parser)]
-#[command(name = "kyb-health", version = crate::VERSION, after_help = "Examples:\n  kyb-health app --config /etc/kyb-maint/kyb-maint.toml\n  kyb-health all --format json")]
+#[command(name = "kyb-health", version = crate::VERSION, after_help = "Examples:\n  kyb-health app --config /etc/kyb-maint/kyb-maint.toml\n  kyb-health all --format json\n  kyb-health system --format text --textfile /var/lib/node_exporter/textfile/kyb-health.prom")]
 pub struct Cli {
     /// What to check.
     #[arg(value_enum)]
     pub check: CheckArg,
-    /// Config file (TOML), the same file kyb-maint reads.
-    #[arg(long, short, env = "KYB_MAINT_CONFIG", default_value = "/etc/kyb-maint/kyb-maint.toml")]
-    pub config: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Nagios)]
-    pub format: Format,
+    #[command(flatten)]
+    pub common: crate::cli::Common,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,12 +29,4 @@ pub enum CheckArg {
     System,
     /// All of the above.
     All,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// `KYB-HEALTH OK - ... | perfdata`.
-    Nagios,
-    /// `{"status": ..., "checks": [...]}`.
-    Json,
 }

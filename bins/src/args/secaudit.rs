@@ -1,7 +1,6 @@
 //! `kyb-secaudit`'s arguments.
 
-use clap::{Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
 
 /// Audits the platform host (`[security]` in the config):
 ///
@@ -22,28 +21,8 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Config file (TOML), the same file kyb-maint reads.
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "KYB_MAINT_CONFIG",
-        default_value = "/etc/kyb-maint/kyb-maint.toml"
-    )]
-    pub config: PathBuf,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A report for people.
-    Text,
-    /// One JSON document.
-    Json,
-    /// `STATUS - summary | perfdata`, then one line per finding.
-    Nagios,
+    #[command(flatten)]
+    pub common: crate::cli::Common,
 }
 
 #[derive(Debug, Subcommand)]

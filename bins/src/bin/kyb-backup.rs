@@ -81,9 +81,9 @@ async fn main() -> ExitCode {
                 backup::drill("restore-drill", d.as_ref(), dry_run, now, kyb_flows::shutdown_signal()).await;
             (t, dry_run)
         }
-        Command::List => return list(&b.verify.backup_dir, cli.common.format),
+        Command::List => return list(&b.verify.backup_dir, cli.common.format()),
     };
-    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
+    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
 }
 
 /// At a terminal, a status line on stderr twice a second: bytes dumped, written, and the rate.
@@ -121,6 +121,7 @@ fn list(backup_dir: &std::path::Path, format: Format) -> ExitCode {
         Format::Json => serde_json::to_string_pretty(&listed).expect("listings serialize") + "\n",
         Format::Text if listed.is_empty() => format!("no backups in {}/full\n", backup_dir.display()),
         Format::Text => table(&listed),
+        Format::Nagios => return cli::no_nagios(BIN, "kyb-backup list"),
     };
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     ExitCode::SUCCESS

@@ -50,11 +50,11 @@ async fn main() -> ExitCode {
         Command::Reports => {
             let tasks = reports("db-reports", Some(db), &Report::ALL).await;
             let r = FlowReport::of("db-reports".to_owned(), tasks, now, false);
-            return cli::finish(BIN, &r, cli.common.format, cli.common.textfile);
+            return cli::finish(BIN, &r, cli.common.format(), cli.common.textfile);
         }
         Command::Report(r) => (report(Some(db), which(r)).await, false),
     };
-    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
+    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
 }
 
 fn which(c: ReportCmd) -> Report {

@@ -1,11 +1,10 @@
 //! `kyb-health`: one health check, Nagios plugin style.
 
 use kyb_bins::args::health::*;
-use kyb_bins::nagios;
+use kyb_bins::{cli, nagios};
 
-use kyb_core::{Check, Status};
+use kyb_core::{Check, Status, TaskReport};
 use kyb_flows::config;
-use std::io::Write;
 use std::process::ExitCode;
 
 const BIN: &str = "kyb-health";
@@ -16,21 +15,17 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    let checks = match config::load(&cli.config) {
-        Ok(cfg) => run(cli.check, &cfg).await,
-        Err(e) => vec![Check::new("config", Status::Unknown, kyb_core::error_chain(&e))],
+    let cfg = match cli.common.start_plugin(BIN) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
     };
-    let status = Status::worst(checks.iter().map(|c| c.status));
-    let out = match cli.format {
-        Format::Nagios => nagios::nagios(BIN, status, &checks),
-        Format::Json => {
-            serde_json::to_string_pretty(&serde_json::json!({ "status": status, "checks": checks }))
-                .expect("checks serialize")
-                + "\n"
-        }
-    };
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    ExitCode::from(status.nagios_code())
+    let now = time::OffsetDateTime::now_utc();
+    let clock = std::time::Instant::now();
+    let checks = run(cli.check, &cfg).await;
+    let task = TaskReport::from_checks("health", checks, clock.elapsed());
+    let report = kyb_flows::FlowReport::single(task, now, false);
+    let format = cli.common.format.unwrap_or(cli::Format::Nagios);
+    cli::finish_plugin(BIN, &report, format, cli.common.textfile)
 }
 
 async fn run(which: CheckArg, cfg: &config::Config) -> Vec<Check> {

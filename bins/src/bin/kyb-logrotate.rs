@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
     };
     let dry_run = matches!(cli.command, Command::Plan);
     match run_tasks("logrotate", &TASKS, &cfg, RunOptions { dry_run, ..RunOptions::default() }).await {
-        Ok(report) => cli::finish(BIN, &report, cli.common.format, cli.common.textfile),
+        Ok(report) => cli::finish(BIN, &report, cli.common.format(), cli.common.textfile),
         Err(e) => cli::fail(BIN, &e),
     }
 }

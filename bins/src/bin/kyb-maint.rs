@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
             Ok(r) => r,
             Err(e) => return cli::fail(BIN, &e),
         };
-    cli::finish(BIN, &report, cli.common.format, cli.common.textfile)
+    cli::finish(BIN, &report, cli.common.format(), cli.common.textfile)
 }
 
 fn completions(shell: clap_complete::Shell, binary: &str) -> ExitCode {

@@ -28,5 +28,5 @@ async fn main() -> ExitCode {
     }
     let now = OffsetDateTime::now_utc();
     let task = kyb_flows::observe::mlcheck("ml-models", &cfg, now, cli.dry_run).await;
-    cli::finish(BIN, &FlowReport::single(task, now, cli.dry_run), cli.common.format, cli.common.textfile)
+    cli::finish(BIN, &FlowReport::single(task, now, cli.dry_run), cli.common.format(), cli.common.textfile)
 }

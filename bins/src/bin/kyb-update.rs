@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
             };
             let req = UpdateRequest { version, from, sha256, checksum_file, merge_configs, dry_run };
             return match kyb_update::update_app(update, &req, now).await {
-                Ok(report) => print_update(&report, cli.common.format),
+                Ok(report) => print_update(&report, cli.common.format()),
                 Err(e) => {
                     let _ = writeln!(std::io::stderr(), "{BIN}: error: {}", kyb_core::error_chain(&e));
                     ExitCode::from(e.exit_code())
@@ -178,7 +178,7 @@ async fn main() -> ExitCode {
             Err(e) => return cannot_start(&e),
         },
     };
-    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format, cli.common.textfile)
+    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
 }
 
 fn lacks(config: &std::path::Path, why: &str) -> ExitCode {
@@ -200,6 +200,7 @@ fn print_update(report: &UpdateReport, format: cli::Format) -> ExitCode {
             serde_json::to_string_pretty(&v).expect("values serialize") + "\n"
         }
         cli::Format::Text => render_update(report),
+        cli::Format::Nagios => return cli::no_nagios(BIN, "kyb-update app"),
     };
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     ExitCode::from(code)
