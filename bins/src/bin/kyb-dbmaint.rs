@@ -4,7 +4,7 @@ use kyb_bins::args::dbmaint::*;
 use kyb_bins::cli;
 
 use clap::Parser;
-use kyb_dbmaint::Report;
+use kyb_dbmaint::ReportKind;
 use kyb_flows::FlowReport;
 use kyb_flows::dbmaint::{OpOptions, Operation, capacity, operation, report, reports};
 use std::process::ExitCode;
@@ -48,7 +48,7 @@ async fn main() -> ExitCode {
             (capacity("db-capacity", Some(db), now, dry_run).await, dry_run)
         }
         Command::Reports => {
-            let tasks = reports("db-reports", Some(db), &Report::ALL).await;
+            let tasks = reports("db-reports", Some(db), &ReportKind::ALL).await;
             let r = FlowReport::of("db-reports".to_owned(), tasks, now, false);
             return cli::finish(BIN, &r, cli.common.format(), cli.common.textfile);
         }
@@ -57,21 +57,21 @@ async fn main() -> ExitCode {
     cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
 }
 
-fn which(c: ReportCmd) -> Report {
+fn which(c: ReportCmd) -> ReportKind {
     match c {
-        ReportCmd::UnusedIndexes => Report::UnusedIndexes,
-        ReportCmd::DuplicateIndexes => Report::DuplicateIndexes,
-        ReportCmd::InvalidIndexes => Report::InvalidIndexes,
-        ReportCmd::Bloat => Report::Bloat,
-        ReportCmd::TableSizes => Report::TableSizes,
-        ReportCmd::VacuumState => Report::VacuumState,
-        ReportCmd::Wraparound => Report::Wraparound,
-        ReportCmd::Sequences => Report::Sequences,
-        ReportCmd::Connections => Report::Connections,
-        ReportCmd::LongQueries => Report::LongQueries,
-        ReportCmd::CacheHit => Report::CacheHit,
-        ReportCmd::IndexRecommendations => Report::IndexRecommendations,
-        ReportCmd::TopActivity => Report::TopActivity,
-        ReportCmd::SlowQueries => Report::SlowQueries,
+        ReportCmd::UnusedIndexes => ReportKind::UnusedIndexes,
+        ReportCmd::DuplicateIndexes => ReportKind::DuplicateIndexes,
+        ReportCmd::InvalidIndexes => ReportKind::InvalidIndexes,
+        ReportCmd::Bloat => ReportKind::Bloat,
+        ReportCmd::TableSizes => ReportKind::TableSizes,
+        ReportCmd::VacuumState => ReportKind::VacuumState,
+        ReportCmd::Wraparound => ReportKind::Wraparound,
+        ReportCmd::Sequences => ReportKind::Sequences,
+        ReportCmd::Connections => ReportKind::Connections,
+        ReportCmd::LongQueries => ReportKind::LongQueries,
+        ReportCmd::CacheHit => ReportKind::CacheHit,
+        ReportCmd::IndexRecommendations => ReportKind::IndexRecommendations,
+        ReportCmd::TopActivity => ReportKind::TopActivity,
+        ReportCmd::SlowQueries => ReportKind::SlowQueries,
     }
 }

@@ -27,6 +27,6 @@ async fn main() -> ExitCode {
         return code;
     }
     let now = OffsetDateTime::now_utc();
-    let task = kyb_flows::observe::mlcheck("ml-models", &cfg, now, cli.dry_run).await;
+    let task = kyb_flows::app_metrics::mlcheck("ml-models", &cfg, now, cli.dry_run).await;
     cli::finish(BIN, &FlowReport::single(task, now, cli.dry_run), cli.common.format(), cli.common.textfile)
 }

@@ -53,7 +53,7 @@ mod session;
 
 pub use capacity::{CapacityConfig, CapacityReport, capacity};
 pub use ops::{OpsReport, analyze, reindex, vacuum_analyze};
-pub use reports::{DbReport, Report, ReportConfig, ReportRun, report, reports};
+pub use reports::{DbReport, ReportConfig, ReportKind, ReportRun, report, reports};
 pub use section::DbMaintSection;
 pub use session::{DbConfig, LOCK_KEY};
 

@@ -26,7 +26,7 @@ fn small() -> ReportConfig {
     }
 }
 
-async fn run(db: &TestDb, rc: &ReportConfig, which: Report) -> DbReport {
+async fn run(db: &TestDb, rc: &ReportConfig, which: ReportKind) -> DbReport {
     report(&cfg(db), rc, which)
         .await
         .unwrap_or_else(|e| panic!("{}: {}", which.name(), kyb_core::error_chain(&e)))
@@ -97,7 +97,7 @@ async fn unused_indexes_are_the_unscanned_non_unique_ones_with_the_stats_reset_t
     }
     c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
     let rc = ReportConfig { unused_index_max_scans: 0, ..small() };
-    let r = run(&db, &rc, Report::UnusedIndexes).await;
+    let r = run(&db, &rc, ReportKind::UnusedIndexes).await;
     assert_eq!(flagged(&r), ["public.accounts_region_idx"], "{:#?}", r.checks);
     let s = &row(&r, "public.accounts_region_idx").summary;
     assert!(s.contains("0 scans") && s.contains("public.accounts"), "{s}");
@@ -108,10 +108,10 @@ async fn unused_indexes_are_the_unscanned_non_unique_ones_with_the_stats_reset_t
     );
 
     // With PgHero's default (50 scans) the lightly used index counts too; a size floor drops both.
-    let r = run(&db, &small(), Report::UnusedIndexes).await;
+    let r = run(&db, &small(), ReportKind::UnusedIndexes).await;
     assert_eq!(flagged(&r), ["public.accounts_created_idx", "public.accounts_region_idx"]);
     let rc = ReportConfig { unused_index_min_bytes: 1 << 30, ..small() };
-    let r = run(&db, &rc, Report::UnusedIndexes).await;
+    let r = run(&db, &rc, ReportKind::UnusedIndexes).await;
     assert!(flagged(&r).is_empty(), "{:#?}", r.checks);
 }
 
@@ -132,7 +132,7 @@ async fn duplicate_indexes_are_those_another_index_covers() {
         ),
     )
     .await;
-    let r = run(&db, &small(), Report::DuplicateIndexes).await;
+    let r = run(&db, &small(), ReportKind::DuplicateIndexes).await;
     // email is a prefix of (email, created); id repeats the primary key. The expression, the
     // partial and the hash index answer other queries.
     assert_eq!(flagged(&r), ["public.accounts_email_idx", "public.accounts_id_idx"], "{:#?}", r.checks);
@@ -163,7 +163,7 @@ async fn duplicate_indexes_are_those_another_index_covers() {
         "CREATE TABLE t (a int, b int); CREATE INDEX t_a_1 ON t (a, b); CREATE INDEX t_a_2 ON t (a, b);",
     )
     .await;
-    let r = run(&db, &small(), Report::DuplicateIndexes).await;
+    let r = run(&db, &small(), ReportKind::DuplicateIndexes).await;
     assert_eq!(flagged(&r), ["public.t_a_2"]);
 }
 
@@ -175,14 +175,14 @@ async fn an_index_left_by_a_failed_concurrent_build_is_invalid() {
     let err =
         c.batch_execute("CREATE UNIQUE INDEX CONCURRENTLY accounts_region_key ON accounts (region)").await;
     assert!(err.is_err(), "the build must fail on duplicate regions");
-    let r = run(&db, &small(), Report::InvalidIndexes).await;
+    let r = run(&db, &small(), ReportKind::InvalidIndexes).await;
     assert_eq!(flagged(&r), ["public.accounts_region_key"], "{:#?}", r.checks);
     let only = &r.checks[0];
     assert_eq!(only.status, Status::Crit);
     assert!(only.summary.contains("DROP INDEX CONCURRENTLY public.accounts_region_key"), "{}", only.summary);
     // Nothing else is flagged as unused either: an invalid index is not a candidate to drop.
     let unused =
-        run(&db, &ReportConfig { unused_index_max_scans: 0, ..small() }, Report::UnusedIndexes).await;
+        run(&db, &ReportConfig { unused_index_max_scans: 0, ..small() }, ReportKind::UnusedIndexes).await;
     assert_eq!(flagged(&unused), ["public.accounts_region_idx"]);
 }
 
@@ -216,7 +216,7 @@ async fn bloat_vacuum_state_sizes_and_activity_find_the_bloated_table() {
     let table = r#"public."Bloat ""Tab""; x""#;
     let index = r#"public."Idx; DROP TABLE clean;--""#;
 
-    let r = run(&db, &small(), Report::Bloat).await;
+    let r = run(&db, &small(), ReportKind::Bloat).await;
     assert_eq!(flagged(&r), [table.to_owned(), index.to_owned()], "{:#?}", r.checks);
     let pct = |c: &Check| c.metrics.iter().find(|m| m.label == "wasted_pct").unwrap().value;
     assert!(pct(row(&r, table)) > 70.0, "{:?}", row(&r, table));
@@ -225,7 +225,7 @@ async fn bloat_vacuum_state_sizes_and_activity_find_the_bloated_table() {
     let all = run(
         &db,
         &ReportConfig { bloat_bytes: Thresholds::new(0.0, 1e12), bloat_min_pct: 0.0, ..small() },
-        Report::Bloat,
+        ReportKind::Bloat,
     )
     .await;
     // Freshly loaded tables and indexes, the one whose columns need alignment padding too.
@@ -235,11 +235,11 @@ async fn bloat_vacuum_state_sizes_and_activity_find_the_bloated_table() {
         }
     }
 
-    let v = run(&db, &small(), Report::VacuumState).await;
+    let v = run(&db, &small(), ReportKind::VacuumState).await;
     assert_eq!(flagged(&v), [table.to_owned()], "{:#?}", v.checks);
     assert_eq!(row(&v, table).status, Status::Crit, "90% dead");
 
-    let s = run(&db, &small(), Report::TableSizes).await;
+    let s = run(&db, &small(), ReportKind::TableSizes).await;
     let names: Vec<&str> = s.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(names.contains(&table) && names.contains(&"public.clean"));
@@ -248,7 +248,7 @@ async fn bloat_vacuum_state_sizes_and_activity_find_the_bloated_table() {
     assert!(m(clean, "total") >= m(clean, "heap") + m(clean, "indexes"), "{clean:?}");
     assert!(m(clean, "toast") >= 0.0 && m(clean, "indexes") > 0.0);
 
-    let a = run(&db, &small(), Report::TopActivity).await;
+    let a = run(&db, &small(), ReportKind::TopActivity).await;
     let names: Vec<&str> = a.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, [table, "public.mixed", "public.clean"], "busiest first");
     assert!(row(&a, table).summary.contains("90000 deletes"), "{}", row(&a, table).summary);
@@ -289,7 +289,7 @@ async fn a_role_that_does_not_own_the_table_skips_its_reindex_and_says_why() {
     let db = bloated("rpreindexpriv").await;
     let plain = plain_role(&db).await;
     // Without SELECT on the table the role does not even see its statistics.
-    let r = report(&plain, &small(), Report::Bloat).await.unwrap();
+    let r = report(&plain, &small(), ReportKind::Bloat).await.unwrap();
     assert!(flagged(&r).is_empty(), "{:#?}", r.checks);
     let why = format!("3 tables and their indexes were not estimated: {} may not read", plain.postgres.user);
     assert!(r.notes.iter().any(|n| n.contains(&why) && n.contains("SELECT")), "{:?}", r.notes);
@@ -316,7 +316,7 @@ async fn long_queries_say_which_sessions_a_role_without_pg_read_all_stats_cannot
     // Another role's session in the database, idle in a transaction.
     let other = db.connect().await;
     other.batch_execute("BEGIN; SELECT 1").await.unwrap();
-    let r = report(&plain, &small(), Report::LongQueries).await.unwrap();
+    let r = report(&plain, &small(), ReportKind::LongQueries).await.unwrap();
     let row = row_of(&r.checks, "other roles' sessions");
     assert_eq!(row.status, Status::Unknown);
     let grant = format!("GRANT pg_read_all_stats TO {}", plain.postgres.user);
@@ -325,13 +325,13 @@ async fn long_queries_say_which_sessions_a_role_without_pg_read_all_stats_cannot
         "{}",
         row.summary
     );
-    let r = report(&plain, &small(), Report::Connections).await.unwrap();
+    let r = report(&plain, &small(), ReportKind::Connections).await.unwrap();
     assert!(r.notes.iter().any(|n| n.contains(&grant)), "{:?}", r.notes);
 
     setup(&db, &format!("GRANT pg_read_all_stats TO \"{}\"", plain.postgres.user)).await;
-    let r = report(&plain, &small(), Report::LongQueries).await.unwrap();
+    let r = report(&plain, &small(), ReportKind::LongQueries).await.unwrap();
     assert!(r.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.checks);
-    let r = report(&plain, &small(), Report::Connections).await.unwrap();
+    let r = report(&plain, &small(), ReportKind::Connections).await.unwrap();
     assert!(r.notes.is_empty(), "{:?}", r.notes);
     other.batch_execute("COMMIT").await.unwrap();
     drop_role(&db, &plain).await;
@@ -342,11 +342,11 @@ async fn a_sequence_the_role_may_not_read_is_counted_not_passed_over() {
     let db = fresh_database("rpseqpriv").await;
     setup(&db, "CREATE TABLE orders (id serial PRIMARY KEY); INSERT INTO orders DEFAULT VALUES;").await;
     let plain = plain_role(&db).await;
-    let r = report(&plain, &small(), Report::Sequences).await.unwrap();
+    let r = report(&plain, &small(), ReportKind::Sequences).await.unwrap();
     let why = format!("1 sequences not measured: {} may not read them", plain.postgres.user);
     assert!(r.notes.iter().any(|n| n.starts_with(&why)), "{:?}", r.notes);
     // The table's owner reads it, and has nothing to note.
-    let r = report(&cfg(&db), &small(), Report::Sequences).await.unwrap();
+    let r = report(&cfg(&db), &small(), ReportKind::Sequences).await.unwrap();
     assert!(r.notes.is_empty(), "{:?}", r.notes);
     drop_role(&db, &plain).await;
 }
@@ -368,7 +368,7 @@ async fn sequences_are_measured_against_the_column_they_feed() {
          ALTER TABLE \"Small Ids\" ALTER COLUMN id RESTART WITH 32000;",
     )
     .await;
-    let r = run(&db, &small(), Report::Sequences).await;
+    let r = run(&db, &small(), ReportKind::Sequences).await;
     assert_eq!(
         flagged(&r),
         ["public.\"Small Ids_id_seq\"", "public.orders_id_seq", "public.shared_counter"],
@@ -390,13 +390,13 @@ async fn wraparound_covers_the_database_and_toast_tables() {
     let db = fresh_database("rpxid").await;
     setup(&db, "CREATE TABLE docs (id int, body text); INSERT INTO docs VALUES (1, repeat('x', 100000));")
         .await;
-    let r = run(&db, &small(), Report::Wraparound).await;
+    let r = run(&db, &small(), ReportKind::Wraparound).await;
     assert_eq!(r.checks.len(), 1, "only the database row at the default thresholds: {:#?}", r.checks);
     assert_eq!(r.checks[0].name, format!("database {}", db.dbname));
     assert_eq!(r.checks[0].status, Status::Ok);
     // At a zero threshold every table is listed, the TOAST table under its owner's name.
     let rc = ReportConfig { xid_age: Thresholds::new(0.0, 1e12), ..small() };
-    let r = run(&db, &rc, Report::Wraparound).await;
+    let r = run(&db, &rc, ReportKind::Wraparound).await;
     assert!(row(&r, "TOAST of public.docs").status == Status::Warn);
     assert!(row(&r, "public.docs").status == Status::Warn);
 }
@@ -404,12 +404,12 @@ async fn wraparound_covers_the_database_and_toast_tables() {
 #[tokio::test]
 async fn connections_count_against_max_connections() {
     let db = fresh_database("rpconn").await;
-    let r = run(&db, &small(), Report::Connections).await;
+    let r = run(&db, &small(), ReportKind::Connections).await;
     assert_eq!(r.checks.len(), 1);
     assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks[0]);
     assert!(r.checks[0].summary.contains("max_connections 200"), "{}", r.checks[0].summary);
     let rc = ReportConfig { connections_pct: Thresholds::new(0.0, 0.1), ..small() };
-    let r = run(&db, &rc, Report::Connections).await;
+    let r = run(&db, &rc, ReportKind::Connections).await;
     assert_eq!(r.checks[0].status, Status::Crit);
 }
 
@@ -445,7 +445,7 @@ async fn a_long_query_and_an_idle_transaction_in_other_sessions_are_found() {
         idle_in_transaction_seconds: Thresholds::new(0.5, 3600.0),
         ..small()
     };
-    let r = run(&db, &rc, Report::LongQueries).await;
+    let r = run(&db, &rc, ReportKind::LongQueries).await;
     cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
     assert!(running.await.unwrap().is_err(), "cancelled");
     assert_eq!(r.checks.len(), 2, "{:#?}", r.checks);
@@ -455,7 +455,7 @@ async fn a_long_query_and_an_idle_transaction_in_other_sessions_are_found() {
         r.checks.iter().any(|c| c.summary.contains("idle in transaction") && c.summary.contains("left open"))
     );
     // At the defaults (a minute) neither is long yet.
-    let r = run(&db, &small(), Report::LongQueries).await;
+    let r = run(&db, &small(), ReportKind::LongQueries).await;
     assert!(flagged(&r).is_empty(), "{:#?}", r.checks);
 }
 
@@ -477,16 +477,16 @@ async fn cache_hit_and_index_recommendations_follow_the_reads() {
         c.query("SELECT name FROM lookups WHERE id = $1", &[&i]).await.unwrap();
     }
     c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
-    let r = run(&db, &small(), Report::IndexRecommendations).await;
+    let r = run(&db, &small(), ReportKind::IndexRecommendations).await;
     assert_eq!(flagged(&r), ["public.orders"], "{:#?}", r.checks);
     assert!(r.checks[0].summary.contains("customer"), "{}", r.checks[0].summary);
 
-    let r = run(&db, &small(), Report::CacheHit).await;
+    let r = run(&db, &small(), ReportKind::CacheHit).await;
     assert_eq!(r.checks.len(), 2);
     assert!(r.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.checks);
     let rc =
         ReportConfig { cache_min_blocks: 1, cache_hit_warn_pct: 100.1, cache_hit_crit_pct: 0.0, ..small() };
-    let r = run(&db, &rc, Report::CacheHit).await;
+    let r = run(&db, &rc, ReportKind::CacheHit).await;
     assert!(r.checks.iter().any(|c| c.status == Status::Warn), "{:#?}", r.checks);
 }
 
@@ -499,7 +499,7 @@ async fn slow_queries_come_from_pg_stat_statements_of_this_database_only() {
         c.query("SELECT pg_sleep(0.03) AS slow_fixture", &[]).await.unwrap();
     }
     let rc = ReportConfig { slow_query_min_calls: 3, ..small() };
-    let r = run(&db, &rc, Report::SlowQueries).await;
+    let r = run(&db, &rc, ReportKind::SlowQueries).await;
     assert_eq!(r.checks.len(), 1, "{:#?}", r.checks);
     assert_eq!(r.checks[0].status, Status::Warn);
     assert!(r.checks[0].summary.contains("slow_fixture") && r.checks[0].summary.contains("3 calls"));
@@ -507,7 +507,7 @@ async fn slow_queries_come_from_pg_stat_statements_of_this_database_only() {
 
     // A role without pg_read_all_stats sees the times of other roles' statements, not their text.
     let plain = plain_role(&db).await;
-    let r = report(&plain, &rc, Report::SlowQueries).await.unwrap();
+    let r = report(&plain, &rc, ReportKind::SlowQueries).await.unwrap();
     assert_eq!(r.checks.len(), 1, "{:#?}", r.checks);
     assert!(r.checks[0].summary.contains("(text hidden from this role)"), "{}", r.checks[0].summary);
     let grant = format!("GRANT pg_read_all_stats TO {}", plain.postgres.user);
@@ -517,7 +517,7 @@ async fn slow_queries_come_from_pg_stat_statements_of_this_database_only() {
     // The extension missing from the database: Unknown, saying what to do.
     let off = fresh_database("rpslowoff").await;
     setup(&off, "DROP EXTENSION IF EXISTS pg_stat_statements").await;
-    let r = run(&off, &rc, Report::SlowQueries).await;
+    let r = run(&off, &rc, ReportKind::SlowQueries).await;
     assert_eq!(r.checks[0].status, Status::Unknown);
     assert!(r.checks[0].summary.contains("not installed"), "{}", r.checks[0].summary);
 }
@@ -545,7 +545,7 @@ async fn slow_queries_without_the_library_preloaded_are_unknown() {
         },
         ..cfg(&fresh_database("rpnopreloadcfg").await)
     };
-    let r = report(&c, &small(), Report::SlowQueries).await.unwrap();
+    let r = report(&c, &small(), ReportKind::SlowQueries).await.unwrap();
     assert_eq!(r.checks[0].status, Status::Unknown, "{:#?}", r.checks);
     assert!(r.checks[0].summary.contains("not loaded"), "{}", r.checks[0].summary);
 }
@@ -557,7 +557,7 @@ async fn a_report_on_a_database_that_is_down_is_an_error_without_a_hang() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     c.postgres.port = port;
     let started = std::time::Instant::now();
-    let err = report(&c, &small(), Report::Bloat).await.unwrap_err();
+    let err = report(&c, &small(), ReportKind::Bloat).await.unwrap_err();
     assert!(matches!(err, DbMaintError::Connect { .. }), "{err:?}");
     let text = kyb_core::error_chain(&err);
     assert!(
@@ -568,7 +568,7 @@ async fn a_report_on_a_database_that_is_down_is_an_error_without_a_hang() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     // Every report at once: the one error, not one per report.
-    let err = reports(&c, &small(), &Report::ALL).await.unwrap_err();
+    let err = reports(&c, &small(), &ReportKind::ALL).await.unwrap_err();
     assert_eq!(kyb_core::error_chain(&err), text);
 }
 
@@ -589,7 +589,7 @@ async fn the_login_failures_name_their_cause_and_what_to_check() {
         ),
     ];
     for (c, expected) in cases {
-        let err = report(&c, &small(), Report::Connections).await.unwrap_err();
+        let err = report(&c, &small(), ReportKind::Connections).await.unwrap_err();
         let text = kyb_core::error_chain(&err);
         assert!(
             text.starts_with(&format!("cannot connect to PostgreSQL at {}:{}: ", db.host, db.port)),
@@ -603,7 +603,7 @@ async fn the_login_failures_name_their_cause_and_what_to_check() {
 #[tokio::test]
 async fn several_reports_run_in_the_order_asked() {
     let db = fresh_database("rpmany").await;
-    let which = [Report::Connections, Report::InvalidIndexes, Report::Wraparound];
+    let which = [ReportKind::Connections, ReportKind::InvalidIndexes, ReportKind::Wraparound];
     let runs = reports(&cfg(&db), &small(), &which).await.unwrap();
     assert_eq!(runs.iter().map(|r| r.report).collect::<Vec<_>>(), which);
     for run in &runs {
@@ -629,9 +629,9 @@ async fn partition_indexes_are_never_advised_to_be_dropped_alone() {
     )
     .await;
     let rc = ReportConfig { unused_index_max_scans: 0, ..small() };
-    let r = run(&db, &rc, Report::UnusedIndexes).await;
+    let r = run(&db, &rc, ReportKind::UnusedIndexes).await;
     assert!(flagged(&r).is_empty(), "a partition's index cannot be dropped alone: {:#?}", r.checks);
-    let r = run(&db, &small(), Report::DuplicateIndexes).await;
+    let r = run(&db, &small(), ReportKind::DuplicateIndexes).await;
     assert_eq!(flagged(&r), ["public.events_v_again"], "reported at the parent: {:#?}", r.checks);
     // Sized over its partitions: the sum of the partitions' indexes.
     let size: i64 = db

@@ -5,7 +5,7 @@ use crate::backup::not_configured;
 use crate::config::DbMaint;
 use crate::window::Windows;
 use kyb_core::{Check, Status, TaskReport, error_chain};
-use kyb_dbmaint::{DbMaintError, OpsReport, Report};
+use kyb_dbmaint::{DbMaintError, OpsReport, ReportKind};
 use std::time::Instant;
 use time::OffsetDateTime;
 
@@ -106,27 +106,27 @@ fn database_error(name: &str, e: &DbMaintError, clock: Instant) -> TaskReport {
 }
 
 /// The task name of a report in flows and run logs: `db-unused-indexes`.
-pub fn report_task_name(which: Report) -> &'static str {
+pub fn report_task_name(which: ReportKind) -> &'static str {
     match which {
-        Report::UnusedIndexes => "db-unused-indexes",
-        Report::DuplicateIndexes => "db-duplicate-indexes",
-        Report::InvalidIndexes => "db-invalid-indexes",
-        Report::Bloat => "db-bloat",
-        Report::TableSizes => "db-table-sizes",
-        Report::VacuumState => "db-vacuum-state",
-        Report::Wraparound => "db-wraparound",
-        Report::Sequences => "db-sequences",
-        Report::Connections => "db-connections",
-        Report::LongQueries => "db-long-queries",
-        Report::CacheHit => "db-cache-hit",
-        Report::IndexRecommendations => "db-index-recommendations",
-        Report::TopActivity => "db-top-activity",
-        Report::SlowQueries => "db-slow-queries",
+        ReportKind::UnusedIndexes => "db-unused-indexes",
+        ReportKind::DuplicateIndexes => "db-duplicate-indexes",
+        ReportKind::InvalidIndexes => "db-invalid-indexes",
+        ReportKind::Bloat => "db-bloat",
+        ReportKind::TableSizes => "db-table-sizes",
+        ReportKind::VacuumState => "db-vacuum-state",
+        ReportKind::Wraparound => "db-wraparound",
+        ReportKind::Sequences => "db-sequences",
+        ReportKind::Connections => "db-connections",
+        ReportKind::LongQueries => "db-long-queries",
+        ReportKind::CacheHit => "db-cache-hit",
+        ReportKind::IndexRecommendations => "db-index-recommendations",
+        ReportKind::TopActivity => "db-top-activity",
+        ReportKind::SlowQueries => "db-slow-queries",
     }
 }
 
 /// Runs one read-only report.
-pub async fn report(cfg: Option<&DbMaint>, which: Report) -> TaskReport {
+pub async fn report(cfg: Option<&DbMaint>, which: ReportKind) -> TaskReport {
     let clock = Instant::now();
     let name = report_task_name(which);
     let Some(cfg) = cfg else {
@@ -144,7 +144,7 @@ pub async fn report(cfg: Option<&DbMaint>, which: Report) -> TaskReport {
 
 /// Runs several read-only reports on one connection, a task each. A database that cannot be
 /// reached is one task named `name` with one finding, not the same error once per report.
-pub async fn reports(name: &str, cfg: Option<&DbMaint>, which: &[Report]) -> Vec<TaskReport> {
+pub async fn reports(name: &str, cfg: Option<&DbMaint>, which: &[ReportKind]) -> Vec<TaskReport> {
     let clock = Instant::now();
     let Some(cfg) = cfg else {
         return vec![not_configured(name, "database", "no [postgres] configured", clock)];

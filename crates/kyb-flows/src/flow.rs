@@ -3,13 +3,13 @@
 use crate::backup::{self, not_configured};
 use crate::config::Config;
 use crate::dbmaint::{self, OpOptions, Operation};
-use crate::observe;
-use crate::report::{FlowReport, render_text};
+use crate::report::{FlowReport, hostname, render_text};
 use crate::runlog::RunLog;
 use crate::security::{self, Audit};
+use crate::{app_metrics, monitoring};
 use kyb_core::fs::{LockError, RunLock, atomic_write, unused_path};
 use kyb_core::{Check, Status, TaskReport, duration_ms, error_chain};
-use kyb_dbmaint::Report;
+use kyb_dbmaint::ReportKind;
 use std::path::PathBuf;
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -56,24 +56,24 @@ impl Flow {
                 Task::Security(Audit::OsUpdates),
                 Task::Security(Audit::Advisories),
                 Task::DbAnalyze,
-                Task::DbReport(Report::UnusedIndexes),
-                Task::DbReport(Report::DuplicateIndexes),
-                Task::DbReport(Report::InvalidIndexes),
-                Task::DbReport(Report::TableSizes),
-                Task::DbReport(Report::Bloat),
-                Task::DbReport(Report::VacuumState),
-                Task::DbReport(Report::TopActivity),
-                Task::DbReport(Report::Wraparound),
-                Task::DbReport(Report::Sequences),
+                Task::DbReport(ReportKind::UnusedIndexes),
+                Task::DbReport(ReportKind::DuplicateIndexes),
+                Task::DbReport(ReportKind::InvalidIndexes),
+                Task::DbReport(ReportKind::TableSizes),
+                Task::DbReport(ReportKind::Bloat),
+                Task::DbReport(ReportKind::VacuumState),
+                Task::DbReport(ReportKind::TopActivity),
+                Task::DbReport(ReportKind::Wraparound),
+                Task::DbReport(ReportKind::Sequences),
             ],
             Flow::Monthly => &[
                 Task::BackupCreate,
                 Task::BackupArchive,
                 Task::RestoreDrill,
                 Task::BackupPrune,
-                Task::DbReport(Report::SlowQueries),
-                Task::DbReport(Report::IndexRecommendations),
-                Task::DbReport(Report::CacheHit),
+                Task::DbReport(ReportKind::SlowQueries),
+                Task::DbReport(ReportKind::IndexRecommendations),
+                Task::DbReport(ReportKind::CacheHit),
                 Task::DbVacuum,
                 Task::DbCapacity,
                 Task::Security(Audit::Certificates),
@@ -114,7 +114,7 @@ pub enum Task {
     /// `VACUUM (ANALYZE)` every table, inside a maintenance window.
     DbVacuum,
     /// One read-only database report.
-    DbReport(Report),
+    DbReport(ReportKind),
     /// Record the database size; growth and disk-full forecast.
     DbCapacity,
     /// Response times, percentiles, volume and 5xx rate from `/metrics`.
@@ -429,9 +429,9 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
         }
         Task::DbReport(which) => dbmaint::report(cfg.dbmaint.as_ref(), which).await,
         Task::DbCapacity => dbmaint::capacity(name, cfg.dbmaint.as_ref(), now, opts.dry_run).await,
-        Task::Performance => observe::performance(name, cfg, now).await,
-        Task::MlCheck => observe::mlcheck(name, cfg, now, opts.dry_run).await,
-        Task::Monitoring => observe::monitoring(name, cfg, now, opts.dry_run, opts.emergency).await,
+        Task::Performance => app_metrics::performance(name, cfg, now).await,
+        Task::MlCheck => app_metrics::mlcheck(name, cfg, now, opts.dry_run).await,
+        Task::Monitoring => monitoring::monitoring(name, cfg, now, opts.dry_run, opts.emergency).await,
         Task::Security(a) => security::audit(a, cfg, now, opts.dry_run, opts.emergency).await,
         Task::LogRotation => {
             if cfg.logs.is_empty() {
@@ -442,7 +442,7 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
         }
         Task::Retention => {
             // Rotated logs are pruned by the rotation task, from the listing it makes anyway.
-            let pc = kyb_logrotate::PruneConfig {
+            let pc = kyb_logrotate::RetentionConfig {
                 logs: Vec::new(),
                 reports_dir: Some(cfg.paths.reports_dir.clone()),
                 reports_max_age_days: cfg.cleanup.reports_max_age_days,
@@ -504,7 +504,3 @@ pub async fn shutdown_signal() {
 
 /// Action lines kept in the report of a run (not of a dry run).
 const MAX_ACTION_LINES: usize = 1_000;
-
-pub(crate) fn hostname() -> String {
-    rustix::system::uname().nodename().to_string_lossy().into_owned()
-}

@@ -17,11 +17,12 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod app_metrics;
 pub mod backup;
 pub mod config;
 pub mod dbmaint;
 mod flow;
-pub mod observe;
+pub mod monitoring;
 mod report;
 mod runlog;
 pub mod security;

@@ -42,7 +42,7 @@ impl FlowReport {
     pub fn of(name: String, tasks: Vec<TaskReport>, started_at: OffsetDateTime, dry_run: bool) -> FlowReport {
         FlowReport {
             flow: name,
-            host: crate::flow::hostname(),
+            host: hostname(),
             status: Status::worst(tasks.iter().map(|t| t.status)),
             started_at,
             duration_ms: tasks.iter().map(|t| t.duration_ms).max().unwrap_or(0),
@@ -112,6 +112,11 @@ pub fn render_text(r: &FlowReport) -> String {
         }
     }
     out
+}
+
+/// This machine's name, as the report says where it ran.
+pub(crate) fn hostname() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
 
 #[cfg(test)]

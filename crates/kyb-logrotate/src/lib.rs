@@ -67,7 +67,7 @@ mod temp;
 
 pub use policy::{CleanupSection, Interval, LogPolicy, LogSection, Reopen, ReopenSignal};
 pub use report::{Action, Counts, FilesReport, Skipped, totals};
-pub use retention::PruneConfig;
+pub use retention::RetentionConfig;
 pub use rotate::RotateConfig;
 pub use temp::TempConfig;
 
@@ -90,7 +90,7 @@ pub async fn rotate(cfg: &RotateConfig, now: OffsetDateTime) -> Result<FilesRepo
 }
 
 /// Removes rotated logs and reports past retention (on a blocking thread).
-pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
+pub async fn prune(cfg: &RetentionConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || retention::prune_blocking(&cfg, now))
         .await

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 /// What [`prune`](crate::prune) removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PruneConfig {
+pub struct RetentionConfig {
     /// Rotated files of these logs, by each policy's `keep_days` and `keep_count`.
     pub logs: Vec<LogPolicy>,
     /// kyb-maint's reports directory (`<flow>-report-*.txt|json`, `app-metrics-*.prom`).
@@ -33,7 +33,7 @@ const DAY_SECS: i64 = 86_400;
 pub(crate) type Listed = (OsString, (u64, u32));
 
 /// Removes rotated logs and reports past retention.
-pub fn prune_blocking(cfg: &PruneConfig, now: OffsetDateTime) -> FilesReport {
+pub fn prune_blocking(cfg: &RetentionConfig, now: OffsetDateTime) -> FilesReport {
     let mut report = FilesReport { dry_run: cfg.dry_run, ..FilesReport::default() };
     for p in &cfg.logs {
         let check = prune_log(p, now, cfg.dry_run, &mut report);

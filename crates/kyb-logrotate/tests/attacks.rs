@@ -72,7 +72,7 @@ async fn links_pointing_outside_are_left_alone_and_reported() {
     let now = OffsetDateTime::now_utc();
     let rotated = rotate(&RotateConfig { logs: logs_cfg.clone(), dry_run: false }, now).await.unwrap();
     let pruned = prune(
-        &PruneConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false },
+        &RetentionConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false },
         now,
     )
     .await
@@ -154,9 +154,12 @@ async fn non_utf8_names_are_handled_and_reported_readably() {
     let logs_cfg = vec![policy(&l.join("app.log"))];
     let now = OffsetDateTime::now_utc();
     rotate(&RotateConfig { logs: logs_cfg.clone(), dry_run: false }, now).await.unwrap();
-    prune(&PruneConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false }, now)
-        .await
-        .unwrap();
+    prune(
+        &RetentionConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false },
+        now,
+    )
+    .await
+    .unwrap();
     assert!(l.join(OsStr::from_bytes(b"app.log-\xff\xfe")).exists());
     assert!(l.join(OsStr::from_bytes(b"app.log-20200101-000000\xff")).exists());
     let cfg = TempConfig {

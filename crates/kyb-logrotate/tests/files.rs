@@ -263,8 +263,8 @@ mod rotation {
 mod retention {
     use super::*;
 
-    fn prune_cfg(logs: Vec<LogPolicy>, reports: Option<PathBuf>) -> PruneConfig {
-        PruneConfig { logs, reports_dir: reports, reports_max_age_days: 30, dry_run: false }
+    fn prune_cfg(logs: Vec<LogPolicy>, reports: Option<PathBuf>) -> RetentionConfig {
+        RetentionConfig { logs, reports_dir: reports, reports_max_age_days: 30, dry_run: false }
     }
 
     #[tokio::test]
@@ -349,8 +349,9 @@ mod retention {
         set_mtime(&dir.path().join(&reused), Duration::from_secs(3 * 86_400 * 365));
 
         let cfg = prune_cfg(vec![], Some(dir.path().to_owned()));
-        let plan =
-            prune(&PruneConfig { dry_run: true, ..cfg.clone() }, OffsetDateTime::now_utc()).await.unwrap();
+        let plan = prune(&RetentionConfig { dry_run: true, ..cfg.clone() }, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
         assert_eq!(plan.counts.deleted_files, 2, "{:?}", plan.actions);
         assert_eq!(names(dir.path()).len(), 4, "a plan removes nothing");
         let r = prune(&cfg, OffsetDateTime::now_utc()).await.unwrap();

@@ -194,7 +194,7 @@ async fn retention_never_removes_a_mount_point_in_the_log_or_reports_directory()
     let policy = LogPolicy { size_bytes: 1 << 30, keep_count: Some(1), ..policy(&l.join("app.log")) };
     let now = OffsetDateTime::now_utc();
     for dry_run in [true, false] {
-        let cfg = PruneConfig {
+        let cfg = RetentionConfig {
             logs: vec![policy.clone()],
             reports_dir: Some(rd.to_owned()),
             reports_max_age_days: 1,

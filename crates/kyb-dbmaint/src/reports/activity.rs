@@ -1,7 +1,7 @@
 //! What the database is doing: long queries, idle transactions, cache hit ratio.
 
 use super::{
-    Db, DbReport, Report, ReportConfig, classify_low, grant_read_all_stats, hidden_sessions, or_all_clear,
+    Db, DbReport, ReportConfig, ReportKind, classify_low, grant_read_all_stats, hidden_sessions, or_all_clear,
 };
 use crate::DbMaintError;
 use kyb_core::{Check, Metric, Status, Unit};
@@ -74,7 +74,7 @@ pub(crate) async fn long_queries(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRep
             ),
         ));
     }
-    Ok(DbReport::new(Report::LongQueries, checks, Vec::new()))
+    Ok(DbReport::new(ReportKind::LongQueries, checks, Vec::new()))
 }
 
 /// One line, at most `max` characters, for report rows.
@@ -128,5 +128,5 @@ pub(crate) async fn cache_hit(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
             )
         })
         .collect();
-    Ok(DbReport::new(Report::CacheHit, checks, Vec::new()))
+    Ok(DbReport::new(ReportKind::CacheHit, checks, Vec::new()))
 }

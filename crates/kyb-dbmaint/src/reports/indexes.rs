@@ -1,6 +1,6 @@
 //! Index reports: unused, duplicate and invalid indexes, and B-tree bloat estimates.
 
-use super::{Db, DbReport, Report, ReportConfig, SYSTEM_SCHEMAS, human, or_all_clear};
+use super::{Db, DbReport, ReportConfig, ReportKind, SYSTEM_SCHEMAS, human, or_all_clear};
 use crate::DbMaintError;
 use kyb_core::{Check, Metric, Status, Unit};
 use time::OffsetDateTime;
@@ -55,7 +55,7 @@ pub(crate) async fn unused(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, D
         })
         .collect();
     let clear = format!("no index with at most {} scans ({since})", rc.unused_index_max_scans);
-    Ok(DbReport::new(Report::UnusedIndexes, or_all_clear(checks, "indexes", clear), vec![since]))
+    Ok(DbReport::new(ReportKind::UnusedIndexes, or_all_clear(checks, "indexes", clear), vec![since]))
 }
 
 /// One index as the duplicate comparison needs it.
@@ -190,7 +190,7 @@ pub(crate) async fn duplicates(db: &Db<'_>) -> Result<DbReport, DbMaintError> {
         }
     }
     let clear = format!("no duplicate among {} indexes", ixs.len());
-    Ok(DbReport::new(Report::DuplicateIndexes, or_all_clear(checks, "indexes", clear), Vec::new()))
+    Ok(DbReport::new(ReportKind::DuplicateIndexes, or_all_clear(checks, "indexes", clear), Vec::new()))
 }
 
 pub(crate) async fn invalid(db: &Db<'_>) -> Result<DbReport, DbMaintError> {
@@ -240,7 +240,7 @@ pub(crate) async fn invalid(db: &Db<'_>) -> Result<DbReport, DbMaintError> {
         })
         .collect();
     Ok(DbReport::new(
-        Report::InvalidIndexes,
+        ReportKind::InvalidIndexes,
         or_all_clear(checks, "indexes", "every index is valid".to_owned()),
         Vec::new(),
     ))

@@ -1,6 +1,6 @@
 //! Hard limits: transaction-ID wraparound, sequence exhaustion, connection slots.
 
-use super::{Db, DbReport, Report, ReportConfig, grant_read_all_stats, hidden_sessions, or_all_clear};
+use super::{Db, DbReport, ReportConfig, ReportKind, grant_read_all_stats, hidden_sessions, or_all_clear};
 use crate::DbMaintError;
 use kyb_core::{Check, Metric, Status, Unit};
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ pub(crate) async fn wraparound(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRepor
         .await?;
     let Some(d) = dbrow.first() else {
         return Ok(DbReport::new(
-            Report::Wraparound,
+            ReportKind::Wraparound,
             vec![Check::new("database", Status::Unknown, "the current database is missing from pg_database")],
             Vec::new(),
         ));
@@ -53,7 +53,7 @@ pub(crate) async fn wraparound(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRepor
     let notes = vec![format!(
         "autovacuum forces a freeze at age {freeze_max}; the server stops taking writes near {XID_LIMIT:.0}"
     )];
-    Ok(DbReport::new(Report::Wraparound, checks, notes))
+    Ok(DbReport::new(ReportKind::Wraparound, checks, notes))
 }
 
 fn xid_check(rc: &ReportConfig, name: String, age: i64, mxid_age: i64) -> Check {
@@ -220,7 +220,7 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
             "{unreadable} sequences not measured: {role} may not read them, which takes SELECT or USAGE on the sequence"
         ));
     }
-    Ok(DbReport::new(Report::Sequences, or_all_clear(checks, "sequences", clear), notes))
+    Ok(DbReport::new(ReportKind::Sequences, or_all_clear(checks, "sequences", clear), notes))
 }
 
 pub(crate) async fn connections(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, DbMaintError> {
@@ -266,5 +266,5 @@ pub(crate) async fn connections(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRepo
     } else {
         Vec::new()
     };
-    Ok(DbReport::new(Report::Connections, vec![check], notes))
+    Ok(DbReport::new(ReportKind::Connections, vec![check], notes))
 }

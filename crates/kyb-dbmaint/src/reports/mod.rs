@@ -18,7 +18,7 @@ use serde::Serialize;
 /// the same server never appear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Report {
+pub enum ReportKind {
     /// Non-unique indexes scanned at most `unused_index_max_scans` times, with at least
     /// `unused_index_min_bytes`, and the statistics reset time that bounds the counts.
     UnusedIndexes,
@@ -50,42 +50,42 @@ pub enum Report {
     SlowQueries,
 }
 
-impl Report {
+impl ReportKind {
     /// Every report, in the order the binary lists them.
-    pub const ALL: [Report; 14] = [
-        Report::UnusedIndexes,
-        Report::DuplicateIndexes,
-        Report::InvalidIndexes,
-        Report::Bloat,
-        Report::TableSizes,
-        Report::VacuumState,
-        Report::Wraparound,
-        Report::Sequences,
-        Report::Connections,
-        Report::LongQueries,
-        Report::CacheHit,
-        Report::IndexRecommendations,
-        Report::TopActivity,
-        Report::SlowQueries,
+    pub const ALL: [ReportKind; 14] = [
+        ReportKind::UnusedIndexes,
+        ReportKind::DuplicateIndexes,
+        ReportKind::InvalidIndexes,
+        ReportKind::Bloat,
+        ReportKind::TableSizes,
+        ReportKind::VacuumState,
+        ReportKind::Wraparound,
+        ReportKind::Sequences,
+        ReportKind::Connections,
+        ReportKind::LongQueries,
+        ReportKind::CacheHit,
+        ReportKind::IndexRecommendations,
+        ReportKind::TopActivity,
+        ReportKind::SlowQueries,
     ];
 
     /// Kebab-case name, as the binary's subcommands and task names spell it.
     pub fn name(self) -> &'static str {
         match self {
-            Report::UnusedIndexes => "unused-indexes",
-            Report::DuplicateIndexes => "duplicate-indexes",
-            Report::InvalidIndexes => "invalid-indexes",
-            Report::Bloat => "bloat",
-            Report::TableSizes => "table-sizes",
-            Report::VacuumState => "vacuum-state",
-            Report::Wraparound => "wraparound",
-            Report::Sequences => "sequences",
-            Report::Connections => "connections",
-            Report::LongQueries => "long-queries",
-            Report::CacheHit => "cache-hit",
-            Report::IndexRecommendations => "index-recommendations",
-            Report::TopActivity => "top-activity",
-            Report::SlowQueries => "slow-queries",
+            ReportKind::UnusedIndexes => "unused-indexes",
+            ReportKind::DuplicateIndexes => "duplicate-indexes",
+            ReportKind::InvalidIndexes => "invalid-indexes",
+            ReportKind::Bloat => "bloat",
+            ReportKind::TableSizes => "table-sizes",
+            ReportKind::VacuumState => "vacuum-state",
+            ReportKind::Wraparound => "wraparound",
+            ReportKind::Sequences => "sequences",
+            ReportKind::Connections => "connections",
+            ReportKind::LongQueries => "long-queries",
+            ReportKind::CacheHit => "cache-hit",
+            ReportKind::IndexRecommendations => "index-recommendations",
+            ReportKind::TopActivity => "top-activity",
+            ReportKind::SlowQueries => "slow-queries",
         }
     }
 }
@@ -154,7 +154,7 @@ impl Default for ReportConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DbReport {
     /// Which report.
-    pub report: Report,
+    pub report: ReportKind,
     /// One row per finding; a single Ok row when there is nothing to report.
     pub checks: Vec<Check>,
     /// What the reader needs to weigh the rows, e.g. when the statistics were last reset.
@@ -162,14 +162,14 @@ pub struct DbReport {
 }
 
 impl DbReport {
-    fn new(report: Report, checks: Vec<Check>, notes: Vec<String>) -> DbReport {
+    fn new(report: ReportKind, checks: Vec<Check>, notes: Vec<String>) -> DbReport {
         DbReport { report, checks, notes }
     }
 }
 
 /// Runs one report against the database (read only; no advisory lock, so it never waits behind
 /// a maintenance run).
-pub async fn report(cfg: &DbConfig, rc: &ReportConfig, which: Report) -> Result<DbReport, DbMaintError> {
+pub async fn report(cfg: &DbConfig, rc: &ReportConfig, which: ReportKind) -> Result<DbReport, DbMaintError> {
     let s = Session::read_only(cfg).await?;
     run(&Db { s: &s, cfg }, rc, which).await
 }
@@ -178,7 +178,7 @@ pub async fn report(cfg: &DbConfig, rc: &ReportConfig, which: Report) -> Result<
 #[derive(Debug)]
 pub struct ReportRun {
     /// Which report.
-    pub report: Report,
+    pub report: ReportKind,
     /// Its findings, or why this report alone could not run (a query refused for lack of
     /// privilege, a deadline).
     pub result: Result<DbReport, DbMaintError>,
@@ -191,7 +191,7 @@ pub struct ReportRun {
 pub async fn reports(
     cfg: &DbConfig,
     rc: &ReportConfig,
-    which: &[Report],
+    which: &[ReportKind],
 ) -> Result<Vec<ReportRun>, DbMaintError> {
     let s = Session::read_only(cfg).await?;
     let db = Db { s: &s, cfg };
@@ -204,22 +204,22 @@ pub async fn reports(
     Ok(out)
 }
 
-async fn run(db: &Db<'_>, rc: &ReportConfig, which: Report) -> Result<DbReport, DbMaintError> {
+async fn run(db: &Db<'_>, rc: &ReportConfig, which: ReportKind) -> Result<DbReport, DbMaintError> {
     match which {
-        Report::UnusedIndexes => indexes::unused(db, rc).await,
-        Report::DuplicateIndexes => indexes::duplicates(db).await,
-        Report::InvalidIndexes => indexes::invalid(db).await,
-        Report::Bloat => tables::bloat(db, rc).await,
-        Report::TableSizes => tables::sizes(db, rc).await,
-        Report::VacuumState => tables::vacuum_state(db, rc).await,
-        Report::Wraparound => limits::wraparound(db, rc).await,
-        Report::Sequences => limits::sequences(db, rc).await,
-        Report::Connections => limits::connections(db, rc).await,
-        Report::LongQueries => activity::long_queries(db, rc).await,
-        Report::CacheHit => activity::cache_hit(db, rc).await,
-        Report::IndexRecommendations => tables::recommendations(db, rc).await,
-        Report::TopActivity => tables::top_activity(db).await,
-        Report::SlowQueries => statements::slow_queries(db, rc).await,
+        ReportKind::UnusedIndexes => indexes::unused(db, rc).await,
+        ReportKind::DuplicateIndexes => indexes::duplicates(db).await,
+        ReportKind::InvalidIndexes => indexes::invalid(db).await,
+        ReportKind::Bloat => tables::bloat(db, rc).await,
+        ReportKind::TableSizes => tables::sizes(db, rc).await,
+        ReportKind::VacuumState => tables::vacuum_state(db, rc).await,
+        ReportKind::Wraparound => limits::wraparound(db, rc).await,
+        ReportKind::Sequences => limits::sequences(db, rc).await,
+        ReportKind::Connections => limits::connections(db, rc).await,
+        ReportKind::LongQueries => activity::long_queries(db, rc).await,
+        ReportKind::CacheHit => activity::cache_hit(db, rc).await,
+        ReportKind::IndexRecommendations => tables::recommendations(db, rc).await,
+        ReportKind::TopActivity => tables::top_activity(db).await,
+        ReportKind::SlowQueries => statements::slow_queries(db, rc).await,
     }
 }
 
@@ -301,8 +301,8 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_kebab_case() {
-        let names: std::collections::HashSet<_> = Report::ALL.iter().map(|r| r.name()).collect();
-        assert_eq!(names.len(), Report::ALL.len());
+        let names: std::collections::HashSet<_> = ReportKind::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), ReportKind::ALL.len());
         assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
     }
 

@@ -1,7 +1,7 @@
 //! Slow statements from `pg_stat_statements`, whichever version is installed.
 
 use super::activity::shorten;
-use super::{Db, DbReport, Report, ReportConfig, grant_read_all_stats, or_all_clear};
+use super::{Db, DbReport, ReportConfig, ReportKind, grant_read_all_stats, or_all_clear};
 use crate::DbMaintError;
 use kyb_core::{Check, Metric, Status, Unit};
 use tokio_postgres::error::SqlState;
@@ -24,7 +24,7 @@ pub(crate) async fn slow_queries(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRep
         .await?;
     let unknown = |summary: String| {
         Ok(DbReport::new(
-            Report::SlowQueries,
+            ReportKind::SlowQueries,
             vec![Check::new("pg_stat_statements", Status::Unknown, summary)],
             Vec::new(),
         ))
@@ -109,7 +109,7 @@ pub(crate) async fn slow_queries(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRep
         "no statement with {} or more calls averages {} ms or more",
         rc.slow_query_min_calls, rc.slow_query_ms.warn
     );
-    Ok(DbReport::new(Report::SlowQueries, or_all_clear(checks, "statements", clear), notes))
+    Ok(DbReport::new(ReportKind::SlowQueries, or_all_clear(checks, "statements", clear), notes))
 }
 
 #[cfg(test)]

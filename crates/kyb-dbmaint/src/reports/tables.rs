@@ -1,7 +1,7 @@
 //! Table reports: bloat, sizes, vacuum state, sequential-scan-heavy tables, top activity.
 
 use super::indexes::{align8, columns, data_width, index_bloat};
-use super::{Db, DbReport, Report, ReportConfig, SYSTEM_SCHEMAS, human, or_all_clear};
+use super::{Db, DbReport, ReportConfig, ReportKind, SYSTEM_SCHEMAS, human, or_all_clear};
 use crate::DbMaintError;
 use kyb_core::{Check, Metric, Status, Unit};
 
@@ -93,7 +93,7 @@ pub(crate) async fn bloat(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, Db
         notes.push(format!("{unestimated} tables have no statistics yet and were not estimated"));
     }
     let clear = format!("no table or index with {} or more wasted", human(rc.bloat_bytes.warn as i64));
-    Ok(DbReport::new(Report::Bloat, or_all_clear(checks, "bloat", clear), notes))
+    Ok(DbReport::new(ReportKind::Bloat, or_all_clear(checks, "bloat", clear), notes))
 }
 
 /// Status of an estimate: by wasted bytes, once the wasted share passes `bloat_min_pct`.
@@ -142,7 +142,11 @@ pub(crate) async fn sizes(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, Db
         human(size.first().map_or(0, |r| r.get(0))),
         rc.table_limit
     )];
-    Ok(DbReport::new(Report::TableSizes, or_all_clear(checks, "tables", "no user tables".to_owned()), notes))
+    Ok(DbReport::new(
+        ReportKind::TableSizes,
+        or_all_clear(checks, "tables", "no user tables".to_owned()),
+        notes,
+    ))
 }
 
 pub(crate) async fn vacuum_state(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, DbMaintError> {
@@ -197,7 +201,7 @@ pub(crate) async fn vacuum_state(db: &Db<'_>, rc: &ReportConfig) -> Result<DbRep
         );
     }
     let clear = format!("{} tables vacuumed and analyzed in time", rows.len());
-    Ok(DbReport::new(Report::VacuumState, or_all_clear(checks, "tables", clear), Vec::new()))
+    Ok(DbReport::new(ReportKind::VacuumState, or_all_clear(checks, "tables", clear), Vec::new()))
 }
 
 pub(crate) async fn recommendations(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, DbMaintError> {
@@ -247,7 +251,7 @@ pub(crate) async fn recommendations(db: &Db<'_>, rc: &ReportConfig) -> Result<Db
         .collect();
     let clear =
         format!("no table of {} rows or more is read mostly by sequential scans", rc.recommend_min_rows);
-    Ok(DbReport::new(Report::IndexRecommendations, or_all_clear(checks, "tables", clear), Vec::new()))
+    Ok(DbReport::new(ReportKind::IndexRecommendations, or_all_clear(checks, "tables", clear), Vec::new()))
 }
 
 pub(crate) async fn top_activity(db: &Db<'_>) -> Result<DbReport, DbMaintError> {
@@ -275,7 +279,7 @@ pub(crate) async fn top_activity(db: &Db<'_>) -> Result<DbReport, DbMaintError> 
         })
         .collect();
     Ok(DbReport::new(
-        Report::TopActivity,
+        ReportKind::TopActivity,
         or_all_clear(checks, "tables", "no writes recorded".to_owned()),
         Vec::new(),
     ))

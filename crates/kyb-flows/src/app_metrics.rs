@@ -1,5 +1,5 @@
-//! The weekly look at what the platform reports about itself, as task reports: the performance
-//! analysis, the model checks and the monitoring stack. Shared by the flows and `kyb-mlcheck`.
+//! What the app's `/metrics` says, as task reports: the weekly performance analysis and the
+//! model checks. Shared by the flows and `kyb-mlcheck`.
 
 use crate::backup::not_configured;
 use crate::config::Config;
@@ -99,29 +99,5 @@ pub async fn mlcheck(name: &str, cfg: &Config, now: OffsetDateTime, dry_run: boo
     } else {
         t.artifacts.extend(r.history_written);
     }
-    t
-}
-
-/// Prometheus, Grafana and Alertmanager; a component that is down is started when `[monitoring]
-/// restart` is on and a maintenance window is open (or `emergency`).
-pub async fn monitoring(
-    name: &str,
-    cfg: &Config,
-    now: OffsetDateTime,
-    dry_run: bool,
-    emergency: bool,
-) -> TaskReport {
-    let clock = Instant::now();
-    let Some(m) = &cfg.monitoring else {
-        return not_configured(name, "monitoring", "no [monitoring] URLs configured", clock);
-    };
-    let mc = kyb_health::MonitoringConfig {
-        dry_run,
-        window_open: emergency || cfg.window.is_open(now),
-        ..m.clone()
-    };
-    let r = kyb_health::check_monitoring(&mc).await;
-    let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
-    t.actions = r.actions;
     t
 }
