@@ -595,7 +595,8 @@ mod nagios {
     async fn text_format_and_textfile_like_every_binary() {
         let s = setup("nagtext", Opts::default()).await;
         let prom = s.dir.path().join("kyb-health.prom");
-        let (code, out) = health(&s, &["redis", "--format", "text", "--textfile", prom.to_str().unwrap()]).await;
+        let (code, out) =
+            health(&s, &["redis", "--format", "text", "--textfile", prom.to_str().unwrap()]).await;
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("redis") && !out.starts_with("KYB-HEALTH"), "{out}");
         let metrics = std::fs::read_to_string(&prom).unwrap();
