@@ -189,6 +189,17 @@ impl TaskReport {
         }
     }
 
+    /// A task whose config section is absent: **Ok**, one `check` saying `why` (e.g. `no [app]
+    /// configured`), and `why` as the summary. A flow runs what is configured, so a section left
+    /// out is not a failure; this is the one status every entry point gives it. (A binary asked
+    /// for one thing that is not configured refuses instead: exit 2, or UNKNOWN for the Nagios
+    /// ones.)
+    pub fn not_configured(name: impl Into<String>, check: &str, why: &str, took: Duration) -> TaskReport {
+        let mut t = TaskReport::from_checks(name, vec![Check::new(check, Status::Ok, why)], took);
+        t.summary = why.to_owned();
+        t
+    }
+
     /// A report for a task that could not run at all: Unknown, with the reason as summary.
     pub fn failed(name: impl Into<String>, reason: impl Into<String>, took: Duration) -> TaskReport {
         TaskReport {
@@ -219,6 +230,18 @@ mod tests {
         let json = serde_json::to_value(&days).unwrap();
         assert_eq!(json["lower_is_worse"], true);
         assert!(serde_json::to_value(&m).unwrap().get("lower_is_worse").is_none(), "left out when false");
+    }
+
+    #[test]
+    fn not_configured_is_ok_and_says_what_is_missing() {
+        let t = TaskReport::not_configured(
+            "monitoring",
+            "monitoring",
+            "no [monitoring] URLs configured",
+            Duration::ZERO,
+        );
+        assert_eq!((t.status, t.summary.as_str()), (Status::Ok, "no [monitoring] URLs configured"));
+        assert_eq!((t.checks.len(), t.checks[0].status), (1, Status::Ok));
     }
 
     #[test]

@@ -17,22 +17,28 @@ fn scrape_config(s: &SnapshotConfig) -> ScrapeConfig {
     }
 }
 
-/// The scrape, or the task report of a scrape that failed (Crit, with the reason).
-async fn scrape(name: &str, s: &SnapshotConfig, clock: Instant) -> Result<Scraped, TaskReport> {
-    kyb_health::scrape(&scrape_config(s)).await.map_err(|e| {
+/// The app's snapshot settings and a fresh scrape; or the task's report when there is no `[app]`
+/// (not configured) or the scrape failed (Crit, with the reason).
+async fn scrape<'a>(
+    name: &str,
+    cfg: &'a Config,
+    clock: Instant,
+) -> Result<(&'a SnapshotConfig, Scraped), TaskReport> {
+    let Some(snap) = &cfg.snapshot else {
+        return Err(not_configured(name, "metrics", "no [app] configured", clock));
+    };
+    let scraped = kyb_health::scrape(&scrape_config(snap)).await.map_err(|e| {
         let check = Check::new("metrics", Status::Crit, error_chain(&e));
         TaskReport::from_checks(name, vec![check], clock.elapsed())
-    })
+    })?;
+    Ok((snap, scraped))
 }
 
 /// Response times, percentiles, volume and 5xx rate; over the week when the daily flow saved a
 /// snapshot about a week ago.
 pub async fn performance(name: &str, cfg: &Config, now: OffsetDateTime) -> TaskReport {
     let clock = Instant::now();
-    let Some(snap) = &cfg.snapshot else {
-        return not_configured(name, "metrics", "no [app] configured", clock);
-    };
-    let scraped = match scrape(name, snap, clock).await {
+    let (snap, scraped) = match scrape(name, cfg, clock).await {
         Ok(s) => s,
         Err(t) => return t,
     };
@@ -81,10 +87,7 @@ pub async fn performance(name: &str, cfg: &Config, now: OffsetDateTime) -> TaskR
 /// Accuracy per model against its thresholds, its trend, usage and latency.
 pub async fn mlcheck(name: &str, cfg: &Config, now: OffsetDateTime, dry_run: bool) -> TaskReport {
     let clock = Instant::now();
-    let Some(snap) = &cfg.snapshot else {
-        return not_configured(name, "metrics", "no [app] configured", clock);
-    };
-    let scraped = match scrape(name, snap, clock).await {
+    let (_, scraped) = match scrape(name, cfg, clock).await {
         Ok(s) => s,
         Err(t) => return t,
     };

@@ -9,10 +9,9 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 /// A task the config leaves out: Ok, saying why.
+/// [`TaskReport::not_configured`], timed from `clock`.
 pub(crate) fn not_configured(name: &str, check: &str, why: &str, clock: Instant) -> TaskReport {
-    let mut t = TaskReport::from_checks(name, vec![Check::new(check, Status::Ok, why)], clock.elapsed());
-    t.summary = why.to_owned();
-    t
+    TaskReport::not_configured(name, check, why, clock.elapsed())
 }
 
 /// `backup-create`: a new database backup, or in a dry run the plan.
