@@ -14,8 +14,8 @@ pub enum Format {
     Text,
     /// The report as one JSON document.
     Json,
-    /// Nagios plugin lines, `KYB-BACKUP WARNING - ... | perfdata`, and Nagios exit codes
-    /// (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    /// Nagios plugin lines, `KYB-MAINT WARNING - ... | perfdata` (the binary's name first), and
+    /// Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
     Nagios,
 }
 
