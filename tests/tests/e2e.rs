@@ -1307,6 +1307,43 @@ mod backup_cli {
     }
 
     #[tokio::test]
+    async fn ctrl_c_in_a_flow_stops_the_backup_cleanly_and_starts_nothing_after_it() {
+        let s = with_backups("cliflowcancel", 600_000).await;
+        let child = s
+            .maint(&["monthly", "--format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Press Ctrl-C once the dump is being written.
+        let full = s.dir.path().join("backups/full");
+        let partial = || files_under(&full).into_iter().any(|p| p.to_string_lossy().ends_with(".partial"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !partial() {
+            assert!(Instant::now() < deadline, "the backup never started writing");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::INT,
+        )
+        .unwrap();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+        let report = json(&out);
+        let created = task(&report, "backup-create");
+        assert!(created["summary"].as_str().unwrap().contains("cancelled"), "{created}");
+        for t in ["backup-archive", "restore-drill", "backup-prune", "db-vacuum"] {
+            assert_eq!(task(&report, t)["summary"], "not started: the run was cancelled", "{t}: {report}");
+        }
+        assert!(!partial(), "a partial dump was left behind");
+        assert!(
+            files_under(&s.dir.path().join("backups")).iter().all(|p| !p.ends_with("backup_metadata.json"))
+        );
+    }
+
+    #[tokio::test]
     async fn progress_shows_at_a_terminal_only() {
         let s = with_backups("cliprogress", 600_000).await;
         // `script` gives the binary a pseudo-terminal as its stdout and stderr.

@@ -29,11 +29,16 @@ async fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    let report =
-        match run_flow(flow, &cfg, RunOptions { dry_run: cli.dry_run, emergency: cli.emergency }).await {
-            Ok(r) => r,
-            Err(e) => return cli::fail(BIN, &e),
-        };
+    let report = match run_flow(
+        flow,
+        &cfg,
+        RunOptions { dry_run: cli.dry_run, emergency: cli.emergency, ..RunOptions::default() },
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return cli::fail(BIN, &e),
+    };
     cli::finish(BIN, &report, cli.common.format(), cli.common.textfile)
 }
 

@@ -23,6 +23,7 @@ pub mod fs;
 pub mod gzip;
 pub mod process;
 mod report;
+mod run;
 mod secret;
 mod status;
 mod target;
@@ -30,6 +31,7 @@ mod threshold;
 pub mod users;
 
 pub use report::{Check, Metric, TaskReport, Unit};
+pub use run::{Cancel, RunCtx};
 pub use secret::Secret;
 pub use status::Status;
 pub use target::{PG_LIB_DIR, PgConnectError, PgConnectFailure, PgTarget, PostgresSection, postgres_bindir};

@@ -8,10 +8,10 @@ use crate::runlog::RunLog;
 use crate::security::{self, Audit};
 use crate::{app_metrics, monitoring};
 use kyb_core::fs::{LockError, RunLock, atomic_write, unused_path};
-use kyb_core::{Check, Status, TaskReport, duration_ms, error_chain};
+use kyb_core::{Check, RunCtx, Status, TaskReport, duration_ms, error_chain};
 use kyb_dbmaint::ReportKind;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -157,6 +157,11 @@ impl Task {
     /// must not race the compression of the file it ages out; the drill restores the backup just
     /// made; VACUUM must not slow the dump), and so do the database reports, which read the
     /// statistics the ANALYZE before them refreshes. The rest run concurrently with them.
+    /// Whether the task stops and cleans up on Ctrl-C or SIGTERM: those that write backups.
+    fn stops_on_cancel(self) -> bool {
+        matches!(self, Task::BackupCreate | Task::RestoreDrill | Task::BackupPrune)
+    }
+
     fn in_sequence(self) -> bool {
         matches!(
             self,
@@ -182,6 +187,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Run heavy database work (VACUUM) outside the maintenance windows too.
     pub emergency: bool,
+    /// A task still running at this instant is stopped and reported Unknown.
+    pub deadline: Option<Instant>,
 }
 
 /// A flow that could not start or could not record its result.
@@ -268,17 +275,38 @@ pub async fn run_tasks(
     };
     log.line(&format!("{} flow started{}", name, if opts.dry_run { " (dry run)" } else { "" }));
 
+    let ctx = RunCtx::new(started_at)
+        .with_dry_run(opts.dry_run)
+        .with_emergency(opts.emergency)
+        .with_deadline(opts.deadline);
+    // Ctrl-C and SIGTERM are caught only when a task can act on them; otherwise they end the
+    // process as they always do.
+    let watcher = tasks.iter().any(|t| t.stops_on_cancel()).then(|| {
+        let cancel = ctx.cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            cancel.cancel();
+        })
+    });
     let probes = futures_util::future::join_all(
-        tasks.iter().filter(|t| !t.in_sequence()).map(|t| run_task(*t, cfg, opts, started_at)),
+        tasks.iter().filter(|t| !t.in_sequence()).map(|t| run_task(*t, cfg, &ctx)),
     );
     let file_tasks = async {
         let mut out = Vec::new();
         for t in tasks.iter().filter(|t| t.in_sequence()) {
-            out.push(run_task(*t, cfg, opts, started_at).await);
+            // Once the run is cancelled, the tasks still waiting are not started.
+            if ctx.cancel.is_cancelled() {
+                out.push(TaskReport::failed(t.name(), "not started: the run was cancelled", Duration::ZERO));
+                continue;
+            }
+            out.push(run_task(*t, cfg, &ctx).await);
         }
         out
     };
     let (mut reports, file_reports) = tokio::join!(probes, file_tasks);
+    if let Some(w) = watcher {
+        w.abort();
+    }
     reports.extend(file_reports);
     say_connection_failures_once(&mut reports);
     for r in &reports {
@@ -363,7 +391,18 @@ fn stamp(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTime) -> TaskReport {
+/// One task under the run's deadline, if it has one.
+async fn run_task(task: Task, cfg: &Config, ctx: &RunCtx) -> TaskReport {
+    let clock = Instant::now();
+    let work = task_report(task, cfg, ctx);
+    let Some(deadline) = ctx.deadline else { return work.await };
+    match tokio::time::timeout_at(deadline.into(), work).await {
+        Ok(report) => report,
+        Err(_) => TaskReport::failed(task.name(), "stopped at the run's deadline", clock.elapsed()),
+    }
+}
+
+async fn task_report(task: Task, cfg: &Config, ctx: &RunCtx) -> TaskReport {
     let clock = Instant::now();
     let name = task.name();
     match task {
@@ -383,11 +422,11 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
             let Some(snap) = &cfg.snapshot else {
                 return not_configured(name, "metrics snapshot", "skipped: no [app] configured", clock);
             };
-            let snap = kyb_health::SnapshotConfig { dry_run: opts.dry_run, ..snap.clone() };
-            match kyb_health::snapshot_metrics(&snap, now).await {
+            let snap = kyb_health::SnapshotConfig { dry_run: ctx.dry_run, ..snap.clone() };
+            match kyb_health::snapshot_metrics(&snap, ctx.now).await {
                 Ok(r) => {
                     let mut t = TaskReport::from_checks(name, vec![r.check], clock.elapsed());
-                    if !opts.dry_run {
+                    if !ctx.dry_run {
                         t.artifacts.extend(r.path);
                     }
                     t
@@ -395,50 +434,50 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
                 Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
             }
         }
-        Task::BackupVerify => backup::verify(name, cfg.backup.as_ref().map(|b| &b.verify), now).await,
+        Task::BackupVerify => backup::verify(name, cfg.backup.as_ref().map(|b| &b.verify), ctx.now).await,
         Task::BackupCreate => {
             backup::create(
                 name,
                 cfg.backup.as_ref(),
-                opts.dry_run,
-                now,
+                ctx.dry_run,
+                ctx.now,
                 &Default::default(),
-                shutdown_signal(),
+                ctx.cancel.cancelled(),
             )
             .await
         }
         Task::BackupArchive => {
-            backup::archive(name, cfg.backup.as_ref().and_then(|b| b.archive.as_ref()), opts.dry_run, now)
+            backup::archive(name, cfg.backup.as_ref().and_then(|b| b.archive.as_ref()), ctx.dry_run, ctx.now)
                 .await
         }
         Task::RestoreDrill => {
             let drill = cfg.backup.as_ref().and_then(|b| b.drill.as_ref());
-            backup::drill(name, drill, opts.dry_run, now, shutdown_signal()).await
+            backup::drill(name, drill, ctx.dry_run, ctx.now, ctx.cancel.cancelled()).await
         }
         Task::BackupPrune => {
             let prune = cfg
                 .backup
                 .as_ref()
-                .map(|b| kyb_backup::PruneConfig { dry_run: opts.dry_run, ..b.prune.clone() });
-            backup::prune(name, prune.as_ref(), now, shutdown_signal()).await
+                .map(|b| kyb_backup::PruneConfig { dry_run: ctx.dry_run, ..b.prune.clone() });
+            backup::prune(name, prune.as_ref(), ctx.now, ctx.cancel.cancelled()).await
         }
         Task::DbAnalyze | Task::DbVacuum => {
             let op = if task == Task::DbAnalyze { Operation::Analyze } else { Operation::VacuumAnalyze };
-            let o = OpOptions { dry_run: opts.dry_run, emergency: opts.emergency };
-            dbmaint::operation(name, cfg.dbmaint.as_ref(), op, o, &cfg.window, now).await
+            let o = OpOptions { dry_run: ctx.dry_run, emergency: ctx.emergency };
+            dbmaint::operation(name, cfg.dbmaint.as_ref(), op, o, &cfg.window, ctx.now).await
         }
         Task::DbReport(which) => dbmaint::report(cfg.dbmaint.as_ref(), which).await,
-        Task::DbCapacity => dbmaint::capacity(name, cfg.dbmaint.as_ref(), now, opts.dry_run).await,
-        Task::Performance => app_metrics::performance(name, cfg, now).await,
-        Task::MlCheck => app_metrics::mlcheck(name, cfg, now, opts.dry_run).await,
-        Task::Monitoring => monitoring::monitoring(name, cfg, now, opts.dry_run, opts.emergency).await,
-        Task::Security(a) => security::audit(a, cfg, now, opts.dry_run, opts.emergency).await,
+        Task::DbCapacity => dbmaint::capacity(name, cfg.dbmaint.as_ref(), ctx.now, ctx.dry_run).await,
+        Task::Performance => app_metrics::performance(name, cfg, ctx.now).await,
+        Task::MlCheck => app_metrics::mlcheck(name, cfg, ctx.now, ctx.dry_run).await,
+        Task::Monitoring => monitoring::monitoring(name, cfg, ctx.now, ctx.dry_run, ctx.emergency).await,
+        Task::Security(a) => security::audit(a, cfg, ctx.now, ctx.dry_run, ctx.emergency).await,
         Task::LogRotation => {
             if cfg.logs.is_empty() {
                 return not_configured(name, "logs", "no [[logs]] configured", clock);
             }
-            let rc = kyb_logrotate::RotateConfig { logs: cfg.logs.clone(), dry_run: opts.dry_run };
-            files_task(name, kyb_logrotate::rotate(&rc, now).await, clock)
+            let rc = kyb_logrotate::RotateConfig { logs: cfg.logs.clone(), dry_run: ctx.dry_run };
+            files_task(name, kyb_logrotate::rotate(&rc, ctx.now).await, clock)
         }
         Task::Retention => {
             // Rotated logs are pruned by the rotation task, from the listing it makes anyway.
@@ -446,16 +485,16 @@ async fn run_task(task: Task, cfg: &Config, opts: RunOptions, now: OffsetDateTim
                 logs: Vec::new(),
                 reports_dir: Some(cfg.paths.reports_dir.clone()),
                 reports_max_age_days: cfg.cleanup.reports_max_age_days,
-                dry_run: opts.dry_run,
+                dry_run: ctx.dry_run,
             };
-            files_task(name, kyb_logrotate::prune(&pc, now).await, clock)
+            files_task(name, kyb_logrotate::prune(&pc, ctx.now).await, clock)
         }
         Task::TempCleanup => {
             let Some(temp) = &cfg.cleanup.temp else {
                 return not_configured(name, "temp", "no [paths] temp_dir configured", clock);
             };
-            let tc = kyb_logrotate::TempConfig { dry_run: opts.dry_run, ..temp.clone() };
-            files_task(name, kyb_logrotate::clean_temp(&tc, now).await, clock)
+            let tc = kyb_logrotate::TempConfig { dry_run: ctx.dry_run, ..temp.clone() };
+            files_task(name, kyb_logrotate::clean_temp(&tc, ctx.now).await, clock)
         }
     }
 }
@@ -504,3 +543,25 @@ pub async fn shutdown_signal() {
 
 /// Action lines kept in the report of a run (not of a dry run).
 const MAX_ACTION_LINES: usize = 1_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_still_running_at_the_deadline_is_stopped_and_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[paths]\nmaintenance_dir = \"m\"\n[system]\ncpu_sample_ms = 10000\n";
+        let cfg = crate::config::parse(text, &dir.path().join("kyb-maint.toml")).unwrap();
+        // The CPU figure takes ten seconds to sample; the run has fifty milliseconds.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let opts = RunOptions { dry_run: true, deadline: Some(deadline), ..RunOptions::default() };
+        let started = Instant::now();
+        let report = run_tasks("test", &[Task::System], &cfg, opts).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let task = &report.tasks[0];
+        assert_eq!((task.status, task.summary.as_str()), (Status::Unknown, "stopped at the run's deadline"));
+        // Without a deadline nothing is cut short: a flow's tasks keep their own deadlines.
+        assert_eq!(RunOptions::default().deadline, None);
+    }
+}
