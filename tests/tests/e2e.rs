@@ -1265,71 +1265,66 @@ mod backup_cli {
         );
     }
 
+    /// Starts `cmd`, waits (a minute at most) until `ready(pid)` says `what`, presses Ctrl-C and
+    /// returns what the run printed, and its pid.
+    async fn ctrl_c_when<F, R>(mut cmd: Command, what: &str, ready: F) -> (std::process::Output, u32)
+    where
+        F: Fn(u32) -> R,
+        R: std::future::Future<Output = bool>,
+    {
+        let child =
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready(pid).await {
+            assert!(Instant::now() < deadline, "never saw that {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let raw = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        rustix::process::kill_process(raw, rustix::process::Signal::INT).unwrap();
+        (tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap(), pid)
+    }
+
     #[tokio::test]
     async fn ctrl_c_during_a_drill_drops_the_scratch_database() {
         let s = with_backups("clisigint", 400_000).await;
         let out = run(s.backup(&["create"])).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-        let child = s
-            .backup(&["restore-drill", "--format", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        // The scratch database carries the drill's pid: wait for it, then press Ctrl-C.
-        let pattern = format!("kyb\\_dr\\_%\\_{pid}\\_%");
+        // The scratch database carries the drill's pid: once it is there, press Ctrl-C.
         let client = s.db.connect().await;
-        let count = || async {
+        let client = &client;
+        let count = |pid: u32| async move {
+            let pattern = format!("kyb\\_dr\\_%\\_{pid}\\_%");
             client
                 .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE $1", &[&pattern])
                 .await
                 .unwrap()
                 .get::<_, i64>(0)
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while count().await == 0 {
-            assert!(Instant::now() < deadline, "the drill never made its scratch database");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(pid as i32).unwrap(),
-            rustix::process::Signal::INT,
-        )
-        .unwrap();
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        let cmd = s.backup(&["restore-drill", "--format", "json"]);
+        let (out, pid) =
+            ctrl_c_when(
+                cmd,
+                "the drill made its scratch database",
+                |pid| async move { count(pid).await > 0 },
+            )
+            .await;
         assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
         let report = json(&out);
         let d = task(&report, "restore-drill");
         assert!(check(d, "restore")["summary"].as_str().unwrap().contains("cancelled"), "{d}");
         assert_eq!(check(d, "cleanup")["status"], "ok", "{d}");
-        assert_eq!(count().await, 0, "scratch database left behind");
+        assert_eq!(count(pid).await, 0, "scratch database left behind");
     }
 
     #[tokio::test]
     async fn ctrl_c_in_a_flow_stops_the_backup_cleanly_and_starts_nothing_after_it() {
         let s = with_backups("cliflowcancel", 600_000).await;
-        let child = s
-            .maint(&["monthly", "--format", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
         // Press Ctrl-C once the dump is being written.
         let full = s.dir.path().join("backups/full");
         let partial = || files_under(&full).into_iter().any(|p| p.to_string_lossy().ends_with(".partial"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !partial() {
-            assert!(Instant::now() < deadline, "the backup never started writing");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(pid as i32).unwrap(),
-            rustix::process::Signal::INT,
-        )
-        .unwrap();
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        let cmd = s.maint(&["monthly", "--format", "json"]);
+        let (out, _) = ctrl_c_when(cmd, "the backup started writing", |_| async { partial() }).await;
         assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
         let report = json(&out);
         let created = task(&report, "backup-create");
@@ -1363,25 +1358,10 @@ mod backup_cli {
     #[tokio::test]
     async fn ctrl_c_during_a_backup_leaves_no_partial_backup() {
         let s = with_backups("clicreateint", 400_000).await;
-        let child = s
-            .backup(&["create"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
         let full = s.dir.path().join("backups/full");
         let partial = || files_under(&full).iter().any(|p| p.to_string_lossy().ends_with(".partial"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !partial() {
-            assert!(Instant::now() < deadline, "the backup never started writing");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-            rustix::process::Signal::INT,
-        )
-        .unwrap();
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        let (out, _) =
+            ctrl_c_when(s.backup(&["create"]), "the backup started writing", |_| async { partial() }).await;
         assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
         assert!(text(&out.stdout).contains("cancelled"), "{}", text(&out.stdout));
         assert!(files_under(&full).is_empty(), "left behind: {:?}", files_under(&full));
