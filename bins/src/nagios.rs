@@ -40,17 +40,22 @@ pub fn unknown(bin: &str, reason: &str, detail: Option<&str>) -> ExitCode {
     ExitCode::from(Status::Unknown.nagios_code())
 }
 
-/// A report as plugin lines: its checks, named `<task> <check>` when it has more than one task.
+/// A report as plugin lines: its checks, named `<task> <check>` when it has more than one task;
+/// a task that could not run (no checks) is a line of its own, with its reason.
 pub fn report(bin: &str, report: &kyb_flows::FlowReport) -> String {
     let many = report.tasks.len() > 1;
     let checks: Vec<Check> = report
         .tasks
         .iter()
         .flat_map(|t| {
-            t.checks.iter().map(move |c| {
-                let name = if many { format!("{} {}", t.name, c.name) } else { c.name.clone() };
-                Check { name, ..c.clone() }
-            })
+            let own = t.checks.is_empty().then(|| Check::new(t.name.clone(), t.status, t.summary.clone()));
+            t.checks
+                .iter()
+                .map(move |c| {
+                    let name = if many { format!("{} {}", t.name, c.name) } else { c.name.clone() };
+                    Check { name, ..c.clone() }
+                })
+                .chain(own)
         })
         .collect();
     nagios(bin, report.status, &checks)
@@ -106,6 +111,7 @@ fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
     use kyb_core::{Metric, Unit};
+    use std::time::Duration;
 
     #[test]
     fn lines_follow_the_plugin_guidelines() {
@@ -124,5 +130,21 @@ mod tests {
         );
         let one = nagios("kyb-health", Status::Crit, &[Check::new("app", Status::Crit, "HTTP 500\nbody")]);
         assert_eq!(one, "KYB-HEALTH CRITICAL - app: HTTP 500; body\n");
+    }
+
+    #[test]
+    fn a_task_that_could_not_run_says_why() {
+        let now = time::OffsetDateTime::now_utc();
+        let failed = kyb_core::TaskReport::failed("backup-verify", "no pg_restore found", Duration::ZERO);
+        let ok = kyb_core::TaskReport::not_configured(
+            "temp-cleanup",
+            "temp",
+            "no [paths] temp_dir configured",
+            Duration::ZERO,
+        );
+        let flow = kyb_flows::FlowReport::of("daily".to_owned(), vec![failed, ok], now, false);
+        let out = report("kyb-maint", &flow);
+        assert!(out.starts_with("KYB-MAINT UNKNOWN - backup-verify: no pg_restore found\n"), "{out}");
+        assert!(out.contains("OK temp-cleanup temp: no [paths] temp_dir configured"), "{out}");
     }
 }
