@@ -40,6 +40,17 @@ pub struct Common {
     pub textfile: Option<PathBuf>,
 }
 
+/// How a task binary starts: parses its arguments `A`, sets up logging and loads the config file
+/// its [`Common`] options name. `Err` is the exit code, the reason already printed.
+pub fn start<A: clap::Parser>(
+    bin: &str,
+    common: impl Fn(&A) -> &Common,
+) -> Result<(A, kyb_flows::Config), ExitCode> {
+    let args = A::parse();
+    let cfg = common(&args).start(bin)?;
+    Ok((args, cfg))
+}
+
 impl Common {
     /// The format asked for, text if none.
     pub fn format(&self) -> Format {

@@ -4,7 +4,6 @@
 use kyb_bins::args::backup::*;
 use kyb_bins::cli;
 
-use clap::Parser;
 use cli::Format;
 use kyb_backup::{Progress, Which};
 use kyb_flows::{FlowReport, backup};
@@ -19,9 +18,8 @@ const BIN: &str = "kyb-backup";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let cfg = match cli.common.start(BIN) {
-        Ok(cfg) => cfg,
+    let (cli, cfg) = match cli::start(BIN, |c: &Cli| &c.common) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let Some(b) = cfg.backup.as_ref() else {

@@ -3,7 +3,6 @@
 use kyb_bins::args::dbmaint::*;
 use kyb_bins::cli;
 
-use clap::Parser;
 use kyb_dbmaint::ReportKind;
 use kyb_flows::FlowReport;
 use kyb_flows::dbmaint::{OpOptions, Operation, capacity, operation, report, reports};
@@ -14,9 +13,8 @@ const BIN: &str = "kyb-dbmaint";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let cfg = match cli.common.start(BIN) {
-        Ok(cfg) => cfg,
+    let (cli, cfg) = match cli::start(BIN, |c: &Cli| &c.common) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let Some(db) = cfg.dbmaint.as_ref() else {

@@ -3,7 +3,6 @@
 use kyb_bins::args::logrotate::*;
 use kyb_bins::cli;
 
-use clap::Parser;
 use kyb_flows::{RunOptions, Task, run_tasks};
 use std::process::ExitCode;
 
@@ -13,9 +12,8 @@ const TASKS: [Task; 3] = [Task::LogRotation, Task::Retention, Task::TempCleanup]
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let cfg = match cli.common.start(BIN) {
-        Ok(cfg) => cfg,
+    let (cli, cfg) = match cli::start(BIN, |c: &Cli| &c.common) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let dry_run = matches!(cli.command, Command::Plan);

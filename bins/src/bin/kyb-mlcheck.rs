@@ -3,7 +3,6 @@
 use kyb_bins::args::mlcheck::*;
 use kyb_bins::cli;
 
-use clap::Parser;
 use kyb_flows::FlowReport;
 use std::process::ExitCode;
 use time::OffsetDateTime;
@@ -12,9 +11,8 @@ const BIN: &str = "kyb-mlcheck";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let cfg = match cli.common.start(BIN) {
-        Ok(cfg) => cfg,
+    let (cli, cfg) = match cli::start(BIN, |c: &Cli| &c.common) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     if cfg.snapshot.is_none() {
