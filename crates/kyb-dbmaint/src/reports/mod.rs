@@ -90,56 +90,51 @@ impl ReportKind {
     }
 }
 
-/// Thresholds of the reports. [`Default`] gives PgHero's and check_postgres's defaults, named on
-/// each field.
+/// The levels the reports judge by: the `[dbmaint]` section's report keys ([`crate::DbMaintSection`],
+/// where each is explained), as [`crate::DbMaintSection::reports`] derives them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportConfig {
-    /// An index scanned at most this often is unused (PgHero: 50).
+    /// [`unused_index_max_scans`](crate::DbMaintSection::unused_index_max_scans).
     pub unused_index_max_scans: i64,
-    /// ...and only when at least this large (PgHero: no minimum).
+    /// [`unused_index_min_bytes`](crate::DbMaintSection::unused_index_min_bytes).
     pub unused_index_min_bytes: i64,
-    /// Estimated wasted bytes of a table or index (warn: PgHero's 100 MB index bloat; crit:
-    /// check_postgres's 1 GB).
+    /// [`bloat_bytes`](crate::DbMaintSection::bloat_bytes).
     pub bloat_bytes: Thresholds,
-    /// ...counted only when the wasted part is at least this share of the relation, in percent,
-    /// so a large healthy table is not flagged for its normal slack.
+    /// [`bloat_min_pct`](crate::DbMaintSection::bloat_min_pct).
     pub bloat_min_pct: f64,
-    /// How many tables the size report lists, largest first.
+    /// [`table_limit`](crate::DbMaintSection::table_limit).
     pub table_limit: usize,
-    /// Dead tuples as a percentage of live plus dead (check_postgres-style; warn 20, crit 50).
+    /// [`dead_tuple_pct`](crate::DbMaintSection::dead_tuple_pct).
     pub dead_tuple_pct: Thresholds,
-    /// ...judged only on tables with at least this many dead tuples (autovacuum's base
-    /// threshold is 50; 1000 keeps tiny tables quiet).
+    /// [`dead_tuple_min`](crate::DbMaintSection::dead_tuple_min).
     pub dead_tuple_min: i64,
-    /// Hours since the last vacuum or analyze (manual or auto) of a table with changes since
-    /// (check_postgres last_vacuum/last_analyze: 1 and 2 days).
+    /// [`stale_hours`](crate::DbMaintSection::stale_hours).
     pub stale_hours: Thresholds,
-    /// Transaction-ID age (check_postgres txn_wraparound: 1.3 and 1.4 billion).
+    /// [`xid_age`](crate::DbMaintSection::xid_age).
     pub xid_age: Thresholds,
-    /// Percentage of the column's range a sequence has used (check_postgres sequence: 85, 95).
+    /// [`sequence_pct`](crate::DbMaintSection::sequence_pct).
     pub sequence_pct: Thresholds,
-    /// Connections as a percentage of the usable `max_connections` (check_postgres backends:
-    /// 90, 95).
+    /// [`connections_pct`](crate::DbMaintSection::connections_pct).
     pub connections_pct: Thresholds,
-    /// Seconds a query has been running (warn: PgHero's 60; crit: check_postgres's 5 minutes).
+    /// [`query_seconds`](crate::DbMaintSection::query_seconds).
     pub query_seconds: Thresholds,
-    /// Seconds a session has been idle inside a transaction (warn 60, crit 300).
+    /// [`idle_in_transaction_seconds`](crate::DbMaintSection::idle_in_transaction_seconds).
     pub idle_in_transaction_seconds: Thresholds,
-    /// Cache hit ratio in percent, lower is worse (PgHero: 99 warns; crit below 90).
+    /// The `warn` level of [`cache_hit_pct`](crate::DbMaintSection::cache_hit_pct).
     pub cache_hit_warn_pct: f64,
-    /// Below this the cache hit ratio is Crit.
+    /// The `crit` level of [`cache_hit_pct`](crate::DbMaintSection::cache_hit_pct).
     pub cache_hit_crit_pct: f64,
-    /// Fewer block reads than this and the hit ratio is not judged: too little traffic.
+    /// [`cache_min_blocks`](crate::DbMaintSection::cache_min_blocks).
     pub cache_min_blocks: i64,
-    /// A table needs at least this many rows for an index recommendation (PgHero: 10 000).
+    /// [`recommend_min_rows`](crate::DbMaintSection::recommend_min_rows).
     pub recommend_min_rows: i64,
-    /// ...and fewer than this percentage of its scans using an index (PgHero: 95).
+    /// [`recommend_max_index_pct`](crate::DbMaintSection::recommend_max_index_pct).
     pub recommend_max_index_pct: f64,
-    /// Mean time of a slow statement in milliseconds (warn: PgHero's 20; crit 5000).
+    /// [`slow_query_ms`](crate::DbMaintSection::slow_query_ms).
     pub slow_query_ms: Thresholds,
-    /// A statement needs at least this many calls to count as slow (PgHero: 100).
+    /// [`slow_query_min_calls`](crate::DbMaintSection::slow_query_min_calls).
     pub slow_query_min_calls: i64,
-    /// How many slow statements to list, slowest first.
+    /// [`slow_query_limit`](crate::DbMaintSection::slow_query_limit).
     pub slow_query_limit: usize,
 }
 
