@@ -96,3 +96,25 @@ fn the_runbook_table_names_functions_that_exist() {
     }
     assert!(checked >= 20, "only {checked} functions found in the table");
 }
+
+/// What README.md and operations.md show of `kyb-maint completions` and `--version`.
+#[test]
+fn completions_and_version_work_as_documented() {
+    let maint = kyb_testkit::binary("kyb-maint");
+    let run = |args: &[&str]| std::process::Command::new(&maint).args(args).output().unwrap();
+    let out = run(&["completions", "bash"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("complete -F _kyb__maint"));
+    let out = run(&["completions", "fish", "kyb-health"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("complete -c kyb-health"));
+    let out = run(&["completions", "zsh", "kyb-nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no binary \"kyb-nope\""));
+    let out = run(&["--version"]);
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        version.starts_with(&format!("kyb-maint {} (commit ", env!("CARGO_PKG_VERSION")))
+            && version.trim_end().ends_with(')'),
+        "{version}"
+    );
+}
