@@ -1077,7 +1077,7 @@ mod backup_verify {
         assert!(verify["summary"].as_str().unwrap().contains("no backup from today"), "{verify}");
 
         let cfg = kyb_flows_config(&s.config);
-        kyb_backup::create(&cfg, time::OffsetDateTime::now_utc()).await.unwrap();
+        kyb_backup::create(&cfg, &kyb_core::RunCtx::new(time::OffsetDateTime::now_utc())).await.unwrap();
         let out = run(s.maint(&["daily", "--format", "json"])).await;
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(task(&json, "backup-verify")["status"], "ok", "{json}");

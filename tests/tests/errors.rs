@@ -85,9 +85,9 @@ mod migrations {
             lock_wait_ms: 500,
             lock_timeout_ms: 1_000,
             statement_timeout_ms: 0,
-            dry_run: true,
         };
-        let err = kyb_update::migrate(&cfg).await.unwrap_err();
+        let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc()).with_dry_run(true);
+        let err = kyb_update::migrate(&cfg, &ctx).await.unwrap_err();
         let text = kyb_core::error_chain(&err);
         let cause = format!("cannot connect to PostgreSQL at 127.0.0.1:{port}: connection refused; check ");
         assert!(text.starts_with(&cause), "{text}");

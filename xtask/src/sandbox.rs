@@ -54,8 +54,9 @@ fn nightly_backup(config: &Path) -> Result<()> {
     }
     let create = backup.create.context("the sandbox config has [paths] backup_dir but no [postgres]")?;
     let rt = tokio::runtime::Runtime::new()?;
-    let made =
-        rt.block_on(kyb_backup::create(&create, now)).context("cannot make the sandbox's nightly backup")?;
+    let made = rt
+        .block_on(kyb_backup::create(&create, &kyb_core::RunCtx::new(now)))
+        .context("cannot make the sandbox's nightly backup")?;
     eprintln!("sandbox: made today's backup in {}", made.dir.display());
     Ok(())
 }

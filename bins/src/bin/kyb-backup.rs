@@ -5,8 +5,10 @@ use kyb_bins::args::backup::*;
 use kyb_bins::cli;
 
 use cli::Format;
-use kyb_backup::{Progress, Which};
-use kyb_flows::{FlowReport, backup};
+use kyb_backup::{CreateConfig, Progress, Which};
+use kyb_core::{Report, RunCtx, TaskReport};
+use kyb_flows::task::{Missing, TaskError, run};
+use kyb_flows::{FlowReport, Task, cancel_on_shutdown};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,17 +34,16 @@ async fn main() -> ExitCode {
     let now = OffsetDateTime::now_utc();
     let (task, dry_run) = match cli.command {
         Command::Create { dry_run } => {
+            let ctx = RunCtx::new(now).with_dry_run(dry_run);
+            // Ctrl-C stops pg_dump and removes the partial backup.
+            let watcher = cancel_on_shutdown(&ctx);
             let progress = Arc::new(Progress::default());
             let shown = show_progress(&progress);
-            let t = backup::create(
-                "backup-create",
-                Some(b),
-                dry_run,
-                now,
-                &progress,
-                kyb_flows::shutdown_signal(),
-            )
-            .await;
+            let create = async |c: &CreateConfig, ctx: &RunCtx| {
+                kyb_backup::create_with_progress(c, ctx, &progress).await
+            };
+            let t = run_configured(Task::BackupCreate, b.create.as_ref(), &ctx, create).await;
+            watcher.abort();
             if let Some(shown) = shown {
                 shown.abort();
                 let _ = write!(std::io::stderr(), "\r\x1b[2K");
@@ -56,14 +57,23 @@ async fn main() -> ExitCode {
                 (false, None) => Which::Today,
             };
             let v = kyb_backup::VerifyConfig { which, ..b.verify.clone() };
-            (backup::verify("backup-verify", Some(&v), now).await, false)
+            let ctx = RunCtx::new(now);
+            (run("backup-verify", &v, &ctx, kyb_backup::verify).await, false)
         }
         Command::Prune { dry_run } => {
-            let p = kyb_backup::PruneConfig { dry_run, ..b.prune.clone() };
-            (backup::prune("backup-prune", Some(&p), now, kyb_flows::shutdown_signal()).await, dry_run)
+            let ctx = RunCtx::new(now).with_dry_run(dry_run);
+            // Ctrl-C stops it between backups, before it deletes any.
+            let watcher = cancel_on_shutdown(&ctx);
+            let t = run("backup-prune", &b.prune, &ctx, kyb_backup::prune).await;
+            watcher.abort();
+            (t, dry_run)
         }
         Command::Archive { dry_run } => {
-            (backup::archive("backup-archive", b.archive.as_ref(), dry_run, now).await, dry_run)
+            let ctx = RunCtx::new(now).with_dry_run(dry_run);
+            (
+                run_configured(Task::BackupArchive, b.archive.as_ref(), &ctx, kyb_backup::archive).await,
+                dry_run,
+            )
         }
         Command::RestoreDrill { dir, dry_run } => {
             // A backup named by hand is restored whatever its age.
@@ -75,13 +85,31 @@ async fn main() -> ExitCode {
                 },
                 None => d.clone(),
             });
-            let t =
-                backup::drill("restore-drill", d.as_ref(), dry_run, now, kyb_flows::shutdown_signal()).await;
+            let ctx = RunCtx::new(now).with_dry_run(dry_run);
+            // Ctrl-C stops the restore and drops the scratch database.
+            let watcher = cancel_on_shutdown(&ctx);
+            let t = run_configured(Task::RestoreDrill, d.as_ref(), &ctx, kyb_backup::restore_drill).await;
+            watcher.abort();
             (t, dry_run)
         }
         Command::List => return list(&b.verify.backup_dir, cli.common.format()),
     };
     cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
+}
+
+/// `task` with its settings, as the flows run it; without them (no `[postgres]` for a backup or
+/// a drill, no `[[backup.archive]]`), not configured: Ok, with the flows' reason.
+async fn run_configured<C, R: Report, E: TaskError>(
+    task: Task,
+    cfg: Option<&C>,
+    ctx: &RunCtx,
+    f: impl AsyncFnOnce(&C, &RunCtx) -> Result<R, E>,
+) -> TaskReport {
+    let Some(cfg) = cfg else {
+        let Missing { check, why } = task.missing();
+        return TaskReport::not_configured(task.name(), check, why, Duration::ZERO);
+    };
+    run(task.name(), cfg, ctx, f).await
 }
 
 /// At a terminal, a status line on stderr twice a second: bytes dumped, written, and the rate.

@@ -3,10 +3,12 @@
 use kyb_bins::args::dbmaint::*;
 use kyb_bins::cli;
 
-use kyb_dbmaint::ReportKind;
+use kyb_core::{RunCtx, TaskReport};
+use kyb_dbmaint::{DbMaintError, DbReport, ReportKind};
 use kyb_flows::FlowReport;
-use kyb_flows::dbmaint::{OpOptions, Operation, capacity, operation, report, reports};
+use kyb_flows::task::run;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 const BIN: &str = "kyb-dbmaint";
@@ -25,34 +27,58 @@ async fn main() -> ExitCode {
         );
     };
     let now = OffsetDateTime::now_utc();
-    let (task, dry_run) = match cli.command {
-        Command::Analyze { dry_run } => {
-            let o = OpOptions { dry_run, emergency: false };
-            (operation("db-analyze", Some(db), Operation::Analyze, o, &cfg.window, now).await, dry_run)
-        }
-        Command::Vacuum(h) => {
-            let o = OpOptions { dry_run: h.dry_run, emergency: h.emergency };
-            (operation("db-vacuum", Some(db), Operation::VacuumAnalyze, o, &cfg.window, now).await, h.dry_run)
-        }
-        Command::Reindex(h) => {
-            let o = OpOptions { dry_run: h.dry_run, emergency: h.emergency };
-            (operation("db-reindex", Some(db), Operation::Reindex, o, &cfg.window, now).await, h.dry_run)
-        }
-        Command::Capacity { dry_run } => {
+    let (dry_run, emergency) = match &cli.command {
+        Command::Analyze { dry_run } | Command::Capacity { dry_run } => (*dry_run, false),
+        Command::Vacuum(h) | Command::Reindex(h) => (h.dry_run, h.emergency),
+        Command::Reports | Command::Report(_) => (false, false),
+    };
+    let ctx =
+        RunCtx::new(now).with_dry_run(dry_run).with_emergency(emergency).with_window(cfg.window.state(now));
+    let task = match cli.command {
+        Command::Analyze { .. } => run("db-analyze", db, &ctx, kyb_dbmaint::analyze).await,
+        Command::Vacuum(_) => run("db-vacuum", db, &ctx, kyb_dbmaint::vacuum_analyze).await,
+        Command::Reindex(_) => run("db-reindex", db, &ctx, kyb_dbmaint::reindex).await,
+        Command::Capacity { .. } => {
             // The trend CSV lives in the maintenance directory, as the flows' files do.
             if !dry_run && let Err(code) = cli::ensure_dir(BIN, &cfg.paths.maintenance_dir) {
                 return code;
             }
-            (capacity("db-capacity", Some(db), now, dry_run).await, dry_run)
+            run("db-capacity", db, &ctx, kyb_dbmaint::capacity).await
         }
         Command::Reports => {
-            let tasks = reports("db-reports", Some(db), &ReportKind::ALL).await;
+            let clock = Instant::now();
+            let tasks = match kyb_dbmaint::reports(db, &ReportKind::ALL, &ctx).await {
+                Ok(runs) => {
+                    let mut tasks = Vec::with_capacity(runs.len());
+                    for r in runs {
+                        tasks.push(report_task(r.report.task_name(), r.result, r.duration, &ctx).await);
+                    }
+                    tasks
+                }
+                // The database cannot be reached: said once, not once per report.
+                Err(e) => vec![report_task("db-reports", Err(e), clock.elapsed(), &ctx).await],
+            };
             let r = FlowReport::of("db-reports".to_owned(), tasks, now, false);
             return cli::finish(BIN, &r, cli.common.format(), cli.common.textfile);
         }
-        Command::Report(r) => (report(Some(db), which(r)).await, false),
+        Command::Report(r) => {
+            let which = which(r);
+            run(which.task_name(), db, &ctx, async |c, ctx| kyb_dbmaint::report(c, which, ctx).await).await
+        }
     };
     cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
+}
+
+/// One report of `kyb_dbmaint::reports` as a task, with the time it took.
+async fn report_task(
+    name: &str,
+    result: Result<DbReport, DbMaintError>,
+    took: Duration,
+    ctx: &RunCtx,
+) -> TaskReport {
+    let mut t = run(name, &(), ctx, async move |_: &(), _: &RunCtx| result).await;
+    t.duration_ms = kyb_core::duration_ms(took);
+    t
 }
 
 fn which(c: ReportCmd) -> ReportKind {

@@ -3,7 +3,7 @@
 use kyb_bins::args::health::*;
 use kyb_bins::{cli, nagios};
 
-use kyb_core::{Check, Status, TaskReport};
+use kyb_core::{Check, RunCtx, Status, TaskReport};
 use kyb_flows::config;
 use std::process::ExitCode;
 
@@ -21,40 +21,49 @@ async fn main() -> ExitCode {
     };
     let now = time::OffsetDateTime::now_utc();
     let clock = std::time::Instant::now();
-    let checks = run(cli.check, &cfg).await;
+    let checks = run(cli.check, &cfg, &RunCtx::new(now)).await;
     let task = TaskReport::from_checks("health", checks, clock.elapsed());
     let report = kyb_flows::FlowReport::single(task, now, false);
     let format = cli.common.format.unwrap_or(cli::Format::Nagios);
     cli::finish_plugin(BIN, &report, format, cli.common.textfile)
 }
 
-async fn run(which: CheckArg, cfg: &config::Config) -> Vec<Check> {
+async fn run(which: CheckArg, cfg: &config::Config, ctx: &RunCtx) -> Vec<Check> {
     let missing = |what: &str| {
         Check::new(what, Status::Unknown, format!("no [{what}] section in {}", cfg.source.display()))
     };
     let system = || async {
-        match kyb_health::system_metrics(&cfg.system).await {
-            Ok(r) => r.checks,
+        match kyb_health::system_metrics(&cfg.system, ctx).await {
+            Ok(r) => r.findings.checks,
             Err(e) => vec![Check::new("system", Status::Unknown, kyb_core::error_chain(&e))],
         }
     };
+    // Without [app], [postgres] and [redis] there is nothing to probe: no checks.
+    let all = || async {
+        match &cfg.health {
+            Some(h) => match kyb_health::check_all(h, ctx).await {
+                Ok(r) => r.findings.checks,
+            },
+            None => Vec::new(),
+        }
+    };
+    let health = cfg.health.as_ref();
     match which {
-        CheckArg::App => vec![match &cfg.health.app {
+        CheckArg::App => vec![match health.and_then(|h| h.app.as_ref()) {
             Some(c) => kyb_health::check_app(c).await,
             None => missing("app"),
         }],
-        CheckArg::Postgres => vec![match &cfg.health.postgres {
+        CheckArg::Postgres => vec![match health.and_then(|h| h.postgres.as_ref()) {
             Some(c) => kyb_health::check_postgres(c).await,
             None => missing("postgres"),
         }],
-        CheckArg::Redis => vec![match &cfg.health.redis {
+        CheckArg::Redis => vec![match health.and_then(|h| h.redis.as_ref()) {
             Some(c) => kyb_health::check_redis(c).await,
             None => missing("redis"),
         }],
         CheckArg::System => system().await,
         CheckArg::All => {
-            let (health, mut sys) = tokio::join!(kyb_health::check_all(&cfg.health), system());
-            let mut checks = health.checks;
+            let (mut checks, mut sys) = tokio::join!(all(), system());
             checks.append(&mut sys);
             checks
         }

@@ -15,9 +15,9 @@ async fn main() -> ExitCode {
         Ok(started) => started,
         Err(code) => return code,
     };
-    if cfg.snapshot.is_none() {
+    let Some(ml) = &cfg.ml else {
         return cli::lacks(BIN, &cli.common.config, "has no [app] section; there is no /metrics to read");
-    }
+    };
     // The accuracy history lives in the maintenance directory.
     if !cli.dry_run
         && let Err(code) = cli::ensure_dir(BIN, &cfg.paths.maintenance_dir)
@@ -25,6 +25,7 @@ async fn main() -> ExitCode {
         return code;
     }
     let now = OffsetDateTime::now_utc();
-    let task = kyb_flows::app_metrics::mlcheck("ml-models", &cfg, now, cli.dry_run).await;
+    let ctx = kyb_core::RunCtx::new(now).with_dry_run(cli.dry_run);
+    let task = kyb_flows::task::run("ml-models", ml, &ctx, kyb_mlcheck::check_models).await;
     cli::finish(BIN, &FlowReport::single(task, now, cli.dry_run), cli.common.format(), cli.common.textfile)
 }

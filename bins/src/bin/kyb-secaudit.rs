@@ -3,6 +3,7 @@
 use kyb_bins::args::secaudit::*;
 use kyb_bins::{cli, nagios};
 
+use kyb_core::RunCtx;
 use kyb_flows::FlowReport;
 use kyb_flows::security::{Audit, audit};
 use std::process::ExitCode;
@@ -26,14 +27,17 @@ async fn main() -> ExitCode {
         Command::Perms => (vec![Audit::Permissions], false, false),
         Command::Logs => (vec![Audit::SecurityLogs], false, false),
         Command::Updates { apply, emergency, dry_run } => {
-            cfg.security.updates.apply = apply;
+            if let Some(updates) = &mut cfg.security.updates {
+                updates.apply = apply;
+            }
             (vec![Audit::OsUpdates], dry_run, emergency)
         }
         Command::Advisories => (vec![Audit::Advisories], false, false),
         Command::All => (Audit::ALL.to_vec(), false, false),
     };
-    let tasks =
-        futures_util::future::join_all(audits.iter().map(|a| audit(*a, &cfg, now, dry_run, emergency))).await;
+    let ctx =
+        RunCtx::new(now).with_dry_run(dry_run).with_emergency(emergency).with_window(cfg.window.state(now));
+    let tasks = futures_util::future::join_all(audits.iter().map(|a| audit(*a, &cfg, &ctx))).await;
     let report = FlowReport::of("secaudit".to_owned(), tasks, now, dry_run);
     cli::finish_plugin(BIN, &report, cli.common.format(), cli.common.textfile)
 }

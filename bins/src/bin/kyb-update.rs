@@ -5,9 +5,9 @@ use kyb_bins::args::update::*;
 use kyb_bins::cli;
 
 use clap::Parser;
-use kyb_core::{Check, Status, TaskReport};
+use kyb_core::{Check, RunCtx, Status, TaskReport};
 use kyb_flows::FlowReport;
-use kyb_update::{MemoryOptions, MemorySources, MigrateConfig, Outcome, UpdateReport, UpdateRequest};
+use kyb_update::{MemoryConfig, MemorySources, MigrateConfig, Outcome, UpdateReport, UpdateRequest};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -37,8 +37,9 @@ async fn main() -> ExitCode {
             let Some(update) = &cfg.update else {
                 return lacks(&cli.common.config, "has no [update] section: nothing says what to update");
             };
-            let req = UpdateRequest { version, from, sha256, checksum_file, merge_configs, dry_run };
-            return match kyb_update::update_app(update, &req, now).await {
+            let req = UpdateRequest { version, from, sha256, checksum_file, merge_configs };
+            let ctx = RunCtx::new(now).with_dry_run(dry_run);
+            return match kyb_update::update_app(update, &req, &ctx).await {
                 Ok(report) => print_update(&report, cli.common.format()),
                 Err(e) => {
                     let _ = writeln!(std::io::stderr(), "{BIN}: error: {}", kyb_core::error_chain(&e));
@@ -47,6 +48,7 @@ async fn main() -> ExitCode {
             };
         }
         Command::Db { dir, skip_backup, dry_run } => {
+            let ctx = RunCtx::new(now).with_dry_run(dry_run);
             let Some(db) = cfg.dbmaint.as_ref().map(|d| &d.db) else {
                 return lacks(
                     &cli.common.config,
@@ -74,7 +76,7 @@ async fn main() -> ExitCode {
                     ));
                     true
                 }
-                (Some(c), _, false) => match kyb_backup::create(c, now).await {
+                (Some(c), _, false) => match kyb_backup::create(c, &ctx).await {
                     Ok(made) => {
                         checks.push(Check::new(
                             "backup",
@@ -99,23 +101,9 @@ async fn main() -> ExitCode {
                     lock_wait_ms: db.lock_wait_ms,
                     lock_timeout_ms: db.lock_timeout_ms,
                     statement_timeout_ms: 0,
-                    dry_run,
                 };
-                match kyb_update::migrate(&m).await {
-                    Ok(r) => {
-                        let verb = if dry_run { "would apply" } else { "applied" };
-                        for a in &r.applied {
-                            let summary = format!("{verb} in {} ms", a.duration_ms);
-                            checks.push(Check::new(
-                                format!("{:04}_{}", a.version, a.name),
-                                Status::Ok,
-                                summary,
-                            ));
-                        }
-                        let summary = format!("{} {verb}, {} already applied", r.applied.len(), r.already);
-                        checks.push(Check::new("migrate", Status::Ok, summary));
-                        checks.extend(r.checks);
-                    }
+                match kyb_update::migrate(&m, &ctx).await {
+                    Ok(r) => checks.extend(r.findings.checks),
                     Err(e) => checks.push(Check::new("migrate", Status::Crit, kyb_core::error_chain(&e))),
                 }
             }
@@ -129,54 +117,51 @@ async fn main() -> ExitCode {
                      its /metrics ([app]) or the service's RSS from procfs ([update])",
                 );
             }
-            let scraped = match &cfg.snapshot {
-                Some(s) => {
-                    let scrape = kyb_health::ScrapeConfig {
-                        url: s.metrics_url.clone(),
-                        timeout_ms: s.timeout_ms,
-                        max_body_bytes: s.max_body_bytes,
-                        max_redirects: s.max_redirects,
-                    };
-                    Some(
-                        kyb_health::scrape(&scrape)
-                            .await
-                            .map(|s| s.exposition)
-                            .map_err(|e| kyb_core::error_chain(&e)),
-                    )
-                }
-                None => None,
-            };
-            let sources = MemorySources {
-                service: cfg.update.as_ref().map(|u| (&u.service, &u.health)),
-                metrics: scraped.as_ref().map(|r| r.as_ref().map_err(String::as_str)),
-            };
-            let opts = MemoryOptions { restart_allowed: emergency || cfg.window.is_open(now), dry_run };
-            let result = kyb_update::app_memory(&cfg.tuning.memory, sources, opts).await;
-            let task = match result {
-                Ok(checks) => TaskReport::from_checks("app-memory", checks, started.elapsed()),
-                Err(e) => TaskReport::failed("app-memory", kyb_core::error_chain(&e), started.elapsed()),
-            };
-            (task, dry_run)
-        }
-        Command::Sysctl { dry_run } => match kyb_update::sysctl(&cfg.tuning.sysctl, dry_run) {
-            Ok(r) => {
-                let mut checks = r.checks;
-                let what = match (r.file_changed, dry_run) {
-                    (false, _) => format!("{} is up to date", r.file.display()),
-                    (true, true) => format!("{} would change:\n{}", r.file.display(), r.diff.trim_end()),
-                    (true, false) => format!("{} rewritten:\n{}", r.file.display(), r.diff.trim_end()),
+            let ctx = RunCtx::new(now)
+                .with_dry_run(dry_run)
+                .with_emergency(emergency)
+                .with_window(cfg.window.state(now));
+            // The scrape is part of the task: its time counts, and its failure is a finding.
+            let scrape_and_judge = async |memory: &MemoryConfig, ctx: &RunCtx| {
+                let scraped = match &cfg.snapshot {
+                    Some(s) => {
+                        let scrape = kyb_health::ScrapeConfig {
+                            url: s.metrics_url.clone(),
+                            timeout_ms: s.timeout_ms,
+                            max_body_bytes: s.max_body_bytes,
+                            max_redirects: s.max_redirects,
+                        };
+                        Some(
+                            kyb_health::scrape(&scrape)
+                                .await
+                                .map(|s| s.exposition)
+                                .map_err(|e| kyb_core::error_chain(&e)),
+                        )
+                    }
+                    None => None,
                 };
-                if checks.iter().all(|c| c.status != Status::Crit) {
-                    checks.insert(0, Check::new("managed-file", Status::Ok, what));
-                }
-                (TaskReport::from_checks("sysctl", checks, started.elapsed()), dry_run)
+                let sources = MemorySources {
+                    service: cfg.update.as_ref().map(|u| (&u.service, &u.health)),
+                    metrics: scraped.as_ref().map(|r| r.as_ref().map_err(String::as_str)),
+                };
+                kyb_update::app_memory(memory, sources, ctx).await
+            };
+            (kyb_flows::task::run("app-memory", &cfg.tuning.memory, &ctx, scrape_and_judge).await, dry_run)
+        }
+        Command::Sysctl { dry_run } => {
+            let ctx = RunCtx::new(now).with_dry_run(dry_run);
+            match kyb_update::sysctl(&cfg.tuning.sysctl, &ctx).await {
+                Ok(r) => (TaskReport::from_report("sysctl", r, started.elapsed()), dry_run),
+                Err(e) => return cannot_start(&e),
             }
-            Err(e) => return cannot_start(&e),
-        },
-        Command::DropCaches { dry_run } => match kyb_update::drop_caches(&cfg.tuning.sysctl.root, dry_run) {
-            Ok(check) => (TaskReport::from_checks("drop-caches", vec![check], started.elapsed()), dry_run),
-            Err(e) => return cannot_start(&e),
-        },
+        }
+        Command::DropCaches { dry_run } => {
+            let ctx = RunCtx::new(now).with_dry_run(dry_run);
+            match kyb_update::drop_caches(&cfg.tuning.sysctl, &ctx).await {
+                Ok(found) => (TaskReport::from_report("drop-caches", found, started.elapsed()), dry_run),
+                Err(e) => return cannot_start(&e),
+            }
+        }
     };
     cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
 }
@@ -215,7 +200,7 @@ fn render_update(r: &UpdateReport) -> String {
         Outcome::RollbackFailed => "ROLLBACK FAILED: manual intervention needed",
     };
     let mut out = format!("kyb-update app {}: {outcome}\n\n", r.version);
-    for s in &r.steps {
+    for s in &r.findings.checks {
         out.push_str(&format!("  {:<8} {:<22} {}\n", s.status.nagios_label(), s.name, s.summary));
     }
     for d in &r.config_diffs {

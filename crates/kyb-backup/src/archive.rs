@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 use kyb_core::digest::hex;
 use kyb_core::dir::{DirHandle, kind};
 use kyb_core::fs::atomic_write;
-use kyb_core::{Check, Status};
+use kyb_core::{Check, Findings, RunCtx, Status};
 use rustix::fs::{FileType, OFlags};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -91,20 +91,31 @@ pub struct Unreadable {
     pub error: String,
 }
 
-/// What [`archive`] made.
-#[derive(Debug, Clone, PartialEq)]
+/// What [`archive`] made, or in a dry run the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArchiveReport {
-    /// The directory holding the archives and the manifest.
+    /// The directory holding the archives and the manifest; in a dry run, the one it would make.
     pub dir: PathBuf,
-    /// The manifest, as written.
-    pub manifest: Manifest,
-    /// One check per archive: Ok, or Crit naming what is missing from it.
-    pub checks: Vec<Check>,
+    /// The manifest, as written; `None` in a dry run, which writes nothing.
+    pub manifest: Option<Manifest>,
+    /// One check per archive: Ok, or Crit naming what is missing from it; before them,
+    /// `partials` when what killed runs left was swept. The artifacts are the archives and
+    /// `manifest.json`. In a dry run, one `archive` check with the plan, and one action per
+    /// archive.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// Makes one tar.gz per source and a `manifest.json`. `Err` only when the archive directory
-/// cannot be written; unreadable sources are Crit rows in the report.
-pub async fn archive(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveReport, BackupError> {
+kyb_core::impl_report!(ArchiveReport);
+
+/// Makes one tar.gz per source and a `manifest.json`, named after `ctx.now`; in a dry run,
+/// reports the plan and writes nothing. `Err` only when the archive directory cannot be written;
+/// unreadable sources are Crit rows in the report.
+pub async fn archive(cfg: &ArchiveConfig, ctx: &RunCtx) -> Result<ArchiveReport, BackupError> {
+    let now = ctx.now;
+    if ctx.dry_run {
+        return Ok(plan(cfg, now));
+    }
     for s in &cfg.sources {
         let ok = !s.name.is_empty()
             && !s.name.starts_with('.')
@@ -131,6 +142,35 @@ pub async fn archive(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<Archive
     }
 }
 
+/// A dry run's report: the archives it would write, one action each.
+fn plan(cfg: &ArchiveConfig, now: OffsetDateTime) -> ArchiveReport {
+    let actions: Vec<String> = cfg
+        .sources
+        .iter()
+        .map(|s| {
+            let paths: Vec<String> = s.paths.iter().map(|p| p.display().to_string()).collect();
+            format!("would archive {} into {}.tar.gz", paths.join(" "), s.name)
+        })
+        .collect();
+    let summary = format!(
+        "would write {} to {}/monthly/monthly_<time>/",
+        crate::plural(actions.len(), "archive"),
+        cfg.backup_dir.display()
+    );
+    let mut findings = Findings::from_checks(vec![Check::new("archive", Status::Ok, summary)]);
+    findings.actions = actions;
+    ArchiveReport { dir: cfg.backup_dir.join("monthly").join(dir_name(now)), manifest: None, findings }
+}
+
+/// `monthly_YYYYMMDD_HHMMSS` of `now`: the name a set of archives made then is given (unless
+/// taken).
+fn dir_name(now: OffsetDateTime) -> String {
+    let stamp = now
+        .format(format_description!("[year][month][day]_[hour][minute][second]"))
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    format!("monthly_{stamp}")
+}
+
 fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveReport, BackupError> {
     let monthly = cfg.backup_dir.join("monthly");
     let write_err = |path: &Path| {
@@ -140,11 +180,9 @@ fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveR
     std::fs::create_dir_all(&monthly).map_err(write_err(&monthly))?;
     // What archive runs killed outright left: their directories are locked no longer.
     let swept = crate::partial::sweep(&crate::partial::stale_archives(&monthly), false);
-    let stamp = now
-        .format(format_description!("[year][month][day]_[hour][minute][second]"))
-        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    let first = dir_name(now);
     let dir = (0..1000)
-        .map(|n| if n == 0 { format!("monthly_{stamp}") } else { format!("monthly_{stamp}_{n}") })
+        .map(|n| if n == 0 { first.clone() } else { format!("{first}_{n}") })
         .map(|name| monthly.join(name))
         .find(|d| {
             std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), crate::DIR_MODE)
@@ -213,8 +251,10 @@ fn archive_blocking(cfg: &ArchiveConfig, now: OffsetDateTime) -> Result<ArchiveR
     json.push(b'\n');
     let path = dir.join("manifest.json");
     atomic_write(&path, &json, crate::FILE_MODE)
-        .map_err(|e| BackupError::Write { path, source: std::io::Error::other(e) })?;
-    Ok(ArchiveReport { dir, manifest, checks })
+        .map_err(|e| BackupError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
+    let mut findings = Findings::from_checks(checks);
+    findings.artifacts = manifest.archives.iter().map(|a| dir.join(&a.file)).chain([path]).collect();
+    Ok(ArchiveReport { dir, manifest: Some(manifest), findings })
 }
 
 /// Writes `<file>.partial`, hashing as it goes, then renames it to `file`.

@@ -7,7 +7,7 @@ use crate::pgbin::{PassFile, isolate, major_version, pg_bindir};
 pub use kyb_core::PgTarget;
 use kyb_core::fs::{atomic_write, create_new};
 use kyb_core::gzip::{Header, gzip};
-use kyb_core::{Check, duration_ms};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit, duration_ms, human_bytes};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -83,37 +83,86 @@ pub struct Progress {
     pub written: AtomicU64,
 }
 
-/// A finished backup.
-#[derive(Debug, Clone, PartialEq)]
+/// A finished backup, or in a dry run the plan of one.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CreateReport {
-    /// The backup's directory.
+    /// The backup's directory; in a dry run, the one it would make.
     pub dir: PathBuf,
-    /// Its metadata, as written.
-    pub metadata: Metadata,
-    /// Housekeeping done on the way: a `partials` check when partial files of killed runs were
-    /// removed (Ok) or could not be (Warn).
-    pub checks: Vec<Check>,
+    /// Its metadata, as written; `None` in a dry run, which dumps nothing.
+    pub metadata: Option<Metadata>,
+    /// `backup`: what was dumped, with its size and duration as metrics (in a dry run, the plan,
+    /// which is also the one action); then, for housekeeping done on the way, `partials` when
+    /// partial files of killed runs were removed (Ok) or could not be (Warn). The artifacts are
+    /// the backup file and `backup_metadata.json`.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// Dumps the database. On any failure, cancellation included, nothing that looks like a backup is
-/// left: the `.partial` file and the new directory are removed, and earlier backups are not
-/// touched. The new directory is locked while it is written; partial files in directories no
-/// run holds (left by a run that was killed) are removed first.
-pub async fn create(cfg: &CreateConfig, now: OffsetDateTime) -> Result<CreateReport, BackupError> {
-    create_with_progress(cfg, now, &Arc::new(Progress::default())).await
+kyb_core::impl_report!(CreateReport);
+
+/// Dumps the database, named after `ctx.now`; in a dry run, reports the plan and writes nothing.
+/// On any failure, cancellation (`ctx.cancel`) included, nothing that looks like a backup is
+/// left: pg_dump is stopped, the `.partial` file and the new directory are removed, and earlier
+/// backups are not touched. The new directory is locked while it is written; partial files in
+/// directories no run holds (left by a run that was killed) are removed first.
+pub async fn create(cfg: &CreateConfig, ctx: &RunCtx) -> Result<CreateReport, BackupError> {
+    create_with_progress(cfg, ctx, &Arc::new(Progress::default())).await
 }
 
 /// [`create`], counting bytes into `progress` as it goes.
 pub async fn create_with_progress(
     cfg: &CreateConfig,
-    now: OffsetDateTime,
+    ctx: &RunCtx,
     progress: &Arc<Progress>,
 ) -> Result<CreateReport, BackupError> {
+    if ctx.dry_run {
+        return Ok(plan(cfg, ctx.now));
+    }
     let timeout_ms = cfg.timeout_ms;
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), create_inner(cfg, now, progress)).await {
-        Ok(result) => result,
+    let dumping =
+        tokio::time::timeout(Duration::from_millis(timeout_ms), create_inner(cfg, ctx.now, progress));
+    let dumped = tokio::select! {
+        dumped = dumping => dumped,
+        // Dropping the run kills pg_dump, and its guard removes what was written.
+        () = ctx.cancel.cancelled() => return Err(BackupError::DumpCancelled),
+    };
+    match dumped {
+        Ok(made) => made,
         Err(_) => Err(BackupError::Timeout { what: "the backup", timeout_ms }),
     }
+}
+
+/// A dry run's report: the dump it would make, as its one check and action.
+fn plan(cfg: &CreateConfig, now: OffsetDateTime) -> CreateReport {
+    let plan = format!(
+        "would dump {}/{} with pg_dump ({}, gzip level {}) into {}/full/backup_<time>/",
+        cfg.postgres.host,
+        cfg.postgres.dbname,
+        cfg.format.as_str(),
+        cfg.compression_level,
+        cfg.backup_dir.display()
+    );
+    let mut findings = Findings::from_checks(vec![Check::new("backup", Status::Ok, &plan)]);
+    findings.actions.push(plan);
+    CreateReport { dir: cfg.backup_dir.join("full").join(dir_name(now)), metadata: None, findings }
+}
+
+/// The `backup` check of a finished backup: what was dumped, how big, how long.
+fn made_check(m: &Metadata) -> Check {
+    Check::new(
+        "backup",
+        Status::Ok,
+        format!(
+            "{} dump of {}: {} ({} before compression) in {} ms",
+            m.format,
+            m.database,
+            human_bytes(m.size_bytes),
+            human_bytes(m.dump_bytes),
+            m.duration_ms
+        ),
+    )
+    .with_metric(Metric::new("backup_size", m.size_bytes as f64, Unit::Bytes))
+    .with_metric(Metric::new("backup_duration", m.duration_ms as f64 / 1000.0, Unit::Seconds))
 }
 
 async fn create_inner(
@@ -139,8 +188,7 @@ async fn create_inner(
         return Err(BackupError::PgDumpTooOld { pg_dump: dump_major, server: server_major });
     }
 
-    let checks: Vec<Check> =
-        partial::sweep(&partial::stale(&cfg.backup_dir.join("full")), false).into_iter().collect();
+    let swept = partial::sweep(&partial::stale(&cfg.backup_dir.join("full")), false);
     let (dir, lock) = new_backup_dir(&cfg.backup_dir, now)?;
     // Until the metadata is written, the directory is removed again whatever happens.
     let mut unfinished =
@@ -183,7 +231,10 @@ async fn create_inner(
     atomic_write(&path, &json, crate::FILE_MODE)
         .map_err(|e| BackupError::Write { path, source: std::io::Error::other(e) })?;
     unfinished.done = true;
-    Ok(CreateReport { dir, metadata, checks })
+    // The backup first, then what was swept on the way: partial files of killed runs.
+    let mut findings = Findings::from_checks(std::iter::once(made_check(&metadata)).chain(swept).collect());
+    findings.artifacts = vec![dir.join(&metadata.backup_file), dir.join(METADATA)];
+    Ok(CreateReport { dir, metadata: Some(metadata), findings })
 }
 
 /// A backup directory still being made: dropped before `done`, it removes what was written.
@@ -308,11 +359,9 @@ pub(crate) async fn connect(t: &PgTarget, dbname: &str) -> Result<tokio_postgres
 fn new_backup_dir(backup_dir: &Path, now: OffsetDateTime) -> Result<(PathBuf, RunDir), BackupError> {
     let full = backup_dir.join("full");
     std::fs::create_dir_all(&full).map_err(|source| BackupError::Write { path: full.clone(), source })?;
-    let stamp = now
-        .format(format_description!("[year][month][day]_[hour][minute][second]"))
-        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    let first = dir_name(now);
     for n in 0..1000 {
-        let name = if n == 0 { format!("backup_{stamp}") } else { format!("backup_{stamp}_{n}") };
+        let name = if n == 0 { first.clone() } else { format!("{first}_{n}") };
         let dir = full.join(name);
         match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), crate::DIR_MODE)
             .create(&dir)
@@ -329,6 +378,14 @@ fn new_backup_dir(backup_dir: &Path, now: OffsetDateTime) -> Result<(PathBuf, Ru
         }
     }
     Err(BackupError::Write { path: full, source: std::io::Error::other("no free backup directory name") })
+}
+
+/// `backup_YYYYMMDD_HHMMSS` of `now`: the name a backup made then is given (unless taken).
+fn dir_name(now: OffsetDateTime) -> String {
+    let stamp = now
+        .format(format_description!("[year][month][day]_[hour][minute][second]"))
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    format!("backup_{stamp}")
 }
 
 /// Nice value of the compression threads.

@@ -12,14 +12,13 @@ use crate::verify::{Feed, feed};
 use crate::verify::{VerifyConfig, Which, verify};
 use flate2::read::GzDecoder;
 use kyb_core::dir::DirHandle;
-use kyb_core::{Check, Status, duration_ms};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit, duration_ms};
 use rustix::fs::OFlags;
 use std::ffi::OsStr;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
 use time::macros::format_description;
 use tokio::process::Command;
 
@@ -41,37 +40,40 @@ pub struct DrillConfig {
 }
 
 /// The drill's findings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DrillReport {
     /// The backup restored.
     pub backup: Option<PathBuf>,
-    /// The scratch database (dropped again).
+    /// The scratch database (dropped again); empty in a dry run, which makes none.
     pub scratch_db: String,
     /// The restore's wall time: the measured recovery time.
     pub restore_ms: u64,
-    /// `verify` (and any Warn findings of verification, such as `partials`), `restore`,
-    /// `tables`, one row-count check per recorded table, `objects`, `cleanup`.
-    pub checks: Vec<Check>,
+    /// `verify` (and any Warn findings of verification, such as `partials`), `restore` (when
+    /// it succeeded, with the restore time as its `restore_time` metric), `tables`, one
+    /// row-count check per recorded table, `objects`, `cleanup`. When all are Ok, the headline
+    /// gives the backup restored and the measured recovery time. In a dry run, one `drill` check
+    /// with the plan, which is also the one action.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// Verifies the backup, restores it into `kyb_dr_<timestamp>_<pid>_<n>` with
-/// `pg_restore --single-transaction --exit-on-error`, compares table and row counts with the
-/// metadata and every schema, extension, table, view, materialized view, sequence, index,
-/// function, procedure, type, domain, constraint and trigger the backup lists (`pg_restore
-/// --list`, or a plain script's headers) with the restored catalog, and drops the scratch
-/// database on success, on failure and when cancelled.
-pub async fn restore_drill(cfg: &DrillConfig, now: OffsetDateTime) -> Result<DrillReport, BackupError> {
-    restore_drill_until(cfg, now, std::future::pending()).await
-}
+kyb_core::impl_report!(DrillReport);
 
-/// [`restore_drill`] that stops when `cancel` completes (Ctrl-C, say): pg_restore is killed,
-/// the scratch database is dropped before this returns, and the report says `cancelled`.
-pub async fn restore_drill_until(
-    cfg: &DrillConfig,
-    now: OffsetDateTime,
-    cancel: impl std::future::Future<Output = ()>,
-) -> Result<DrillReport, BackupError> {
-    let mut cancel = std::pin::pin!(cancel);
+/// Verifies the backup (its age judged at `ctx.now`), restores it into
+/// `kyb_dr_<timestamp>_<pid>_<n>` with `pg_restore --single-transaction --exit-on-error`,
+/// compares table and row counts with the metadata and every schema, extension, table, view,
+/// materialized view, sequence, index, function, procedure, type, domain, constraint and trigger
+/// the backup lists (`pg_restore --list`, or a plain script's headers) with the restored catalog,
+/// and drops the scratch database on success, on failure and when cancelled. In a dry run it
+/// reports the plan and touches nothing.
+///
+/// A cancel (`ctx.cancel`: Ctrl-C, say) stops it: pg_restore is killed, the scratch database is
+/// dropped before this returns, and the report's `verify` or `restore` check says `cancelled`.
+pub async fn restore_drill(cfg: &DrillConfig, ctx: &RunCtx) -> Result<DrillReport, BackupError> {
+    if ctx.dry_run {
+        return Ok(plan(cfg));
+    }
+    let now = ctx.now;
     let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
     let stamp =
         now.format(format_description!("[year][month][day]_[hour][minute][second]")).unwrap_or_default();
@@ -79,8 +81,12 @@ pub async fn restore_drill_until(
     static DRILLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = DRILLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let scratch_db = format!("kyb_dr_{stamp}_{}_{n}", std::process::id());
-    let mut report =
-        DrillReport { backup: None, scratch_db: scratch_db.clone(), restore_ms: 0, checks: Vec::new() };
+    let mut report = DrillReport {
+        backup: None,
+        scratch_db: scratch_db.clone(),
+        restore_ms: 0,
+        findings: Findings::default(),
+    };
     let vcfg = VerifyConfig {
         backup_dir: cfg.backup_dir.clone(),
         which: cfg.which.clone(),
@@ -89,32 +95,35 @@ pub async fn restore_drill_until(
         timeout_ms: cfg.timeout_ms,
     };
     let verified = tokio::select! {
-        v = verify(&vcfg, now) => v?,
-        () = &mut cancel => {
-            report.checks.push(Check::new("verify", Status::Crit, "cancelled before the restore began"));
+        v = verify(&vcfg, ctx) => v?,
+        () = ctx.cancel.cancelled() => {
+            let cancelled = Check::new("verify", Status::Crit, "cancelled before the restore began");
+            report.findings.checks.push(cancelled);
             return Ok(report);
         }
     };
     report.backup = verified.backup.clone();
     // A Warn (partial files of killed runs beside it) says nothing against this backup.
     let failed: Vec<String> = verified
+        .findings
         .checks
         .iter()
         .filter(|c| matches!(c.status, Status::Crit | Status::Unknown))
         .map(|c| format!("{}: {}", c.name, c.summary))
         .collect();
-    let warnings: Vec<Check> = verified.checks.iter().filter(|c| c.status == Status::Warn).cloned().collect();
+    let warnings: Vec<Check> =
+        verified.findings.checks.iter().filter(|c| c.status == Status::Warn).cloned().collect();
     let (Some(dir), Some(meta)) = (verified.backup.filter(|_| failed.is_empty()), verified.metadata) else {
-        report.checks.push(Check::new(
+        report.findings.checks.push(Check::new(
             "verify",
             Status::Crit,
             format!("not restored: {}", failed.join("; ")),
         ));
-        report.checks.extend(warnings);
+        report.findings.checks.extend(warnings);
         return Ok(report);
     };
-    report.checks.push(Check::new("verify", Status::Ok, format!("{} verified", dir.display())));
-    report.checks.extend(warnings);
+    report.findings.checks.push(Check::new("verify", Status::Ok, format!("{} verified", dir.display())));
+    report.findings.checks.extend(warnings);
 
     let admin = connect(&cfg.postgres, &cfg.postgres.dbname).await?;
     let query_err = |source| BackupError::Query { target: target_name(&cfg.postgres), source };
@@ -143,46 +152,66 @@ pub async fn restore_drill_until(
             Duration::from_millis(cfg.timeout_ms),
             restore(&bindir, &cfg.postgres, &scratch_db, &dir, &meta),
         ) => Some(r),
-        () = &mut cancel => None,
+        () = ctx.cancel.cancelled() => None,
     };
     report.restore_ms = duration_ms(started.elapsed());
     match restored {
-        None => report.checks.push(Check::new(
+        None => report.findings.checks.push(Check::new(
             "restore",
             Status::Crit,
             format!("cancelled after {} ms; pg_restore stopped", report.restore_ms),
         )),
         Some(Ok(Ok(scanned))) => {
-            report.checks.push(Check::new(
-                "restore",
-                Status::Ok,
-                format!("restored in {} ms", report.restore_ms),
-            ));
+            // The measured recovery time, also as a number for monitoring.
+            let rto = report.restore_ms;
+            let restored = Check::new("restore", Status::Ok, format!("restored in {rto} ms"));
+            let metric = Metric::new("restore_time", rto as f64 / 1000.0, Unit::Seconds);
+            report.findings.checks.push(restored.with_metric(metric));
             let compare = async {
-                sanity(cfg, &scratch_db, &meta, &mut report.checks).await;
+                sanity(cfg, &scratch_db, &meta, &mut report.findings.checks).await;
                 let listed = match scanned {
                     Some(headers) => Ok(headers),
                     None => list_toc(&bindir, &dir, &meta).await,
                 };
-                report.checks.push(objects(cfg, &scratch_db, listed).await);
+                report.findings.checks.push(objects(cfg, &scratch_db, listed).await);
             };
             if tokio::time::timeout(step, compare).await.is_err() {
-                report.checks.push(Check::new(
+                report.findings.checks.push(Check::new(
                     "tables",
                     Status::Crit,
                     format!("table, row and object counts not done within {} ms", cfg.timeout_ms),
                 ));
             }
         }
-        Some(Ok(Err(why))) => report.checks.push(Check::new("restore", Status::Crit, why)),
-        Some(Err(_)) => report.checks.push(Check::new(
+        Some(Ok(Err(why))) => report.findings.checks.push(Check::new("restore", Status::Crit, why)),
+        Some(Err(_)) => report.findings.checks.push(Check::new(
             "restore",
             Status::Crit,
             format!("not done within {} ms", cfg.timeout_ms),
         )),
     }
-    report.checks.push(guard.drop_now().await);
+    report.findings.checks.push(guard.drop_now().await);
+    if report.findings.status() == Status::Ok {
+        report.findings.headline = Some(format!(
+            "restored {} in {} ms (the measured recovery time)",
+            dir.display(),
+            report.restore_ms
+        ));
+    }
     Ok(report)
+}
+
+/// A dry run's report: the drill it would run, as its one check and action.
+fn plan(cfg: &DrillConfig) -> DrillReport {
+    let plan = format!(
+        "would restore the latest backup in {} into a scratch database kyb_dr_<time> on {}:{}, then drop it",
+        cfg.backup_dir.display(),
+        cfg.postgres.host,
+        cfg.postgres.port
+    );
+    let mut findings = Findings::from_checks(vec![Check::new("drill", Status::Ok, &plan)]);
+    findings.actions.push(plan);
+    DrillReport { backup: None, scratch_db: String::new(), restore_ms: 0, findings }
 }
 
 /// Streams the backup into `pg_restore` (custom) or `psql` (plain), decompressing on another

@@ -24,6 +24,12 @@
 //! - [`archive`]: configuration directories as tar.gz files with a manifest.
 //! - [`list`]: the backups on disk, from their metadata.
 //!
+//! Every task takes its config and a [`kyb_core::RunCtx`]: the time the run counts as (ages,
+//! directory names), whether it is a dry run (nothing is written; the plan is the report's
+//! actions), and its cancel (Ctrl-C, SIGTERM): `create` then stops pg_dump and removes what it
+//! wrote, `restore_drill` drops its scratch database, `prune` stops before it deletes anything.
+//! Every report embeds a [`kyb_core::Findings`].
+//!
 //! The config file's `[backup]` table is a [`BackupSection`]; each task's config derives from it
 //! and the backup directory:
 //!
@@ -34,9 +40,16 @@
 //! let section: kyb_backup::BackupSection = toml::from_str("max_age_hours = 30\nkeep_min = 5").unwrap();
 //! section.validate().unwrap();
 //! let cfg = section.verify(Path::new("/var/backups/kyb-platform"));
-//! let report = kyb_backup::verify(&cfg, time::OffsetDateTime::now_utc()).await.unwrap();
-//! for check in &report.checks {
+//! let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc());
+//! let report = kyb_backup::verify(&cfg, &ctx).await.unwrap();
+//! for check in &report.findings.checks {
 //!     println!("{} {}: {}", check.status, check.name, check.summary);
+//! }
+//! // A dry run comes with the context: retention's plan, one action line per backup.
+//! let retention = section.prune(Path::new("/var/backups/kyb-platform"));
+//! let plan = kyb_backup::prune(&retention, &ctx.with_dry_run(true)).await.unwrap();
+//! for line in &plan.findings.actions {
+//!     println!("{line}");
 //! }
 //! # }
 //! ```
@@ -61,7 +74,7 @@ pub use archive::{
     archive,
 };
 pub use create::{CreateConfig, CreateReport, Format, PgTarget, Progress, create, create_with_progress};
-pub use drill::{DrillConfig, DrillReport, restore_drill, restore_drill_until};
+pub use drill::{DrillConfig, DrillReport, restore_drill};
 pub use list::{Listed, list};
 pub use metadata::{Metadata, TableRows};
 pub use pgbin::pg_bindir;
@@ -139,6 +152,14 @@ pub enum BackupError {
         /// The deadline.
         timeout_ms: u64,
     },
+    /// The run was cancelled (Ctrl-C, SIGTERM) while pg_dump ran: it was stopped, and what it had
+    /// written removed.
+    #[error("cancelled; pg_dump stopped and the partial backup removed")]
+    DumpCancelled,
+    /// The run was cancelled (Ctrl-C, SIGTERM) while retention was verifying backups: no backup
+    /// was deleted.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// `1 table`, `2 tables`: a count and a regular noun, in the right number.

@@ -16,7 +16,7 @@ use crate::pgbin::pg_bindir;
 use crate::plural;
 use crate::verify::{VerifyConfig, Which, stamp_of, verify};
 use kyb_core::dir::DirHandle;
-use kyb_core::{Check, Status};
+use kyb_core::{Check, Findings, RunCtx, Status};
 use rustix::fs::FileType;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -33,8 +33,6 @@ pub struct PruneConfig {
     pub keep_last: Option<usize>,
     /// Backups older than this many days are deleted (`None`: no age limit).
     pub max_age_days: Option<u64>,
-    /// Report the plan, delete nothing.
-    pub dry_run: bool,
     /// Where pg_restore lives, for verification.
     pub pg_bindir: Option<PathBuf>,
     /// Deadline for verifying each backup.
@@ -42,7 +40,7 @@ pub struct PruneConfig {
 }
 
 /// One backup and what prune decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Decision {
     /// The backup's directory.
     pub dir: PathBuf,
@@ -55,18 +53,25 @@ pub struct Decision {
 }
 
 /// What [`prune`] found and did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PruneReport {
     /// Every backup, newest first.
     pub decisions: Vec<Decision>,
     /// `retention` (the plan's outcome), `partials` (partial files of killed runs removed),
     /// `in progress` (directories a live run is writing, left alone), `unverified`, and one
-    /// `delete <dir>` check per failed deletion.
-    pub checks: Vec<Check>,
+    /// `delete <dir>` check per failed deletion. The actions are the decisions, one line each:
+    /// `keep <dir> (<reason>)`, `delete <dir> (<reason>)`, in a dry run `would delete ...`.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// Verifies every backup, decides which to keep, and deletes the rest (unless `dry_run`).
-pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport, BackupError> {
+kyb_core::impl_report!(PruneReport);
+
+/// Verifies every backup, decides which to keep, and deletes the rest (in a dry run, nothing).
+/// Ages are judged at `ctx.now`. A cancel (`ctx.cancel`) stops it while it verifies, before it
+/// deletes any backup: [`BackupError::Cancelled`].
+pub async fn prune(cfg: &PruneConfig, ctx: &RunCtx) -> Result<PruneReport, BackupError> {
+    let (now, dry_run) = (ctx.now, ctx.dry_run);
     let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
     let full = cfg.backup_dir.join("full");
     let mut backups: Vec<(OffsetDateTime, OsString)> = match DirHandle::open(&full) {
@@ -85,7 +90,7 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
     let mut early = Vec::new();
     // Leftovers of killed runs are not backups: swept, and not judged as ones.
     let stale = partial::stale(&full);
-    early.extend(partial::sweep(&stale, cfg.dry_run));
+    early.extend(partial::sweep(&stale, dry_run));
     backups.retain(|(_, name)| !stale.iter().any(|l| l.dir == full.join(name)));
     let live: Vec<OsString> = match DirHandle::open(&full) {
         Ok(root) => backups.iter().map(|(_, n)| n).filter(|n| partial::is_live(&root, n)).cloned().collect(),
@@ -115,8 +120,13 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
         };
         // A backup that cannot be verified in time is kept, not fatal: one slow backup must
         // not stop retention for all the others.
-        let checks = match verify(&vcfg, now).await {
-            Ok(r) => r.checks,
+        let verified = tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => return Err(BackupError::Cancelled),
+            verified = verify(&vcfg, ctx) => verified,
+        };
+        let checks = match verified {
+            Ok(r) => r.findings.checks,
             Err(e) => vec![Check::new("verify", Status::Unknown, kyb_core::error_chain(&e))],
         };
         let failed: Vec<&Check> = checks.iter().filter(|c| c.status != Status::Ok).collect();
@@ -162,7 +172,7 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
     let mut checks = Vec::new();
     let deleting = decisions.iter().filter(|d| d.delete).count();
     let kept_good = decisions.iter().filter(|d| d.good && !d.delete).count();
-    if !cfg.dry_run {
+    if !dry_run {
         for d in decisions.iter().filter(|d| d.delete) {
             if let Err(e) = remove_backup(&full, d) {
                 checks.push(Check::new(
@@ -173,7 +183,7 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
             }
         }
     }
-    let verb = if cfg.dry_run { "would delete" } else { "deleted" };
+    let verb = if dry_run { "would delete" } else { "deleted" };
     let status = if kept_good == 0 { Status::Crit } else { Status::Ok };
     let summary = if kept_good == 0 {
         format!("no good backup at all among {}; nothing deleted that could be one", backups.len())
@@ -194,7 +204,13 @@ pub async fn prune(cfg: &PruneConfig, now: OffsetDateTime) -> Result<PruneReport
             ),
         ));
     }
-    Ok(PruneReport { decisions, checks })
+    let mut findings = Findings::from_checks(checks);
+    let delete = if dry_run { "would delete" } else { "delete" };
+    findings.actions = decisions
+        .iter()
+        .map(|d| format!("{} {} ({})", if d.delete { delete } else { "keep" }, d.dir.display(), d.reason))
+        .collect();
+    Ok(PruneReport { decisions, findings })
 }
 
 /// Removes one backup directory: the plain files in it, then the directory. Links are removed,

@@ -204,7 +204,6 @@ impl BackupSection {
             keep_min: self.keep_min,
             keep_last: self.keep_last,
             max_age_days: Some(self.max_age_days),
-            dry_run: false,
             pg_bindir: self.pg_bindir.clone(),
             timeout_ms: self.timeout_ms.get(),
         }
@@ -331,7 +330,7 @@ mod tests {
         );
         assert_eq!(b.drill(dir, pg).which, Which::Latest);
         let prune = b.prune(dir);
-        assert_eq!((prune.keep_min, prune.max_age_days, prune.dry_run), (3, Some(30), false));
+        assert_eq!((prune.keep_min, prune.max_age_days), (3, Some(30)));
         let archive = b.archive(dir).unwrap();
         assert_eq!(
             archive.sources[0].paths,

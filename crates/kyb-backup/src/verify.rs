@@ -7,7 +7,7 @@ use crate::pgbin::{isolate, pg_bindir};
 use crate::plural;
 use flate2::read::GzDecoder;
 use kyb_core::dir::{DirHandle, kind};
-use kyb_core::{Check, Status};
+use kyb_core::{Check, Findings, RunCtx, Status};
 use rustix::fs::{FileType, OFlags};
 use std::ffi::OsStr;
 use std::io::{BufReader, Read, Write};
@@ -54,13 +54,18 @@ pub struct VerifyReport {
     /// first failure that makes the rest meaningless. For today's or the latest backup, then
     /// `partials` (Warn: partial files no live run is writing) and `incomplete` (Warn: newer
     /// directories without metadata), when there are any.
-    pub checks: Vec<Check>,
+    #[serde(flatten)]
+    pub findings: Findings,
     /// The metadata, when it was read and parsed (whatever the other checks found).
     pub metadata: Option<Metadata>,
 }
 
-/// Verifies a backup. `Err` only when the task itself cannot run (no pg_restore, deadline).
-pub async fn verify(cfg: &VerifyConfig, now: OffsetDateTime) -> Result<VerifyReport, BackupError> {
+kyb_core::impl_report!(VerifyReport);
+
+/// Verifies a backup, its age judged at `ctx.now`. It only reads, so a dry run is the same run.
+/// `Err` only when the task itself cannot run (no pg_restore, deadline).
+pub async fn verify(cfg: &VerifyConfig, ctx: &RunCtx) -> Result<VerifyReport, BackupError> {
+    let now = ctx.now;
     let bindir = pg_bindir(cfg.pg_bindir.as_deref()).ok_or(BackupError::NoPgBinaries)?;
     let c = cfg.clone();
     let work = tokio::task::spawn_blocking(move || verify_blocking(&c, now, &bindir.join("pg_restore")));
@@ -78,19 +83,23 @@ fn verify_blocking(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path) -
         Ok(dir) => verify_dir(cfg, now, pg_restore, dir),
         Err(why) => VerifyReport {
             backup: None,
-            checks: vec![Check::new("backup", Status::Crit, why)],
+            findings: Findings::from_checks(vec![Check::new("backup", Status::Crit, why)]),
             metadata: None,
         },
     };
     if !matches!(cfg.which, Which::Dir(_)) {
-        report.checks.extend(leftovers(&cfg.backup_dir.join("full"), report.backup.as_deref()));
+        report.findings.checks.extend(leftovers(&cfg.backup_dir.join("full"), report.backup.as_deref()));
     }
     report
 }
 
 fn verify_dir(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path, dir_path: PathBuf) -> VerifyReport {
     let mut checks = Vec::new();
-    let report = |checks, metadata| VerifyReport { backup: Some(dir_path.clone()), checks, metadata };
+    let report = |checks, metadata| VerifyReport {
+        backup: Some(dir_path.clone()),
+        findings: Findings::from_checks(checks),
+        metadata,
+    };
     checks.push(Check::new("backup", Status::Ok, format!("found {}", dir_path.display())));
     if let Some(stamp) = dir_path.file_name().and_then(|n| stamp_of(n.as_encoded_bytes())) {
         let age_h = (now - stamp).whole_hours();

@@ -30,8 +30,8 @@ mod target;
 mod threshold;
 pub mod users;
 
-pub use report::{Check, Metric, TaskReport, Unit};
-pub use run::{Cancel, RunCtx};
+pub use report::{Check, Findings, Metric, Report, TaskReport, Unit};
+pub use run::{Cancel, RunCtx, WindowState};
 pub use secret::Secret;
 pub use status::Status;
 pub use target::{PG_LIB_DIR, PgConnectError, PgConnectFailure, PgTarget, PostgresSection, postgres_bindir};

@@ -132,7 +132,87 @@ fn trim_float(v: f64) -> String {
     }
 }
 
-/// The outcome of one task of a flow: its checks and the worst of their statuses.
+/// What a task found and did. Every task's report embeds one as `findings` (flattened into its
+/// JSON), so flows, binaries and services that embed the crates read any task the same way.
+///
+/// ```
+/// use kyb_core::{Check, Findings, Report, Status, TaskReport};
+/// use std::time::Duration;
+///
+/// let mut found = Findings::from_checks(vec![Check::new("disk /", Status::Warn, "85% used")]);
+/// found.actions.push("would remove /tmp/a (3 days idle)".into());
+/// assert_eq!(found.status(), Status::Warn);
+/// let task = TaskReport::from_report("system", found, Duration::ZERO);
+/// assert_eq!((task.status, task.actions.len()), (Status::Warn, 1));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Findings {
+    /// One finding per thing looked at, each with its status.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    /// Changes made, one line each; in a dry run, the changes that would be made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// Files written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<PathBuf>,
+    /// What the reader needs to weigh the checks, e.g. how much history the counts cover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The task's own one-line summary (`restored ... in 812 ms`); without one, the summary names
+    /// the checks that are not Ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline: Option<String>,
+}
+
+impl Findings {
+    /// Findings of `checks` alone.
+    pub fn from_checks(checks: Vec<Check>) -> Findings {
+        Findings { checks, ..Findings::default() }
+    }
+
+    /// The worst status of the checks (Ok without any).
+    pub fn status(&self) -> Status {
+        Status::worst(self.checks.iter().map(|c| c.status))
+    }
+}
+
+/// A task's report: its own fields plus the [`Findings`] every task has. Implement it with
+/// [`impl_report!`](crate::impl_report) for a struct with a `findings: Findings` field.
+pub trait Report {
+    /// What the task found and did.
+    fn findings(&self) -> &Findings;
+    /// The findings, taken out of the report.
+    fn into_findings(self) -> Findings;
+}
+
+impl Report for Findings {
+    fn findings(&self) -> &Findings {
+        self
+    }
+
+    fn into_findings(self) -> Findings {
+        self
+    }
+}
+
+/// Implements [`Report`] for structs that hold their findings in a `findings` field.
+#[macro_export]
+macro_rules! impl_report {
+    ($($report:ty),+ $(,)?) => {$(
+        impl $crate::Report for $report {
+            fn findings(&self) -> &$crate::Findings {
+                &self.findings
+            }
+
+            fn into_findings(self) -> $crate::Findings {
+                self.findings
+            }
+        }
+    )+};
+}
+
+/// The outcome of one task of a flow: its findings, the worst of their statuses, and a summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskReport {
     /// Task name, e.g. `health`.
@@ -161,21 +241,17 @@ impl TaskReport {
     /// A report whose status is the worst of `checks` and whose summary names the checks that are
     /// not Ok (or counts them when all are).
     pub fn from_checks(name: impl Into<String>, checks: Vec<Check>, took: Duration) -> TaskReport {
+        TaskReport::from_report(name, Findings::from_checks(checks), took)
+    }
+
+    /// The task report of a crate's report: its findings, their worst status, and the task's
+    /// headline as summary, or else the checks that are not Ok (counted when all are).
+    pub fn from_report(name: impl Into<String>, report: impl Report, took: Duration) -> TaskReport {
+        let Findings { checks, actions, artifacts, notes, headline } = report.into_findings();
         let status = Status::worst(checks.iter().map(|c| c.status));
-        let bad: Vec<String> = checks
-            .iter()
-            .filter(|c| c.status != Status::Ok)
-            .map(|c| format!("{} {}: {}", c.name, c.status, c.summary))
-            .collect();
-        let summary = if checks.is_empty() {
-            "nothing to check".to_owned()
-        } else if bad.is_empty() {
-            match checks.len() {
-                1 => "1 check ok".to_owned(),
-                n => format!("{n} of {n} checks ok"),
-            }
-        } else {
-            bad.join("; ")
+        let summary = match headline {
+            Some(line) => one_line(line),
+            None => summarize(&checks),
         };
         TaskReport {
             name: name.into(),
@@ -183,9 +259,9 @@ impl TaskReport {
             summary,
             duration_ms: duration_ms(took),
             checks,
-            artifacts: Vec::new(),
-            actions: Vec::new(),
-            notes: Vec::new(),
+            artifacts,
+            actions,
+            notes,
         }
     }
 
@@ -212,6 +288,25 @@ impl TaskReport {
             actions: Vec::new(),
             notes: Vec::new(),
         }
+    }
+}
+
+/// The checks that are not Ok, one after another; or how many checks there were when all are.
+fn summarize(checks: &[Check]) -> String {
+    let bad: Vec<String> = checks
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .map(|c| format!("{} {}: {}", c.name, c.status, c.summary))
+        .collect();
+    if checks.is_empty() {
+        "nothing to check".to_owned()
+    } else if bad.is_empty() {
+        match checks.len() {
+            1 => "1 check ok".to_owned(),
+            n => format!("{n} of {n} checks ok"),
+        }
+    } else {
+        bad.join("; ")
     }
 }
 
@@ -242,6 +337,30 @@ mod tests {
         );
         assert_eq!((t.status, t.summary.as_str()), (Status::Ok, "no [monitoring] URLs configured"));
         assert_eq!((t.checks.len(), t.checks[0].status), (1, Status::Ok));
+    }
+
+    #[test]
+    fn a_report_keeps_its_findings_and_its_headline() {
+        let mut found = Findings::from_checks(vec![Check::new("restore", Status::Ok, "8 tables")]);
+        found.artifacts.push(PathBuf::from("/b/x.dump"));
+        found.notes.push("scratch database dropped".into());
+        found.headline = Some("restored x.dump\nin 812 ms".into());
+        let t = TaskReport::from_report("restore-drill", found.clone(), Duration::ZERO);
+        assert_eq!((t.status, t.summary.as_str()), (Status::Ok, "restored x.dump; in 812 ms"));
+        assert_eq!((t.artifacts, t.notes), (found.artifacts.clone(), found.notes.clone()));
+        // In a crate's report the findings sit at the top level of its JSON.
+        #[derive(Serialize)]
+        struct Drill {
+            restore_ms: u64,
+            #[serde(flatten)]
+            findings: Findings,
+        }
+        let json = serde_json::to_value(Drill { restore_ms: 812, findings: found }).unwrap();
+        assert_eq!(
+            (json["restore_ms"].as_u64(), json["checks"][0]["name"].as_str()),
+            (Some(812), Some("restore"))
+        );
+        assert_eq!(json["headline"], "restored x.dump\nin 812 ms");
     }
 
     #[test]

@@ -26,12 +26,38 @@ pub struct RunCtx {
     pub deadline: Option<Instant>,
     /// Set when the run is to stop (Ctrl-C, SIGTERM); tasks that write stop and clean up.
     pub cancel: Cancel,
+    /// Whether a maintenance window is open for heavy work at `now`.
+    pub window: WindowState,
+}
+
+/// Whether heavy work (VACUUM, REINDEX, restarts, package upgrades) may start: the run's
+/// maintenance windows as seen at its start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WindowState {
+    /// A window is open, or none is enforced.
+    #[default]
+    Open,
+    /// Outside every window.
+    Closed {
+        /// The windows, as one line for reports (`Sun 02:00-06:00, Wed 02:00-04:00`).
+        windows: String,
+        /// When the next one opens.
+        next_open: Option<OffsetDateTime>,
+    },
 }
 
 impl RunCtx {
     /// A run at `now` that may change things, within the windows, without a deadline.
     pub fn new(now: OffsetDateTime) -> RunCtx {
-        RunCtx { now, dry_run: false, emergency: false, deadline: None, cancel: Cancel::default() }
+        RunCtx {
+            now,
+            dry_run: false,
+            emergency: false,
+            deadline: None,
+            cancel: Cancel::default(),
+            window: WindowState::Open,
+        }
     }
 
     /// The same run, changing nothing when `dry_run`.
@@ -50,6 +76,17 @@ impl RunCtx {
     pub fn with_deadline(mut self, deadline: Option<Instant>) -> RunCtx {
         self.deadline = deadline;
         self
+    }
+
+    /// The same run, with the maintenance windows in `window`.
+    pub fn with_window(mut self, window: WindowState) -> RunCtx {
+        self.window = window;
+        self
+    }
+
+    /// Whether heavy work may start: a window is open, or the run is an emergency.
+    pub fn heavy_work_allowed(&self) -> bool {
+        self.emergency || self.window == WindowState::Open
     }
 
     /// The time left before the deadline (zero once it has passed); `None` without one.
@@ -99,6 +136,16 @@ impl Cancel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heavy_work_waits_for_a_window_unless_it_is_an_emergency() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        assert!(RunCtx::new(now).heavy_work_allowed(), "no windows: always open");
+        let closed = WindowState::Closed { windows: "Sun 02:00-06:00".into(), next_open: None };
+        let ctx = RunCtx::new(now).with_window(closed);
+        assert!(!ctx.heavy_work_allowed());
+        assert!(ctx.with_emergency(true).heavy_work_allowed());
+    }
 
     #[tokio::test]
     async fn a_cancel_wakes_every_waiter_and_later_ones_at_once() {

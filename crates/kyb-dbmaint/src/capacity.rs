@@ -1,9 +1,10 @@
 //! Database size history and the disk-full forecast: one size sample per run, a least-squares
 //! growth line over recent samples, and the days left on the data disk at that growth.
 
-use crate::DbMaintError;
 use crate::session::{DbConfig, Session};
-use kyb_core::{Check, Metric, Status, Unit, error_chain, human_bytes};
+use crate::{DbMaintConfig, DbMaintError};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit, error_chain, human_bytes};
+use serde::Serialize;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -62,7 +63,7 @@ pub struct CapacityConfig {
 }
 
 /// The size, its growth and when the disk fills.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CapacityReport {
     /// The database measured.
     pub database: String,
@@ -80,11 +81,13 @@ pub struct CapacityReport {
     pub days_until_full: Option<f64>,
     /// The day the disk fills at that growth.
     pub full_on: Option<time::Date>,
-    /// `database size`, `growth`, `disk forecast`, and `trend csv` when writing it failed.
-    pub checks: Vec<Check>,
-    /// Files written (the trend CSV).
-    pub artifacts: Vec<PathBuf>,
+    /// `database size`, `growth`, `disk forecast`, and `trend csv` when writing it failed; the
+    /// files written (the trend CSV); in a dry run, as actions, what a run would record.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
+
+kyb_core::impl_report!(CapacityReport);
 
 /// One size measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,15 +103,12 @@ enum Disk {
     Unknown(String),
 }
 
-/// Records the database size into `kyb_maint.db_size_history` (and the trend CSV), fits its
-/// growth over the last `fit_days` and forecasts when the data disk fills. `dry_run` reads the
-/// history if there is one and records nothing.
-pub async fn capacity(
-    cfg: &DbConfig,
-    c: &CapacityConfig,
-    now: OffsetDateTime,
-    dry_run: bool,
-) -> Result<CapacityReport, DbMaintError> {
+/// Records the database size at `ctx.now` into `kyb_maint.db_size_history` (and the trend CSV),
+/// fits its growth over the last `fit_days` and forecasts when the data disk fills. A dry run
+/// reads the history if there is one and records nothing.
+pub async fn capacity(cfg: &DbMaintConfig, ctx: &RunCtx) -> Result<CapacityReport, DbMaintError> {
+    let (c, now, dry_run) = (&cfg.capacity, ctx.now, ctx.dry_run);
+    let cfg = &cfg.db;
     let mut session = Session::connect(cfg).await?;
     let row = session
         .query(
@@ -150,10 +150,9 @@ pub async fn capacity(
         disk_total_bytes: None,
         days_until_full: None,
         full_on: None,
-        checks: Vec::new(),
-        artifacts: Vec::new(),
+        findings: Findings::default(),
     };
-    report.checks.push(
+    report.findings.checks.push(
         Check::new(
             "database size",
             Status::Ok,
@@ -164,7 +163,7 @@ pub async fn capacity(
         )
         .with_metric(Metric::new("size_bytes", size_bytes as f64, Unit::Bytes)),
     );
-    report.checks.push(growth_check(report.growth_bytes_per_day, report.samples, c.fit_days));
+    report.findings.checks.push(growth_check(report.growth_bytes_per_day, report.samples, c.fit_days));
 
     let disk = disk(&session, cfg, c).await;
     if let Disk::Known { free_bytes, total_bytes, .. } = &disk {
@@ -174,12 +173,18 @@ pub async fn capacity(
     let forecast = forecast_check(&disk, report.growth_bytes_per_day, c, now);
     report.days_until_full = forecast.days_until_full;
     report.full_on = forecast.full_on;
-    report.checks.push(forecast.check);
+    report.findings.checks.push(forecast.check);
 
-    if !dry_run && let Some(path) = &c.trend_csv {
+    if dry_run {
+        let actions = &mut report.findings.actions;
+        actions.push("would record the size in kyb_maint.db_size_history".to_owned());
+        if let Some(csv) = &c.trend_csv {
+            actions.push(format!("would append a line to {}", csv.display()));
+        }
+    } else if let Some(path) = &c.trend_csv {
         match append_csv(path, now, size_bytes) {
-            Ok(()) => report.artifacts.push(path.clone()),
-            Err(e) => report.checks.push(Check::new(
+            Ok(()) => report.findings.artifacts.push(path.clone()),
+            Err(e) => report.findings.checks.push(Check::new(
                 "trend csv",
                 Status::Crit,
                 format!(

@@ -8,9 +8,17 @@
 //!
 //! - [`analyze`]: `ANALYZE` per table.
 //! - [`vacuum_analyze`]: `VACUUM (ANALYZE)` per table.
+//! - [`reindex`]: `REINDEX INDEX CONCURRENTLY` of the bloated indexes.
+//! - [`report`] and [`reports`]: the read-only reports ([`ReportKind`]).
+//! - [`capacity`]: the size history and the disk-full forecast.
 //!
-//! The config file's `[dbmaint]` section is a [`DbMaintSection`]; it derives the [`DbConfig`]
-//! (with the `[postgres]` target), the [`ReportConfig`] and the [`CapacityConfig`] of a run:
+//! Each takes the [`DbMaintConfig`] and the run's [`kyb_core::RunCtx`]. In a dry run the
+//! statements are the report's actions and none is run; VACUUM and REINDEX keep to the
+//! maintenance windows (`ctx.window`) unless the run is an emergency.
+//!
+//! The config file's `[dbmaint]` section is a [`DbMaintSection`]; with the `[postgres]` target
+//! it derives the [`DbMaintConfig`]: the [`DbConfig`], the [`ReportConfig`] and the
+//! [`CapacityConfig`] of a run:
 //!
 //! ```
 //! use kyb_dbmaint::DbMaintSection;
@@ -27,17 +35,20 @@
 //!     password: None,
 //!     dbname: "kyb".into(),
 //! };
-//! let db = section.db(target, 5_000);
-//! assert_eq!((db.connect_timeout_ms, db.lock_timeout_ms), (5_000, 2_000));
-//! let capacity = section.capacity(Path::new("/var/lib/kyb-maint/database-size-trend.csv"));
-//! assert_eq!(capacity.data_disk.as_deref(), Some(Path::new("/etc/kyb-maint/pgdata")));
+//! let cfg = section.config(target, 5_000, Path::new("/var/lib/kyb-maint/database-size-trend.csv"));
+//! assert_eq!((cfg.db.connect_timeout_ms, cfg.db.lock_timeout_ms), (5_000, 2_000));
+//! assert_eq!(cfg.capacity.data_disk.as_deref(), Some(Path::new("/etc/kyb-maint/pgdata")));
 //! ```
 //!
 //! ```no_run
-//! # async fn demo(cfg: kyb_dbmaint::DbConfig) {
-//! let report = kyb_dbmaint::analyze(&cfg, false).await.unwrap();
-//! for check in &report.checks {
+//! # async fn demo(cfg: kyb_dbmaint::DbMaintConfig) {
+//! let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc()).with_dry_run(true);
+//! let plan = kyb_dbmaint::vacuum_analyze(&cfg, &ctx).await.unwrap();
+//! for check in &plan.findings.checks {
 //!     println!("{} {}: {}", check.status, check.name, check.summary);
+//! }
+//! for statement in &plan.findings.actions {
+//!     println!("{statement}");
 //! }
 //! # }
 //! ```
@@ -56,6 +67,27 @@ pub use ops::{OpsReport, analyze, reindex, vacuum_analyze};
 pub use reports::{DbReport, ReportConfig, ReportKind, ReportRun, report, reports};
 pub use section::DbMaintSection;
 pub use session::{DbConfig, LOCK_KEY};
+
+/// What the maintenance tasks work on: the database and the guard rails of each statement, the
+/// levels the reports judge by (and [`reindex`] rebuilds at), and where the size history goes.
+/// [`DbMaintSection::config`] derives it from the config file.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DbMaintConfig {
+    /// The database and the guard rails of each statement.
+    pub db: DbConfig,
+    /// The reports' levels.
+    pub reports: ReportConfig,
+    /// The size history and the forecast.
+    pub capacity: CapacityConfig,
+}
+
+impl DbMaintConfig {
+    /// The tasks' config of `db`, judged by `reports`, with the size history of `capacity`.
+    pub fn new(db: DbConfig, reports: ReportConfig, capacity: CapacityConfig) -> DbMaintConfig {
+        DbMaintConfig { db, reports, capacity }
+    }
+}
 
 /// A maintenance task that could not run.
 #[derive(Debug, thiserror::Error)]

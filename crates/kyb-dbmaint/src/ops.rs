@@ -1,37 +1,91 @@
 //! The maintenance operations: ANALYZE and VACUUM (ANALYZE) one table at a time, REINDEX of
-//! bloated indexes.
+//! bloated indexes; the heavy ones (VACUUM, REINDEX) only inside the maintenance windows.
 
-use crate::DbMaintError;
 use crate::reports::{Db, IndexBloat, ReportConfig, bloat_status, index_bloat};
 use crate::session::{DbConfig, Session};
-use kyb_core::{Check, Status, error_chain};
+use crate::{DbMaintConfig, DbMaintError};
+use kyb_core::{Check, Findings, RunCtx, Status, WindowState, error_chain};
+use serde::Serialize;
 use std::time::Duration;
+use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
 
 /// What an operation did, or (in a dry run) would do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OpsReport {
-    /// One check per table: Ok, Warn (lock or statement timeout: try again later; or skipped,
-    /// the role lacking the privilege, which the server would only warn about) or Crit.
-    pub checks: Vec<Check>,
-    /// The statements run, or to run in a dry run, in order.
-    pub statements: Vec<String>,
-    /// Nothing was run.
-    pub dry_run: bool,
+    /// One check per table or index: Ok, Warn (lock or statement timeout: try again later; or
+    /// skipped, the role lacking the privilege, which the server would only warn about) or Crit.
+    /// VACUUM and REINDEX outside the maintenance windows put a `window` check first; a dry run
+    /// ends with a `plan` check. The actions are the statements run, or to run in a dry run, in
+    /// order.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// `ANALYZE` each user table. `dry_run` lists the statements and runs none.
-pub async fn analyze(cfg: &DbConfig, dry_run: bool) -> Result<OpsReport, DbMaintError> {
-    per_table(cfg, dry_run, "ANALYZE").await
+kyb_core::impl_report!(OpsReport);
+
+/// `ANALYZE` each user table. A dry run lists the statements and runs none.
+pub async fn analyze(cfg: &DbMaintConfig, ctx: &RunCtx) -> Result<OpsReport, DbMaintError> {
+    operation(ctx, false, per_table(&cfg.db, ctx.dry_run, "ANALYZE")).await
 }
 
 /// `VACUUM (ANALYZE)` each user table, each statement on its own (VACUUM cannot run in a
-/// transaction block).
-pub async fn vacuum_analyze(cfg: &DbConfig, dry_run: bool) -> Result<OpsReport, DbMaintError> {
-    per_table(cfg, dry_run, "VACUUM (ANALYZE)").await
+/// transaction block). Heavy: outside the maintenance windows it is not run unless
+/// `ctx.emergency`. A dry run lists the statements and runs none.
+pub async fn vacuum_analyze(cfg: &DbMaintConfig, ctx: &RunCtx) -> Result<OpsReport, DbMaintError> {
+    operation(ctx, true, per_table(&cfg.db, ctx.dry_run, "VACUUM (ANALYZE)")).await
 }
 
-async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<OpsReport, DbMaintError> {
+/// Runs `op` (in a dry run, plans it) and reports it: a `heavy` one is held to the maintenance
+/// windows, as [`window`] says; a dry run's `plan` check counts the statements.
+async fn operation(
+    ctx: &RunCtx,
+    heavy: bool,
+    op: impl Future<Output = Result<Findings, DbMaintError>>,
+) -> Result<OpsReport, DbMaintError> {
+    let window = if heavy {
+        match window(ctx) {
+            Ok(check) => check,
+            Err(not_run) => return Ok(OpsReport { findings: Findings::from_checks(vec![not_run]) }),
+        }
+    } else {
+        None
+    };
+    let mut findings = op.await?;
+    findings.checks.splice(0..0, window);
+    if ctx.dry_run {
+        let plan = format!("would run {} statements", findings.actions.len());
+        findings.checks.push(Check::new("plan", Status::Ok, plan));
+    }
+    Ok(OpsReport { findings })
+}
+
+/// Whether heavy work may run now. Inside a window: yes, without a check. Outside every window:
+/// with `emergency` yes, with an Ok `window` check saying so; in a dry run the plan is made, with
+/// a Warn `window` check saying a real run would not run it; otherwise not (`Err`), with a Warn
+/// `window` check saying when the next window opens.
+fn window(ctx: &RunCtx) -> Result<Option<Check>, Check> {
+    let WindowState::Closed { windows, next_open } = &ctx.window else {
+        return Ok(None);
+    };
+    let next = next_open.map_or_else(String::new, |t| format!("; the next opens {}", stamp(t)));
+    let outside = format!("outside the maintenance windows ({windows}){next}");
+    if ctx.emergency {
+        Ok(Some(Check::new("window", Status::Ok, format!("{outside}; run anyway (--emergency)"))))
+    } else if ctx.dry_run {
+        let warn = format!("{outside}: a real run now would not run these (--emergency overrides)");
+        Ok(Some(Check::new("window", Status::Warn, warn)))
+    } else {
+        Err(Check::new("window", Status::Warn, format!("not run: {outside}; --emergency runs it anyway")))
+    }
+}
+
+fn stamp(t: OffsetDateTime) -> String {
+    t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+        .unwrap_or_default()
+}
+
+async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<Findings, DbMaintError> {
     let session = Session::open(cfg).await?;
     // VACUUM of a partitioned table only walks its partitions, which are listed anyway; ANALYZE
     // of one gathers the parent's own statistics, which nothing else does.
@@ -52,7 +106,7 @@ async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<OpsRepor
         role.may_maintain("c.oid", false)
     );
     let tables = session.query(cfg, "listing tables", &sql, &[&kinds]).await?;
-    let mut report = OpsReport { checks: Vec::new(), statements: Vec::new(), dry_run };
+    let mut report = Findings::default();
     let verb_name = verb.split(' ').next().unwrap_or(verb);
     for row in tables {
         let (table, allowed, usage, schema): (String, bool, bool, String) =
@@ -71,7 +125,7 @@ async fn per_table(cfg: &DbConfig, dry_run: bool, verb: &str) -> Result<OpsRepor
             continue;
         }
         let sql = format!("{verb} {table}");
-        report.statements.push(sql.clone());
+        report.actions.push(sql.clone());
         if dry_run {
             continue;
         }
@@ -174,8 +228,13 @@ async fn execute(session: &Session, cfg: &DbConfig, sql: &str) -> Result<(), Fai
 /// Rebuilds each valid B-tree index whose estimated bloat reaches the [`ReportConfig`]
 /// thresholds (`bloat_bytes` warn and `bloat_min_pct`), `CONCURRENTLY` (PostgreSQL 12 and
 /// later) so reads and writes go on. A concurrent rebuild that fails leaves an invalid
-/// `_ccnew` copy behind; it is dropped. `dry_run` lists the statements and runs none.
-pub async fn reindex(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result<OpsReport, DbMaintError> {
+/// `_ccnew` copy behind; it is dropped. Heavy: outside the maintenance windows it is not run
+/// unless `ctx.emergency`. A dry run lists the statements and runs none.
+pub async fn reindex(cfg: &DbMaintConfig, ctx: &RunCtx) -> Result<OpsReport, DbMaintError> {
+    operation(ctx, true, rebuild_bloated(&cfg.db, &cfg.reports, ctx.dry_run)).await
+}
+
+async fn rebuild_bloated(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result<Findings, DbMaintError> {
     let session = Session::open(cfg).await?;
     let role = Role::of(&session, cfg).await?;
     let concurrently = if role.version >= 120_000 { "CONCURRENTLY " } else { "" };
@@ -205,7 +264,7 @@ pub async fn reindex(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result
             .map(|r| r.get(0))
             .collect()
     };
-    let mut report = OpsReport { checks: Vec::new(), statements: Vec::new(), dry_run };
+    let mut report = Findings::default();
     for ix in bloated {
         if !allowed.contains(&ix.oid) {
             let skipped = format!("skipped: {}", role.lacks("REINDEX", &ix.table, true));
@@ -213,7 +272,7 @@ pub async fn reindex(cfg: &DbConfig, rc: &ReportConfig, dry_run: bool) -> Result
             continue;
         }
         let sql = format!("REINDEX INDEX {concurrently}{}", ix.index);
-        report.statements.push(sql.clone());
+        report.actions.push(sql.clone());
         if dry_run {
             continue;
         }

@@ -1,7 +1,7 @@
 //! The `[dbmaint]` section of the config file: its keys, defaults, checks and paths, and the
-//! [`DbConfig`], [`ReportConfig`] and [`CapacityConfig`] derived from it.
+//! [`DbMaintConfig`] (its [`DbConfig`], [`ReportConfig`] and [`CapacityConfig`]) derived from it.
 
-use crate::{CapacityConfig, DbConfig, ReportConfig};
+use crate::{CapacityConfig, DbConfig, DbMaintConfig, ReportConfig};
 use kyb_core::config::{FieldError, TimeoutMs, resolve_path};
 use kyb_core::{PgTarget, Thresholds};
 use serde::{Deserialize, Serialize};
@@ -237,6 +237,21 @@ impl DbMaintSection {
         }
     }
 
+    /// The tasks' config: [`db`](Self::db), [`reports`](Self::reports) and
+    /// [`capacity`](Self::capacity) together.
+    pub fn config(
+        &self,
+        postgres: PgTarget,
+        connect_timeout_ms: u64,
+        default_trend_csv: &Path,
+    ) -> DbMaintConfig {
+        DbMaintConfig::new(
+            self.db(postgres, connect_timeout_ms),
+            self.reports(),
+            self.capacity(default_trend_csv),
+        )
+    }
+
     /// The database `postgres`, reached within `connect_timeout_ms` (`[postgres] timeout_ms`),
     /// with this section's guard rails.
     pub fn db(&self, postgres: PgTarget, connect_timeout_ms: u64) -> DbConfig {
@@ -420,6 +435,8 @@ mod tests {
             (db.connect_timeout_ms, db.lock_timeout_ms, db.statement_timeout_ms, db.lock_wait_ms),
             (2500, 5_000, 3_600_000, 7)
         );
+        let tasks = d.config(target.clone(), 2500, fallback);
+        assert_eq!(tasks, DbMaintConfig::new(db, d.reports(), d.capacity(fallback)));
         let r = section("cache_hit_pct = { warn = 98, crit = 80 }").reports();
         assert_eq!((r.cache_hit_warn_pct, r.cache_hit_crit_pct), (98.0, 80.0));
     }

@@ -1,7 +1,7 @@
 //! Capacity history and the disk-full forecast against a real PostgreSQL: first use, growth
 //! fits, two runs at once, dry runs, a trend CSV that cannot be written, an older table.
 
-use kyb_core::{Check, Status};
+use kyb_core::{Check, RunCtx, Status};
 use kyb_dbmaint::*;
 use kyb_testkit::{TestDb, fresh_database};
 use std::path::{Path, PathBuf};
@@ -31,8 +31,22 @@ fn capcfg(trend_csv: Option<PathBuf>, data_disk: Option<PathBuf>) -> CapacityCon
     CapacityConfig { trend_csv, data_disk, fit_days: 90, days_left_warn: 90.0, days_left_crit: 30.0 }
 }
 
+/// The tasks' config of `db` with the size history of `c`.
+fn tasks(db: &DbConfig, c: &CapacityConfig) -> DbMaintConfig {
+    DbMaintConfig::new(db.clone(), ReportConfig::default(), c.clone())
+}
+
+/// A run now that records.
+fn run_now() -> RunCtx {
+    RunCtx::new(OffsetDateTime::now_utc())
+}
+
 fn check<'a>(r: &'a CapacityReport, name: &str) -> &'a Check {
-    r.checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} check in {:?}", r.checks))
+    r.findings
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no {name} check in {:?}", r.findings.checks))
 }
 
 async fn rows(db: &TestDb, database: &str) -> i64 {
@@ -80,15 +94,16 @@ async fn first_run_creates_the_table_and_csv_and_later_runs_append() {
     let c = capcfg(Some(csv.clone()), Some(dir.clone()));
 
     let now = OffsetDateTime::now_utc();
-    let r = capacity(&cfg(&db), &c, now, false).await.unwrap();
+    let r = capacity(&tasks(&cfg(&db), &c), &RunCtx::new(now)).await.unwrap();
     assert_eq!(r.database, db.dbname);
     assert!(r.size_bytes > 0);
     assert_eq!(r.samples, 1);
     assert_eq!(r.growth_bytes_per_day, None);
-    assert_eq!(r.artifacts, vec![csv.clone()]);
-    let names: Vec<_> = r.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(r.findings.artifacts, vec![csv.clone()]);
+    assert!(r.findings.actions.is_empty(), "a run lists no plan: {:?}", r.findings.actions);
+    let names: Vec<_> = r.findings.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["database size", "growth", "disk forecast"]);
-    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
     assert_eq!(check(&r, "growth").summary, "not enough history yet (1 samples)");
     assert!(r.disk_free_bytes.is_some() && r.disk_total_bytes.is_some());
     assert_eq!(rows(&db, &db.dbname).await, 1);
@@ -100,7 +115,7 @@ async fn first_run_creates_the_table_and_csv_and_later_runs_append() {
     assert!(at.ends_with('Z'), "{at}");
     assert_eq!(first[1], format!("{at},{}", r.size_bytes));
 
-    let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), false).await.unwrap();
+    let r = capacity(&tasks(&cfg(&db), &c), &run_now()).await.unwrap();
     assert_eq!(r.samples, 2);
     assert_eq!(r.growth_bytes_per_day, None, "two samples seconds apart say nothing about growth");
     assert_eq!(check(&r, "growth").summary, "not enough history yet (2 samples)");
@@ -117,7 +132,7 @@ async fn growing_history_gives_the_fitted_slope_and_a_forecast() {
     let dir = scratch("grow");
     let mut c = capcfg(None, Some(dir.clone()));
     let now = OffsetDateTime::now_utc();
-    let first = capacity(&cfg(&db), &c, now, false).await.unwrap();
+    let first = capacity(&tasks(&cfg(&db), &c), &RunCtx::new(now)).await.unwrap();
     // Sizes on a line ending at the real size, so the real samples sit on it too.
     let per_day = 100 * KIB;
     synthetic(&db, &db.dbname, now, first.size_bytes, per_day, 30).await;
@@ -126,7 +141,7 @@ async fn growing_history_gives_the_fitted_slope_and_a_forecast() {
     c.days_left_warn = 1e12;
     c.days_left_crit = 1e-3;
     let now = OffsetDateTime::now_utc();
-    let r = capacity(&cfg(&db), &c, now, false).await.unwrap();
+    let r = capacity(&tasks(&cfg(&db), &c), &RunCtx::new(now)).await.unwrap();
     assert_eq!(r.samples, 32);
     let growth = r.growth_bytes_per_day.unwrap();
     assert!((growth / per_day as f64 - 1.0).abs() < 0.01, "growth {growth} B/day, expected about {per_day}");
@@ -165,13 +180,13 @@ async fn growing_history_gives_the_fitted_slope_and_a_forecast() {
     assert!(g.metrics.iter().any(|m| m.label == "growth_bytes_per_day" && m.value == growth));
 
     c.days_left_crit = 1e12;
-    let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), false).await.unwrap();
-    assert_eq!(check(&r, "disk forecast").status, Status::Crit, "{:?}", r.checks);
+    let r = capacity(&tasks(&cfg(&db), &c), &run_now()).await.unwrap();
+    assert_eq!(check(&r, "disk forecast").status, Status::Crit, "{:?}", r.findings.checks);
 
     c.days_left_warn = 1e-6;
     c.days_left_crit = 1e-9;
-    let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), false).await.unwrap();
-    assert_eq!(check(&r, "disk forecast").status, Status::Ok, "{:?}", r.checks);
+    let r = capacity(&tasks(&cfg(&db), &c), &run_now()).await.unwrap();
+    assert_eq!(check(&r, "disk forecast").status, Status::Ok, "{:?}", r.findings.checks);
 }
 
 #[tokio::test]
@@ -180,10 +195,10 @@ async fn shrinking_history_is_not_growing() {
     let dir = scratch("shrink");
     let c = CapacityConfig { days_left_warn: 1e12, days_left_crit: 1e12, ..capcfg(None, Some(dir)) };
     let now = OffsetDateTime::now_utc();
-    let first = capacity(&cfg(&db), &c, now, false).await.unwrap();
+    let first = capacity(&tasks(&cfg(&db), &c), &RunCtx::new(now)).await.unwrap();
     synthetic(&db, &db.dbname, now, first.size_bytes, -100 * KIB, 30).await;
 
-    let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), false).await.unwrap();
+    let r = capacity(&tasks(&cfg(&db), &c), &run_now()).await.unwrap();
     assert!(r.growth_bytes_per_day.unwrap() < 0.0, "{:?}", r.growth_bytes_per_day);
     assert_eq!(r.days_until_full, None);
     assert_eq!(r.full_on, None);
@@ -198,14 +213,12 @@ async fn two_runs_at_once_on_a_fresh_database_both_record() {
     let dir = scratch("conc");
     let csv = dir.join("database-size-trend.csv");
     let c = capcfg(Some(csv.clone()), Some(dir));
-    let config = cfg(&db);
-    let (a, b) = tokio::join!(
-        capacity(&config, &c, OffsetDateTime::now_utc(), false),
-        capacity(&config, &c, OffsetDateTime::now_utc(), false)
-    );
+    let config = tasks(&cfg(&db), &c);
+    let (first, second) = (run_now(), run_now());
+    let (a, b) = tokio::join!(capacity(&config, &first), capacity(&config, &second));
     let (a, b) = (a.unwrap(), b.unwrap());
     for r in [&a, &b] {
-        assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+        assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
     }
     assert_eq!(rows(&db, &db.dbname).await, 2);
     let csv_lines = lines(&csv);
@@ -220,10 +233,12 @@ async fn dry_run_records_nothing() {
     let csv = dir.join("database-size-trend.csv");
     let c = capcfg(Some(csv.clone()), Some(dir));
 
-    let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), true).await.unwrap();
+    let r = capacity(&tasks(&cfg(&db), &c), &run_now().with_dry_run(true)).await.unwrap();
     assert!(r.size_bytes > 0);
     assert_eq!(r.samples, 1, "the current size, measured but not stored");
-    assert!(r.artifacts.is_empty());
+    assert!(r.findings.artifacts.is_empty());
+    let would_append = format!("would append a line to {}", csv.display());
+    assert_eq!(r.findings.actions, ["would record the size in kyb_maint.db_size_history", &would_append]);
     assert!(!table_exists(&db).await, "a dry run created the history table");
     let schema: bool = db
         .connect()
@@ -235,11 +250,14 @@ async fn dry_run_records_nothing() {
     assert!(!schema, "a dry run created the schema");
     assert!(!csv.exists(), "a dry run wrote the CSV");
 
-    capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), false).await.unwrap();
-    let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), true).await.unwrap();
+    capacity(&tasks(&cfg(&db), &c), &run_now()).await.unwrap();
+    let r = capacity(&tasks(&cfg(&db), &c), &run_now().with_dry_run(true)).await.unwrap();
     assert_eq!(r.samples, 2, "the stored sample and the current one");
     assert_eq!(rows(&db, &db.dbname).await, 1);
     assert_eq!(lines(&csv).len(), 2);
+    // Without a CSV there is only the table to record into.
+    let r = capacity(&tasks(&cfg(&db), &capcfg(None, None)), &run_now().with_dry_run(true)).await.unwrap();
+    assert_eq!(r.findings.actions, ["would record the size in kyb_maint.db_size_history"]);
 }
 
 #[tokio::test]
@@ -254,11 +272,11 @@ async fn a_csv_that_cannot_be_written_is_crit_and_the_row_still_counts() {
             .enumerate()
     {
         let c = capcfg(Some(csv.clone()), Some(dir.clone()));
-        let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), false).await.unwrap();
+        let r = capacity(&tasks(&cfg(&db), &c), &run_now()).await.unwrap();
         let bad = check(&r, "trend csv");
         assert_eq!(bad.status, Status::Crit);
         assert!(bad.summary.contains(&csv.display().to_string()), "{}", bad.summary);
-        assert!(r.artifacts.is_empty());
+        assert!(r.findings.artifacts.is_empty());
         assert_eq!(r.samples, n + 1);
         assert_eq!(rows(&db, &db.dbname).await, i64::try_from(n).unwrap() + 1);
         assert!(!csv.exists());
@@ -282,7 +300,7 @@ async fn an_older_table_is_brought_up_to_date() {
     let dir = scratch("upgrade");
     let c = capcfg(None, Some(dir));
     for run in 1..=2 {
-        let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), false).await.unwrap();
+        let r = capacity(&tasks(&cfg(&db), &c), &run_now()).await.unwrap();
         assert_eq!(r.samples, run + 1);
         assert!(r.growth_bytes_per_day.is_some());
     }
@@ -306,17 +324,17 @@ async fn other_databases_history_is_not_used() {
     let dir = scratch("other");
     let c = capcfg(None, Some(dir));
     let now = OffsetDateTime::now_utc();
-    let first = capacity(&cfg(&db), &c, now, false).await.unwrap();
+    let first = capacity(&tasks(&cfg(&db), &c), &RunCtx::new(now)).await.unwrap();
     synthetic(&db, "other", now, 50_000_000_000, 1_000_000_000, 60).await;
 
-    let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), false).await.unwrap();
+    let r = capacity(&tasks(&cfg(&db), &c), &run_now()).await.unwrap();
     assert_eq!(r.samples, 2);
     assert_eq!(r.growth_bytes_per_day, None);
     assert_eq!(check(&r, "growth").summary, "not enough history yet (2 samples)");
 
     // Flat history of our own beside the other database's steep one.
     synthetic(&db, &db.dbname, now, first.size_bytes, 0, 30).await;
-    let r = capacity(&cfg(&db), &c, OffsetDateTime::now_utc(), false).await.unwrap();
+    let r = capacity(&tasks(&cfg(&db), &c), &run_now()).await.unwrap();
     assert_eq!(r.samples, 33);
     let growth = r.growth_bytes_per_day.unwrap();
     assert!(growth.abs() < 100.0 * KIB as f64, "{growth}");
@@ -338,7 +356,7 @@ async fn without_data_disk_a_local_server_reports_its_data_directory() {
         || db.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let visible = local && data_dir.as_deref().is_some_and(|d| Path::new(d).exists());
 
-    let r = capacity(&cfg(&db), &capcfg(None, None), OffsetDateTime::now_utc(), false).await.unwrap();
+    let r = capacity(&tasks(&cfg(&db), &capcfg(None, None)), &run_now()).await.unwrap();
     let forecast = check(&r, "disk forecast");
     if visible {
         assert!(r.disk_free_bytes.is_some(), "{forecast:?}");
@@ -356,9 +374,8 @@ async fn a_role_that_may_not_create_the_history_table_is_told_what_to_grant() {
     let plain_db = db.plain_role().await;
     let role = plain_db.user.clone();
     let plain = cfg(&plain_db);
-    let err = capacity(&plain, &capcfg(None, Some(scratch("privilege"))), OffsetDateTime::now_utc(), false)
-        .await
-        .unwrap_err();
+    let err =
+        capacity(&tasks(&plain, &capcfg(None, Some(scratch("privilege")))), &run_now()).await.unwrap_err();
     assert!(matches!(err, DbMaintError::Privilege { .. }), "{err:?}");
     let text = kyb_core::error_chain(&err);
     let grant = format!("GRANT CREATE ON DATABASE \"{}\" TO \"{role}\"", db.dbname);

@@ -2,10 +2,12 @@
 //! own, and each report finds exactly that condition, and nothing from the other test databases
 //! on the same server.
 
-use kyb_core::{Check, PgTarget, Secret, Status, Thresholds};
+use kyb_core::{Check, PgTarget, RunCtx, Secret, Status, Thresholds};
 use kyb_dbmaint::*;
 use kyb_testkit::{TestDb, fresh_database};
+use std::path::Path;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 fn cfg(db: &TestDb) -> DbConfig {
     DbConfig {
@@ -26,8 +28,19 @@ fn small() -> ReportConfig {
     }
 }
 
+/// The tasks' config of `db` judged by `rc`.
+fn tasks(db: &DbConfig, rc: &ReportConfig) -> DbMaintConfig {
+    let capacity = DbMaintSection::default().capacity(Path::new("unused-trend.csv"));
+    DbMaintConfig::new(db.clone(), rc.clone(), capacity)
+}
+
+/// A run now.
+fn run_now() -> RunCtx {
+    RunCtx::new(OffsetDateTime::now_utc())
+}
+
 async fn run(db: &TestDb, rc: &ReportConfig, which: ReportKind) -> DbReport {
-    report(&cfg(db), rc, which)
+    report(&tasks(&cfg(db), rc), which, &run_now())
         .await
         .unwrap_or_else(|e| panic!("{}: {}", which.name(), kyb_core::error_chain(&e)))
 }
@@ -35,7 +48,7 @@ async fn run(db: &TestDb, rc: &ReportConfig, which: ReportKind) -> DbReport {
 /// The names of the rows that are not Ok.
 fn flagged(r: &DbReport) -> Vec<String> {
     let mut names: Vec<String> =
-        r.checks.iter().filter(|c| c.status != Status::Ok).map(|c| c.name.clone()).collect();
+        r.findings.checks.iter().filter(|c| c.status != Status::Ok).map(|c| c.name.clone()).collect();
     names.sort();
     names
 }
@@ -45,7 +58,11 @@ fn row_of<'a>(checks: &'a [Check], name: &str) -> &'a Check {
 }
 
 fn row<'a>(r: &'a DbReport, name: &str) -> &'a Check {
-    r.checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no row {name} in {:#?}", r.checks))
+    r.findings
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no row {name} in {:#?}", r.findings.checks))
 }
 
 /// The `size` metric of a row.
@@ -98,13 +115,13 @@ async fn unused_indexes_are_the_unscanned_non_unique_ones_with_the_stats_reset_t
     c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
     let rc = ReportConfig { unused_index_max_scans: 0, ..small() };
     let r = run(&db, &rc, ReportKind::UnusedIndexes).await;
-    assert_eq!(flagged(&r), ["public.accounts_region_idx"], "{:#?}", r.checks);
+    assert_eq!(flagged(&r), ["public.accounts_region_idx"], "{:#?}", r.findings.checks);
     let s = &row(&r, "public.accounts_region_idx").summary;
     assert!(s.contains("0 scans") && s.contains("public.accounts"), "{s}");
     assert!(
-        r.notes[0].contains("since statistics began") || r.notes[0].contains("reset at"),
+        r.findings.notes[0].contains("since statistics began") || r.findings.notes[0].contains("reset at"),
         "{:?}",
-        r.notes
+        r.findings.notes
     );
 
     // With PgHero's default (50 scans) the lightly used index counts too; a size floor drops both.
@@ -112,7 +129,7 @@ async fn unused_indexes_are_the_unscanned_non_unique_ones_with_the_stats_reset_t
     assert_eq!(flagged(&r), ["public.accounts_created_idx", "public.accounts_region_idx"]);
     let rc = ReportConfig { unused_index_min_bytes: 1 << 30, ..small() };
     let r = run(&db, &rc, ReportKind::UnusedIndexes).await;
-    assert!(flagged(&r).is_empty(), "{:#?}", r.checks);
+    assert!(flagged(&r).is_empty(), "{:#?}", r.findings.checks);
 }
 
 #[tokio::test]
@@ -135,7 +152,12 @@ async fn duplicate_indexes_are_those_another_index_covers() {
     let r = run(&db, &small(), ReportKind::DuplicateIndexes).await;
     // email is a prefix of (email, created); id repeats the primary key. The expression, the
     // partial and the hash index answer other queries.
-    assert_eq!(flagged(&r), ["public.accounts_email_idx", "public.accounts_id_idx"], "{:#?}", r.checks);
+    assert_eq!(
+        flagged(&r),
+        ["public.accounts_email_idx", "public.accounts_id_idx"],
+        "{:#?}",
+        r.findings.checks
+    );
     assert!(row(&r, "public.accounts_id_idx").summary.contains("accounts_pkey"));
     assert!(row(&r, "public.accounts_email_idx").summary.contains("accounts_email_created_idx"));
     // The space to reclaim is the index's own size.
@@ -176,8 +198,8 @@ async fn an_index_left_by_a_failed_concurrent_build_is_invalid() {
         c.batch_execute("CREATE UNIQUE INDEX CONCURRENTLY accounts_region_key ON accounts (region)").await;
     assert!(err.is_err(), "the build must fail on duplicate regions");
     let r = run(&db, &small(), ReportKind::InvalidIndexes).await;
-    assert_eq!(flagged(&r), ["public.accounts_region_key"], "{:#?}", r.checks);
-    let only = &r.checks[0];
+    assert_eq!(flagged(&r), ["public.accounts_region_key"], "{:#?}", r.findings.checks);
+    let only = &r.findings.checks[0];
     assert_eq!(only.status, Status::Crit);
     assert!(only.summary.contains("DROP INDEX CONCURRENTLY public.accounts_region_key"), "{}", only.summary);
     // Nothing else is flagged as unused either: an invalid index is not a candidate to drop.
@@ -217,7 +239,7 @@ async fn bloat_vacuum_state_sizes_and_activity_find_the_bloated_table() {
     let index = r#"public."Idx; DROP TABLE clean;--""#;
 
     let r = run(&db, &small(), ReportKind::Bloat).await;
-    assert_eq!(flagged(&r), [table.to_owned(), index.to_owned()], "{:#?}", r.checks);
+    assert_eq!(flagged(&r), [table.to_owned(), index.to_owned()], "{:#?}", r.findings.checks);
     let pct = |c: &Check| c.metrics.iter().find(|m| m.label == "wasted_pct").unwrap().value;
     assert!(pct(row(&r, table)) > 70.0, "{:?}", row(&r, table));
     assert!(pct(row(&r, index)) > 70.0, "{:?}", row(&r, index));
@@ -230,17 +252,17 @@ async fn bloat_vacuum_state_sizes_and_activity_find_the_bloated_table() {
     .await;
     // Freshly loaded tables and indexes, the one whose columns need alignment padding too.
     for clean in ["public.clean", "public.clean_pkey", "public.mixed", "public.mixed_abcd"] {
-        if let Some(c) = all.checks.iter().find(|c| c.name == clean) {
+        if let Some(c) = all.findings.checks.iter().find(|c| c.name == clean) {
             assert!(pct(c) < 20.0, "{clean} estimated {}% wasted: {c:?}", pct(c));
         }
     }
 
     let v = run(&db, &small(), ReportKind::VacuumState).await;
-    assert_eq!(flagged(&v), [table.to_owned()], "{:#?}", v.checks);
+    assert_eq!(flagged(&v), [table.to_owned()], "{:#?}", v.findings.checks);
     assert_eq!(row(&v, table).status, Status::Crit, "90% dead");
 
     let s = run(&db, &small(), ReportKind::TableSizes).await;
-    let names: Vec<&str> = s.checks.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = s.findings.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(names.contains(&table) && names.contains(&"public.clean"));
     let m = |c: &Check, l: &str| c.metrics.iter().find(|m| m.label == l).unwrap().value;
@@ -249,7 +271,7 @@ async fn bloat_vacuum_state_sizes_and_activity_find_the_bloated_table() {
     assert!(m(clean, "toast") >= 0.0 && m(clean, "indexes") > 0.0);
 
     let a = run(&db, &small(), ReportKind::TopActivity).await;
-    let names: Vec<&str> = a.checks.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = a.findings.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, [table, "public.mixed", "public.clean"], "busiest first");
     assert!(row(&a, table).summary.contains("90000 deletes"), "{}", row(&a, table).summary);
 }
@@ -264,24 +286,29 @@ async fn reindex_rebuilds_only_the_bloated_index_and_handles_hostile_names() {
             .get::<_, i32>(0)
     };
     let before = pages(db.connect().await).await;
-    let plan = reindex(&cfg(&db), &small(), true).await.unwrap();
+    let plan = reindex(&tasks(&cfg(&db), &small()), &run_now().with_dry_run(true)).await.unwrap();
     assert_eq!(
-        plan.statements,
+        plan.findings.actions,
         [r#"REINDEX INDEX CONCURRENTLY public."Idx; DROP TABLE clean;--""#],
         "{plan:?}"
     );
+    let last = plan.findings.checks.last().unwrap();
+    assert_eq!(
+        (last.name.as_str(), last.status, last.summary.as_str()),
+        ("plan", Status::Ok, "would run 1 statements")
+    );
     assert_eq!(pages(db.connect().await).await, before, "a dry run changes nothing");
 
-    let done = reindex(&cfg(&db), &small(), false).await.unwrap();
-    assert!(done.checks.iter().all(|c| c.status == Status::Ok), "{:#?}", done.checks);
+    let done = reindex(&tasks(&cfg(&db), &small()), &run_now()).await.unwrap();
+    assert!(done.findings.checks.iter().all(|c| c.status == Status::Ok), "{:#?}", done.findings.checks);
     let after = pages(db.connect().await).await;
     assert!(after * 3 < before, "pages {before} -> {after}");
     let clean: i64 = db.connect().await.query_one("SELECT count(*) FROM clean", &[]).await.unwrap().get(0);
     assert_eq!(clean, 100_000, "no injection");
 
     // Nothing bloated is left: the next run has nothing to do.
-    let again = reindex(&cfg(&db), &small(), false).await.unwrap();
-    assert!(again.statements.is_empty(), "{again:?}");
+    let again = reindex(&tasks(&cfg(&db), &small()), &run_now()).await.unwrap();
+    assert!(again.findings.actions.is_empty(), "{again:?}");
 }
 
 #[tokio::test]
@@ -289,16 +316,20 @@ async fn a_role_that_does_not_own_the_table_skips_its_reindex_and_says_why() {
     let db = bloated("rpreindexpriv").await;
     let plain = plain_role(&db).await;
     // Without SELECT on the table the role does not even see its statistics.
-    let r = report(&plain, &small(), ReportKind::Bloat).await.unwrap();
-    assert!(flagged(&r).is_empty(), "{:#?}", r.checks);
+    let r = report(&tasks(&plain, &small()), ReportKind::Bloat, &run_now()).await.unwrap();
+    assert!(flagged(&r).is_empty(), "{:#?}", r.findings.checks);
     let why = format!("3 tables and their indexes were not estimated: {} may not read", plain.postgres.user);
-    assert!(r.notes.iter().any(|n| n.contains(&why) && n.contains("SELECT")), "{:?}", r.notes);
+    assert!(
+        r.findings.notes.iter().any(|n| n.contains(&why) && n.contains("SELECT")),
+        "{:?}",
+        r.findings.notes
+    );
 
     let user = &plain.postgres.user;
     setup(&db, &format!(r#"GRANT SELECT ON "Bloat ""Tab""; x" TO "{user}""#)).await;
-    let r = reindex(&plain, &small(), false).await.unwrap();
-    assert!(r.statements.is_empty(), "{r:?}");
-    let row = row_of(&r.checks, r#"public."Idx; DROP TABLE clean;--""#);
+    let r = reindex(&tasks(&plain, &small()), &run_now()).await.unwrap();
+    assert!(r.findings.actions.is_empty(), "{r:?}");
+    let row = row_of(&r.findings.checks, r#"public."Idx; DROP TABLE clean;--""#);
     assert_eq!(row.status, Status::Warn);
     let why = format!(
         "skipped: {} may not REINDEX it: only the table's owner or a superuser may",
@@ -316,8 +347,8 @@ async fn long_queries_say_which_sessions_a_role_without_pg_read_all_stats_cannot
     // Another role's session in the database, idle in a transaction.
     let other = db.connect().await;
     other.batch_execute("BEGIN; SELECT 1").await.unwrap();
-    let r = report(&plain, &small(), ReportKind::LongQueries).await.unwrap();
-    let row = row_of(&r.checks, "other roles' sessions");
+    let r = report(&tasks(&plain, &small()), ReportKind::LongQueries, &run_now()).await.unwrap();
+    let row = row_of(&r.findings.checks, "other roles' sessions");
     assert_eq!(row.status, Status::Unknown);
     let grant = format!("GRANT pg_read_all_stats TO {}", plain.postgres.user);
     assert!(
@@ -325,14 +356,14 @@ async fn long_queries_say_which_sessions_a_role_without_pg_read_all_stats_cannot
         "{}",
         row.summary
     );
-    let r = report(&plain, &small(), ReportKind::Connections).await.unwrap();
-    assert!(r.notes.iter().any(|n| n.contains(&grant)), "{:?}", r.notes);
+    let r = report(&tasks(&plain, &small()), ReportKind::Connections, &run_now()).await.unwrap();
+    assert!(r.findings.notes.iter().any(|n| n.contains(&grant)), "{:?}", r.findings.notes);
 
     setup(&db, &format!("GRANT pg_read_all_stats TO \"{}\"", plain.postgres.user)).await;
-    let r = report(&plain, &small(), ReportKind::LongQueries).await.unwrap();
-    assert!(r.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.checks);
-    let r = report(&plain, &small(), ReportKind::Connections).await.unwrap();
-    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    let r = report(&tasks(&plain, &small()), ReportKind::LongQueries, &run_now()).await.unwrap();
+    assert!(r.findings.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.findings.checks);
+    let r = report(&tasks(&plain, &small()), ReportKind::Connections, &run_now()).await.unwrap();
+    assert!(r.findings.notes.is_empty(), "{:?}", r.findings.notes);
     other.batch_execute("COMMIT").await.unwrap();
     drop_role(&db, &plain).await;
 }
@@ -342,12 +373,12 @@ async fn a_sequence_the_role_may_not_read_is_counted_not_passed_over() {
     let db = fresh_database("rpseqpriv").await;
     setup(&db, "CREATE TABLE orders (id serial PRIMARY KEY); INSERT INTO orders DEFAULT VALUES;").await;
     let plain = plain_role(&db).await;
-    let r = report(&plain, &small(), ReportKind::Sequences).await.unwrap();
+    let r = report(&tasks(&plain, &small()), ReportKind::Sequences, &run_now()).await.unwrap();
     let why = format!("1 sequences not measured: {} may not read them", plain.postgres.user);
-    assert!(r.notes.iter().any(|n| n.starts_with(&why)), "{:?}", r.notes);
+    assert!(r.findings.notes.iter().any(|n| n.starts_with(&why)), "{:?}", r.findings.notes);
     // The table's owner reads it, and has nothing to note.
-    let r = report(&cfg(&db), &small(), ReportKind::Sequences).await.unwrap();
-    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    let r = report(&tasks(&cfg(&db), &small()), ReportKind::Sequences, &run_now()).await.unwrap();
+    assert!(r.findings.notes.is_empty(), "{:?}", r.findings.notes);
     drop_role(&db, &plain).await;
 }
 
@@ -373,7 +404,7 @@ async fn sequences_are_measured_against_the_column_they_feed() {
         flagged(&r),
         ["public.\"Small Ids_id_seq\"", "public.orders_id_seq", "public.shared_counter"],
         "{:#?}",
-        r.checks
+        r.findings.checks
     );
     let small_ids = row(&r, "public.\"Small Ids_id_seq\"");
     assert_eq!(small_ids.status, Status::Crit, "restarted at 32000 of 32767, not yet called: {small_ids:?}");
@@ -391,9 +422,14 @@ async fn wraparound_covers_the_database_and_toast_tables() {
     setup(&db, "CREATE TABLE docs (id int, body text); INSERT INTO docs VALUES (1, repeat('x', 100000));")
         .await;
     let r = run(&db, &small(), ReportKind::Wraparound).await;
-    assert_eq!(r.checks.len(), 1, "only the database row at the default thresholds: {:#?}", r.checks);
-    assert_eq!(r.checks[0].name, format!("database {}", db.dbname));
-    assert_eq!(r.checks[0].status, Status::Ok);
+    assert_eq!(
+        r.findings.checks.len(),
+        1,
+        "only the database row at the default thresholds: {:#?}",
+        r.findings.checks
+    );
+    assert_eq!(r.findings.checks[0].name, format!("database {}", db.dbname));
+    assert_eq!(r.findings.checks[0].status, Status::Ok);
     // At a zero threshold every table is listed, the TOAST table under its owner's name.
     let rc = ReportConfig { xid_age: Thresholds::new(0.0, 1e12), ..small() };
     let r = run(&db, &rc, ReportKind::Wraparound).await;
@@ -405,12 +441,12 @@ async fn wraparound_covers_the_database_and_toast_tables() {
 async fn connections_count_against_max_connections() {
     let db = fresh_database("rpconn").await;
     let r = run(&db, &small(), ReportKind::Connections).await;
-    assert_eq!(r.checks.len(), 1);
-    assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks[0]);
-    assert!(r.checks[0].summary.contains("max_connections 200"), "{}", r.checks[0].summary);
+    assert_eq!(r.findings.checks.len(), 1);
+    assert_eq!(r.findings.checks[0].status, Status::Ok, "{:?}", r.findings.checks[0]);
+    assert!(r.findings.checks[0].summary.contains("max_connections 200"), "{}", r.findings.checks[0].summary);
     let rc = ReportConfig { connections_pct: Thresholds::new(0.0, 0.1), ..small() };
     let r = run(&db, &rc, ReportKind::Connections).await;
-    assert_eq!(r.checks[0].status, Status::Crit);
+    assert_eq!(r.findings.checks[0].status, Status::Crit);
 }
 
 #[tokio::test]
@@ -448,15 +484,23 @@ async fn a_long_query_and_an_idle_transaction_in_other_sessions_are_found() {
     let r = run(&db, &rc, ReportKind::LongQueries).await;
     cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
     assert!(running.await.unwrap().is_err(), "cancelled");
-    assert_eq!(r.checks.len(), 2, "{:#?}", r.checks);
-    assert!(r.checks.iter().all(|c| c.status == Status::Warn));
-    assert!(r.checks.iter().any(|c| c.summary.contains("running for") && c.summary.contains("pg_sleep(60)")));
+    assert_eq!(r.findings.checks.len(), 2, "{:#?}", r.findings.checks);
+    assert!(r.findings.checks.iter().all(|c| c.status == Status::Warn));
     assert!(
-        r.checks.iter().any(|c| c.summary.contains("idle in transaction") && c.summary.contains("left open"))
+        r.findings
+            .checks
+            .iter()
+            .any(|c| c.summary.contains("running for") && c.summary.contains("pg_sleep(60)"))
+    );
+    assert!(
+        r.findings
+            .checks
+            .iter()
+            .any(|c| c.summary.contains("idle in transaction") && c.summary.contains("left open"))
     );
     // At the defaults (a minute) neither is long yet.
     let r = run(&db, &small(), ReportKind::LongQueries).await;
-    assert!(flagged(&r).is_empty(), "{:#?}", r.checks);
+    assert!(flagged(&r).is_empty(), "{:#?}", r.findings.checks);
 }
 
 #[tokio::test]
@@ -478,16 +522,16 @@ async fn cache_hit_and_index_recommendations_follow_the_reads() {
     }
     c.batch_execute("SELECT pg_stat_force_next_flush()").await.unwrap();
     let r = run(&db, &small(), ReportKind::IndexRecommendations).await;
-    assert_eq!(flagged(&r), ["public.orders"], "{:#?}", r.checks);
-    assert!(r.checks[0].summary.contains("customer"), "{}", r.checks[0].summary);
+    assert_eq!(flagged(&r), ["public.orders"], "{:#?}", r.findings.checks);
+    assert!(r.findings.checks[0].summary.contains("customer"), "{}", r.findings.checks[0].summary);
 
     let r = run(&db, &small(), ReportKind::CacheHit).await;
-    assert_eq!(r.checks.len(), 2);
-    assert!(r.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.checks);
+    assert_eq!(r.findings.checks.len(), 2);
+    assert!(r.findings.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.findings.checks);
     let rc =
         ReportConfig { cache_min_blocks: 1, cache_hit_warn_pct: 100.1, cache_hit_crit_pct: 0.0, ..small() };
     let r = run(&db, &rc, ReportKind::CacheHit).await;
-    assert!(r.checks.iter().any(|c| c.status == Status::Warn), "{:#?}", r.checks);
+    assert!(r.findings.checks.iter().any(|c| c.status == Status::Warn), "{:#?}", r.findings.checks);
 }
 
 #[tokio::test]
@@ -500,26 +544,37 @@ async fn slow_queries_come_from_pg_stat_statements_of_this_database_only() {
     }
     let rc = ReportConfig { slow_query_min_calls: 3, ..small() };
     let r = run(&db, &rc, ReportKind::SlowQueries).await;
-    assert_eq!(r.checks.len(), 1, "{:#?}", r.checks);
-    assert_eq!(r.checks[0].status, Status::Warn);
-    assert!(r.checks[0].summary.contains("slow_fixture") && r.checks[0].summary.contains("3 calls"));
-    assert!(r.notes[0].contains("mean_exec_time"), "{:?}", r.notes);
+    assert_eq!(r.findings.checks.len(), 1, "{:#?}", r.findings.checks);
+    assert_eq!(r.findings.checks[0].status, Status::Warn);
+    assert!(
+        r.findings.checks[0].summary.contains("slow_fixture")
+            && r.findings.checks[0].summary.contains("3 calls")
+    );
+    assert!(r.findings.notes[0].contains("mean_exec_time"), "{:?}", r.findings.notes);
 
     // A role without pg_read_all_stats sees the times of other roles' statements, not their text.
     let plain = plain_role(&db).await;
-    let r = report(&plain, &rc, ReportKind::SlowQueries).await.unwrap();
-    assert_eq!(r.checks.len(), 1, "{:#?}", r.checks);
-    assert!(r.checks[0].summary.contains("(text hidden from this role)"), "{}", r.checks[0].summary);
+    let r = report(&tasks(&plain, &rc), ReportKind::SlowQueries, &run_now()).await.unwrap();
+    assert_eq!(r.findings.checks.len(), 1, "{:#?}", r.findings.checks);
+    assert!(
+        r.findings.checks[0].summary.contains("(text hidden from this role)"),
+        "{}",
+        r.findings.checks[0].summary
+    );
     let grant = format!("GRANT pg_read_all_stats TO {}", plain.postgres.user);
-    assert!(r.notes[1].contains("lacks pg_read_all_stats") && r.notes[1].contains(&grant), "{:?}", r.notes);
+    assert!(
+        r.findings.notes[1].contains("lacks pg_read_all_stats") && r.findings.notes[1].contains(&grant),
+        "{:?}",
+        r.findings.notes
+    );
     drop_role(&db, &plain).await;
 
     // The extension missing from the database: Unknown, saying what to do.
     let off = fresh_database("rpslowoff").await;
     setup(&off, "DROP EXTENSION IF EXISTS pg_stat_statements").await;
     let r = run(&off, &rc, ReportKind::SlowQueries).await;
-    assert_eq!(r.checks[0].status, Status::Unknown);
-    assert!(r.checks[0].summary.contains("not installed"), "{}", r.checks[0].summary);
+    assert_eq!(r.findings.checks[0].status, Status::Unknown);
+    assert!(r.findings.checks[0].summary.contains("not installed"), "{}", r.findings.checks[0].summary);
 }
 
 #[tokio::test]
@@ -545,9 +600,9 @@ async fn slow_queries_without_the_library_preloaded_are_unknown() {
         },
         ..cfg(&fresh_database("rpnopreloadcfg").await)
     };
-    let r = report(&c, &small(), ReportKind::SlowQueries).await.unwrap();
-    assert_eq!(r.checks[0].status, Status::Unknown, "{:#?}", r.checks);
-    assert!(r.checks[0].summary.contains("not loaded"), "{}", r.checks[0].summary);
+    let r = report(&tasks(&c, &small()), ReportKind::SlowQueries, &run_now()).await.unwrap();
+    assert_eq!(r.findings.checks[0].status, Status::Unknown, "{:#?}", r.findings.checks);
+    assert!(r.findings.checks[0].summary.contains("not loaded"), "{}", r.findings.checks[0].summary);
 }
 
 #[tokio::test]
@@ -557,7 +612,7 @@ async fn a_report_on_a_database_that_is_down_is_an_error_without_a_hang() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     c.postgres.port = port;
     let started = std::time::Instant::now();
-    let err = report(&c, &small(), ReportKind::Bloat).await.unwrap_err();
+    let err = report(&tasks(&c, &small()), ReportKind::Bloat, &run_now()).await.unwrap_err();
     assert!(matches!(err, DbMaintError::Connect { .. }), "{err:?}");
     let text = kyb_core::error_chain(&err);
     assert!(
@@ -568,7 +623,7 @@ async fn a_report_on_a_database_that_is_down_is_an_error_without_a_hang() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     // Every report at once: the one error, not one per report.
-    let err = reports(&c, &small(), &ReportKind::ALL).await.unwrap_err();
+    let err = reports(&tasks(&c, &small()), &ReportKind::ALL, &run_now()).await.unwrap_err();
     assert_eq!(kyb_core::error_chain(&err), text);
 }
 
@@ -589,7 +644,7 @@ async fn the_login_failures_name_their_cause_and_what_to_check() {
         ),
     ];
     for (c, expected) in cases {
-        let err = report(&c, &small(), ReportKind::Connections).await.unwrap_err();
+        let err = report(&tasks(&c, &small()), ReportKind::Connections, &run_now()).await.unwrap_err();
         let text = kyb_core::error_chain(&err);
         assert!(
             text.starts_with(&format!("cannot connect to PostgreSQL at {}:{}: ", db.host, db.port)),
@@ -604,7 +659,7 @@ async fn the_login_failures_name_their_cause_and_what_to_check() {
 async fn several_reports_run_in_the_order_asked() {
     let db = fresh_database("rpmany").await;
     let which = [ReportKind::Connections, ReportKind::InvalidIndexes, ReportKind::Wraparound];
-    let runs = reports(&cfg(&db), &small(), &which).await.unwrap();
+    let runs = reports(&tasks(&cfg(&db), &small()), &which, &run_now()).await.unwrap();
     assert_eq!(runs.iter().map(|r| r.report).collect::<Vec<_>>(), which);
     for run in &runs {
         let r = run
@@ -630,9 +685,9 @@ async fn partition_indexes_are_never_advised_to_be_dropped_alone() {
     .await;
     let rc = ReportConfig { unused_index_max_scans: 0, ..small() };
     let r = run(&db, &rc, ReportKind::UnusedIndexes).await;
-    assert!(flagged(&r).is_empty(), "a partition's index cannot be dropped alone: {:#?}", r.checks);
+    assert!(flagged(&r).is_empty(), "a partition's index cannot be dropped alone: {:#?}", r.findings.checks);
     let r = run(&db, &small(), ReportKind::DuplicateIndexes).await;
-    assert_eq!(flagged(&r), ["public.events_v_again"], "reported at the parent: {:#?}", r.checks);
+    assert_eq!(flagged(&r), ["public.events_v_again"], "reported at the parent: {:#?}", r.findings.checks);
     // Sized over its partitions: the sum of the partitions' indexes.
     let size: i64 = db
         .connect()
@@ -645,5 +700,5 @@ async fn partition_indexes_are_never_advised_to_be_dropped_alone() {
         .unwrap()
         .get(0);
     assert!(size > 0);
-    assert_eq!(size_metric(&r.checks[0]), size as f64, "{}", r.checks[0].summary);
+    assert_eq!(size_metric(&r.findings.checks[0]), size as f64, "{}", r.findings.checks[0].summary);
 }

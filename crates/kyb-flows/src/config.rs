@@ -19,16 +19,14 @@ use crate::window::Windows;
 use kyb_backup::{ArchiveConfig, BackupSection, CreateConfig, DrillConfig, PruneConfig, VerifyConfig};
 use kyb_core::PostgresSection;
 use kyb_core::config::{FieldError, resolve_path};
-use kyb_dbmaint::{CapacityConfig, DbConfig, DbMaintSection, ReportConfig};
+use kyb_dbmaint::{DbMaintConfig, DbMaintSection};
 use kyb_health::{
-    AppSection, HealthConfig, MonitoringConfig, MonitoringSection, PerfConfig, PostgresConfig, RedisSection,
-    SnapshotConfig, SystemConfig,
+    AppSection, HealthConfig, MonitoringConfig, MonitoringSection, PerfConfig, PerformanceTask,
+    PostgresConfig, RedisSection, SnapshotConfig, SystemConfig,
 };
-use kyb_logrotate::{CleanupSection, LogPolicy, LogSection, TempConfig};
-use kyb_mlcheck::MlConfig;
-use kyb_secaudit::{
-    AdvisoryConfig, CertConfig, LogScanConfig, OutdatedConfig, PermConfig, SecuritySection, UpdatesConfig,
-};
+use kyb_logrotate::{CleanupSection, LogPolicy, LogSection, RetentionConfig, RotateConfig, TempConfig};
+use kyb_mlcheck::{MlConfig, ModelCheck};
+use kyb_secaudit::{AdvisoriesTask, CertConfig, LogScanConfig, PermConfig, SecuritySection, UpdatesConfig};
 use kyb_update::{TuneConfig, UpdateConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -150,28 +148,30 @@ pub struct Config {
     pub source: PathBuf,
     /// Directories.
     pub paths: Paths,
-    /// Dependency probes.
-    pub health: HealthConfig,
+    /// Dependency probes, when any of `[app]`, `[postgres]` and `[redis]` is configured.
+    pub health: Option<HealthConfig>,
     /// System metric thresholds.
     pub system: SystemConfig,
     /// Metrics snapshot settings, when an app is configured.
     pub snapshot: Option<SnapshotConfig>,
-    /// Logs to rotate, with their policies.
-    pub logs: Vec<LogPolicy>,
-    /// Retention of reports and cleanup of the temp directory.
+    /// The logs to rotate, with their policies; None without `[[logs]]`.
+    pub rotation: Option<RotateConfig>,
+    /// Retention of kyb-maint's reports (rotated logs are pruned by the rotation).
+    pub retention: RetentionConfig,
+    /// Cleanup of the temp directory.
     pub cleanup: Cleanup,
     /// Backup verification (and, with `[postgres]`, creation), when `[paths] backup_dir` is set.
     pub backup: Option<Backup>,
-    /// Database maintenance of the `[postgres]` database, when it is configured.
-    pub dbmaint: Option<DbMaint>,
+    /// Database maintenance of the `[postgres]` database, when it is configured: `[dbmaint]`
+    /// resolved against `[postgres]` and `[paths]`.
+    pub dbmaint: Option<DbMaintConfig>,
     /// When heavy database work (VACUUM, REINDEX) and restarts may run.
     pub window: Windows,
-    /// The weekly performance analysis of the app's `/metrics`.
-    pub performance: PerfConfig,
-    /// The model checks (history resolved; `dry_run` set per run).
-    pub ml: MlConfig,
-    /// The monitoring stack, when any of its URLs is set (`window_open` and `dry_run` set per
-    /// run).
+    /// The weekly performance analysis of the app's `/metrics`, when an app is configured.
+    pub performance: Option<PerformanceTask>,
+    /// The model checks of the app's `/metrics` (history resolved), when an app is configured.
+    pub ml: Option<ModelCheck>,
+    /// The monitoring stack, when any of its URLs is set.
     pub monitoring: Option<MonitoringConfig>,
     /// The security audit.
     pub security: Security,
@@ -182,7 +182,8 @@ pub struct Config {
     pub tuning: TuneConfig,
 }
 
-/// `[security]` resolved: one config per audit (`window_open`, `dry_run` set per run).
+/// `[security]` resolved: one config per audit, None when the audit is not configured (the run
+/// says whether it is a dry run and whether a window is open).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Security {
     /// Certificates; None without paths or endpoints.
@@ -191,25 +192,11 @@ pub struct Security {
     pub perms: Option<PermConfig>,
     /// The log scan; None without `auth_logs` or `journalctl`.
     pub logs: Option<LogScanConfig>,
-    /// Whether the OS-update check runs (`os_updates`); off, it reports that it is switched off.
-    pub os_updates: bool,
-    /// OS security updates.
-    pub updates: UpdatesConfig,
-    /// Dependency advisories; None without `cargo_lock`.
-    pub advisories: Option<AdvisoryConfig>,
-    /// Out-of-date direct dependencies; None without `cargo_manifest`.
-    pub outdated: Option<OutdatedConfig>,
-}
-
-/// `[dbmaint]` resolved against `[postgres]` and `[paths]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DbMaint {
-    /// The database and the guard rails of each statement.
-    pub db: DbConfig,
-    /// Report thresholds.
-    pub reports: ReportConfig,
-    /// Size history and forecast.
-    pub capacity: CapacityConfig,
+    /// OS security updates; None when switched off (`os_updates = false`).
+    pub updates: Option<UpdatesConfig>,
+    /// Dependency advisories, and out-of-date direct dependencies with `cargo_manifest`; None
+    /// without `cargo_lock`.
+    pub advisories: Option<AdvisoriesTask>,
 }
 
 /// Backup settings resolved against `[paths] backup_dir` and `[postgres]`.
@@ -227,11 +214,9 @@ pub struct Backup {
     pub archive: Option<ArchiveConfig>,
 }
 
-/// Retention of kyb-maint's reports and cleanup of the temp directory.
+/// Cleanup of the temp directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cleanup {
-    /// Reports older than this many days are removed.
-    pub reports_max_age_days: u32,
     /// Temp cleanup, when `[paths] temp_dir` is set.
     pub temp: Option<TempConfig>,
 }
@@ -309,11 +294,10 @@ impl Loader<'_> {
         };
         self.at("system", s.system.validate())?;
         let logs = self.logs(&mut s.logs, paths.log_dir.as_deref())?;
+        let rotation = (!logs.is_empty()).then_some(RotateConfig { logs });
         self.at("cleanup", s.cleanup.validate())?;
-        let cleanup = Cleanup {
-            reports_max_age_days: s.cleanup.reports_max_age_days,
-            temp: paths.temp_dir.as_deref().map(|dir| s.cleanup.temp(dir)),
-        };
+        let retention = s.cleanup.retention(&paths.reports_dir);
+        let cleanup = Cleanup { temp: paths.temp_dir.as_deref().map(|dir| s.cleanup.temp(dir)) };
         let target = postgres.as_ref().map(PostgresConfig::target);
         s.backup.resolve_paths(base);
         self.at("backup", s.backup.validate())?;
@@ -326,11 +310,8 @@ impl Loader<'_> {
         });
         s.dbmaint.resolve_paths(base);
         self.at("dbmaint", s.dbmaint.validate())?;
-        let dbmaint = postgres.as_ref().map(|pg| DbMaint {
-            db: s.dbmaint.db(pg.target(), pg.timeout_ms),
-            reports: s.dbmaint.reports(),
-            capacity: s.dbmaint.capacity(&paths.maintenance_dir.join("database-size-trend.csv")),
-        });
+        let trend_csv = paths.maintenance_dir.join("database-size-trend.csv");
+        let dbmaint = postgres.as_ref().map(|pg| s.dbmaint.config(pg.target(), pg.timeout_ms, &trend_csv));
         self.at("window", s.window.validate())?;
         self.at("performance", s.performance.validate())?;
         s.ml.resolve_paths(base);
@@ -344,10 +325,8 @@ impl Loader<'_> {
             certs: sec.certs(),
             perms: self.at("security", sec.perms())?,
             logs: sec.log_scan(),
-            os_updates: sec.os_updates,
             updates: sec.updates(),
-            advisories: sec.advisories(),
-            outdated: sec.outdated(),
+            advisories: sec.advisories_task(),
         };
         if let Some(u) = &mut s.update {
             u.resolve_paths(base);
@@ -356,19 +335,24 @@ impl Loader<'_> {
         }
         s.tuning.resolve_paths(base);
         self.at("tuning", s.tuning.validate())?;
+        // Nothing to probe is the health task not configured, not a report of nothing.
+        let probes = HealthConfig { app: app.map(AppSection::probe), postgres, redis };
+        let health =
+            (probes.app.is_some() || probes.postgres.is_some() || probes.redis.is_some()).then_some(probes);
         Ok(Config {
             source: self.path.to_owned(),
-            health: HealthConfig { app: app.map(AppSection::probe), postgres, redis },
+            health,
             snapshot: app.map(|a| a.snapshot(&paths.reports_dir)),
+            performance: app.map(|a| a.performance(&paths.reports_dir, &s.performance)),
+            ml: app.map(|a| ModelCheck { scrape: a.scrape(), ml: s.ml }),
             paths,
             system: s.system,
-            logs,
+            rotation,
+            retention,
             cleanup,
             backup,
             dbmaint,
             window: s.window,
-            performance: s.performance,
-            ml: s.ml,
             monitoring: s.monitoring.targets(),
             security,
             update: s.update,

@@ -1,14 +1,12 @@
 //! The flows: which tasks each one runs, and running them under the run lock.
 
-use crate::backup::{self, not_configured};
 use crate::config::Config;
-use crate::dbmaint::{self, OpOptions, Operation};
 use crate::report::{FlowReport, hostname, render_text};
 use crate::runlog::RunLog;
 use crate::security::{self, Audit};
-use crate::{app_metrics, monitoring};
+use crate::task::{Missing, TaskError};
 use kyb_core::fs::{LockError, RunLock, atomic_write, unused_path};
-use kyb_core::{Check, RunCtx, Status, TaskReport, duration_ms, error_chain};
+use kyb_core::{RunCtx, Status, TaskReport, duration_ms, error_chain};
 use kyb_dbmaint::ReportKind;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -144,7 +142,7 @@ impl Task {
             Task::BackupPrune => "backup-prune",
             Task::DbAnalyze => "db-analyze",
             Task::DbVacuum => "db-vacuum",
-            Task::DbReport(r) => dbmaint::report_task_name(r),
+            Task::DbReport(r) => r.task_name(),
             Task::DbCapacity => "db-capacity",
             Task::Performance => "performance",
             Task::MlCheck => "ml-models",
@@ -153,15 +151,54 @@ impl Task {
         }
     }
 
-    /// Tasks that change files or the database run one after another, in flow order (retention
-    /// must not race the compression of the file it ages out; the drill restores the backup just
-    /// made; VACUUM must not slow the dump), and so do the database reports, which read the
-    /// statistics the ANALYZE before them refreshes. The rest run concurrently with them.
+    /// What a config without this task's settings leaves out: the one place that says it. Such a
+    /// task is [`TaskReport::not_configured`]: Ok, with this check and reason.
+    pub fn missing(self) -> Missing {
+        let (check, why) = match self {
+            Task::Health => ("health", "no [app], [postgres] or [redis] configured"),
+            Task::System => ("system", "no [system] configured"),
+            Task::MetricsSnapshot => ("metrics snapshot", "skipped: no [app] configured"),
+            Task::Performance | Task::MlCheck => ("metrics", "no [app] configured"),
+            Task::BackupVerify => ("backup", "no [paths] backup_dir configured"),
+            Task::BackupPrune => ("retention", "no [paths] backup_dir configured"),
+            Task::BackupCreate => ("backup", "no [paths] backup_dir and [postgres] configured"),
+            Task::RestoreDrill => ("drill", "no [paths] backup_dir and [postgres] configured"),
+            Task::BackupArchive => ("archive", "no [[backup.archive]] configured"),
+            Task::LogRotation => ("logs", "no [[logs]] configured"),
+            Task::Retention => ("retention", "no reports directory configured"),
+            Task::TempCleanup => ("temp", "no [paths] temp_dir configured"),
+            Task::DbAnalyze | Task::DbVacuum | Task::DbReport(_) | Task::DbCapacity => {
+                ("database", "no [postgres] configured")
+            }
+            Task::Monitoring => ("monitoring", "no [monitoring] URLs configured"),
+            Task::Security(a) => a.missing(),
+        };
+        Missing { check, why }
+    }
+
+    /// Runs the task with its settings, or reports it not configured without them.
+    pub(crate) async fn run<C: ?Sized, R: kyb_core::Report, E: TaskError>(
+        self,
+        cfg: Option<&C>,
+        ctx: &RunCtx,
+        f: impl AsyncFnOnce(&C, &RunCtx) -> Result<R, E>,
+    ) -> TaskReport {
+        let Some(cfg) = cfg else {
+            let Missing { check, why } = self.missing();
+            return TaskReport::not_configured(self.name(), check, why, Duration::ZERO);
+        };
+        crate::task::run(self.name(), cfg, ctx, f).await
+    }
+
     /// Whether the task stops and cleans up on Ctrl-C or SIGTERM: those that write backups.
     fn stops_on_cancel(self) -> bool {
         matches!(self, Task::BackupCreate | Task::RestoreDrill | Task::BackupPrune)
     }
 
+    /// Tasks that change files or the database run one after another, in flow order (retention
+    /// must not race the compression of the file it ages out; the drill restores the backup just
+    /// made; VACUUM must not slow the dump), and so do the database reports, which read the
+    /// statistics the ANALYZE before them refreshes. The rest run concurrently with them.
     fn in_sequence(self) -> bool {
         matches!(
             self,
@@ -278,16 +315,11 @@ pub async fn run_tasks(
     let ctx = RunCtx::new(started_at)
         .with_dry_run(opts.dry_run)
         .with_emergency(opts.emergency)
-        .with_deadline(opts.deadline);
+        .with_deadline(opts.deadline)
+        .with_window(cfg.window.state(started_at));
     // Ctrl-C and SIGTERM are caught only when a task can act on them; otherwise they end the
     // process as they always do.
-    let watcher = tasks.iter().any(|t| t.stops_on_cancel()).then(|| {
-        let cancel = ctx.cancel.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            cancel.cancel();
-        })
-    });
+    let watcher = tasks.iter().any(|t| t.stops_on_cancel()).then(|| cancel_on_shutdown(&ctx));
     let probes = futures_util::future::join_all(
         tasks.iter().filter(|t| !t.in_sequence()).map(|t| run_task(*t, cfg, &ctx)),
     );
@@ -403,126 +435,43 @@ async fn run_task(task: Task, cfg: &Config, ctx: &RunCtx) -> TaskReport {
 }
 
 async fn task_report(task: Task, cfg: &Config, ctx: &RunCtx) -> TaskReport {
-    let clock = Instant::now();
-    let name = task.name();
+    let backup = cfg.backup.as_ref();
+    let db = cfg.dbmaint.as_ref();
     match task {
-        Task::Health => {
-            let report = kyb_health::check_all(&cfg.health).await;
-            let mut checks = report.checks;
-            if checks.is_empty() {
-                checks.push(Check::new("health", Status::Warn, "no app, postgres or redis configured"));
-            }
-            TaskReport::from_checks(name, checks, clock.elapsed())
-        }
-        Task::System => match kyb_health::system_metrics(&cfg.system).await {
-            Ok(r) => TaskReport::from_checks(name, r.checks, clock.elapsed()),
-            Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
-        },
-        Task::MetricsSnapshot => {
-            let Some(snap) = &cfg.snapshot else {
-                return not_configured(name, "metrics snapshot", "skipped: no [app] configured", clock);
-            };
-            let snap = kyb_health::SnapshotConfig { dry_run: ctx.dry_run, ..snap.clone() };
-            match kyb_health::snapshot_metrics(&snap, ctx.now).await {
-                Ok(r) => {
-                    let mut t = TaskReport::from_checks(name, vec![r.check], clock.elapsed());
-                    if !ctx.dry_run {
-                        t.artifacts.extend(r.path);
-                    }
-                    t
-                }
-                Err(e) => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
-            }
-        }
-        Task::BackupVerify => backup::verify(name, cfg.backup.as_ref().map(|b| &b.verify), ctx.now).await,
-        Task::BackupCreate => {
-            backup::create(
-                name,
-                cfg.backup.as_ref(),
-                ctx.dry_run,
-                ctx.now,
-                &Default::default(),
-                ctx.cancel.cancelled(),
-            )
-            .await
-        }
+        Task::Health => task.run(cfg.health.as_ref(), ctx, kyb_health::check_all).await,
+        Task::System => task.run(Some(&cfg.system), ctx, kyb_health::system_metrics).await,
+        Task::MetricsSnapshot => task.run(cfg.snapshot.as_ref(), ctx, kyb_health::snapshot_metrics).await,
+        Task::BackupVerify => task.run(backup.map(|b| &b.verify), ctx, kyb_backup::verify).await,
+        Task::BackupCreate => task.run(backup.and_then(|b| b.create.as_ref()), ctx, kyb_backup::create).await,
         Task::BackupArchive => {
-            backup::archive(name, cfg.backup.as_ref().and_then(|b| b.archive.as_ref()), ctx.dry_run, ctx.now)
-                .await
+            task.run(backup.and_then(|b| b.archive.as_ref()), ctx, kyb_backup::archive).await
         }
         Task::RestoreDrill => {
-            let drill = cfg.backup.as_ref().and_then(|b| b.drill.as_ref());
-            backup::drill(name, drill, ctx.dry_run, ctx.now, ctx.cancel.cancelled()).await
+            task.run(backup.and_then(|b| b.drill.as_ref()), ctx, kyb_backup::restore_drill).await
         }
-        Task::BackupPrune => {
-            let prune = cfg
-                .backup
-                .as_ref()
-                .map(|b| kyb_backup::PruneConfig { dry_run: ctx.dry_run, ..b.prune.clone() });
-            backup::prune(name, prune.as_ref(), ctx.now, ctx.cancel.cancelled()).await
-        }
-        Task::DbAnalyze | Task::DbVacuum => {
-            let op = if task == Task::DbAnalyze { Operation::Analyze } else { Operation::VacuumAnalyze };
-            let o = OpOptions { dry_run: ctx.dry_run, emergency: ctx.emergency };
-            dbmaint::operation(name, cfg.dbmaint.as_ref(), op, o, &cfg.window, ctx.now).await
-        }
-        Task::DbReport(which) => dbmaint::report(cfg.dbmaint.as_ref(), which).await,
-        Task::DbCapacity => dbmaint::capacity(name, cfg.dbmaint.as_ref(), ctx.now, ctx.dry_run).await,
-        Task::Performance => app_metrics::performance(name, cfg, ctx.now).await,
-        Task::MlCheck => app_metrics::mlcheck(name, cfg, ctx.now, ctx.dry_run).await,
-        Task::Monitoring => monitoring::monitoring(name, cfg, ctx.now, ctx.dry_run, ctx.emergency).await,
-        Task::Security(a) => security::audit(a, cfg, ctx.now, ctx.dry_run, ctx.emergency).await,
-        Task::LogRotation => {
-            if cfg.logs.is_empty() {
-                return not_configured(name, "logs", "no [[logs]] configured", clock);
-            }
-            let rc = kyb_logrotate::RotateConfig { logs: cfg.logs.clone(), dry_run: ctx.dry_run };
-            files_task(name, kyb_logrotate::rotate(&rc, ctx.now).await, clock)
-        }
-        Task::Retention => {
-            // Rotated logs are pruned by the rotation task, from the listing it makes anyway.
-            let pc = kyb_logrotate::RetentionConfig {
-                logs: Vec::new(),
-                reports_dir: Some(cfg.paths.reports_dir.clone()),
-                reports_max_age_days: cfg.cleanup.reports_max_age_days,
-                dry_run: ctx.dry_run,
-            };
-            files_task(name, kyb_logrotate::prune(&pc, ctx.now).await, clock)
-        }
-        Task::TempCleanup => {
-            let Some(temp) = &cfg.cleanup.temp else {
-                return not_configured(name, "temp", "no [paths] temp_dir configured", clock);
-            };
-            let tc = kyb_logrotate::TempConfig { dry_run: ctx.dry_run, ..temp.clone() };
-            files_task(name, kyb_logrotate::clean_temp(&tc, ctx.now).await, clock)
-        }
+        Task::BackupPrune => task.run(backup.map(|b| &b.prune), ctx, kyb_backup::prune).await,
+        Task::DbAnalyze => task.run(db, ctx, kyb_dbmaint::analyze).await,
+        Task::DbVacuum => task.run(db, ctx, kyb_dbmaint::vacuum_analyze).await,
+        Task::DbReport(r) => task.run(db, ctx, async |c, ctx| kyb_dbmaint::report(c, r, ctx).await).await,
+        Task::DbCapacity => task.run(db, ctx, kyb_dbmaint::capacity).await,
+        Task::Performance => task.run(cfg.performance.as_ref(), ctx, kyb_health::performance).await,
+        Task::MlCheck => task.run(cfg.ml.as_ref(), ctx, kyb_mlcheck::check_models).await,
+        Task::Monitoring => task.run(cfg.monitoring.as_ref(), ctx, kyb_health::check_monitoring).await,
+        Task::Security(a) => security::audit(a, cfg, ctx).await,
+        Task::LogRotation => task.run(cfg.rotation.as_ref(), ctx, kyb_logrotate::rotate).await,
+        Task::Retention => task.run(Some(&cfg.retention), ctx, kyb_logrotate::prune).await,
+        Task::TempCleanup => task.run(cfg.cleanup.temp.as_ref(), ctx, kyb_logrotate::clean_temp).await,
     }
 }
 
-/// A file task's report: its checks, its totals as the summary, and every action and skip.
-fn files_task(
-    name: &str,
-    result: Result<kyb_logrotate::FilesReport, kyb_logrotate::LogrotateError>,
-    clock: Instant,
-) -> TaskReport {
-    let r = match result {
-        Ok(r) => r,
-        Err(e) => return TaskReport::failed(name, error_chain(&e), clock.elapsed()),
-    };
-    let mut t = TaskReport::from_checks(name, r.checks, clock.elapsed());
-    let totals = kyb_logrotate::totals(&r.counts, r.dry_run);
-    t.summary = if t.status == Status::Ok { totals } else { format!("{totals}; {}", t.summary) };
-    let lines = r.actions.iter().map(ToString::to_string);
-    let skips = r.skipped.iter().map(|s| format!("skip {} ({})", s.path.display(), s.reason));
-    let total = r.actions.len() + r.skipped.len();
-    // A plan is shown whole; a run's report keeps the first lines and counts the rest, so that
-    // removing 100,000 old files does not make a 100,000-line report.
-    let keep = if r.dry_run { total } else { MAX_ACTION_LINES };
-    t.actions = skips.chain(lines).take(keep).collect();
-    if total > keep {
-        t.actions.push(format!("... and {} more", total - keep));
-    }
-    t
+/// Cancels `ctx`'s run on Ctrl-C or SIGTERM, so that tasks that write stop and clean up; abort the
+/// handle once the run is over.
+pub fn cancel_on_shutdown(ctx: &RunCtx) -> tokio::task::JoinHandle<()> {
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        cancel.cancel();
+    })
 }
 
 /// Completes on Ctrl-C or SIGTERM, so that a drill can drop its scratch database on the way out.
@@ -540,9 +489,6 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
 }
-
-/// Action lines kept in the report of a run (not of a dry run).
-const MAX_ACTION_LINES: usize = 1_000;
 
 #[cfg(test)]
 mod tests {

@@ -17,19 +17,16 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod app_metrics;
-pub mod backup;
 pub mod config;
-pub mod dbmaint;
 mod flow;
-pub mod monitoring;
 mod report;
 mod runlog;
 pub mod security;
+pub mod task;
 pub mod textfile;
 pub mod window;
 
 pub use config::{Config, ConfigError};
-pub use flow::{Flow, FlowError, RunOptions, Task, run_flow, run_tasks, shutdown_signal};
+pub use flow::{Flow, FlowError, RunOptions, Task, cancel_on_shutdown, run_flow, run_tasks, shutdown_signal};
 pub use report::{FlowReport, render_text};
 pub use runlog::RunLog;

@@ -225,6 +225,15 @@ impl Windows {
             .min()
     }
 
+    /// Whether heavy work may start at `now`, as a run carries it.
+    pub fn state(&self, now: OffsetDateTime) -> kyb_core::WindowState {
+        if self.is_open(now) {
+            kyb_core::WindowState::Open
+        } else {
+            kyb_core::WindowState::Closed { windows: self.describe(), next_open: self.next_open(now) }
+        }
+    }
+
     /// The slots as one line, for reports.
     pub fn describe(&self) -> String {
         self.allowed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")

@@ -5,15 +5,17 @@
 //! - [`system_metrics`]: CPU, memory, per-mount disk usage, load and uptime against thresholds.
 //! - [`snapshot_metrics`]: saves the app's `/metrics` into the reports directory; [`scrape`]
 //!   fetches and parses it.
-//! - [`analyze_performance`]: the weekly performance analysis of a scrape (and last week's snapshot).
+//! - [`performance`]: the weekly performance analysis of a scrape against last week's snapshot
+//!   ([`analyze_performance`] is the analysis itself).
 //! - [`check_monitoring`]: Prometheus, Grafana and Alertmanager, with an optional restart.
 //!
-//! A probe that fails is a [`Check`] with a [`Status`], never an `Err`: one dead dependency
-//! never stops the others from being checked.
+//! The tasks share one shape, `async fn(&Config, &RunCtx) -> Result<Report, Error>`; each report
+//! holds its checks in [`Findings`](kyb_core::Findings). A probe that fails is a [`Check`] with a
+//! [`Status`], never an `Err`: one dead dependency never stops the others from being checked.
 //!
 //! ```no_run
 //! use kyb_health::{AppConfig, HealthConfig, check_all};
-//! use kyb_core::Thresholds;
+//! use kyb_core::{RunCtx, Thresholds};
 //!
 //! # async fn demo() {
 //! let cfg = HealthConfig {
@@ -27,8 +29,9 @@
 //!     postgres: None,
 //!     redis: None,
 //! };
-//! let report = check_all(&cfg).await;
-//! println!("{}: {:?}", report.status, report.checks);
+//! let ctx = RunCtx::new(time::OffsetDateTime::now_utc());
+//! let Ok(report) = check_all(&cfg, &ctx).await;
+//! println!("{}: {:?}", report.status, report.findings.checks);
 //! # }
 //! ```
 //!
@@ -86,7 +89,10 @@ pub use app::{AppConfig, check_app, judge_body as judge_health_body};
 pub use error::HealthError;
 pub use http::{FetchError, Fetched, get as http_get, parse_url};
 pub use monitoring::{Component, MonitorTarget, MonitoringConfig, MonitoringReport, check_monitoring};
-pub use perf::{EndpointLatency, PerfConfig, PerfReport, analyze_performance, previous_snapshot};
+pub use perf::{
+    EndpointLatency, PerfConfig, PerfReport, PerformanceTask, analyze_performance, performance,
+    previous_snapshot,
+};
 pub use postgres::{PostgresConfig, check_postgres, pool};
 pub use redis::{RedisConfig, check_redis};
 pub use scrape::{ScrapeConfig, ScrapeError, Scraped, scrape};
@@ -94,7 +100,8 @@ pub use section::{AppSection, HealthSection, MonitoringSection, RedisSection};
 pub use snapshot::{SNAPSHOT_CUT_MARKER, SnapshotConfig, SnapshotReport, snapshot_metrics};
 pub use system::{DiskUsage, SystemConfig, SystemReport, human_bytes, system_metrics};
 
-use kyb_core::{Check, Status};
+use kyb_core::{Check, Findings, RunCtx, Status};
+use std::convert::Infallible;
 
 /// Which dependencies to probe; `None` leaves one out.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,13 +120,17 @@ pub struct HealthReport {
     /// Worst status of the checks.
     pub status: Status,
     /// One check per configured dependency, in the order app, postgres, redis.
-    pub checks: Vec<Check>,
+    #[serde(flatten)]
+    pub findings: Findings,
 }
+
+kyb_core::impl_report!(HealthReport);
 
 /// Probes every configured dependency at once, each on its own task so that one probe's CPU work
 /// (SCRAM authentication, say) does not inflate another's measured latency. The slowest deadline
-/// bounds the whole call.
-pub async fn check_all(cfg: &HealthConfig) -> HealthReport {
+/// bounds the whole call. It only reads, so a dry run is the same run; a probe that fails is a
+/// check, so the task itself never fails.
+pub async fn check_all(cfg: &HealthConfig, _ctx: &RunCtx) -> Result<HealthReport, Infallible> {
     let app = cfg.app.clone().map(|c| tokio::spawn(async move { check_app(&c).await }));
     let pg = cfg.postgres.clone().map(|c| tokio::spawn(async move { check_postgres(&c).await }));
     let redis = cfg.redis.clone().map(|c| tokio::spawn(async move { check_redis(&c).await }));
@@ -131,5 +142,6 @@ pub async fn check_all(cfg: &HealthConfig) -> HealthReport {
             Err(e) => Check::new(name, Status::Unknown, format!("probe crashed: {e}")),
         });
     }
-    HealthReport { status: Status::worst(checks.iter().map(|c| c.status)), checks }
+    let status = Status::worst(checks.iter().map(|c| c.status));
+    Ok(HealthReport { status, findings: Findings::from_checks(checks) })
 }

@@ -6,7 +6,8 @@
 //! `find -delete` there corrupts it).
 
 use crate::http;
-use kyb_core::{Check, Metric, Status, Unit, error_chain};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit, error_chain};
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -59,35 +60,36 @@ pub struct MonitoringConfig {
     pub timeout_ms: u64,
     /// Redirects followed at most.
     pub max_redirects: u32,
-    /// Start a component that is down with `systemctl start <unit>`.
+    /// Start a component that is down with `systemctl start <unit>`, when heavy work is
+    /// allowed (a maintenance window is open, or it is an emergency) and not in a dry run.
     pub restart: bool,
     /// The `systemctl` to run.
     pub systemctl: PathBuf,
-    /// Heavy or disruptive work may run now (the caller decides from its maintenance windows).
-    pub window_open: bool,
-    /// Probe only; say what would be started.
-    pub dry_run: bool,
 }
 
 /// What the probes found and what was done.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MonitoringReport {
-    /// One check per component, plus `prometheus tsdb`.
-    pub checks: Vec<Check>,
-    /// `systemctl start` runs, done or (in a dry run) planned.
-    pub actions: Vec<String>,
+    /// One check per component, plus `prometheus tsdb`; the `systemctl start` runs, done or (in
+    /// a dry run) planned, as actions.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// Probes every target concurrently, then starts those that are down when allowed.
-pub async fn check_monitoring(cfg: &MonitoringConfig) -> MonitoringReport {
+kyb_core::impl_report!(MonitoringReport);
+
+/// Probes every target concurrently, then starts those that are down when `restart` is on and
+/// `ctx` allows heavy work; a dry run says what it would start. A component that is down is a
+/// check, so the task itself never fails.
+pub async fn check_monitoring(cfg: &MonitoringConfig, ctx: &RunCtx) -> Result<MonitoringReport, Infallible> {
     let probes = cfg.targets.iter().map(|t| probe(cfg, t));
     let results = futures_util::future::join_all(probes).await;
-    let mut report = MonitoringReport { checks: Vec::new(), actions: Vec::new() };
+    let mut found = Findings::default();
     for (target, result) in cfg.targets.iter().zip(results) {
         let name = target.component.name();
         match result {
             Ok(ms) => {
-                report.checks.push(
+                found.checks.push(
                     Check::new(name, Status::Ok, format!("healthy in {ms} ms at {}", target.base_url))
                         .with_metric(Metric::new(
                             format!("{name}_latency"),
@@ -96,13 +98,13 @@ pub async fn check_monitoring(cfg: &MonitoringConfig) -> MonitoringReport {
                         )),
                 );
                 if target.component == Component::Prometheus {
-                    report.checks.push(tsdb(cfg, target).await);
+                    found.checks.push(tsdb(cfg, target).await);
                 }
             }
-            Err(why) => report.checks.push(remedy(cfg, target, why, &mut report.actions).await),
+            Err(why) => found.checks.push(remedy(cfg, ctx, target, why, &mut found.actions).await),
         }
     }
-    report
+    Ok(MonitoringReport { findings: found })
 }
 
 /// Every health path answers 2xx (Grafana's body also says its database is ok); the slowest
@@ -177,18 +179,24 @@ async fn tsdb(cfg: &MonitoringConfig, t: &MonitorTarget) -> Check {
 }
 
 /// The Crit check of a component that is down, after starting it when that is allowed.
-async fn remedy(cfg: &MonitoringConfig, t: &MonitorTarget, why: String, actions: &mut Vec<String>) -> Check {
+async fn remedy(
+    cfg: &MonitoringConfig,
+    ctx: &RunCtx,
+    t: &MonitorTarget,
+    why: String,
+    actions: &mut Vec<String>,
+) -> Check {
     let name = t.component.name();
     let down = |extra: &str| Check::new(name, Status::Crit, format!("{why}{extra}"));
     let Some(unit) = t.unit.as_deref().filter(|_| cfg.restart) else {
         return down("");
     };
     let command = format!("{} start {unit}", cfg.systemctl.display());
-    if cfg.dry_run {
+    if ctx.dry_run {
         actions.push(format!("would run {command}"));
         return down("");
     }
-    if !cfg.window_open {
+    if !ctx.heavy_work_allowed() {
         return down(&format!("; not started: outside the maintenance window ({command} by hand)"));
     }
     let mut cmd = tokio::process::Command::new(&cfg.systemctl);

@@ -1,10 +1,14 @@
 //! The weekly performance analysis: response times, percentiles per endpoint, request volume and
 //! the 5xx rate, from one scrape, as a delta over the week when last week's snapshot is at hand.
 
+use crate::scrape::{ScrapeConfig, scrape};
+use crate::snapshot::SNAPSHOT_CUT_MARKER;
 use kyb_core::config::FieldError;
-use kyb_core::{Check, Metric, Status, Thresholds, Unit};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Thresholds, Unit, error_chain};
 use kyb_prom::{Exposition, Sample};
+use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
@@ -77,7 +81,7 @@ impl PerfConfig {
 }
 
 /// One endpoint's latency.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EndpointLatency {
     /// The endpoint label value.
     pub endpoint: String,
@@ -93,17 +97,19 @@ pub struct EndpointLatency {
     pub p99_s: f64,
 }
 
-/// What the analysis found.
-#[derive(Debug, Clone, PartialEq)]
+/// What the analysis found. When the [`performance`] task's scrape failed there is nothing to
+/// count: the figures are zero, NaN and empty, and its one check, `metrics`, says why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PerfReport {
     /// The counts are the change since this time (last week's snapshot); None: since the app
     /// started.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub since: Option<OffsetDateTime>,
     /// Requests counted.
     pub total_requests: f64,
     /// Of which answered 5xx.
     pub error_requests: f64,
-    /// Mean response time, seconds (NaN without requests).
+    /// Mean response time, seconds (NaN without requests; null in JSON).
     pub avg_s: f64,
     /// Every endpoint, slowest p95 first; empty when no endpoint label was found.
     pub endpoints: Vec<EndpointLatency>,
@@ -113,9 +119,13 @@ pub struct PerfReport {
     /// The label the status codes were read from, likewise.
     pub status_label: Option<String>,
     /// `requests`, `error rate`, `response time`, `endpoint label` and `status label` when the
-    /// configured one is absent, then one `endpoint <name>` per slowest ten.
-    pub checks: Vec<Check>,
+    /// configured one is absent, then one `endpoint <name>` per slowest ten. The [`performance`]
+    /// task adds a note saying what the counts run from (last week's snapshot, or why not).
+    #[serde(flatten)]
+    pub findings: Findings,
 }
+
+kyb_core::impl_report!(PerfReport);
 
 /// Label names apps commonly give the endpoint, tried in this order.
 const ENDPOINT_LABELS: [&str; 5] = ["endpoint", "path", "route", "handler", "uri"];
@@ -312,7 +322,7 @@ pub fn analyze_performance(
         endpoints,
         endpoint_label,
         status_label,
-        checks,
+        findings: Findings::from_checks(checks),
     }
 }
 
@@ -381,6 +391,96 @@ pub fn previous_snapshot(dir: &Path, now: OffsetDateTime) -> Option<(PathBuf, Of
         .map(|(p, at, _)| (p, at))
 }
 
+/// The weekly performance task: where the app's `/metrics` is, the levels, and where the daily
+/// snapshots are (the one nearest a week back is the baseline).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerformanceTask {
+    /// The scrape of the app's `/metrics`.
+    pub scrape: ScrapeConfig,
+    /// Metric and label names, and the levels.
+    pub perf: PerfConfig,
+    /// Where the daily flow saves its snapshots.
+    pub reports_dir: PathBuf,
+    /// The snapshots' size cap: a file larger than that (and its cut marker) is not a snapshot,
+    /// and is not read.
+    pub max_snapshot_bytes: u64,
+}
+
+/// Scrapes `/metrics` and analyses it over the week since the snapshot nearest a week before
+/// `ctx.now`; without a usable one, over the time since the app started. A note says which, and
+/// why a snapshot that is there cannot be used (cut at its cap, not a regular file, too large).
+/// It only reads, so a dry run is the same run. The scrape failing is a Crit `metrics` check, so
+/// the task itself never fails.
+pub async fn performance(cfg: &PerformanceTask, ctx: &RunCtx) -> Result<PerfReport, Infallible> {
+    let scraped = match scrape(&cfg.scrape).await {
+        Ok(s) => s,
+        Err(e) => {
+            let check = Check::new("metrics", Status::Crit, error_chain(&e));
+            return Ok(PerfReport {
+                since: None,
+                total_requests: 0.0,
+                error_requests: 0.0,
+                avg_s: f64::NAN,
+                endpoints: Vec::new(),
+                endpoint_label: None,
+                status_label: None,
+                findings: Findings::from_checks(vec![check]),
+            });
+        }
+    };
+    let (dir, cap, now) = (cfg.reports_dir.clone(), cfg.max_snapshot_bytes, ctx.now);
+    // A directory listing, a file read and a parse of up to the cap: off the runtime's threads.
+    let baseline = match tokio::task::spawn_blocking(move || baseline(&dir, cap, now)).await {
+        Ok(b) => b,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    let previous = match &baseline {
+        Baseline::Found { exposition, at, .. } => Some((exposition, *at)),
+        _ => None,
+    };
+    let mut report = analyze_performance(&cfg.perf, &scraped.exposition, previous);
+    report.findings.notes.push(match baseline {
+        Baseline::Found { path, .. } => format!("counts are the change since {}", path.display()),
+        Baseline::Unreadable(why) => format!(
+            "the snapshot from about a week ago cannot be used ({why}): counts run since the app started"
+        ),
+        Baseline::Cut(path) => format!(
+            "the snapshot from about a week ago ({}) was cut at [app] max_snapshot_bytes: counts run since the app started",
+            path.display()
+        ),
+        Baseline::Missing => "no snapshot from about a week ago: counts run since the app started".to_owned(),
+    });
+    Ok(report)
+}
+
+/// What the week's counts run from.
+enum Baseline {
+    /// The snapshot nearest a week back, parsed, and when it was taken.
+    Found { path: PathBuf, at: OffsetDateTime, exposition: Exposition },
+    /// No snapshot 6 to 8 days old.
+    Missing,
+    /// The snapshot was cut at its cap: series missing from it would count from zero.
+    Cut(PathBuf),
+    /// The snapshot cannot be read: the path and why.
+    Unreadable(String),
+}
+
+fn baseline(dir: &Path, max_snapshot_bytes: u64, now: OffsetDateTime) -> Baseline {
+    let Some((path, at)) = previous_snapshot(dir, now) else { return Baseline::Missing };
+    // A snapshot is never larger than the cap (plus its cut marker): anything else in its place,
+    // a FIFO or an old oversized file, is no baseline rather than a hang.
+    let limit = max_snapshot_bytes.saturating_add(64 << 10);
+    let text = match kyb_core::fs::read_regular(&path, limit) {
+        Ok((text, _)) => text,
+        Err(e) => return Baseline::Unreadable(format!("{}: {}", path.display(), error_chain(&e))),
+    };
+    let tail = String::from_utf8_lossy(&text[text.len().saturating_sub(256)..]);
+    if tail.contains(SNAPSHOT_CUT_MARKER) {
+        return Baseline::Cut(path);
+    }
+    Baseline::Found { exposition: kyb_prom::parse(&String::from_utf8_lossy(&text)), at, path }
+}
+
 fn round(v: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (v * f).round() / f
@@ -415,7 +515,7 @@ mod tests {
         assert!((r.avg_s - 0.5).abs() < 1e-12, "500 s over 1000 requests");
         // All of this week's requests fell above 0.1 s: the p95 is the highest finite bound.
         assert_eq!(r.endpoints[0].p95_s, 0.1);
-        let err = r.checks.iter().find(|c| c.name == "error rate").unwrap();
+        let err = r.findings.checks.iter().find(|c| c.name == "error rate").unwrap();
         assert_eq!(err.status, Status::Warn, "1% of requests: {err:?}");
         assert!(err.summary.contains("since 2026-11-19"), "{}", err.summary);
         // The counters went down: the app restarted, so the new values count whole.
@@ -426,8 +526,13 @@ mod tests {
     #[test]
     fn without_the_metrics_the_rows_are_unknown() {
         let r = analyze_performance(&PerfConfig::default(), &kyb_prom::parse("up 1\n"), None);
-        let unknown: Vec<&str> =
-            r.checks.iter().filter(|c| c.status == Status::Unknown).map(|c| c.name.as_str()).collect();
+        let unknown: Vec<&str> = r
+            .findings
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Unknown)
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(unknown, ["requests", "response time"]);
     }
 
@@ -492,7 +597,7 @@ mod tests {
             let r = analyze_performance(&cfg, &Exposition { samples, ..Exposition::default() }, None);
             proptest::prop_assert_eq!(r.endpoints.is_empty(), matches!(choice, LabelChoice::Missing(_)));
             proptest::prop_assert!(r.endpoints.iter().all(|e| !e.endpoint.is_empty()));
-            let warned = r.checks.iter().any(|c| c.name == "endpoint label" && c.status == Status::Warn);
+            let warned = r.findings.checks.iter().any(|c| c.name == "endpoint label" && c.status == Status::Warn);
             proptest::prop_assert_eq!(warned, choice != LabelChoice::Configured);
         }
     }

@@ -5,7 +5,7 @@
 use crate::{
     AppConfig, Component, HealthConfig, MonitorTarget, MonitoringConfig, PostgresConfig, RedisConfig,
 };
-use crate::{SnapshotConfig, parse_url};
+use crate::{PerfConfig, PerformanceTask, ScrapeConfig, SnapshotConfig, parse_url};
 use kyb_core::config::{FieldError, SecretSource, TimeoutMs, resolve_path};
 use kyb_core::{PostgresSection, Secret, Thresholds};
 use serde::{Deserialize, Serialize};
@@ -148,18 +148,46 @@ impl AppSection {
         }
     }
 
-    /// The daily snapshot of the metrics endpoint into `reports_dir`, not a dry run (the caller
-    /// sets that per run).
+    /// The daily snapshot of the metrics endpoint into `reports_dir`.
     pub fn snapshot(&self, reports_dir: &Path) -> SnapshotConfig {
         SnapshotConfig {
-            metrics_url: format!("{}{}", self.base(), self.metrics_path),
+            metrics_url: self.metrics_url(),
             reports_dir: reports_dir.to_owned(),
             timeout_ms: self.timeout_ms.get(),
-            max_body_bytes: self.max_body_bytes.max(MIN_SCRAPE_BYTES),
+            max_body_bytes: self.scrape_bytes(),
             max_snapshot_bytes: self.max_snapshot_bytes,
             max_redirects: self.max_redirects,
-            dry_run: false,
         }
+    }
+
+    /// The analyses' scrape of the metrics endpoint (the weekly performance analysis, the model
+    /// checks).
+    pub fn scrape(&self) -> ScrapeConfig {
+        ScrapeConfig {
+            url: self.metrics_url(),
+            timeout_ms: self.timeout_ms.get(),
+            max_body_bytes: self.scrape_bytes(),
+            max_redirects: self.max_redirects,
+        }
+    }
+
+    /// The weekly performance analysis with `perf`'s levels, against the daily snapshots the
+    /// [`snapshot`](AppSection::snapshot) into `reports_dir` leaves.
+    pub fn performance(&self, reports_dir: &Path, perf: &PerfConfig) -> PerformanceTask {
+        PerformanceTask {
+            scrape: self.scrape(),
+            perf: perf.clone(),
+            reports_dir: reports_dir.to_owned(),
+            max_snapshot_bytes: self.max_snapshot_bytes,
+        }
+    }
+
+    fn metrics_url(&self) -> String {
+        format!("{}{}", self.base(), self.metrics_path)
+    }
+
+    fn scrape_bytes(&self) -> u64 {
+        self.max_body_bytes.max(MIN_SCRAPE_BYTES)
     }
 }
 
@@ -326,8 +354,7 @@ impl MonitoringSection {
         Ok(())
     }
 
-    /// The components to probe; None when no URL is set. No window is open and it is not a dry
-    /// run (the caller sets both per run).
+    /// The components to probe; None when no URL is set.
     pub fn targets(&self) -> Option<MonitoringConfig> {
         let targets: Vec<MonitorTarget> = self
             .components()
@@ -346,8 +373,6 @@ impl MonitoringSection {
             max_redirects: MONITORING_MAX_REDIRECTS,
             restart: self.restart,
             systemctl: self.systemctl.clone(),
-            window_open: false,
-            dry_run: false,
         })
     }
 }

@@ -6,9 +6,8 @@ use crate::HealthError;
 use crate::scrape::{ScrapeConfig, scrape};
 use kyb_core::error_chain as chain;
 use kyb_core::fs::{atomic_write, unused_path};
-use kyb_core::{Check, Metric, Status, Unit};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit};
 use std::path::PathBuf;
-use time::OffsetDateTime;
 use time::macros::format_description;
 
 /// Where to scrape and where to save.
@@ -27,8 +26,6 @@ pub struct SnapshotConfig {
     pub max_snapshot_bytes: u64,
     /// Redirects followed at most.
     pub max_redirects: u32,
-    /// Scrape and parse, but write nothing.
-    pub dry_run: bool,
 }
 
 /// The last line of a snapshot that was cut at the cap; the weekly analysis does not take such a
@@ -36,7 +33,7 @@ pub struct SnapshotConfig {
 pub const SNAPSHOT_CUT_MARKER: &str = "# kyb-maint: snapshot cut at max_snapshot_bytes";
 
 /// What [`snapshot_metrics`] did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SnapshotReport {
     /// The file written (or, in a dry run, the file that would be).
     pub path: Option<PathBuf>,
@@ -44,18 +41,21 @@ pub struct SnapshotReport {
     pub samples: usize,
     /// Malformed lines, as `line N: reason`.
     pub problems: Vec<String>,
-    /// The check for the task report.
-    pub check: Check,
+    /// One `metrics snapshot` check: what was saved (or would be), cut or not, and the problems;
+    /// or why nothing was. The snapshot file, once written, is the one artifact.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
+
+kyb_core::impl_report!(SnapshotReport);
 
 /// Scrapes `/metrics` and saves the text as `app-metrics-YYYYMMDD-HHMMSS.prom`. The snapshot is
 /// saved even when some lines are malformed (those are reported), but not when no line is a
 /// valid sample (Crit). A scrape larger than `max_snapshot_bytes` is saved cut at the last line
-/// end that fits, ending with [`SNAPSHOT_CUT_MARKER`] (Warn). `Err` only when the file cannot be written.
-pub async fn snapshot_metrics(
-    cfg: &SnapshotConfig,
-    now: OffsetDateTime,
-) -> Result<SnapshotReport, HealthError> {
+/// end that fits, ending with [`SNAPSHOT_CUT_MARKER`] (Warn). The file is named after `ctx.now`;
+/// a dry run scrapes and parses but writes nothing. `Err` only when the file cannot be written.
+pub async fn snapshot_metrics(cfg: &SnapshotConfig, ctx: &RunCtx) -> Result<SnapshotReport, HealthError> {
+    let (now, dry_run) = (ctx.now, ctx.dry_run);
     let cap = cfg.max_snapshot_bytes;
     let sc = ScrapeConfig {
         url: cfg.metrics_url.clone(),
@@ -101,7 +101,12 @@ pub async fn snapshot_metrics(
         let check = Check::new("metrics snapshot", Status::Crit, why)
             .with_metric(Metric::new("samples", 0.0, Unit::None))
             .with_metric(Metric::new("malformed_lines", parsed.errors.len() as f64, Unit::None));
-        return Ok(SnapshotReport { path: None, samples: 0, problems, check });
+        return Ok(SnapshotReport {
+            path: None,
+            samples: 0,
+            problems,
+            findings: Findings::from_checks(vec![check]),
+        });
     }
     if fetched.truncated {
         // The cut is the news: it goes first.
@@ -116,13 +121,13 @@ pub async fn snapshot_metrics(
         .format(format_description!("[year][month][day]-[hour][minute][second]"))
         .unwrap_or_else(|_| now.unix_timestamp().to_string());
     let path = unused_path(&cfg.reports_dir, &format!("app-metrics-{stamp}"), ".prom");
-    if !cfg.dry_run {
+    if !dry_run {
         std::fs::create_dir_all(&cfg.reports_dir)
             .map_err(|source| HealthError::CreateDir { path: cfg.reports_dir.clone(), source })?;
         atomic_write(&path, &body, 0o640)
             .map_err(|source| HealthError::Write { path: path.clone(), source })?;
     }
-    let verb = if cfg.dry_run { "would save" } else { "saved" };
+    let verb = if dry_run { "would save" } else { "saved" };
     let mut summary =
         format!("{verb} {} samples ({} bytes) to {}", parsed.samples.len(), body.len(), path.display());
     let status = if problems.is_empty() {
@@ -136,7 +141,11 @@ pub async fn snapshot_metrics(
         .with_metric(Metric::new("samples", parsed.samples.len() as f64, Unit::None))
         .with_metric(Metric::new("malformed_lines", parsed.errors.len() as f64, Unit::None))
         .with_metric(Metric::new("size", body.len() as f64, Unit::Bytes));
-    Ok(SnapshotReport { path: Some(path), samples: parsed.samples.len(), problems, check })
+    let mut findings = Findings::from_checks(vec![check]);
+    if !dry_run {
+        findings.artifacts.push(path.clone());
+    }
+    Ok(SnapshotReport { path: Some(path), samples: parsed.samples.len(), problems, findings })
 }
 
 /// A parse problem short enough for a report line: garbage can make very long lines.
@@ -153,6 +162,10 @@ fn failed(reason: String) -> SnapshotReport {
         path: None,
         samples: 0,
         problems: Vec::new(),
-        check: Check::new("metrics snapshot", Status::Crit, format!("not saved: {reason}")),
+        findings: Findings::from_checks(vec![Check::new(
+            "metrics snapshot",
+            Status::Crit,
+            format!("not saved: {reason}"),
+        )]),
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::HealthError;
 use kyb_core::config::{FieldError, TimeoutMs};
-use kyb_core::{Check, Metric, Status, Thresholds, Unit};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Thresholds, Unit};
 use procfs::{Current, CurrentSI};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -105,8 +105,11 @@ pub struct SystemReport {
     /// Real filesystems, one entry per device.
     pub disks: Vec<DiskUsage>,
     /// One check each for cpu, memory, load, uptime and every disk.
-    pub checks: Vec<Check>,
+    #[serde(flatten)]
+    pub findings: Findings,
 }
+
+kyb_core::impl_report!(SystemReport);
 
 /// Filesystems that hold no user data: their usage means nothing.
 const PSEUDO_FS: &[&str] = &[
@@ -139,8 +142,9 @@ const PSEUDO_FS: &[&str] = &[
     "fuse.portal",
 ];
 
-/// Measures the machine. `Err` only when the kernel's own statistics cannot be read.
-pub async fn system_metrics(cfg: &SystemConfig) -> Result<SystemReport, HealthError> {
+/// Measures the machine. It only reads, so a dry run is the same run. `Err` only when the
+/// kernel's own statistics cannot be read.
+pub async fn system_metrics(cfg: &SystemConfig, _ctx: &RunCtx) -> Result<SystemReport, HealthError> {
     let proc_err = |what| move |source| HealthError::Proc { what, source };
     let first = procfs::KernelStats::current().map_err(proc_err("/proc/stat"))?;
     tokio::time::sleep(Duration::from_millis(cfg.cpu_sample_ms)).await;
@@ -197,7 +201,7 @@ pub async fn system_metrics(cfg: &SystemConfig) -> Result<SystemReport, HealthEr
         load,
         uptime_secs: uptime.uptime as u64,
         disks,
-        checks,
+        findings: Findings::from_checks(checks),
     })
 }
 

@@ -1,6 +1,6 @@
 //! Probes against a real app, PostgreSQL and Redis.
 
-use kyb_core::{Secret, Status, Thresholds};
+use kyb_core::{RunCtx, Secret, Status, Thresholds};
 use kyb_health::*;
 use kyb_testkit::{FakeApp, HealthMode, MetricsMode, fresh_database, redis};
 use std::time::{Duration, Instant};
@@ -13,6 +13,11 @@ fn app_cfg(url: String, timeout_ms: u64) -> AppConfig {
         max_redirects: 5,
         latency_ms: Thresholds::new(500.0, 2_000.0),
     }
+}
+
+/// A run now that changes things.
+fn ctx() -> RunCtx {
+    RunCtx::new(time::OffsetDateTime::now_utc())
 }
 
 /// A port nothing listens on.
@@ -243,9 +248,9 @@ async fn check_all_runs_probes_concurrently_and_keeps_going() {
         redis: Some(redis_probe_cfg()),
     };
     let started = Instant::now();
-    let report = check_all(&cfg).await;
+    let Ok(report) = check_all(&cfg, &ctx()).await;
     assert!(started.elapsed() < Duration::from_millis(1_500), "took {:?}", started.elapsed());
-    let statuses: Vec<_> = report.checks.iter().map(|c| (c.name.as_str(), c.status)).collect();
+    let statuses: Vec<_> = report.findings.checks.iter().map(|c| (c.name.as_str(), c.status)).collect();
     assert_eq!(statuses, [("app", Status::Crit), ("postgres", Status::Crit), ("redis", Status::Ok)]);
     assert_eq!(report.status, Status::Crit);
 }
@@ -272,14 +277,14 @@ mod system {
 
     #[tokio::test]
     async fn real_numbers_from_this_machine() {
-        let r = system_metrics(&cfg()).await.unwrap();
+        let r = system_metrics(&cfg(), &ctx()).await.unwrap();
         assert!(r.cpus >= 1);
         assert!((0.0..=100.0).contains(&r.cpu_pct));
         assert!(r.memory_total_bytes > 0 && r.memory_available_bytes <= r.memory_total_bytes);
         assert!(r.disks.iter().any(|d| d.mount_point == std::path::Path::new("/")), "{:?}", r.disks);
         assert!(!r.disks.iter().any(|d| d.fs_type == "proc" || d.fs_type == "sysfs"));
         for name in ["cpu", "memory", "load", "uptime", "disk /"] {
-            assert!(r.checks.iter().any(|c| c.name == name), "missing {name}");
+            assert!(r.findings.checks.iter().any(|c| c.name == name), "missing {name}");
         }
     }
 
@@ -287,13 +292,13 @@ mod system {
     async fn thresholds_turn_usage_into_status() {
         let mut disk = cfg();
         disk.disk_pct = Thresholds::new(0.0, 100.5);
-        let r = system_metrics(&disk).await.unwrap();
-        let root = r.checks.iter().find(|c| c.name == "disk /").unwrap();
+        let r = system_metrics(&disk, &ctx()).await.unwrap();
+        let root = r.findings.checks.iter().find(|c| c.name == "disk /").unwrap();
         assert_eq!(root.status, Status::Warn, "{root:?}");
         let mut memory = cfg();
         memory.memory_pct = Thresholds::new(0.0, 0.0);
-        let r = system_metrics(&memory).await.unwrap();
-        assert_eq!(r.checks.iter().find(|c| c.name == "memory").unwrap().status, Status::Crit);
+        let r = system_metrics(&memory, &ctx()).await.unwrap();
+        assert_eq!(r.findings.checks.iter().find(|c| c.name == "memory").unwrap().status, Status::Crit);
     }
 }
 
@@ -308,22 +313,28 @@ mod snapshot {
             max_body_bytes: 8 * 1024 * 1024,
             max_snapshot_bytes: 8 * 1024 * 1024,
             max_redirects: 5,
-            dry_run: false,
         }
     }
 
-    fn now() -> time::OffsetDateTime {
-        time::macros::datetime!(2026-11-26 02:00:05 UTC)
+    fn at_now() -> RunCtx {
+        RunCtx::new(time::macros::datetime!(2026-11-26 02:00:05 UTC))
+    }
+
+    /// The one check of a snapshot report.
+    fn check(r: &SnapshotReport) -> &kyb_core::Check {
+        let [c] = r.findings.checks.as_slice() else { panic!("not one check: {r:#?}") };
+        c
     }
 
     #[tokio::test]
     async fn saves_the_scrape() {
         let app = FakeApp::start(HealthMode::Healthy).await;
         let dir = tempfile::tempdir().unwrap();
-        let r = snapshot_metrics(&cfg(app.url("/metrics"), dir.path()), now()).await.unwrap();
-        assert_eq!(r.check.status, Status::Ok, "{:?}", r.check);
-        let path = r.path.unwrap();
+        let r = snapshot_metrics(&cfg(app.url("/metrics"), dir.path()), &at_now()).await.unwrap();
+        assert_eq!(check(&r).status, Status::Ok, "{:?}", check(&r));
+        let path = r.path.clone().unwrap();
         assert_eq!(path, dir.path().join("reports/app-metrics-20261126-020005.prom"));
+        assert_eq!(r.findings.artifacts, [path.as_path()], "the file written is the artifact");
         let saved = std::fs::read_to_string(&path).unwrap();
         assert!(saved.contains("kyb_ml_model_accuracy{model=\"distilbert\"}"));
         assert!(r.samples > 100, "{}", r.samples);
@@ -334,8 +345,8 @@ mod snapshot {
         let app = FakeApp::start(HealthMode::Healthy).await;
         app.set_metrics(MetricsMode::Malformed);
         let dir = tempfile::tempdir().unwrap();
-        let r = snapshot_metrics(&cfg(app.url("/metrics"), dir.path()), now()).await.unwrap();
-        assert_eq!(r.check.status, Status::Warn);
+        let r = snapshot_metrics(&cfg(app.url("/metrics"), dir.path()), &at_now()).await.unwrap();
+        assert_eq!(check(&r).status, Status::Warn);
         assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
         assert!(r.problems[0].starts_with("line "), "{:?}", r.problems);
         let saved = std::fs::read_to_string(r.path.unwrap()).unwrap();
@@ -346,22 +357,20 @@ mod snapshot {
     async fn dry_run_writes_nothing() {
         let app = FakeApp::start(HealthMode::Healthy).await;
         let dir = tempfile::tempdir().unwrap();
-        let r = snapshot_metrics(
-            &SnapshotConfig { dry_run: true, ..cfg(app.url("/metrics"), dir.path()) },
-            now(),
-        )
-        .await
-        .unwrap();
-        assert!(r.check.summary.starts_with("would save"), "{}", r.check.summary);
+        let ctx = at_now().with_dry_run(true);
+        let r = snapshot_metrics(&cfg(app.url("/metrics"), dir.path()), &ctx).await.unwrap();
+        assert!(check(&r).summary.starts_with("would save"), "{}", check(&r).summary);
         assert!(!dir.path().join("reports").exists());
+        assert!(r.findings.artifacts.is_empty(), "{:?}", r.findings.artifacts);
     }
 
     #[tokio::test]
     async fn unreachable_app_is_crit_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("http://127.0.0.1:{}/metrics", dead_port());
-        let r = snapshot_metrics(&cfg(url, dir.path()), now()).await.unwrap();
-        assert_eq!(r.check.status, Status::Crit);
+        let r = snapshot_metrics(&cfg(url, dir.path()), &at_now()).await.unwrap();
+        assert_eq!(check(&r).status, Status::Crit);
         assert!(r.path.is_none() && !dir.path().join("reports").exists());
+        assert!(r.findings.artifacts.is_empty());
     }
 }

@@ -77,12 +77,17 @@ mod snapshot {
             max_body_bytes: 64 * 1024 * 1024,
             max_snapshot_bytes,
             max_redirects: 5,
-            dry_run: false,
         }
     }
 
-    fn now() -> time::OffsetDateTime {
-        time::macros::datetime!(2026-11-26 02:00:05 UTC)
+    fn at_now() -> kyb_core::RunCtx {
+        kyb_core::RunCtx::new(time::macros::datetime!(2026-11-26 02:00:05 UTC))
+    }
+
+    /// The one check of a snapshot report.
+    fn check(r: &SnapshotReport) -> &kyb_core::Check {
+        let [c] = r.findings.checks.as_slice() else { panic!("not one check: {r:#?}") };
+        c
     }
 
     const GARBAGE: &[u8] = b"<html>\x00\x01\xff\xfe {{{ not metrics }}} === \xe2\x98\x83 ###\n";
@@ -91,9 +96,9 @@ mod snapshot {
     async fn endless_garbage_is_crit_and_saves_nothing() {
         let server = raw_server(Body::Endless(GARBAGE)).await;
         let dir = tempfile::tempdir().unwrap();
-        let r = snapshot_metrics(&cfg(&server.url, dir.path(), 8 * 1024 * 1024), now()).await.unwrap();
-        assert_eq!(r.check.status, Status::Crit, "{:?}", r.check);
-        let summary = &r.check.summary;
+        let r = snapshot_metrics(&cfg(&server.url, dir.path(), 8 * 1024 * 1024), &at_now()).await.unwrap();
+        assert_eq!(check(&r).status, Status::Crit, "{:?}", check(&r));
+        let summary = &check(&r).summary;
         assert!(
             summary.starts_with("not saved: no valid sample in the first 8.0 MiB")
                 && summary.contains("max_snapshot_bytes")
@@ -111,12 +116,12 @@ mod snapshot {
         let server =
             raw_server(Body::Fixed(b"<html><body>Service Unavailable</body></html>\n".to_vec())).await;
         let dir = tempfile::tempdir().unwrap();
-        let r = snapshot_metrics(&cfg(&server.url, dir.path(), 8 * 1024 * 1024), now()).await.unwrap();
-        assert_eq!(r.check.status, Status::Crit, "{:?}", r.check);
+        let r = snapshot_metrics(&cfg(&server.url, dir.path(), 8 * 1024 * 1024), &at_now()).await.unwrap();
+        assert_eq!(check(&r).status, Status::Crit, "{:?}", check(&r));
         assert!(
-            r.check.summary.starts_with("not saved: no valid sample in the 46 B it sent"),
+            check(&r).summary.starts_with("not saved: no valid sample in the 46 B it sent"),
             "{}",
-            r.check.summary
+            check(&r).summary
         );
         assert!(!dir.path().join("reports").exists());
     }
@@ -146,12 +151,14 @@ mod snapshot {
         assert!(text.len() > 4 * cap, "{}", text.len());
         let server = raw_server(Body::Fixed(text.into_bytes())).await;
         let dir = tempfile::tempdir().unwrap();
-        let r = snapshot_metrics(&cfg(&server.url, dir.path(), cap as u64), now()).await.unwrap();
-        assert_eq!(r.check.status, Status::Warn, "{:?}", r.check);
+        let r = snapshot_metrics(&cfg(&server.url, dir.path(), cap as u64), &at_now()).await.unwrap();
+        assert_eq!(check(&r).status, Status::Warn, "{:?}", check(&r));
         assert!(
-            r.check.summary.contains("1 problem(s): larger than the 64.0 KiB cap ([app] max_snapshot_bytes)"),
+            check(&r)
+                .summary
+                .contains("1 problem(s): larger than the 64.0 KiB cap ([app] max_snapshot_bytes)"),
             "{}",
-            r.check.summary
+            check(&r).summary
         );
         let saved = std::fs::read_to_string(r.path.unwrap()).unwrap();
         assert!(saved.len() <= cap, "{}", saved.len());
@@ -167,9 +174,10 @@ mod snapshot {
     async fn a_scrape_within_the_cap_is_saved_whole() {
         let app = FakeApp::start(HealthMode::Healthy).await;
         let dir = tempfile::tempdir().unwrap();
-        let r =
-            snapshot_metrics(&cfg(&app.url("/metrics"), dir.path(), 8 * 1024 * 1024), now()).await.unwrap();
-        assert_eq!(r.check.status, Status::Ok, "{:?}", r.check);
+        let r = snapshot_metrics(&cfg(&app.url("/metrics"), dir.path(), 8 * 1024 * 1024), &at_now())
+            .await
+            .unwrap();
+        assert_eq!(check(&r).status, Status::Ok, "{:?}", check(&r));
         let saved = std::fs::read_to_string(r.path.unwrap()).unwrap();
         assert_eq!(saved, kyb_testkit::metrics_text(0));
     }
@@ -184,7 +192,11 @@ mod performance {
     }
 
     fn check<'a>(r: &'a PerfReport, name: &str) -> &'a kyb_core::Check {
-        r.checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} in {:#?}", r.checks))
+        r.findings
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {:#?}", r.findings.checks))
     }
 
     #[tokio::test]
@@ -215,14 +227,14 @@ mod performance {
         let e = r.endpoints.iter().find(|e| e.endpoint == "/api/v1/verify").unwrap();
         assert!((mean.value - e.avg_s).abs() < 1e-6 && e.avg_s > 0.0, "{mean:?} {e:?}");
         // The status label is the configured one: no row about it.
-        assert!(r.checks.iter().all(|c| c.name != "status label"));
+        assert!(r.findings.checks.iter().all(|c| c.name != "status label"));
     }
 
     #[tokio::test]
     async fn the_configured_label_gives_no_warning() {
         let app = FakeApp::start(HealthMode::Healthy).await;
         let r = analyze_performance(&PerfConfig::default(), &scraped(app.url("/metrics")).await, None);
-        assert!(r.checks.iter().all(|c| !c.name.ends_with(" label")), "{:#?}", r.checks);
+        assert!(r.findings.checks.iter().all(|c| !c.name.ends_with(" label")), "{:#?}", r.findings.checks);
         assert_eq!(r.endpoints.len(), 6);
     }
 
@@ -257,7 +269,9 @@ http_requests_total{method=\"GET\",code=\"503\"} 5
             label.summary
         );
         assert!(r.endpoints.is_empty() && r.endpoint_label.is_none());
-        assert!(r.checks.iter().all(|c| !c.name.starts_with("endpoint ") || c.name == "endpoint label"));
+        assert!(
+            r.findings.checks.iter().all(|c| !c.name.starts_with("endpoint ") || c.name == "endpoint label")
+        );
         // The totals do not need the label.
         assert_eq!(check(&r, "response time").status, Status::Ok);
         // The status codes are under `code`: read from there, with a Warn; 5% answered 5xx.

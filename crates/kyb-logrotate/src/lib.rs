@@ -12,8 +12,12 @@
 //!
 //! Every operation goes through an open directory handle (`*at` calls, no symlink followed),
 //! touches only names that match strict patterns, and leaves symlinks, hard-linked files and
-//! other filesystems alone, saying so in the report. With `dry_run` the report lists the exact
-//! plan and nothing changes.
+//! other filesystems alone, saying so in the report. In a dry run (`ctx.dry_run`) the report lists
+//! the exact plan and nothing changes.
+//!
+//! Every task is `async fn(&Config, &RunCtx) -> Result<FilesReport, LogrotateError>`: ages and
+//! rotated names are judged at `ctx.now`, and the report's findings carry one check per log or
+//! directory, the totals as headline, and every skip and step as an action line.
 //!
 //! The config sections `[[logs]]` ([`LogSection`]) and `[cleanup]` ([`CleanupSection`]) are
 //! read here too, and derive the per-run configs:
@@ -39,15 +43,12 @@
 //! ```no_run
 //! # async fn demo() {
 //! use kyb_logrotate::{TempConfig, clean_temp};
-//! let cfg = TempConfig {
-//!     dir: "/tmp".into(),
-//!     prefix: "kyb-".into(),
-//!     max_age_secs: 86_400,
-//!     timeout_ms: 30_000,
-//!     dry_run: true,
-//! };
-//! let report = clean_temp(&cfg, time::OffsetDateTime::now_utc()).await.unwrap();
-//! for action in &report.actions {
+//! let cfg =
+//!     TempConfig { dir: "/tmp".into(), prefix: "kyb-".into(), max_age_secs: 86_400, timeout_ms: 30_000 };
+//! let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc()).with_dry_run(true);
+//! let report = clean_temp(&cfg, &ctx).await.unwrap();
+//! println!("{}", report.findings.headline.as_deref().unwrap_or_default());
+//! for action in &report.findings.actions {
 //!     println!("{action}");
 //! }
 //! # }
@@ -71,7 +72,7 @@ pub use retention::RetentionConfig;
 pub use rotate::RotateConfig;
 pub use temp::TempConfig;
 
-use time::OffsetDateTime;
+use kyb_core::RunCtx;
 
 /// A file task that could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -81,26 +82,31 @@ pub enum LogrotateError {
     Worker(#[source] tokio::task::JoinError),
 }
 
-/// Rotates and compresses the configured logs (on a blocking thread).
-pub async fn rotate(cfg: &RotateConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
+/// Rotates and compresses the configured logs, and applies each one's retention (on a blocking
+/// thread).
+pub async fn rotate(cfg: &RotateConfig, ctx: &RunCtx) -> Result<FilesReport, LogrotateError> {
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || rotate::rotate_blocking(&cfg, now))
-        .await
-        .map_err(LogrotateError::Worker)
+    let (now, dry_run) = (ctx.now, ctx.dry_run);
+    blocking(move || rotate::rotate_blocking(&cfg, now, dry_run)).await
 }
 
 /// Removes rotated logs and reports past retention (on a blocking thread).
-pub async fn prune(cfg: &RetentionConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
+pub async fn prune(cfg: &RetentionConfig, ctx: &RunCtx) -> Result<FilesReport, LogrotateError> {
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || retention::prune_blocking(&cfg, now))
-        .await
-        .map_err(LogrotateError::Worker)
+    let (now, dry_run) = (ctx.now, ctx.dry_run);
+    blocking(move || retention::prune_blocking(&cfg, now, dry_run)).await
 }
 
 /// Removes idle temp entries (on a blocking thread).
-pub async fn clean_temp(cfg: &TempConfig, now: OffsetDateTime) -> Result<FilesReport, LogrotateError> {
+pub async fn clean_temp(cfg: &TempConfig, ctx: &RunCtx) -> Result<FilesReport, LogrotateError> {
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || temp::clean_temp_blocking(&cfg, now))
-        .await
-        .map_err(LogrotateError::Worker)
+    let (now, dry_run) = (ctx.now, ctx.dry_run);
+    blocking(move || temp::clean_temp_blocking(&cfg, now, dry_run)).await
+}
+
+/// Runs a file task's walk on a blocking thread and fills in its report's lines.
+async fn blocking(
+    walk: impl FnOnce() -> FilesReport + Send + 'static,
+) -> Result<FilesReport, LogrotateError> {
+    tokio::task::spawn_blocking(walk).await.map(FilesReport::finish).map_err(LogrotateError::Worker)
 }

@@ -1,6 +1,7 @@
 //! What a log's rotation follows ([`LogPolicy`]), and the config sections this crate reads,
 //! `[[logs]]` and `[cleanup]`, with what they derive into.
 
+use crate::retention::RetentionConfig;
 use crate::temp::TempConfig;
 use kyb_core::config::{FieldError, OctalMode, TimeoutMs, resolve_path};
 use serde::{Deserialize, Serialize};
@@ -393,7 +394,16 @@ impl CleanupSection {
             // At least a second: a tiny fraction must not round down to "everything".
             max_age_secs: ((self.temp_max_age_days * 86_400.0).ceil() as u64).max(1),
             timeout_ms: self.timeout_ms.get(),
-            dry_run: false,
+        }
+    }
+
+    /// The retention of kyb-maint's reports in `reports_dir` this section asks for. It prunes no
+    /// rotated logs: [`rotate`](crate::rotate) does, from the listing it makes anyway.
+    pub fn retention(&self, reports_dir: &Path) -> RetentionConfig {
+        RetentionConfig {
+            logs: Vec::new(),
+            reports_dir: Some(reports_dir.to_owned()),
+            reports_max_age_days: self.reports_max_age_days,
         }
     }
 }
@@ -673,7 +683,6 @@ mod tests {
                 prefix: "kyb-".into(),
                 max_age_secs: 86_400,
                 timeout_ms: 60_000,
-                dry_run: false,
             }
         );
         c.temp_max_age_days = 0.25;
@@ -682,5 +691,18 @@ mod tests {
         assert_eq!(c.temp(Path::new("/tmp")).max_age_secs, 1);
         c.temp_max_age_days = 1.5e-5;
         assert_eq!(c.temp(Path::new("/tmp")).max_age_secs, 2);
+    }
+
+    #[test]
+    fn report_retention_prunes_reports_only() {
+        let c = CleanupSection { reports_max_age_days: 90, ..CleanupSection::default() };
+        assert_eq!(
+            c.retention(Path::new("/var/lib/kyb-maint/reports")),
+            RetentionConfig {
+                logs: Vec::new(),
+                reports_dir: Some("/var/lib/kyb-maint/reports".into()),
+                reports_max_age_days: 90,
+            }
+        );
     }
 }

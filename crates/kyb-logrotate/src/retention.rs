@@ -23,8 +23,6 @@ pub struct RetentionConfig {
     pub reports_dir: Option<PathBuf>,
     /// Reports older than this many days are removed.
     pub reports_max_age_days: u32,
-    /// Plan only.
-    pub dry_run: bool,
 }
 
 const DAY_SECS: i64 = 86_400;
@@ -32,16 +30,16 @@ const DAY_SECS: i64 = 86_400;
 /// A listed name and its order key (time stamp, counter; newer is larger).
 pub(crate) type Listed = (OsString, (u64, u32));
 
-/// Removes rotated logs and reports past retention.
-pub fn prune_blocking(cfg: &RetentionConfig, now: OffsetDateTime) -> FilesReport {
-    let mut report = FilesReport { dry_run: cfg.dry_run, ..FilesReport::default() };
+/// Removes rotated logs and reports past retention; with `dry_run`, only plans.
+pub fn prune_blocking(cfg: &RetentionConfig, now: OffsetDateTime, dry_run: bool) -> FilesReport {
+    let mut report = FilesReport::new(dry_run);
     for p in &cfg.logs {
-        let check = prune_log(p, now, cfg.dry_run, &mut report);
-        report.checks.push(check);
+        let check = prune_log(p, now, dry_run, &mut report);
+        report.findings.checks.push(check);
     }
     if let Some(dir) = &cfg.reports_dir {
-        let check = prune_reports(dir, cfg.reports_max_age_days, now, cfg.dry_run, &mut report);
-        report.checks.push(check);
+        let check = prune_reports(dir, cfg.reports_max_age_days, now, dry_run, &mut report);
+        report.findings.checks.push(check);
     }
     report
 }
@@ -295,7 +293,7 @@ fn remove(
             return;
         }
     }
-    report.actions.push(Action::Remove { path: dir.join(&c.name), reason });
+    report.steps.push(Action::Remove { path: dir.join(&c.name), reason });
     if dry_run {
         report.counts.deleted_files += 1;
         report.counts.freed_bytes += c.size;

@@ -21,17 +21,15 @@ use time::OffsetDateTime;
 pub struct RotateConfig {
     /// The logs and their policies.
     pub logs: Vec<LogPolicy>,
-    /// Plan only.
-    pub dry_run: bool,
 }
 
 /// Rotates (when due) and compresses every configured log; first finishes or cleans up what an
-/// interrupted run left. One [`Check`] per log.
-pub fn rotate_blocking(cfg: &RotateConfig, now: OffsetDateTime) -> FilesReport {
-    let mut report = FilesReport { dry_run: cfg.dry_run, ..FilesReport::default() };
+/// interrupted run left. One [`Check`] per log, then its retention's; with `dry_run`, only plans.
+pub fn rotate_blocking(cfg: &RotateConfig, now: OffsetDateTime, dry_run: bool) -> FilesReport {
+    let mut report = FilesReport::new(dry_run);
     for policy in &cfg.logs {
-        let checks = rotate_one(policy, now, cfg.dry_run, &mut report);
-        report.checks.extend(checks);
+        let checks = rotate_one(policy, now, dry_run, &mut report);
+        report.findings.checks.extend(checks);
     }
     report
 }
@@ -215,7 +213,7 @@ fn recover(
             }
             Err(_) => continue,
         }
-        report.actions.push(Action::Remove { path: dir.join(&name), reason: reason.to_owned() });
+        report.steps.push(Action::Remove { path: dir.join(&name), reason: reason.to_owned() });
         if !dry_run && let Err(e) = dir.unlink(&name) {
             notes.push((Status::Warn, format!("cannot remove {}: {e}", name.to_string_lossy())));
         }
@@ -294,13 +292,13 @@ fn rotate_live(
 ) -> io::Result<OsString> {
     let stem = free_stem(dir, base, now)?;
     if p.reopen == Reopen::CopyTruncate {
-        report.actions.push(Action::CopyTruncate { from: p.path.clone(), to: dir.join(&stem) });
+        report.steps.push(Action::CopyTruncate { from: p.path.clone(), to: dir.join(&stem) });
         if !dry_run {
             copy_truncate(dir, base, &stem)?;
         }
         return Ok(stem);
     }
-    report.actions.push(Action::Rename { from: p.path.clone(), to: dir.join(&stem) });
+    report.steps.push(Action::Rename { from: p.path.clone(), to: dir.join(&stem) });
     if !dry_run {
         dir.rename_noreplace(base, &stem)?;
     }
@@ -327,7 +325,7 @@ fn create_live(
     dry_run: bool,
     report: &mut FilesReport,
 ) -> io::Result<bool> {
-    report.actions.push(Action::Create { path: p.path.clone(), uid, gid, mode: p.mode });
+    report.steps.push(Action::Create { path: p.path.clone(), uid, gid, mode: p.mode });
     if dry_run {
         return Ok(true);
     }
@@ -403,7 +401,7 @@ fn signal_writer(p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::
             let pid = read_pid_file(path)?;
             let target = rustix::process::Pid::from_raw(pid)
                 .ok_or_else(|| io::Error::other(format!("pid file {} holds pid {pid}", path.display())))?;
-            report.actions.push(Action::Signal {
+            report.steps.push(Action::Signal {
                 pid,
                 signal: signal.name().to_owned(),
                 source: format!("pid file {}", path.display()),
@@ -416,7 +414,7 @@ fn signal_writer(p: &LogPolicy, dry_run: bool, report: &mut FilesReport) -> io::
             })
         }
         Reopen::SystemdUnit { unit, signal } => {
-            report.actions.push(Action::Signal {
+            report.steps.push(Action::Signal {
                 pid: 0,
                 signal: signal.name().to_owned(),
                 source: format!("main process of {unit}, through systemctl"),
@@ -554,7 +552,7 @@ fn compress_rotated(
         let planned_rotation = dry_run && just_rotated == Some(r.stem.as_os_str());
         if planned_rotation {
             // Not renamed yet in a dry run: the live log stands for it.
-            report.actions.push(Action::Compress { from: path.clone(), to: with_gz(&path) });
+            report.steps.push(Action::Compress { from: path.clone(), to: with_gz(&path) });
             continue;
         }
         let st = match dir.stat(&r.stem) {
@@ -596,7 +594,7 @@ fn compress_rotated(
                 continue;
             }
         }
-        report.actions.push(Action::Compress { from: path.clone(), to: with_gz(&path) });
+        report.steps.push(Action::Compress { from: path.clone(), to: with_gz(&path) });
         if dry_run {
             continue;
         }

@@ -25,8 +25,6 @@ pub struct TempConfig {
     pub max_age_secs: u64,
     /// The whole cleanup stops here.
     pub timeout_ms: u64,
-    /// Plan only.
-    pub dry_run: bool,
 }
 
 struct Walk<'a> {
@@ -39,21 +37,22 @@ struct Walk<'a> {
     dry_run: bool,
 }
 
-/// Removes old `prefix*` entries under `cfg.dir`, directories recursively.
-pub fn clean_temp_blocking(cfg: &TempConfig, now: OffsetDateTime) -> FilesReport {
-    let mut report = FilesReport { dry_run: cfg.dry_run, ..FilesReport::default() };
+/// Removes old `prefix*` entries under `cfg.dir`, directories recursively; with `dry_run`, only
+/// plans.
+pub fn clean_temp_blocking(cfg: &TempConfig, now: OffsetDateTime, dry_run: bool) -> FilesReport {
+    let mut report = FilesReport::new(dry_run);
     let label = format!("temp {}", cfg.dir.display());
     let dir = match DirHandle::open(&cfg.dir) {
         Ok(d) => d,
         Err(e) => {
-            report.checks.push(Check::new(label, Status::Crit, format!("cannot open: {e}")));
+            report.findings.checks.push(Check::new(label, Status::Crit, format!("cannot open: {e}")));
             return report;
         }
     };
     let dev = match rustix::fs::fstat(&dir) {
         Ok(st) => st.st_dev,
         Err(e) => {
-            report.checks.push(Check::new(label, Status::Crit, format!("cannot stat: {e}")));
+            report.findings.checks.push(Check::new(label, Status::Crit, format!("cannot stat: {e}")));
             return report;
         }
     };
@@ -64,12 +63,12 @@ pub fn clean_temp_blocking(cfg: &TempConfig, now: OffsetDateTime) -> FilesReport
         deadline: Instant::now() + Duration::from_millis(cfg.timeout_ms),
         timed_out: false,
         problems: Vec::new(),
-        dry_run: cfg.dry_run,
+        dry_run,
     };
     walk.dir(&dir, Some(cfg.prefix.as_bytes()));
     let (timed_out, problems) = (walk.timed_out, walk.problems);
     let c = report.counts;
-    let verb = if cfg.dry_run { "would remove" } else { "removed" };
+    let verb = if dry_run { "would remove" } else { "removed" };
     let mut text = format!(
         "{verb} {} file(s) and {} dir(s), {} freed",
         c.deleted_files,
@@ -89,7 +88,7 @@ pub fn clean_temp_blocking(cfg: &TempConfig, now: OffsetDateTime) -> FilesReport
         text.push_str("; ");
         text.push_str(&problems.join("; "));
     }
-    report.checks.push(Check::new(label, status, text));
+    report.findings.checks.push(Check::new(label, status, text));
     report
 }
 
@@ -204,7 +203,7 @@ impl Walk<'_> {
             return false;
         }
         self.report
-            .actions
+            .steps
             .push(Action::Remove { path, reason: "empty temp directory past its age".to_owned() });
         if self.dry_run {
             self.report.counts.deleted_dirs += 1;
@@ -231,7 +230,7 @@ impl Walk<'_> {
     }
 
     fn remove_file(&mut self, dir: &DirHandle, name: &OsStr, path: PathBuf, st: &Stat) -> bool {
-        self.report.actions.push(Action::Remove { path, reason: "temp file past its age".to_owned() });
+        self.report.steps.push(Action::Remove { path, reason: "temp file past its age".to_owned() });
         let size = if kind(st) == FileType::RegularFile { st.st_size as u64 } else { 0 };
         if !self.dry_run {
             match dir.unlink(name) {

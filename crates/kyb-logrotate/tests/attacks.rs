@@ -1,7 +1,7 @@
 //! Symlinks, hard links and hostile directory contents: nothing outside the configured roots is
 //! deleted, chowned or changed, nothing crashes, and the report says what was left alone.
 
-use kyb_core::Status;
+use kyb_core::{RunCtx, Status};
 use kyb_logrotate::*;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -70,10 +70,10 @@ async fn links_pointing_outside_are_left_alone_and_reported() {
     let logs_cfg =
         vec![policy(&l.join("app.log")), policy(&l.join("other.log")), policy(&l.join("linked.log"))];
     let now = OffsetDateTime::now_utc();
-    let rotated = rotate(&RotateConfig { logs: logs_cfg.clone(), dry_run: false }, now).await.unwrap();
+    let rotated = rotate(&RotateConfig { logs: logs_cfg.clone() }, &RunCtx::new(now)).await.unwrap();
     let pruned = prune(
-        &RetentionConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false },
-        now,
+        &RetentionConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30 },
+        &RunCtx::new(now),
     )
     .await
     .unwrap();
@@ -103,15 +103,16 @@ async fn links_pointing_outside_are_left_alone_and_reported() {
             "{name}: {why} not in {skipped:?}"
         );
     }
-    let status =
-        |r: &FilesReport, name: &str| r.checks.iter().find(|c| c.name.ends_with(name)).unwrap().status;
+    let status = |r: &FilesReport, name: &str| {
+        r.findings.checks.iter().find(|c| c.name.ends_with(name)).unwrap().status
+    };
     assert_eq!(status(&rotated, "/other.log"), Status::Warn);
     assert_eq!(status(&rotated, "/linked.log"), Status::Warn);
     // app.log itself rotated fine; the planted hard link beside it is why its check warns.
-    let app = rotated.checks.iter().find(|c| c.name.ends_with("/app.log")).unwrap();
+    let app = rotated.findings.checks.iter().find(|c| c.name.ends_with("/app.log")).unwrap();
     assert_eq!(app.status, Status::Warn);
     assert!(app.summary.contains("rotated") && app.summary.contains("hard-linked"), "{}", app.summary);
-    assert_eq!(status(&pruned, "/app.log"), Status::Warn, "{:?}", pruned.checks);
+    assert_eq!(status(&pruned, "/app.log"), Status::Warn, "{:?}", pruned.findings.checks);
 }
 
 #[tokio::test]
@@ -126,19 +127,14 @@ async fn temp_cleanup_removes_links_themselves_never_their_targets() {
     std::fs::create_dir(t.join("kyb-job")).unwrap();
     std::os::unix::fs::symlink(o.join("file"), t.join("kyb-job/link")).unwrap();
     std::fs::hard_link(o.join("file"), t.join("kyb-job/hard")).unwrap();
-    let cfg = TempConfig {
-        dir: t.to_owned(),
-        prefix: "kyb-".into(),
-        max_age_secs: 60,
-        timeout_ms: 5_000,
-        dry_run: false,
-    };
-    let r = clean_temp(&cfg, OffsetDateTime::now_utc() + time::Duration::hours(2)).await.unwrap();
+    let cfg = TempConfig { dir: t.to_owned(), prefix: "kyb-".into(), max_age_secs: 60, timeout_ms: 5_000 };
+    let r =
+        clean_temp(&cfg, &RunCtx::new(OffsetDateTime::now_utc() + time::Duration::hours(2))).await.unwrap();
     assert_eq!(std::fs::read_to_string(o.join("dir/precious")).unwrap(), "keep");
     assert_eq!(std::fs::read_to_string(o.join("file")).unwrap(), "keep too");
     assert_eq!(std::fs::metadata(o.join("file")).unwrap().nlink(), 1, "our hard link went, the file stayed");
     assert!(std::fs::read_dir(t).unwrap().next().is_none(), "the temp entries themselves are gone");
-    assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks);
+    assert_eq!(r.findings.checks[0].status, Status::Ok, "{:?}", r.findings.checks);
     assert_eq!(r.counts.freed_bytes, 0, "a hard link frees nothing");
 }
 
@@ -153,10 +149,10 @@ async fn non_utf8_names_are_handled_and_reported_readably() {
     std::fs::write(temp.path().join(OsStr::from_bytes(b"kyb-\xff\xfe-upload")), "old temp").unwrap();
     let logs_cfg = vec![policy(&l.join("app.log"))];
     let now = OffsetDateTime::now_utc();
-    rotate(&RotateConfig { logs: logs_cfg.clone(), dry_run: false }, now).await.unwrap();
+    rotate(&RotateConfig { logs: logs_cfg.clone() }, &RunCtx::new(now)).await.unwrap();
     prune(
-        &RetentionConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30, dry_run: false },
-        now,
+        &RetentionConfig { logs: logs_cfg, reports_dir: None, reports_max_age_days: 30 },
+        &RunCtx::new(now),
     )
     .await
     .unwrap();
@@ -167,11 +163,10 @@ async fn non_utf8_names_are_handled_and_reported_readably() {
         prefix: "kyb-".into(),
         max_age_secs: 60,
         timeout_ms: 5_000,
-        dry_run: false,
     };
-    let r = clean_temp(&cfg, now + time::Duration::hours(2)).await.unwrap();
+    let r = clean_temp(&cfg, &RunCtx::new(now + time::Duration::hours(2))).await.unwrap();
     assert_eq!(r.counts.deleted_files, 1);
-    assert!(r.actions[0].to_string().contains("kyb-\u{fffd}\u{fffd}-upload"), "{}", r.actions[0]);
+    assert!(r.steps[0].to_string().contains("kyb-\u{fffd}\u{fffd}-upload"), "{}", r.steps[0]);
 }
 
 #[tokio::test]
@@ -188,16 +183,11 @@ async fn files_vanishing_mid_walk_are_not_errors() {
             let _ = std::fs::remove_file(t2.join(format!("kyb-{i:05}")));
         }
     });
-    let cfg = TempConfig {
-        dir: t.clone(),
-        prefix: "kyb-".into(),
-        max_age_secs: 60,
-        timeout_ms: 30_000,
-        dry_run: false,
-    };
-    let r = clean_temp(&cfg, OffsetDateTime::now_utc() + time::Duration::hours(2)).await.unwrap();
+    let cfg = TempConfig { dir: t.clone(), prefix: "kyb-".into(), max_age_secs: 60, timeout_ms: 30_000 };
+    let r =
+        clean_temp(&cfg, &RunCtx::new(OffsetDateTime::now_utc() + time::Duration::hours(2))).await.unwrap();
     rival.join().unwrap();
-    assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks);
+    assert_eq!(r.findings.checks[0].status, Status::Ok, "{:?}", r.findings.checks);
     assert!(std::fs::read_dir(&t).unwrap().next().is_none());
     assert!(r.counts.deleted_files <= 4_000);
 }
@@ -224,8 +214,8 @@ async fn a_foreign_gz_beside_a_rotated_file_does_not_cost_the_file() {
         }
     }
     let r = rotate(
-        &RotateConfig { logs: vec![policy(&l.join("app.log"))], dry_run: false },
-        OffsetDateTime::now_utc(),
+        &RotateConfig { logs: vec![policy(&l.join("app.log"))] },
+        &RunCtx::new(OffsetDateTime::now_utc()),
     )
     .await
     .unwrap();
@@ -237,8 +227,12 @@ async fn a_foreign_gz_beside_a_rotated_file_does_not_cost_the_file() {
             "{stem} was lost"
         );
     }
-    assert_eq!(r.checks[0].status, Status::Warn);
-    assert!(r.checks[0].summary.contains("is not the compressed"), "{}", r.checks[0].summary);
+    assert_eq!(r.findings.checks[0].status, Status::Warn);
+    assert!(
+        r.findings.checks[0].summary.contains("is not the compressed"),
+        "{}",
+        r.findings.checks[0].summary
+    );
 }
 
 /// A real writer (`kyb-log-writer`): appends numbered lines, reopens its log by path on SIGHUP
@@ -342,16 +336,16 @@ async fn after_a_crash_between_rename_and_signal_the_writer_is_still_told() {
     // The state a kill between rename and signal leaves: the writer appends to the rotated
     // file, and there is no live log.
     std::fs::rename(l.join("app.log"), l.join("app.log-20261126-020000")).unwrap();
-    let r = rotate(&RotateConfig { logs: vec![signalled(l)], dry_run: false }, OffsetDateTime::now_utc())
+    let r = rotate(&RotateConfig { logs: vec![signalled(l)] }, &RunCtx::new(OffsetDateTime::now_utc()))
         .await
         .unwrap();
-    assert!(r.actions.iter().any(|a| matches!(a, Action::Signal { pid, .. } if *pid == writer.pid)));
-    assert_ne!(r.checks[0].status, Status::Crit, "{:?}", r.checks);
-    assert!(r.checks[0].summary.contains("recreated"), "{}", r.checks[0].summary);
+    assert!(r.steps.iter().any(|a| matches!(a, Action::Signal { pid, .. } if *pid == writer.pid)));
+    assert_ne!(r.findings.checks[0].status, Status::Crit, "{:?}", r.findings.checks);
+    assert!(r.findings.checks[0].summary.contains("recreated"), "{}", r.findings.checks[0].summary);
     // The writer heard it: its new lines go to the new live log, and the rotated file, let go,
     // was compressed.
     wait_for(|| std::fs::metadata(l.join("app.log")).is_ok_and(|m| m.len() > 0), "lines in the new log");
-    assert!(l.join("app.log-20261126-020000.gz").exists(), "{:?}", r.checks);
+    assert!(l.join("app.log-20261126-020000.gz").exists(), "{:?}", r.findings.checks);
     assert!(!l.join("app.log-20261126-020000").exists());
     let n = writer.stop();
     assert_no_line_lost(l, n);
@@ -366,10 +360,10 @@ async fn a_writer_never_told(l: &Path, p: &LogPolicy) -> (Writer, String) {
     let gone_pid = gone.id();
     gone.wait().unwrap();
     std::fs::write(l.join("app.pid"), format!("{gone_pid}\n")).unwrap();
-    let first = rotate(&RotateConfig { logs: vec![p.clone()], dry_run: false }, OffsetDateTime::now_utc())
+    let first = rotate(&RotateConfig { logs: vec![p.clone()] }, &RunCtx::new(OffsetDateTime::now_utc()))
         .await
         .unwrap();
-    assert_eq!(first.checks[0].status, Status::Crit, "{:?}", first.checks);
+    assert_eq!(first.findings.checks[0].status, Status::Crit, "{:?}", first.findings.checks);
     let rotated: Vec<_> = std::fs::read_dir(l)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -387,8 +381,8 @@ async fn a_writer_never_told_is_signalled_again_on_the_next_run() {
     let p = LogPolicy { size_bytes: 1, ..signalled(l) };
     let (writer, rotated) = a_writer_never_told(l, &p).await;
     let second =
-        rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
-    let check = &second.checks[0];
+        rotate(&RotateConfig { logs: vec![p] }, &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
+    let check = &second.findings.checks[0];
     assert_eq!(check.status, Status::Warn, "{check:?}");
     assert!(check.summary.contains(&format!("writer pid {} still held", writer.pid)), "{}", check.summary);
     assert!(check.summary.contains("signalled again"), "{}", check.summary);
@@ -408,11 +402,11 @@ async fn without_compression_a_writer_never_told_is_still_signalled_again() {
     // Not due to rotate again: only the writer's hold on the rotated file is left to mend.
     let p = LogPolicy { size_bytes: 1 << 40, ..p };
     let second =
-        rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
-    let check = &second.checks[0];
+        rotate(&RotateConfig { logs: vec![p] }, &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
+    let check = &second.findings.checks[0];
     assert_eq!(check.status, Status::Warn, "{check:?}");
     assert!(check.summary.contains("signalled again"), "{}", check.summary);
-    assert!(second.actions.iter().any(|a| matches!(a, Action::Signal { pid, .. } if *pid == writer.pid)));
+    assert!(second.steps.iter().any(|a| matches!(a, Action::Signal { pid, .. } if *pid == writer.pid)));
     assert!(l.join(&rotated).exists(), "kept plain: compression is off");
     wait_for(|| std::fs::metadata(l.join("app.log")).is_ok_and(|m| m.len() > 0), "lines in the live log");
     let n = writer.stop();
@@ -436,18 +430,18 @@ async fn a_writer_that_never_reopens_is_crit_and_its_file_kept() {
         std::fs::write(l.join("app.pid"), format!("{}\n", deaf.id())).unwrap();
         let p = LogPolicy { size_bytes: 1, reopen_timeout_ms: 600, compress, ..signalled(l) };
         let r =
-            rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()).await.unwrap();
+            rotate(&RotateConfig { logs: vec![p] }, &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
         let _ = deaf.kill();
         deaf.wait().unwrap();
-        let check = &r.checks[0];
+        let check = &r.findings.checks[0];
         assert_eq!(check.status, Status::Crit, "compress={compress}: {check:?}");
         assert!(
             check.summary.contains(&format!("writer pid {} does not reopen its log", deaf.id())),
             "{}",
             check.summary
         );
-        let signals = r.actions.iter().filter(|a| matches!(a, Action::Signal { .. })).count();
-        assert_eq!(signals, 4, "signalled once, then again a bounded number of times: {:?}", r.actions);
+        let signals = r.steps.iter().filter(|a| matches!(a, Action::Signal { .. })).count();
+        assert_eq!(signals, 4, "signalled once, then again a bounded number of times: {:?}", r.steps);
         let rotated: Vec<_> = std::fs::read_dir(l)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -478,12 +472,16 @@ async fn a_pid_file_that_is_a_fifo_or_a_device_does_not_hang_the_rotation() {
         };
         let r = tokio::time::timeout(
             Duration::from_secs(60),
-            rotate(&RotateConfig { logs: vec![p], dry_run: false }, OffsetDateTime::now_utc()),
+            rotate(&RotateConfig { logs: vec![p] }, &RunCtx::new(OffsetDateTime::now_utc())),
         )
         .await
         .expect("a special pid file must not hang the rotation")
         .unwrap();
-        assert_eq!(r.checks[0].status, Status::Crit, "{:?}", r.checks);
-        assert!(r.checks[0].summary.contains("not a regular file"), "{}", r.checks[0].summary);
+        assert_eq!(r.findings.checks[0].status, Status::Crit, "{:?}", r.findings.checks);
+        assert!(
+            r.findings.checks[0].summary.contains("not a regular file"),
+            "{}",
+            r.findings.checks[0].summary
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Rotation, compression, retention and temp cleanup on real files.
 
-use kyb_core::Status;
+use kyb_core::{RunCtx, Status};
 use kyb_logrotate::*;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -48,7 +48,7 @@ fn set_mtime(path: &Path, ago: Duration) {
 }
 
 async fn rotate_at(logs: Vec<LogPolicy>, now: OffsetDateTime, dry_run: bool) -> FilesReport {
-    rotate(&RotateConfig { logs, dry_run }, now).await.unwrap()
+    rotate(&RotateConfig { logs }, &RunCtx::new(now).with_dry_run(dry_run)).await.unwrap()
 }
 
 mod rotation {
@@ -60,7 +60,7 @@ mod rotation {
         let log = dir.path().join("app.log");
         std::fs::write(&log, "line 1\nline 2\n").unwrap();
         let r = rotate_at(vec![policy(&log)], datetime!(2026-11-26 02:00:00 UTC), false).await;
-        assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks);
+        assert_eq!(r.findings.checks[0].status, Status::Ok, "{:?}", r.findings.checks);
         assert_eq!(names(dir.path()), ["app.log", "app.log-20261126-020000.gz"]);
         assert_eq!(gunzip(&dir.path().join("app.log-20261126-020000.gz")), "line 1\nline 2\n");
         let meta = std::fs::metadata(&log).unwrap();
@@ -80,7 +80,7 @@ mod rotation {
         std::os::unix::fs::chown(&log, Some(65534), Some(65533)).unwrap();
         let p = LogPolicy { uid: None, gid: None, ..policy(&log) };
         let r = rotate_at(vec![p.clone()], datetime!(2026-11-26 02:00:00 UTC), false).await;
-        assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks);
+        assert_eq!(r.findings.checks[0].status, Status::Ok, "{:?}", r.findings.checks);
         assert_eq!(r.counts.rotated_files, 1);
         let meta = std::fs::metadata(&log).unwrap();
         assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65533, 0o640));
@@ -105,8 +105,8 @@ mod rotation {
             false,
         )
         .await;
-        assert!(r.actions.is_empty());
-        assert!(r.checks[0].summary.contains("not due"), "{}", r.checks[0].summary);
+        assert!(r.steps.is_empty());
+        assert!(r.findings.checks[0].summary.contains("not due"), "{}", r.findings.checks[0].summary);
         assert_eq!(names(dir.path()), ["app.log"]);
     }
 
@@ -174,7 +174,7 @@ mod rotation {
             false,
         )
         .await;
-        assert!(r.actions[0].to_string().contains("lines written in between are lost"), "{}", r.actions[0]);
+        assert!(r.steps[0].to_string().contains("lines written in between are lost"), "{}", r.steps[0]);
         let meta = std::fs::metadata(&log).unwrap();
         assert_eq!((meta.ino(), meta.len()), (ino, 0));
         assert_eq!(gunzip(&dir.path().join("app.log-20261126-020000.gz")), "kept by copy\n");
@@ -187,8 +187,8 @@ mod rotation {
         std::fs::write(&log, "still being written\n").unwrap();
         let writer = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         let r = rotate_at(vec![policy(&log)], datetime!(2026-11-26 02:00:00 UTC), false).await;
-        assert_eq!(r.checks[0].status, Status::Warn);
-        assert!(r.checks[0].summary.contains("still open"), "{}", r.checks[0].summary);
+        assert_eq!(r.findings.checks[0].status, Status::Warn);
+        assert!(r.findings.checks[0].summary.contains("still open"), "{}", r.findings.checks[0].summary);
         assert_eq!(names(dir.path()), ["app.log", "app.log-20261126-020000"]);
         drop(writer);
         rotate_at(vec![policy(&log)], datetime!(2026-11-26 02:00:05 UTC), false).await;
@@ -217,7 +217,7 @@ mod rotation {
         );
         assert_eq!(gunzip(&dir.path().join("app.log-20261125-020000.gz")), "older lines\n");
         let removed: Vec<String> =
-            r.actions.iter().map(ToString::to_string).filter(|a| a.starts_with("remove")).collect();
+            r.steps.iter().map(ToString::to_string).filter(|a| a.starts_with("remove")).collect();
         assert_eq!(removed.len(), 2, "{removed:?}");
     }
 
@@ -240,7 +240,7 @@ mod rotation {
         let before: Vec<_> = names(dir.path());
         let mtime = std::fs::metadata(&log).unwrap().modified().unwrap();
         let r = rotate_at(vec![policy(&log)], datetime!(2026-11-26 02:00:00 UTC), true).await;
-        let plan: Vec<String> = r.actions.iter().map(ToString::to_string).collect();
+        let plan: Vec<String> = r.steps.iter().map(ToString::to_string).collect();
         let d = dir.path().display();
         assert_eq!(
             plan,
@@ -257,6 +257,9 @@ mod rotation {
         );
         assert_eq!(names(dir.path()), before);
         assert_eq!(std::fs::metadata(&log).unwrap().modified().unwrap(), mtime);
+        // The report says the plan whole, as its action lines, with the totals it would reach.
+        assert_eq!(r.findings.actions, plan);
+        assert_eq!(r.findings.headline.as_deref(), Some("would have: rotated 1 file(s)"));
     }
 }
 
@@ -264,7 +267,7 @@ mod retention {
     use super::*;
 
     fn prune_cfg(logs: Vec<LogPolicy>, reports: Option<PathBuf>) -> RetentionConfig {
-        RetentionConfig { logs, reports_dir: reports, reports_max_age_days: 30, dry_run: false }
+        RetentionConfig { logs, reports_dir: reports, reports_max_age_days: 30 }
     }
 
     #[tokio::test]
@@ -283,7 +286,7 @@ mod retention {
             set_mtime(&dir.path().join(name), Duration::from_secs(days * 86_400));
         }
         let p = LogPolicy { keep_days: 30, keep_count: Some(3), ..policy(&log) };
-        let r = prune(&prune_cfg(vec![p], None), OffsetDateTime::now_utc()).await.unwrap();
+        let r = prune(&prune_cfg(vec![p], None), &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
         assert_eq!(
             names(dir.path()),
             [
@@ -294,7 +297,7 @@ mod retention {
             ]
         );
         assert_eq!((r.counts.deleted_files, r.counts.freed_bytes), (2, 200));
-        let reasons: Vec<String> = r.actions.iter().map(ToString::to_string).collect();
+        let reasons: Vec<String> = r.steps.iter().map(ToString::to_string).collect();
         assert!(
             reasons[0].contains("older than 30 days") || reasons[1].contains("older than 30 days"),
             "{reasons:?}"
@@ -323,7 +326,9 @@ mod retention {
             set_mtime(&dir.path().join(name), Duration::from_secs(40 * 86_400));
         }
         let r =
-            prune(&prune_cfg(vec![], Some(dir.path().to_owned())), OffsetDateTime::now_utc()).await.unwrap();
+            prune(&prune_cfg(vec![], Some(dir.path().to_owned())), &RunCtx::new(OffsetDateTime::now_utc()))
+                .await
+                .unwrap();
         assert_eq!(names(dir.path()), ["daily-report-20261125-020000.txt", "notes.txt"]);
         assert_eq!(r.counts.deleted_files, 3);
     }
@@ -349,19 +354,17 @@ mod retention {
         set_mtime(&dir.path().join(&reused), Duration::from_secs(3 * 86_400 * 365));
 
         let cfg = prune_cfg(vec![], Some(dir.path().to_owned()));
-        let plan = prune(&RetentionConfig { dry_run: true, ..cfg.clone() }, OffsetDateTime::now_utc())
-            .await
-            .unwrap();
-        assert_eq!(plan.counts.deleted_files, 2, "{:?}", plan.actions);
+        let plan = prune(&cfg, &RunCtx::new(OffsetDateTime::now_utc()).with_dry_run(true)).await.unwrap();
+        assert_eq!(plan.counts.deleted_files, 2, "{:?}", plan.steps);
         assert_eq!(names(dir.path()).len(), 4, "a plan removes nothing");
-        let r = prune(&cfg, OffsetDateTime::now_utc()).await.unwrap();
+        let r = prune(&cfg, &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
         assert_eq!(names(dir.path()), [live_tmp, ".notes.txt.1.0.tmp".to_owned()]);
-        let reasons: Vec<String> = r.actions.iter().map(ToString::to_string).collect();
+        let reasons: Vec<String> = r.steps.iter().map(ToString::to_string).collect();
         assert!(
             reasons.iter().any(|a| a.contains(&dead_tmp) && a.contains(&format!("left by pid {dead}"))),
             "{reasons:?}"
         );
-        assert_eq!(r.checks[0].status, Status::Ok, "{:?}", r.checks);
+        assert_eq!(r.findings.checks[0].status, Status::Ok, "{:?}", r.findings.checks);
     }
 }
 
@@ -369,13 +372,7 @@ mod temp {
     use super::*;
 
     fn cfg(dir: &Path) -> TempConfig {
-        TempConfig {
-            dir: dir.to_owned(),
-            prefix: "kyb-".into(),
-            max_age_secs: 60,
-            timeout_ms: 10_000,
-            dry_run: false,
-        }
+        TempConfig { dir: dir.to_owned(), prefix: "kyb-".into(), max_age_secs: 60, timeout_ms: 10_000 }
     }
 
     /// Ages are measured against `now`; a `now` in the future makes freshly made entries old
@@ -392,10 +389,10 @@ mod temp {
         std::fs::create_dir_all(d.join("kyb-job/inner")).unwrap();
         std::fs::write(d.join("kyb-job/inner/part"), "123").unwrap();
         std::fs::write(d.join("other-file"), "not ours").unwrap();
-        let r = clean_temp(&cfg(d), later()).await.unwrap();
+        let r = clean_temp(&cfg(d), &RunCtx::new(later())).await.unwrap();
         assert_eq!(names(d), ["other-file"]);
         assert_eq!((r.counts.deleted_files, r.counts.deleted_dirs, r.counts.freed_bytes), (2, 2, 8));
-        assert_eq!(r.checks[0].status, Status::Ok);
+        assert_eq!(r.findings.checks[0].status, Status::Ok);
     }
 
     #[tokio::test]
@@ -403,7 +400,7 @@ mod temp {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("kyb-young"), "fresh").unwrap();
-        let young = clean_temp(&cfg(d), OffsetDateTime::now_utc()).await.unwrap();
+        let young = clean_temp(&cfg(d), &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
         assert_eq!(young.counts.deleted_files, 0);
         std::fs::create_dir(d.join("kyb-sticky")).unwrap();
         std::fs::set_permissions(d.join("kyb-sticky"), std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -415,12 +412,20 @@ mod temp {
         rustix::fs::flock(&dir_held, rustix::fs::FlockOperation::LockShared).unwrap();
         let held = std::fs::File::open(d.join("kyb-locked")).unwrap();
         rustix::fs::flock(&held, rustix::fs::FlockOperation::LockShared).unwrap();
-        let r = clean_temp(&cfg(d), later()).await.unwrap();
+        let r = clean_temp(&cfg(d), &RunCtx::new(later())).await.unwrap();
         assert_eq!(names(d), ["kyb-dirlock", "kyb-locked", "kyb-sticky"]);
         assert!(d.join("kyb-dirlock/inner").exists());
         let reasons: Vec<&str> = r.skipped.iter().map(|s| s.reason.as_str()).collect();
         assert!(reasons.iter().any(|s| s.contains("sticky")), "{reasons:?}");
         assert!(reasons.iter().any(|s| s.contains("locked")), "{reasons:?}");
+        // Each entry left alone is an action line of its own.
+        let sticky = format!("skip {} (sticky bit set; left alone)", d.join("kyb-sticky").display());
+        assert!(r.findings.actions.contains(&sticky), "{:?}", r.findings.actions);
+        let (skips, steps) = r.findings.actions.split_at(r.skipped.len());
+        assert!(skips.iter().all(|a| a.starts_with("skip ")), "skips first: {skips:?}");
+        let young = format!("remove {} (temp file past its age)", d.join("kyb-young").display());
+        assert_eq!(steps, [young]);
+        assert_eq!(r.findings.headline.as_deref(), Some("removed 1 file(s) and 0 dir(s), 5 B freed"));
     }
 
     #[tokio::test]
@@ -429,9 +434,15 @@ mod temp {
         for i in 0..2_000 {
             std::fs::write(dir.path().join(format!("kyb-{i}")), "x").unwrap();
         }
-        let r = clean_temp(&TempConfig { timeout_ms: 1, ..cfg(dir.path()) }, later()).await.unwrap();
-        assert_eq!(r.checks[0].status, Status::Warn);
-        assert!(r.checks[0].summary.contains("time limit"), "{}", r.checks[0].summary);
+        let r = clean_temp(&TempConfig { timeout_ms: 1, ..cfg(dir.path()) }, &RunCtx::new(later()))
+            .await
+            .unwrap();
+        assert_eq!(r.findings.checks[0].status, Status::Warn);
+        assert!(r.findings.checks[0].summary.contains("time limit"), "{}", r.findings.checks[0].summary);
+        // Totals first, then the check that is not Ok.
+        let headline = r.findings.headline.unwrap_or_default();
+        let check = &r.findings.checks[0];
+        assert!(headline.ends_with(&format!("; {} WARN: {}", check.name, check.summary)), "{headline}");
         assert!(r.counts.deleted_files < 2_000);
     }
 }

@@ -2,7 +2,7 @@
 //! its parent, so only the mount ID tells it apart. Nothing under one is entered, planned or
 //! removed, in a plan (dry run) or a run. Mounting needs root, as CI has.
 
-use kyb_core::Status;
+use kyb_core::{RunCtx, Status};
 use kyb_logrotate::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -76,14 +76,10 @@ fn age(path: &Path, days: u64) {
 
 /// Temp cleanup of `dir` two days from now with no minimum age: everything old enough.
 async fn clean_temp_of(dir: &Path, dry_run: bool) -> FilesReport {
-    let cfg = TempConfig {
-        dir: dir.to_owned(),
-        prefix: "kyb-".into(),
-        max_age_secs: 0,
-        timeout_ms: 10_000,
-        dry_run,
-    };
-    clean_temp(&cfg, OffsetDateTime::now_utc() + time::Duration::days(2)).await.unwrap()
+    let cfg = TempConfig { dir: dir.to_owned(), prefix: "kyb-".into(), max_age_secs: 0, timeout_ms: 10_000 };
+    clean_temp(&cfg, &RunCtx::new(OffsetDateTime::now_utc() + time::Duration::days(2)).with_dry_run(dry_run))
+        .await
+        .unwrap()
 }
 
 /// A policy under which `path` is due (any size), rotated files kept a day and at most five.
@@ -106,7 +102,7 @@ fn policy(path: &Path) -> LogPolicy {
 }
 
 fn planned(r: &FilesReport) -> Vec<String> {
-    r.actions.iter().map(ToString::to_string).collect()
+    r.steps.iter().map(ToString::to_string).collect()
 }
 
 #[tokio::test]
@@ -138,8 +134,8 @@ async fn temp_cleanup_never_enters_or_removes_a_bind_mount() {
                 r.skipped
             );
         }
-        assert_eq!(r.checks[0].status, Status::Warn, "{:?}", r.checks);
-        assert!(r.checks[0].summary.contains("mount point"), "{}", r.checks[0].summary);
+        assert_eq!(r.findings.checks[0].status, Status::Warn, "{:?}", r.findings.checks);
+        assert!(r.findings.checks[0].summary.contains("mount point"), "{}", r.findings.checks[0].summary);
     }
     assert_eq!(outside.fingerprint(), before, "files outside the temp directory changed");
     assert!(!t.join("kyb-old").exists());
@@ -198,9 +194,8 @@ async fn retention_never_removes_a_mount_point_in_the_log_or_reports_directory()
             logs: vec![policy.clone()],
             reports_dir: Some(rd.to_owned()),
             reports_max_age_days: 1,
-            dry_run,
         };
-        let r = prune(&cfg, now).await.unwrap();
+        let r = prune(&cfg, &RunCtx::new(now).with_dry_run(dry_run)).await.unwrap();
         let plan = planned(&r);
         for mounted in [
             "app.log-20200101-000000.gz",
@@ -227,11 +222,11 @@ async fn retention_never_removes_a_mount_point_in_the_log_or_reports_directory()
             "{:?}",
             r.skipped
         );
-        assert!(r.checks.iter().all(|c| c.status == Status::Warn), "{:?}", r.checks);
+        assert!(r.findings.checks.iter().all(|c| c.status == Status::Warn), "{:?}", r.findings.checks);
     }
     // And rotation's own retention pass, from the same listing.
-    let r = rotate(&RotateConfig { logs: vec![policy], dry_run: false }, now).await.unwrap();
-    assert!(planned(&r).iter().all(|a| !a.contains("app.log-20200101-000000.gz")), "{:?}", r.actions);
+    let r = rotate(&RotateConfig { logs: vec![policy] }, &RunCtx::new(now)).await.unwrap();
+    assert!(planned(&r).iter().all(|a| !a.contains("app.log-20200101-000000.gz")), "{:?}", r.steps);
     assert_eq!(outside.fingerprint(), before, "files outside the log and reports directories changed");
     assert!(!l.join("app.log-20200103-000000.gz").exists());
     assert!(!rd.join("daily-report-20200102-020000.txt").exists());
@@ -248,12 +243,19 @@ async fn a_file_mounted_over_the_live_log_is_neither_rotated_nor_truncated() {
     for reopen in [Reopen::CopyTruncate, Reopen::Nothing] {
         for dry_run in [true, false] {
             let policy = LogPolicy { reopen: reopen.clone(), ..policy(&l.join("app.log")) };
-            let r = rotate(&RotateConfig { logs: vec![policy], dry_run }, OffsetDateTime::now_utc())
-                .await
-                .unwrap();
-            assert!(r.actions.is_empty(), "{reopen:?} dry_run={dry_run}: {:?}", r.actions);
-            assert_eq!(r.checks[0].status, Status::Warn, "{:?}", r.checks);
-            assert!(r.checks[0].summary.contains("a mount point"), "{}", r.checks[0].summary);
+            let r = rotate(
+                &RotateConfig { logs: vec![policy] },
+                &RunCtx::new(OffsetDateTime::now_utc()).with_dry_run(dry_run),
+            )
+            .await
+            .unwrap();
+            assert!(r.steps.is_empty(), "{reopen:?} dry_run={dry_run}: {:?}", r.steps);
+            assert_eq!(r.findings.checks[0].status, Status::Warn, "{:?}", r.findings.checks);
+            assert!(
+                r.findings.checks[0].summary.contains("a mount point"),
+                "{}",
+                r.findings.checks[0].summary
+            );
         }
     }
     assert_eq!(outside.fingerprint(), before, "the file mounted over the log changed");

@@ -7,13 +7,37 @@
 //! own; a value that is NaN or outside 0 to 1 is Unknown, with the reason.
 //! Accuracy is recorded in a JSON-lines history file, so the next run can tell how far it fell.
 //!
+//! [`check_models`] is the task: it scrapes the app's `/metrics` and judges what it read with
+//! [`check`], which judges a scrape already parsed.
+//!
+//! ```no_run
+//! use kyb_mlcheck::{MlConfig, ModelCheck, check_models};
+//! # async fn demo() {
+//! let cfg = ModelCheck {
+//!     scrape: kyb_health::ScrapeConfig {
+//!         url: "http://127.0.0.1:8080/metrics".into(),
+//!         timeout_ms: 5_000,
+//!         max_body_bytes: 64 << 20,
+//!         max_redirects: 5,
+//!     },
+//!     ml: MlConfig::default(),
+//! };
+//! let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc()).with_dry_run(true);
+//! let Ok(report) = check_models(&cfg, &ctx).await;
+//! for c in &report.findings.checks {
+//!     println!("{} {}: {}", c.status, c.name, c.summary);
+//! }
+//! # }
+//! ```
+//!
 //! ```
 //! use kyb_mlcheck::{MlConfig, check};
 //! let scrape = kyb_prom::parse(
 //!     "kyb_ml_model_accuracy{model=\"bert\"} 0.84\nkyb_ml_model_accuracy{model=\"distilbert\"} 0.86\n",
 //! );
-//! let report = check(&MlConfig::default(), &scrape, time::OffsetDateTime::now_utc());
-//! let bert = report.checks.iter().find(|c| c.name == "accuracy bert").unwrap();
+//! let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc());
+//! let report = check(&MlConfig::default(), &scrape, &ctx);
+//! let bert = report.findings.checks.iter().find(|c| c.name == "accuracy bert").unwrap();
 //! assert_eq!(bert.status, kyb_core::Status::Warn);
 //! ```
 //!
@@ -38,10 +62,12 @@
 mod history;
 
 use kyb_core::config::{FieldError, resolve_path};
-use kyb_core::{Check, Metric, Status, Unit};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit, error_chain};
+use kyb_health::ScrapeConfig;
 use kyb_prom::{Exposition, Matcher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
@@ -105,9 +131,6 @@ pub struct MlConfig {
     /// this one.
     #[schemars(range(min = 1, max = 3650))]
     pub trend_days: u32,
-    /// Read the history; append nothing. Not a config key: the caller sets it.
-    #[serde(skip)]
-    pub dry_run: bool,
 }
 
 impl Default for MlConfig {
@@ -125,7 +148,6 @@ impl Default for MlConfig {
             history: None,
             max_drop_points: 2.0,
             trend_days: 30,
-            dry_run: false,
         }
     }
 }
@@ -188,16 +210,37 @@ impl MlConfig {
     }
 }
 
+/// The model check task: where the app's `/metrics` is, and how to judge its models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCheck {
+    /// The scrape of the app's `/metrics`.
+    pub scrape: ScrapeConfig,
+    /// The models, their levels and the accuracy history.
+    pub ml: MlConfig,
+}
+
 /// One accuracy series of a model: a model may export several, told apart by their other labels
 /// (a `version`, a `dataset`), and each is judged on its own.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeriesAccuracy {
     /// The labels other than the model label, by name; empty for a model's one plain series.
     pub labels: BTreeMap<String, String>,
-    /// The value as exported: NaN or outside 0 to 1 when the exporter is wrong.
+    /// The value as exported: NaN or outside 0 to 1 when the exporter is wrong (null in JSON).
     pub value: f64,
-    /// The oldest valid accuracy of this series in the trend window, and when.
+    /// The oldest valid accuracy of this series in the trend window, and when; in JSON
+    /// `{"at": RFC 3339, "accuracy": ..}`, as the history records it.
+    #[serde(serialize_with = "baseline_json")]
     pub baseline: Option<(OffsetDateTime, f64)>,
+}
+
+fn baseline_json<S: serde::Serializer>(b: &Option<(OffsetDateTime, f64)>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Then {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        accuracy: f64,
+    }
+    b.map(|(at, accuracy)| Then { at, accuracy }).serialize(s)
 }
 
 impl SeriesAccuracy {
@@ -208,7 +251,7 @@ impl SeriesAccuracy {
 }
 
 /// What was seen of one model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelReport {
     /// Its name.
     pub model: String,
@@ -225,24 +268,47 @@ pub struct ModelReport {
 }
 
 /// The models and the checks made of them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MlReport {
-    /// One entry per model, configured ones first.
+    /// One entry per model, configured ones first; none when the scrape failed.
     pub models: Vec<ModelReport>,
     /// `accuracy <model>`, `trend <model>`, `usage <model>`, `latency <model>`, and `history`
     /// when the history file could not be read or written. A model with labelled accuracy series
     /// has one `accuracy` and `trend` check per series, named with its labels:
-    /// `accuracy bert{version="2"}`.
-    pub checks: Vec<Check>,
-    /// The history file, when a record was appended.
-    pub history_written: Option<PathBuf>,
+    /// `accuracy bert{version="2"}`. Only `metrics` when the scrape failed. The history file is
+    /// the artifact when records were appended; a dry run's action says it would be.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// Judges the models in `scrape` and, unless a dry run, appends their accuracies to the history.
+kyb_core::impl_report!(MlReport);
+
+/// The weekly model check: scrapes the app's `/metrics` and judges it with [`check`], appending
+/// to the history unless `ctx` is a dry run. The scrape failing is a Crit `metrics` check, so the
+/// task itself never fails.
+pub async fn check_models(cfg: &ModelCheck, ctx: &RunCtx) -> Result<MlReport, Infallible> {
+    let scraped = match kyb_health::scrape(&cfg.scrape).await {
+        Ok(s) => s,
+        Err(e) => {
+            let check = Check::new("metrics", Status::Crit, error_chain(&e));
+            return Ok(MlReport { models: Vec::new(), findings: Findings::from_checks(vec![check]) });
+        }
+    };
+    let (ml, ctx) = (cfg.ml.clone(), ctx.clone());
+    // The history is read and appended to: off the runtime's threads.
+    match tokio::task::spawn_blocking(move || check(&ml, &scraped.exposition, &ctx)).await {
+        Ok(report) => Ok(report),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Judges the models in `scrape` at `ctx.now` and, unless `ctx` is a dry run, appends their
+/// accuracies to the history.
 ///
 /// Accuracy is a gauge: each series is judged alone, never added to its siblings. Request
 /// counters are added up per model, which is what a model's usage is.
-pub fn check(cfg: &MlConfig, scrape: &Exposition, now: OffsetDateTime) -> MlReport {
+pub fn check(cfg: &MlConfig, scrape: &Exposition, ctx: &RunCtx) -> MlReport {
+    let now = ctx.now;
     let label = cfg.model_label.as_str();
     // Configured models first, then any others the scrape shows.
     let mut names: Vec<String> = cfg.models.iter().map(|m| m.model.clone()).collect();
@@ -362,35 +428,45 @@ pub fn check(cfg: &MlConfig, scrape: &Exposition, now: OffsetDateTime) -> MlRepo
         });
     }
 
-    let mut history_written = None;
     if let Some(problem) = history_problem {
         checks.push(Check::new("history", Status::Warn, problem));
     }
-    if let Some(path) = cfg.history.as_ref().filter(|_| !cfg.dry_run) {
-        let records: Vec<Record> = models
-            .iter()
-            .flat_map(|m| {
-                m.series.iter().filter_map(|s| {
-                    Some(Record {
-                        at: now,
-                        model: m.model.clone(),
-                        labels: s.labels.clone(),
-                        accuracy: s.valid()?,
+    let mut found = Findings::default();
+    match &cfg.history {
+        Some(path) if ctx.dry_run => {
+            found.actions.push(format!("would append this run's accuracies to {}", path.display()));
+        }
+        Some(path) => {
+            let records: Vec<Record> = models
+                .iter()
+                .flat_map(|m| {
+                    m.series.iter().filter_map(|s| {
+                        Some(Record {
+                            at: now,
+                            model: m.model.clone(),
+                            labels: s.labels.clone(),
+                            accuracy: s.valid()?,
+                        })
                     })
                 })
-            })
-            .collect();
-        match history::append(path, &records) {
-            Ok(()) if !records.is_empty() => history_written = Some(path.clone()),
-            Ok(()) => {}
-            Err(e) => checks.push(Check::new(
-                "history",
-                Status::Crit,
-                format!("cannot append to {}: {e}; the next run has no trend from this one", path.display()),
-            )),
+                .collect();
+            match history::append(path, &records) {
+                Ok(()) if !records.is_empty() => found.artifacts.push(path.clone()),
+                Ok(()) => {}
+                Err(e) => checks.push(Check::new(
+                    "history",
+                    Status::Crit,
+                    format!(
+                        "cannot append to {}: {e}; the next run has no trend from this one",
+                        path.display()
+                    ),
+                )),
+            }
         }
+        None => {}
     }
-    MlReport { models, checks, history_written }
+    found.checks = checks;
+    MlReport { models, findings: found }
 }
 
 /// `bert` for a plain series, `bert{version="2"}` for a labelled one.
@@ -494,7 +570,7 @@ mod tests {
         assert_eq!(cfg.latency_metric, "kyb_ml_model_latency_seconds");
         assert_eq!(cfg.model_label, "model");
         assert_eq!(cfg.history, None);
-        assert_eq!((cfg.max_drop_points, cfg.trend_days, cfg.dry_run), (2.0, 30, false));
+        assert_eq!((cfg.max_drop_points, cfg.trend_days), (2.0, 30));
         assert_eq!(cfg.validate(), Ok(()));
     }
 
@@ -533,7 +609,7 @@ mod tests {
         );
         assert_eq!(cfg.model_label, "name");
         assert_eq!(cfg.history.as_deref(), Some(Path::new("/var/lib/kyb-maint/ml.jsonl")));
-        assert_eq!((cfg.max_drop_points, cfg.trend_days, cfg.dry_run), (1.5, 7, false));
+        assert_eq!((cfg.max_drop_points, cfg.trend_days), (1.5, 7));
         let again: MlConfig = toml::from_str(&toml::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(again, cfg);
     }

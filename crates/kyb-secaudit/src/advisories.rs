@@ -1,9 +1,11 @@
 //! Dependency advisories: the crates of a `Cargo.lock` against a RustSec advisory database
-//! checked out in a local directory (`crates/<name>/RUSTSEC-*.md`, TOML front matter).
+//! checked out in a local directory (`crates/<name>/RUSTSEC-*.md`, TOML front matter), and
+//! [`advisories`], the scan with the out-of-date check beside it.
 
-use kyb_core::{Check, Status};
+use crate::{OutdatedConfig, SecAuditError, check_outdated};
+use kyb_core::{Check, Findings, RunCtx, Status};
 use semver::{Version, VersionReq};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,7 @@ pub struct AdvisoryConfig {
 }
 
 /// One advisory that applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// `RUSTSEC-YYYY-NNNN`.
     pub id: String,
@@ -37,17 +39,78 @@ pub struct Finding {
 }
 
 /// What the scan found.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AdvisoryReport {
     /// Advisories that apply to a locked version.
-    pub findings: Vec<Finding>,
+    pub applicable: Vec<Finding>,
     /// Packages scanned.
     pub packages: usize,
     /// Advisories read.
     pub advisories: usize,
-    /// One per finding, `database`, and `advisories` (the summary, or Unknown when the scan
-    /// could not run).
-    pub checks: Vec<Check>,
+    /// Checks: one per applicable advisory, `database`, and `advisories` (the summary, or Unknown
+    /// when the scan could not run).
+    #[serde(flatten)]
+    pub findings: Findings,
+}
+
+kyb_core::impl_report!(AdvisoryReport);
+
+/// The dependency audit as the weekly flow and `kyb-secaudit advisories` run it: the advisory
+/// scan, and the out-of-date check when a manifest is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvisoriesTask {
+    /// The advisory scan.
+    pub advisories: AdvisoryConfig,
+    /// The out-of-date check of direct dependencies; None: not checked.
+    pub outdated: Option<OutdatedConfig>,
+}
+
+/// What [`advisories`] found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdvisoriesReport {
+    /// Advisories that apply to a locked version.
+    pub applicable: Vec<Finding>,
+    /// Packages scanned.
+    pub packages: usize,
+    /// Advisories read.
+    pub advisories: usize,
+    /// Direct dependencies behind the newest release; None when not checked.
+    pub outdated: Option<Vec<crate::Outdated>>,
+    /// Checks: the advisory scan's ([`AdvisoryReport`]), then the out-of-date check's
+    /// ([`crate::OutdatedReport`]).
+    #[serde(flatten)]
+    pub findings: Findings,
+}
+
+kyb_core::impl_report!(AdvisoriesReport);
+
+/// Scans the lockfile against the advisory database and, with [`AdvisoriesTask::outdated`],
+/// looks up the direct dependencies in the index at the same time. It only reads: a dry run is
+/// the same run. `Err` only when the scanning thread fails.
+pub async fn advisories(cfg: &AdvisoriesTask, ctx: &RunCtx) -> Result<AdvisoriesReport, SecAuditError> {
+    let outdated = async {
+        match &cfg.outdated {
+            Some(o) => {
+                let Ok(report) = check_outdated(o, ctx).await;
+                Some(report)
+            }
+            None => None,
+        }
+    };
+    let (scan, outdated) = tokio::join!(scan_advisories(&cfg.advisories, ctx), outdated);
+    let scan = scan?;
+    let mut findings = scan.findings;
+    let outdated = outdated.map(|o| {
+        findings.checks.extend(o.findings.checks);
+        o.outdated
+    });
+    Ok(AdvisoriesReport {
+        applicable: scan.applicable,
+        packages: scan.packages,
+        advisories: scan.advisories,
+        outdated,
+        findings,
+    })
 }
 
 #[derive(Deserialize)]
@@ -88,13 +151,20 @@ struct Versions {
     unaffected: Vec<String>,
 }
 
-/// Scans the lockfile's crates.io packages against the database.
-pub fn scan_advisories(cfg: &AdvisoryConfig) -> AdvisoryReport {
-    let mut report = AdvisoryReport { findings: Vec::new(), packages: 0, advisories: 0, checks: Vec::new() };
+/// Scans the lockfile's crates.io packages against the database (on a blocking thread). It only
+/// reads: a dry run is the same run. `Err` only when the scanning thread fails.
+pub async fn scan_advisories(cfg: &AdvisoryConfig, _ctx: &RunCtx) -> Result<AdvisoryReport, SecAuditError> {
+    let cfg = cfg.clone();
+    crate::blocking("advisory scan", move || scan(&cfg)).await
+}
+
+fn scan(cfg: &AdvisoryConfig) -> AdvisoryReport {
+    let mut report =
+        AdvisoryReport { applicable: Vec::new(), packages: 0, advisories: 0, findings: Findings::default() };
     let unknown = |why: String| Check::new("advisories", Status::Unknown, format!("not scanned: {why}"));
     let crates_dir = cfg.database.join("crates");
     if !crates_dir.is_dir() {
-        report.checks.push(unknown(format!(
+        report.findings.checks.push(unknown(format!(
             "no advisory database at {} (expected a crates/ directory)",
             cfg.database.display()
         )));
@@ -106,7 +176,7 @@ pub fn scan_advisories(cfg: &AdvisoryConfig) -> AdvisoryReport {
     }) {
         Ok(l) => l,
         Err(why) => {
-            report.checks.push(unknown(why));
+            report.findings.checks.push(unknown(why));
             return report;
         }
     };
@@ -156,7 +226,7 @@ pub fn scan_advisories(cfg: &AdvisoryConfig) -> AdvisoryReport {
                 if matches(&adv.versions.patched) || matches(&adv.versions.unaffected) {
                     continue;
                 }
-                report.findings.push(Finding {
+                report.applicable.push(Finding {
                     id: adv.advisory.id.clone(),
                     package: p.name.clone(),
                     version: p.version.clone(),
@@ -167,8 +237,8 @@ pub fn scan_advisories(cfg: &AdvisoryConfig) -> AdvisoryReport {
             }
         }
     }
-    report.findings.sort_by(|a, b| (&a.package, &a.id).cmp(&(&b.package, &b.id)));
-    for f in &report.findings {
+    report.applicable.sort_by(|a, b| (&a.package, &a.id).cmp(&(&b.package, &b.id)));
+    for f in &report.applicable {
         let fix = if f.patched.is_empty() {
             "no fixed version".to_owned()
         } else {
@@ -178,29 +248,29 @@ pub fn scan_advisories(cfg: &AdvisoryConfig) -> AdvisoryReport {
             Some(kind) => (Status::Warn, format!(" ({kind})")),
             None => (Status::Crit, String::new()),
         };
-        report.checks.push(Check::new(
+        report.findings.checks.push(Check::new(
             format!("{} {}", f.package, f.version),
             status,
             format!("{}{kind}: {}; {fix}", f.id, f.title),
         ));
     }
-    report.checks.push(database_age(cfg));
+    report.findings.checks.push(database_age(cfg));
     if !unreadable.is_empty() {
-        report.checks.push(Check::new(
+        report.findings.checks.push(Check::new(
             "database",
             Status::Warn,
             format!("{} advisories could not be read: {}", unreadable.len(), unreadable.join("; ")),
         ));
     }
-    let vulnerable = report.findings.iter().filter(|f| f.informational.is_none()).count();
-    report.checks.push(Check::new(
+    let vulnerable = report.applicable.iter().filter(|f| f.informational.is_none()).count();
+    report.findings.checks.push(Check::new(
         "advisories",
         if vulnerable > 0 { Status::Crit } else { Status::Ok },
         format!(
             "{} packages against {} advisories: {vulnerable} vulnerable, {} informational",
             report.packages,
             report.advisories,
-            report.findings.len() - vulnerable
+            report.applicable.len() - vulnerable
         ),
     ));
     report
@@ -212,9 +282,19 @@ fn parse_advisory(text: &str) -> Result<(AdvisoryFile, String), String> {
         Some((_, rest)) => rest.split_once("```").ok_or("unterminated ```toml block")?,
         None => (text, ""),
     };
-    let adv: AdvisoryFile = toml::from_str(front).map_err(|e| e.message().to_owned())?;
+    let adv: AdvisoryFile = toml::from_str(front).map_err(|e| toml_reason(&e))?;
     let title = body.lines().find_map(|l| l.strip_prefix("# ")).unwrap_or("(no title)").trim().to_owned();
     Ok((adv, title))
+}
+
+/// Why the front matter is not an advisory, on one line: the TOML parser's message, or where it
+/// stopped when it gives none (`a=` has no message of its own).
+fn toml_reason(e: &toml::de::Error) -> String {
+    match (e.message().trim(), e.span()) {
+        ("", Some(at)) => format!("invalid TOML at byte {}", at.start),
+        ("", None) => "invalid TOML".to_owned(),
+        (message, _) => message.to_owned(),
+    }
 }
 
 /// The database's age: the newest of its git `FETCH_HEAD`/`HEAD` and its advisory files.

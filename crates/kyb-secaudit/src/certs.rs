@@ -1,9 +1,10 @@
 //! Certificate expiry: every certificate of every PEM chain in the configured files and
 //! directories, and the chain each live TLS endpoint presents.
 
-use kyb_core::{Check, Metric, Status, Unit};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,7 +44,7 @@ pub struct CertConfig {
 }
 
 /// One certificate as read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CertInfo {
     /// The file or `host:port` it came from.
     pub source: String,
@@ -56,25 +57,33 @@ pub struct CertInfo {
     /// Subject alternative names (DNS, IP, e-mail, URI).
     pub sans: Vec<String>,
     /// Start of validity.
+    #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
     /// End of validity.
+    #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     /// Days (with fractions) from now to `not_after`: negative once expired.
     pub days_left: f64,
 }
 
 /// Every certificate found and the checks made of them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CertReport {
     /// The certificates, in source and chain order.
     pub certs: Vec<CertInfo>,
-    /// One per certificate, one per source that could not be read, one `verify` per endpoint.
-    pub checks: Vec<Check>,
+    /// Checks: one per certificate, one per source that could not be read, one `verify` per
+    /// endpoint.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// Reads every configured file and endpoint (endpoints concurrently, each under its deadline).
-pub async fn check_certs(cfg: &CertConfig, now: OffsetDateTime) -> CertReport {
-    let mut report = CertReport { certs: Vec::new(), checks: Vec::new() };
+kyb_core::impl_report!(CertReport);
+
+/// Reads every configured file and endpoint (endpoints concurrently, each under its deadline),
+/// judging each certificate's days left at `ctx.now`. It only reads: a dry run is the same run.
+pub async fn check_certs(cfg: &CertConfig, ctx: &RunCtx) -> Result<CertReport, Infallible> {
+    let now = ctx.now;
+    let mut report = CertReport { certs: Vec::new(), findings: Findings::default() };
     for path in &cfg.paths {
         for (source, read) in read_path(path) {
             add_source(&mut report, cfg, now, &source, read);
@@ -90,7 +99,7 @@ pub async fn check_certs(cfg: &CertConfig, now: OffsetDateTime) -> CertReport {
         add_source(&mut report, cfg, now, &source, chain);
         if got_chain {
             let name = endpoint.server_name.as_deref().unwrap_or(&endpoint.host);
-            report.checks.push(match verified {
+            report.findings.checks.push(match verified {
                 Ok(()) => {
                     Check::new(format!("{source} verify"), Status::Ok, format!("chain verifies for {name}"))
                 }
@@ -102,7 +111,7 @@ pub async fn check_certs(cfg: &CertConfig, now: OffsetDateTime) -> CertReport {
             });
         }
     }
-    report
+    Ok(report)
 }
 
 fn add_source(
@@ -114,12 +123,12 @@ fn add_source(
 ) {
     let ders = match read {
         Ok(d) if d.is_empty() => {
-            report.checks.push(Check::new(source, Status::Unknown, "no certificate in it"));
+            report.findings.checks.push(Check::new(source, Status::Unknown, "no certificate in it"));
             return;
         }
         Ok(d) => d,
         Err(why) => {
-            report.checks.push(Check::new(source, Status::Crit, why));
+            report.findings.checks.push(Check::new(source, Status::Crit, why));
             return;
         }
     };
@@ -127,10 +136,10 @@ fn add_source(
         let name = format!("{source} #{position}");
         match describe(source, position, der, now) {
             Ok(info) => {
-                report.checks.push(judge(cfg, &name, &info, now));
+                report.findings.checks.push(judge(cfg, &name, &info, now));
                 report.certs.push(info);
             }
-            Err(why) => report.checks.push(Check::new(
+            Err(why) => report.findings.checks.push(Check::new(
                 name,
                 Status::Crit,
                 format!("cannot parse the certificate: {why}"),

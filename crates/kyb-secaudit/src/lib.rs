@@ -15,11 +15,19 @@
 //!     ca_bundle: "/etc/ssl/certs/ca-certificates.crt".into(),
 //!     timeout_ms: 5_000,
 //! };
-//! for check in check_certs(&cfg, time::OffsetDateTime::now_utc()).await.checks {
+//! let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc());
+//! let Ok(report) = check_certs(&cfg, &ctx).await;
+//! for check in &report.findings.checks {
 //!     println!("{} {}: {}", check.status, check.name, check.summary);
 //! }
 //! # }
 //! ```
+//!
+//! Every audit is a task of one shape, `async fn(&Config, &RunCtx) -> Result<Report, Error>`:
+//! the run's time, dry run and maintenance window come from the [`kyb_core::RunCtx`], and each
+//! report holds its checks in a flattened [`kyb_core::Findings`]. An audit that cannot fail
+//! returns `Result<_, Infallible>`; the walks run on a blocking thread and fail only when that
+//! thread does ([`SecAuditError`]).
 //!
 //! The `[security]` section of the config file is a [`SecuritySection`]; each audit's config is
 //! derived from it, with relative paths resolved against the config file's directory:
@@ -43,6 +51,8 @@
 //! let advisories = section.advisories().unwrap();
 //! assert_eq!(advisories.lockfile, std::path::Path::new("/etc/kyb-maint/platform/Cargo.lock"));
 //! assert!(section.log_scan().is_none(), "no auth_logs and no journalctl: no log scan");
+//! assert!(section.updates().is_some(), "on unless os_updates = false");
+//! assert_eq!(section.advisories_task().map(|t| t.outdated), Some(None), "no cargo_manifest");
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -55,13 +65,38 @@ mod perms;
 mod section;
 mod updates;
 
-pub use advisories::{AdvisoryConfig, AdvisoryReport, Finding, scan_advisories};
+pub use advisories::{
+    AdvisoriesReport, AdvisoriesTask, AdvisoryConfig, AdvisoryReport, Finding, advisories, scan_advisories,
+};
 pub use certs::{CertConfig, CertInfo, CertReport, Endpoint, check_certs};
 pub use logs::{Burst, LogScanConfig, LogScanReport, scan_logs};
 pub use outdated::{Outdated, OutdatedConfig, OutdatedReport, check_outdated};
 pub use perms::{PermConfig, PermReport, audit_permissions};
 pub use section::SecuritySection;
 pub use updates::{PendingUpdate, UpdatesConfig, UpdatesReport, check_updates};
+
+/// An audit that could not run at all. Everything else it meets (a file it cannot read, a
+/// command that fails) is a finding in its report.
+#[derive(Debug, thiserror::Error)]
+pub enum SecAuditError {
+    /// The blocking thread that walks the file system panicked or was cancelled.
+    #[error("the {what} stopped")]
+    Worker {
+        /// Which walk: `walk` (permissions), `advisory scan`.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Runs `work` on a blocking thread: the audits that walk the file system.
+async fn blocking<R: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, SecAuditError> {
+    tokio::task::spawn_blocking(work).await.map_err(|source| SecAuditError::Worker { what, source })
+}
 
 /// The whole of a file this crate is told to read (a lockfile, a certificate, an advisory), when
 /// it is a regular file of at most `limit_bytes`: a FIFO or a device in its place is an error

@@ -2,8 +2,9 @@
 //! past a fail2ban-like threshold, and lines matching suspicious patterns, from `auth.log`-style
 //! files (their rotated and gzipped parts included, streamed) and from `journalctl -o json`.
 
-use kyb_core::{Check, Metric, Status, Unit};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,18 +30,19 @@ pub struct LogScanConfig {
 }
 
 /// A run of failures from one address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Burst {
     /// The source address.
     pub source: String,
     /// Failures within the span.
     pub count: usize,
     /// When the densest span began.
+    #[serde(with = "time::serde::rfc3339")]
     pub first: OffsetDateTime,
 }
 
 /// What the scan counted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LogScanReport {
     /// Failed logins per user name.
     pub failed_by_user: BTreeMap<String, u64>,
@@ -52,10 +54,13 @@ pub struct LogScanReport {
     pub pattern_hits: BTreeMap<String, u64>,
     /// Lines read inside the window.
     pub lines: u64,
-    /// `failed logins`, one per burst, one per pattern hit, one per source that could not be
-    /// read (Unknown).
-    pub checks: Vec<Check>,
+    /// Checks: `failed logins`, one per burst, one per pattern hit, one per source that could
+    /// not be read (Unknown).
+    #[serde(flatten)]
+    pub findings: Findings,
 }
+
+kyb_core::impl_report!(LogScanReport);
 
 /// One failed login.
 struct Failure {
@@ -64,8 +69,10 @@ struct Failure {
     source: String,
 }
 
-/// Scans every source for the last `window_hours` before `now`.
-pub async fn scan_logs(cfg: &LogScanConfig, now: OffsetDateTime) -> LogScanReport {
+/// Scans every source for the last `window_hours` before `ctx.now`. It only reads: a dry run is
+/// the same run.
+pub async fn scan_logs(cfg: &LogScanConfig, ctx: &RunCtx) -> Result<LogScanReport, Infallible> {
+    let now = ctx.now;
     let since = now - time::Duration::hours(i64::try_from(cfg.window_hours).unwrap_or(i64::MAX / 3600));
     let mut scan =
         Scan { cfg, since, now, failures: Vec::new(), hits: BTreeMap::new(), lines: 0, problems: Vec::new() };
@@ -75,7 +82,7 @@ pub async fn scan_logs(cfg: &LogScanConfig, now: OffsetDateTime) -> LogScanRepor
     if let Some(journalctl) = &cfg.journalctl {
         scan.journal(journalctl).await;
     }
-    scan.finish()
+    Ok(scan.finish())
 }
 
 struct Scan<'a> {
@@ -271,7 +278,7 @@ impl Scan<'_> {
             bursts,
             pattern_hits: self.hits,
             lines: self.lines,
-            checks,
+            findings: Findings::from_checks(checks),
         }
     }
 }

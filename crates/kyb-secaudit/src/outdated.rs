@@ -5,11 +5,12 @@
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use kyb_core::{Check, Status};
+use kyb_core::{Check, Findings, RunCtx, Status};
 use rustls_pki_types::ServerName;
 use rustls_pki_types::pem::PemObject;
 use semver::Version;
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub struct OutdatedConfig {
 }
 
 /// A direct dependency with a newer release.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Outdated {
     /// The crate.
     pub name: String,
@@ -42,22 +43,30 @@ pub struct Outdated {
 }
 
 /// What the check found.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OutdatedReport {
     /// Direct dependencies behind the newest release.
     pub outdated: Vec<Outdated>,
-    /// `outdated`, and one Unknown per crate the index could not answer for.
-    pub checks: Vec<Check>,
+    /// Checks: `outdated`, and one Unknown per crate the index could not answer for.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// Looks up every direct registry dependency in the index.
-pub async fn check_outdated(cfg: &OutdatedConfig) -> OutdatedReport {
-    let mut report = OutdatedReport { outdated: Vec::new(), checks: Vec::new() };
+kyb_core::impl_report!(OutdatedReport);
+
+/// Looks up every direct registry dependency in the index. It only reads: a dry run is the same
+/// run.
+pub async fn check_outdated(cfg: &OutdatedConfig, _ctx: &RunCtx) -> Result<OutdatedReport, Infallible> {
+    let mut report = OutdatedReport { outdated: Vec::new(), findings: Findings::default() };
     let (direct, locked) = match read_project(&cfg.manifest, &cfg.lockfile) {
         Ok(p) => p,
         Err(why) => {
-            report.checks.push(Check::new("outdated", Status::Unknown, format!("not checked: {why}")));
-            return report;
+            report.findings.checks.push(Check::new(
+                "outdated",
+                Status::Unknown,
+                format!("not checked: {why}"),
+            ));
+            return Ok(report);
         }
     };
     let lookups =
@@ -105,7 +114,7 @@ pub async fn check_outdated(cfg: &OutdatedConfig) -> OutdatedReport {
     }
     let listed: Vec<String> =
         report.outdated.iter().map(|o| format!("{} {} -> {}", o.name, o.locked, o.newest)).collect();
-    report.checks.push(if listed.is_empty() {
+    report.findings.checks.push(if listed.is_empty() {
         Check::new(
             "outdated",
             Status::Ok,
@@ -118,8 +127,8 @@ pub async fn check_outdated(cfg: &OutdatedConfig) -> OutdatedReport {
             format!("{} of {} direct dependencies behind: {}", listed.len(), direct.len(), listed.join(", ")),
         )
     });
-    report.checks.extend(problems);
-    report
+    report.findings.checks.extend(problems);
+    Ok(report)
 }
 
 /// Direct registry dependencies (renames resolved to the crate's name) and the locked version of

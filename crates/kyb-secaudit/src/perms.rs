@@ -1,10 +1,10 @@
 //! The permission audit: world-writable files and directories, wrong owners, setuid and setgid
 //! files, private keys others can read. The walk uses directory handles, never follows a
 //! symlink, stays on each root's filesystem, skips the kernel's pseudo filesystems and stops at a
-//! time limit.
+//! time limit. It runs on a blocking thread.
 
 use kyb_core::dir::{DirHandle, kind};
-use kyb_core::{Check, Status};
+use kyb_core::{Check, Findings, RunCtx, Status};
 use rustix::fs::{FileType, OFlags};
 use std::ffi::OsStr;
 use std::io::Read;
@@ -26,19 +26,29 @@ pub struct PermConfig {
 }
 
 /// What the walk found.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PermReport {
     /// Entries looked at.
     pub entries: u64,
-    /// One per finding (named by its path and what was wrong), or one Ok row when none.
-    pub checks: Vec<Check>,
+    /// Checks: one per finding (named by its path and what was wrong), or one Ok row when none;
+    /// a note says how many entries were looked at.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
+
+kyb_core::impl_report!(PermReport);
 
 /// Never walked into: the kernel's views, not files anyone installed.
 const SKIP: [&str; 4] = ["/proc", "/sys", "/dev", "/run"];
 
-/// Walks every root and reports what is wrong.
-pub fn audit_permissions(cfg: &PermConfig) -> PermReport {
+/// Walks every root (on a blocking thread) and reports what is wrong. It only reads: a dry run is
+/// the same run. `Err` only when the walking thread fails.
+pub async fn audit_permissions(cfg: &PermConfig, _ctx: &RunCtx) -> Result<PermReport, crate::SecAuditError> {
+    let cfg = cfg.clone();
+    crate::blocking("walk", move || walk(&cfg)).await
+}
+
+fn walk(cfg: &PermConfig) -> PermReport {
     let deadline = Instant::now() + Duration::from_millis(cfg.time_limit_ms);
     let mut walk = Walk { cfg, deadline, entries: 0, checks: Vec::new(), cut_off: false };
     for root in &cfg.roots {
@@ -79,7 +89,9 @@ pub fn audit_permissions(cfg: &PermConfig) -> PermReport {
             format!("{} entries, nothing wrong", walk.entries),
         ));
     }
-    PermReport { entries: walk.entries, checks }
+    let mut findings = Findings::from_checks(checks);
+    findings.notes.push(format!("{} entries looked at", walk.entries));
+    PermReport { entries: walk.entries, findings }
 }
 
 struct Walk<'a> {

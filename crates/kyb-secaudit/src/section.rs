@@ -1,7 +1,10 @@
 //! The `[security]` section of the config file: its keys, their defaults and checks, and the
 //! config of each audit derived from it.
 
-use crate::{AdvisoryConfig, CertConfig, Endpoint, LogScanConfig, OutdatedConfig, PermConfig, UpdatesConfig};
+use crate::{
+    AdvisoriesTask, AdvisoryConfig, CertConfig, Endpoint, LogScanConfig, OutdatedConfig, PermConfig,
+    UpdatesConfig,
+};
 use kyb_core::Thresholds;
 use kyb_core::config::{FieldError, TimeoutMs, resolve_path};
 use serde::{Deserialize, Serialize};
@@ -250,19 +253,17 @@ impl SecuritySection {
         })
     }
 
-    /// The OS-update check, with no window open and not a dry run (the caller sets both per
-    /// run). Whether it runs at all is `os_updates`.
-    pub fn updates(&self) -> UpdatesConfig {
-        UpdatesConfig {
+    /// The OS-update check; None when switched off (`os_updates = false`). Whether it may
+    /// install, and whether it is a dry run, the run says.
+    pub fn updates(&self) -> Option<UpdatesConfig> {
+        self.os_updates.then(|| UpdatesConfig {
             apt_get: self.apt_get.clone(),
             os_release: self.os_release.clone(),
             lists_dir: self.apt_lists.clone(),
             lists_max_age_days: self.apt_lists_max_age_days,
             apply: self.apply_updates,
-            window_open: false,
-            dry_run: false,
             timeout_ms: self.apt_timeout_ms.get(),
-        }
+        })
     }
 
     /// The advisory scan; None without `cargo_lock` and `advisory_db`.
@@ -273,6 +274,12 @@ impl SecuritySection {
             database: database.clone(),
             max_age_days: self.advisory_max_age_days,
         })
+    }
+
+    /// The dependency audit the flows run: the advisory scan, with the out-of-date check when
+    /// `cargo_manifest` is set; None without `cargo_lock` and `advisory_db`.
+    pub fn advisories_task(&self) -> Option<AdvisoriesTask> {
+        Some(AdvisoriesTask { advisories: self.advisories()?, outdated: self.outdated() })
     }
 
     /// The out-of-date check of direct dependencies; None without `cargo_manifest` (or without
@@ -541,18 +548,17 @@ crate_index = "http://index.internal/crates/"
             })
         );
         assert!(!s.os_updates);
+        assert_eq!(s.updates(), None, "switched off");
         assert_eq!(
-            s.updates(),
-            UpdatesConfig {
+            SecuritySection { os_updates: true, ..s.clone() }.updates(),
+            Some(UpdatesConfig {
                 apt_get: "/usr/bin/apt-get".into(),
                 os_release: "/usr/lib/os-release".into(),
                 lists_dir: "/var/lib/apt/lists".into(),
                 lists_max_age_days: 3,
                 apply: true,
-                window_open: false,
-                dry_run: false,
                 timeout_ms: 900_000,
-            }
+            })
         );
         assert_eq!(
             s.advisories(),
@@ -572,16 +578,23 @@ crate_index = "http://index.internal/crates/"
                 timeout_ms: 2500,
             })
         );
+        assert_eq!(
+            s.advisories_task(),
+            Some(AdvisoriesTask { advisories: s.advisories().unwrap(), outdated: s.outdated() })
+        );
     }
 
     #[test]
     fn an_empty_section_derives_only_the_update_check() {
         let s = SecuritySection::default();
         assert_eq!((s.certs(), s.perms(), s.log_scan()), (None, Ok(None), None));
-        assert_eq!((s.advisories(), s.outdated()), (None, None));
+        assert_eq!((s.advisories(), s.outdated(), s.advisories_task()), (None, None, None));
         assert!(s.os_updates);
-        let u = s.updates();
-        assert_eq!((u.apply, u.window_open, u.dry_run, u.timeout_ms), (false, false, false, 600_000));
+        let u = s.updates().expect("on by default");
+        assert_eq!((u.apply, u.timeout_ms), (false, 600_000));
+        // The advisory keys alone: the scan without the out-of-date check.
+        let scan = section("cargo_lock = \"Cargo.lock\"\nadvisory_db = \"db\"").advisories_task().unwrap();
+        assert_eq!(scan.outdated, None);
         // Either source alone is enough for its audit.
         assert_eq!(section("endpoints = [\"a:443\"]").certs().map(|c| c.paths.len()), Some(0));
         assert_eq!(section("journalctl = \"journalctl\"").log_scan().map(|l| l.files.len()), Some(0));

@@ -1,8 +1,10 @@
 //! OS security updates on Debian and its derivatives: what an upgrade would install from a
-//! security archive, read from `apt-get`'s simulation. Nothing is installed unless the caller asks,
-//! inside a maintenance window.
+//! security archive, read from `apt-get`'s simulation. Nothing is installed unless the config asks,
+//! and then only when the run may do heavy work (a maintenance window, or an emergency) and is not
+//! a dry run.
 
-use kyb_core::{Check, Metric, Status, Unit};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit};
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,18 +19,15 @@ pub struct UpdatesConfig {
     pub lists_dir: PathBuf,
     /// Package lists older than this many days make the result a Warn: run `apt-get update`.
     pub lists_max_age_days: u64,
-    /// Install the pending security updates (`apt-get install --only-upgrade`).
+    /// Install the pending security updates (`apt-get install --only-upgrade`), when the run
+    /// may do heavy work; a dry run shows the install command instead.
     pub apply: bool,
-    /// A maintenance window is open now (the caller decides).
-    pub window_open: bool,
-    /// Show the install command; run nothing but the simulation.
-    pub dry_run: bool,
     /// Deadline of the simulation (and of an install).
     pub timeout_ms: u64,
 }
 
 /// One pending update.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PendingUpdate {
     /// The package.
     pub package: String,
@@ -41,39 +40,47 @@ pub struct PendingUpdate {
 }
 
 /// What is pending and what was done.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct UpdatesReport {
     /// Every package the upgrade would install or change.
     pub pending: Vec<PendingUpdate>,
-    /// `security updates`, `package lists`, and `install` when one ran.
-    pub checks: Vec<Check>,
-    /// The install command, run or (in a dry run) planned.
-    pub actions: Vec<String>,
+    /// Checks: `security updates`, `package lists`, and `install` when one ran or was held back
+    /// by the window. Actions: the install command, run or (in a dry run) planned.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
 
-/// Simulates an upgrade and reports the security updates it would install.
-pub async fn check_updates(cfg: &UpdatesConfig) -> UpdatesReport {
-    let mut report = UpdatesReport { pending: Vec::new(), checks: Vec::new(), actions: Vec::new() };
+kyb_core::impl_report!(UpdatesReport);
+
+/// Simulates an upgrade and reports the security updates it would install. With
+/// [`UpdatesConfig::apply`] it installs them when `ctx` may do heavy work (a window is open, or it
+/// is an emergency); in a dry run it plans the install instead.
+pub async fn check_updates(cfg: &UpdatesConfig, ctx: &RunCtx) -> Result<UpdatesReport, Infallible> {
+    let mut report = UpdatesReport { pending: Vec::new(), findings: Findings::default() };
     let unknown = |why: String| Check::new("security updates", Status::Unknown, why);
     match debian_like(&cfg.os_release) {
         Ok(true) => {}
         Ok(false) => {
             report
+                .findings
                 .checks
                 .push(unknown("not a Debian-family system: security updates are read from apt only".into()));
-            return report;
+            return Ok(report);
         }
         Err(why) => {
-            report.checks.push(unknown(why));
-            return report;
+            report.findings.checks.push(unknown(why));
+            return Ok(report);
         }
     }
     let sim = run(cfg, &["-s", "-o", "Debug::NoLocking=1", "upgrade"]).await;
     let out = match sim {
         Ok(out) => out,
         Err(why) => {
-            report.checks.push(unknown(format!("the upgrade simulation failed, so nothing is known: {why}")));
-            return report;
+            report
+                .findings
+                .checks
+                .push(unknown(format!("the upgrade simulation failed, so nothing is known: {why}")));
+            return Ok(report);
         }
     };
     report.pending = parse_simulation(&out);
@@ -91,29 +98,29 @@ pub async fn check_updates(cfg: &UpdatesConfig) -> UpdatesReport {
             if listed.len() > 10 { format!(", and {} more", listed.len() - 10) } else { String::new() };
         format!("{} pending: {}{more}", security.len(), listed[..listed.len().min(10)].join(", "))
     };
-    report.checks.push(
+    report.findings.checks.push(
         Check::new("security updates", status, summary)
             .with_metric(Metric::new("security_updates", security.len() as f64, Unit::None))
             .with_metric(Metric::new("updates", report.pending.len() as f64, Unit::None)),
     );
-    report.checks.push(lists_age(cfg));
+    report.findings.checks.push(lists_age(cfg));
     if cfg.apply && !security.is_empty() {
         let packages: Vec<String> = security.iter().map(|p| p.package.clone()).collect();
         let mut args = vec!["-y", "--only-upgrade", "install"];
         args.extend(packages.iter().map(String::as_str));
         let command = format!("{} {}", cfg.apt_get.display(), args.join(" "));
-        if cfg.dry_run {
-            report.actions.push(format!("would run {command}"));
-        } else if !cfg.window_open {
-            report.checks.push(Check::new(
+        if ctx.dry_run {
+            report.findings.actions.push(format!("would run {command}"));
+        } else if !ctx.heavy_work_allowed() {
+            report.findings.checks.push(Check::new(
                 "install",
                 Status::Warn,
                 format!("not installed: outside the maintenance window ({command})"),
             ));
         } else {
             let done = run(cfg, &args).await;
-            report.actions.push(format!("ran {command}"));
-            report.checks.push(match done {
+            report.findings.actions.push(format!("ran {command}"));
+            report.findings.checks.push(match done {
                 Ok(_) => Check::new(
                     "install",
                     Status::Ok,
@@ -123,7 +130,7 @@ pub async fn check_updates(cfg: &UpdatesConfig) -> UpdatesReport {
             });
         }
     }
-    report
+    Ok(report)
 }
 
 async fn run(cfg: &UpdatesConfig, args: &[&str]) -> Result<String, String> {

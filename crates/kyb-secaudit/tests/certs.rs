@@ -1,7 +1,7 @@
 //! Certificates made by the test: files of every kind, and a TLS server on loopback asked with
 //! the right and the wrong SNI.
 
-use kyb_core::Status;
+use kyb_core::{RunCtx, Status};
 use kyb_secaudit::*;
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 use std::path::Path;
@@ -53,7 +53,11 @@ fn cfg(paths: Vec<std::path::PathBuf>, endpoints: Vec<Endpoint>, bundle: &Path) 
 }
 
 fn check<'a>(r: &'a CertReport, name: &str) -> &'a kyb_core::Check {
-    r.checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} in {:#?}", r.checks))
+    r.findings
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no {name} in {:#?}", r.findings.checks))
 }
 
 #[tokio::test]
@@ -90,7 +94,9 @@ async fn each_file_gets_its_status_days_and_reason() {
     write("key.txt", "ignored: not a certificate file name\n".to_owned());
     std::os::unix::fs::symlink("/etc/shadow", d.join("shadow.pem")).unwrap();
 
-    let r = check_certs(&cfg(vec![d.to_owned()], vec![], Path::new("/nonexistent")), now).await;
+    let r = check_certs(&cfg(vec![d.to_owned()], vec![], Path::new("/nonexistent")), &RunCtx::new(now))
+        .await
+        .unwrap();
     let at = |f: &str| format!("{}", d.join(f).display());
     let c = check(&r, &format!("{} #0", at("valid.pem")));
     assert_eq!(c.status, Status::Ok, "{c:?}");
@@ -126,15 +132,19 @@ async fn each_file_gets_its_status_days_and_reason() {
     assert_eq!(c.status, Status::Unknown);
     assert!(c.summary.contains("no certificate"), "{}", c.summary);
     assert!(
-        r.checks.iter().all(|c| !c.name.contains("key.txt") && !c.name.contains("shadow")),
+        r.findings.checks.iter().all(|c| !c.name.contains("key.txt") && !c.name.contains("shadow")),
         "{:#?}",
-        r.checks
+        r.findings.checks
     );
 
     // A single file given directly, and one that is not there.
-    let r = check_certs(&cfg(vec![d.join("expiring.crt"), d.join("gone.pem")], vec![], Path::new("/x")), now)
-        .await;
-    assert_eq!(r.checks.len(), 2);
+    let r = check_certs(
+        &cfg(vec![d.join("expiring.crt"), d.join("gone.pem")], vec![], Path::new("/x")),
+        &RunCtx::new(now),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.findings.checks.len(), 2);
     assert_eq!(check(&r, &at("gone.pem")).status, Status::Crit);
 }
 
@@ -176,15 +186,15 @@ async fn a_live_endpoint_records_its_chain_and_verifies_it_against_the_sni() {
     let port = serve(vec![&leaf.cert, &inter.cert], &leaf.key).await;
     let ep = |sni: &str| Endpoint { host: "127.0.0.1".into(), port, server_name: Some(sni.into()) };
 
-    let r = check_certs(&cfg(vec![], vec![ep("localhost")], &bundle), now).await;
+    let r = check_certs(&cfg(vec![], vec![ep("localhost")], &bundle), &RunCtx::new(now)).await.unwrap();
     let src = format!("127.0.0.1:{port} (SNI localhost)");
-    assert_eq!(check(&r, &format!("{src} verify")).status, Status::Ok, "{:#?}", r.checks);
+    assert_eq!(check(&r, &format!("{src} verify")).status, Status::Ok, "{:#?}", r.findings.checks);
     assert_eq!(check(&r, &format!("{src} #0")).status, Status::Ok);
     let c = check(&r, &format!("{src} #1"));
     assert_eq!(c.status, Status::Warn, "the intermediate ends in 20 days: {c:?}");
 
     // The wrong name: the chain is still read and judged, and the failure is its own finding.
-    let r = check_certs(&cfg(vec![], vec![ep("wrong.kyb.test")], &bundle), now).await;
+    let r = check_certs(&cfg(vec![], vec![ep("wrong.kyb.test")], &bundle), &RunCtx::new(now)).await.unwrap();
     let src = format!("127.0.0.1:{port} (SNI wrong.kyb.test)");
     let v = check(&r, &format!("{src} verify"));
     assert_eq!(v.status, Status::Crit);
@@ -193,7 +203,10 @@ async fn a_live_endpoint_records_its_chain_and_verifies_it_against_the_sni() {
     assert_eq!(r.certs.len(), 2);
 
     // No CA bundle: the chain is read; verification fails, saying why.
-    let r = check_certs(&cfg(vec![], vec![ep("localhost")], Path::new("/nonexistent/ca.pem")), now).await;
+    let r =
+        check_certs(&cfg(vec![], vec![ep("localhost")], Path::new("/nonexistent/ca.pem")), &RunCtx::new(now))
+            .await
+            .unwrap();
     let v = check(&r, &format!("127.0.0.1:{port} (SNI localhost) verify"));
     assert!(v.summary.contains("no trusted CA"), "{}", v.summary);
 }
@@ -206,21 +219,25 @@ async fn an_endpoint_that_refuses_or_hangs_is_crit_without_a_hang() {
     let hung_port = hung.local_addr().unwrap().port();
     let ep = |port| Endpoint { host: "127.0.0.1".into(), port, server_name: Some("localhost".into()) };
     let started = std::time::Instant::now();
-    let r = check_certs(&cfg(vec![], vec![ep(closed), ep(hung_port)], Path::new("/x")), now).await;
+    let r = check_certs(&cfg(vec![], vec![ep(closed), ep(hung_port)], Path::new("/x")), &RunCtx::new(now))
+        .await
+        .unwrap();
     assert!(
         started.elapsed() < std::time::Duration::from_secs(4),
         "endpoints are probed concurrently under the deadline"
     );
-    assert_eq!(r.checks.len(), 2, "{:#?}", r.checks);
+    assert_eq!(r.findings.checks.len(), 2, "{:#?}", r.findings.checks);
     assert!(
-        r.checks[0].status == Status::Crit && r.checks[0].summary.contains("cannot connect"),
+        r.findings.checks[0].status == Status::Crit
+            && r.findings.checks[0].summary.contains("cannot connect"),
         "{:?}",
-        r.checks[0]
+        r.findings.checks[0]
     );
     assert!(
-        r.checks[1].status == Status::Crit && r.checks[1].summary.contains("within 2000 ms"),
+        r.findings.checks[1].status == Status::Crit
+            && r.findings.checks[1].summary.contains("within 2000 ms"),
         "{:?}",
-        r.checks[1]
+        r.findings.checks[1]
     );
     drop(hung);
 }
@@ -234,9 +251,10 @@ async fn a_certificate_path_that_is_a_fifo_or_a_device_is_crit_not_a_hang() {
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     let r = check_certs(
         &cfg(vec![fifo.clone(), zero.clone()], vec![], &dir.path().join("none.pem")),
-        time::OffsetDateTime::now_utc(),
+        &RunCtx::new(time::OffsetDateTime::now_utc()),
     )
-    .await;
+    .await
+    .unwrap();
     for (path, kind) in [(&fifo, "FIFO"), (&zero, "character device")] {
         let c = check(&r, &path.display().to_string());
         assert_ne!(c.status, kyb_core::Status::Ok, "{c:?}");

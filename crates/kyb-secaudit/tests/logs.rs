@@ -1,7 +1,7 @@
 //! The log scan on synthetic auth logs: a burst from one address, spread-out failures, a rotated
 //! `.gz` part, a line of invalid UTF-8, a year boundary, and a stand-in journalctl.
 
-use kyb_core::Status;
+use kyb_core::{RunCtx, Status};
 use kyb_secaudit::*;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -84,7 +84,7 @@ async fn counts_are_exact_across_rotation_gzip_bad_bytes_and_the_new_year() {
     )
     .unwrap();
 
-    let r = scan_logs(&cfg(vec![log.clone()]), now).await;
+    let r = scan_logs(&cfg(vec![log.clone()]), &RunCtx::new(now)).await.unwrap();
     assert_eq!(r.failed_by_source.get("203.0.113.7"), Some(&6));
     assert_eq!(r.failed_by_source.get("198.51.100.9"), Some(&1));
     assert_eq!(r.failed_by_source.get("192.0.2.99"), None, "outside the 24 h window");
@@ -98,12 +98,18 @@ async fn counts_are_exact_across_rotation_gzip_bad_bytes_and_the_new_year() {
     assert_eq!((r.bursts[0].source.as_str(), r.bursts[0].count), ("203.0.113.7", 6));
     assert_eq!(r.bursts[0].first, datetime!(2026-12-31 23:58 UTC));
     assert_eq!(r.pattern_hits.get("POSSIBLE BREAK-IN"), Some(&1));
-    let burst = r.checks.iter().find(|c| c.name == "burst from 203.0.113.7").unwrap();
+    let burst = r.findings.checks.iter().find(|c| c.name == "burst from 203.0.113.7").unwrap();
     assert_eq!(burst.status, Status::Warn);
-    assert!(r.checks[0].summary.starts_with("14 in the last 24 h"), "{}", r.checks[0].summary);
+    assert!(
+        r.findings.checks[0].summary.starts_with("14 in the last 24 h"),
+        "{}",
+        r.findings.checks[0].summary
+    );
 
     // A stricter threshold leaves the spread-out failures alone: one an hour is never a burst.
-    let r = scan_logs(&LogScanConfig { burst_count: 2, ..cfg(vec![log.clone()]) }, now).await;
+    let r = scan_logs(&LogScanConfig { burst_count: 2, ..cfg(vec![log.clone()]) }, &RunCtx::new(now))
+        .await
+        .unwrap();
     let sources: Vec<&str> = r.bursts.iter().map(|b| b.source.as_str()).collect();
     assert_eq!(sources, ["203.0.113.7"]);
 }
@@ -112,8 +118,8 @@ async fn counts_are_exact_across_rotation_gzip_bad_bytes_and_the_new_year() {
 async fn a_missing_source_is_unknown_not_ok_and_the_journal_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let r = scan_logs(&cfg(vec![dir.path().join("auth.log")]), now).await;
-    let missing = r.checks.iter().find(|c| c.name.ends_with("auth.log")).unwrap();
+    let r = scan_logs(&cfg(vec![dir.path().join("auth.log")]), &RunCtx::new(now)).await.unwrap();
+    let missing = r.findings.checks.iter().find(|c| c.name.ends_with("auth.log")).unwrap();
     assert_eq!(missing.status, Status::Unknown);
 
     // A stand-in journalctl printing what `journalctl -o json` prints.
@@ -131,12 +137,12 @@ async fn a_missing_source_is_unknown_not_ok_and_the_journal_is_read() {
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let c = LogScanConfig { journalctl: Some(script), ..cfg(vec![]) };
-    let r = scan_logs(&c, now).await;
+    let r = scan_logs(&c, &RunCtx::new(now)).await.unwrap();
     assert_eq!(r.failed_by_source.get("203.0.113.50"), Some(&1), "{:?}", r.failed_by_source);
     assert_eq!(r.failed_by_source.get("1.2.3.4"), Some(&1), "a byte-array message: {:?}", r.failed_by_source);
-    assert!(r.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.checks);
+    assert!(r.findings.checks.iter().all(|c| c.status != Status::Unknown), "{:#?}", r.findings.checks);
 
     let c = LogScanConfig { journalctl: Some(dir.path().join("no-journalctl")), ..cfg(vec![]) };
-    let r = scan_logs(&c, now).await;
-    assert_eq!(r.checks.iter().find(|c| c.name == "journal").unwrap().status, Status::Unknown);
+    let r = scan_logs(&c, &RunCtx::new(now)).await.unwrap();
+    assert_eq!(r.findings.checks.iter().find(|c| c.name == "journal").unwrap().status, Status::Unknown);
 }

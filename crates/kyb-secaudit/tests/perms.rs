@@ -10,12 +10,16 @@ fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+fn ctx() -> kyb_core::RunCtx {
+    kyb_core::RunCtx::new(time::OffsetDateTime::now_utc())
+}
+
 fn uid_of(p: &Path) -> u32 {
     std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(p).unwrap())
 }
 
-#[test]
-fn exactly_the_planted_findings() {
+#[tokio::test]
+async fn exactly_the_planted_findings() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("app");
     std::fs::create_dir_all(root.join("conf/tls")).unwrap();
@@ -51,9 +55,10 @@ fn exactly_the_planted_findings() {
 
     let cfg =
         PermConfig { roots: vec![root.clone()], owner_uid: Some(me), group_gid: None, time_limit_ms: 10_000 };
-    let r = audit_permissions(&cfg);
+    let r = audit_permissions(&cfg, &ctx()).await.unwrap();
     chmod(&root.join("locked"), 0o755);
     let mut found: Vec<(String, Status, String)> = r
+        .findings
         .checks
         .iter()
         .map(|c| {
@@ -101,25 +106,25 @@ fn exactly_the_planted_findings() {
         );
     }
     // Nothing outside the tree was looked at: /etc/shadow and / stay out of the report.
-    assert!(r.checks.iter().all(|c| c.name.starts_with(&root.display().to_string())));
+    assert!(r.findings.checks.iter().all(|c| c.name.starts_with(&root.display().to_string())));
 }
 
-#[test]
-fn the_walk_stops_at_its_time_limit_and_says_so() {
+#[tokio::test]
+async fn the_walk_stops_at_its_time_limit_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..200 {
         std::fs::create_dir_all(dir.path().join(format!("d{i}/e"))).unwrap();
     }
     let cfg =
         PermConfig { roots: vec![dir.path().to_owned()], owner_uid: None, group_gid: None, time_limit_ms: 0 };
-    let r = audit_permissions(&cfg);
-    let walk = r.checks.iter().find(|c| c.name == "walk").expect("a cut-off finding");
+    let r = audit_permissions(&cfg, &ctx()).await.unwrap();
+    let walk = r.findings.checks.iter().find(|c| c.name == "walk").expect("a cut-off finding");
     assert_eq!(walk.status, Status::Warn);
     assert!(walk.summary.contains("not audited"), "{}", walk.summary);
 }
 
-#[test]
-fn a_clean_tree_is_one_ok_row_and_pseudo_filesystems_are_skipped() {
+#[tokio::test]
+async fn a_clean_tree_is_one_ok_row_and_pseudo_filesystems_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a"), "x").unwrap();
     chmod(&dir.path().join("a"), 0o644);
@@ -130,13 +135,18 @@ fn a_clean_tree_is_one_ok_row_and_pseudo_filesystems_are_skipped() {
         group_gid: None,
         time_limit_ms: 5_000,
     };
-    let r = audit_permissions(&cfg);
-    assert_eq!(r.checks.len(), 1, "{:#?}", r.checks);
-    assert!(r.checks[0].summary.contains("kernel pseudo filesystem"));
+    let r = audit_permissions(&cfg, &ctx()).await.unwrap();
+    assert_eq!(r.findings.checks.len(), 1, "{:#?}", r.findings.checks);
+    assert!(r.findings.checks[0].summary.contains("kernel pseudo filesystem"));
     let cfg = PermConfig { roots: vec![dir.path().to_owned()], ..cfg };
-    let r = audit_permissions(&cfg);
-    assert_eq!((r.checks.len(), r.checks[0].status), (1, Status::Ok));
+    let r = audit_permissions(&cfg, &ctx()).await.unwrap();
+    assert_eq!((r.findings.checks.len(), r.findings.checks[0].status), (1, Status::Ok));
     assert_eq!(r.entries, 1);
+    assert_eq!(r.findings.notes, ["1 entries looked at"], "the count goes into the report as a note");
+    // The findings sit at the top level of the report's JSON, beside its own fields.
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!((json["entries"].as_u64(), json["checks"][0]["status"].as_str()), (Some(1), Some("ok")));
+    assert_eq!(json["notes"][0], "1 entries looked at");
 }
 
 /// Something mounted inside the tree, unmounted on drop. Needs root (CI runs as root).
@@ -161,8 +171,8 @@ impl Drop for Mounted {
     }
 }
 
-#[test]
-fn the_walk_does_not_cross_into_another_filesystem() {
+#[tokio::test]
+async fn the_walk_does_not_cross_into_another_filesystem() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
@@ -179,16 +189,20 @@ fn the_walk_does_not_cross_into_another_filesystem() {
         group_gid: None,
         time_limit_ms: 5_000,
     };
-    let r = audit_permissions(&cfg);
-    assert!(r.checks.iter().all(|c| !c.name.contains("world.txt")), "walked into the tmpfs: {:#?}", r.checks);
+    let r = audit_permissions(&cfg, &ctx()).await.unwrap();
+    assert!(
+        r.findings.checks.iter().all(|c| !c.name.contains("world.txt")),
+        "walked into the tmpfs: {:#?}",
+        r.findings.checks
+    );
     // Audited as a root of its own, the same file is found.
-    let r = audit_permissions(&PermConfig { roots: vec![mnt.clone()], ..cfg });
-    assert!(r.checks.iter().any(|c| c.name.ends_with("world.txt")), "{:#?}", r.checks);
+    let r = audit_permissions(&PermConfig { roots: vec![mnt.clone()], ..cfg }, &ctx()).await.unwrap();
+    assert!(r.findings.checks.iter().any(|c| c.name.ends_with("world.txt")), "{:#?}", r.findings.checks);
     drop(mounted);
 }
 
-#[test]
-fn the_walk_does_not_follow_a_bind_mount_of_the_same_filesystem() {
+#[tokio::test]
+async fn the_walk_does_not_follow_a_bind_mount_of_the_same_filesystem() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("world.txt"), "x").unwrap();
     chmod(&outside.path().join("world.txt"), 0o666);
@@ -206,13 +220,13 @@ fn the_walk_does_not_follow_a_bind_mount_of_the_same_filesystem() {
         group_gid: None,
         time_limit_ms: 5_000,
     };
-    let r = audit_permissions(&cfg);
+    let r = audit_permissions(&cfg, &ctx()).await.unwrap();
     assert!(
-        r.checks.iter().all(|c| !c.name.contains("world.txt")),
+        r.findings.checks.iter().all(|c| !c.name.contains("world.txt")),
         "walked into the bind mount: {:#?}",
-        r.checks
+        r.findings.checks
     );
     assert!(r.entries < 10, "walked the loop: {} entries", r.entries);
-    assert!(r.checks.iter().all(|c| c.status == kyb_core::Status::Ok), "{:#?}", r.checks);
+    assert!(r.findings.checks.iter().all(|c| c.status == kyb_core::Status::Ok), "{:#?}", r.findings.checks);
     drop(mounts);
 }

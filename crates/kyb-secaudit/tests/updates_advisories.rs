@@ -1,7 +1,7 @@
 //! OS security updates from apt's simulation (a stand-in apt-get, and the machine's own), and
 //! dependency advisories from a small advisory database the test writes.
 
-use kyb_core::Status;
+use kyb_core::{RunCtx, Status, WindowState};
 use kyb_secaudit::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -13,10 +13,18 @@ fn updates_cfg(apt: &Path, dir: &Path) -> UpdatesConfig {
         lists_dir: dir.join("lists"),
         lists_max_age_days: 7,
         apply: false,
-        window_open: false,
-        dry_run: false,
         timeout_ms: 60_000,
     }
+}
+
+/// A run now, inside a maintenance window (or with none enforced).
+fn ctx() -> RunCtx {
+    RunCtx::new(time::OffsetDateTime::now_utc())
+}
+
+/// A run now, outside the maintenance windows.
+fn outside_window() -> RunCtx {
+    ctx().with_window(WindowState::Closed { windows: "Sun 02:00-06:00 UTC".into(), next_open: None })
 }
 
 /// A stand-in apt-get: prints a simulation, and records any other call.
@@ -48,44 +56,68 @@ async fn security_updates_are_listed_and_applied_only_when_asked_in_a_window() {
     std::fs::write(d.join("lists/x_InRelease"), "").unwrap();
     let apt = fake_apt(d);
     let cfg = updates_cfg(&apt, d);
-    let r = check_updates(&cfg).await;
-    let sec = &r.checks[0];
+    let r = check_updates(&cfg, &outside_window()).await.unwrap();
+    let sec = &r.findings.checks[0];
     assert_eq!(sec.status, Status::Warn);
     assert_eq!(
         sec.summary,
         "2 pending: libssl3 3.0.11-1~deb12u1 -> 3.0.17-1~deb12u3, openssh-server 1:9.2p1-2+deb12u3 -> 1:9.2p1-2+deb12u7"
     );
     assert_eq!(r.pending.len(), 3);
-    assert_eq!(r.checks[1].status, Status::Ok, "fresh lists: {:?}", r.checks[1]);
+    assert_eq!(r.findings.checks[1].status, Status::Ok, "fresh lists: {:?}", r.findings.checks[1]);
+    assert!(r.findings.actions.is_empty());
     assert!(!d.join("installed").exists(), "nothing applied without asking");
 
-    let r =
-        check_updates(&UpdatesConfig { apply: true, dry_run: true, window_open: true, ..cfg.clone() }).await;
-    assert_eq!(
-        r.actions,
-        [format!("would run {} -y --only-upgrade install libssl3 openssh-server", apt.display())]
+    let apply = UpdatesConfig { apply: true, ..cfg.clone() };
+    // A dry run plans the install, inside a window or not, and installs nothing.
+    for run in [ctx(), outside_window()] {
+        let r = check_updates(&apply, &run.with_dry_run(true)).await.unwrap();
+        assert_eq!(
+            r.findings.actions,
+            [format!("would run {} -y --only-upgrade install libssl3 openssh-server", apt.display())]
+        );
+        assert!(r.findings.checks.iter().all(|c| c.name != "install"), "{:#?}", r.findings.checks);
+        assert!(!d.join("installed").exists());
+    }
+    let r = check_updates(&apply, &outside_window()).await.unwrap();
+    assert!(
+        r.findings
+            .checks
+            .iter()
+            .any(|c| c.name == "install" && c.summary.starts_with("not installed: outside"))
     );
+    assert!(r.findings.actions.is_empty());
     assert!(!d.join("installed").exists());
-    let r = check_updates(&UpdatesConfig { apply: true, ..cfg.clone() }).await;
-    assert!(r.checks.iter().any(|c| c.name == "install" && c.summary.starts_with("not installed: outside")));
-    assert!(!d.join("installed").exists());
-    let r = check_updates(&UpdatesConfig { apply: true, window_open: true, ..cfg.clone() }).await;
+    let r = check_updates(&apply, &ctx()).await.unwrap();
     assert_eq!(
         std::fs::read_to_string(d.join("installed")).unwrap(),
         "-y --only-upgrade install libssl3 openssh-server\n"
     );
-    assert!(r.checks.iter().any(|c| c.name == "install" && c.status == Status::Ok));
+    assert!(r.findings.checks.iter().any(|c| c.name == "install" && c.status == Status::Ok));
+    assert_eq!(
+        r.findings.actions,
+        [format!("ran {} -y --only-upgrade install libssl3 openssh-server", apt.display())]
+    );
+    // An emergency installs outside the windows too.
+    std::fs::remove_file(d.join("installed")).unwrap();
+    let r = check_updates(&apply, &outside_window().with_emergency(true)).await.unwrap();
+    assert!(r.findings.checks.iter().any(|c| c.name == "install" && c.status == Status::Ok));
+    assert!(d.join("installed").exists());
 
     // A simulation that fails is Unknown, never "no updates".
     std::fs::write(&apt, "#!/bin/sh\necho 'E: Could not open lock file' >&2\nexit 100\n").unwrap();
-    let r = check_updates(&cfg).await;
-    assert_eq!(r.checks[0].status, Status::Unknown);
-    assert!(r.checks[0].summary.contains("Could not open lock file"), "{}", r.checks[0].summary);
+    let r = check_updates(&cfg, &ctx()).await.unwrap();
+    assert_eq!(r.findings.checks[0].status, Status::Unknown);
+    assert!(
+        r.findings.checks[0].summary.contains("Could not open lock file"),
+        "{}",
+        r.findings.checks[0].summary
+    );
     // Another distribution: Unknown, saying so.
     std::fs::write(d.join("os-release"), "ID=fedora\n").unwrap();
-    let r = check_updates(&cfg).await;
-    assert_eq!(r.checks[0].status, Status::Unknown);
-    assert!(r.checks[0].summary.contains("not a Debian-family system"));
+    let r = check_updates(&cfg, &ctx()).await.unwrap();
+    assert_eq!(r.findings.checks[0].status, Status::Unknown);
+    assert!(r.findings.checks[0].summary.contains("not a Debian-family system"));
 }
 
 #[tokio::test]
@@ -99,10 +131,10 @@ async fn this_machines_apt_simulation_reads_without_changing_anything() {
         lists_dir: "/var/lib/apt/lists".into(),
         ..updates_cfg(Path::new("/usr/bin/apt-get"), Path::new("/"))
     };
-    let r = check_updates(&cfg).await;
-    assert_ne!(r.checks[0].status, Status::Unknown, "{:#?}", r.checks);
+    let r = check_updates(&cfg, &ctx()).await.unwrap();
+    assert_ne!(r.findings.checks[0].status, Status::Unknown, "{:#?}", r.findings.checks);
     let security = r.pending.iter().filter(|p| p.security).count();
-    assert!(r.checks[0].summary.starts_with(&if security == 0 {
+    assert!(r.findings.checks[0].summary.starts_with(&if security == 0 {
         "none pending".to_owned()
     } else {
         format!("{security} pending")
@@ -114,8 +146,8 @@ fn advisory(db: &Path, krate: &str, id: &str, body: &str) {
     std::fs::write(db.join("crates").join(krate).join(format!("{id}.md")), body).unwrap();
 }
 
-#[test]
-fn a_known_vulnerable_version_is_found_and_a_missing_database_is_unknown() {
+#[tokio::test]
+async fn a_known_vulnerable_version_is_found_and_a_missing_database_is_unknown() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let db = d.join("advisory-db");
@@ -153,31 +185,37 @@ fn a_known_vulnerable_version_is_found_and_a_missing_database_is_unknown() {
     )
     .unwrap();
     let cfg = AdvisoryConfig { lockfile: lock.clone(), database: db.clone(), max_age_days: 7 };
-    let r = scan_advisories(&cfg);
+    let r = scan_advisories(&cfg, &ctx()).await.unwrap();
     let found: Vec<(&str, &str, &str)> =
-        r.findings.iter().map(|f| (f.id.as_str(), f.package.as_str(), f.version.as_str())).collect();
+        r.applicable.iter().map(|f| (f.id.as_str(), f.package.as_str(), f.version.as_str())).collect();
     assert_eq!(
         found,
         [("RUSTSEC-2021-0139", "ansi_term", "0.12.1"), ("RUSTSEC-2021-0003", "smallvec", "1.6.0")]
     );
-    let c = r.checks.iter().find(|c| c.name == "smallvec 1.6.0").unwrap();
+    let c = r.findings.checks.iter().find(|c| c.name == "smallvec 1.6.0").unwrap();
     assert_eq!(c.status, Status::Crit);
     assert_eq!(c.summary, "RUSTSEC-2021-0003: Buffer overflow in SmallVec::insert_many; fixed in >= 1.6.1");
-    assert_eq!(r.checks.iter().find(|c| c.name == "ansi_term 0.12.1").unwrap().status, Status::Warn);
+    assert_eq!(r.findings.checks.iter().find(|c| c.name == "ansi_term 0.12.1").unwrap().status, Status::Warn);
     assert_eq!(r.packages, 4);
-    let summary = r.checks.iter().find(|c| c.name == "advisories").unwrap();
+    let summary = r.findings.checks.iter().find(|c| c.name == "advisories").unwrap();
     assert_eq!(summary.status, Status::Crit);
     assert!(
-        r.checks.iter().any(|c| c.name == "database" && c.summary.contains("could not be read")),
+        r.findings.checks.iter().any(|c| c.name == "database" && c.summary.contains("could not be read")),
         "{:#?}",
-        r.checks
+        r.findings.checks
     );
 
     // The database is missing: the scan could not run, and says so.
-    let r = scan_advisories(&AdvisoryConfig { database: d.join("nowhere"), ..cfg.clone() });
-    assert_eq!(r.checks.len(), 1);
-    assert_eq!(r.checks[0].status, Status::Unknown);
-    assert!(r.checks[0].summary.contains("no advisory database"), "{}", r.checks[0].summary);
+    let r = scan_advisories(&AdvisoryConfig { database: d.join("nowhere"), ..cfg.clone() }, &ctx())
+        .await
+        .unwrap();
+    assert_eq!(r.findings.checks.len(), 1);
+    assert_eq!(r.findings.checks[0].status, Status::Unknown);
+    assert!(
+        r.findings.checks[0].summary.contains("no advisory database"),
+        "{}",
+        r.findings.checks[0].summary
+    );
     // A stale database is reported.
     let old = rustix::fs::Timespec { tv_sec: 1_600_000_000, tv_nsec: 0 };
     let times = rustix::fs::Timestamps { last_access: old, last_modification: old };
@@ -195,12 +233,18 @@ fn a_known_vulnerable_version_is_found_and_a_missing_database_is_unknown() {
         )
         .unwrap();
     }
-    let r = scan_advisories(&cfg);
-    let age = r.checks.iter().find(|c| c.name == "database" && c.summary.contains("last updated")).unwrap();
+    let r = scan_advisories(&cfg, &ctx()).await.unwrap();
+    let age = r
+        .findings
+        .checks
+        .iter()
+        .find(|c| c.name == "database" && c.summary.contains("last updated"))
+        .unwrap();
     assert_eq!(age.status, Status::Warn);
     // A lockfile that cannot be read is Unknown too.
-    let r = scan_advisories(&AdvisoryConfig { lockfile: d.join("missing.lock"), ..cfg });
-    assert_eq!(r.checks[0].status, Status::Unknown);
+    let r =
+        scan_advisories(&AdvisoryConfig { lockfile: d.join("missing.lock"), ..cfg }, &ctx()).await.unwrap();
+    assert_eq!(r.findings.checks[0].status, Status::Unknown);
 }
 
 /// A sparse index on loopback: answers `<path>` with the lines in `crates`, 404 otherwise.
@@ -272,25 +316,86 @@ async fn direct_dependencies_behind_the_newest_release_are_listed() {
         ca_bundle: "/nonexistent".into(),
         timeout_ms: 2_000,
     };
-    let r = check_outdated(&cfg).await;
+    let r = check_outdated(&cfg, &ctx()).await.unwrap();
     let found: Vec<(&str, &str, &str)> =
         r.outdated.iter().map(|o| (o.name.as_str(), o.locked.as_str(), o.newest.as_str())).collect();
     // log's newer release is yanked; serde's 2.0 is a pre-release; the renamed serde_json counts.
     assert_eq!(found, [("serde", "1.0.100", "1.0.210"), ("serde_json", "1.0.120", "1.0.128")]);
-    assert_eq!(r.checks[0].status, Status::Warn);
-    assert!(r.checks[0].summary.starts_with("2 of 4 direct dependencies behind"), "{}", r.checks[0].summary);
-    let missing = r.checks.iter().find(|c| c.name == "outdated missing-one").unwrap();
+    assert_eq!(r.findings.checks[0].status, Status::Warn);
+    assert!(
+        r.findings.checks[0].summary.starts_with("2 of 4 direct dependencies behind"),
+        "{}",
+        r.findings.checks[0].summary
+    );
+    let missing = r.findings.checks.iter().find(|c| c.name == "outdated missing-one").unwrap();
     assert_eq!(missing.status, Status::Unknown, "an index that cannot answer is never a pass");
     assert!(missing.summary.contains("HTTP 404"), "{}", missing.summary);
 
     // An unreachable index: every lookup is Unknown, and quickly.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let r = check_outdated(&OutdatedConfig { index_url: format!("http://127.0.0.1:{dead}"), ..cfg }).await;
-    assert_eq!(r.checks.iter().filter(|c| c.status == Status::Unknown).count(), 4);
+    let r = check_outdated(&OutdatedConfig { index_url: format!("http://127.0.0.1:{dead}"), ..cfg }, &ctx())
+        .await
+        .unwrap();
+    assert_eq!(r.findings.checks.iter().filter(|c| c.status == Status::Unknown).count(), 4);
 }
 
-#[test]
-fn special_files_and_path_like_names_are_refused_not_read() {
+/// The flows' and `kyb-secaudit advisories`' task: the scan's checks, then the out-of-date
+/// check's when a manifest is configured.
+#[tokio::test]
+async fn the_advisories_task_is_the_scan_then_the_out_of_date_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("advisory-db");
+    advisory(
+        &db,
+        "smallvec",
+        "RUSTSEC-2021-0003",
+        "```toml\n[advisory]\nid = \"RUSTSEC-2021-0003\"\npackage = \"smallvec\"\n\n\
+         [versions]\npatched = [\">= 1.6.1\"]\n```\n\n# Buffer overflow in SmallVec::insert_many\n",
+    );
+    let reg = "source = \"registry+https://github.com/rust-lang/crates.io-index\"";
+    std::fs::write(
+        d.join("Cargo.lock"),
+        format!("[[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\n{reg}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("Cargo.toml"),
+        "[package]\nname = \"platform\"\n\n[dependencies]\nsmallvec = \"1\"\n",
+    )
+    .unwrap();
+    let port = fake_index(vec![(
+        "sm/al/smallvec",
+        "{\"name\":\"smallvec\",\"vers\":\"1.13.2\",\"yanked\":false}\n".to_owned(),
+    )]);
+    let scan = AdvisoryConfig { lockfile: d.join("Cargo.lock"), database: db, max_age_days: 7 };
+    let outdated = OutdatedConfig {
+        manifest: d.join("Cargo.toml"),
+        lockfile: d.join("Cargo.lock"),
+        index_url: format!("http://127.0.0.1:{port}/"),
+        ca_bundle: "/nonexistent".into(),
+        timeout_ms: 2_000,
+    };
+    let alone = scan_advisories(&scan, &ctx()).await.unwrap();
+    let Ok(behind) = check_outdated(&outdated, &ctx()).await;
+    let task = AdvisoriesTask { advisories: scan.clone(), outdated: Some(outdated) };
+    let r = advisories(&task, &ctx()).await.unwrap();
+    assert_eq!((&r.applicable, r.packages, r.advisories), (&alone.applicable, 1, 1));
+    assert_eq!(r.outdated.as_deref(), Some(behind.outdated.as_slice()));
+    let names: Vec<&str> = r.findings.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["smallvec 1.6.0", "database", "advisories", "outdated"]);
+    assert_eq!(r.findings.checks[..3], alone.findings.checks[..]);
+    assert_eq!(r.findings.checks[3], behind.findings.checks[0]);
+    assert_eq!((r.findings.checks[2].status, r.findings.checks[3].status), (Status::Crit, Status::Warn));
+    assert_eq!(r.findings.status(), Status::Crit);
+
+    // Without a manifest: the scan alone.
+    let r = advisories(&AdvisoriesTask { advisories: scan, outdated: None }, &ctx()).await.unwrap();
+    assert_eq!((r.findings.checks, r.outdated), (alone.findings.checks, None));
+}
+
+#[tokio::test]
+async fn special_files_and_path_like_names_are_refused_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let db = d.join("advisory-db");
@@ -301,9 +406,13 @@ fn special_files_and_path_like_names_are_refused_not_read() {
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let cfg = AdvisoryConfig { lockfile: fifo.clone(), database: db.clone(), max_age_days: 7 };
     // Nobody writes the FIFO: reading it would wait for ever.
-    let r = scan_advisories(&cfg);
-    assert_eq!(r.checks[0].status, Status::Unknown);
-    assert!(r.checks[0].summary.contains("it is a FIFO, not a regular file"), "{}", r.checks[0].summary);
+    let r = scan_advisories(&cfg, &ctx()).await.unwrap();
+    assert_eq!(r.findings.checks[0].status, Status::Unknown);
+    assert!(
+        r.findings.checks[0].summary.contains("it is a FIFO, not a regular file"),
+        "{}",
+        r.findings.checks[0].summary
+    );
     std::fs::remove_file(&fifo).unwrap();
     std::fs::write(
         &fifo,
@@ -311,7 +420,11 @@ fn special_files_and_path_like_names_are_refused_not_read() {
          source = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
     )
     .unwrap();
-    let r = scan_advisories(&cfg);
-    assert_eq!(r.advisories, 0, "nothing outside crates/ is read: {:#?}", r.checks);
-    assert!(r.checks.iter().any(|c| c.summary.contains("is not a crate name")), "{:#?}", r.checks);
+    let r = scan_advisories(&cfg, &ctx()).await.unwrap();
+    assert_eq!(r.advisories, 0, "nothing outside crates/ is read: {:#?}", r.findings.checks);
+    assert!(
+        r.findings.checks.iter().any(|c| c.summary.contains("is not a crate name")),
+        "{:#?}",
+        r.findings.checks
+    );
 }

@@ -27,18 +27,25 @@
 //! assert_eq!(tuning.validate().unwrap_err().key, "memory.rss_crit_bytes");
 //! ```
 //!
-//! The tasks take their part of a section, or a config of their own:
+//! The tasks take their part of a section, or a config of their own, and the run's context
+//! (its time, whether it is a dry run, whether a maintenance window is open); each report holds
+//! its [`kyb_core::Findings`]:
 //!
 //! ```no_run
 //! # async fn demo(update: kyb_update::UpdateConfig, tuning: kyb_update::TuneConfig, cfg: kyb_update::MigrateConfig) {
+//! use kyb_core::RunCtx;
+//!
+//! let ctx = RunCtx::new(time::OffsetDateTime::now_utc()).with_dry_run(true);
 //! let req = kyb_update::UpdateRequest { version: "2.4.0".into(), from: "/tmp/release".into(), ..Default::default() };
-//! let report = kyb_update::update_app(&update, &req, time::OffsetDateTime::now_utc()).await;
-//! let sysctl = kyb_update::sysctl(&tuning.sysctl, true);
-//! match kyb_update::migrate(&cfg).await {
-//!     Ok(r) => println!("{} applied, {} already there", r.applied.len(), r.already),
+//! let report = kyb_update::update_app(&update, &req, &ctx).await;
+//! if let Ok(sysctl) = kyb_update::sysctl(&tuning.sysctl, &ctx).await {
+//!     println!("{}: {}", sysctl.file.display(), sysctl.findings.status());
+//! }
+//! match kyb_update::migrate(&cfg, &ctx).await {
+//!     Ok(r) => println!("{} would apply, {} already there", r.applied.len(), r.already),
 //!     Err(e) => eprintln!("{}", kyb_core::error_chain(&e)),
 //! }
-//! # drop((report, sysctl));
+//! # drop(report);
 //! # }
 //! ```
 #![deny(missing_docs)]
@@ -61,5 +68,5 @@ pub use migrate::{
 pub use section::{MemoryConfig, SysctlConfig, TuneConfig, UpdateConfig};
 pub use service::{Instance, ServiceError, ServiceManager};
 pub use tune::{
-    MemoryOptions, MemorySources, SysctlReport, TuneError, app_memory, drop_caches, rss_bytes, sysctl,
+    MemoryReport, MemorySources, SysctlReport, TuneError, app_memory, drop_caches, rss_bytes, sysctl,
 };

@@ -6,7 +6,8 @@
 //! `-- kyb:no-transaction`; such a file holds one statement (`CREATE INDEX CONCURRENTLY ...`),
 //! since PostgreSQL runs several statements sent at once as one transaction block.
 
-use kyb_core::{Check, PgTarget, Status};
+use kyb_core::{Check, Findings, PgTarget, RunCtx, Status};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,8 +33,6 @@ pub struct MigrateConfig {
     pub lock_timeout_ms: u64,
     /// `statement_timeout` of each migration (0: none).
     pub statement_timeout_ms: u64,
-    /// List what would run; run nothing.
-    pub dry_run: bool,
 }
 
 /// One migration file.
@@ -54,7 +53,7 @@ pub struct Migration {
 }
 
 /// One migration this run applied (or, in a dry run, would apply).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Applied {
     /// Its version.
     pub version: i64,
@@ -65,14 +64,36 @@ pub struct Applied {
 }
 
 /// What the run did and the state afterwards.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MigrateReport {
     /// Applied now, in order.
     pub applied: Vec<Applied>,
     /// Migrations that were already applied.
     pub already: usize,
-    /// The checks after the run: `migrations` and the table count.
-    pub checks: Vec<Check>,
+    /// One check per migration applied (in a dry run, that would be applied), named
+    /// `<version>_<name>`; `migrate` with the counts; and after a real run the checks of the
+    /// result: `migrations` (latest version, failed ones) and `tables` (the table count).
+    #[serde(flatten)]
+    pub findings: Findings,
+}
+
+kyb_core::impl_report!(MigrateReport);
+
+impl MigrateReport {
+    /// A check per migration in `applied`, then `migrate` with the counts.
+    fn count(&mut self, dry_run: bool) {
+        let verb = if dry_run { "would apply" } else { "applied" };
+        for a in &self.applied {
+            let name = format!("{:04}_{}", a.version, a.name);
+            self.findings.checks.push(Check::new(
+                name,
+                Status::Ok,
+                format!("{verb} in {} ms", a.duration_ms),
+            ));
+        }
+        let summary = format!("{} {verb}, {} already applied", self.applied.len(), self.already);
+        self.findings.checks.push(Check::new("migrate", Status::Ok, summary));
+    }
 }
 
 /// A migration run that stopped.
@@ -192,8 +213,9 @@ pub fn read_migrations(dir: &Path) -> Result<Vec<Migration>, MigrateError> {
     Ok(out)
 }
 
-/// Applies the migrations not yet applied, in order, and checks the result.
-pub async fn migrate(cfg: &MigrateConfig) -> Result<MigrateReport, MigrateError> {
+/// Applies the migrations not yet applied, in order, and checks the result. In a dry run
+/// (`ctx.dry_run`) it lists them and applies none.
+pub async fn migrate(cfg: &MigrateConfig, ctx: &RunCtx) -> Result<MigrateReport, MigrateError> {
     let migrations = read_migrations(&cfg.dir)?;
     let t = &cfg.postgres;
     let target = t.name();
@@ -248,13 +270,17 @@ pub async fn migrate(cfg: &MigrateConfig) -> Result<MigrateReport, MigrateError>
     }
     let pending: Vec<&Migration> =
         migrations.iter().filter(|m| !applied_before.iter().any(|(v, _)| *v == m.version)).collect();
-    let mut report =
-        MigrateReport { applied: Vec::new(), already: migrations.len() - pending.len(), checks: Vec::new() };
-    if cfg.dry_run {
+    let mut report = MigrateReport {
+        applied: Vec::new(),
+        already: migrations.len() - pending.len(),
+        findings: Findings::default(),
+    };
+    if ctx.dry_run {
         report.applied = pending
             .iter()
             .map(|m| Applied { version: m.version, name: m.name.clone(), duration_ms: 0 })
             .collect();
+        report.count(true);
         return Ok(report);
     }
     client
@@ -331,7 +357,8 @@ pub async fn migrate(cfg: &MigrateConfig) -> Result<MigrateReport, MigrateError>
         .await
         .map_err(query)?;
     let (tables, failed, latest): (i64, i64, i64) = (v.get(0), v.get(1), v.get(2));
-    report.checks.push(Check::new(
+    report.count(false);
+    report.findings.checks.push(Check::new(
         "migrations",
         if failed == 0 { Status::Ok } else { Status::Crit },
         format!(
@@ -340,7 +367,11 @@ pub async fn migrate(cfg: &MigrateConfig) -> Result<MigrateReport, MigrateError>
             report.already
         ),
     ));
-    report.checks.push(Check::new("tables", Status::Ok, format!("{tables} tables after the migrations")));
+    report.findings.checks.push(Check::new(
+        "tables",
+        Status::Ok,
+        format!("{tables} tables after the migrations"),
+    ));
     Ok(report)
 }
 

@@ -9,7 +9,7 @@ use crate::app::line_diff;
 use crate::gate::{GateConfig, health_gate};
 use crate::section::{MemoryConfig, SysctlConfig};
 use crate::service::ServiceManager;
-use kyb_core::{Check, Metric, Status, Unit};
+use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,9 +55,27 @@ pub struct SysctlReport {
     pub file_changed: bool,
     /// How the file changes, `-`/`+` lines.
     pub diff: String,
-    /// One check per key: its value now, and what was done.
-    pub checks: Vec<Check>,
+    /// `managed-file` first (up to date, rewritten or would change, with the diff), then one
+    /// check per key: its value now, and what was done. When a value does not hold, the key's
+    /// Crit check, `restore` for a value that could not be put back, and `managed-file` last
+    /// (Crit: left as it was).
+    #[serde(flatten)]
+    pub findings: Findings,
 }
+
+kyb_core::impl_report!(SysctlReport);
+
+/// What [`app_memory`] found and did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryReport {
+    /// `rss` (the service's, from procfs), `app rss` (one per series of the app's own figure),
+    /// `runtime` (the app's other runtime numbers), `metrics` when `/metrics` could not be
+    /// read, and `restart` when one was due or asked for and could not be.
+    #[serde(flatten)]
+    pub findings: Findings,
+}
+
+kyb_core::impl_report!(MemoryReport);
 
 fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
@@ -84,8 +102,22 @@ fn normalize(value: &str) -> String {
 /// Applies each value through `/proc/sys` and reads it back; only when every value holds is the
 /// managed file rewritten (and only when it differs), so a boot applies what was verified. Keys
 /// are checked to exist before anything is written; a value the kernel refuses or changes is
-/// Crit, the values already set by this run are put back, and the file is left as it was.
-pub fn sysctl(cfg: &SysctlConfig, dry_run: bool) -> Result<SysctlReport, TuneError> {
+/// Crit, the values already set by this run are put back, and the file is left as it was. A dry
+/// run (`ctx.dry_run`) reads the values and the file and writes nothing.
+pub async fn sysctl(cfg: &SysctlConfig, ctx: &RunCtx) -> Result<SysctlReport, TuneError> {
+    let (cfg, dry_run) = (cfg.clone(), ctx.dry_run);
+    blocking(move || sysctl_blocking(&cfg, dry_run)).await
+}
+
+/// Runs file system work off the async workers; a panic in it goes on in the caller.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(out) => out,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+fn sysctl_blocking(cfg: &SysctlConfig, dry_run: bool) -> Result<SysctlReport, TuneError> {
     let mut wanted = Vec::new();
     for (key, value) in &cfg.values {
         let path = proc_sys_path(&cfg.root, key)?;
@@ -182,9 +214,16 @@ pub fn sysctl(cfg: &SysctlConfig, dry_run: bool) -> Result<SysctlReport, TuneErr
             ),
         };
         checks.push(Check::new("managed-file", Status::Crit, why));
-        return Ok(SysctlReport { file, file_changed: false, diff: String::new(), checks });
+        let findings = Findings::from_checks(checks);
+        return Ok(SysctlReport { file, file_changed: false, diff: String::new(), findings });
     }
-    Ok(SysctlReport { file, file_changed, diff, checks })
+    let what = match (file_changed, dry_run) {
+        (false, _) => format!("{} is up to date", file.display()),
+        (true, true) => format!("{} would change:\n{}", file.display(), diff.trim_end()),
+        (true, false) => format!("{} rewritten:\n{}", file.display(), diff.trim_end()),
+    };
+    checks.insert(0, Check::new("managed-file", Status::Ok, what));
+    Ok(SysctlReport { file, file_changed, diff, findings: Findings::from_checks(checks) })
 }
 
 fn read_value(path: &Path) -> Result<String, TuneError> {
@@ -208,9 +247,16 @@ fn write_value(path: &Path, value: &str) -> Result<(), TuneError> {
 }
 
 /// Flushes dirty pages (`sync`) and asks the kernel to drop the page cache, dentries and inodes
-/// (`3` into `/proc/sys/vm/drop_caches` under `root`). Everything cached must then be read
-/// from disk again: the database and the service run slower until the cache warms up.
-pub fn drop_caches(root: &Path, dry_run: bool) -> Result<Check, TuneError> {
+/// (`3` into `/proc/sys/vm/drop_caches` under `cfg.root`). Everything cached must then be read
+/// from disk again: the database and the service run slower until the cache warms up. The
+/// findings are one `drop-caches` check; a dry run (`ctx.dry_run`) says what it would write.
+pub async fn drop_caches(cfg: &SysctlConfig, ctx: &RunCtx) -> Result<Findings, TuneError> {
+    let (root, dry_run) = (cfg.root.clone(), ctx.dry_run);
+    let check = blocking(move || drop_caches_blocking(&root, dry_run)).await?;
+    Ok(Findings::from_checks(vec![check]))
+}
+
+fn drop_caches_blocking(root: &Path, dry_run: bool) -> Result<Check, TuneError> {
     let path = under(root, Path::new("/proc/sys/vm/drop_caches"));
     if !path.is_file() {
         return Err(TuneError::Io { path, why: "not found".into() });
@@ -243,15 +289,6 @@ pub fn rss_bytes(pid: u32) -> Result<u64, TuneError> {
         .ok_or(TuneError::Io { path, why: "no VmRSS line".into() })
 }
 
-/// How a memory check may act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MemoryOptions {
-    /// A restart is allowed now (inside a maintenance window, or an emergency).
-    pub restart_allowed: bool,
-    /// Report what would be done.
-    pub dry_run: bool,
-}
-
 /// Where the memory check reads its numbers. At least one is needed.
 #[derive(Debug, Clone, Copy)]
 pub struct MemorySources<'a> {
@@ -268,12 +305,13 @@ const APP_RSS_METRIC: &str = "process_resident_memory_bytes";
 /// The service's RSS (from procfs, through `sources.service`) and the RSS the app reports in
 /// its `/metrics` (`process_resident_memory_bytes`), each against the thresholds; the app's
 /// other runtime numbers; and a restart (with the health gate) when over, configured, and
-/// allowed now. `Err` when the service is configured but not running.
+/// allowed now ([`RunCtx::heavy_work_allowed`]; a dry run says it would restart). `Err` when
+/// the service is configured but not running, or there is nothing to read the memory from.
 pub async fn app_memory(
     cfg: &MemoryConfig,
     sources: MemorySources<'_>,
-    opts: MemoryOptions,
-) -> Result<Vec<Check>, TuneError> {
+    ctx: &RunCtx,
+) -> Result<MemoryReport, TuneError> {
     let mut checks = Vec::new();
     if let Some((service, _)) = sources.service {
         let instance = service
@@ -309,7 +347,7 @@ pub async fn app_memory(
         .filter(|c| c.name == "rss" || c.name.starts_with("app rss"))
         .any(|c| matches!(c.status, Status::Warn | Status::Crit));
     match sources.service {
-        Some((service, gate)) if over && cfg.restart => checks.push(restart(service, gate, opts).await),
+        Some((service, gate)) if over && cfg.restart => checks.push(restart(service, gate, ctx).await),
         Some(_) => {}
         None if cfg.restart => checks.push(Check::new(
             "restart",
@@ -322,7 +360,7 @@ pub async fn app_memory(
         )),
         None => {}
     }
-    Ok(checks)
+    Ok(MemoryReport { findings: Findings::from_checks(checks) })
 }
 
 /// Reads `{before} <size>{after} (<level>)`.
@@ -460,15 +498,15 @@ fn show(v: f64, unit: Unit) -> String {
     }
 }
 
-async fn restart(service: &ServiceManager, gate: &GateConfig, opts: MemoryOptions) -> Check {
-    if opts.dry_run {
+async fn restart(service: &ServiceManager, gate: &GateConfig, ctx: &RunCtx) -> Check {
+    if ctx.dry_run {
         return Check::new(
             "restart",
             Status::Ok,
             format!("would restart {} and run the health gate", service.describe()),
         );
     }
-    if !opts.restart_allowed {
+    if !ctx.heavy_work_allowed() {
         return Check::new(
             "restart",
             Status::Warn,
@@ -508,8 +546,12 @@ mod tests {
         SysctlConfig { root: root.to_owned(), ..SysctlConfig::default() }
     }
 
-    #[test]
-    fn running_twice_writes_the_file_once_and_applies_through_proc() {
+    fn ctx(dry_run: bool) -> RunCtx {
+        RunCtx::new(time::OffsetDateTime::now_utc()).with_dry_run(dry_run)
+    }
+
+    #[tokio::test]
+    async fn running_twice_writes_the_file_once_and_applies_through_proc() {
         let root = fake_root(&[
             ("net.core.rmem_max", "212992"),
             ("net.core.wmem_max", "16777216"),
@@ -517,47 +559,56 @@ mod tests {
             ("net.ipv4.tcp_wmem", "4096\t16384\t4194304"),
         ]);
         let cfg = cfg(root.path());
-        let plan = sysctl(&cfg, true).unwrap();
+        let plan = sysctl(&cfg, &ctx(true)).await.unwrap();
         assert!(plan.file_changed);
         assert!(plan.diff.contains("+   2 net.core.rmem_max = 16777216"), "{}", plan.diff);
+        let file = root.path().join("etc/sysctl.d/60-kyb.conf");
+        let head = &plan.findings.checks[0];
+        assert_eq!((head.name.as_str(), head.status), ("managed-file", Status::Ok));
+        assert!(head.summary.starts_with(&format!("{} would change:; ", file.display())), "{}", head.summary);
+        assert!(head.summary.contains("+   2 net.core.rmem_max = 16777216"), "{}", head.summary);
+        assert!(plan.findings.checks.iter().any(|c| c.summary == "would set 16777216 (now 212992)"));
         assert!(!plan.file.exists(), "a dry run writes nothing");
         assert_eq!(
             std::fs::read_to_string(proc_sys_path(root.path(), "net.core.rmem_max").unwrap()).unwrap(),
             "212992\n"
         );
 
-        let first = sysctl(&cfg, false).unwrap();
+        let first = sysctl(&cfg, &ctx(false)).await.unwrap();
         assert!(first.file_changed);
-        let file = root.path().join("etc/sysctl.d/60-kyb.conf");
         let written = std::fs::read_to_string(&file).unwrap();
         assert!(written.contains("net.ipv4.tcp_rmem = 4096 87380 16777216\n"), "{written}");
-        assert!(first.checks.iter().all(|c| c.status == Status::Ok), "{:?}", first.checks);
-        assert!(first.checks.iter().any(|c| c.summary == "16777216 (was 212992)"), "{:?}", first.checks);
-        assert!(first.checks.iter().any(|c| c.summary == "16777216 (already)"), "{:?}", first.checks);
+        let checks = &first.findings.checks;
+        assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:?}");
+        assert!(checks[0].summary.starts_with(&format!("{} rewritten:; ", file.display())), "{checks:?}");
+        assert!(checks.iter().any(|c| c.summary == "16777216 (was 212992)"), "{checks:?}");
+        assert!(checks.iter().any(|c| c.summary == "16777216 (already)"), "{checks:?}");
         let tcp = std::fs::read_to_string(proc_sys_path(root.path(), "net.ipv4.tcp_rmem").unwrap()).unwrap();
         assert_eq!(tcp, "4096 87380 16777216\n");
 
         let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
-        let second = sysctl(&cfg, false).unwrap();
+        let second = sysctl(&cfg, &ctx(false)).await.unwrap();
         assert!(!second.file_changed && second.diff.is_empty());
         assert_eq!(
             std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap()),
             inode,
             "not rewritten"
         );
-        assert!(second.checks.iter().all(|c| c.summary.ends_with("(already)")), "{:?}", second.checks);
+        let (head, keys) = second.findings.checks.split_first().unwrap();
+        assert_eq!(head.summary, format!("{} is up to date", file.display()));
+        assert!(keys.iter().all(|c| c.summary.ends_with("(already)")), "{keys:?}");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
     }
 
-    #[test]
-    fn a_missing_key_is_a_clear_error_and_nothing_is_written() {
+    #[tokio::test]
+    async fn a_missing_key_is_a_clear_error_and_nothing_is_written() {
         let root = fake_root(&[("net.core.rmem_max", "212992")]);
         let mut cfg = cfg(root.path());
         cfg.values = [("net.core.rmem_max", "1"), ("net.core.no_such_knob", "1")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let err = sysctl(&cfg, false).unwrap_err();
+        let err = sysctl(&cfg, &ctx(false)).await.unwrap_err();
         assert!(err.to_string().starts_with("unknown sysctl key `net.core.no_such_knob`"), "{err}");
         assert!(!root.path().join("etc/sysctl.d/60-kyb.conf").exists());
         assert_eq!(
@@ -566,17 +617,17 @@ mod tests {
         );
 
         cfg.values = [("net..core", "1")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        assert!(matches!(sysctl(&cfg, false), Err(TuneError::Invalid { .. })));
+        assert!(matches!(sysctl(&cfg, &ctx(false)).await, Err(TuneError::Invalid { .. })));
         cfg.values =
             [("../../etc/passwd", "1")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        assert!(matches!(sysctl(&cfg, false), Err(TuneError::Invalid { .. })));
+        assert!(matches!(sysctl(&cfg, &ctx(false)).await, Err(TuneError::Invalid { .. })));
         cfg.values =
             [("net.core.rmem_max", " ")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        assert!(matches!(sysctl(&cfg, false), Err(TuneError::Invalid { .. })));
+        assert!(matches!(sysctl(&cfg, &ctx(false)).await, Err(TuneError::Invalid { .. })));
     }
 
-    #[test]
-    fn a_value_that_cannot_be_set_leaves_the_file_and_puts_back_the_others() {
+    #[tokio::test]
+    async fn a_value_that_cannot_be_set_leaves_the_file_and_puts_back_the_others() {
         let root = fake_root(&[("net.core.rmem_max", "212992"), ("net.core.wmem_max", "212992")]);
         // A symlink where a value should be: not written through.
         let wmem = proc_sys_path(root.path(), "net.core.wmem_max").unwrap();
@@ -589,19 +640,21 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let report = sysctl(&cfg, false).unwrap();
-        let wmem_check = report.checks.iter().find(|c| c.name == "net.core.wmem_max").unwrap();
-        assert_eq!(wmem_check.status, Status::Crit, "{:?}", report.checks);
+        let report = sysctl(&cfg, &ctx(false)).await.unwrap();
+        let checks = &report.findings.checks;
+        let wmem_check = checks.iter().find(|c| c.name == "net.core.wmem_max").unwrap();
+        assert_eq!(wmem_check.status, Status::Crit, "{checks:?}");
         assert!(wmem_check.summary.contains("refused"), "{}", wmem_check.summary);
         assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep\n");
         let rmem = proc_sys_path(root.path(), "net.core.rmem_max").unwrap();
         assert_eq!(std::fs::read_to_string(rmem).unwrap(), "212992\n", "put back");
         assert!(!root.path().join("etc/sysctl.d/60-kyb.conf").exists(), "the file is not written");
-        assert!(report.checks.iter().any(|c| c.name == "managed-file" && c.status == Status::Crit));
+        assert!(checks.iter().any(|c| c.name == "managed-file" && c.status == Status::Crit));
+        assert!(checks.iter().all(|c| c.name != "managed-file" || c.status == Status::Crit), "{checks:?}");
     }
 
-    #[test]
-    fn an_unreadable_managed_file_stops_the_run_before_any_value_is_set() {
+    #[tokio::test]
+    async fn an_unreadable_managed_file_stops_the_run_before_any_value_is_set() {
         let root = fake_root(&[("net.core.rmem_max", "212992")]);
         // A file where the directory should be.
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
@@ -611,7 +664,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let err = sysctl(&cfg, false).unwrap_err();
+        let err = sysctl(&cfg, &ctx(false)).await.unwrap_err();
         assert!(
             err.to_string().contains("60-kyb.conf") && err.to_string().contains("Not a directory"),
             "{err}"
@@ -620,16 +673,19 @@ mod tests {
         assert_eq!(std::fs::read_to_string(rmem).unwrap(), "212992\n", "untouched");
     }
 
-    #[test]
-    fn drop_caches_writes_3_only_when_not_a_dry_run() {
+    #[tokio::test]
+    async fn drop_caches_writes_3_only_when_not_a_dry_run() {
         let root = fake_root(&[("vm.drop_caches", "0")]);
         let path = root.path().join("proc/sys/vm/drop_caches");
-        drop_caches(root.path(), true).unwrap();
+        let plan = drop_caches(&cfg(root.path()), &ctx(true)).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n");
-        drop_caches(root.path(), false).unwrap();
+        assert_eq!(plan.checks[0].summary, format!("would sync and write 3 to {}", path.display()));
+        let done = drop_caches(&cfg(root.path()), &ctx(false)).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "3\n");
+        assert_eq!((done.checks.len(), done.checks[0].name.as_str()), (1, "drop-caches"));
+        assert!(done.checks[0].summary.starts_with("synced; page cache"), "{:?}", done.checks);
         let empty = tempfile::tempdir().unwrap();
-        assert!(drop_caches(empty.path(), false).is_err());
+        assert!(drop_caches(&cfg(empty.path()), &ctx(false)).await.is_err());
     }
 
     #[test]
@@ -664,15 +720,17 @@ mod tests {
             checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} in {checks:#?}"))
         }
 
+        /// The checks of a run at a time when a window is open and that may change things.
+        async fn judged(cfg: &MemoryConfig, sources: MemorySources<'_>) -> Vec<Check> {
+            app_memory(cfg, sources, &ctx(false)).await.unwrap().findings.checks
+        }
+
         #[tokio::test]
         async fn the_apps_own_rss_is_judged_against_the_thresholds_without_a_service() {
             let app = FakeApp::start(HealthMode::Healthy).await;
             let exp = scraped(&app).await;
             // The fake app reports 412,001,000 bytes: 392.9 MiB.
-            let checks =
-                app_memory(&levels(256 << 20, 1 << 30), only_metrics(&exp), MemoryOptions::default())
-                    .await
-                    .unwrap();
+            let checks = judged(&levels(256 << 20, 1 << 30), only_metrics(&exp)).await;
             let rss = find(&checks, "app rss");
             assert_eq!(rss.status, Status::Warn, "{rss:?}");
             assert_eq!(
@@ -685,16 +743,11 @@ mod tests {
             assert!(!runtime.summary.contains("process_resident_memory_bytes"), "{}", runtime.summary);
             assert!(checks.iter().all(|c| c.name != "rss" && c.name != "restart"), "{checks:#?}");
 
-            let checks =
-                app_memory(&levels(100 << 20, 300 << 20), only_metrics(&exp), MemoryOptions::default())
-                    .await
-                    .unwrap();
+            let checks = judged(&levels(100 << 20, 300 << 20), only_metrics(&exp)).await;
             let rss = find(&checks, "app rss");
             assert_eq!(rss.status, Status::Crit);
             assert!(rss.summary.ends_with("(crit above 300.0 MiB)"), "{}", rss.summary);
-            let checks = app_memory(&levels(1 << 30, 2 << 30), only_metrics(&exp), MemoryOptions::default())
-                .await
-                .unwrap();
+            let checks = judged(&levels(1 << 30, 2 << 30), only_metrics(&exp)).await;
             assert_eq!(find(&checks, "app rss").status, Status::Ok);
         }
 
@@ -703,9 +756,7 @@ mod tests {
             let app = FakeApp::start(HealthMode::Healthy).await;
             app.set_metrics(MetricsMode::TokioRuntime);
             let exp = scraped(&app).await;
-            let checks = app_memory(&MemoryConfig::default(), only_metrics(&exp), MemoryOptions::default())
-                .await
-                .unwrap();
+            let checks = judged(&MemoryConfig::default(), only_metrics(&exp)).await;
             let runtime = find(&checks, "runtime");
             let s = &runtime.summary;
             for part in [
@@ -730,31 +781,26 @@ mod tests {
         #[tokio::test]
         async fn without_a_figure_to_judge_it_says_why() {
             let exp = kyb_prom::parse("process_open_fds 12\nprocess_resident_memory_bytes NaN\n");
-            let checks = app_memory(&MemoryConfig::default(), only_metrics(&exp), MemoryOptions::default())
-                .await
-                .unwrap();
+            let checks = judged(&MemoryConfig::default(), only_metrics(&exp)).await;
             let rss = find(&checks, "app rss");
             assert_eq!(rss.status, Status::Unknown);
             assert!(rss.summary.contains("reports NaN"), "{}", rss.summary);
 
             let exp = kyb_prom::parse("process_open_fds 12\n");
-            let checks = app_memory(&MemoryConfig::default(), only_metrics(&exp), MemoryOptions::default())
-                .await
-                .unwrap();
+            let checks = judged(&MemoryConfig::default(), only_metrics(&exp)).await;
             let rss = find(&checks, "app rss");
             assert_eq!(rss.status, Status::Unknown);
             assert!(rss.summary.contains("no process_resident_memory_bytes"), "{}", rss.summary);
 
             let failed =
                 MemorySources { service: None, metrics: Some(Err("HTTP 500 from http://x/metrics")) };
-            let checks =
-                app_memory(&MemoryConfig::default(), failed, MemoryOptions::default()).await.unwrap();
+            let checks = judged(&MemoryConfig::default(), failed).await;
             let m = find(&checks, "metrics");
             assert_eq!(m.status, Status::Unknown);
             assert!(m.summary.starts_with("cannot read /metrics: HTTP 500"), "{}", m.summary);
 
             let none = MemorySources { service: None, metrics: None };
-            let err = app_memory(&MemoryConfig::default(), none, MemoryOptions::default()).await.unwrap_err();
+            let err = app_memory(&MemoryConfig::default(), none, &ctx(false)).await.unwrap_err();
             assert!(err.to_string().contains("configure [app]"), "{err}");
         }
 
@@ -763,8 +809,7 @@ mod tests {
             let app = FakeApp::start(HealthMode::Healthy).await;
             let exp = scraped(&app).await;
             let cfg = MemoryConfig { restart: true, ..levels(256 << 20, 1 << 30) };
-            let opts = MemoryOptions { restart_allowed: true, dry_run: false };
-            let checks = app_memory(&cfg, only_metrics(&exp), opts).await.unwrap();
+            let checks = judged(&cfg, only_metrics(&exp)).await;
             let restart = find(&checks, "restart");
             assert_eq!(restart.status, Status::Warn);
             assert!(
@@ -798,12 +843,34 @@ mod tests {
             let service = this_process(dir.path());
             let gate = GateConfig::default();
             let sources = MemorySources { service: Some((&service, &gate)), metrics: Some(Ok(&exp)) };
-            let checks =
-                app_memory(&levels(256 << 20, 1 << 40), sources, MemoryOptions::default()).await.unwrap();
+            let checks = judged(&levels(256 << 20, 1 << 40), sources).await;
             let rss = find(&checks, "rss");
             assert!(rss.summary.starts_with(&format!("pid {} uses ", std::process::id())), "{}", rss.summary);
             assert_eq!(find(&checks, "app rss").status, Status::Warn);
             assert!(checks.iter().all(|c| c.name != "restart"), "restart is off: {checks:#?}");
+        }
+
+        #[tokio::test]
+        async fn a_restart_waits_for_a_window_and_a_dry_run_only_says_it() {
+            let dir = tempfile::tempdir().unwrap();
+            let service = this_process(dir.path());
+            let gate = GateConfig::default();
+            let sources = MemorySources { service: Some((&service, &gate)), metrics: None };
+            let cfg = MemoryConfig { restart: true, ..levels(1, 1 << 40) };
+            let closed = kyb_core::WindowState::Closed { windows: "Sun 02:00-03:00".into(), next_open: None };
+            let outside = ctx(false).with_window(closed);
+            let r = app_memory(&cfg, sources, &outside).await.unwrap();
+            assert_eq!(find(&r.findings.checks, "rss").status, Status::Warn);
+            let restart = find(&r.findings.checks, "restart");
+            assert_eq!(restart.status, Status::Warn);
+            assert!(restart.summary.contains("not allowed now"), "{}", restart.summary);
+            // A dry run says what it would do, inside a window or not.
+            for run in [ctx(true), outside.with_dry_run(true).with_emergency(true)] {
+                let r = app_memory(&cfg, sources, &run).await.unwrap();
+                let restart = find(&r.findings.checks, "restart");
+                assert_eq!(restart.status, Status::Ok);
+                assert!(restart.summary.starts_with("would restart "), "{}", restart.summary);
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Migrations against a real PostgreSQL: ordered and idempotent, edits refused, failures
 //! recorded and blocking, two runners at once.
 
+use kyb_core::{RunCtx, Status};
 use kyb_testkit::{TestDb, fresh_database};
 use kyb_update::*;
 use std::path::Path;
@@ -13,8 +14,16 @@ fn cfg(db: &TestDb, dir: &Path) -> MigrateConfig {
         lock_wait_ms: 500,
         lock_timeout_ms: 5_000,
         statement_timeout_ms: 0,
-        dry_run: false,
     }
+}
+
+fn ctx() -> RunCtx {
+    RunCtx::new(time::OffsetDateTime::now_utc())
+}
+
+/// The summaries of the report's checks, by name.
+fn summaries(r: &MigrateReport) -> Vec<(&str, &str)> {
+    r.findings.checks.iter().map(|c| (c.name.as_str(), c.summary.as_str())).collect()
 }
 
 fn write(dir: &Path, name: &str, sql: &str) {
@@ -56,11 +65,21 @@ async fn applies_in_order_once_and_refuses_an_edited_migration() {
     let db = fresh_database("migorder").await;
     let dir = tempfile::tempdir().unwrap();
     base(dir.path());
-    let plan = migrate(&MigrateConfig { dry_run: true, ..cfg(&db, dir.path()) }).await.unwrap();
+    let plan = migrate(&cfg(&db, dir.path()), &ctx().with_dry_run(true)).await.unwrap();
     assert_eq!(plan.applied.iter().map(|a| a.version).collect::<Vec<_>>(), [1, 2, 10]);
     assert_eq!(rows(&db).await, [], "a dry run applies nothing");
+    assert_eq!(
+        summaries(&plan),
+        [
+            ("0001_companies", "would apply in 0 ms"),
+            ("0002_company_names", "would apply in 0 ms"),
+            ("0010_seed", "would apply in 0 ms"),
+            ("migrate", "3 would apply, 0 already applied"),
+        ]
+    );
+    assert_eq!(plan.findings.status(), Status::Ok);
 
-    let r = migrate(&cfg(&db, dir.path())).await.unwrap();
+    let r = migrate(&cfg(&db, dir.path()), &ctx()).await.unwrap();
     assert_eq!(r.applied.iter().map(|a| a.version).collect::<Vec<_>>(), [1, 2, 10]);
     assert_eq!(rows(&db).await, [(1, true), (2, true), (10, true)]);
     let n: i64 = db
@@ -71,18 +90,26 @@ async fn applies_in_order_once_and_refuses_an_edited_migration() {
         .unwrap()
         .get(0);
     assert_eq!(n, 2);
-    assert!(r.checks[0].summary.contains("at version 10"), "{:?}", r.checks);
+    let names: Vec<&str> = r.findings.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["0001_companies", "0002_company_names", "0010_seed", "migrate", "migrations", "tables"]
+    );
+    assert!(r.findings.checks[0].summary.starts_with("applied in "), "{:?}", r.findings.checks);
+    assert_eq!(r.findings.checks[3].summary, "3 applied, 0 already applied");
+    assert!(r.findings.checks[4].summary.contains("at version 10"), "{:?}", r.findings.checks);
 
-    let again = migrate(&cfg(&db, dir.path())).await.unwrap();
+    let again = migrate(&cfg(&db, dir.path()), &ctx()).await.unwrap();
     assert!(again.applied.is_empty());
     assert_eq!(again.already, 3);
+    assert_eq!(summaries(&again)[0], ("migrate", "0 applied, 3 already applied"));
 
     write(
         dir.path(),
         "0001_companies.sql",
         "CREATE TABLE companies (id bigserial PRIMARY KEY, name text);\n",
     );
-    let err = migrate(&cfg(&db, dir.path())).await.unwrap_err();
+    let err = migrate(&cfg(&db, dir.path()), &ctx()).await.unwrap_err();
     assert!(matches!(err, MigrateError::Edited { version: 1, .. }), "{err:?}");
     assert!(err.to_string().contains("must not be edited"), "{err}");
 }
@@ -98,7 +125,7 @@ async fn a_failing_migration_is_recorded_leaves_nothing_and_blocks_the_next_run(
         "CREATE TABLE audit_log (id int);\nINSERT INTO no_such_table VALUES (1);\n",
     );
     write(dir.path(), "0012_after.sql", "CREATE TABLE later (id int);\n");
-    let err = migrate(&cfg(&db, dir.path())).await.unwrap_err();
+    let err = migrate(&cfg(&db, dir.path()), &ctx()).await.unwrap_err();
     assert!(matches!(err, MigrateError::Failed { version: 11, rolled_back: true, .. }), "{err:?}");
     assert!(kyb_core::error_chain(&err).contains("no_such_table"), "{}", kyb_core::error_chain(&err));
     assert_eq!(rows(&db).await, [(1, true), (2, true), (10, true), (11, false)]);
@@ -112,10 +139,10 @@ async fn a_failing_migration_is_recorded_leaves_nothing_and_blocks_the_next_run(
 
     // Fixed, but not repaired: the failure still blocks.
     write(dir.path(), "0011_broken.sql", "CREATE TABLE audit_log (id int);\n");
-    let err = migrate(&cfg(&db, dir.path())).await.unwrap_err();
+    let err = migrate(&cfg(&db, dir.path()), &ctx()).await.unwrap_err();
     assert!(matches!(err, MigrateError::Blocked { version: 11 }), "{err:?}");
     c.batch_execute("DELETE FROM schema_migrations WHERE version = 11 AND NOT success").await.unwrap();
-    let r = migrate(&cfg(&db, dir.path())).await.unwrap();
+    let r = migrate(&cfg(&db, dir.path()), &ctx()).await.unwrap();
     assert_eq!(r.applied.iter().map(|a| a.version).collect::<Vec<_>>(), [11, 12]);
 }
 
@@ -126,14 +153,15 @@ async fn two_runners_at_once_take_turns_or_refuse() {
     base(dir.path());
     write(dir.path(), "0020_slow.sql", "SELECT pg_sleep(1);\n");
     let waiting = MigrateConfig { lock_wait_ms: 30_000, ..cfg(&db, dir.path()) };
-    let (a, b) = tokio::join!(migrate(&waiting), migrate(&waiting));
+    let run = ctx();
+    let (a, b) = tokio::join!(migrate(&waiting, &run), migrate(&waiting, &run));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.applied.len() + b.applied.len(), 4, "each migration applied once: {a:?} {b:?}");
 
     // A runner that will not wait: refused while the other holds the lock.
     let holder = db.connect().await;
     holder.query_one("SELECT pg_advisory_lock($1)", &[&kyb_update::MIGRATE_LOCK_KEY]).await.unwrap();
-    let err = migrate(&cfg(&db, dir.path())).await.unwrap_err();
+    let err = migrate(&cfg(&db, dir.path()), &ctx()).await.unwrap_err();
     assert!(matches!(err, MigrateError::LockHeld { .. }), "{err:?}");
 }
 

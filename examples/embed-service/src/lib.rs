@@ -132,7 +132,8 @@ async fn handle(req: Request<Incoming>, maint: Arc<Maint>) -> Result<Response<Fu
     }
     Ok(match req.uri().path() {
         "/maint/health" => {
-            let report = kyb_health::check_all(&maint.probes).await;
+            let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc());
+            let Ok(report) = kyb_health::check_all(&maint.probes, &ctx).await;
             json(code(report.status), &report)
         }
         "/maint/backup" => match &maint.backup {
@@ -140,13 +141,16 @@ async fn handle(req: Request<Incoming>, maint: Arc<Maint>) -> Result<Response<Fu
                 StatusCode::NOT_FOUND,
                 &serde_json::json!({ "error": "no [maint] backup_dir configured" }),
             ),
-            Some(cfg) => match kyb_backup::verify(cfg, time::OffsetDateTime::now_utc()).await {
-                Ok(report) => json(code(Status::worst(report.checks.iter().map(|c| c.status))), &report),
-                Err(e) => json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &serde_json::json!({ "error": kyb_core::error_chain(&e) }),
-                ),
-            },
+            Some(cfg) => {
+                let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc());
+                match kyb_backup::verify(cfg, &ctx).await {
+                    Ok(report) => json(code(report.findings.status()), &report),
+                    Err(e) => json(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &serde_json::json!({ "error": kyb_core::error_chain(&e) }),
+                    ),
+                }
+            }
         },
         _ => {
             json(StatusCode::NOT_FOUND, &serde_json::json!({ "error": "try /maint/health or /maint/backup" }))

@@ -79,9 +79,8 @@ async fn it_serves_the_health_report_and_the_latest_backups_verification() {
 
     // A backup made with the same section's settings is then found and proven whole.
     let section: BackupSection = toml::from_str("max_age_hours = 1").unwrap();
-    let made = kyb_backup::create(&section.create(&backups, db.pg_target()), time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc());
+    let made = kyb_backup::create(&section.create(&backups, db.pg_target()), &ctx).await.unwrap();
     let (code, verified) = get(addr, "/maint/backup").await;
     assert_eq!(code, 200, "{verified}");
     for check in ["backup", "age", "metadata", "size", "checksum", "archive"] {
@@ -91,7 +90,8 @@ async fn it_serves_the_health_report_and_the_latest_backups_verification() {
     assert_eq!(verified["metadata"]["database"], db.dbname);
 
     // A damaged file is Crit, and the status code says so without the body being read.
-    let file = made.dir.join(made.metadata.backup_file.as_str());
+    let written = made.metadata.as_ref().expect("the metadata of the backup made");
+    let file = made.dir.join(written.backup_file.as_str());
     let mut bytes = std::fs::read(&file).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;

@@ -1,9 +1,9 @@
 //! Making backups with real pg_dump: what a run writes and how it fails, what it hands the
 //! PostgreSQL tools, and archives of configuration files.
 
-use crate::support::{DUMP, create_cfg, drill_cfg, gunzip, one_of_each, seeded, verify_cfg};
+use crate::support::{DUMP, create_cfg, drill_cfg, gunzip, metadata, one_of_each, seeded, verify_cfg};
 use kyb_backup::*;
-use kyb_core::{Secret, Status};
+use kyb_core::{RunCtx, Secret, Status, Unit};
 use kyb_testkit::fresh_database;
 use std::path::Path;
 use time::OffsetDateTime;
@@ -13,22 +13,23 @@ async fn create_then_verify_round_trip() {
     let db = seeded("bkround").await;
     let dir = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
-    let made = create(&create_cfg(&db, dir.path()), now).await.unwrap();
+    let made = create(&create_cfg(&db, dir.path()), &RunCtx::new(now)).await.unwrap();
+    let meta = metadata(&made);
     assert!(made.dir.join(DUMP).is_file());
     assert!(!made.dir.join("database.dump.gz.partial").exists());
     // The stored file is a gzip of a custom-format archive, and the sidecar is sha256sum's format.
     assert!(gunzip(&std::fs::read(made.dir.join(DUMP)).unwrap()).starts_with(b"PGDMP"));
     assert_eq!(
         std::fs::read_to_string(made.dir.join("database.dump.gz.sha256")).unwrap(),
-        format!("{}  {DUMP}\n", made.metadata.checksum)
+        format!("{}  {DUMP}\n", meta.checksum)
     );
-    assert!(made.metadata.dump_bytes > made.metadata.size_bytes);
-    let rows = |t: &str| made.metadata.tables.iter().find(|r| r.table == t).map(|r| r.rows);
+    assert!(meta.dump_bytes > meta.size_bytes);
+    let rows = |t: &str| meta.tables.iter().find(|r| r.table == t).map(|r| r.rows);
     assert_eq!(
         (rows("public.companies"), rows("public.owners"), rows("public.checks")),
         (Some(60_000), Some(40_000), Some(20_000))
     );
-    assert_eq!(made.metadata.checksum.len(), 64);
+    assert_eq!(meta.checksum.len(), 64);
     let on_disk: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(made.dir.join("backup_metadata.json")).unwrap())
             .unwrap();
@@ -45,11 +46,27 @@ async fn create_then_verify_round_trip() {
     ] {
         assert!(!on_disk[key].is_null(), "{key} missing from the metadata");
     }
-    assert_eq!(on_disk["checksum"], made.metadata.checksum);
+    assert_eq!(on_disk["checksum"], meta.checksum);
+    // The report: the backup with its size and duration, and the two files that make it.
+    let checks = &made.findings.checks;
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    let db_name = db.pg_target().dbname;
+    assert_eq!((checks[0].name.as_str(), checks[0].status), ("backup", Status::Ok));
+    assert!(checks[0].summary.starts_with(&format!("custom dump of {db_name}: ")), "{}", checks[0].summary);
+    assert!(checks[0].summary.ends_with(&format!(" in {} ms", meta.duration_ms)), "{}", checks[0].summary);
+    let metric = |label: &str| checks[0].metrics.iter().find(|m| m.label == label).map(|m| (m.value, m.unit));
+    assert_eq!(metric("backup_size"), Some((meta.size_bytes as f64, Unit::Bytes)));
+    assert_eq!(metric("backup_duration"), Some((meta.duration_ms as f64 / 1000.0, Unit::Seconds)));
+    assert_eq!(made.findings.artifacts, [made.dir.join(DUMP), made.dir.join("backup_metadata.json")]);
+    assert!(made.findings.actions.is_empty() && made.findings.headline.is_none());
     for which in [Which::Today, Which::Latest, Which::Dir(made.dir.clone())] {
-        let r = verify(&verify_cfg(dir.path(), which.clone()), now).await.unwrap();
-        assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{which:?}: {:?}", r.checks);
-        assert_eq!(r.checks.len(), 7, "{:?}", r.checks);
+        let r = verify(&verify_cfg(dir.path(), which.clone()), &RunCtx::new(now)).await.unwrap();
+        assert!(
+            r.findings.checks.iter().all(|c| c.status == Status::Ok),
+            "{which:?}: {:?}",
+            r.findings.checks
+        );
+        assert_eq!(r.findings.checks.len(), 7, "{:?}", r.findings.checks);
     }
 }
 
@@ -57,7 +74,7 @@ async fn create_then_verify_round_trip() {
 async fn a_failing_pg_dump_leaves_nothing_and_keeps_the_previous_backup() {
     let db = seeded("bkfail").await;
     let root = tempfile::tempdir().unwrap();
-    let first = create(&create_cfg(&db, root.path()), OffsetDateTime::now_utc()).await.unwrap();
+    let first = create(&create_cfg(&db, root.path()), &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
     let before = std::fs::read(first.dir.join(DUMP)).unwrap();
 
     // A lock held elsewhere makes pg_dump give up (its lock wait timeout): a real dump failure.
@@ -65,7 +82,7 @@ async fn a_failing_pg_dump_leaves_nothing_and_keeps_the_previous_backup() {
     holder.batch_execute("BEGIN; LOCK TABLE owners IN ACCESS EXCLUSIVE MODE;").await.unwrap();
     let cfg = CreateConfig { lock_wait_timeout_ms: 300, ..create_cfg(&db, root.path()) };
     let later = OffsetDateTime::now_utc() + time::Duration::seconds(5);
-    let err = create(&cfg, later).await.unwrap_err();
+    let err = create(&cfg, &RunCtx::new(later)).await.unwrap_err();
     assert!(matches!(err, BackupError::Dump { .. }), "{err:?}");
     assert!(err.to_string().to_lowercase().contains("lock"), "{err}");
     holder.batch_execute("ROLLBACK").await.unwrap();
@@ -73,7 +90,7 @@ async fn a_failing_pg_dump_leaves_nothing_and_keeps_the_previous_backup() {
     // A database that does not exist fails before anything is made.
     let mut gone = create_cfg(&db, root.path());
     gone.postgres.dbname = "no_such_database_kyb".into();
-    assert!(create(&gone, later).await.is_err());
+    assert!(create(&gone, &RunCtx::new(later)).await.is_err());
 
     let dirs: Vec<_> =
         std::fs::read_dir(root.path().join("full")).unwrap().map(|e| e.unwrap().path()).collect();
@@ -82,12 +99,44 @@ async fn a_failing_pg_dump_leaves_nothing_and_keeps_the_previous_backup() {
 }
 
 #[tokio::test]
+async fn a_cancelled_backup_stops_pg_dump_and_leaves_nothing() {
+    let db = one_of_each("bkcancelled").await;
+    let root = tempfile::tempdir().unwrap();
+    let first = create(&create_cfg(&db, root.path()), &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
+    // A lock held elsewhere keeps pg_dump waiting, its partial file made, until it is cancelled.
+    let holder = db.connect().await;
+    holder.batch_execute("BEGIN; LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE;").await.unwrap();
+    let ctx = RunCtx::new(OffsetDateTime::now_utc() + time::Duration::seconds(5));
+    let cfg = CreateConfig { lock_wait_timeout_ms: 120_000, ..create_cfg(&db, root.path()) };
+    let running = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { create(&cfg, &ctx).await }
+    });
+    let stamp = time::macros::format_description!("[year][month][day]_[hour][minute][second]");
+    let dir = root.path().join("full").join(format!("backup_{}", ctx.now.format(stamp).unwrap()));
+    let partial = dir.join("database.dump.gz.partial");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !partial.exists() {
+        assert!(std::time::Instant::now() < deadline && !running.is_finished(), "the dump never began");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    ctx.cancel.cancel();
+    let err = running.await.unwrap().unwrap_err();
+    assert!(matches!(err, BackupError::DumpCancelled), "{err:?}");
+    assert_eq!(err.to_string(), "cancelled; pg_dump stopped and the partial backup removed");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let dirs: Vec<_> =
+        std::fs::read_dir(root.path().join("full")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs, vec![first.dir.clone()], "only the first backup may exist");
+}
+
+#[tokio::test]
 async fn an_unusable_backup_dir_is_a_clear_error() {
     let db = fresh_database("bkdir").await;
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let err = create(&create_cfg(&db, &file), OffsetDateTime::now_utc()).await.unwrap_err();
+    let err = create(&create_cfg(&db, &file), &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap_err();
     assert!(matches!(err, BackupError::Write { .. }), "{err:?}");
     assert!(err.to_string().contains("not-a-dir"), "{err}");
 }
@@ -100,7 +149,7 @@ async fn a_database_that_cannot_be_reached_is_named_with_the_cause() {
     let mut cfg = create_cfg(&db, root.path());
     cfg.postgres.host = "127.0.0.1".into();
     cfg.postgres.port = port;
-    let err = create(&cfg, OffsetDateTime::now_utc()).await.unwrap_err();
+    let err = create(&cfg, &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap_err();
     assert!(matches!(err, BackupError::Connect(_)), "{err:?}");
     let text = kyb_core::error_chain(&err);
     assert!(
@@ -131,7 +180,7 @@ async fn a_pg_dump_older_than_the_server_is_refused_before_dumping() {
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let cfg = CreateConfig { pg_bindir: Some(bindir), ..create_cfg(&db, &root.path().join("backups")) };
-    let err = create(&cfg, OffsetDateTime::now_utc()).await.unwrap_err();
+    let err = create(&cfg, &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap_err();
     assert!(matches!(err, BackupError::PgDumpTooOld { pg_dump: 12, server } if server >= 13), "{err:?}");
     assert!(err.to_string().contains("older than the server"), "{err}");
     assert!(!root.path().join("backups/full").exists(), "nothing may be made");
@@ -162,7 +211,7 @@ async fn the_server_stopping_mid_dump_leaves_nothing_and_keeps_the_previous_back
         lock_wait_timeout_ms: 5_000,
     };
     s.psql("kyb", "CREATE TABLE small AS SELECT g AS id FROM generate_series(1, 1000) g").unwrap();
-    let first = create(&cfg, OffsetDateTime::now_utc()).await.unwrap();
+    let first = create(&cfg, &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
     let before = std::fs::read(first.dir.join("database.sql.gz")).unwrap();
     // Enough rows that the dump takes a few seconds.
     s.psql(
@@ -174,7 +223,7 @@ async fn the_server_stopping_mid_dump_leaves_nothing_and_keeps_the_previous_back
     let later = OffsetDateTime::now_utc() + time::Duration::seconds(5);
     let running = tokio::spawn({
         let cfg = cfg.clone();
-        async move { create(&cfg, later).await }
+        async move { create(&cfg, &RunCtx::new(later)).await }
     });
     // Stop the server once the dump is well under way.
     let partial = |root: &Path| {
@@ -230,7 +279,8 @@ impl Drop for SmallDisk {
 async fn a_full_backup_disk_is_a_clear_error_and_leaves_nothing() {
     let db = seeded("bkfull").await;
     let disk = SmallDisk::mount(512);
-    let err = create(&create_cfg(&db, disk.0.path()), OffsetDateTime::now_utc()).await.unwrap_err();
+    let err =
+        create(&create_cfg(&db, disk.0.path()), &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap_err();
     assert!(matches!(err, BackupError::Write { .. }), "{err:?}");
     let text = kyb_core::error_chain(&err);
     assert!(text.contains("No space left on device"), "{text}");
@@ -245,7 +295,8 @@ async fn an_unwritable_backup_dir_is_a_clear_error() {
     let out =
         std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(disk.0.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let err = create(&create_cfg(&db, disk.0.path()), OffsetDateTime::now_utc()).await.unwrap_err();
+    let err =
+        create(&create_cfg(&db, disk.0.path()), &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap_err();
     let text = kyb_core::error_chain(&err);
     assert!(text.contains("Read-only file system"), "{text}");
 }
@@ -271,12 +322,16 @@ async fn row_counts_match_the_dump_while_rows_keep_arriving() {
             n
         }
     });
-    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    let made = create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(inserting.await.unwrap() > 0);
-    let recorded = made.metadata.tables.iter().find(|t| t.table == "public.checks").unwrap().rows;
-    let d = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
-    assert!(d.checks.iter().all(|c| c.status == Status::Ok), "recorded {recorded}: {:?}", d.checks);
+    let recorded = metadata(&made).tables.iter().find(|t| t.table == "public.checks").unwrap().rows;
+    let d = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    assert!(
+        d.findings.checks.iter().all(|c| c.status == Status::Ok),
+        "recorded {recorded}: {:?}",
+        d.findings.checks
+    );
 }
 
 #[tokio::test]
@@ -293,9 +348,9 @@ async fn a_configured_path_that_is_a_link_is_archived_with_its_target() {
         compression_level: 6,
         timeout_ms: 60_000,
     };
-    let r = archive(&cfg, OffsetDateTime::now_utc()).await.unwrap();
-    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
-    let entries = &r.manifest.archives[0].entries;
+    let r = archive(&cfg, &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
+    assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
+    let entries = &r.manifest.as_ref().unwrap().archives[0].entries;
     assert!(entries.iter().any(|e| e.path == current && e.kind == "symlink"), "{entries:?}");
     let real = std::fs::canonicalize(&release).unwrap();
     assert!(entries.iter().any(|e| e.path == real.join("app.toml") && e.kind == "file"), "{entries:?}");
@@ -325,8 +380,8 @@ async fn an_archive_run_killed_mid_write_is_swept_by_the_next_but_a_live_one_is_
     let holder = std::fs::File::open(&live).unwrap();
     rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
 
-    let r = archive(&cfg, OffsetDateTime::now_utc()).await.unwrap();
-    let swept = r.checks.iter().find(|c| c.name == "partials").expect("a partials check");
+    let r = archive(&cfg, &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
+    let swept = r.findings.checks.iter().find(|c| c.name == "partials").expect("a partials check");
     assert_eq!(swept.status, Status::Ok, "{swept:?}");
     assert!(
         swept
@@ -337,7 +392,7 @@ async fn an_archive_run_killed_mid_write_is_swept_by_the_next_but_a_live_one_is_
     );
     assert!(!killed.exists(), "the killed run's directory held nothing else");
     assert!(live.join("application-config.tar.gz.partial").exists(), "a live run's file is left alone");
-    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
     drop(holder);
 }
 
@@ -347,7 +402,7 @@ async fn every_file_a_backup_run_writes_is_private() {
     let db = one_of_each("bkmodes").await;
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
-    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    let made = create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     let etc = root.path().join("etc");
     std::fs::create_dir(&etc).unwrap();
     std::fs::write(etc.join("app.toml"), "x = 1\n").unwrap();
@@ -357,7 +412,7 @@ async fn every_file_a_backup_run_writes_is_private() {
         compression_level: 1,
         timeout_ms: 60_000,
     };
-    let archived = archive(&cfg, now).await.unwrap();
+    let archived = archive(&cfg, &RunCtx::new(now)).await.unwrap();
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
     for file in [
         made.dir.join(DUMP),
@@ -446,11 +501,11 @@ async fn pg_tools_get_the_password_in_a_private_passfile_and_nothing_else_of_our
         pg_bindir: Some(bin.clone()),
         ..create_cfg(&db, &root.path().join("backups"))
     };
-    let made = create(&cfg, now).await.unwrap();
+    let made = create(&cfg, &RunCtx::new(now)).await.unwrap();
     let drill =
         DrillConfig { postgres: t, pg_bindir: Some(bin), ..drill_cfg(&db, &root.path().join("backups")) };
-    let r = restore_drill(&drill, now).await.unwrap();
-    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
+    let r = restore_drill(&drill, &RunCtx::new(now)).await.unwrap();
+    assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
     admin.batch_execute(&format!("DROP ROLE {role}")).await.unwrap();
     assert!(made.dir.join(DUMP).exists());
 

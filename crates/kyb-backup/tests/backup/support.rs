@@ -1,6 +1,6 @@
 //! Fixtures shared by the backup tests: seeded databases, and the configs each area builds.
 
-use kyb_backup::{CreateConfig, DrillConfig, Format, VerifyConfig, Which};
+use kyb_backup::{CreateConfig, CreateReport, DrillConfig, Format, Metadata, VerifyConfig, Which};
 use kyb_testkit::{TestDb, fresh_database};
 use std::path::Path;
 
@@ -85,4 +85,9 @@ pub async fn one_of_each(tag: &str) -> TestDb {
 
 pub fn check_of<'a>(checks: &'a [kyb_core::Check], name: &str) -> &'a kyb_core::Check {
     checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} check in {checks:?}"))
+}
+
+/// The metadata of a backup made (not planned: a dry run has none).
+pub fn metadata(made: &CreateReport) -> &Metadata {
+    made.metadata.as_ref().expect("a backup made has its metadata")
 }

@@ -1,9 +1,11 @@
 //! Checking backups: what verify finds in damaged ones, and restore drills into a scratch
 //! database with real pg_restore and psql.
 
-use crate::support::{DUMP, check_of, create_cfg, drill_cfg, gunzip, one_of_each, seeded, verify_cfg};
+use crate::support::{
+    DUMP, check_of, create_cfg, drill_cfg, gunzip, metadata, one_of_each, seeded, verify_cfg,
+};
 use kyb_backup::*;
-use kyb_core::Status;
+use kyb_core::{RunCtx, Status, Unit};
 use kyb_testkit::TestDb;
 use time::OffsetDateTime;
 
@@ -21,8 +23,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Replaces the backup's file with `bytes` and records their size and checksum: damage done
 /// before the dump was hashed, which only reading the archive can find.
 fn replace_consistently(made: &CreateReport, bytes: &[u8]) {
-    std::fs::write(made.dir.join(&made.metadata.backup_file), bytes).unwrap();
-    let mut meta = made.metadata.clone();
+    std::fs::write(made.dir.join(&metadata(made).backup_file), bytes).unwrap();
+    let mut meta = metadata(made).clone();
     meta.checksum = sha256_hex(bytes);
     meta.size_bytes = bytes.len() as u64;
     std::fs::write(made.dir.join("backup_metadata.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
@@ -45,15 +47,16 @@ fn replace_all(haystack: &mut [u8], from: &[u8], to: &[u8]) -> usize {
 }
 
 fn status_of(r: &VerifyReport, name: &str) -> Status {
-    r.checks
+    r.findings
+        .checks
         .iter()
         .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no {name} check in {:?}", r.checks))
+        .unwrap_or_else(|| panic!("no {name} check in {:?}", r.findings.checks))
         .status
 }
 
 fn summary_of<'a>(r: &'a VerifyReport, name: &str) -> &'a str {
-    &r.checks.iter().find(|c| c.name == name).unwrap().summary
+    &r.findings.checks.iter().find(|c| c.name == name).unwrap().summary
 }
 
 async fn scratch_exists(db: &TestDb, name: &str) -> bool {
@@ -70,14 +73,14 @@ async fn damaged_backups_are_each_crit_with_their_reason() {
     let db = seeded("bkdamage").await;
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
-    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    let made = create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     let pristine = std::fs::read(made.dir.join(DUMP)).unwrap();
     let meta = std::fs::read_to_string(made.dir.join("backup_metadata.json")).unwrap();
     let check = |which: &'static str| {
         let dir = made.dir.clone();
         let root = root.path().to_owned();
         async move {
-            let r = verify(&verify_cfg(&root, Which::Dir(dir)), now).await.unwrap();
+            let r = verify(&verify_cfg(&root, Which::Dir(dir)), &RunCtx::new(now)).await.unwrap();
             (status_of(&r, which), summary_of(&r, which).to_owned())
         }
     };
@@ -149,10 +152,13 @@ async fn no_backup_today_is_crit() {
     std::fs::create_dir_all(&old_dir).unwrap();
     // A finished run's directory (its metadata is there), however damaged.
     std::fs::write(old_dir.join("backup_metadata.json"), "{}").unwrap();
-    let r = verify(&verify_cfg(dir.path(), Which::Today), OffsetDateTime::now_utc()).await.unwrap();
+    let r =
+        verify(&verify_cfg(dir.path(), Which::Today), &RunCtx::new(OffsetDateTime::now_utc())).await.unwrap();
     assert_eq!(status_of(&r, "backup"), Status::Crit);
-    assert!(summary_of(&r, "backup").contains("no backup from today"), "{:?}", r.checks);
-    let old = verify(&verify_cfg(dir.path(), Which::Latest), OffsetDateTime::now_utc()).await.unwrap();
+    assert!(summary_of(&r, "backup").contains("no backup from today"), "{:?}", r.findings.checks);
+    let old = verify(&verify_cfg(dir.path(), Which::Latest), &RunCtx::new(OffsetDateTime::now_utc()))
+        .await
+        .unwrap();
     assert_eq!(status_of(&old, "age"), Status::Crit);
     assert_eq!(status_of(&old, "metadata"), Status::Crit);
 }
@@ -162,19 +168,28 @@ async fn restore_drill_round_trip_matches_the_source() {
     let db = seeded("bkdrill").await;
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
-    create(&create_cfg(&db, root.path()), now).await.unwrap();
-    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
-    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
-    let objects = &r.checks.iter().find(|c| c.name == "objects").expect("an objects check").summary;
+    create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    let r = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
+    let objects = &r.findings.checks.iter().find(|c| c.name == "objects").expect("an objects check").summary;
     assert!(objects.contains("3 tables, ") && objects.contains("1 view"), "{objects}");
     for table in ["public.companies", "public.owners", "public.checks"] {
         assert!(
-            r.checks.iter().any(|c| c.name == format!("rows {table}")),
+            r.findings.checks.iter().any(|c| c.name == format!("rows {table}")),
             "{table} not compared: {:?}",
-            r.checks
+            r.findings.checks
         );
     }
     assert!(r.restore_ms > 0);
+    // The restore time is the measured recovery time: a metric, and the drill's headline.
+    let rto = &check_of(&r.findings.checks, "restore").metrics;
+    assert_eq!(rto.len(), 1, "{rto:?}");
+    assert_eq!((rto[0].label.as_str(), rto[0].unit), ("restore_time", Unit::Seconds));
+    assert_eq!(rto[0].value, r.restore_ms as f64 / 1000.0);
+    let backup = r.backup.as_ref().expect("the backup restored");
+    let headline =
+        format!("restored {} in {} ms (the measured recovery time)", backup.display(), r.restore_ms);
+    assert_eq!(r.findings.headline, Some(headline));
     assert!(r.scratch_db.starts_with("kyb_dr_"));
     assert!(!scratch_exists(&db, &r.scratch_db).await, "scratch database left behind");
 }
@@ -184,18 +199,21 @@ async fn a_corrupt_backup_fails_the_drill_and_the_scratch_database_goes() {
     let db = seeded("bkdrillbad").await;
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
-    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    let made = create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     // Damage rows, not the archive's framing: a tab where a space was gives every "Owner 1…" row
     // an extra column. The archive reads fine; only restoring it fails.
     let mut raw = gunzip(&std::fs::read(made.dir.join(DUMP)).unwrap());
     assert!(replace_all(&mut raw, b"Owner 1", b"Owner\t1") > 1000);
     replace_consistently(&made, &gzip(&raw));
 
-    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
-    let status = |n: &str| r.checks.iter().find(|c| c.name == n).map(|c| c.status);
-    assert_eq!(status("verify"), Some(Status::Ok), "{:?}", r.checks);
-    assert_eq!(status("restore"), Some(Status::Crit), "{:?}", r.checks);
-    assert_eq!(status("cleanup"), Some(Status::Ok), "{:?}", r.checks);
+    let r = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    let status = |n: &str| r.findings.checks.iter().find(|c| c.name == n).map(|c| c.status);
+    assert_eq!(status("verify"), Some(Status::Ok), "{:?}", r.findings.checks);
+    assert_eq!(status("restore"), Some(Status::Crit), "{:?}", r.findings.checks);
+    assert_eq!(status("cleanup"), Some(Status::Ok), "{:?}", r.findings.checks);
+    // A drill that fails has no recovery time to give: its summary is what failed.
+    assert_eq!(r.findings.headline, None);
+    assert!(check_of(&r.findings.checks, "restore").metrics.is_empty());
     assert!(!scratch_exists(&db, &r.scratch_db).await, "scratch database left behind");
 }
 
@@ -204,16 +222,19 @@ async fn a_backup_that_does_not_verify_is_not_restored() {
     let db = seeded("bkdrillnov").await;
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
-    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
+    let made = create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     std::fs::remove_file(made.dir.join("backup_metadata.json")).unwrap();
-    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
-    assert_eq!(r.checks.len(), 2, "{:?}", r.checks);
-    assert_eq!(r.checks[0].status, Status::Crit);
-    assert!(r.checks[0].summary.contains("not restored"), "{}", r.checks[0].summary);
+    let r = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    assert_eq!(r.findings.checks.len(), 2, "{:?}", r.findings.checks);
+    assert_eq!(r.findings.checks[0].status, Status::Crit);
+    assert!(r.findings.checks[0].summary.contains("not restored"), "{}", r.findings.checks[0].summary);
     // Without its metadata it is no complete backup, and is named as unfinished.
-    assert_eq!((r.checks[1].name.as_str(), r.checks[1].status), ("incomplete", Status::Warn));
+    assert_eq!(
+        (r.findings.checks[1].name.as_str(), r.findings.checks[1].status),
+        ("incomplete", Status::Warn)
+    );
     let name = made.dir.file_name().unwrap().to_str().unwrap();
-    assert!(r.checks[1].summary.contains(name), "{}", r.checks[1].summary);
+    assert!(r.findings.checks[1].summary.contains(name), "{}", r.findings.checks[1].summary);
     assert!(!scratch_exists(&db, &r.scratch_db).await);
 }
 
@@ -223,24 +244,24 @@ async fn plain_format_round_trip_and_a_cut_short_script() {
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
     let cfg = CreateConfig { format: Format::Plain, ..create_cfg(&db, root.path()) };
-    let made = create(&cfg, now).await.unwrap();
-    assert_eq!(made.metadata.backup_file, "database.sql.gz");
-    assert_eq!(made.metadata.format, "plain");
+    let made = create(&cfg, &RunCtx::new(now)).await.unwrap();
+    assert_eq!(metadata(&made).backup_file, "database.sql.gz");
+    assert_eq!(metadata(&made).format, "plain");
     let sql = gunzip(&std::fs::read(made.dir.join("database.sql.gz")).unwrap());
     assert!(String::from_utf8_lossy(&sql).contains("CREATE TABLE public.companies"));
 
-    let r = verify(&verify_cfg(root.path(), Which::Latest), now).await.unwrap();
-    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
-    let d = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
-    assert!(d.checks.iter().all(|c| c.status == Status::Ok), "{:?}", d.checks);
+    let r = verify(&verify_cfg(root.path(), Which::Latest), &RunCtx::new(now)).await.unwrap();
+    assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
+    let d = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    assert!(d.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", d.findings.checks);
     // A plain script has no archive TOC: its object headers are compared instead.
-    let objects = &d.checks.iter().find(|c| c.name == "objects").expect("an objects check").summary;
+    let objects = &d.findings.checks.iter().find(|c| c.name == "objects").expect("an objects check").summary;
     assert!(objects.contains("3 tables, ") && objects.contains("1 view"), "{objects}");
     assert!(!scratch_exists(&db, &d.scratch_db).await);
 
     // A whole gzip stream of half a script: verify says so.
     replace_consistently(&made, &gzip(&sql[..sql.len() / 2]));
-    let r = verify(&verify_cfg(root.path(), Which::Latest), now).await.unwrap();
+    let r = verify(&verify_cfg(root.path(), Which::Latest), &RunCtx::new(now)).await.unwrap();
     let (s, why) = (status_of(&r, "archive"), summary_of(&r, "archive"));
     assert!(s == Status::Crit && why.contains("cut short"), "{why}");
 
@@ -248,9 +269,9 @@ async fn plain_format_round_trip_and_a_cut_short_script() {
     let mut bad = sql.clone();
     assert!(replace_all(&mut bad, b"Owner 1", b"Owner\t1") > 1000);
     replace_consistently(&made, &gzip(&bad));
-    let d = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
-    let restore = d.checks.iter().find(|c| c.name == "restore").unwrap();
-    assert_eq!(restore.status, Status::Crit, "{:?}", d.checks);
+    let d = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    let restore = d.findings.checks.iter().find(|c| c.name == "restore").unwrap();
+    assert_eq!(restore.status, Status::Crit, "{:?}", d.findings.checks);
     assert!(restore.summary.contains("psql failed"), "{}", restore.summary);
     assert!(!scratch_exists(&db, &d.scratch_db).await, "scratch database left behind");
 }
@@ -260,7 +281,7 @@ async fn a_cancelled_drill_drops_its_scratch_database() {
     let db = seeded("bkcancel").await;
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
-    create(&create_cfg(&db, root.path()), now).await.unwrap();
+    create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     // The drill's clock, a few hours on, names its scratch database apart from other tests'.
     let drill_now = now + time::Duration::seconds(3 * 3600 + 1717);
     let prefix = format!(
@@ -273,8 +294,10 @@ async fn a_cancelled_drill_drops_its_scratch_database() {
         drill_now.second()
     );
     // Cancel as soon as the scratch database exists, mid-restore.
+    let ctx = RunCtx::new(drill_now);
+    let cancel = ctx.cancel.clone();
     let watcher = db.connect().await;
-    let cancel = async move {
+    let watching = tokio::spawn(async move {
         loop {
             let n: i64 = watcher
                 .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE $1", &[&prefix])
@@ -282,14 +305,16 @@ async fn a_cancelled_drill_drops_its_scratch_database() {
                 .unwrap()
                 .get(0);
             if n > 0 {
+                cancel.cancel();
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
-    };
-    let r = restore_drill_until(&drill_cfg(&db, root.path()), drill_now, cancel).await.unwrap();
-    let restore = r.checks.iter().find(|c| c.name == "restore").unwrap();
-    assert_eq!(restore.status, Status::Crit, "{:?}", r.checks);
+    });
+    let r = restore_drill(&drill_cfg(&db, root.path()), &ctx).await.unwrap();
+    watching.abort();
+    let restore = r.findings.checks.iter().find(|c| c.name == "restore").unwrap();
+    assert_eq!(restore.status, Status::Crit, "{:?}", r.findings.checks);
     assert!(restore.summary.contains("cancelled"), "{}", restore.summary);
     assert!(!scratch_exists(&db, &r.scratch_db).await, "scratch database left behind");
 }
@@ -299,12 +324,12 @@ async fn the_drill_compares_every_object_the_archive_lists() {
     let db = one_of_each("bkobjects").await;
     let root = tempfile::tempdir().unwrap();
     let now = OffsetDateTime::now_utc();
-    let made = create(&create_cfg(&db, root.path()), now).await.unwrap();
-    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
-    assert!(r.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.checks);
-    assert_eq!(check_of(&r.checks, "tables").summary, "1 table restored, as at backup time");
-    assert_eq!(check_of(&r.checks, "rows public.ledger").summary, "1 row, as at backup time");
-    let objects = &check_of(&r.checks, "objects").summary;
+    let made = create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    let r = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
+    assert_eq!(check_of(&r.findings.checks, "tables").summary, "1 table restored, as at backup time");
+    assert_eq!(check_of(&r.findings.checks, "rows public.ledger").summary, "1 row, as at backup time");
+    let objects = &check_of(&r.findings.checks, "objects").summary;
     for kind in ["1 table", "1 view", "1 sequence", "2 functions", "1 index", "1 constraint", "1 trigger"] {
         assert!(objects.contains(&format!("{kind},")) || objects.ends_with(kind), "{kind}: {objects}");
     }
@@ -318,11 +343,11 @@ async fn the_drill_compares_every_object_the_archive_lists() {
     assert!(replace_all(&mut raw, b"public.entry_total(", b"public.entry_totax(") >= 1);
     assert!(replace_all(&mut raw, b"INDEX ledger_amount ON", b"INDEX ledger_amounx ON") == 1);
     replace_consistently(&made, &gzip(&raw));
-    let r = restore_drill(&drill_cfg(&db, root.path()), now).await.unwrap();
-    assert_eq!(check_of(&r.checks, "restore").status, Status::Ok, "{:?}", r.checks);
-    assert_eq!(check_of(&r.checks, "tables").status, Status::Ok, "{:?}", r.checks);
-    let objects = check_of(&r.checks, "objects");
-    assert_eq!(objects.status, Status::Crit, "{:?}", r.checks);
+    let r = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
+    assert_eq!(check_of(&r.findings.checks, "restore").status, Status::Ok, "{:?}", r.findings.checks);
+    assert_eq!(check_of(&r.findings.checks, "tables").status, Status::Ok, "{:?}", r.findings.checks);
+    let objects = check_of(&r.findings.checks, "objects");
+    assert_eq!(objects.status, Status::Crit, "{:?}", r.findings.checks);
     for missing in [
         "view public.big_entries",
         "sequence public.voucher_no",
@@ -333,6 +358,6 @@ async fn the_drill_compares_every_object_the_archive_lists() {
     }
     assert!(objects.summary.starts_with("4 of the "), "{}", objects.summary);
     assert!(!objects.summary.contains("ledger_touch"), "{}", objects.summary);
-    assert_eq!(check_of(&r.checks, "cleanup").status, Status::Ok);
+    assert_eq!(check_of(&r.findings.checks, "cleanup").status, Status::Ok);
     assert!(!scratch_exists(&db, &r.scratch_db).await, "scratch database left behind");
 }

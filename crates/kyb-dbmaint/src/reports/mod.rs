@@ -9,9 +9,9 @@ mod tables;
 pub(crate) use indexes::{IndexBloat, index_bloat};
 pub(crate) use tables::bloat_status;
 
-use crate::DbMaintError;
 use crate::session::{DbConfig, Session};
-use kyb_core::{Check, Status, Thresholds};
+use crate::{DbMaintConfig, DbMaintError};
+use kyb_core::{Check, Findings, RunCtx, Status, Thresholds};
 use serde::Serialize;
 
 /// One of the reports. Each looks at the configured database only: rows of other databases on
@@ -68,6 +68,26 @@ impl ReportKind {
         ReportKind::TopActivity,
         ReportKind::SlowQueries,
     ];
+
+    /// The task name in flows and run logs: `db-unused-indexes`.
+    pub fn task_name(self) -> &'static str {
+        match self {
+            ReportKind::UnusedIndexes => "db-unused-indexes",
+            ReportKind::DuplicateIndexes => "db-duplicate-indexes",
+            ReportKind::InvalidIndexes => "db-invalid-indexes",
+            ReportKind::Bloat => "db-bloat",
+            ReportKind::TableSizes => "db-table-sizes",
+            ReportKind::VacuumState => "db-vacuum-state",
+            ReportKind::Wraparound => "db-wraparound",
+            ReportKind::Sequences => "db-sequences",
+            ReportKind::Connections => "db-connections",
+            ReportKind::LongQueries => "db-long-queries",
+            ReportKind::CacheHit => "db-cache-hit",
+            ReportKind::IndexRecommendations => "db-index-recommendations",
+            ReportKind::TopActivity => "db-top-activity",
+            ReportKind::SlowQueries => "db-slow-queries",
+        }
+    }
 
     /// Kebab-case name, as the binary's subcommands and task names spell it.
     pub fn name(self) -> &'static str {
@@ -150,23 +170,25 @@ impl Default for ReportConfig {
 pub struct DbReport {
     /// Which report.
     pub report: ReportKind,
-    /// One row per finding; a single Ok row when there is nothing to report.
-    pub checks: Vec<Check>,
-    /// What the reader needs to weigh the rows, e.g. when the statistics were last reset.
-    pub notes: Vec<String>,
+    /// One row per finding, a single Ok row when there is nothing to report; as notes, what the
+    /// reader needs to weigh the rows, e.g. when the statistics were last reset.
+    #[serde(flatten)]
+    pub findings: Findings,
 }
+
+kyb_core::impl_report!(DbReport);
 
 impl DbReport {
     fn new(report: ReportKind, checks: Vec<Check>, notes: Vec<String>) -> DbReport {
-        DbReport { report, checks, notes }
+        DbReport { report, findings: Findings { checks, notes, ..Findings::default() } }
     }
 }
 
 /// Runs one report against the database (read only; no advisory lock, so it never waits behind
-/// a maintenance run).
-pub async fn report(cfg: &DbConfig, rc: &ReportConfig, which: ReportKind) -> Result<DbReport, DbMaintError> {
-    let s = Session::read_only(cfg).await?;
-    run(&Db { s: &s, cfg }, rc, which).await
+/// a maintenance run). It changes nothing, so a dry run is the same run.
+pub async fn report(cfg: &DbMaintConfig, which: ReportKind, _ctx: &RunCtx) -> Result<DbReport, DbMaintError> {
+    let s = Session::read_only(&cfg.db).await?;
+    run(&Db { s: &s, cfg: &cfg.db }, &cfg.reports, which).await
 }
 
 /// One report of [`reports`]: what it found, or why it could not run, and how long it took.
@@ -181,19 +203,19 @@ pub struct ReportRun {
     pub duration: std::time::Duration,
 }
 
-/// Runs several reports one after another on one connection, in the order of `which`. `Err`
-/// only when the database cannot be reached, so that is said once.
+/// Runs several reports one after another on one connection, in the order of `which`, each as
+/// [`report`] would. `Err` only when the database cannot be reached, so that is said once.
 pub async fn reports(
-    cfg: &DbConfig,
-    rc: &ReportConfig,
+    cfg: &DbMaintConfig,
     which: &[ReportKind],
+    _ctx: &RunCtx,
 ) -> Result<Vec<ReportRun>, DbMaintError> {
-    let s = Session::read_only(cfg).await?;
-    let db = Db { s: &s, cfg };
+    let s = Session::read_only(&cfg.db).await?;
+    let db = Db { s: &s, cfg: &cfg.db };
     let mut out = Vec::with_capacity(which.len());
     for &report in which {
         let started = std::time::Instant::now();
-        let result = run(&db, rc, report).await;
+        let result = run(&db, &cfg.reports, report).await;
         out.push(ReportRun { report, result, duration: started.elapsed() });
     }
     Ok(out)
@@ -299,6 +321,9 @@ mod tests {
         let names: std::collections::HashSet<_> = ReportKind::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names.len(), ReportKind::ALL.len());
         assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+        for r in ReportKind::ALL {
+            assert_eq!(r.task_name(), format!("db-{}", r.name()));
+        }
     }
 
     #[test]

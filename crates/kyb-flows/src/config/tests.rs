@@ -2,6 +2,7 @@
 
 use super::*;
 use kyb_core::Thresholds;
+use kyb_dbmaint::ReportConfig;
 
 const MINIMAL: &str = "[paths]\nmaintenance_dir = \"m\"\n";
 
@@ -15,14 +16,15 @@ fn minimal_config_gets_defaults_and_resolves_paths() {
     assert_eq!(cfg.paths.maintenance_dir, Path::new("/etc/kyb/m"));
     assert_eq!(cfg.paths.reports_dir, Path::new("/etc/kyb/m/reports"));
     assert_eq!(cfg.system.disk_pct, Thresholds::new(80.0, 90.0));
-    assert!(cfg.health.app.is_none());
+    assert!(cfg.health.is_none(), "no [app], [postgres] or [redis]: nothing to probe");
+    assert!(cfg.snapshot.is_none() && cfg.performance.is_none() && cfg.ml.is_none());
 }
 
 #[test]
 fn a_checks_only_config_needs_no_paths() {
     let cfg = parse_str("[redis]\nport = 6390\n").unwrap();
     assert_eq!(cfg.paths.maintenance_dir, Path::new("/var/lib/kyb-maint"));
-    assert_eq!(cfg.health.redis.unwrap().port, 6390);
+    assert_eq!(cfg.health.unwrap().redis.unwrap().port, 6390);
 }
 
 #[test]
@@ -52,8 +54,16 @@ fn unsupported_scheme_is_a_config_error() {
 #[test]
 fn snapshots_are_capped_at_8_mib_unless_configured() {
     let text = format!("{MINIMAL}[app]\nbase_url = \"http://127.0.0.1:1\"\n");
-    let snap = parse_str(&text).unwrap().snapshot.unwrap();
+    let cfg = parse_str(&text).unwrap();
+    let snap = cfg.snapshot.unwrap();
     assert_eq!(snap.max_snapshot_bytes, 8 * 1024 * 1024);
+    // The weekly analysis reads the snapshots the daily flow saves, under the same cap.
+    let perf = cfg.performance.unwrap();
+    assert_eq!((perf.reports_dir, perf.max_snapshot_bytes), (snap.reports_dir, snap.max_snapshot_bytes));
+    assert_eq!(perf.scrape.url, snap.metrics_url);
+    let ml = cfg.ml.unwrap();
+    assert_eq!(ml.scrape, perf.scrape);
+    assert_eq!(ml.ml.history.as_deref(), Some(Path::new("/etc/kyb/m/ml-accuracy-history.jsonl")));
     let text = format!("{MINIMAL}[app]\nbase_url = \"http://127.0.0.1:1\"\nmax_snapshot_bytes = 100\n");
     let err = parse_str(&text).unwrap_err().to_string();
     assert!(err.contains("app.max_snapshot_bytes") && err.contains("at least 4096"), "{err}");
@@ -70,9 +80,10 @@ fn secret_sources() {
         pw.display()
     );
     let cfg = parse_str(&text).unwrap();
-    assert_eq!(cfg.health.postgres.unwrap().password.unwrap().expose(), "from-file");
-    assert_eq!(cfg.health.redis.as_ref().unwrap().password.as_ref().unwrap().expose(), "inline");
-    assert!(!format!("{:?}", cfg.health.redis).contains("inline"));
+    let health = cfg.health.unwrap();
+    assert_eq!(health.postgres.unwrap().password.unwrap().expose(), "from-file");
+    assert_eq!(health.redis.as_ref().unwrap().password.as_ref().unwrap().expose(), "inline");
+    assert!(!format!("{:?}", health.redis).contains("inline"));
 
     let both = format!("{MINIMAL}[redis]\npassword = \"a\"\npassword_env = \"B\"\n");
     assert!(parse_str(&both).unwrap_err().to_string().contains("only one of"));
@@ -92,10 +103,12 @@ fn a_mistyped_password_is_not_echoed() {
 #[test]
 fn a_log_without_owner_keeps_the_files_owner() {
     // No `kyb` user needed: unset owner and group keep those of the log being rotated.
-    let cfg = parse_str(&format!("{MINIMAL}[[logs]]\npath = \"/var/log/a.log\"\n")).unwrap();
-    assert_eq!((cfg.logs[0].uid, cfg.logs[0].gid), (None, None));
-    let cfg = parse_str(&format!("{MINIMAL}[[logs]]\npath = \"/var/log/a.log\"\nowner = \"0\"\n")).unwrap();
-    assert_eq!((cfg.logs[0].uid, cfg.logs[0].gid), (Some(0), None));
+    let logs = |text: &str| parse_str(text).unwrap().rotation.expect("[[logs]] given").logs;
+    let l = logs(&format!("{MINIMAL}[[logs]]\npath = \"/var/log/a.log\"\n"));
+    assert_eq!((l[0].uid, l[0].gid), (None, None));
+    let l = logs(&format!("{MINIMAL}[[logs]]\npath = \"/var/log/a.log\"\nowner = \"0\"\n"));
+    assert_eq!((l[0].uid, l[0].gid), (Some(0), None));
+    assert_eq!(parse_str(MINIMAL).unwrap().rotation, None, "nothing to rotate without [[logs]]");
 }
 
 #[test]
@@ -186,7 +199,7 @@ fn the_example_config_parses() {
         .replace("password_env = \"REDIS_PASSWORD\"", "password = \"y\"")
         .replace("\"kyb\"\ngroup = \"kyb\"", "\"0\"\ngroup = \"0\"");
     let cfg = parse_str(&text).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(cfg.ml.models.len(), 2);
+    assert_eq!(cfg.ml.map(|m| m.ml.models.len()), Some(2));
     assert_eq!(cfg.monitoring.map(|m| m.targets.len()), Some(3));
     assert!(cfg.dbmaint.is_some() && cfg.backup.is_some());
     assert_eq!(cfg.window, Windows::default());
@@ -386,7 +399,9 @@ fn zero_ages_are_refused_with_their_key() {
     assert_eq!(parse_str(&text).unwrap().cleanup.temp.unwrap().max_age_secs, 1, "never rounded to 0");
     let cfg = parse_str(&format!("{MINIMAL}temp_dir = \"t\"\n")).unwrap();
     assert_eq!(cfg.cleanup.temp.unwrap().max_age_secs, 86_400);
-    assert_eq!(cfg.cleanup.reports_max_age_days, 30);
+    assert_eq!(cfg.retention.reports_max_age_days, 30);
+    assert_eq!(cfg.retention.reports_dir, Some(cfg.paths.reports_dir.clone()));
+    assert!(cfg.retention.logs.is_empty(), "rotated logs are pruned by the rotation");
 }
 
 fn with_password_file(dir: &Path, mode: u32, extra: &str) -> String {
@@ -408,10 +423,11 @@ fn a_password_file_others_can_read_is_refused_unless_allowed() {
     }
     for mode in [0o600, 0o400] {
         let cfg = parse_str(&with_password_file(dir.path(), mode, "")).unwrap();
-        assert_eq!(cfg.health.redis.unwrap().password.unwrap().expose(), "s3cret");
+        assert_eq!(cfg.health.unwrap().redis.unwrap().password.unwrap().expose(), "s3cret");
     }
     let allowed = with_password_file(dir.path(), 0o644, "allow_insecure_password_file = true\n");
-    assert_eq!(parse_str(&allowed).unwrap().health.redis.unwrap().password.unwrap().expose(), "s3cret");
+    let health = parse_str(&allowed).unwrap().health.unwrap();
+    assert_eq!(health.redis.unwrap().password.unwrap().expose(), "s3cret");
 }
 
 #[test]
@@ -486,10 +502,10 @@ async fn the_os_update_check_can_be_switched_off() {
             release.display()
         )
     };
-    let now = time::OffsetDateTime::now_utc();
+    let ctx = kyb_core::RunCtx::new(time::OffsetDateTime::now_utc());
     let cfg = parse_str(&text("os_updates = false\n")).unwrap();
-    assert!(!cfg.security.os_updates);
-    let r = crate::security::audit(crate::security::Audit::OsUpdates, &cfg, now, false, false).await;
+    assert_eq!(cfg.security.updates, None);
+    let r = crate::security::audit(crate::security::Audit::OsUpdates, &cfg, &ctx).await;
     assert_eq!(
         (r.status, r.summary.as_str()),
         (kyb_core::Status::Ok, "switched off ([security] os_updates = false)")
@@ -497,8 +513,8 @@ async fn the_os_update_check_can_be_switched_off() {
     assert!(!marker.exists(), "apt-get must not run");
 
     let cfg = parse_str(&text("")).unwrap();
-    assert!(cfg.security.os_updates, "on by default");
-    crate::security::audit(crate::security::Audit::OsUpdates, &cfg, now, false, false).await;
+    assert!(cfg.security.updates.is_some(), "on by default");
+    crate::security::audit(crate::security::Audit::OsUpdates, &cfg, &ctx).await;
     assert!(marker.exists(), "on, the check runs apt-get");
 }
 

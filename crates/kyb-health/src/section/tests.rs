@@ -104,11 +104,28 @@ mod app {
                 max_body_bytes: 64 * 1024 * 1024,
                 max_snapshot_bytes: 8 * 1024 * 1024,
                 max_redirects: 2,
-                dry_run: false,
+            }
+        );
+        let scrape = ScrapeConfig {
+            url: "http://127.0.0.1:8080/metrics".into(),
+            timeout_ms: 1_500,
+            max_body_bytes: 64 * 1024 * 1024,
+            max_redirects: 2,
+        };
+        assert_eq!(a.scrape(), scrape);
+        let perf = a.performance(Path::new("/var/lib/kyb-maint/reports"), &PerfConfig::default());
+        assert_eq!(
+            perf,
+            PerformanceTask {
+                scrape,
+                perf: PerfConfig::default(),
+                reports_dir: PathBuf::from("/var/lib/kyb-maint/reports"),
+                max_snapshot_bytes: 8 * 1024 * 1024,
             }
         );
         a.max_body_bytes = 100 * 1024 * 1024;
         assert_eq!(a.snapshot(Path::new("r")).max_body_bytes, 100 * 1024 * 1024);
+        assert_eq!(a.scrape().max_body_bytes, 100 * 1024 * 1024);
     }
 }
 
@@ -321,8 +338,6 @@ mod monitoring {
                 max_redirects: 3,
                 restart: true,
                 systemctl: PathBuf::from("systemctl"),
-                window_open: false,
-                dry_run: false,
             }
         );
         let m: MonitoringSection = read("grafana_url = \"http://g:3000\"");

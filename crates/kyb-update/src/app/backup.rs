@@ -7,24 +7,24 @@ use super::releases::current_link;
 use super::state::{Phase, SavedConfig, UpdateState, write_state};
 use super::{Run, StepError, UpdateRequest};
 use crate::section::UpdateConfig;
-use kyb_core::Status;
+use kyb_core::{RunCtx, Status};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use time::OffsetDateTime;
 
-/// The pre-update backup: binary, configs, database, and `state.json` last. On failure the
-/// partial backup directory is removed.
+/// The pre-update backup, named after `ctx.now`: binary, configs, database, and `state.json`
+/// last. On failure the partial backup directory is removed.
 pub(super) async fn backup(
     cfg: &UpdateConfig,
     req: &UpdateRequest,
     new_sha: &str,
-    now: OffsetDateTime,
+    ctx: &RunCtx,
 ) -> Result<UpdateState, StepError> {
-    let stamp = now
+    let stamp = ctx
+        .now
         .format(time::macros::format_description!("[year][month][day]_[hour][minute][second]"))
         .unwrap_or_default();
     let dir = kyb_core::fs::unused_path(&cfg.state_dir, &format!("pre_update_{stamp}_{}", req.version), "");
-    let result = fill_backup(cfg, req, new_sha, now, &dir).await;
+    let result = fill_backup(cfg, req, new_sha, ctx, &dir).await;
     if result.is_err() {
         let _ = kyb_core::dir::remove_tree(&dir);
     }
@@ -35,10 +35,11 @@ async fn fill_backup(
     cfg: &UpdateConfig,
     req: &UpdateRequest,
     new_sha: &str,
-    now: OffsetDateTime,
+    ctx: &RunCtx,
     dir: &Path,
 ) -> Result<UpdateState, StepError> {
     use std::os::unix::fs::DirBuilderExt;
+    let now = ctx.now;
     let mkdir = |p: &Path| {
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -67,7 +68,7 @@ async fn fill_backup(
     }
     let database_backup = match &cfg.database {
         Some(db) => {
-            let made = kyb_backup::create(db, now).await.map_err(StepError::Dump)?;
+            let made = kyb_backup::create(db, ctx).await.map_err(StepError::Dump)?;
             Some(made.dir)
         }
         None => None,

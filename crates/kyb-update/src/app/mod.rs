@@ -42,10 +42,9 @@ use swap::{rollback, swap};
 use crate::gate::{GateReport, health_gate};
 use crate::section::UpdateConfig;
 use kyb_core::fs::{LockError, RunLock};
-use kyb_core::{Check, Status};
+use kyb_core::{Check, Findings, RunCtx, Status};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use time::OffsetDateTime;
 
 /// One update to run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,8 +60,6 @@ pub struct UpdateRequest {
     pub checksum_file: Option<PathBuf>,
     /// Install the release's config files instead of only showing how they differ.
     pub merge_configs: bool,
-    /// Print the plan; change nothing.
-    pub dry_run: bool,
 }
 
 /// How an update ended.
@@ -100,8 +97,12 @@ pub struct UpdateReport {
     pub version: String,
     /// How it ended.
     pub outcome: Outcome,
-    /// Each step, in order.
-    pub steps: Vec<Check>,
+    /// One check per step, in order (in a dry run, what each step would do): `recover`,
+    /// `release`, `checksum`, `stage`, `validate`, `configs`, `backup`, `record`, `swap`,
+    /// `health-gate`, `prune`, `prune-releases`, and on the way back `rollback-stop`,
+    /// `rollback`, `rollback-start`, `rollback-health-gate`.
+    #[serde(flatten)]
+    pub findings: Findings,
     /// How the release's config files differ from the installed ones.
     pub config_diffs: Vec<ConfigDiff>,
     /// The pre-update backup.
@@ -109,6 +110,8 @@ pub struct UpdateReport {
     /// Where things stand now, in words (always filled when the rollback failed).
     pub state: Vec<String>,
 }
+
+kyb_core::impl_report!(UpdateReport);
 
 /// A release config file that differs from the installed one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -211,7 +214,7 @@ impl Run<'_> {
         UpdateReport {
             version: self.req.version.clone(),
             outcome,
-            steps: self.steps,
+            findings: Findings::from_checks(self.steps),
             config_diffs: self.config_diffs,
             backup: self.backup,
             state,
@@ -233,12 +236,14 @@ impl Run<'_> {
     }
 }
 
-/// Updates the application. `Err` only when the update could not start (nothing changed); every
-/// other ending, including a failed rollback, is a report with its [`Outcome`].
+/// Updates the application as `req` asks. `Err` only when the update could not start (nothing
+/// changed); every other ending, including a failed rollback, is a report with its [`Outcome`].
+/// A dry run (`ctx.dry_run`) takes no lock, changes nothing and reports the plan; the
+/// pre-update backup is named after `ctx.now`.
 pub async fn update_app(
     cfg: &UpdateConfig,
     req: &UpdateRequest,
-    now: OffsetDateTime,
+    ctx: &RunCtx,
 ) -> Result<UpdateReport, UpdateError> {
     let version_ok = !req.version.is_empty()
         && req.version.len() <= 64
@@ -258,7 +263,7 @@ pub async fn update_app(
     }
     let state_err = |source| UpdateError::StateDir { path: cfg.state_dir.clone(), source };
     // A dry run only reads: it takes no lock and creates nothing.
-    let _lock = if req.dry_run {
+    let _lock = if ctx.dry_run {
         None
     } else {
         std::fs::create_dir_all(&cfg.state_dir).map_err(state_err)?;
@@ -269,7 +274,7 @@ pub async fn update_app(
 
     if let Some(state) = read_in_progress(cfg)? {
         let what = format!("an interrupted update to {} (phase {:?})", state.version, state.phase);
-        if req.dry_run {
+        if ctx.dry_run {
             run.step("recover", Status::Warn, format!("{what} would be rolled back first"));
         } else {
             run.step("recover", Status::Warn, format!("{what} found: rolling it back first"));
@@ -298,7 +303,7 @@ pub async fn update_app(
         Ok(e) => e,
         Err(why) => return Ok(run.not_changed("checksum", why.to_string())),
     };
-    if req.dry_run {
+    if ctx.dry_run {
         return Ok(plan(run, &release, expected).await);
     }
 
@@ -350,7 +355,7 @@ pub async fn update_app(
     };
 
     // Back up.
-    let state = match backup(cfg, req, &new_sha, now).await {
+    let state = match backup(cfg, req, &new_sha, ctx).await {
         Ok(s) => s,
         Err(why) => {
             discard(&staged);
