@@ -38,6 +38,10 @@ pub struct Common {
     /// node_exporter's textfile collector (e.g. /var/lib/node_exporter/textfile/kyb-maint.prom).
     #[arg(long, global = true, value_name = "FILE")]
     pub textfile: Option<PathBuf>,
+    /// Change nothing: write, delete, restart and install nothing, and report what would be
+    /// done instead. Commands that only read run as usual; no textfile is written.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
 }
 
 /// How a task binary starts: parses its arguments `A`, sets up logging and loads the config file
@@ -52,6 +56,13 @@ pub fn start<A: clap::Parser>(
 }
 
 impl Common {
+    /// The context the binary's tasks run in: now, `--dry-run`, `emergency` (heavy work outside
+    /// the maintenance windows) and the config's windows.
+    pub fn ctx(&self, cfg: &kyb_flows::Config, emergency: bool) -> kyb_core::RunCtx {
+        let opts = kyb_flows::RunOptions { dry_run: self.dry_run, emergency, deadline: None };
+        opts.ctx(cfg, time::OffsetDateTime::now_utc())
+    }
+
     /// The format asked for, text if none.
     pub fn format(&self) -> Format {
         self.format.unwrap_or(Format::Text)

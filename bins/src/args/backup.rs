@@ -26,11 +26,9 @@ pub struct Cli {
 pub enum Command {
     /// Dump the database with pg_dump, gzip and hash it in one pass, and publish it atomically.
     /// Shows progress at a terminal. Ctrl-C or SIGTERM stops it and removes the partial backup.
-    Create {
-        /// Print what would be dumped, and where; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    ///
+    /// With --dry-run: what would be dumped, and where.
+    Create,
     /// Check a backup: present, young enough, metadata, confinement, size, sha256, and that the
     /// whole archive reads. Today's backup unless told otherwise.
     Verify {
@@ -41,30 +39,25 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// Delete backups past `keep_last` / `max_age_days`. Every backup is verified first; the
-    /// newest `keep_min` good ones are never deleted.
-    Prune {
-        /// Print each keep/delete decision and its reason; delete nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    /// Delete backups past `keep_last` / `max_age_days`. Every backup is verified first; the newest
+    /// `keep_min` good ones are never deleted.
+    ///
+    /// With --dry-run: each keep/delete decision and its reason, deleting nothing.
+    Prune,
     /// tar.gz each `[[backup.archive]]` into `<backup_dir>/monthly/monthly_<time>/` with a
     /// manifest.json (files, sizes, sha256). Unreadable files are listed, and make it Crit.
-    Archive {
-        /// Print what would be archived; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Restore the latest backup into a scratch database `kyb_dr_<time>`, compare tables and
-    /// row counts, and drop it again: on success, on failure and on Ctrl-C or SIGTERM. The
-    /// latest backup must be younger than `max_age_hours`.
+    ///
+    /// With --dry-run: what would be archived.
+    Archive,
+    /// Restore the latest backup into a scratch database `kyb_dr_<time>`, compare tables and row
+    /// counts, and drop it again: on success, on failure and on Ctrl-C or SIGTERM. The latest
+    /// backup must be younger than `max_age_hours`.
+    ///
+    /// With --dry-run: what would be restored, and where.
     RestoreDrill {
         /// Restore this backup directory instead of the latest, whatever its age.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// Print what would be restored; touch nothing.
-        #[arg(long)]
-        dry_run: bool,
     },
     /// List the backups, newest first, from their metadata (nothing is hashed): one row each under
     /// a header, or with `--format json` an array of objects.

@@ -29,9 +29,6 @@ pub struct Cli {
 
 #[derive(Debug, clap::Args)]
 pub struct Heavy {
-    /// Print the statements; run none.
-    #[arg(long)]
-    pub dry_run: bool,
     /// Run even outside the maintenance windows.
     #[arg(long)]
     pub emergency: bool,
@@ -40,59 +37,26 @@ pub struct Heavy {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// `ANALYZE` each user table.
-    Analyze {
-        /// Print the statements; run none.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    ///
+    /// With --dry-run: the statements, running none.
+    Analyze,
     /// `VACUUM (ANALYZE)` each user table (inside a maintenance window).
+    ///
+    /// With --dry-run: the statements, running none.
     Vacuum(Heavy),
-    /// `REINDEX INDEX CONCURRENTLY` each B-tree index whose estimated bloat reaches
-    /// `[dbmaint] bloat_bytes` warn and `bloat_min_pct` (inside a maintenance window).
+    /// `REINDEX INDEX CONCURRENTLY` each B-tree index whose estimated bloat reaches `[dbmaint]
+    /// bloat_bytes` warn and `bloat_min_pct` (inside a maintenance window).
+    ///
+    /// With --dry-run: the statements, running none.
     Reindex(Heavy),
-    /// Record the database size in `kyb_maint.db_size_history` and the trend CSV; report the
-    /// growth rate and the day the data disk fills at that rate.
-    Capacity {
-        /// Measure and forecast; record nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    /// Record the database size in `kyb_maint.db_size_history` and the trend CSV; report the growth
+    /// rate and the day the data disk fills at that rate.
+    ///
+    /// With --dry-run: measure and forecast, recording nothing.
+    Capacity,
     /// Every report below, one after another on one connection (a database that cannot be
     /// reached is one finding).
     Reports,
     #[command(flatten)]
-    Report(ReportCmd),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ReportCmd {
-    /// Non-unique indexes scanned at most `unused_index_max_scans` times (with the statistics
-    /// reset time).
-    UnusedIndexes,
-    /// Indexes another index on the same table makes redundant.
-    DuplicateIndexes,
-    /// Indexes left invalid by a failed `CREATE INDEX CONCURRENTLY` or `REINDEX CONCURRENTLY`.
-    InvalidIndexes,
-    /// Estimated wasted space of tables and B-tree indexes.
-    Bloat,
-    /// The largest tables: total, heap, indexes, TOAST.
-    TableSizes,
-    /// Dead tuples, and the age of the last vacuum and analyze of tables with work waiting.
-    VacuumState,
-    /// Transaction-ID age of the database and its tables, TOAST tables included.
-    Wraparound,
-    /// Sequences measured against the column type they feed.
-    Sequences,
-    /// Connections against max_connections.
-    Connections,
-    /// Long-running queries and sessions idle in a transaction.
-    LongQueries,
-    /// Shared-buffer hit ratio of tables and indexes.
-    CacheHit,
-    /// Large tables read mostly by sequential scans, with candidate columns.
-    IndexRecommendations,
-    /// The ten tables with the most inserts, updates and deletes.
-    TopActivity,
-    /// The slowest statements from pg_stat_statements.
-    SlowQueries,
+    Report(kyb_dbmaint::ReportKind),
 }

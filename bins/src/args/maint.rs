@@ -17,9 +17,6 @@ pub struct Cli {
     /// Instead of a flow: print a shell completion script.
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Show what would be done; write, delete and restart nothing.
-    #[arg(long)]
-    pub dry_run: bool,
     /// Run heavy work (VACUUM, restarts of the monitoring stack) even outside the maintenance
     /// windows.
     #[arg(long)]

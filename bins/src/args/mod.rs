@@ -88,6 +88,31 @@ mod tests {
         }
     }
 
+    /// `--config`, `--format`, `--textfile` and `--dry-run` are the same options on every binary,
+    /// taken before or after a subcommand.
+    #[test]
+    fn every_binary_takes_the_common_options_in_the_same_place() {
+        for cmd in commands() {
+            let name = cmd.get_name().to_owned();
+            for id in ["config", "format", "textfile", "dry_run"] {
+                let arg = cmd.get_arguments().find(|a| a.get_id() == id);
+                assert!(arg.is_some_and(|a| a.is_global_set()), "{name}: --{id} is not a global option");
+            }
+            // kyb-maint's work is a flow; the others' a subcommand.
+            let flow = (name == "kyb-maint").then(|| "daily".to_owned());
+            let sub = cmd.get_subcommands().find(|s| s.get_name() != "help").map(|s| s.get_name().to_owned());
+            let words: Vec<String> = [name.clone()].into_iter().chain(flow.or(sub)).collect();
+            for at in [1, words.len()] {
+                let mut argv = words.clone();
+                argv.insert(at, "--dry-run".to_owned());
+                // Subcommands with required arguments get them from the error, not a parse.
+                if let Err(e) = cmd.clone().try_get_matches_from(&argv) {
+                    assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{argv:?}: {e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn versions_name_the_commit() {
         for cmd in commands() {

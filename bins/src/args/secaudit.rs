@@ -34,6 +34,8 @@ pub enum Command {
     /// The security log scan.
     Logs,
     /// Pending OS security updates.
+    ///
+    /// With --apply --dry-run: the install command, installing nothing.
     Updates {
         /// Install them (inside a maintenance window, or with --emergency).
         #[arg(long)]
@@ -41,9 +43,6 @@ pub enum Command {
         /// With --apply: also outside the maintenance windows.
         #[arg(long)]
         emergency: bool,
-        /// With --apply: show the install command; install nothing.
-        #[arg(long)]
-        dry_run: bool,
     },
     /// Dependency advisories.
     Advisories,

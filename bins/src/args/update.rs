@@ -34,6 +34,8 @@ pub enum Command {
     ///
     /// A run killed part-way is finished by the next one, which first rolls back to the
     /// previous version and brings it up healthy.
+    ///
+    /// With --dry-run: the plan, with the checksum and config differences; nothing changes.
     App {
         /// The version being installed, for the backup's name and the report.
         #[arg(long)]
@@ -52,9 +54,6 @@ pub enum Command {
         /// Install the release's config files; without it their differences are only shown.
         #[arg(long)]
         merge_configs: bool,
-        /// Print the plan (with the checksum and config differences); change nothing.
-        #[arg(long)]
-        dry_run: bool,
     },
     /// Backs up the database, applies SQL migrations, then verifies.
     ///
@@ -62,6 +61,8 @@ pub enum Command {
     /// unless its first line is `-- kyb:no-transaction`, recorded in `schema_migrations`, under
     /// an advisory lock. The backup (`[backup]`) comes first; afterwards the table count and
     /// failed migrations are checked.
+    ///
+    /// With --dry-run: the migrations that would run; none runs and nothing is backed up.
     Db {
         /// The migrations directory.
         #[arg(long, value_name = "DIR")]
@@ -69,9 +70,6 @@ pub enum Command {
         /// Migrate without the backup first (when no `[backup]` is configured).
         #[arg(long)]
         skip_backup: bool,
-        /// List the migrations that would run; run none and back up nothing.
-        #[arg(long)]
-        dry_run: bool,
     },
     /// Checks the service's memory and runtime numbers; restarts it only when configured.
     ///
@@ -82,10 +80,9 @@ pub enum Command {
     /// threshold, the service is restarted (then held to the health gate) only when
     /// `restart = true`, which needs `[update]`, and only inside a maintenance window unless
     /// `--emergency`.
+    ///
+    /// With --dry-run: what would be restarted; nothing is.
     Memory {
-        /// Say what would be restarted; restart nothing.
-        #[arg(long)]
-        dry_run: bool,
         /// Allow the restart outside the maintenance windows.
         #[arg(long)]
         emergency: bool,
@@ -96,20 +93,16 @@ pub enum Command {
     /// /etc/sysctl.d/60-kyb.conf, rewritten only when it differs. A refused value puts back what
     /// this run set and leaves the file alone. Unknown keys stop the run before anything is
     /// written.
-    Sysctl {
-        /// Show how the file would change and which values would be set.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    ///
+    /// With --dry-run: how the file would change and which values would be set.
+    Sysctl,
     /// Drops the kernel's page cache, dentries and inodes (costly: see --help).
     ///
     /// WARNING: this throws away every cached file page on the host, the database's included.
     /// Everything is then read from disk again, and PostgreSQL and the service run slower until
     /// the cache is warm. It frees no memory the kernel would not free by itself; use it for
     /// measurements, not as routine maintenance.
-    DropCaches {
-        /// Say what would be done.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    ///
+    /// With --dry-run: what would be done.
+    DropCaches,
 }

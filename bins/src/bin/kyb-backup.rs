@@ -6,15 +6,13 @@ use kyb_bins::cli;
 
 use cli::Format;
 use kyb_backup::{CreateConfig, Progress, Which};
-use kyb_core::{Report, RunCtx, TaskReport};
-use kyb_flows::task::{Missing, TaskError, run};
+use kyb_core::RunCtx;
 use kyb_flows::{FlowReport, Task, cancel_on_shutdown};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
 
 const BIN: &str = "kyb-backup";
 
@@ -31,24 +29,23 @@ async fn main() -> ExitCode {
             "sets no [paths] backup_dir; there are no backups to work on",
         );
     };
-    let now = OffsetDateTime::now_utc();
-    let (task, dry_run) = match cli.command {
-        Command::Create { dry_run } => {
-            let ctx = RunCtx::new(now).with_dry_run(dry_run);
-            // Ctrl-C stops pg_dump and removes the partial backup.
-            let watcher = cancel_on_shutdown(&ctx);
+    let ctx = cli.common.ctx(&cfg, false);
+    // Ctrl-C or SIGTERM stops a dump (removing the partial backup), a prune between backups
+    // (before it deletes any) and a drill (dropping the scratch database).
+    let watcher = cancel_on_shutdown(&ctx);
+    let task = match cli.command {
+        Command::Create => {
             let progress = Arc::new(Progress::default());
             let shown = show_progress(&progress);
             let create = async |c: &CreateConfig, ctx: &RunCtx| {
                 kyb_backup::create_with_progress(c, ctx, &progress).await
             };
-            let t = run_configured(Task::BackupCreate, b.create.as_ref(), &ctx, create).await;
-            watcher.abort();
+            let t = Task::BackupCreate.run(b.create.as_ref(), &ctx, create).await;
             if let Some(shown) = shown {
                 shown.abort();
                 let _ = write!(std::io::stderr(), "\r\x1b[2K");
             }
-            (t, dry_run)
+            t
         }
         Command::Verify { latest, dir } => {
             let which = match (latest, dir) {
@@ -57,25 +54,11 @@ async fn main() -> ExitCode {
                 (false, None) => Which::Today,
             };
             let v = kyb_backup::VerifyConfig { which, ..b.verify.clone() };
-            let ctx = RunCtx::new(now);
-            (run("backup-verify", &v, &ctx, kyb_backup::verify).await, false)
+            Task::BackupVerify.run(Some(&v), &ctx, kyb_backup::verify).await
         }
-        Command::Prune { dry_run } => {
-            let ctx = RunCtx::new(now).with_dry_run(dry_run);
-            // Ctrl-C stops it between backups, before it deletes any.
-            let watcher = cancel_on_shutdown(&ctx);
-            let t = run("backup-prune", &b.prune, &ctx, kyb_backup::prune).await;
-            watcher.abort();
-            (t, dry_run)
-        }
-        Command::Archive { dry_run } => {
-            let ctx = RunCtx::new(now).with_dry_run(dry_run);
-            (
-                run_configured(Task::BackupArchive, b.archive.as_ref(), &ctx, kyb_backup::archive).await,
-                dry_run,
-            )
-        }
-        Command::RestoreDrill { dir, dry_run } => {
+        Command::Prune => Task::BackupPrune.run(Some(&b.prune), &ctx, kyb_backup::prune).await,
+        Command::Archive => Task::BackupArchive.run(b.archive.as_ref(), &ctx, kyb_backup::archive).await,
+        Command::RestoreDrill { dir } => {
             // A backup named by hand is restored whatever its age.
             let d = b.drill.as_ref().map(|d| match dir {
                 Some(dir) => kyb_backup::DrillConfig {
@@ -85,31 +68,13 @@ async fn main() -> ExitCode {
                 },
                 None => d.clone(),
             });
-            let ctx = RunCtx::new(now).with_dry_run(dry_run);
-            // Ctrl-C stops the restore and drops the scratch database.
-            let watcher = cancel_on_shutdown(&ctx);
-            let t = run_configured(Task::RestoreDrill, d.as_ref(), &ctx, kyb_backup::restore_drill).await;
-            watcher.abort();
-            (t, dry_run)
+            Task::RestoreDrill.run(d.as_ref(), &ctx, kyb_backup::restore_drill).await
         }
         Command::List => return list(&b.verify.backup_dir, cli.common.format()),
     };
-    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
-}
-
-/// `task` with its settings, as the flows run it; without them (no `[postgres]` for a backup or
-/// a drill, no `[[backup.archive]]`), not configured: Ok, with the flows' reason.
-async fn run_configured<C, R: Report, E: TaskError>(
-    task: Task,
-    cfg: Option<&C>,
-    ctx: &RunCtx,
-    f: impl AsyncFnOnce(&C, &RunCtx) -> Result<R, E>,
-) -> TaskReport {
-    let Some(cfg) = cfg else {
-        let Missing { check, why } = task.missing();
-        return TaskReport::not_configured(task.name(), check, why, Duration::ZERO);
-    };
-    run(task.name(), cfg, ctx, f).await
+    watcher.abort();
+    let report = FlowReport::single(task, ctx.now, ctx.dry_run);
+    cli::finish(BIN, &report, cli.common.format(), cli.common.textfile)
 }
 
 /// At a terminal, a status line on stderr twice a second: bytes dumped, written, and the rate.

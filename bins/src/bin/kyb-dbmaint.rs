@@ -9,7 +9,6 @@ use kyb_flows::FlowReport;
 use kyb_flows::task::run;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
 
 const BIN: &str = "kyb-dbmaint";
 
@@ -26,19 +25,14 @@ async fn main() -> ExitCode {
             "has no [postgres] section; there is no database to maintain",
         );
     };
-    let now = OffsetDateTime::now_utc();
-    let (dry_run, emergency) = match &cli.command {
-        Command::Analyze { dry_run } | Command::Capacity { dry_run } => (*dry_run, false),
-        Command::Vacuum(h) | Command::Reindex(h) => (h.dry_run, h.emergency),
-        Command::Reports | Command::Report(_) => (false, false),
-    };
-    let ctx =
-        RunCtx::new(now).with_dry_run(dry_run).with_emergency(emergency).with_window(cfg.window.state(now));
+    let emergency = matches!(&cli.command, Command::Vacuum(h) | Command::Reindex(h) if h.emergency);
+    let ctx = cli.common.ctx(&cfg, emergency);
+    let (now, dry_run) = (ctx.now, ctx.dry_run);
     let task = match cli.command {
-        Command::Analyze { .. } => run("db-analyze", db, &ctx, kyb_dbmaint::analyze).await,
+        Command::Analyze => run("db-analyze", db, &ctx, kyb_dbmaint::analyze).await,
         Command::Vacuum(_) => run("db-vacuum", db, &ctx, kyb_dbmaint::vacuum_analyze).await,
         Command::Reindex(_) => run("db-reindex", db, &ctx, kyb_dbmaint::reindex).await,
-        Command::Capacity { .. } => {
+        Command::Capacity => {
             // The trend CSV lives in the maintenance directory, as the flows' files do.
             if !dry_run && let Err(code) = cli::ensure_dir(BIN, &cfg.paths.maintenance_dir) {
                 return code;
@@ -61,8 +55,7 @@ async fn main() -> ExitCode {
             let r = FlowReport::of("db-reports".to_owned(), tasks, now, false);
             return cli::finish(BIN, &r, cli.common.format(), cli.common.textfile);
         }
-        Command::Report(r) => {
-            let which = which(r);
+        Command::Report(which) => {
             run(which.task_name(), db, &ctx, async |c, ctx| kyb_dbmaint::report(c, which, ctx).await).await
         }
     };
@@ -79,23 +72,4 @@ async fn report_task(
     let mut t = run(name, &(), ctx, async move |_: &(), _: &RunCtx| result).await;
     t.duration_ms = kyb_core::duration_ms(took);
     t
-}
-
-fn which(c: ReportCmd) -> ReportKind {
-    match c {
-        ReportCmd::UnusedIndexes => ReportKind::UnusedIndexes,
-        ReportCmd::DuplicateIndexes => ReportKind::DuplicateIndexes,
-        ReportCmd::InvalidIndexes => ReportKind::InvalidIndexes,
-        ReportCmd::Bloat => ReportKind::Bloat,
-        ReportCmd::TableSizes => ReportKind::TableSizes,
-        ReportCmd::VacuumState => ReportKind::VacuumState,
-        ReportCmd::Wraparound => ReportKind::Wraparound,
-        ReportCmd::Sequences => ReportKind::Sequences,
-        ReportCmd::Connections => ReportKind::Connections,
-        ReportCmd::LongQueries => ReportKind::LongQueries,
-        ReportCmd::CacheHit => ReportKind::CacheHit,
-        ReportCmd::IndexRecommendations => ReportKind::IndexRecommendations,
-        ReportCmd::TopActivity => ReportKind::TopActivity,
-        ReportCmd::SlowQueries => ReportKind::SlowQueries,
-    }
 }

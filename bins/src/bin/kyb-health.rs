@@ -19,11 +19,11 @@ async fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    let now = time::OffsetDateTime::now_utc();
+    let ctx = cli.common.ctx(&cfg, false);
     let clock = std::time::Instant::now();
-    let checks = run(cli.check, &cfg, &RunCtx::new(now)).await;
+    let checks = run(cli.check, &cfg, &ctx).await;
     let task = TaskReport::from_checks("health", checks, clock.elapsed());
-    let report = kyb_flows::FlowReport::single(task, now, false);
+    let report = kyb_flows::FlowReport::single(task, ctx.now, ctx.dry_run);
     let format = cli.common.format.unwrap_or(cli::Format::Nagios);
     cli::finish_plugin(BIN, &report, format, cli.common.textfile)
 }

@@ -16,7 +16,8 @@ async fn main() -> ExitCode {
         Ok(started) => started,
         Err(code) => return code,
     };
-    let dry_run = matches!(cli.command, Command::Plan);
+    // `plan` is `run --dry-run`.
+    let dry_run = cli.common.dry_run || matches!(cli.command, Command::Plan);
     match run_tasks("logrotate", &TASKS, &cfg, RunOptions { dry_run, ..RunOptions::default() }).await {
         Ok(report) => cli::finish(BIN, &report, cli.common.format(), cli.common.textfile),
         Err(e) => cli::fail(BIN, &e),

@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
     let report = match run_flow(
         flow,
         &cfg,
-        RunOptions { dry_run: cli.dry_run, emergency: cli.emergency, ..RunOptions::default() },
+        RunOptions { dry_run: cli.common.dry_run, emergency: cli.emergency, ..RunOptions::default() },
     )
     .await
     {

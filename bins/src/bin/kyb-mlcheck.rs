@@ -3,9 +3,8 @@
 use kyb_bins::args::mlcheck::*;
 use kyb_bins::cli;
 
-use kyb_flows::FlowReport;
+use kyb_flows::{FlowReport, Task};
 use std::process::ExitCode;
-use time::OffsetDateTime;
 
 const BIN: &str = "kyb-mlcheck";
 
@@ -19,13 +18,13 @@ async fn main() -> ExitCode {
         return cli::lacks(BIN, &cli.common.config, "has no [app] section; there is no /metrics to read");
     };
     // The accuracy history lives in the maintenance directory.
-    if !cli.dry_run
+    if !cli.common.dry_run
         && let Err(code) = cli::ensure_dir(BIN, &cfg.paths.maintenance_dir)
     {
         return code;
     }
-    let now = OffsetDateTime::now_utc();
-    let ctx = kyb_core::RunCtx::new(now).with_dry_run(cli.dry_run);
-    let task = kyb_flows::task::run("ml-models", ml, &ctx, kyb_mlcheck::check_models).await;
-    cli::finish(BIN, &FlowReport::single(task, now, cli.dry_run), cli.common.format(), cli.common.textfile)
+    let ctx = cli.common.ctx(&cfg, false);
+    let task = Task::MlCheck.run(Some(ml), &ctx, kyb_mlcheck::check_models).await;
+    let report = FlowReport::single(task, ctx.now, ctx.dry_run);
+    cli::finish(BIN, &report, cli.common.format(), cli.common.textfile)
 }

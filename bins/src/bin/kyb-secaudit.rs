@@ -3,11 +3,9 @@
 use kyb_bins::args::secaudit::*;
 use kyb_bins::{cli, nagios};
 
-use kyb_core::RunCtx;
 use kyb_flows::FlowReport;
 use kyb_flows::security::{Audit, audit};
 use std::process::ExitCode;
-use time::OffsetDateTime;
 
 const BIN: &str = "kyb-secaudit";
 
@@ -21,23 +19,21 @@ async fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    let now = OffsetDateTime::now_utc();
-    let (audits, dry_run, emergency) = match cli.command {
-        Command::Certs => (vec![Audit::Certificates], false, false),
-        Command::Perms => (vec![Audit::Permissions], false, false),
-        Command::Logs => (vec![Audit::SecurityLogs], false, false),
-        Command::Updates { apply, emergency, dry_run } => {
+    let (audits, emergency) = match cli.command {
+        Command::Certs => (vec![Audit::Certificates], false),
+        Command::Perms => (vec![Audit::Permissions], false),
+        Command::Logs => (vec![Audit::SecurityLogs], false),
+        Command::Updates { apply, emergency } => {
             if let Some(updates) = &mut cfg.security.updates {
                 updates.apply = apply;
             }
-            (vec![Audit::OsUpdates], dry_run, emergency)
+            (vec![Audit::OsUpdates], emergency)
         }
-        Command::Advisories => (vec![Audit::Advisories], false, false),
-        Command::All => (Audit::ALL.to_vec(), false, false),
+        Command::Advisories => (vec![Audit::Advisories], false),
+        Command::All => (Audit::ALL.to_vec(), false),
     };
-    let ctx =
-        RunCtx::new(now).with_dry_run(dry_run).with_emergency(emergency).with_window(cfg.window.state(now));
+    let ctx = cli.common.ctx(&cfg, emergency);
     let tasks = futures_util::future::join_all(audits.iter().map(|a| audit(*a, &cfg, &ctx))).await;
-    let report = FlowReport::of("secaudit".to_owned(), tasks, now, dry_run);
+    let report = FlowReport::of("secaudit".to_owned(), tasks, ctx.now, ctx.dry_run);
     cli::finish_plugin(BIN, &report, cli.common.format(), cli.common.textfile)
 }

@@ -11,7 +11,6 @@ use kyb_update::{MemoryConfig, MemorySources, MigrateConfig, Outcome, UpdateRepo
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
-use time::OffsetDateTime;
 
 const BIN: &str = "kyb-update";
 
@@ -29,16 +28,17 @@ async fn main() -> ExitCode {
         }
     };
     let Ok(cfg) = cli.common.start(BIN) else { return ExitCode::from(CANNOT_START) };
-    let now = OffsetDateTime::now_utc();
+    let emergency = matches!(cli.command, Command::Memory { emergency: true });
+    let ctx = cli.common.ctx(&cfg, emergency);
+    let (now, dry_run) = (ctx.now, ctx.dry_run);
     let started = Instant::now();
     // Every command but `app` is a task report, printed the same way.
-    let (task, dry_run) = match cli.command {
-        Command::App { version, from, sha256, checksum_file, merge_configs, dry_run } => {
+    let task = match cli.command {
+        Command::App { version, from, sha256, checksum_file, merge_configs } => {
             let Some(update) = &cfg.update else {
                 return lacks(&cli.common.config, "has no [update] section: nothing says what to update");
             };
             let req = UpdateRequest { version, from, sha256, checksum_file, merge_configs };
-            let ctx = RunCtx::new(now).with_dry_run(dry_run);
             return match kyb_update::update_app(update, &req, &ctx).await {
                 Ok(report) => print_update(&report, cli.common.format()),
                 Err(e) => {
@@ -47,8 +47,7 @@ async fn main() -> ExitCode {
                 }
             };
         }
-        Command::Db { dir, skip_backup, dry_run } => {
-            let ctx = RunCtx::new(now).with_dry_run(dry_run);
+        Command::Db { dir, skip_backup } => {
             let Some(db) = cfg.dbmaint.as_ref().map(|d| &d.db) else {
                 return lacks(
                     &cli.common.config,
@@ -107,9 +106,9 @@ async fn main() -> ExitCode {
                     Err(e) => checks.push(Check::new("migrate", Status::Crit, kyb_core::error_chain(&e))),
                 }
             }
-            (TaskReport::from_checks("db-migrate", checks, started.elapsed()), dry_run)
+            TaskReport::from_checks("db-migrate", checks, started.elapsed())
         }
-        Command::Memory { dry_run, emergency } => {
+        Command::Memory { .. } => {
             if cfg.update.is_none() && cfg.snapshot.is_none() {
                 return lacks(
                     &cli.common.config,
@@ -117,27 +116,15 @@ async fn main() -> ExitCode {
                      its /metrics ([app]) or the service's RSS from procfs ([update])",
                 );
             }
-            let ctx = RunCtx::new(now)
-                .with_dry_run(dry_run)
-                .with_emergency(emergency)
-                .with_window(cfg.window.state(now));
             // The scrape is part of the task: its time counts, and its failure is a finding.
             let scrape_and_judge = async |memory: &MemoryConfig, ctx: &RunCtx| {
                 let scraped = match &cfg.snapshot {
-                    Some(s) => {
-                        let scrape = kyb_health::ScrapeConfig {
-                            url: s.metrics_url.clone(),
-                            timeout_ms: s.timeout_ms,
-                            max_body_bytes: s.max_body_bytes,
-                            max_redirects: s.max_redirects,
-                        };
-                        Some(
-                            kyb_health::scrape(&scrape)
-                                .await
-                                .map(|s| s.exposition)
-                                .map_err(|e| kyb_core::error_chain(&e)),
-                        )
-                    }
+                    Some(s) => Some(
+                        kyb_health::scrape(&s.scrape())
+                            .await
+                            .map(|s| s.exposition)
+                            .map_err(|e| kyb_core::error_chain(&e)),
+                    ),
                     None => None,
                 };
                 let sources = MemorySources {
@@ -146,22 +133,16 @@ async fn main() -> ExitCode {
                 };
                 kyb_update::app_memory(memory, sources, ctx).await
             };
-            (kyb_flows::task::run("app-memory", &cfg.tuning.memory, &ctx, scrape_and_judge).await, dry_run)
+            kyb_flows::task::run("app-memory", &cfg.tuning.memory, &ctx, scrape_and_judge).await
         }
-        Command::Sysctl { dry_run } => {
-            let ctx = RunCtx::new(now).with_dry_run(dry_run);
-            match kyb_update::sysctl(&cfg.tuning.sysctl, &ctx).await {
-                Ok(r) => (TaskReport::from_report("sysctl", r, started.elapsed()), dry_run),
-                Err(e) => return cannot_start(&e),
-            }
-        }
-        Command::DropCaches { dry_run } => {
-            let ctx = RunCtx::new(now).with_dry_run(dry_run);
-            match kyb_update::drop_caches(&cfg.tuning.sysctl, &ctx).await {
-                Ok(found) => (TaskReport::from_report("drop-caches", found, started.elapsed()), dry_run),
-                Err(e) => return cannot_start(&e),
-            }
-        }
+        Command::Sysctl => match kyb_update::sysctl(&cfg.tuning.sysctl, &ctx).await {
+            Ok(r) => TaskReport::from_report("sysctl", r, started.elapsed()),
+            Err(e) => return cannot_start(&e),
+        },
+        Command::DropCaches => match kyb_update::drop_caches(&cfg.tuning.sysctl, &ctx).await {
+            Ok(found) => TaskReport::from_report("drop-caches", found, started.elapsed()),
+            Err(e) => return cannot_start(&e),
+        },
     };
     cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
 }

@@ -34,7 +34,9 @@ pub use report::{Check, Findings, Metric, Report, TaskReport, Unit};
 pub use run::{Cancel, RunCtx, WindowState};
 pub use secret::Secret;
 pub use status::Status;
-pub use target::{PG_LIB_DIR, PgConnectError, PgConnectFailure, PgTarget, PostgresSection, postgres_bindir};
+pub use target::{
+    PG_LIB_DIR, PgConnectError, PgConnectFailure, PgTarget, PgTimeout, PostgresSection, postgres_bindir,
+};
 pub use threshold::{Thresholds, ThresholdsError};
 
 use std::time::Duration;

@@ -176,6 +176,19 @@ impl PgTarget {
     }
 }
 
+/// A step against PostgreSQL (a login, a query the task needs) that got no answer within its
+/// deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} at {target} did not answer within {timeout_ms} ms")]
+pub struct PgTimeout {
+    /// The step.
+    pub what: &'static str,
+    /// `user@host:port/db`.
+    pub target: String,
+    /// The deadline.
+    pub timeout_ms: u64,
+}
+
 /// A connection to PostgreSQL that could not be made: the root cause and what to check, in one
 /// line (`cannot connect to PostgreSQL at 127.0.0.1:5432: connection refused; check ...`).
 #[derive(Debug, thiserror::Error)]

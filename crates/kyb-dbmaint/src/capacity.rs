@@ -3,7 +3,7 @@
 
 use crate::session::{DbConfig, Session};
 use crate::{DbMaintConfig, DbMaintError};
-use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit, error_chain, human_bytes};
+use kyb_core::{Check, Findings, Metric, PgTimeout, RunCtx, Status, Unit, error_chain, human_bytes};
 use serde::Serialize;
 use std::future::Future;
 use std::io::Write as _;
@@ -474,10 +474,12 @@ async fn deadline<T>(
 ) -> Result<T, DbMaintError> {
     tokio::time::timeout(Duration::from_millis(cfg.connect_timeout_ms), step)
         .await
-        .map_err(|_| DbMaintError::Timeout {
-            what,
-            target: target.to_owned(),
-            timeout_ms: cfg.connect_timeout_ms,
+        .map_err(|_| {
+            DbMaintError::Timeout(PgTimeout {
+                what,
+                target: target.to_owned(),
+                timeout_ms: cfg.connect_timeout_ms,
+            })
         })?
         .map_err(|source| DbMaintError::Query { what, target: target.to_owned(), source })
 }

@@ -100,15 +100,8 @@ pub enum DbMaintError {
         source: kyb_core::PgConnectError,
     },
     /// A deadline passed before the server answered.
-    #[error("{what} at {target} did not answer within {timeout_ms} ms")]
-    Timeout {
-        /// The step.
-        what: &'static str,
-        /// `user@host:port/db`.
-        target: String,
-        /// The deadline.
-        timeout_ms: u64,
-    },
+    #[error(transparent)]
+    Timeout(kyb_core::PgTimeout),
     /// The role lacks a privilege a step needs.
     #[error("{what} failed on {target}: {remedy}")]
     Privilege {

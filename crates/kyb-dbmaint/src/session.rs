@@ -2,6 +2,7 @@
 
 use crate::DbMaintError;
 use kyb_core::PgTarget;
+use kyb_core::PgTimeout;
 use std::time::{Duration, Instant};
 
 /// The advisory lock key every kyb-dbmaint run takes (advisory locks are per database).
@@ -55,8 +56,13 @@ impl Session {
         let target = t.name();
         let step = Duration::from_millis(cfg.connect_timeout_ms);
         let pg = t.client_config("kyb-dbmaint", step);
-        let timeout =
-            |what| DbMaintError::Timeout { what, target: target.clone(), timeout_ms: cfg.connect_timeout_ms };
+        let timeout = |what| {
+            DbMaintError::Timeout(PgTimeout {
+                what,
+                target: target.clone(),
+                timeout_ms: cfg.connect_timeout_ms,
+            })
+        };
         let (client, conn) = tokio::time::timeout(step, pg.connect(tokio_postgres::NoTls))
             .await
             .map_err(|_| DbMaintError::Connect { source: t.connect_timeout(cfg.connect_timeout_ms) })?
@@ -90,7 +96,11 @@ impl Session {
     }
 
     pub(crate) fn timeout(&self, cfg: &DbConfig, what: &'static str) -> DbMaintError {
-        DbMaintError::Timeout { what, target: self.target.clone(), timeout_ms: cfg.connect_timeout_ms }
+        DbMaintError::Timeout(PgTimeout {
+            what,
+            target: self.target.clone(),
+            timeout_ms: cfg.connect_timeout_ms,
+        })
     }
 
     async fn lock(&self, cfg: &DbConfig) -> Result<(), DbMaintError> {

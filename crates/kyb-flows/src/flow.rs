@@ -176,8 +176,10 @@ impl Task {
         Missing { check, why }
     }
 
-    /// Runs the task with its settings, or reports it not configured without them.
-    pub(crate) async fn run<C: ?Sized, R: kyb_core::Report, E: TaskError>(
+    /// Runs the task's crate function `f` with its settings, timed, as a task report (see
+    /// [`crate::task::run`]); without settings, [`TaskReport::not_configured`] with
+    /// [`Task::missing`]'s reason. The flows run every task this way, and so do the binaries.
+    pub async fn run<C: ?Sized, R: kyb_core::Report, E: TaskError>(
         self,
         cfg: Option<&C>,
         ctx: &RunCtx,
@@ -226,6 +228,18 @@ pub struct RunOptions {
     pub emergency: bool,
     /// A task still running at this instant is stopped and reported Unknown.
     pub deadline: Option<Instant>,
+}
+
+impl RunOptions {
+    /// The run context of a run at `now` with these options and `cfg`'s maintenance windows: how
+    /// the flows and the binaries hand a run's settings to the crates' tasks.
+    pub fn ctx(self, cfg: &Config, now: OffsetDateTime) -> RunCtx {
+        RunCtx::new(now)
+            .with_dry_run(self.dry_run)
+            .with_emergency(self.emergency)
+            .with_deadline(self.deadline)
+            .with_window(cfg.window.state(now))
+    }
 }
 
 /// A flow that could not start or could not record its result.
@@ -312,11 +326,7 @@ pub async fn run_tasks(
     };
     log.line(&format!("{} flow started{}", name, if opts.dry_run { " (dry run)" } else { "" }));
 
-    let ctx = RunCtx::new(started_at)
-        .with_dry_run(opts.dry_run)
-        .with_emergency(opts.emergency)
-        .with_deadline(opts.deadline)
-        .with_window(cfg.window.state(started_at));
+    let ctx = opts.ctx(cfg, started_at);
     // Ctrl-C and SIGTERM are caught only when a task can act on them; otherwise they end the
     // process as they always do.
     let watcher = tasks.iter().any(|t| t.stops_on_cancel()).then(|| cancel_on_shutdown(&ctx));

@@ -537,13 +537,7 @@ mod tests {
     }
 
     fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample {
-            name: name.to_owned(),
-            labels: labels.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
-            value,
-            timestamp_ms: None,
-            line: 0,
-        }
+        Sample::new(name, labels, value)
     }
 
     proptest::proptest! {

@@ -28,6 +28,18 @@ pub struct SnapshotConfig {
     pub max_redirects: u32,
 }
 
+impl SnapshotConfig {
+    /// How the analyses scrape the same endpoint: up to `max_body_bytes`, not the snapshot cap.
+    pub fn scrape(&self) -> ScrapeConfig {
+        ScrapeConfig {
+            url: self.metrics_url.clone(),
+            timeout_ms: self.timeout_ms,
+            max_body_bytes: self.max_body_bytes,
+            max_redirects: self.max_redirects,
+        }
+    }
+}
+
 /// The last line of a snapshot that was cut at the cap; the weekly analysis does not take such a
 /// file as its baseline, since the series after the cut are missing from it.
 pub const SNAPSHOT_CUT_MARKER: &str = "# kyb-maint: snapshot cut at max_snapshot_bytes";

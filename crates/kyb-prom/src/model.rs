@@ -164,6 +164,18 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample of `name` with `labels` and `value`, not read from text (no timestamp, line 0):
+    /// for writing an exposition, or for tests.
+    pub fn new(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            name: name.to_owned(),
+            labels: labels.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+            value,
+            timestamp_ms: None,
+            line: 0,
+        }
+    }
+
     /// The value of label `name`.
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels.iter().find(|(label, _)| label == name).map(|(_, value)| value.as_str())
@@ -189,13 +201,7 @@ mod tests {
     }
 
     fn sample(name: &str, labels: &[(&str, &str)], line: usize) -> Sample {
-        Sample {
-            name: name.to_owned(),
-            labels: labels.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
-            value: 1.0,
-            timestamp_ms: None,
-            line,
-        }
+        Sample { line, ..Sample::new(name, labels, 1.0) }
     }
 
     fn with_families(families: Vec<Family>) -> Exposition {

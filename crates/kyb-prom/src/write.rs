@@ -132,13 +132,7 @@ mod tests {
     }
 
     fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample {
-            name: name.to_owned(),
-            labels: labels.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
-            value,
-            timestamp_ms: Some(1_700_000_000_000),
-            line: 0,
-        }
+        Sample { timestamp_ms: Some(1_700_000_000_000), ..Sample::new(name, labels, value) }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `-- kyb:no-transaction`; such a file holds one statement (`CREATE INDEX CONCURRENTLY ...`),
 //! since PostgreSQL runs several statements sent at once as one transaction block.
 
-use kyb_core::{Check, Findings, PgTarget, RunCtx, Status};
+use kyb_core::{Check, Findings, PgTarget, PgTimeout, RunCtx, Status};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -115,15 +115,8 @@ pub enum MigrateError {
         source: kyb_core::PgConnectError,
     },
     /// A bookkeeping step did not answer in time.
-    #[error("{what} at {target} did not answer within {timeout_ms} ms")]
-    Timeout {
-        /// The step.
-        what: &'static str,
-        /// `user@host:port/db`.
-        target: String,
-        /// The deadline.
-        timeout_ms: u64,
-    },
+    #[error(transparent)]
+    Timeout(kyb_core::PgTimeout),
     /// Another runner holds the lock.
     #[error("another migration run holds the lock on {target} (waited {waited_ms} ms)")]
     LockHeld {
@@ -232,10 +225,12 @@ pub async fn migrate(cfg: &MigrateConfig, ctx: &RunCtx) -> Result<MigrateReport,
     let bookkeeping = format!("SET statement_timeout = {0}; SET lock_timeout = {0}", cfg.connect_timeout_ms);
     tokio::time::timeout(step, client.batch_execute(&bookkeeping))
         .await
-        .map_err(|_| MigrateError::Timeout {
-            what: "setting timeouts",
-            target: target.clone(),
-            timeout_ms: cfg.connect_timeout_ms,
+        .map_err(|_| {
+            MigrateError::Timeout(PgTimeout {
+                what: "setting timeouts",
+                target: target.clone(),
+                timeout_ms: cfg.connect_timeout_ms,
+            })
         })?
         .map_err(query)?;
     lock(&client, cfg, &target).await?;

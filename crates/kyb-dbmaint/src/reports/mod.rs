@@ -16,7 +16,11 @@ use serde::Serialize;
 
 /// One of the reports. Each looks at the configured database only: rows of other databases on
 /// the same server never appear.
+///
+/// With the `clap` feature each is a subcommand named as in [`ReportKind::name`], its doc
+/// comment the help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::Subcommand))]
 #[serde(rename_all = "kebab-case")]
 pub enum ReportKind {
     /// Non-unique indexes scanned at most `unused_index_max_scans` times, with at least
