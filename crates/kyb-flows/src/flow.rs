@@ -156,7 +156,8 @@ impl Task {
     pub fn missing(self) -> Missing {
         let (check, why) = match self {
             Task::Health => ("health", "no [app], [postgres] or [redis] configured"),
-            Task::System => ("system", "no [system] configured"),
+            // Both always run: [system] and the retention of reports have defaults.
+            Task::System | Task::Retention => (self.name(), "not configured"),
             Task::MetricsSnapshot => ("metrics snapshot", "skipped: no [app] configured"),
             Task::Performance | Task::MlCheck => ("metrics", "no [app] configured"),
             Task::BackupVerify => ("backup", "no [paths] backup_dir configured"),
@@ -165,7 +166,6 @@ impl Task {
             Task::RestoreDrill => ("drill", "no [paths] backup_dir and [postgres] configured"),
             Task::BackupArchive => ("archive", "no [[backup.archive]] configured"),
             Task::LogRotation => ("logs", "no [[logs]] configured"),
-            Task::Retention => ("retention", "no reports directory configured"),
             Task::TempCleanup => ("temp", "no [paths] temp_dir configured"),
             Task::DbAnalyze | Task::DbVacuum | Task::DbReport(_) | Task::DbCapacity => {
                 ("database", "no [postgres] configured")
@@ -503,6 +503,26 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With only `[paths]`, every task but the two that always run has nothing to do: each says
+    /// so the one way, Ok with `Task::missing`'s check and reason.
+    #[tokio::test]
+    async fn every_task_left_out_of_the_config_is_ok_and_says_what_it_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[paths]\nmaintenance_dir = \"m\"\n[security]\nos_updates = false\n";
+        let cfg = crate::config::parse(text, &dir.path().join("kyb-maint.toml")).unwrap();
+        let ctx = RunOptions { dry_run: true, ..RunOptions::default() }.ctx(&cfg, OffsetDateTime::now_utc());
+        let tasks = [Flow::Daily, Flow::Weekly, Flow::Monthly].iter().flat_map(|f| f.tasks());
+        let mut seen = 0;
+        for task in tasks.filter(|t| !matches!(t, Task::System | Task::Retention)) {
+            let t = task_report(*task, &cfg, &ctx).await;
+            let Missing { check, why } = task.missing();
+            assert_eq!((t.status, t.summary.as_str()), (Status::Ok, why), "{}", t.name);
+            assert_eq!((t.checks.len(), t.checks[0].name.as_str()), (1, check), "{}", t.name);
+            seen += 1;
+        }
+        assert_eq!(seen, 32);
+    }
 
     #[tokio::test]
     async fn a_task_still_running_at_the_deadline_is_stopped_and_unknown() {
