@@ -241,17 +241,9 @@ pub fn analyze_performance(
         ));
     } else if total > 0.0 {
         let rate = 100.0 * errors / total;
-        checks.push(
-            Check::new(
-                "error rate",
-                cfg.error_rate_pct.classify(rate),
-                format!("{rate:.2}% answered 5xx ({errors:.0} of {total:.0}) {window}"),
-            )
-            .with_metric(
-                Metric::new("error_rate", round(rate, 3), Unit::Percent)
-                    .with_thresholds(cfg.error_rate_pct.warn, cfg.error_rate_pct.crit),
-            ),
-        );
+        let summary = format!("{rate:.2}% answered 5xx ({errors:.0} of {total:.0}) {window}");
+        let metric = Metric::new("error_rate", round(rate, 3), Unit::Percent);
+        checks.push(judged("error rate", &cfg.error_rate_pct, rate, summary, metric, 1.0));
     }
     checks.push(if avg_s.is_nan() {
         Check::new(
@@ -261,15 +253,9 @@ pub fn analyze_performance(
         )
     } else {
         let ms = avg_s * 1000.0;
-        Check::new(
-            "response time",
-            cfg.avg_ms.classify(ms),
-            format!("mean {ms:.1} ms over {all_count:.0} requests {window}"),
-        )
-        .with_metric(
-            Metric::new("response_time_avg", round(avg_s, 6), Unit::Seconds)
-                .with_thresholds(cfg.avg_ms.warn / 1000.0, cfg.avg_ms.crit / 1000.0),
-        )
+        let summary = format!("mean {ms:.1} ms over {all_count:.0} requests {window}");
+        let metric = Metric::new("response_time_avg", round(avg_s, 6), Unit::Seconds);
+        judged("response time", &cfg.avg_ms, ms, summary, metric, 1000.0)
     });
     // A missing status label already makes the error rate Unknown, saying why.
     if matches!(status_choice, LabelChoice::Fallback(_)) {
@@ -283,31 +269,21 @@ pub fn analyze_performance(
     }
     for e in endpoints.iter().take(10) {
         let ms = |s: f64| s * 1000.0;
+        let summary = format!(
+            "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, mean {:.0} ms over {:.0} requests",
+            ms(e.p50_s),
+            ms(e.p95_s),
+            ms(e.p99_s),
+            ms(e.avg_s),
+            e.requests
+        );
+        let p95 = Metric::new(format!("p95 {}", e.endpoint), round(e.p95_s, 6), Unit::Seconds);
         checks.push(
-            Check::new(
-                format!("endpoint {}", e.endpoint),
-                cfg.p95_ms.classify(ms(e.p95_s)),
-                format!(
-                    "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, mean {:.0} ms over {:.0} requests",
-                    ms(e.p50_s),
-                    ms(e.p95_s),
-                    ms(e.p99_s),
-                    ms(e.avg_s),
-                    e.requests
-                ),
-            )
-            .with_metric(
-                Metric::new(format!("p95 {}", e.endpoint), round(e.p95_s, 6), Unit::Seconds)
-                    .with_thresholds(cfg.p95_ms.warn / 1000.0, cfg.p95_ms.crit / 1000.0),
-            )
-            .with_metric(Metric::new(format!("mean {}", e.endpoint), round(e.avg_s, 6), Unit::Seconds))
-            .with_metric(Metric::new(format!("p50 {}", e.endpoint), round(e.p50_s, 6), Unit::Seconds))
-            .with_metric(Metric::new(format!("p99 {}", e.endpoint), round(e.p99_s, 6), Unit::Seconds))
-            .with_metric(Metric::new(
-                format!("requests {}", e.endpoint),
-                e.requests,
-                Unit::Counter,
-            )),
+            judged(format!("endpoint {}", e.endpoint), &cfg.p95_ms, ms(e.p95_s), summary, p95, 1000.0)
+                .with_metric(Metric::new(format!("mean {}", e.endpoint), round(e.avg_s, 6), Unit::Seconds))
+                .with_metric(Metric::new(format!("p50 {}", e.endpoint), round(e.p50_s, 6), Unit::Seconds))
+                .with_metric(Metric::new(format!("p99 {}", e.endpoint), round(e.p99_s, 6), Unit::Seconds))
+                .with_metric(Metric::new(format!("requests {}", e.endpoint), e.requests, Unit::Counter)),
         );
         // A histogram without _sum has no mean: no number rather than a NaN (null in JSON).
         if let Some(c) = checks.last_mut() {
@@ -389,6 +365,20 @@ pub fn previous_snapshot(dir: &Path, now: OffsetDateTime) -> Option<(PathBuf, Of
         })
         .min_by_key(|(_, _, off)| *off)
         .map(|(p, at, _)| (p, at))
+}
+
+/// A check of `value` judged by `levels`, carrying `metric` with the same levels in the metric's
+/// unit (`per_metric_unit` level units make one: 1000 for levels in ms on a metric in seconds).
+fn judged(
+    name: impl Into<String>,
+    levels: &Thresholds,
+    value: f64,
+    summary: String,
+    metric: Metric,
+    per_metric_unit: f64,
+) -> Check {
+    let metric = metric.with_thresholds(levels.warn / per_metric_unit, levels.crit / per_metric_unit);
+    Check::new(name, levels.classify(value), summary).with_metric(metric)
 }
 
 /// The weekly performance task: where the app's `/metrics` is, the levels, and where the daily
