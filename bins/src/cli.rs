@@ -93,7 +93,8 @@ fn cannot_start_plugin(bin: &str, err: &dyn std::error::Error) -> ExitCode {
 }
 
 /// Human log lines at a terminal (warnings only: the report is the output), JSON lines with
-/// task events otherwise. `KYB_LOG` overrides the level, in `RUST_LOG` syntax.
+/// task events otherwise. `KYB_LOG` overrides the level, in `RUST_LOG` syntax; without it,
+/// `RUST_LOG` does.
 ///
 /// Records of the libraries underneath that log through the `log` crate (the PostgreSQL and
 /// Redis clients, TLS) come with their source paths, and the PostgreSQL client logs server
@@ -107,6 +108,7 @@ fn init_logging() {
     let terminal = std::io::stderr().is_terminal();
     let default = if terminal { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KYB_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let debug = filter.max_level_hint().is_none_or(|max| max >= LevelFilter::DEBUG);
     // Records that come through the `log` bridge are the ones with a `log.target` field.

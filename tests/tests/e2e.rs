@@ -16,6 +16,8 @@ struct Setup {
 
 struct Opts {
     app_mode: HealthMode,
+    /// The app's address instead of the fake app's (e.g. a dead port: the app is down).
+    app_url: Option<String>,
     app_timeout_ms: u64,
     pg_port: Option<u16>,
     redis_port: Option<u16>,
@@ -23,7 +25,13 @@ struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { app_mode: HealthMode::Healthy, app_timeout_ms: 3_000, pg_port: None, redis_port: None }
+        Opts {
+            app_mode: HealthMode::Healthy,
+            app_url: None,
+            app_timeout_ms: 3_000,
+            pg_port: None,
+            redis_port: None,
+        }
     }
 }
 
@@ -42,7 +50,7 @@ async fn setup(tag: &str, opts: Opts) -> Setup {
          # Pinned so that a busy or full test machine cannot turn these into failures.\n\
          disk_pct = {{ warn = 100, crit = 100 }}\nmemory_pct = {{ warn = 100, crit = 100 }}\n\
          load_per_core = {{ warn = 1000, crit = 1000 }}\n",
-        app.url(""),
+        opts.app_url.unwrap_or_else(|| app.url("")),
         opts.app_timeout_ms,
         db.host,
         opts.pg_port.unwrap_or(db.port),
@@ -157,6 +165,34 @@ mod daily {
         assert_eq!(check(health, "postgres")["status"], "ok");
         assert_eq!(check(health, "redis")["status"], "ok");
         assert_eq!(task(&json, "system")["status"], "ok");
+    }
+
+    /// docs/operations.md's cron line, run as cron runs it (sh, no stdin, stdout thrown away)
+    /// with the app down: cron mails stderr, which names each failed task and why, and only
+    /// those; the exit code is 1.
+    #[tokio::test]
+    async fn the_documented_cron_line_says_what_failed_on_stderr() {
+        let down = format!("http://127.0.0.1:{}/", dead_port());
+        let s = setup("croncall", Opts { app_url: Some(down), ..Opts::default() }).await;
+        let ops = std::fs::read_to_string(kyb_testkit::workspace_root().join("docs/operations.md")).unwrap();
+        let cron = ops.split("\n## cron\n").nth(1).expect("a cron section");
+        let line = cron.lines().find(|l| l.contains("kyb-maint daily ")).expect("a cron line");
+        let (_, command) = line.split_once(" root ").expect("a system crontab line");
+        let command = command
+            .replace("/usr/local/bin/kyb-maint", binary("kyb-maint").to_str().unwrap())
+            .replace("/etc/kyb-maint/kyb-maint.toml", s.config.to_str().unwrap());
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(&command).stdin(std::process::Stdio::null()).env_remove("RUST_LOG");
+        let out = run(sh).await;
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", text(&out.stderr));
+        assert!(out.stdout.is_empty());
+        let events: Vec<serde_json::Value> =
+            text(&out.stderr).lines().map(|l| serde_json::from_str(l).expect("JSON lines")).collect();
+        let health = events.iter().find(|e| e["task"] == "health").expect("the health task on stderr");
+        assert_eq!((&health["level"], &health["status"]), (&"ERROR".into(), &"CRIT".into()), "{health}");
+        assert!(health["message"].as_str().unwrap().contains("app CRIT"), "{health}");
+        // Nothing that is Ok reaches the mail.
+        assert!(events.iter().all(|e| e["level"] != "INFO"), "{events:?}");
     }
 
     #[tokio::test]

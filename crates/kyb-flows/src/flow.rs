@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use time::macros::format_description;
+use tracing::Instrument;
 
 /// A maintenance flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -187,7 +188,9 @@ impl Task {
     ) -> TaskReport {
         let Some(cfg) = cfg else {
             let Missing { check, why } = self.missing();
-            return TaskReport::not_configured(self.name(), check, why, Duration::ZERO);
+            let report = TaskReport::not_configured(self.name(), check, why, Duration::ZERO);
+            crate::task::log_outcome(&report);
+            return report;
         };
         crate::task::run(self.name(), cfg, ctx, f).await
     }
@@ -325,36 +328,40 @@ pub async fn run_tasks(
         RunLog::open(&log_path).map_err(|source| FlowError::RunLog { path: log_path.clone(), source })?
     };
     log.line(&format!("{} flow started{}", name, if opts.dry_run { " (dry run)" } else { "" }));
+    tracing::info!(flow = name, dry_run = opts.dry_run, "flow started");
+    // Each task's line goes into the run log when the task ends, stamped then.
+    let log = std::sync::Mutex::new(log);
+    // At error level so that it is there whatever level is asked for: every event of the flow's
+    // tasks, warnings and errors included, carries the flow's name.
+    let span = tracing::error_span!("flow", flow = name);
 
     let ctx = opts.ctx(cfg, started_at);
     // Ctrl-C and SIGTERM are caught only when a task can act on them; otherwise they end the
     // process as they always do.
     let watcher = tasks.iter().any(|t| t.stops_on_cancel()).then(|| cancel_on_shutdown(&ctx));
     let probes = futures_util::future::join_all(
-        tasks.iter().filter(|t| !t.in_sequence()).map(|t| run_task(*t, cfg, &ctx)),
+        tasks.iter().filter(|t| !t.in_sequence()).map(|t| run_task(*t, cfg, &ctx, &log)),
     );
     let file_tasks = async {
         let mut out = Vec::new();
         for t in tasks.iter().filter(|t| t.in_sequence()) {
             // Once the run is cancelled, the tasks still waiting are not started.
             if ctx.cancel.is_cancelled() {
-                out.push(TaskReport::failed(t.name(), "not started: the run was cancelled", Duration::ZERO));
+                let why = "not started: the run was cancelled";
+                out.push(ended(TaskReport::failed(t.name(), why, Duration::ZERO), &log));
                 continue;
             }
-            out.push(run_task(*t, cfg, &ctx).await);
+            out.push(run_task(*t, cfg, &ctx, &log).await);
         }
         out
     };
-    let (mut reports, file_reports) = tokio::join!(probes, file_tasks);
+    let (mut reports, file_reports) = async { tokio::join!(probes, file_tasks) }.instrument(span).await;
     if let Some(w) = watcher {
         w.abort();
     }
+    let mut log = log.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     reports.extend(file_reports);
     say_connection_failures_once(&mut reports);
-    for r in &reports {
-        log.line(&format!("{} {} ({} ms): {}", r.name, r.status, r.duration_ms, r.summary));
-        tracing::info!(flow = name, task = %r.name, status = %r.status, duration_ms = r.duration_ms, "{}", r.summary);
-    }
     let failed = reports.iter().filter(|r| r.status >= Status::Crit).count();
     let mut report = FlowReport {
         flow: name.to_owned(),
@@ -375,6 +382,14 @@ pub async fn run_tasks(
         report.tasks.len(),
         report.duration_ms
     ));
+    let status = report.status.to_string();
+    tracing::info!(
+        flow = name,
+        status,
+        failed_tasks = failed,
+        duration_ms = report.duration_ms,
+        "flow finished"
+    );
     if !opts.dry_run
         && let Err(e) = save_report(&mut report, &paths.reports_dir)
     {
@@ -433,15 +448,36 @@ fn stamp(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-/// One task under the run's deadline, if it has one.
-async fn run_task(task: Task, cfg: &Config, ctx: &RunCtx) -> TaskReport {
+/// One task under the run's deadline, if it has one; its line goes into the run log as it ends.
+async fn run_task(task: Task, cfg: &Config, ctx: &RunCtx, log: &std::sync::Mutex<RunLog>) -> TaskReport {
     let clock = Instant::now();
     let work = task_report(task, cfg, ctx);
-    let Some(deadline) = ctx.deadline else { return work.await };
-    match tokio::time::timeout_at(deadline.into(), work).await {
-        Ok(report) => report,
-        Err(_) => TaskReport::failed(task.name(), "stopped at the run's deadline", clock.elapsed()),
-    }
+    let report = match ctx.deadline {
+        None => work.await,
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), work).await {
+            Ok(report) => report,
+            Err(_) => {
+                let stopped =
+                    TaskReport::failed(task.name(), "stopped at the run's deadline", clock.elapsed());
+                crate::task::log_outcome(&stopped);
+                stopped
+            }
+        },
+    };
+    log_line(&report, log);
+    report
+}
+
+/// A report made outside [`crate::task::run`] (a task not started): logged as it is made.
+fn ended(report: TaskReport, log: &std::sync::Mutex<RunLog>) -> TaskReport {
+    crate::task::log_outcome(&report);
+    log_line(&report, log);
+    report
+}
+
+fn log_line(r: &TaskReport, log: &std::sync::Mutex<RunLog>) {
+    let line = format!("{} {} ({} ms): {}", r.name, r.status, r.duration_ms, r.summary);
+    log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).line(&line);
 }
 
 async fn task_report(task: Task, cfg: &Config, ctx: &RunCtx) -> TaskReport {
@@ -522,6 +558,29 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, 32);
+    }
+
+    /// Each task's run-log line is written when the task ends: a quick task's before a slow
+    /// one's, each with its own time, not all at the end of the flow.
+    #[tokio::test]
+    async fn run_log_lines_are_written_as_tasks_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[paths]\nmaintenance_dir = \"m\"\n[system]\ncpu_sample_ms = 2500\n";
+        let cfg = crate::config::parse(text, &dir.path().join("kyb-maint.toml")).unwrap();
+        run_tasks("test", &[Task::System, Task::Health], &cfg, RunOptions::default()).await.unwrap();
+        let log = std::fs::read_to_string(dir.path().join("m/logs/test-maintenance.log")).unwrap();
+        let stamp_of = |task: &str| {
+            let line = log.lines().find(|l| l.contains(&format!("] {task} "))).expect(task);
+            let at = time::PrimitiveDateTime::parse(
+                &line[1..20],
+                format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+            );
+            (log.find(line).unwrap(), at.unwrap())
+        };
+        let (health_at, health_time) = stamp_of("health");
+        let (system_at, system_time) = stamp_of("system");
+        assert!(health_at < system_at, "{log}");
+        assert!(system_time - health_time >= time::Duration::seconds(1), "{log}");
     }
 
     #[tokio::test]

@@ -40,15 +40,17 @@ pub struct Missing {
 }
 
 /// Runs `task` on `cfg` in `ctx`, timed. Its report's findings become the task report; an error
-/// becomes a finding or an Unknown report as [`TaskError`] says.
+/// becomes a finding or an Unknown report as [`TaskError`] says. Its start and its outcome are
+/// logged as they happen (see [`log_outcome`]).
 pub async fn run<C: ?Sized, R: Report, E: TaskError>(
     name: &str,
     cfg: &C,
     ctx: &RunCtx,
     task: impl AsyncFnOnce(&C, &RunCtx) -> Result<R, E>,
 ) -> TaskReport {
+    tracing::info!(task = name, dry_run = ctx.dry_run, "task started");
     let clock = Instant::now();
-    match task(cfg, ctx).await {
+    let report = match task(cfg, ctx).await {
         Ok(report) => TaskReport::from_report(name, report, clock.elapsed()),
         Err(e) => match e.finding() {
             Some(check) => {
@@ -58,6 +60,22 @@ pub async fn run<C: ?Sized, R: Report, E: TaskError>(
             }
             None => TaskReport::failed(name, error_chain(&e), clock.elapsed()),
         },
+    };
+    log_outcome(&report);
+    report
+}
+
+/// Logs a finished task at the level its status calls for: a Crit or Unknown task is an error,
+/// a Warn a warning, an Ok task information. So `KYB_LOG=warn` shows exactly the tasks that need
+/// a look, each when it ends.
+pub fn log_outcome(t: &TaskReport) {
+    let (task, status, ms) = (t.name.as_str(), t.status.to_string(), t.duration_ms);
+    match t.status {
+        Status::Crit | Status::Unknown => {
+            tracing::error!(task, status, duration_ms = ms, "{}", t.summary);
+        }
+        Status::Warn => tracing::warn!(task, status, duration_ms = ms, "{}", t.summary),
+        Status::Ok => tracing::info!(task, status, duration_ms = ms, "{}", t.summary),
     }
 }
 
@@ -82,6 +100,53 @@ mod tests {
 
     async fn fails(_: &u32, _: &RunCtx) -> Result<Findings, Gone> {
         Err(Gone)
+    }
+
+    /// What `log_outcome` writes, as one JSON line, for a task ending with `status`.
+    fn logged(status: Status) -> serde_json::Value {
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&out);
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || Sink(std::sync::Arc::clone(&sink)))
+            .finish();
+        let t =
+            TaskReport::from_checks("backup", vec![Check::new("age", status, "30 h")], Default::default());
+        tracing::subscriber::with_default(subscriber, || log_outcome(&t));
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        serde_json::from_str(text.trim()).unwrap()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_task_is_logged_at_the_level_of_its_status() {
+        for (status, level) in [
+            (Status::Ok, "INFO"),
+            (Status::Warn, "WARN"),
+            (Status::Crit, "ERROR"),
+            (Status::Unknown, "ERROR"),
+        ] {
+            let line = logged(status);
+            assert_eq!(
+                (line["level"].as_str(), line["task"].as_str()),
+                (Some(level), Some("backup")),
+                "{line}"
+            );
+            assert_eq!(line["status"], status.to_string(), "{line}");
+        }
     }
 
     #[tokio::test]
