@@ -398,9 +398,56 @@ mod daily {
         assert!(started.elapsed() < Duration::from_secs(1), "second run took {:?}", started.elapsed());
         assert_eq!(second.status.code(), Some(2));
         let err = text(&second.stderr);
-        assert!(err.contains("already running") && err.contains("kyb-maint.lock"), "{err}");
+        assert!(err.contains("another daily run is already running"), "{err}");
+        assert!(err.contains("kyb-maint-daily.lock"), "{err}");
         let first = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()).await.unwrap();
         assert_eq!(first.status.code(), Some(0), "{}", text(&first.stdout));
+    }
+
+    /// The run log's time of the line that contains `what`.
+    fn logged_at(log: &Path, what: &str) -> String {
+        let text = std::fs::read_to_string(log).unwrap();
+        let line = text.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what:?} in {text}"));
+        line[1..20].to_owned()
+    }
+
+    /// A weekly run that goes long holds the run lock when the monthly one starts: the monthly
+    /// run waits for it (`[flows] lock_wait_ms`), then runs, rather than losing the month.
+    #[tokio::test]
+    async fn a_different_flow_waits_for_the_lock_then_runs() {
+        let s = setup("lockwait", Opts::default()).await;
+        // A Grafana that takes connections and never answers keeps the weekly run busy for its
+        // three-second deadline.
+        let grafana = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", grafana.local_addr().unwrap());
+        let mut config = std::fs::read_to_string(&s.config).unwrap();
+        config.push_str(&format!("\n[monitoring]\ngrafana_url = \"{url}\"\ntimeout_ms = 3000\n"));
+        config.push_str("\n[flows]\nlock_wait_ms = 120000\n");
+        std::fs::write(&s.config, config).unwrap();
+        let weekly = s.maint(&["weekly"]).spawn_blocking_child();
+        let lock = s.maint_dir().join("kyb-maint.lock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::read_to_string(&lock).map(|t| t.trim().is_empty()).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "the weekly run never took the lock");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let monthly = run(s.maint(&["monthly", "--format", "json"])).await;
+        let weekly = tokio::task::spawn_blocking(move || weekly.wait_with_output().unwrap()).await.unwrap();
+        assert_ne!(monthly.status.code(), Some(2), "{}", text(&monthly.stderr));
+        assert!(
+            text(&monthly.stderr).contains("waiting for that run to finish"),
+            "{}",
+            text(&monthly.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&monthly.stdout).unwrap();
+        assert_eq!(task(&json, "db-vacuum")["name"], "db-vacuum", "the monthly tasks ran");
+        assert_eq!(weekly.status.code(), Some(1), "Grafana hung: {}", text(&weekly.stdout));
+        // The monthly run began once the weekly one was over.
+        let logs = s.maint_dir().join("logs");
+        let weekly_end = logged_at(&logs.join("weekly-maintenance.log"), "weekly flow finished");
+        let monthly_start = logged_at(&logs.join("monthly-maintenance.log"), "monthly flow started");
+        assert!(monthly_start >= weekly_end, "monthly started {monthly_start}, weekly ended {weekly_end}");
+        drop(grafana);
     }
 
     trait SpawnChild {
@@ -530,8 +577,9 @@ mod secrets {
         outputs.push(text(&out.stdout));
         outputs.push(text(&out.stderr));
         let files = files_under(&s.maint_dir());
-        // Three runs: one log, the lock, and three each of text report, JSON report and snapshot.
-        assert_eq!(files.len(), 11, "expected reports and logs, got {files:?}");
+        // Three runs: one log, the run lock and the daily flow's lock, and three each of text
+        // report, JSON report and snapshot.
+        assert_eq!(files.len(), 12, "expected reports and logs, got {files:?}");
         for f in &files {
             outputs.push(text(&std::fs::read(f).unwrap()));
         }

@@ -63,6 +63,8 @@ use std::path::{Path, PathBuf};
 pub(crate) struct Sections {
     #[serde(default)]
     paths: PathsSection,
+    #[serde(default)]
+    flows: FlowsSection,
     app: Option<AppSection>,
     postgres: Option<PostgresSection>,
     redis: Option<RedisSection>,
@@ -90,6 +92,38 @@ pub(crate) struct Sections {
     update: Option<UpdateConfig>,
     #[serde(default)]
     tuning: TuneConfig,
+}
+
+/// How the flows share the machine.
+///
+/// One run at a time holds the run lock (`<maintenance_dir>/kyb-maint.lock`). A second copy of
+/// the same flow is refused at once (exit 2): the schedule started it twice. A different flow
+/// (or `kyb-logrotate run`) waits for the run lock, so that a weekly run that goes long does not
+/// cost that month's monthly run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsSection {
+    /// How long a flow waits for a different flow's run to finish, in milliseconds, before it
+    /// gives up (exit 2); 0 gives up at once. At most 86400000 (a day). The default, 3 hours, is
+    /// more than the longest shipped flow timeout ahead of another flow.
+    pub lock_wait_ms: u64,
+}
+
+impl Default for FlowsSection {
+    fn default() -> FlowsSection {
+        FlowsSection { lock_wait_ms: 3 * 3_600_000 }
+    }
+}
+
+impl FlowsSection {
+    /// Refuses a wait longer than a day.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.lock_wait_ms > kyb_core::config::MAX_TIMEOUT_MS {
+            let why = format!("must be at most 86400000 (a day), got {}", self.lock_wait_ms);
+            return Err(FieldError::new("lock_wait_ms", why));
+        }
+        Ok(())
+    }
 }
 
 /// The directories of kyb-maint and of the platform.
@@ -167,6 +201,8 @@ pub struct Config {
     pub dbmaint: Option<DbMaintConfig>,
     /// When heavy database work (VACUUM, REINDEX) and restarts may run.
     pub window: Windows,
+    /// How long a flow waits for a different flow's run to finish (`[flows] lock_wait_ms`).
+    pub lock_wait: std::time::Duration,
     /// The weekly performance analysis of the app's `/metrics`, when an app is configured.
     pub performance: Option<PerformanceTask>,
     /// The model checks of the app's `/metrics` (history resolved), when an app is configured.
@@ -225,6 +261,11 @@ impl Config {
     /// The run lock shared by every flow.
     pub fn lock_path(&self) -> PathBuf {
         self.paths.maintenance_dir.join("kyb-maint.lock")
+    }
+
+    /// The lock one copy of the flow `flow` holds, so that a second copy is refused at once.
+    pub fn flow_lock_path(&self, flow: &str) -> PathBuf {
+        self.paths.maintenance_dir.join(format!("kyb-maint-{flow}.lock"))
     }
 }
 
@@ -312,6 +353,7 @@ impl Loader<'_> {
         self.at("dbmaint", s.dbmaint.validate())?;
         let trend_csv = paths.maintenance_dir.join("database-size-trend.csv");
         let dbmaint = postgres.as_ref().map(|pg| s.dbmaint.config(pg.target(), pg.timeout_ms, &trend_csv));
+        self.at("flows", s.flows.validate())?;
         self.at("window", s.window.validate())?;
         self.at("performance", s.performance.validate())?;
         s.ml.resolve_paths(base);
@@ -353,6 +395,7 @@ impl Loader<'_> {
             backup,
             dbmaint,
             window: s.window,
+            lock_wait: std::time::Duration::from_millis(s.flows.lock_wait_ms),
             monitoring: s.monitoring.targets(),
             security,
             update: s.update,

@@ -254,9 +254,26 @@ pub enum FlowError {
         /// The flow.
         flow: &'static str,
     },
-    /// Another run holds the lock.
-    #[error("another kyb-maint run is already running: {0}")]
-    Locked(#[source] LockError),
+    /// Another copy of the same flow is running.
+    #[error("another {flow} run is already running: {source}")]
+    Locked {
+        /// The flow.
+        flow: String,
+        /// Who holds its lock.
+        #[source]
+        source: LockError,
+    },
+    /// A different flow's run held the run lock for all of `[flows] lock_wait_ms`.
+    #[error(
+        "another kyb-maint run held the run lock for all of [flows] lock_wait_ms ({waited_ms} ms): {source}"
+    )]
+    LockWait {
+        /// How long this run waited.
+        waited_ms: u64,
+        /// Who holds the lock.
+        #[source]
+        source: LockError,
+    },
     /// A directory could not be created.
     #[error("cannot create directory {path}")]
     CreateDir {
@@ -314,11 +331,7 @@ pub async fn run_tasks(
         }
     }
     // A dry run reads only, so it takes no lock (taking one would write the lock file).
-    let _lock = if opts.dry_run {
-        None
-    } else {
-        Some(RunLock::try_acquire(&cfg.lock_path()).map_err(FlowError::Locked)?)
-    };
+    let _locks = if opts.dry_run { None } else { Some(take_locks(name, cfg).await?) };
     let started_at = OffsetDateTime::now_utc();
     let clock = Instant::now();
     let log_path = paths.run_logs_dir.join(format!("{}-maintenance.log", name));
@@ -403,6 +416,38 @@ pub async fn run_tasks(
         report.failed_tasks += 1;
     }
     Ok(report)
+}
+
+/// The flow's own lock, at once (a second copy of the same flow is a schedule's mistake: it is
+/// refused), then the run lock shared by every flow, waiting up to `[flows] lock_wait_ms` for a
+/// different flow's run to finish.
+async fn take_locks(name: &str, cfg: &Config) -> Result<(RunLock, RunLock), FlowError> {
+    let own = RunLock::try_acquire(&cfg.flow_lock_path(name))
+        .map_err(|source| FlowError::Locked { flow: name.to_owned(), source })?;
+    let started = Instant::now();
+    let deadline = started + cfg.lock_wait;
+    let mut pause = Duration::from_millis(20);
+    let mut said = false;
+    loop {
+        match RunLock::try_acquire(&cfg.lock_path()) {
+            Ok(lock) => return Ok((own, lock)),
+            Err(source @ LockError::Held { .. }) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    let waited_ms = duration_ms(started.elapsed());
+                    return Err(FlowError::LockWait { waited_ms, source });
+                }
+                if !said {
+                    let wait_ms = duration_ms(cfg.lock_wait);
+                    tracing::info!(flow = name, wait_ms, "{source}: waiting for that run to finish");
+                    said = true;
+                }
+                tokio::time::sleep(pause.min(deadline - now)).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(source) => return Err(FlowError::Locked { flow: name.to_owned(), source }),
+        }
+    }
 }
 
 /// A database that cannot be reached fails every task that needs it with the same error: the
@@ -581,6 +626,30 @@ mod tests {
         let (system_at, system_time) = stamp_of("system");
         assert!(health_at < system_at, "{log}");
         assert!(system_time - health_time >= time::Duration::seconds(1), "{log}");
+    }
+
+    /// A different run holding the run lock is waited for up to `[flows] lock_wait_ms`, then the
+    /// flow gives up saying so; the same flow's lock held is refused at once.
+    #[tokio::test]
+    async fn a_flow_waits_its_lock_wait_for_another_run_and_refuses_its_own_twin() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[paths]\nmaintenance_dir = \"m\"\n[flows]\nlock_wait_ms = 300\n";
+        let cfg = crate::config::parse(text, &dir.path().join("kyb-maint.toml")).unwrap();
+        std::fs::create_dir_all(&cfg.paths.maintenance_dir).unwrap();
+        let other = RunLock::try_acquire(&cfg.lock_path()).unwrap();
+        let started = Instant::now();
+        let err = run_tasks("test", &[Task::Health], &cfg, RunOptions::default()).await.unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+        assert!(matches!(err, FlowError::LockWait { .. }), "{err}");
+        assert!(err.to_string().contains("lock_wait_ms (3"), "{err}");
+        drop(other);
+        let twin = RunLock::try_acquire(&cfg.flow_lock_path("test")).unwrap();
+        let started = Instant::now();
+        let err = run_tasks("test", &[Task::Health], &cfg, RunOptions::default()).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+        assert!(err.to_string().starts_with("another test run is already running"), "{err}");
+        drop(twin);
+        run_tasks("test", &[Task::Health], &cfg, RunOptions::default()).await.unwrap();
     }
 
     #[tokio::test]

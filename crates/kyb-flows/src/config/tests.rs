@@ -180,6 +180,8 @@ fn bad_dbmaint_and_window_settings_name_their_key() {
         ("ml", "trend_days = 0", "ml.trend_days", "between 1 and 3650"),
         ("performance", "status_label = \"a-b\"", "performance.status_label", "not a label name"),
         ("monitoring", "grafana_url = \"ftp://x\"", "monitoring.grafana_url", "ftp"),
+        ("flows", "lock_wait_ms = 86400001", "flows.lock_wait_ms", "at most 86400000 (a day)"),
+        ("flows", "lock_wait_ms = -1", "flows.lock_wait_ms", "invalid value"),
     ] {
         let text = format!("{WITH_PG}[{section}]\n{line}\n");
         let err = parse_str(&text).unwrap_err().to_string();
