@@ -34,10 +34,12 @@ pub struct Common {
     /// Report format on stdout [default: nagios for kyb-health, text for the others].
     #[arg(long, global = true, value_enum)]
     pub format: Option<Format>,
-    /// Also write the statuses and durations as Prometheus metrics to this file, for
-    /// node_exporter's textfile collector (e.g. /var/lib/node_exporter/textfile/kyb-maint.prom).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub textfile: Option<PathBuf>,
+    /// Also write the statuses, durations and measured values as Prometheus metrics to FILE, for
+    /// node_exporter's textfile collector. Without FILE:
+    /// /var/lib/node_exporter/textfile/<binary>.prom (kyb-maint: kyb-maint-<flow>.prom), one file
+    /// per binary and flow, since each run replaces its file.
+    #[arg(long, global = true, value_name = "FILE", num_args = 0..=1)]
+    pub textfile: Option<Option<PathBuf>>,
     /// Change nothing: write, delete, restart and install nothing, and report what would be
     /// done instead. Commands that only read run as usual; no textfile is written.
     #[arg(long, global = true)]
@@ -142,7 +144,7 @@ pub fn fail(bin: &str, err: &dyn std::error::Error) -> ExitCode {
 /// Prints the report, writes the textfile if asked (not in a dry run), and returns the exit
 /// code: 0 when every task is Ok or Warn, 1 otherwise or when the textfile cannot be written;
 /// with `--format nagios`, the Nagios code of the report's status.
-pub fn finish(bin: &str, report: &FlowReport, format: Format, textfile: Option<PathBuf>) -> ExitCode {
+pub fn finish(bin: &str, report: &FlowReport, format: Format, textfile: Textfile) -> ExitCode {
     let written = emit(bin, report, format, textfile);
     match format {
         Format::Nagios => ExitCode::from(report.status.nagios_code()),
@@ -152,7 +154,7 @@ pub fn finish(bin: &str, report: &FlowReport, format: Format, textfile: Option<P
 
 /// [`finish`] for a Nagios-style binary: the exit code is the Nagios code of the report's status
 /// whatever the format (UNKNOWN when the textfile cannot be written).
-pub fn finish_plugin(bin: &str, report: &FlowReport, format: Format, textfile: Option<PathBuf>) -> ExitCode {
+pub fn finish_plugin(bin: &str, report: &FlowReport, format: Format, textfile: Textfile) -> ExitCode {
     let written = emit(bin, report, format, textfile);
     let code = report.status.nagios_code();
     ExitCode::from(if written { code } else { code.max(kyb_core::Status::Unknown.nagios_code()) })
@@ -160,7 +162,7 @@ pub fn finish_plugin(bin: &str, report: &FlowReport, format: Format, textfile: O
 
 /// Prints the report in `format` and writes the textfile if asked; false when the textfile could
 /// not be written (said on stderr).
-fn emit(bin: &str, report: &FlowReport, format: Format, textfile: Option<PathBuf>) -> bool {
+fn emit(bin: &str, report: &FlowReport, format: Format, textfile: Textfile) -> bool {
     let out = match format {
         Format::Text => render_text(report),
         Format::Json => serde_json::to_string_pretty(report).expect("reports serialize") + "\n",
@@ -168,7 +170,7 @@ fn emit(bin: &str, report: &FlowReport, format: Format, textfile: Option<PathBuf
     };
     // A closed stdout (e.g. piped into `head`) must not turn a good run into a crash.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    if let Some(path) = textfile.filter(|_| !report.dry_run)
+    if let Some(path) = textfile.filter(|_| !report.dry_run).map(|p| textfile_path(p, bin, report))
         && let Err(e) = kyb_flows::textfile::write(&path, report)
     {
         // Monitoring would go on reading stale numbers: make the run fail visibly.
@@ -176,6 +178,23 @@ fn emit(bin: &str, report: &FlowReport, format: Format, textfile: Option<PathBuf
         return false;
     }
     true
+}
+
+/// `--textfile` as given: absent, without a file, or with one.
+pub type Textfile = Option<Option<PathBuf>>;
+
+/// Where node_exporter's textfile collector looks by default.
+pub const TEXTFILE_DIR: &str = "/var/lib/node_exporter/textfile";
+
+/// `--textfile`'s file: the one given, or without one the binary's own in [`TEXTFILE_DIR`]
+/// (`kyb-backup.prom`; the flows' `kyb-maint-daily.prom`, ...), so no two runs overwrite each
+/// other's metrics.
+pub fn textfile_path(given: Option<PathBuf>, bin: &str, report: &FlowReport) -> PathBuf {
+    if let Some(path) = given {
+        return path;
+    }
+    let name = if bin == "kyb-maint" { format!("{bin}-{}.prom", report.flow) } else { format!("{bin}.prom") };
+    std::path::Path::new(TEXTFILE_DIR).join(name)
 }
 
 /// For an output that has no Nagios form (a listing, an update's step log): says so and

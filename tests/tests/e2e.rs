@@ -700,22 +700,25 @@ mod textfile {
     use super::*;
 
     #[tokio::test]
-    async fn textfile_holds_flow_task_and_check_statuses() {
+    async fn textfile_holds_flow_and_task_statuses_and_measured_values() {
         let s = setup("textfile", Opts { app_mode: HealthMode::ServerError, ..Opts::default() }).await;
         let prom = s.dir.path().join("kyb-maint-daily.prom");
         let out = run(s.maint(&["daily", "--textfile", prom.to_str().unwrap()])).await;
         assert_eq!(out.status.code(), Some(1));
         let text = std::fs::read_to_string(&prom).unwrap();
         assert!(text.contains("kyb_maint_flow_status{flow=\"daily\"} 2\n"), "{text}");
-        assert!(
-            text.contains("kyb_maint_check_status{flow=\"daily\",task=\"health\",check=\"app\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("kyb_maint_check_status{flow=\"daily\",task=\"health\",check=\"redis\"} 0\n"),
-            "{text}"
-        );
+        assert!(text.contains("kyb_maint_task_status{flow=\"daily\",task=\"health\"} 2\n"), "{text}");
         assert!(text.contains("# TYPE kyb_maint_task_duration_seconds gauge"), "{text}");
+        // A failed first run has no success to report yet.
+        assert!(!text.contains("kyb_maint_flow_last_success_timestamp_seconds{"), "{text}");
+        // The disk of every real mount, as a ratio; no label is a check's free-form name.
+        let parsed = kyb_prom::parse_strict(&text).unwrap();
+        let root = parsed
+            .samples
+            .iter()
+            .find(|s| s.name == "kyb_maint_disk_used_ratio" && s.label("mount") == Some("/"));
+        assert!(root.is_some_and(|s| (0.0..=1.0).contains(&s.value)), "{text}");
+        assert!(parsed.samples.iter().all(|s| s.label("check").is_none()), "{text}");
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Exit codes: 0 every task Ok or Warn; 1 a task Crit or Unknown; 2 the flow could not start
 /// (bad config, another run holds the lock).
 #[derive(Debug, Parser)]
-#[command(name = "kyb-maint", version = crate::VERSION, after_help = "Examples:\n  kyb-maint daily --config /etc/kyb-maint/kyb-maint.toml\n  kyb-maint weekly --dry-run --format json\n  kyb-maint monthly --textfile /var/lib/node_exporter/textfile/kyb-maint.prom\n  kyb-maint completions bash > /etc/bash_completion.d/kyb-maint")]
+#[command(name = "kyb-maint", version = crate::VERSION, after_help = "Examples:\n  kyb-maint daily --config /etc/kyb-maint/kyb-maint.toml\n  kyb-maint weekly --dry-run --format json\n  kyb-maint monthly --textfile /var/lib/node_exporter/textfile/kyb-maint-monthly.prom\n  kyb-maint completions bash > /etc/bash_completion.d/kyb-maint")]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Cli {
     /// The flow to run.

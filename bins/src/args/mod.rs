@@ -113,6 +113,48 @@ mod tests {
         }
     }
 
+    /// `--textfile` without a file writes the binary's own file (the flow's, for kyb-maint) in
+    /// node_exporter's directory; with one, that file.
+    #[test]
+    fn a_bare_textfile_option_names_the_binarys_own_file() {
+        use clap::Parser;
+        let report = |flow: &str| {
+            kyb_flows::FlowReport::of(flow.to_owned(), vec![], time::OffsetDateTime::UNIX_EPOCH, false)
+        };
+        let cli = maint::Cli::parse_from(["kyb-maint", "weekly", "--textfile"]);
+        let path = crate::cli::textfile_path(cli.common.textfile.unwrap(), "kyb-maint", &report("weekly"));
+        assert_eq!(path, std::path::Path::new("/var/lib/node_exporter/textfile/kyb-maint-weekly.prom"));
+        let cli = backup::Cli::parse_from(["kyb-backup", "create", "--textfile"]);
+        let path =
+            crate::cli::textfile_path(cli.common.textfile.unwrap(), "kyb-backup", &report("backup-create"));
+        assert_eq!(path, std::path::Path::new("/var/lib/node_exporter/textfile/kyb-backup.prom"));
+        let cli = backup::Cli::parse_from(["kyb-backup", "--textfile", "/t/b.prom", "create"]);
+        assert_eq!(cli.common.textfile, Some(Some("/t/b.prom".into())));
+    }
+
+    /// Every shipped systemd service runs a command line its binary accepts, and writes its
+    /// metrics for node_exporter.
+    #[test]
+    fn the_shipped_units_run_command_lines_that_parse_and_write_a_textfile() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd");
+        let mut services = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "service") {
+                continue;
+            }
+            let unit = std::fs::read_to_string(&path).unwrap();
+            let line = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let bin = words[0].rsplit('/').next().unwrap();
+            let cmd = commands().into_iter().find(|c| c.get_name() == bin).expect(bin);
+            let matches = cmd.try_get_matches_from(&words).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert!(matches.contains_id("textfile"), "{}: no --textfile", path.display());
+            services += 1;
+        }
+        assert_eq!(services, 4);
+    }
+
     #[test]
     fn versions_name_the_commit() {
         for cmd in commands() {

@@ -12,7 +12,7 @@ use crate::verify::{Feed, feed};
 use crate::verify::{VerifyConfig, Which, verify};
 use flate2::read::GzDecoder;
 use kyb_core::dir::DirHandle;
-use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit, duration_ms};
+use kyb_core::{Check, Findings, Gauge, Metric, RunCtx, Status, Unit, duration_ms};
 use rustix::fs::OFlags;
 use std::ffi::OsStr;
 use std::io::{BufReader, Read};
@@ -166,7 +166,8 @@ pub async fn restore_drill(cfg: &DrillConfig, ctx: &RunCtx) -> Result<DrillRepor
             let rto = report.restore_ms;
             let restored = Check::new("restore", Status::Ok, format!("restored in {rto} ms"));
             let metric = Metric::new("restore_time", rto as f64 / 1000.0, Unit::Seconds);
-            report.findings.checks.push(restored.with_metric(metric));
+            let gauge = Gauge::new("kyb_maint_restore_drill_seconds", rto as f64 / 1000.0);
+            report.findings.checks.push(restored.with_metric(metric).with_gauge(gauge));
             let compare = async {
                 sanity(cfg, &scratch_db, &meta, &mut report.findings.checks).await;
                 let listed = match scanned {

@@ -7,7 +7,7 @@ use crate::pgbin::{isolate, pg_bindir};
 use crate::plural;
 use flate2::read::GzDecoder;
 use kyb_core::dir::{DirHandle, kind};
-use kyb_core::{Check, Findings, RunCtx, Status};
+use kyb_core::{Check, Findings, Gauge, RunCtx, Status};
 use rustix::fs::{FileType, OFlags};
 use std::ffi::OsStr;
 use std::io::{BufReader, Read, Write};
@@ -102,9 +102,12 @@ fn verify_dir(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path, dir_pa
     };
     checks.push(Check::new("backup", Status::Ok, format!("found {}", dir_path.display())));
     if let Some(stamp) = dir_path.file_name().and_then(|n| stamp_of(n.as_encoded_bytes())) {
-        let age_h = (now - stamp).whole_hours();
+        let age = now - stamp;
+        let age_h = age.whole_hours();
         let status = if age_h > cfg.max_age_hours as i64 { Status::Crit } else { Status::Ok };
-        checks.push(Check::new("age", status, format!("{age_h} h old (limit {} h)", cfg.max_age_hours)));
+        let gauge = Gauge::new("kyb_maint_backup_age_seconds", age.whole_seconds() as f64);
+        let summary = format!("{age_h} h old (limit {} h)", cfg.max_age_hours);
+        checks.push(Check::new("age", status, summary).with_gauge(gauge));
     }
     let dir = match DirHandle::open(&dir_path) {
         Ok(d) => d,
@@ -178,7 +181,10 @@ fn verify_dir(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path, dir_pa
             format!("{}, metadata says {} (truncated?)", plural(size, "byte"), meta.size_bytes),
         ));
     } else {
-        checks.push(Check::new("size", Status::Ok, format!("{} as recorded", plural(size, "byte"))));
+        let gauge = Gauge::new("kyb_maint_backup_size_bytes", size as f64);
+        checks.push(
+            Check::new("size", Status::Ok, format!("{} as recorded", plural(size, "byte"))).with_gauge(gauge),
+        );
     }
     // Hash and read the archive at once, on two cores: each reads the file at its own offset.
     let (sum, archive) = std::thread::scope(|sc| {

@@ -30,7 +30,7 @@ mod target;
 mod threshold;
 pub mod users;
 
-pub use report::{Check, Findings, Metric, Report, TaskReport, Unit};
+pub use report::{Check, Findings, Gauge, Metric, Report, TaskReport, Unit};
 pub use run::{Cancel, RunCtx, WindowState};
 pub use secret::Secret;
 pub use status::Status;

@@ -18,13 +18,56 @@ pub struct Check {
     /// Measured numbers, rendered as Nagios perfdata and kept in JSON reports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
+    /// The numbers worth alerting on, as the Prometheus gauges the textfile exports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gauges: Vec<Gauge>,
+}
+
+/// A measured value as a Prometheus gauge: a fixed name (`kyb_maint_backup_age_seconds`) and
+/// labels whose values come from the config or are capped in number (a mount, a certificate, a
+/// model, one of the ten slowest endpoints), never free text, so the series a host exports stay
+/// few and stable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gauge {
+    /// The metric name.
+    pub name: String,
+    /// Its labels, besides the flow's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(String, String)>,
+    /// The value, in the unit the name ends with (`_seconds`, `_bytes`, `_ratio`).
+    pub value: f64,
+}
+
+impl Gauge {
+    /// The gauge `name` at `value`, without labels.
+    pub fn new(name: &str, value: f64) -> Gauge {
+        Gauge { name: name.to_owned(), labels: Vec::new(), value }
+    }
+
+    /// Adds the label `name="value"`.
+    pub fn label(mut self, name: &str, value: impl Into<String>) -> Gauge {
+        self.labels.push((name.to_owned(), value.into()));
+        self
+    }
 }
 
 impl Check {
     /// A check without metrics. The summary is kept to one line (line breaks, as in PostgreSQL's
     /// `DETAIL:` lines, become `; `), since reports, run logs and Nagios output are line based.
     pub fn new(name: impl Into<String>, status: Status, summary: impl Into<String>) -> Check {
-        Check { name: name.into(), status, summary: one_line(summary.into()), metrics: Vec::new() }
+        Check {
+            name: name.into(),
+            status,
+            summary: one_line(summary.into()),
+            metrics: Vec::new(),
+            gauges: Vec::new(),
+        }
+    }
+
+    /// Adds a gauge for the textfile.
+    pub fn with_gauge(mut self, gauge: Gauge) -> Check {
+        self.gauges.push(gauge);
+        self
     }
 
     /// Adds a metric.

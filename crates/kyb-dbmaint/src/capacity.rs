@@ -3,7 +3,7 @@
 
 use crate::session::{DbConfig, Session};
 use crate::{DbMaintConfig, DbMaintError};
-use kyb_core::{Check, Findings, Metric, PgTimeout, RunCtx, Status, Unit, error_chain, human_bytes};
+use kyb_core::{Check, Findings, Gauge, Metric, PgTimeout, RunCtx, Status, Unit, error_chain, human_bytes};
 use serde::Serialize;
 use std::future::Future;
 use std::io::Write as _;
@@ -368,7 +368,8 @@ fn forecast_check(disk: &Disk, growth: Option<f64>, c: &CapacityConfig, now: Off
                 Metric::new("days_until_full", days, Unit::None)
                     .with_floor_thresholds(c.days_left_warn, c.days_left_crit),
             )
-            .with_metric(free_metric),
+            .with_metric(free_metric)
+            .with_gauge(Gauge::new("kyb_maint_database_disk_days_left", days)),
         days_until_full: Some(days),
         full_on,
     }

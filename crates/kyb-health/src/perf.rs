@@ -4,7 +4,7 @@
 use crate::scrape::{ScrapeConfig, scrape};
 use crate::snapshot::SNAPSHOT_CUT_MARKER;
 use kyb_core::config::FieldError;
-use kyb_core::{Check, Findings, Metric, RunCtx, Status, Thresholds, Unit, error_chain};
+use kyb_core::{Check, Findings, Gauge, Metric, RunCtx, Status, Thresholds, Unit, error_chain};
 use kyb_prom::{Exposition, Sample};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -280,6 +280,9 @@ pub fn analyze_performance(
         let p95 = Metric::new(format!("p95 {}", e.endpoint), round(e.p95_s, 6), Unit::Seconds);
         checks.push(
             judged(format!("endpoint {}", e.endpoint), &cfg.p95_ms, ms(e.p95_s), summary, p95, 1000.0)
+                .with_gauge(
+                    Gauge::new("kyb_maint_endpoint_p95_seconds", e.p95_s).label("endpoint", &e.endpoint),
+                )
                 .with_metric(Metric::new(format!("mean {}", e.endpoint), round(e.avg_s, 6), Unit::Seconds))
                 .with_metric(Metric::new(format!("p50 {}", e.endpoint), round(e.p50_s, 6), Unit::Seconds))
                 .with_metric(Metric::new(format!("p99 {}", e.endpoint), round(e.p99_s, 6), Unit::Seconds))

@@ -2,7 +2,7 @@
 
 use crate::HealthError;
 use kyb_core::config::{FieldError, TimeoutMs};
-use kyb_core::{Check, Findings, Metric, RunCtx, Status, Thresholds, Unit};
+use kyb_core::{Check, Findings, Gauge, Metric, RunCtx, Status, Thresholds, Unit};
 use procfs::{Current, CurrentSI};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -285,10 +285,15 @@ async fn disks(cfg: &SystemConfig) -> (Vec<DiskUsage>, Vec<Check>) {
             summary.push_str(&format!("; inodes {i:.1}% used"));
         }
         checks.push(
-            Check::new(name, cfg.disk_pct.classify(worst_pct), summary).with_metric(
-                Metric::new(format!("disk_{}", m.mount_point.display()), round1(used_pct), Unit::Percent)
-                    .with_thresholds(cfg.disk_pct.warn, cfg.disk_pct.crit),
-            ),
+            Check::new(name, cfg.disk_pct.classify(worst_pct), summary)
+                .with_metric(
+                    Metric::new(format!("disk_{}", m.mount_point.display()), round1(used_pct), Unit::Percent)
+                        .with_thresholds(cfg.disk_pct.warn, cfg.disk_pct.crit),
+                )
+                .with_gauge(
+                    Gauge::new("kyb_maint_disk_used_ratio", used_pct / 100.0)
+                        .label("mount", m.mount_point.display().to_string()),
+                ),
         );
         usages.push(DiskUsage {
             mount_point: m.mount_point,

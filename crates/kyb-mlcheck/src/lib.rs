@@ -62,7 +62,7 @@
 mod history;
 
 use kyb_core::config::{FieldError, resolve_path};
-use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit, error_chain};
+use kyb_core::{Check, Findings, Gauge, Metric, RunCtx, Status, Unit, error_chain};
 use kyb_health::ScrapeConfig;
 use kyb_prom::{Exposition, Matcher};
 use serde::{Deserialize, Serialize};
@@ -504,9 +504,11 @@ fn accuracy_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy, t: Option<&Mo
         .with_metric(Metric::new(format!("accuracy_{name}"), acc, Unit::None));
     }
     let metric = Metric::new(format!("accuracy_{name}"), acc, Unit::None);
+    let gauge = Gauge::new("kyb_maint_model_accuracy", acc).label("model", name);
     let Some(t) = t else {
         return Check::new(check_name, Status::Ok, format!("{acc:.3} (no threshold configured)"))
-            .with_metric(metric);
+            .with_metric(metric)
+            .with_gauge(gauge);
     };
     let status = match t.crit_below {
         Some(crit) if acc < crit => Status::Crit,
@@ -519,7 +521,9 @@ fn accuracy_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy, t: Option<&Mo
     };
     let advice = if status == Status::Ok { "" } else { "; consider retraining" };
     let metric = Metric { warn: Some(t.warn_below), crit: t.crit_below, lower_is_worse: true, ..metric };
-    Check::new(check_name, status, format!("{acc:.3} ({levels}){advice}")).with_metric(metric)
+    Check::new(check_name, status, format!("{acc:.3} ({levels}){advice}"))
+        .with_metric(metric)
+        .with_gauge(gauge)
 }
 
 fn trend_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy) -> Option<Check> {

@@ -1,7 +1,7 @@
 //! Certificate expiry: every certificate of every PEM chain in the configured files and
 //! directories, and the chain each live TLS endpoint presents.
 
-use kyb_core::{Check, Findings, Metric, RunCtx, Status, Unit};
+use kyb_core::{Check, Findings, Gauge, Metric, RunCtx, Status, Unit};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use std::convert::Infallible;
@@ -162,10 +162,13 @@ fn judge(cfg: &CertConfig, name: &str, c: &CertInfo, now: OffsetDateTime) -> Che
         (Status::Ok, format!("valid for {:.1} more days ({until})", c.days_left))
     };
     let sans = if c.sans.is_empty() { String::new() } else { format!("; SANs {}", c.sans.join(", ")) };
-    Check::new(name, status, format!("{state}: {} issued by {}{sans}", c.subject, c.issuer)).with_metric(
-        Metric::new("days_left", (c.days_left * 100.0).round() / 100.0, Unit::None)
-            .with_floor_thresholds(cfg.warn_days, cfg.crit_days),
-    )
+    let days_left = (c.days_left * 100.0).round() / 100.0;
+    Check::new(name, status, format!("{state}: {} issued by {}{sans}", c.subject, c.issuer))
+        .with_metric(
+            Metric::new("days_left", days_left, Unit::None)
+                .with_floor_thresholds(cfg.warn_days, cfg.crit_days),
+        )
+        .with_gauge(Gauge::new("kyb_maint_certificate_days_left", days_left).label("certificate", name))
 }
 
 fn describe(source: &str, position: usize, der: &[u8], now: OffsetDateTime) -> Result<CertInfo, String> {
