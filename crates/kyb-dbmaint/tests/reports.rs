@@ -414,6 +414,11 @@ async fn sequences_are_measured_against_the_column_they_feed() {
     let shared = row(&r, "public.shared_counter");
     assert_eq!(shared.status, Status::Warn, "88% of int: {shared:?}");
     assert!(shared.summary.contains("column public.tickets.n"), "{}", shared.summary);
+    // For Prometheus, the fullest one's share, without a sequence name as a label.
+    let gauges: Vec<_> = r.findings.checks.iter().flat_map(|c| &c.gauges).collect();
+    assert_eq!(gauges.len(), 1, "{gauges:?}");
+    assert_eq!((gauges[0].name.as_str(), gauges[0].labels.len()), ("kyb_maint_sequence_used_ratio_max", 0));
+    assert!(gauges[0].value > 0.97 && gauges[0].value <= 1.0, "Small Ids at 32000 of 32767: {gauges:?}");
 }
 
 #[tokio::test]

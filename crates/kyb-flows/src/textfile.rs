@@ -15,7 +15,8 @@ const GAUGES: &[(&str, &str)] = &[
     ("kyb_maint_restore_drill_seconds", "Restore time of the last restore drill."),
     ("kyb_maint_certificate_days_left", "Days until each certificate expires; negative once it has."),
     ("kyb_maint_model_accuracy", "Accuracy each ML model reports, 0 to 1."),
-    ("kyb_maint_endpoint_p95_seconds", "95th-percentile response time of the ten slowest endpoints."),
+    ("kyb_maint_endpoint_p95_seconds", "95th-percentile response time of the slowest endpoints."),
+    ("kyb_maint_sequence_used_ratio_max", "Share of its range the fullest sequence has used, 0 to 1."),
 ];
 
 const LAST_SUCCESS: &str = "kyb_maint_flow_last_success_timestamp_seconds";

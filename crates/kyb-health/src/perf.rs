@@ -39,6 +39,9 @@ pub struct PerfConfig {
     pub p95_ms: Thresholds,
     /// Levels of the share of requests answered 5xx, in percent.
     pub error_rate_pct: Thresholds,
+    /// How many of the slowest endpoints (by p95) get a row and a textfile series, 1 to 100.
+    /// It caps the series an app with many routes adds to Prometheus.
+    pub endpoint_limit: usize,
 }
 
 impl Default for PerfConfig {
@@ -51,6 +54,7 @@ impl Default for PerfConfig {
             avg_ms: Thresholds::new(500.0, 2000.0),
             p95_ms: Thresholds::new(1000.0, 5000.0),
             error_rate_pct: Thresholds::new(1.0, 5.0),
+            endpoint_limit: 10,
         }
     }
 }
@@ -63,6 +67,10 @@ impl PerfConfig {
             [("avg_ms", self.avg_ms), ("p95_ms", self.p95_ms), ("error_rate_pct", self.error_rate_pct)]
         {
             t.validate().map_err(|e| FieldError::new(key, e.to_string()))?;
+        }
+        if !(1..=100).contains(&self.endpoint_limit) {
+            let why = format!("must be between 1 and 100, got {}", self.endpoint_limit);
+            return Err(FieldError::new("endpoint_limit", why));
         }
         for (key, name) in
             [("requests_metric", &self.requests_metric), ("duration_metric", &self.duration_metric)]
@@ -267,7 +275,7 @@ pub fn analyze_performance(
             label_problem(&endpoint_choice, &cfg.endpoint_label, &cfg.duration_metric, "endpoint_label");
         checks.push(Check::new("endpoint label", Status::Warn, problem));
     }
-    for e in endpoints.iter().take(10) {
+    for e in endpoints.iter().take(cfg.endpoint_limit) {
         let ms = |s: f64| s * 1000.0;
         let summary = format!(
             "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, mean {:.0} ms over {:.0} requests",

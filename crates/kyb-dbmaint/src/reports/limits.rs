@@ -2,7 +2,7 @@
 
 use super::{Db, DbReport, ReportConfig, ReportKind, grant_read_all_stats, hidden_sessions, or_all_clear};
 use crate::DbMaintError;
-use kyb_core::{Check, Metric, Status, Unit};
+use kyb_core::{Check, Gauge, Metric, Status, Unit};
 use std::collections::BTreeMap;
 
 /// The server refuses new transactions about this many XIDs past the oldest unfrozen one.
@@ -208,7 +208,7 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
             ),
         );
     }
-    let clear = match highest {
+    let clear = match &highest {
         Some((pct, name)) => format!("{} sequences; the fullest is {name} at {pct:.2}%", seqs.len()),
         None => format!("{} sequences, none used yet", seqs.len()),
     };
@@ -220,7 +220,11 @@ pub(crate) async fn sequences(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport
             "{unreadable} sequences not measured: {role} may not read them, which takes SELECT or USAGE on the sequence"
         ));
     }
-    Ok(DbReport::new(ReportKind::Sequences, or_all_clear(checks, "sequences", clear), notes))
+    let mut checks = or_all_clear(checks, "sequences", clear);
+    if let Some((pct, _)) = &highest {
+        checks[0].gauges.push(Gauge::new("kyb_maint_sequence_used_ratio_max", pct / 100.0));
+    }
+    Ok(DbReport::new(ReportKind::Sequences, checks, notes))
 }
 
 pub(crate) async fn connections(db: &Db<'_>, rc: &ReportConfig) -> Result<DbReport, DbMaintError> {

@@ -179,6 +179,7 @@ fn bad_dbmaint_and_window_settings_name_their_key() {
         ("security", "burst_count = 0", "security.burst_count", "at least 1"),
         ("ml", "trend_days = 0", "ml.trend_days", "between 1 and 3650"),
         ("performance", "status_label = \"a-b\"", "performance.status_label", "not a label name"),
+        ("performance", "endpoint_limit = 0", "performance.endpoint_limit", "between 1 and 100"),
         ("monitoring", "grafana_url = \"ftp://x\"", "monitoring.grafana_url", "ftp"),
         ("flows", "lock_wait_ms = 86400001", "flows.lock_wait_ms", "at most 86400000 (a day)"),
         ("flows", "lock_wait_ms = -1", "flows.lock_wait_ms", "invalid value"),
