@@ -12,6 +12,21 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Checks a textfile the way Prometheus will read it: `promtool check metrics` (Debian
+/// `prometheus`, which `cargo xtask test` installs) must accept it without a lint.
+pub fn promtool_check(path: &std::path::Path) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let out = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run promtool ({e}): install Debian `prometheus`, or run `cargo xtask test`")
+        });
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool on {}: {said}", path.display());
+}
+
 /// A loopback port nothing listens on (bound, then let go).
 pub fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -1,6 +1,6 @@
 //! End-to-end tests: the real binaries against a real app, PostgreSQL and Redis.
 
-use kyb_e2e::{binary, check, dead_port, run, task, text};
+use kyb_e2e::{binary, check, dead_port, promtool_check, run, task, text};
 use kyb_testkit::{FakeApp, HealthMode, MetricsMode, TestDb, fresh_database, redis};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -685,6 +685,7 @@ mod nagios {
         assert!(out.contains("redis") && !out.starts_with("KYB-HEALTH"), "{out}");
         let metrics = std::fs::read_to_string(&prom).unwrap();
         assert!(metrics.contains("flow=\"health\""), "{metrics}");
+        promtool_check(&prom);
         // A task binary speaks Nagios when asked, with Nagios exit codes.
         let mut cmd = Command::new(binary("kyb-mlcheck"));
         cmd.args(["--format", "nagios", "--config"]).arg(&s.config);
@@ -719,6 +720,7 @@ mod textfile {
             .find(|s| s.name == "kyb_maint_disk_used_ratio" && s.label("mount") == Some("/"));
         assert!(root.is_some_and(|s| (0.0..=1.0).contains(&s.value)), "{text}");
         assert!(parsed.samples.iter().all(|s| s.label("check").is_none()), "{text}");
+        promtool_check(&prom);
     }
 
     #[tokio::test]

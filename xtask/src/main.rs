@@ -123,7 +123,7 @@ fn maint(args: &[String]) -> Result<ExitCode> {
 }
 
 fn test(args: &[String]) -> Result<ExitCode> {
-    prereqs::ensure(&prereqs::Host::this())?;
+    prereqs::ensure(&prereqs::Host::this(), true)?;
     let stack = kyb_testkit::Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
     eprintln!(
         "xtask: private stack up (PostgreSQL on 127.0.0.1:{}, Redis on 127.0.0.1:{})",

@@ -1,4 +1,5 @@
-//! The system packages the private stack needs (PostgreSQL's server binaries and redis-server):
+//! The system packages the tests need (PostgreSQL's server binaries and redis-server for the
+//! private stack, promtool to check the metrics files the binaries write):
 //! found where kyb-testkit looks for them; when missing, installed through apt-get as root on
 //! Debian or Ubuntu (said before it is done), or else named with the exact command to run.
 
@@ -34,14 +35,18 @@ impl Host {
         }
     }
 
-    /// The Debian packages that would bring what is missing.
-    pub fn missing(&self) -> Vec<&'static str> {
+    /// The Debian packages that would bring what is missing: the stack's, and with `tests`
+    /// promtool too.
+    pub fn missing(&self, tests: bool) -> Vec<&'static str> {
         let mut missing = Vec::new();
         if !self.has_postgres() {
             missing.push("postgresql");
         }
         if self.in_path("redis-server").is_none() {
             missing.push("redis-server");
+        }
+        if tests && self.in_path("promtool").is_none() {
+            missing.push("prometheus");
         }
         missing
     }
@@ -68,11 +73,11 @@ impl Host {
     }
 }
 
-/// Makes sure the stack's system packages are there: nothing to do when they are; as root on
-/// Debian or Ubuntu, `apt-get update` then `apt-get install` of the missing ones, announced on
-/// stderr first; anywhere else an error that gives the command to run.
-pub fn ensure(host: &Host) -> Result<()> {
-    let missing = host.missing();
+/// Makes sure the system packages are there (with `tests`, the tests' too): nothing to do when
+/// they are; as root on Debian or Ubuntu, `apt-get update` then `apt-get install` of the missing
+/// ones, announced on stderr first; anywhere else an error that gives the command to run.
+pub fn ensure(host: &Host, tests: bool) -> Result<()> {
+    let missing = host.missing(tests);
     if missing.is_empty() {
         return Ok(());
     }
@@ -85,7 +90,7 @@ pub fn ensure(host: &Host) -> Result<()> {
             "your system's package manager".to_owned()
         };
         bail!(
-            "the private stack needs {} and this machine lacks it: install it with `{how}` (or set \
+            "the tests need {} and this machine lacks it: install it with `{how}` (or set \
              KYB_PG_BINDIR to a directory holding initdb and pg_ctl), then run this again",
             missing.join(" and ")
         );
@@ -107,7 +112,7 @@ pub fn ensure(host: &Host) -> Result<()> {
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(&missing);
     apt(&install)?;
-    let still = host.missing();
+    let still = host.missing(tests);
     if !still.is_empty() {
         bail!("{} still missing after `{command}`", still.join(" and "));
     }
@@ -138,6 +143,7 @@ mod tests {
             "#!/bin/sh\necho \"$*\" >> {log}\nfor p in \"$@\"; do case \"$p\" in\n\
              postgresql) mkdir -p {lib}/15/bin && touch {lib}/15/bin/initdb {lib}/15/bin/pg_ctl ;;\n\
              redis-server) printf '#!/bin/sh\\n' > {bin}/redis-server && chmod +x {bin}/redis-server ;;\n\
+             prometheus) printf '#!/bin/sh\\n' > {bin}/promtool && chmod +x {bin}/promtool ;;\n\
              esac; done\n",
             log = d.join("apt.log").display(),
             lib = d.join("lib/postgresql").display(),
@@ -157,13 +163,16 @@ mod tests {
     #[test]
     fn missing_packages_are_installed_through_apt_get_as_root() {
         let (dir, host) = bare(true);
-        assert_eq!(host.missing(), ["postgresql", "redis-server"]);
-        ensure(&host).unwrap();
+        assert_eq!(host.missing(true), ["postgresql", "redis-server", "prometheus"]);
+        ensure(&host, true).unwrap();
         let log = std::fs::read_to_string(dir.path().join("apt.log")).unwrap();
-        assert_eq!(log, "update -q\ninstall -y -q --no-install-recommends postgresql redis-server\n");
-        assert!(host.missing().is_empty());
+        assert_eq!(
+            log,
+            "update -q\ninstall -y -q --no-install-recommends postgresql redis-server prometheus\n"
+        );
+        assert!(host.missing(true).is_empty());
         // Present now: nothing more is run.
-        ensure(&host).unwrap();
+        ensure(&host, true).unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("apt.log")).unwrap(), log);
     }
 
@@ -171,7 +180,8 @@ mod tests {
     fn only_what_is_missing_is_installed() {
         let (dir, host) = bare(true);
         write_exec(&dir.path().join("bin/redis-server"), "#!/bin/sh\n");
-        ensure(&host).unwrap();
+        write_exec(&dir.path().join("bin/promtool"), "#!/bin/sh\n");
+        ensure(&host, true).unwrap();
         let log = std::fs::read_to_string(dir.path().join("apt.log")).unwrap();
         assert!(log.ends_with("install -y -q --no-install-recommends postgresql\n"), "{log}");
     }
@@ -179,15 +189,15 @@ mod tests {
     #[test]
     fn without_root_or_off_debian_the_command_is_given_and_nothing_runs() {
         let (dir, host) = bare(false);
-        let err = ensure(&host).unwrap_err().to_string();
+        let err = ensure(&host, true).unwrap_err().to_string();
         assert!(
-            err.contains("sudo apt-get install --no-install-recommends postgresql redis-server"),
+            err.contains("sudo apt-get install --no-install-recommends postgresql redis-server prometheus"),
             "{err}"
         );
         assert!(!dir.path().join("apt.log").exists(), "apt-get ran without root");
         let (dir, host) = bare(true);
         std::fs::write(dir.path().join("os-release"), "ID=fedora\n").unwrap();
-        let err = ensure(&host).unwrap_err().to_string();
+        let err = ensure(&host, true).unwrap_err().to_string();
         assert!(err.contains("your system's package manager"), "{err}");
         assert!(!dir.path().join("apt.log").exists());
     }
@@ -196,8 +206,17 @@ mod tests {
     fn a_failing_apt_get_says_what_to_run() {
         let (dir, host) = bare(true);
         write_exec(&dir.path().join("bin/apt-get"), "#!/bin/sh\nexit 100\n");
-        let err = ensure(&host).unwrap_err().to_string();
+        let err = ensure(&host, true).unwrap_err().to_string();
         assert!(err.contains("`apt-get update -q` failed") && err.contains("run `apt-get install"), "{err}");
+    }
+
+    #[test]
+    fn the_sandbox_needs_no_promtool() {
+        let (dir, host) = bare(true);
+        assert_eq!(host.missing(false), ["postgresql", "redis-server"]);
+        ensure(&host, false).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("apt.log")).unwrap();
+        assert!(log.ends_with("--no-install-recommends postgresql redis-server\n"), "{log}");
     }
 
     #[test]
@@ -209,9 +228,9 @@ mod tests {
             std::fs::write(bin.join(b), "").unwrap();
         }
         host.pg_bindir = Some(bin.clone());
-        assert_eq!(host.missing(), ["redis-server"]);
+        assert_eq!(host.missing(true), ["redis-server", "prometheus"]);
         host.pg_bindir = None;
         host.path = std::env::join_paths([dir.path().join("bin"), bin]).unwrap();
-        assert_eq!(host.missing(), ["redis-server"]);
+        assert_eq!(host.missing(true), ["redis-server", "prometheus"]);
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 /// Brings everything up (or reuses it) and returns the sandbox config path.
 pub fn up() -> Result<PathBuf> {
-    crate::prereqs::ensure(&crate::prereqs::Host::this())?;
+    crate::prereqs::ensure(&crate::prereqs::Host::this(), false)?;
     let stack = Stack::ensure().context("cannot start the private PostgreSQL/Redis stack")?;
     sandbox_bins()?;
     let dir = sandbox_dir();
