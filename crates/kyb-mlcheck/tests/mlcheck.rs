@@ -63,6 +63,11 @@ async fn healthy_models_are_ok_with_their_share_of_requests() {
     assert!(summary.contains("62.6%"), "{summary}");
     let shares: f64 = r.models.iter().filter_map(|m| m.share_pct).sum();
     assert!((shares - 100.0).abs() < 1e-9);
+    // Each configured model's accuracy, as a gauge labelled with the model.
+    let gauges: Vec<_> = r.findings.checks.iter().flat_map(|c| &c.gauges).collect();
+    let models: Vec<&str> = gauges.iter().map(|g| g.labels[0].1.as_str()).collect();
+    assert_eq!(models, ["bert", "distilbert"], "{gauges:?}");
+    assert!(gauges.iter().all(|g| g.name == "kyb_maint_model_accuracy" && (0.0..=1.0).contains(&g.value)));
 }
 
 #[tokio::test]

@@ -171,6 +171,11 @@ async fn restore_drill_round_trip_matches_the_source() {
     create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     let r = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
+    let gauge = r.findings.checks.iter().flat_map(|c| &c.gauges).next().expect("the restore time as a gauge");
+    assert_eq!(
+        (gauge.name.as_str(), gauge.value),
+        ("kyb_maint_restore_drill_seconds", r.restore_ms as f64 / 1000.0)
+    );
     let objects = &r.findings.checks.iter().find(|c| c.name == "objects").expect("an objects check").summary;
     assert!(objects.contains("3 tables, ") && objects.contains("1 view"), "{objects}");
     for table in ["public.companies", "public.owners", "public.checks"] {
@@ -327,6 +332,11 @@ async fn the_drill_compares_every_object_the_archive_lists() {
     let made = create(&create_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     let r = restore_drill(&drill_cfg(&db, root.path()), &RunCtx::new(now)).await.unwrap();
     assert!(r.findings.checks.iter().all(|c| c.status == Status::Ok), "{:?}", r.findings.checks);
+    let gauge = r.findings.checks.iter().flat_map(|c| &c.gauges).next().expect("the restore time as a gauge");
+    assert_eq!(
+        (gauge.name.as_str(), gauge.value),
+        ("kyb_maint_restore_drill_seconds", r.restore_ms as f64 / 1000.0)
+    );
     assert_eq!(check_of(&r.findings.checks, "tables").summary, "1 table restored, as at backup time");
     assert_eq!(check_of(&r.findings.checks, "rows public.ledger").summary, "1 row, as at backup time");
     let objects = &check_of(&r.findings.checks, "objects").summary;
