@@ -1011,17 +1011,21 @@ mod logrotate {
         std::fs::write(&log, "{\"n\":0}\n").unwrap();
         let config = config(dir.path(), &log, "");
         let before = std::fs::metadata(&log).unwrap().modified().unwrap();
-        let out = run(logrotate(&config, &["plan"])).await;
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        let stdout = text(&out.stdout);
-        assert!(
-            stdout.contains("would do:")
-                && stdout.contains(&format!("rename {} -> {}-", log.display(), log.display())),
-            "{stdout}"
-        );
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names.len(), 2, "plan created files: {names:?}");
-        assert_eq!(std::fs::metadata(&log).unwrap().modified().unwrap(), before);
+        // `run --dry-run` is `plan`.
+        for args in [&["plan"][..], &["run", "--dry-run"]] {
+            let out = run(logrotate(&config, args)).await;
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+            let stdout = text(&out.stdout);
+            assert!(
+                stdout.contains("would do:")
+                    && stdout.contains(&format!("rename {} -> {}-", log.display(), log.display())),
+                "{args:?}: {stdout}"
+            );
+            let names: Vec<_> =
+                std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(names.len(), 2, "{args:?} created files: {names:?}");
+            assert_eq!(std::fs::metadata(&log).unwrap().modified().unwrap(), before);
+        }
     }
 
     #[tokio::test]
