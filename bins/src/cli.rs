@@ -2,7 +2,7 @@
 //! error that stops a run is printed. Binary-only code: the libraries never print or exit.
 
 use clap::ValueEnum;
-use kyb_flows::{FlowReport, render_text};
+use kyb_flows::{Config, FlowReport, render_text};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,10 +141,19 @@ pub fn fail(bin: &str, err: &dyn std::error::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Prints the report, writes the textfile if asked (not in a dry run), and returns the exit
-/// code: 0 when every task is Ok or Warn, 1 otherwise or when the textfile cannot be written;
-/// with `--format nagios`, the Nagios code of the report's status.
-pub fn finish(bin: &str, report: &FlowReport, format: Format, textfile: Textfile) -> ExitCode {
+/// Sends the report on as `[alerting]` says (see [`kyb_flows::deliver`]), prints it, writes the
+/// textfile if asked (not in a dry run), and returns the exit code: 0 when every task is Ok or
+/// Warn, 1 otherwise or when the textfile cannot be written; with `--format nagios`, the Nagios
+/// code of the report's status.
+pub async fn finish(
+    bin: &str,
+    mut report: FlowReport,
+    cfg: &Config,
+    format: Format,
+    textfile: Textfile,
+) -> ExitCode {
+    kyb_flows::deliver(cfg, &mut report).await;
+    let report = &report;
     let written = emit(bin, report, format, textfile);
     match format {
         Format::Nagios => ExitCode::from(report.status.nagios_code()),
@@ -154,7 +163,15 @@ pub fn finish(bin: &str, report: &FlowReport, format: Format, textfile: Textfile
 
 /// [`finish`] for a Nagios-style binary: the exit code is the Nagios code of the report's status
 /// whatever the format (UNKNOWN when the textfile cannot be written).
-pub fn finish_plugin(bin: &str, report: &FlowReport, format: Format, textfile: Textfile) -> ExitCode {
+pub async fn finish_plugin(
+    bin: &str,
+    mut report: FlowReport,
+    cfg: &Config,
+    format: Format,
+    textfile: Textfile,
+) -> ExitCode {
+    kyb_flows::deliver(cfg, &mut report).await;
+    let report = &report;
     let written = emit(bin, report, format, textfile);
     let code = report.status.nagios_code();
     ExitCode::from(if written { code } else { code.max(kyb_core::Status::Unknown.nagios_code()) })

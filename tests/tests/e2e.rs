@@ -1853,3 +1853,133 @@ mod secaudit_cli {
         assert!(text(&out.stdout).contains("no advisory database"), "{}", text(&out.stdout));
     }
 }
+
+// [alerting]: a real Alertmanager and Pushgateway hear about each run.
+mod alerting {
+    use super::*;
+    use kyb_testkit::PromServer;
+
+    fn add_alerting(s: &Setup, table: &str) {
+        let mut text = std::fs::read_to_string(&s.config).unwrap();
+        text.push_str(&format!("\n[alerting]\n{table}\n"));
+        std::fs::write(&s.config, text).unwrap();
+    }
+
+    /// The KybMaintTaskFailed alerts an Alertmanager holds as active.
+    fn active(am: &PromServer) -> Vec<serde_json::Value> {
+        let body = am.get("/api/v2/alerts?filter=alertname%3D%22KybMaintTaskFailed%22");
+        let alerts: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        alerts.into_iter().filter(|a| a["status"]["state"] == "active").collect()
+    }
+
+    /// The pushed sample `name` of the daily group, if the Pushgateway holds one.
+    fn pushed(pg: &PromServer, name: &str, host: &str) -> Option<f64> {
+        let text = pg.get("/metrics");
+        let parsed = kyb_prom::parse(&text);
+        parsed
+            .samples
+            .into_iter()
+            .find(|s| {
+                s.name == name
+                    && s.label("job") == Some("kyb-maint")
+                    && s.label("instance") == Some(host)
+                    && s.label("flow") == Some("daily")
+            })
+            .map(|s| s.value)
+    }
+
+    /// The app fails: its task fires in Alertmanager and the metrics are in the Pushgateway;
+    /// the next run finds it healthy and the alert resolves, the pushed status with it.
+    #[tokio::test]
+    async fn a_failed_task_fires_then_resolves_and_the_pushgateway_holds_each_run() {
+        let (am, pg) = (PromServer::alertmanager(), PromServer::pushgateway());
+        let s = setup("alerting", Opts { app_mode: HealthMode::ServerError, ..Opts::default() }).await;
+        add_alerting(
+            &s,
+            &format!("alertmanager_urls = [\"{}\"]\npushgateway_url = \"{}\"", am.url(), pg.url()),
+        );
+
+        let out = run(s.maint(&["daily", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let host = json["host"].as_str().unwrap().to_owned();
+        let alerting = task(&json, "alerting");
+        assert_eq!(alerting["status"], "ok", "{alerting}");
+        let alerts = active(&am);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let labels = &alerts[0]["labels"];
+        assert_eq!(
+            (&labels["flow"], &labels["task"], &labels["severity"]),
+            (&"daily".into(), &"health".into(), &"critical".into())
+        );
+        assert_eq!(labels["host"], host.as_str());
+        assert!(alerts[0]["annotations"]["summary"].as_str().unwrap().contains("app CRIT"), "{alerts:?}");
+        assert_eq!(pushed(&pg, "kyb_maint_flow_status", &host), Some(2.0));
+        assert_eq!(pushed(&pg, "kyb_maint_flow_last_success_timestamp_seconds", &host), None);
+        // The saved report says the alert went out.
+        let saved = files_under(&s.maint_dir().join("reports"));
+        let json_file = saved.iter().find(|p| p.extension().is_some_and(|e| e == "json")).unwrap();
+        assert!(std::fs::read_to_string(json_file).unwrap().contains("\"alerting\""));
+
+        s.app.set_health(HealthMode::Healthy);
+        let out = run(s.maint(&["daily", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+        assert_eq!(active(&am), Vec::<serde_json::Value>::new(), "the alert resolved");
+        assert_eq!(pushed(&pg, "kyb_maint_flow_status", &host), Some(0.0));
+        assert!(pushed(&pg, "kyb_maint_flow_last_success_timestamp_seconds", &host).is_some());
+        assert_eq!(pushed(&pg, "kyb_maint_task_status", &host), Some(0.0));
+    }
+
+    /// Alertmanager hung and the Pushgateway down: the run still ends within the timeouts, says
+    /// what was not delivered (Warn, exit 0 for an otherwise healthy run) and saves its report.
+    #[tokio::test]
+    async fn endpoints_down_or_hung_are_a_warn_and_the_run_still_finishes() {
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = setup("alertingdown", Opts::default()).await;
+        add_alerting(
+            &s,
+            &format!(
+                "alertmanager_urls = [\"http://{}\"]\npushgateway_url = \"http://127.0.0.1:{}\"\ntimeout_ms = 500",
+                hung.local_addr().unwrap(),
+                dead_port()
+            ),
+        );
+        let clock = Instant::now();
+        let out = run(s.maint(&["daily", "--format", "json"])).await;
+        assert!(clock.elapsed() < Duration::from_secs(60), "took {:?}", clock.elapsed());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let alerting = task(&json, "alerting");
+        assert_eq!(alerting["status"], "warn", "{alerting}");
+        let summaries: Vec<&str> =
+            alerting["checks"].as_array().unwrap().iter().map(|c| c["summary"].as_str().unwrap()).collect();
+        assert_eq!(summaries[0], "alerts not delivered: no answer within 500 ms", "{summaries:?}");
+        assert!(
+            summaries[1].starts_with("metrics not pushed: cannot connect to 127.0.0.1:"),
+            "{summaries:?}"
+        );
+        assert!(!json["report_files"].as_array().unwrap().is_empty(), "the report is saved");
+        // The operator hears of it on stderr as well.
+        assert!(text(&out.stderr).contains("alerts not delivered"), "{}", text(&out.stderr));
+    }
+
+    /// A binary's own run is delivered the same way, as its own group (a CronJob's pod has no
+    /// node_exporter to read a textfile).
+    #[tokio::test]
+    async fn a_binary_pushes_its_run_under_its_task_name() {
+        let pg = PromServer::pushgateway();
+        let s = setup("alertingbin", Opts::default()).await;
+        add_alerting(&s, &format!("pushgateway_url = \"{}\"", pg.url()));
+        let mut cmd = Command::new(binary("kyb-health"));
+        cmd.args(["app", "--format", "json", "--config"]).arg(&s.config);
+        let out = run(cmd).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(task(&json, "alerting")["status"], "ok", "{json}");
+        let metrics = pg.get("/metrics");
+        assert!(
+            metrics.contains("kyb_maint_task_status{flow=\"health\",instance=")
+                && metrics.contains("job=\"kyb-maint\",task=\"health\"} 0"),
+            "{metrics}"
+        );
+    }
+}

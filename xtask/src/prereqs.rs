@@ -1,5 +1,5 @@
 //! The system packages the tests need (PostgreSQL's server binaries and redis-server for the
-//! private stack, promtool to check the metrics files the binaries write):
+//! private stack, and the test tools of [`TEST_TOOLS`]):
 //! found where kyb-testkit looks for them; when missing, installed through apt-get as root on
 //! Debian or Ubuntu (said before it is done), or else named with the exact command to run.
 
@@ -7,6 +7,17 @@ use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
+
+/// The tools only the tests run, each found under any of its names, and its Debian package:
+/// promtool checks the metrics files and the alert rules, a real Alertmanager and Pushgateway
+/// receive the alerts and metrics, yamllint and systemd-analyze check deploy/.
+const TEST_TOOLS: &[(&[&str], &str)] = &[
+    (&["promtool"], "prometheus"),
+    (&["prometheus-alertmanager", "alertmanager"], "prometheus-alertmanager"),
+    (&["prometheus-pushgateway", "pushgateway"], "prometheus-pushgateway"),
+    (&["yamllint"], "yamllint"),
+    (&["systemd-analyze"], "systemd"),
+];
 
 /// Where to look, and how to install: the real machine's, or a test's stand-ins.
 #[derive(Debug, Clone)]
@@ -45,8 +56,12 @@ impl Host {
         if self.in_path("redis-server").is_none() {
             missing.push("redis-server");
         }
-        if tests && self.in_path("promtool").is_none() {
-            missing.push("prometheus");
+        if tests {
+            for (programs, package) in TEST_TOOLS {
+                if programs.iter().all(|p| self.in_path(p).is_none()) {
+                    missing.push(*package);
+                }
+            }
         }
         missing
     }
@@ -125,6 +140,10 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
+    /// Every package a bare machine needs for the tests, in the order they are installed.
+    const ALL: &str =
+        "postgresql redis-server prometheus prometheus-alertmanager prometheus-pushgateway yamllint systemd";
+
     fn write_exec(path: &Path, body: &str) {
         std::fs::write(path, body).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -144,6 +163,8 @@ mod tests {
              postgresql) mkdir -p {lib}/15/bin && touch {lib}/15/bin/initdb {lib}/15/bin/pg_ctl ;;\n\
              redis-server) printf '#!/bin/sh\\n' > {bin}/redis-server && chmod +x {bin}/redis-server ;;\n\
              prometheus) printf '#!/bin/sh\\n' > {bin}/promtool && chmod +x {bin}/promtool ;;\n\
+             prometheus-*|yamllint) printf '#!/bin/sh\\n' > {bin}/$p && chmod +x {bin}/$p ;;\n\
+             systemd) printf '#!/bin/sh\\n' > {bin}/systemd-analyze && chmod +x {bin}/systemd-analyze ;;\n\
              esac; done\n",
             log = d.join("apt.log").display(),
             lib = d.join("lib/postgresql").display(),
@@ -163,13 +184,21 @@ mod tests {
     #[test]
     fn missing_packages_are_installed_through_apt_get_as_root() {
         let (dir, host) = bare(true);
-        assert_eq!(host.missing(true), ["postgresql", "redis-server", "prometheus"]);
+        assert_eq!(
+            host.missing(true),
+            [
+                "postgresql",
+                "redis-server",
+                "prometheus",
+                "prometheus-alertmanager",
+                "prometheus-pushgateway",
+                "yamllint",
+                "systemd"
+            ]
+        );
         ensure(&host, true).unwrap();
         let log = std::fs::read_to_string(dir.path().join("apt.log")).unwrap();
-        assert_eq!(
-            log,
-            "update -q\ninstall -y -q --no-install-recommends postgresql redis-server prometheus\n"
-        );
+        assert_eq!(log, format!("update -q\ninstall -y -q --no-install-recommends {ALL}\n"));
         assert!(host.missing(true).is_empty());
         // Present now: nothing more is run.
         ensure(&host, true).unwrap();
@@ -180,7 +209,9 @@ mod tests {
     fn only_what_is_missing_is_installed() {
         let (dir, host) = bare(true);
         write_exec(&dir.path().join("bin/redis-server"), "#!/bin/sh\n");
-        write_exec(&dir.path().join("bin/promtool"), "#!/bin/sh\n");
+        for tool in ["promtool", "alertmanager", "prometheus-pushgateway", "yamllint", "systemd-analyze"] {
+            write_exec(&dir.path().join("bin").join(tool), "#!/bin/sh\n");
+        }
         ensure(&host, true).unwrap();
         let log = std::fs::read_to_string(dir.path().join("apt.log")).unwrap();
         assert!(log.ends_with("install -y -q --no-install-recommends postgresql\n"), "{log}");
@@ -190,10 +221,7 @@ mod tests {
     fn without_root_or_off_debian_the_command_is_given_and_nothing_runs() {
         let (dir, host) = bare(false);
         let err = ensure(&host, true).unwrap_err().to_string();
-        assert!(
-            err.contains("sudo apt-get install --no-install-recommends postgresql redis-server prometheus"),
-            "{err}"
-        );
+        assert!(err.contains(&format!("sudo apt-get install --no-install-recommends {ALL}")), "{err}");
         assert!(!dir.path().join("apt.log").exists(), "apt-get ran without root");
         let (dir, host) = bare(true);
         std::fs::write(dir.path().join("os-release"), "ID=fedora\n").unwrap();
@@ -228,9 +256,9 @@ mod tests {
             std::fs::write(bin.join(b), "").unwrap();
         }
         host.pg_bindir = Some(bin.clone());
-        assert_eq!(host.missing(true), ["redis-server", "prometheus"]);
+        assert_eq!(host.missing(false), ["redis-server"]);
         host.pg_bindir = None;
         host.path = std::env::join_paths([dir.path().join("bin"), bin]).unwrap();
-        assert_eq!(host.missing(true), ["redis-server", "prometheus"]);
+        assert_eq!(host.missing(false), ["redis-server"]);
     }
 }

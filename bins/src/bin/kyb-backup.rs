@@ -74,7 +74,7 @@ async fn main() -> ExitCode {
     };
     watcher.abort();
     let report = FlowReport::single(task, ctx.now, ctx.dry_run);
-    cli::finish(BIN, &report, cli.common.format(), cli.common.textfile)
+    cli::finish(BIN, report, &cfg, cli.common.format(), cli.common.textfile).await
 }
 
 /// At a terminal, a status line on stderr twice a second: bytes dumped, written, and the rate.

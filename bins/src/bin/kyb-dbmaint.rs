@@ -53,13 +53,14 @@ async fn main() -> ExitCode {
                 Err(e) => vec![report_task("db-reports", Err(e), clock.elapsed(), &ctx).await],
             };
             let r = FlowReport::of("db-reports".to_owned(), tasks, now, false);
-            return cli::finish(BIN, &r, cli.common.format(), cli.common.textfile);
+            return cli::finish(BIN, r, &cfg, cli.common.format(), cli.common.textfile).await;
         }
         Command::Report(which) => {
             run(which.task_name(), db, &ctx, async |c, ctx| kyb_dbmaint::report(c, which, ctx).await).await
         }
     };
-    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
+    cli::finish(BIN, FlowReport::single(task, now, dry_run), &cfg, cli.common.format(), cli.common.textfile)
+        .await
 }
 
 /// One report of `kyb_dbmaint::reports` as a task, with the time it took.

@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
     let task = TaskReport::from_checks("health", checks, clock.elapsed());
     let report = kyb_flows::FlowReport::single(task, ctx.now, ctx.dry_run);
     let format = cli.common.format.unwrap_or(cli::Format::Nagios);
-    cli::finish_plugin(BIN, &report, format, cli.common.textfile)
+    cli::finish_plugin(BIN, report, &cfg, format, cli.common.textfile).await
 }
 
 async fn run(which: CheckArg, cfg: &config::Config, ctx: &RunCtx) -> Vec<Check> {

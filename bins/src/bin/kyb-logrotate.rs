@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     // `plan` is `run --dry-run`.
     let dry_run = cli.common.dry_run || matches!(cli.command, Command::Plan);
     match run_tasks("logrotate", &TASKS, &cfg, RunOptions { dry_run, ..RunOptions::default() }).await {
-        Ok(report) => cli::finish(BIN, &report, cli.common.format(), cli.common.textfile),
+        Ok(report) => cli::finish(BIN, report, &cfg, cli.common.format(), cli.common.textfile).await,
         Err(e) => cli::fail(BIN, &e),
     }
 }

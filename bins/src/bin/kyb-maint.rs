@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return cli::fail(BIN, &e),
     };
-    cli::finish(BIN, &report, cli.common.format(), cli.common.textfile)
+    cli::finish(BIN, report, &cfg, cli.common.format(), cli.common.textfile).await
 }
 
 fn completions(shell: clap_complete::Shell, binary: &str) -> ExitCode {

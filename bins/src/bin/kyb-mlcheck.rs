@@ -26,5 +26,5 @@ async fn main() -> ExitCode {
     let ctx = cli.common.ctx(&cfg, false);
     let task = Task::MlCheck.run(Some(ml), &ctx, kyb_mlcheck::check_models).await;
     let report = FlowReport::single(task, ctx.now, ctx.dry_run);
-    cli::finish(BIN, &report, cli.common.format(), cli.common.textfile)
+    cli::finish(BIN, report, &cfg, cli.common.format(), cli.common.textfile).await
 }

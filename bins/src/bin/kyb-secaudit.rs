@@ -35,5 +35,5 @@ async fn main() -> ExitCode {
     let ctx = cli.common.ctx(&cfg, emergency);
     let tasks = futures_util::future::join_all(audits.iter().map(|a| audit(*a, &cfg, &ctx))).await;
     let report = FlowReport::of("secaudit".to_owned(), tasks, ctx.now, ctx.dry_run);
-    cli::finish_plugin(BIN, &report, cli.common.format(), cli.common.textfile)
+    cli::finish_plugin(BIN, report, &cfg, cli.common.format(), cli.common.textfile).await
 }

@@ -144,7 +144,8 @@ async fn main() -> ExitCode {
             Err(e) => return cannot_start(&e),
         },
     };
-    cli::finish(BIN, &FlowReport::single(task, now, dry_run), cli.common.format(), cli.common.textfile)
+    cli::finish(BIN, FlowReport::single(task, now, dry_run), &cfg, cli.common.format(), cli.common.textfile)
+        .await
 }
 
 fn lacks(config: &std::path::Path, why: &str) -> ExitCode {

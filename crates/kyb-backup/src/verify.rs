@@ -107,7 +107,9 @@ fn verify_dir(cfg: &VerifyConfig, now: OffsetDateTime, pg_restore: &Path, dir_pa
         let status = if age_h > cfg.max_age_hours as i64 { Status::Crit } else { Status::Ok };
         let gauge = Gauge::new("kyb_maint_backup_age_seconds", age.whole_seconds() as f64);
         let summary = format!("{age_h} h old (limit {} h)", cfg.max_age_hours);
-        checks.push(Check::new("age", status, summary).with_gauge(gauge));
+        // The limit beside the age, so an alert rule compares the two without its own copy.
+        let limit = Gauge::new("kyb_maint_backup_max_age_seconds", cfg.max_age_hours as f64 * 3600.0);
+        checks.push(Check::new("age", status, summary).with_gauge(gauge).with_gauge(limit));
     }
     let dir = match DirHandle::open(&dir_path) {
         Ok(d) => d,

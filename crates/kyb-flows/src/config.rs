@@ -16,6 +16,7 @@ pub use errors::{ConfigError, MAX_FILE_BYTES};
 pub use reference::reference;
 
 use crate::window::Windows;
+use kyb_alert::AlertingConfig;
 use kyb_backup::{ArchiveConfig, BackupSection, CreateConfig, DrillConfig, PruneConfig, VerifyConfig};
 use kyb_core::PostgresSection;
 use kyb_core::config::{FieldError, resolve_path};
@@ -92,6 +93,8 @@ pub(crate) struct Sections {
     update: Option<UpdateConfig>,
     #[serde(default)]
     tuning: TuneConfig,
+    #[serde(default)]
+    alerting: AlertingConfig,
 }
 
 /// How the flows share the machine.
@@ -216,6 +219,8 @@ pub struct Config {
     pub update: Option<UpdateConfig>,
     /// The tuning tasks (`[tuning]`).
     pub tuning: TuneConfig,
+    /// Where runs send their failed tasks and metrics, when `[alerting]` sets anywhere.
+    pub alerting: Option<AlertingConfig>,
 }
 
 /// `[security]` resolved: one config per audit, None when the audit is not configured (the run
@@ -377,6 +382,7 @@ impl Loader<'_> {
         }
         s.tuning.resolve_paths(base);
         self.at("tuning", s.tuning.validate())?;
+        self.at("alerting", s.alerting.validate())?;
         // Nothing to probe is the health task not configured, not a report of nothing.
         let probes = HealthConfig { app: app.map(AppSection::probe), postgres, redis };
         let health =
@@ -400,6 +406,7 @@ impl Loader<'_> {
             security,
             update: s.update,
             tuning: s.tuning,
+            alerting: s.alerting.is_set().then_some(s.alerting),
         })
     }
 

@@ -1,7 +1,7 @@
 //! The flows: which tasks each one runs, and running them under the run lock.
 
 use crate::config::Config;
-use crate::report::{FlowReport, hostname, render_text};
+use crate::report::{FlowReport, render_text};
 use crate::runlog::RunLog;
 use crate::security::{self, Audit};
 use crate::task::{Missing, TaskError};
@@ -372,21 +372,17 @@ pub async fn run_tasks(
     if let Some(w) = watcher {
         w.abort();
     }
-    let mut log = log.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     reports.extend(file_reports);
     say_connection_failures_once(&mut reports);
-    let failed = reports.iter().filter(|r| r.status >= Status::Crit).count();
-    let mut report = FlowReport {
-        flow: name.to_owned(),
-        host: hostname(),
-        status: Status::worst(reports.iter().map(|r| r.status)),
-        started_at,
-        duration_ms: duration_ms(clock.elapsed()),
-        dry_run: opts.dry_run,
-        failed_tasks: failed,
-        tasks: reports,
-        report_files: Vec::new(),
-    };
+    let mut report = FlowReport::of(name.to_owned(), reports, started_at, opts.dry_run);
+    // Before the report is saved, so the report says whether the alerts went out.
+    let span = tracing::error_span!("flow", flow = name);
+    if let Some(t) = crate::deliver::alerting_task(cfg, &report).instrument(span).await {
+        report.add_task(ended(t, &log));
+    }
+    report.duration_ms = duration_ms(clock.elapsed());
+    let failed = report.failed_tasks;
+    let mut log = log.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     log.line(&format!(
         "{} flow finished: {} ({} of {} tasks failed) in {} ms",
         name,
@@ -411,9 +407,7 @@ pub async fn run_tasks(
         log.line(&format!("{} flow: {line}", name));
         tracing::error!(flow = name, "{line}");
         report.report_files.clear();
-        report.tasks.push(TaskReport::failed("save-report", line, std::time::Duration::ZERO));
-        report.status = Status::worst(report.tasks.iter().map(|t| t.status));
-        report.failed_tasks += 1;
+        report.add_task(TaskReport::failed("save-report", line, std::time::Duration::ZERO));
     }
     Ok(report)
 }

@@ -18,6 +18,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod config;
+mod deliver;
 mod flow;
 mod report;
 mod runlog;
@@ -27,6 +28,7 @@ pub mod textfile;
 pub mod window;
 
 pub use config::{Config, ConfigError};
+pub use deliver::deliver;
 pub use flow::{Flow, FlowError, RunOptions, Task, cancel_on_shutdown, run_flow, run_tasks, shutdown_signal};
 pub use report::{FlowReport, render_text};
 pub use runlog::RunLog;

@@ -53,6 +53,14 @@ impl FlowReport {
         }
     }
 
+    /// Adds a task that ran after the others (delivering the alerts, saving the report), with
+    /// its status counted in the run's.
+    pub fn add_task(&mut self, task: TaskReport) {
+        self.failed_tasks += usize::from(task.status >= Status::Crit);
+        self.status = Status::worst([self.status, task.status]);
+        self.tasks.push(task);
+    }
+
     /// Exit code for flows: 0 when every task is Ok or Warn, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         if self.status <= Status::Warn { 0 } else { 1 }

@@ -11,15 +11,21 @@ const GAUGES: &[(&str, &str)] = &[
         "Days until the database's data disk is full at its fitted growth.",
     ),
     ("kyb_maint_backup_age_seconds", "Age of the backup the last verification looked at."),
+    (
+        "kyb_maint_backup_max_age_seconds",
+        "The age above which that backup is too old ([backup] max_age_hours).",
+    ),
     ("kyb_maint_backup_size_bytes", "Size of that backup's dump file."),
     ("kyb_maint_restore_drill_seconds", "Restore time of the last restore drill."),
     ("kyb_maint_certificate_days_left", "Days until each certificate expires; negative once it has."),
     ("kyb_maint_model_accuracy", "Accuracy each ML model reports, 0 to 1."),
+    ("kyb_maint_model_accuracy_threshold", "The accuracy below which each model is Warn (warn_below)."),
     ("kyb_maint_endpoint_p95_seconds", "95th-percentile response time of the slowest endpoints."),
     ("kyb_maint_sequence_used_ratio_max", "Share of its range the fullest sequence has used, 0 to 1."),
 ];
 
-const LAST_SUCCESS: &str = "kyb_maint_flow_last_success_timestamp_seconds";
+/// The gauge that carries the start of the last run that succeeded.
+pub const LAST_SUCCESS: &str = "kyb_maint_flow_last_success_timestamp_seconds";
 
 /// The report as text format 0.0.4: status and duration of the flow and of each task (status as
 /// 0 ok, 1 warn, 2 crit, 3 unknown, the Nagios codes), the run's start, the start of the last

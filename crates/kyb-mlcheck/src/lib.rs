@@ -504,7 +504,7 @@ fn accuracy_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy, t: Option<&Mo
         .with_metric(Metric::new(format!("accuracy_{name}"), acc, Unit::None));
     }
     let metric = Metric::new(format!("accuracy_{name}"), acc, Unit::None);
-    let gauge = Gauge::new("kyb_maint_model_accuracy", acc).label("model", name);
+    let gauge = Gauge::new("kyb_maint_model_accuracy", acc).label("model", name.clone());
     let Some(t) = t else {
         return Check::new(check_name, Status::Ok, format!("{acc:.3} (no threshold configured)"))
             .with_metric(metric)
@@ -521,9 +521,12 @@ fn accuracy_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy, t: Option<&Mo
     };
     let advice = if status == Status::Ok { "" } else { "; consider retraining" };
     let metric = Metric { warn: Some(t.warn_below), crit: t.crit_below, lower_is_worse: true, ..metric };
+    // The threshold beside the accuracy, so an alert rule compares the two.
+    let threshold = Gauge::new("kyb_maint_model_accuracy_threshold", t.warn_below).label("model", name);
     Check::new(check_name, status, format!("{acc:.3} ({levels}){advice}"))
         .with_metric(metric)
         .with_gauge(gauge)
+        .with_gauge(threshold)
 }
 
 fn trend_check(cfg: &MlConfig, model: &str, s: &SeriesAccuracy) -> Option<Check> {

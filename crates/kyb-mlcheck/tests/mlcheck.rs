@@ -63,11 +63,16 @@ async fn healthy_models_are_ok_with_their_share_of_requests() {
     assert!(summary.contains("62.6%"), "{summary}");
     let shares: f64 = r.models.iter().filter_map(|m| m.share_pct).sum();
     assert!((shares - 100.0).abs() < 1e-9);
-    // Each configured model's accuracy, as a gauge labelled with the model.
+    // Each configured model's accuracy and its warn_below, as gauges labelled with the model.
     let gauges: Vec<_> = r.findings.checks.iter().flat_map(|c| &c.gauges).collect();
-    let models: Vec<&str> = gauges.iter().map(|g| g.labels[0].1.as_str()).collect();
-    assert_eq!(models, ["bert", "distilbert"], "{gauges:?}");
-    assert!(gauges.iter().all(|g| g.name == "kyb_maint_model_accuracy" && (0.0..=1.0).contains(&g.value)));
+    let named: Vec<(&str, &str, f64)> =
+        gauges.iter().map(|g| (g.name.as_str(), g.labels[0].1.as_str(), g.value)).collect();
+    assert_eq!(named.len(), 4, "{named:?}");
+    assert_eq!((named[0].0, named[0].1), ("kyb_maint_model_accuracy", "bert"));
+    assert_eq!(named[1], ("kyb_maint_model_accuracy_threshold", "bert", 0.85));
+    assert_eq!((named[2].0, named[2].1), ("kyb_maint_model_accuracy", "distilbert"));
+    assert_eq!(named[3], ("kyb_maint_model_accuracy_threshold", "distilbert", 0.80));
+    assert!([named[0].2, named[2].2].iter().all(|v| (0.0..=1.0).contains(v)));
 }
 
 #[tokio::test]

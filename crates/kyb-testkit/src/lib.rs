@@ -1,4 +1,5 @@
-//! Test and sandbox support: a private PostgreSQL and Redis, and a fake platform app.
+//! Test and sandbox support: a private PostgreSQL and Redis, a fake platform app, and a real
+//! Alertmanager and Pushgateway per test.
 //!
 //! The same machinery serves `cargo xtask sandbox`, `cargo xtask maint` and the test suites:
 //! [`Stack::ensure`] starts (or reuses) a PostgreSQL cluster and a `redis-server` under
@@ -16,10 +17,12 @@
 
 mod app;
 mod db;
+mod monitor;
 mod paths;
 mod stack;
 
 pub use app::{FakeApp, HealthMode, MetricsMode, MonitorMode, metrics_text};
 pub use db::{TestDb, TestRedis, fresh_database, redis};
+pub use monitor::PromServer;
 pub use paths::{binary, sandbox_dir, workspace_root};
 pub use stack::{SERVER_BINARIES, ScratchServer, Stack, StackError};

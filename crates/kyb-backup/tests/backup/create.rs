@@ -61,15 +61,17 @@ async fn create_then_verify_round_trip() {
     assert!(made.findings.actions.is_empty() && made.findings.headline.is_none());
     for which in [Which::Today, Which::Latest, Which::Dir(made.dir.clone())] {
         let r = verify(&verify_cfg(dir.path(), which.clone()), &RunCtx::new(now)).await.unwrap();
-        // For the textfile: the backup's age (made this second) and its size.
+        // For the textfile: the backup's age (made this second), its limit, and its size.
         let gauges: Vec<_> =
             r.findings.checks.iter().flat_map(|c| &c.gauges).map(|g| (g.name.as_str(), g.value)).collect();
-        assert_eq!(gauges.len(), 2, "{gauges:?}");
+        assert_eq!(gauges.len(), 3, "{gauges:?}");
         assert!(
             gauges[0].0 == "kyb_maint_backup_age_seconds" && (0.0..120.0).contains(&gauges[0].1),
             "{gauges:?}"
         );
-        assert_eq!(gauges[1], ("kyb_maint_backup_size_bytes", meta.size_bytes as f64));
+        let limit = verify_cfg(dir.path(), Which::Today).max_age_hours as f64 * 3600.0;
+        assert_eq!(gauges[1], ("kyb_maint_backup_max_age_seconds", limit));
+        assert_eq!(gauges[2], ("kyb_maint_backup_size_bytes", meta.size_bytes as f64));
         assert!(
             r.findings.checks.iter().all(|c| c.status == Status::Ok),
             "{which:?}: {:?}",
