@@ -132,12 +132,13 @@ mod tests {
         assert_eq!(cli.common.textfile, Some(Some("/t/b.prom".into())));
     }
 
-    /// Every shipped systemd service runs a command line its binary accepts, and writes its
-    /// metrics for node_exporter.
+    /// Every shipped systemd service that runs a kyb binary runs a command line that binary
+    /// accepts, and writes its metrics for node_exporter. The OnFailure= hook runs a shell
+    /// instead; the updater is a template whose instance is the version (`%i`).
     #[test]
     fn the_shipped_units_run_command_lines_that_parse_and_write_a_textfile() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd");
-        let mut services = 0;
+        let mut services = Vec::new();
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_none_or(|e| e != "service") {
@@ -145,14 +146,25 @@ mod tests {
             }
             let unit = std::fs::read_to_string(&path).unwrap();
             let line = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart");
+            let line = line.replace("%i", "2.4.0");
             let words: Vec<&str> = line.split_whitespace().collect();
-            let bin = words[0].rsplit('/').next().unwrap();
+            let Some(bin) = words[0].strip_prefix("/usr/local/bin/") else { continue };
             let cmd = commands().into_iter().find(|c| c.get_name() == bin).expect(bin);
             let matches = cmd.try_get_matches_from(&words).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert!(matches.contains_id("textfile"), "{}: no --textfile", path.display());
-            services += 1;
+            services.push(path.file_name().unwrap().to_string_lossy().into_owned());
         }
-        assert_eq!(services, 4);
+        services.sort();
+        assert_eq!(
+            services,
+            [
+                "kyb-backup-nightly.service",
+                "kyb-maint-daily.service",
+                "kyb-maint-monthly.service",
+                "kyb-maint-weekly.service",
+                "kyb-update-app@.service",
+            ]
+        );
     }
 
     #[test]
