@@ -152,6 +152,7 @@ pub async fn finish(
     format: Format,
     textfile: Textfile,
 ) -> ExitCode {
+    report.host.clone_from(&cfg.host);
     kyb_flows::deliver(cfg, &mut report).await;
     let report = &report;
     let written = emit(bin, report, format, textfile);
@@ -170,6 +171,7 @@ pub async fn finish_plugin(
     format: Format,
     textfile: Textfile,
 ) -> ExitCode {
+    report.host.clone_from(&cfg.host);
     kyb_flows::deliver(cfg, &mut report).await;
     let report = &report;
     let written = emit(bin, report, format, textfile);

@@ -1983,3 +1983,121 @@ mod alerting {
         );
     }
 }
+
+// [flows] fleet: hosts sharing one database do its work once per period.
+mod fleet {
+    use super::*;
+
+    /// Two hosts: two configs with their own directories and host names, one database and one
+    /// backup directory (shared storage).
+    async fn two_hosts() -> (Setup, tempfile::TempDir, PathBuf) {
+        let a = setup("fleet", Opts::default()).await;
+        let backups = a.dir.path().join("shared-backups");
+        let b_dir = tempfile::tempdir().unwrap();
+        let base = std::fs::read_to_string(&a.config).unwrap().replacen(
+            "[paths]\n",
+            &format!("[paths]\nbackup_dir = \"{}\"\n", backups.display()),
+            1,
+        );
+        for (dir, host) in [(a.dir.path(), "host-a"), (b_dir.path(), "host-b")] {
+            let text = format!("{base}\n[flows]\nfleet = true\nhost = \"{host}\"\n");
+            std::fs::write(dir.join("kyb-maint.toml"), text).unwrap();
+        }
+        let b_config = b_dir.path().join("kyb-maint.toml");
+        (a, b_dir, b_config)
+    }
+
+    /// Which of the two reports ran `task` itself (the other says who did).
+    fn ran_on<'a>(task_name: &str, reports: &'a [(&'a str, serde_json::Value)]) -> Vec<&'a str> {
+        reports
+            .iter()
+            .filter(|(_, json)| {
+                let t = task(json, task_name);
+                !t["summary"].as_str().unwrap().starts_with("done by host ")
+            })
+            .map(|(host, _)| *host)
+            .collect()
+    }
+
+    /// Started together, the two hosts' weekly and then monthly runs do each database-wide
+    /// task once between them: the other host reports "done by host X" (Ok), and the record
+    /// table holds one row per task. Host-local tasks run on both.
+    #[tokio::test]
+    async fn two_hosts_started_together_run_each_database_wide_task_once() {
+        let (a, _b_dir, b_config) = two_hosts().await;
+        for (flow, tasks) in [
+            (
+                "weekly",
+                &[
+                    "db-analyze",
+                    "db-unused-indexes",
+                    "db-duplicate-indexes",
+                    "db-invalid-indexes",
+                    "db-table-sizes",
+                    "db-bloat",
+                    "db-vacuum-state",
+                    "db-top-activity",
+                    "db-wraparound",
+                    "db-sequences",
+                ][..],
+            ),
+            (
+                "monthly",
+                &[
+                    "backup-create",
+                    "restore-drill",
+                    "db-slow-queries",
+                    "db-index-recommendations",
+                    "db-cache-hit",
+                    "db-vacuum",
+                    "db-capacity",
+                ][..],
+            ),
+        ] {
+            let args = [flow, "--emergency", "--format", "json", "--config"];
+            let mut on_a = Command::new(binary("kyb-maint"));
+            on_a.args(args).arg(&a.config);
+            let mut on_b = Command::new(binary("kyb-maint"));
+            on_b.args(args).arg(&b_config);
+            let (out_a, out_b) = tokio::join!(run(on_a), run(on_b));
+            let reports: Vec<(&str, serde_json::Value)> = [("host-a", &out_a), ("host-b", &out_b)]
+                .into_iter()
+                .map(|(host, out)| {
+                    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+                        .unwrap_or_else(|e| panic!("{host} {flow}: {e}: {}", text(&out.stderr)));
+                    assert_eq!(json["host"], host);
+                    (host, json)
+                })
+                .collect();
+            for name in tasks {
+                let hosts = ran_on(name, &reports);
+                assert_eq!(hosts.len(), 1, "{flow} {name} ran on {hosts:?}");
+                let other = reports.iter().find(|(h, _)| *h != hosts[0]).unwrap();
+                let t = task(&other.1, name);
+                assert_eq!(t["status"], "ok", "{t}");
+                assert!(
+                    t["summary"].as_str().unwrap().starts_with(&format!("done by host {} at ", hosts[0])),
+                    "{t}"
+                );
+                assert_ne!(
+                    task(&reports.iter().find(|(h, _)| *h == hosts[0]).unwrap().1, name)["status"],
+                    "crit"
+                );
+            }
+            // Host-local work is done on each.
+            let local = if flow == "weekly" { "performance" } else { "backup-archive" };
+            assert!(ran_on(local, &reports).len() == 2, "{flow} {local}");
+        }
+        let rows =
+            a.db.connect()
+                .await
+                .query("SELECT task, count(*) FROM kyb_maint.fleet_runs GROUP BY task", &[])
+                .await
+                .unwrap();
+        assert_eq!(rows.len(), 17, "one record per database-wide task");
+        assert!(rows.iter().all(|r| r.get::<_, i64>(1) == 1));
+        // One dump in the shared backup directory, not two.
+        let dumps = std::fs::read_dir(a.dir.path().join("shared-backups/full")).unwrap().count();
+        assert_eq!(dumps, 1);
+    }
+}

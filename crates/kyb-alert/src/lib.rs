@@ -66,10 +66,10 @@ impl AlertingConfig {
     /// Refuses a URL that is not a plain `http://` base URL, and the same Alertmanager twice.
     pub fn validate(&self) -> Result<(), FieldError> {
         for (i, url) in self.alertmanager_urls.iter().enumerate() {
-            client::base_url(url).map_err(|why| FieldError::new(format!("alertmanager_urls[{i}]"), why))?;
+            client::base_url(url).map_err(|why| FieldError::new("alertmanager_urls", why))?;
             if self.alertmanager_urls[..i].contains(url) {
                 let why = format!("{url} is listed twice: it would get every alert twice");
-                return Err(FieldError::new(format!("alertmanager_urls[{i}]"), why));
+                return Err(FieldError::new("alertmanager_urls", why));
             }
         }
         if let Some(url) = &self.pushgateway_url {
@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(cfg.timeout_ms.get(), 5000);
         let bad = |text: &str| toml::from_str::<AlertingConfig>(text).unwrap().validate().unwrap_err();
         let e = bad("alertmanager_urls = [\"http://a:9093\", \"https://b:9093\"]");
-        assert_eq!(e.key, "alertmanager_urls[1]");
+        assert_eq!(e.key, "alertmanager_urls");
         assert!(e.message.contains("http://"), "{e:?}");
         let e = bad("alertmanager_urls = [\"http://a:9093\", \"http://a:9093\"]");
         assert!(e.message.contains("listed twice"), "{e:?}");

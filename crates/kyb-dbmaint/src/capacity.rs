@@ -99,7 +99,14 @@ struct Sample {
 
 /// Free space on the data disk, or why it is not known.
 enum Disk {
-    Known { path: PathBuf, free_bytes: u64, total_bytes: u64 },
+    Known {
+        path: PathBuf,
+        free_bytes: u64,
+        total_bytes: u64,
+    },
+    /// The server is on another host and no `data_disk` is set: nothing to measure here, by
+    /// design (a pod, an app host), so not a failure.
+    Elsewhere(String),
     Unknown(String),
 }
 
@@ -331,6 +338,7 @@ fn forecast_check(disk: &Disk, growth: Option<f64>, c: &CapacityConfig, now: Off
     };
     let (path, free_bytes) = match disk {
         Disk::Unknown(why) => return plain(Status::Unknown, why.clone()),
+        Disk::Elsewhere(why) => return plain(Status::Ok, why.clone()),
         Disk::Known { path, free_bytes, .. } => (path, *free_bytes),
     };
     let free = format!("{} free on {}", human_bytes(free_bytes), path.display());
@@ -382,9 +390,9 @@ async fn disk(session: &Session, cfg: &DbConfig, c: &CapacityConfig) -> Disk {
         None => {
             let host = &cfg.postgres.host;
             if !is_local_host(host) {
-                return Disk::Unknown(format!(
-                    "the server at {host} is not on this machine, so its free space is unknown: \
-                     set [dbmaint] data_disk to a path on the filesystem that holds its data directory"
+                return Disk::Elsewhere(format!(
+                    "not measured: the server at {host} is not on this machine; set [dbmaint] \
+                     data_disk to a path on the filesystem that holds its data directory for a forecast"
                 ));
             }
             let dir = match session
@@ -566,5 +574,9 @@ mod tests {
         assert_eq!(tiny.check.status, Status::Ok);
         let unknown = forecast_check(&Disk::Unknown("set it".into()), Some(10.0), &cfg(90.0, 30.0), now);
         assert_eq!(unknown.check.status, Status::Unknown);
+        // A server on another host, with no data_disk to measure, is not a failure.
+        let elsewhere =
+            forecast_check(&Disk::Elsewhere("not measured".into()), Some(10.0), &cfg(90.0, 30.0), now);
+        assert_eq!((elsewhere.check.status, elsewhere.days_until_full), (Status::Ok, None));
     }
 }

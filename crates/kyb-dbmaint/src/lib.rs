@@ -57,12 +57,14 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod capacity;
+mod fleet;
 mod ops;
 mod reports;
 mod section;
 mod session;
 
 pub use capacity::{CapacityConfig, CapacityReport, capacity};
+pub use fleet::{Claim, DoneBy, FleetClaim, claim};
 pub use ops::{OpsReport, analyze, reindex, vacuum_analyze};
 pub use reports::{DbReport, ReportConfig, ReportKind, ReportRun, report, reports};
 pub use section::DbMaintSection;
@@ -114,6 +116,18 @@ pub enum DbMaintError {
         /// The server's refusal, naming the object.
         #[source]
         source: tokio_postgres::Error,
+    },
+    /// Another host of the fleet was still doing a task for all of the wait.
+    #[error("another host was still running {task} for {period} on {target} after {waited_ms} ms")]
+    FleetBusy {
+        /// The task.
+        task: String,
+        /// The period, e.g. `2026-W49`.
+        period: String,
+        /// `user@host:port/db`.
+        target: String,
+        /// How long this run waited.
+        waited_ms: u64,
     },
     /// Another maintenance run holds the database's advisory lock.
     #[error("another kyb-dbmaint run holds the maintenance lock on {target} (waited {waited_ms} ms)")]

@@ -123,7 +123,8 @@ pub struct DbMaintSection {
     /// A path on the filesystem that holds the server's data directory, whose free space the
     /// forecast uses; relative to the config file's directory. Left out: the server's
     /// `data_directory`, when the server runs on this machine (a loopback host or a unix
-    /// socket) and the path exists here; otherwise the forecast is Unknown.
+    /// socket) and the path exists here. A server on another host with no `data_disk` is Ok
+    /// with no forecast ("not measured"); a path that cannot be read is Unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_disk: Option<PathBuf>,
     /// Days of size history the growth line is fitted over (1 to 3650).

@@ -110,11 +110,22 @@ pub struct FlowsSection {
     /// gives up (exit 2); 0 gives up at once. At most 86400000 (a day). The default, 3 hours, is
     /// more than the longest shipped flow timeout ahead of another flow.
     pub lock_wait_ms: u64,
+    /// The name this host goes by in reports, alerts, pushed metrics and the fleet's records;
+    /// by default the machine's hostname. Set it where the hostname changes from run to run (a
+    /// Kubernetes CronJob's pods).
+    pub host: Option<String>,
+    /// Several hosts run these flows against one database: each database-wide task (backup
+    /// create, restore drill, ANALYZE, VACUUM, the database reports, capacity) runs once per
+    /// period (the day, ISO week or month of its flow) on whichever host gets to it first,
+    /// under a PostgreSQL advisory lock, and is recorded in `kyb_maint.fleet_runs`; the other
+    /// hosts report who did it. A run that failed does not count: the next host tries again.
+    /// Host-local tasks (health, system, logs, temp files, backup verification) run everywhere.
+    pub fleet: bool,
 }
 
 impl Default for FlowsSection {
     fn default() -> FlowsSection {
-        FlowsSection { lock_wait_ms: 3 * 3_600_000 }
+        FlowsSection { lock_wait_ms: 3 * 3_600_000, host: None, fleet: false }
     }
 }
 
@@ -124,6 +135,13 @@ impl FlowsSection {
         if self.lock_wait_ms > kyb_core::config::MAX_TIMEOUT_MS {
             let why = format!("must be at most 86400000 (a day), got {}", self.lock_wait_ms);
             return Err(FieldError::new("lock_wait_ms", why));
+        }
+        if let Some(host) = &self.host
+            && (host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_control() || c == '/'))
+        {
+            let why =
+                format!("{host:?} is not a host name: 1 to 253 characters, no `/` or control characters");
+            return Err(FieldError::new("host", why));
         }
         Ok(())
     }
@@ -206,6 +224,10 @@ pub struct Config {
     pub window: Windows,
     /// How long a flow waits for a different flow's run to finish (`[flows] lock_wait_ms`).
     pub lock_wait: std::time::Duration,
+    /// The name this host goes by (`[flows] host`, else the hostname).
+    pub host: String,
+    /// Database-wide tasks run once per period across hosts (`[flows] fleet`).
+    pub fleet: bool,
     /// The weekly performance analysis of the app's `/metrics`, when an app is configured.
     pub performance: Option<PerformanceTask>,
     /// The model checks of the app's `/metrics` (history resolved), when an app is configured.
@@ -402,6 +424,8 @@ impl Loader<'_> {
             dbmaint,
             window: s.window,
             lock_wait: std::time::Duration::from_millis(s.flows.lock_wait_ms),
+            host: s.flows.host.clone().unwrap_or_else(crate::report::hostname),
+            fleet: s.flows.fleet,
             monitoring: s.monitoring.targets(),
             security,
             update: s.update,

@@ -6,7 +6,7 @@ use crate::runlog::RunLog;
 use crate::security::{self, Audit};
 use crate::task::{Missing, TaskError};
 use kyb_core::fs::{LockError, RunLock, atomic_write, unused_path};
-use kyb_core::{RunCtx, Status, TaskReport, duration_ms, error_chain};
+use kyb_core::{Check, RunCtx, Status, TaskReport, duration_ms, error_chain};
 use kyb_dbmaint::ReportKind;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -195,6 +195,20 @@ impl Task {
         crate::task::run(self.name(), cfg, ctx, f).await
     }
 
+    /// Whether the task works on the shared database rather than on this host: with
+    /// `[flows] fleet`, such a task runs on one host per period.
+    pub fn database_wide(self) -> bool {
+        matches!(
+            self,
+            Task::BackupCreate
+                | Task::RestoreDrill
+                | Task::DbAnalyze
+                | Task::DbVacuum
+                | Task::DbReport(_)
+                | Task::DbCapacity
+        )
+    }
+
     /// Whether the task stops and cleans up on Ctrl-C or SIGTERM: those that write backups.
     fn stops_on_cancel(self) -> bool {
         matches!(self, Task::BackupCreate | Task::RestoreDrill | Task::BackupPrune)
@@ -353,7 +367,7 @@ pub async fn run_tasks(
     // process as they always do.
     let watcher = tasks.iter().any(|t| t.stops_on_cancel()).then(|| cancel_on_shutdown(&ctx));
     let probes = futures_util::future::join_all(
-        tasks.iter().filter(|t| !t.in_sequence()).map(|t| run_task(*t, cfg, &ctx, &log)),
+        tasks.iter().filter(|t| !t.in_sequence()).map(|t| run_task(*t, name, cfg, &ctx, &log)),
     );
     let file_tasks = async {
         let mut out = Vec::new();
@@ -364,7 +378,7 @@ pub async fn run_tasks(
                 out.push(ended(TaskReport::failed(t.name(), why, Duration::ZERO), &log));
                 continue;
             }
-            out.push(run_task(*t, cfg, &ctx, &log).await);
+            out.push(run_task(*t, name, cfg, &ctx, &log).await);
         }
         out
     };
@@ -375,6 +389,7 @@ pub async fn run_tasks(
     reports.extend(file_reports);
     say_connection_failures_once(&mut reports);
     let mut report = FlowReport::of(name.to_owned(), reports, started_at, opts.dry_run);
+    report.host.clone_from(&cfg.host);
     // Before the report is saved, so the report says whether the alerts went out.
     let span = tracing::error_span!("flow", flow = name);
     if let Some(t) = crate::deliver::alerting_task(cfg, &report).instrument(span).await {
@@ -487,10 +502,17 @@ fn stamp(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-/// One task under the run's deadline, if it has one; its line goes into the run log as it ends.
-async fn run_task(task: Task, cfg: &Config, ctx: &RunCtx, log: &std::sync::Mutex<RunLog>) -> TaskReport {
+/// One task of `flow` under the run's deadline, if it has one; its line goes into the run log as
+/// it ends.
+async fn run_task(
+    task: Task,
+    flow: &str,
+    cfg: &Config,
+    ctx: &RunCtx,
+    log: &std::sync::Mutex<RunLog>,
+) -> TaskReport {
     let clock = Instant::now();
-    let work = task_report(task, cfg, ctx);
+    let work = once_in_fleet(task, flow, cfg, ctx);
     let report = match ctx.deadline {
         None => work.await,
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), work).await {
@@ -517,6 +539,70 @@ fn ended(report: TaskReport, log: &std::sync::Mutex<RunLog>) -> TaskReport {
 fn log_line(r: &TaskReport, log: &std::sync::Mutex<RunLog>) {
     let line = format!("{} {} ({} ms): {}", r.name, r.status, r.duration_ms, r.summary);
     log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).line(&line);
+}
+
+/// `task`, and with `[flows] fleet` a database-wide one only when no host has done it this
+/// period (see [`kyb_dbmaint::claim`]): otherwise an Ok report of who did.
+async fn once_in_fleet(task: Task, flow: &str, cfg: &Config, ctx: &RunCtx) -> TaskReport {
+    let db = match &cfg.dbmaint {
+        Some(db) if cfg.fleet && task.database_wide() && !ctx.dry_run => &db.db,
+        _ => return task_report(task, cfg, ctx).await,
+    };
+    let clock = Instant::now();
+    let period = period(flow, ctx.now);
+    let claimed = kyb_dbmaint::claim(db, task.name(), &period, &cfg.host, cfg.lock_wait, &ctx.cancel).await;
+    let report = match claimed {
+        Ok(kyb_dbmaint::Claim::Mine(claim)) => {
+            let mut report = task_report(task, cfg, ctx).await;
+            if let Err(e) = claim.record(report.status, &report.summary).await {
+                let why = format!("not recorded for the other hosts: {}", error_chain(&e));
+                report.checks.push(Check::new("fleet", Status::Warn, why));
+                report.status = Status::worst([report.status, Status::Warn]);
+            }
+            return report;
+        }
+        Ok(kyb_dbmaint::Claim::Done(by)) => {
+            let at = by.finished_at.format(format_description!("[year]-[month]-[day] [hour]:[minute] UTC"));
+            let said = format!(
+                "done by host {} at {} ({}) for {period}; not repeated",
+                by.host,
+                at.unwrap_or_default(),
+                by.status
+            );
+            let mut r = TaskReport::from_checks(
+                task.name(),
+                vec![Check::new("fleet", Status::Ok, &said)],
+                clock.elapsed(),
+            );
+            r.summary = said;
+            r
+        }
+        Err(e) => {
+            let mut r = TaskReport::from_checks(
+                task.name(),
+                vec![Check::new("database", Status::Crit, error_chain(&e))],
+                clock.elapsed(),
+            );
+            r.summary = error_chain(&e);
+            r
+        }
+    };
+    crate::task::log_outcome(&report);
+    report
+}
+
+/// The period a flow's database-wide work is done once in: the ISO week of a weekly run
+/// (`2026-W49`), the month of a monthly one (`2026-12`), else the day (`2026-12-02`), in UTC.
+fn period(flow: &str, now: OffsetDateTime) -> String {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    match flow {
+        "weekly" => {
+            let (year, week, _) = now.to_iso_week_date();
+            format!("{year}-W{week:02}")
+        }
+        "monthly" => format!("{}-{:02}", now.year(), u8::from(now.month())),
+        _ => now.date().to_string(),
+    }
 }
 
 async fn task_report(task: Task, cfg: &Config, ctx: &RunCtx) -> TaskReport {
@@ -578,6 +664,16 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Database-wide work is shared per day, ISO week or month, in UTC.
+    #[test]
+    fn a_flows_period_is_its_day_iso_week_or_month() {
+        let at = time::macros::datetime!(2027-01-01 00:30 +02:00);
+        assert_eq!(period("daily", at), "2026-12-31");
+        assert_eq!(period("weekly", at), "2026-W53");
+        assert_eq!(period("monthly", at), "2026-12");
+        assert_eq!(period("logrotate", time::macros::datetime!(2026-12-02 10:00 UTC)), "2026-12-02");
+    }
 
     /// With only `[paths]`, every task but the two that always run has nothing to do: each says
     /// so the one way, Ok with `Task::missing`'s check and reason.

@@ -183,6 +183,12 @@ fn bad_dbmaint_and_window_settings_name_their_key() {
         ("monitoring", "grafana_url = \"ftp://x\"", "monitoring.grafana_url", "ftp"),
         ("flows", "lock_wait_ms = 86400001", "flows.lock_wait_ms", "at most 86400000 (a day)"),
         ("flows", "lock_wait_ms = -1", "flows.lock_wait_ms", "invalid value"),
+        ("flows", "host = \"\"", "flows.host", "not a host name"),
+        ("flows", "host = \"a/b\"", "flows.host", "not a host name"),
+        ("flows", "fleet = \"yes\"", "flows.fleet", "invalid type"),
+        ("alerting", "alertmanager_urls = [\"https://am:9093\"]", "alerting.alertmanager_urls", "http://"),
+        ("alerting", "pushgateway_url = \"pg:9091\"", "alerting.pushgateway_url", "http://"),
+        ("alerting", "timeout_ms = 0", "alerting.timeout_ms", "between 1 and"),
     ] {
         let text = format!("{WITH_PG}[{section}]\n{line}\n");
         let err = parse_str(&text).unwrap_err().to_string();
