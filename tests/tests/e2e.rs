@@ -140,7 +140,8 @@ mod daily {
                 "backup-verify",
                 "log-rotation",
                 "retention",
-                "temp-cleanup"
+                "temp-cleanup",
+                "history"
             ]
         );
         assert!(check(task(&json, "system"), "memory")["metrics"][0]["value"].as_f64().unwrap() > 0.0);
@@ -279,6 +280,7 @@ mod daily {
                 "db-unused-indexes",
                 "db-vacuum-state",
                 "db-wraparound",
+                "history",
                 "ml-models",
                 "monitoring",
                 "os-updates",
@@ -577,9 +579,10 @@ mod secrets {
         outputs.push(text(&out.stdout));
         outputs.push(text(&out.stderr));
         let files = files_under(&s.maint_dir());
-        // Three runs: one log, the run lock and the daily flow's lock, and three each of text
-        // report, JSON report and snapshot.
-        assert_eq!(files.len(), 12, "expected reports and logs, got {files:?}");
+        // Three runs: one log, the run lock and the daily flow's lock, three each of text
+        // report, JSON report and snapshot, and the history spool of the run that could not
+        // log in (searched for passwords too).
+        assert_eq!(files.len(), 13, "expected reports and logs, got {files:?}");
         for f in &files {
             outputs.push(text(&std::fs::read(f).unwrap()));
         }
@@ -2099,5 +2102,159 @@ mod fleet {
         // One dump in the shared backup directory, not two.
         let dumps = std::fs::read_dir(a.dir.path().join("shared-backups/full")).unwrap().count();
         assert_eq!(dumps, 1);
+    }
+}
+
+// [history]: every flow run in the database, spooled when it is down, listed by `kyb-maint history`.
+mod history {
+    use super::*;
+
+    /// The [postgres] table setup() wrote, for pointing a test at another server or role.
+    fn postgres_block(db: &TestDb) -> String {
+        format!(
+            "[postgres]\nhost = \"{}\"\nport = {}\nuser = \"{}\"\ndbname = \"{}\"\npassword = \"{}\"\n",
+            db.host,
+            db.port,
+            db.user,
+            db.dbname,
+            db.password.clone().unwrap_or_default()
+        )
+    }
+
+    fn repoint(s: &Setup, host: &str, port: u16, user: &str, dbname: &str, password: &str) {
+        let text = std::fs::read_to_string(&s.config).unwrap().replace(
+            &postgres_block(&s.db),
+            &format!(
+                "[postgres]\nhost = \"{host}\"\nport = {port}\nuser = \"{user}\"\ndbname = \"{dbname}\"\npassword = \"{password}\"\n"
+            ),
+        );
+        assert!(text.contains(&format!("port = {port}\n")), "the [postgres] table was not found");
+        std::fs::write(&s.config, text).unwrap();
+    }
+
+    async fn daily_json(s: &Setup) -> serde_json::Value {
+        let out = run(s.maint(&["daily", "--format", "json"])).await;
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)))
+    }
+
+    fn history_json(s: &Setup, args: &[&str]) -> serde_json::Value {
+        let mut cmd = s.maint(&["history", "--format", "json"]);
+        cmd.args(args);
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Two daily runs, then `kyb-maint history --flow daily` lists both, newest first; with
+    /// `--task` each run carries that task's numbers, the gauges with their labels.
+    #[tokio::test]
+    async fn two_runs_are_listed_with_a_tasks_numbers() {
+        let s = setup("history", Opts::default()).await;
+        for _ in 0..2 {
+            let json = daily_json(&s).await;
+            assert_eq!(task(&json, "history")["status"], "ok", "{json}");
+        }
+        let runs = history_json(&s, &["--flow", "daily"]);
+        let runs = runs.as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert!(runs[0]["started_at"].as_str() > runs[1]["started_at"].as_str());
+        assert!(runs.iter().all(|r| r["flow"] == "daily" && r["status"] == "OK"), "{runs:?}");
+        let system = history_json(&s, &["--task", "system", "--limit", "1"]);
+        let metrics = system[0]["task"]["metrics"].as_array().unwrap();
+        let root =
+            metrics.iter().find(|m| m["name"] == "kyb_maint_disk_used_ratio" && m["labels"]["mount"] == "/");
+        assert!(root.is_some_and(|m| (0.0..=1.0).contains(&m["value"].as_f64().unwrap())), "{metrics:?}");
+        assert!(history_json(&s, &["--flow", "weekly"]).as_array().unwrap().is_empty());
+        let out = s.maint(&["history"]).output().unwrap();
+        assert!(text(&out.stdout).starts_with("STARTED (UTC)"), "{}", text(&out.stdout));
+        assert_eq!(text(&out.stdout).lines().count(), 3, "{}", text(&out.stdout));
+    }
+
+    /// With PostgreSQL down the runs wait in the spool (Warn); the first run after it is back
+    /// records them, once: a spool left behind after a flush adds nothing a second time.
+    #[tokio::test]
+    async fn runs_spooled_while_postgres_is_down_are_recorded_once() {
+        let server = tokio::task::spawn_blocking(|| kyb_testkit::ScratchServer::start("hist"))
+            .await
+            .unwrap()
+            .expect("a scratch PostgreSQL server");
+        let s = setup("historyspool", Opts::default()).await;
+        let st = &server.stack;
+        repoint(&s, "127.0.0.1", st.pg_port, &st.pg_user, "kyb", &st.password);
+        let count = || st.psql("kyb", "SELECT count(*) FROM kyb_maint.runs").unwrap().trim().to_owned();
+        assert_eq!(task(&daily_json(&s).await, "history")["status"], "ok");
+        assert_eq!(count(), "1");
+
+        server.stop_fast().unwrap();
+        let spool = s.maint_dir().join("history-spool.jsonl");
+        for waiting in 1..=2 {
+            let json = daily_json(&s).await;
+            let h = task(&json, "history");
+            assert_eq!(h["status"], "warn", "{h}");
+            let said = h["summary"].as_str().unwrap();
+            assert!(
+                said.contains(&format!("({waiting} run(s) waiting)")) && said.contains("history-spool.jsonl"),
+                "{said}"
+            );
+        }
+        let spooled = std::fs::read_to_string(&spool).unwrap();
+
+        let server = tokio::task::spawn_blocking(move || {
+            let mut server = server;
+            server.restart().map(|()| server)
+        })
+        .await
+        .unwrap()
+        .expect("PostgreSQL back up");
+        let json = daily_json(&s).await;
+        assert_eq!(task(&json, "history")["summary"], "run recorded; 2 spooled run(s) flushed");
+        assert!(!spool.exists());
+        let st = &server.stack;
+        let count = || st.psql("kyb", "SELECT count(*) FROM kyb_maint.runs").unwrap().trim().to_owned();
+        assert_eq!(count(), "4");
+        // A flush cut short after the inserts leaves the spool: flushing it again doubles nothing.
+        std::fs::write(&spool, spooled).unwrap();
+        let json = daily_json(&s).await;
+        assert_eq!(task(&json, "history")["summary"], "run recorded");
+        assert_eq!(count(), "5");
+    }
+
+    /// A role that may not create the history tables: one clear Warn (the run still exits 0),
+    /// and the run waits in the spool for the grant.
+    #[tokio::test]
+    async fn a_role_without_create_gets_one_clear_warn() {
+        let s = setup("historyplain", Opts::default()).await;
+        let plain = s.db.plain_role().await;
+        repoint(&s, &plain.host, plain.port, &plain.user, &plain.dbname, plain.password.as_deref().unwrap());
+        let out = run(s.maint(&["daily", "--format", "json"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let h = task(&json, "history");
+        assert_eq!(h["status"], "warn", "{h}");
+        assert!(h["summary"].as_str().unwrap().contains("GRANT CREATE ON DATABASE"), "{h}");
+        s.db.drop_role(&plain).await;
+    }
+
+    /// The monthly flow deletes runs older than [history] keep_days.
+    #[tokio::test]
+    async fn the_monthly_flow_prunes_old_runs() {
+        let s = setup("historyprune", Opts::default()).await;
+        daily_json(&s).await;
+        let c = s.db.connect().await;
+        c.batch_execute(
+            "INSERT INTO kyb_maint.runs (flow, host, started_at, duration_ms, status, failed_tasks, version) \
+             VALUES ('daily', 'old', now() - interval '500 days', 1, 'OK', 0, '0.0.1')",
+        )
+        .await
+        .unwrap();
+        let out = run(s.maint(&["monthly", "--format", "json"])).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let said = task(&json, "history")["summary"].as_str().unwrap().to_owned();
+        assert!(said.ends_with("; 1 run(s) older than 400 days deleted"), "{said}");
+        let left: i64 =
+            c.query_one("SELECT count(*) FROM kyb_maint.runs WHERE host = 'old'", &[]).await.unwrap().get(0);
+        assert_eq!(left, 0);
+        let kept: i64 = c.query_one("SELECT count(*) FROM kyb_maint.runs", &[]).await.unwrap().get(0);
+        assert_eq!(kept, 2, "the recent daily and this monthly run stay");
     }
 }

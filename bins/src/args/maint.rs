@@ -14,7 +14,7 @@ pub struct Cli {
     /// The flow to run.
     #[arg(value_enum, required = true)]
     pub flow: Option<FlowArg>,
-    /// Instead of a flow: print a shell completion script.
+    /// Instead of a flow: list the recorded runs, or print a shell completion script.
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Run heavy work (VACUUM, restarts of the monitoring stack) even outside the maintenance
@@ -42,6 +42,23 @@ pub enum FlowArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the runs recorded in the database's run history (`[history]`), newest first; with
+    /// `--task`, that task's status and numbers in each run, e.g.
+    /// `kyb-maint history --flow daily --task system --since 2026-11-01`.
+    History {
+        /// Only runs of this flow (daily, weekly, monthly, logrotate).
+        #[arg(long)]
+        flow: Option<String>,
+        /// Show this task's result and numbers (the runs without it are left out).
+        #[arg(long)]
+        task: Option<String>,
+        /// Only runs started on or after this day (YYYY-MM-DD, UTC) or instant (RFC 3339).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<time::OffsetDateTime>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        limit: i64,
+    },
     /// Print the completion script of a kyb binary for a shell, e.g.
     /// `kyb-maint completions bash > /etc/bash_completion.d/kyb-maint`.
     Completions {
@@ -53,4 +70,15 @@ pub enum Command {
         #[arg(default_value = "kyb-maint")]
         binary: String,
     },
+}
+
+/// `--since`: a day (midnight UTC) or an RFC 3339 instant.
+fn parse_since(text: &str) -> Result<time::OffsetDateTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(at);
+    }
+    let day = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| format!("{text:?} is neither a day (2026-11-01) nor an RFC 3339 instant"))?;
+    Ok(day.midnight().assume_utc())
 }

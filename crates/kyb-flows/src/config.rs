@@ -15,6 +15,7 @@ mod tests;
 pub use errors::{ConfigError, MAX_FILE_BYTES};
 pub use reference::reference;
 
+use crate::history::{HistoryConfig, HistorySection};
 use crate::window::Windows;
 use kyb_alert::AlertingConfig;
 use kyb_backup::{ArchiveConfig, BackupSection, CreateConfig, DrillConfig, PruneConfig, VerifyConfig};
@@ -95,6 +96,8 @@ pub(crate) struct Sections {
     tuning: TuneConfig,
     #[serde(default)]
     alerting: AlertingConfig,
+    #[serde(default)]
+    history: HistorySection,
 }
 
 /// How the flows share the machine.
@@ -243,6 +246,8 @@ pub struct Config {
     pub tuning: TuneConfig,
     /// Where runs send their failed tasks and metrics, when `[alerting]` sets anywhere.
     pub alerting: Option<AlertingConfig>,
+    /// The run history, when `[postgres]` is configured and `[history]` not switched off.
+    pub history: Option<HistoryConfig>,
 }
 
 /// `[security]` resolved: one config per audit, None when the audit is not configured (the run
@@ -405,6 +410,13 @@ impl Loader<'_> {
         s.tuning.resolve_paths(base);
         self.at("tuning", s.tuning.validate())?;
         self.at("alerting", s.alerting.validate())?;
+        self.at("history", s.history.validate())?;
+        let history = postgres.as_ref().filter(|_| s.history.enabled).map(|pg| HistoryConfig {
+            postgres: pg.target(),
+            timeout_ms: pg.timeout_ms,
+            keep_days: s.history.keep_days,
+            spool: paths.maintenance_dir.join("history-spool.jsonl"),
+        });
         // Nothing to probe is the health task not configured, not a report of nothing.
         let probes = HealthConfig { app: app.map(AppSection::probe), postgres, redis };
         let health =
@@ -431,6 +443,7 @@ impl Loader<'_> {
             update: s.update,
             tuning: s.tuning,
             alerting: s.alerting.is_set().then_some(s.alerting),
+            history,
         })
     }
 

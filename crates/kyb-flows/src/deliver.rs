@@ -19,11 +19,12 @@ pub async fn deliver(cfg: &Config, report: &mut FlowReport) {
         return;
     }
     if let Some(task) = alerting_task(cfg, report).await {
+        crate::task::log_outcome(&task);
         report.add_task(task);
     }
 }
 
-/// The `alerting` task of a run whose report is `report` (see [`deliver`]).
+/// The `alerting` task of a run whose report is `report` (see [`deliver`]), not yet logged.
 pub(crate) async fn alerting_task(cfg: &Config, report: &FlowReport) -> Option<TaskReport> {
     let alerting = cfg.alerting.as_ref()?;
     let ctx = &RunCtx::new(report.started_at).with_dry_run(report.dry_run);
@@ -60,9 +61,7 @@ pub(crate) async fn alerting_task(cfg: &Config, report: &FlowReport) -> Option<T
             });
         }
     }
-    let task = TaskReport::from_report(TASK, findings, clock.elapsed());
-    crate::task::log_outcome(&task);
-    Some(task)
+    Some(TaskReport::from_report(TASK, findings, clock.elapsed()))
 }
 
 /// The run's metrics as `--textfile` writes them, the last success carried over from the

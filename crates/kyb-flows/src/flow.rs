@@ -390,7 +390,16 @@ pub async fn run_tasks(
     say_connection_failures_once(&mut reports);
     let mut report = FlowReport::of(name.to_owned(), reports, started_at, opts.dry_run);
     report.host.clone_from(&cfg.host);
-    // Before the report is saved, so the report says whether the alerts went out.
+    // Before the report is saved, so the report says whether the run was recorded and the
+    // alerts went out; the history first, so a history that fails is alerted on too.
+    if !opts.dry_run
+        && let Some(history) = &cfg.history
+    {
+        let span = tracing::error_span!("flow", flow = name);
+        let prune = name == Flow::Monthly.name();
+        let t = crate::history::record(history, &report, prune).instrument(span).await;
+        report.add_task(ended(t, &log));
+    }
     let span = tracing::error_span!("flow", flow = name);
     if let Some(t) = crate::deliver::alerting_task(cfg, &report).instrument(span).await {
         report.add_task(ended(t, &log));

@@ -1,13 +1,13 @@
 //! The report of one flow run, and its text rendering.
 
 use kyb_core::{Status, TaskReport};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use time::OffsetDateTime;
 
 /// The outcome of a flow run: what every task found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowReport {
     /// `daily`, `weekly` or `monthly`.
     pub flow: String,

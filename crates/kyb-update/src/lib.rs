@@ -62,8 +62,8 @@ mod tune;
 pub use app::{ConfigDiff, Outcome, UpdateError, UpdateReport, UpdateRequest, update_app};
 pub use gate::{GateConfig, GateReport, health_gate};
 pub use migrate::{
-    Applied, MIGRATE_LOCK_KEY, MigrateConfig, MigrateError, MigrateReport, Migration, migrate,
-    read_migrations,
+    Applied, MIGRATE_LOCK_KEY, MigrateConfig, MigrateError, MigrateReport, Migration,
+    apply as apply_migrations, migrate, read_migrations,
 };
 pub use section::{MemoryConfig, SysctlConfig, TuneConfig, UpdateConfig};
 pub use service::{Instance, ServiceError, ServiceManager};

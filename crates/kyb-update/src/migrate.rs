@@ -152,11 +152,13 @@ pub enum MigrateError {
     /// An earlier run's migration failed and nobody has repaired it.
     #[error(
         "migration {version} failed in an earlier run and blocks this one: repair the database, then \
-         DELETE FROM schema_migrations WHERE version = {version} AND NOT success"
+         DELETE FROM {table} WHERE version = {version} AND NOT success"
     )]
     Blocked {
         /// Its version.
         version: i64,
+        /// The table that records the migrations.
+        table: String,
     },
     /// A migration failed now (its failure is recorded and blocks later runs).
     #[error("migration {version} ({path}) failed{}", if *.rolled_back { "; its transaction was rolled back" } else { "" })]
@@ -206,10 +208,37 @@ pub fn read_migrations(dir: &Path) -> Result<Vec<Migration>, MigrateError> {
     Ok(out)
 }
 
-/// Applies the migrations not yet applied, in order, and checks the result. In a dry run
-/// (`ctx.dry_run`) it lists them and applies none.
+impl Migration {
+    /// A migration built into a program (`include_str!`), for a schema it owns.
+    pub fn builtin(version: i64, name: &str, sql: &str) -> Migration {
+        Migration {
+            version,
+            name: name.to_owned(),
+            path: PathBuf::from(format!("<built-in>/{version:04}_{name}.sql")),
+            checksum: kyb_core::digest::hex(&Sha256::digest(sql.as_bytes())),
+            no_transaction: sql.lines().next().is_some_and(|l| l.trim() == NO_TRANSACTION),
+            sql: sql.to_owned(),
+        }
+    }
+}
+
+/// Applies the migrations of `cfg.dir` not yet applied, in order, recorded in
+/// `schema_migrations`, and checks the result. In a dry run (`ctx.dry_run`) it lists them and
+/// applies none.
 pub async fn migrate(cfg: &MigrateConfig, ctx: &RunCtx) -> Result<MigrateReport, MigrateError> {
     let migrations = read_migrations(&cfg.dir)?;
+    apply(cfg, &migrations, "schema_migrations", ctx).await
+}
+
+/// Applies `migrations` (read from files or [`Migration::builtin`]) as [`migrate`] does,
+/// recorded in `table`; a schema-qualified `table` (`kyb_maint.schema_migrations`) gets its
+/// schema created first. `cfg.dir` is not read. `table` is the caller's constant, never input.
+pub async fn apply(
+    cfg: &MigrateConfig,
+    migrations: &[Migration],
+    table: &str,
+    ctx: &RunCtx,
+) -> Result<MigrateReport, MigrateError> {
     let t = &cfg.postgres;
     let target = t.name();
     let step = Duration::from_millis(cfg.connect_timeout_ms);
@@ -234,24 +263,26 @@ pub async fn migrate(cfg: &MigrateConfig, ctx: &RunCtx) -> Result<MigrateReport,
         })?
         .map_err(query)?;
     lock(&client, cfg, &target).await?;
+    let schema = table.split_once('.').map(|(schema, _)| format!("CREATE SCHEMA IF NOT EXISTS {schema};"));
     client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (\
+        .batch_execute(&format!(
+            "{}CREATE TABLE IF NOT EXISTS {table} (\
                  version bigint PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, \
                  success boolean NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), \
                  duration_ms bigint NOT NULL DEFAULT 0)",
-        )
+            schema.unwrap_or_default()
+        ))
         .await
         .map_err(query)?;
     let rows = client
-        .query("SELECT version, checksum, success FROM schema_migrations ORDER BY version", &[])
+        .query(&format!("SELECT version, checksum, success FROM {table} ORDER BY version"), &[])
         .await
         .map_err(query)?;
     if let Some(r) = rows.iter().find(|r| !r.get::<_, bool>(2)) {
-        return Err(MigrateError::Blocked { version: r.get(0) });
+        return Err(MigrateError::Blocked { version: r.get(0), table: table.to_owned() });
     }
     let applied_before: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    for m in &migrations {
+    for m in migrations {
         if let Some((_, sum)) = applied_before.iter().find(|(v, _)| *v == m.version)
             && *sum != m.checksum
         {
@@ -287,7 +318,9 @@ pub async fn migrate(cfg: &MigrateConfig, ctx: &RunCtx) -> Result<MigrateReport,
         .map_err(query)?;
     for m in pending {
         let clock = Instant::now();
-        let record = "INSERT INTO schema_migrations (version, name, checksum, success, duration_ms) VALUES ($1, $2, $3, $4, $5)";
+        let record = &format!(
+            "INSERT INTO {table} (version, name, checksum, success, duration_ms) VALUES ($1, $2, $3, $4, $5)"
+        );
         let outcome = if m.no_transaction {
             client.batch_execute(&m.sql).await
         } else {
@@ -344,9 +377,11 @@ pub async fn migrate(cfg: &MigrateConfig, ctx: &RunCtx) -> Result<MigrateReport,
     // The runbook's verification: tables present, no failed migration.
     let v = client
         .query_one(
-            "SELECT (SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')), \
-                    (SELECT count(*) FROM schema_migrations WHERE NOT success), \
-                    (SELECT coalesce(max(version), 0) FROM schema_migrations)",
+            &format!(
+                "SELECT (SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')), \
+                        (SELECT count(*) FROM {table} WHERE NOT success), \
+                        (SELECT coalesce(max(version), 0) FROM {table})"
+            ),
             &[],
         )
         .await

@@ -140,7 +140,7 @@ async fn a_failing_migration_is_recorded_leaves_nothing_and_blocks_the_next_run(
     // Fixed, but not repaired: the failure still blocks.
     write(dir.path(), "0011_broken.sql", "CREATE TABLE audit_log (id int);\n");
     let err = migrate(&cfg(&db, dir.path()), &ctx()).await.unwrap_err();
-    assert!(matches!(err, MigrateError::Blocked { version: 11 }), "{err:?}");
+    assert!(matches!(err, MigrateError::Blocked { version: 11, .. }), "{err:?}");
     c.batch_execute("DELETE FROM schema_migrations WHERE version = 11 AND NOT success").await.unwrap();
     let r = migrate(&cfg(&db, dir.path()), &ctx()).await.unwrap();
     assert_eq!(r.applied.iter().map(|a| a.version).collect::<Vec<_>>(), [11, 12]);

@@ -59,6 +59,12 @@ impl ScratchServer {
         ensure_postgres(&mut self.stack)
     }
 
+    /// Stops the server cleanly (`pg_ctl stop -m fast`), keeping every commit; `restart`
+    /// starts it again.
+    pub fn stop_fast(&self) -> Result<(), StackError> {
+        self.stop("fast")
+    }
+
     /// Stops the server at once (`pg_ctl stop -m immediate`), as a crash or a kill would.
     pub fn stop_now(&self) -> Result<(), StackError> {
         self.stop("immediate")
