@@ -13,16 +13,17 @@ const METRICS: &[&str] = &[
     "kyb_maint_task_status",
     "kyb_maint_task_duration_seconds",
     "kyb_maint_disk_used_ratio",
-    "kyb_maint_database_disk_days_left",
+    "kyb_maint_database_disk_seconds_left",
     "kyb_maint_backup_age_seconds",
     "kyb_maint_backup_max_age_seconds",
     "kyb_maint_backup_size_bytes",
     "kyb_maint_restore_drill_seconds",
-    "kyb_maint_certificate_days_left",
+    "kyb_maint_certificate_seconds_left",
     "kyb_maint_model_accuracy",
     "kyb_maint_model_accuracy_threshold",
     "kyb_maint_endpoint_p95_seconds",
     "kyb_maint_sequence_used_ratio_max",
+    "kyb_maint_forecast_seconds_left",
 ];
 
 fn deploy(path: &str) -> PathBuf {

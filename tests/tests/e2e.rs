@@ -141,7 +141,8 @@ mod daily {
                 "log-rotation",
                 "retention",
                 "temp-cleanup",
-                "history"
+                "history",
+                "forecast"
             ]
         );
         assert!(check(task(&json, "system"), "memory")["metrics"][0]["value"].as_f64().unwrap() > 0.0);
@@ -2233,6 +2234,56 @@ mod history {
         assert_eq!(h["status"], "warn", "{h}");
         assert!(h["summary"].as_str().unwrap().contains("GRANT CREATE ON DATABASE"), "{h}");
         s.db.drop_role(&plain).await;
+    }
+
+    /// Ten days of seeded history in which a disk grew 1% a day to 89%: the daily run's
+    /// forecast gives it about 10 days (Warn, under warn_days 30), and writes the gauge.
+    #[tokio::test]
+    async fn the_daily_run_forecasts_a_growing_disk_from_the_history() {
+        let s = setup("forecast", Opts::default()).await;
+        let first = daily_json(&s).await;
+        let host = first["host"].as_str().unwrap().to_owned();
+        let c = s.db.connect().await;
+        for day in 0..10 {
+            let id: i64 = c
+                .query_one(
+                    "INSERT INTO kyb_maint.runs (flow, host, started_at, duration_ms, status, failed_tasks, version) \
+                     VALUES ('daily', $1, now() - make_interval(days => $2), 1, 'OK', 0, 'seed') RETURNING id",
+                    &[&host, &(10 - day)],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            let ratio = 0.80 + 0.01 * f64::from(day);
+            c.batch_execute(&format!(
+                "INSERT INTO kyb_maint.task_results VALUES ({id}, 'system', 'OK', 1, 'seeded'); \
+                 INSERT INTO kyb_maint.check_results VALUES ({id}, 'system', 0, 'disk /seeded', 'OK', 'seeded'); \
+                 INSERT INTO kyb_maint.metrics (run_id, task, position, name, labels, value, unit) \
+                 VALUES ({id}, 'system', 0, 'kyb_maint_disk_used_ratio', '{{\"mount\": \"/seeded\"}}', {ratio}, '')"
+            ))
+            .await
+            .unwrap();
+        }
+        let prom = s.dir.path().join("kyb-maint-daily.prom");
+        let out = run(s.maint(&["daily", "--format", "json", "--textfile", prom.to_str().unwrap()])).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let forecast = task(&json, "forecast");
+        let seeded = check(forecast, "disk /seeded");
+        assert_eq!(seeded["status"], "warn", "{forecast}");
+        let said = seeded["summary"].as_str().unwrap();
+        assert!(said.starts_with("full in 1") && said.ends_with("days, Theil-Sen over 10 points"), "{said}");
+        // The real disks have two runs minutes apart: too little to fit.
+        assert!(check(forecast, "disk /")["summary"].as_str().unwrap().starts_with("not enough history"));
+        let text = std::fs::read_to_string(&prom).unwrap();
+        let parsed = kyb_prom::parse_strict(&text).unwrap();
+        let gauge = parsed
+            .samples
+            .iter()
+            .find(|g| g.name == "kyb_maint_forecast_seconds_left" && g.label("name") == Some("/seeded"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(gauge.label("resource"), Some("disk"));
+        assert!((9.0 * 86_400.0..11.0 * 86_400.0).contains(&gauge.value), "{}", gauge.value);
+        promtool_check(&prom);
     }
 
     /// The monthly flow deletes runs older than [history] keep_days.

@@ -19,6 +19,7 @@
 pub mod config;
 pub mod digest;
 pub mod dir;
+pub mod fit;
 pub mod fs;
 pub mod gzip;
 pub mod process;

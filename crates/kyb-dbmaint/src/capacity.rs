@@ -377,7 +377,7 @@ fn forecast_check(disk: &Disk, growth: Option<f64>, c: &CapacityConfig, now: Off
                     .with_floor_thresholds(c.days_left_warn, c.days_left_crit),
             )
             .with_metric(free_metric)
-            .with_gauge(Gauge::new("kyb_maint_database_disk_days_left", days)),
+            .with_gauge(Gauge::new("kyb_maint_database_disk_seconds_left", (days * 86_400.0).round())),
         days_until_full: Some(days),
         full_on,
     }

@@ -15,6 +15,7 @@ mod tests;
 pub use errors::{ConfigError, MAX_FILE_BYTES};
 pub use reference::reference;
 
+use crate::forecast::{ForecastConfig, ForecastSection};
 use crate::history::{HistoryConfig, HistorySection};
 use crate::window::Windows;
 use kyb_alert::AlertingConfig;
@@ -98,6 +99,8 @@ pub(crate) struct Sections {
     alerting: AlertingConfig,
     #[serde(default)]
     history: HistorySection,
+    #[serde(default)]
+    forecast: ForecastSection,
 }
 
 /// How the flows share the machine.
@@ -248,6 +251,8 @@ pub struct Config {
     pub alerting: Option<AlertingConfig>,
     /// The run history, when `[postgres]` is configured and `[history]` not switched off.
     pub history: Option<HistoryConfig>,
+    /// The daily forecasts from the run history, when there is one.
+    pub forecast: Option<ForecastConfig>,
 }
 
 /// `[security]` resolved: one config per audit, None when the audit is not configured (the run
@@ -411,6 +416,7 @@ impl Loader<'_> {
         self.at("tuning", s.tuning.validate())?;
         self.at("alerting", s.alerting.validate())?;
         self.at("history", s.history.validate())?;
+        self.at("forecast", s.forecast.validate())?;
         let history = postgres.as_ref().filter(|_| s.history.enabled).map(|pg| HistoryConfig {
             postgres: pg.target(),
             timeout_ms: pg.timeout_ms,
@@ -421,6 +427,7 @@ impl Loader<'_> {
         let probes = HealthConfig { app: app.map(AppSection::probe), postgres, redis };
         let health =
             (probes.app.is_some() || probes.postgres.is_some() || probes.redis.is_some()).then_some(probes);
+        let forecast_backup_dir = paths.backup_dir.clone();
         Ok(Config {
             source: self.path.to_owned(),
             health,
@@ -443,6 +450,11 @@ impl Loader<'_> {
             update: s.update,
             tuning: s.tuning,
             alerting: s.alerting.is_set().then_some(s.alerting),
+            forecast: history.clone().map(|history| ForecastConfig {
+                history,
+                levels: s.forecast,
+                backup_dir: forecast_backup_dir,
+            }),
             history,
         })
     }

@@ -398,7 +398,14 @@ pub async fn run_tasks(
         let span = tracing::error_span!("flow", flow = name);
         let prune = name == Flow::Monthly.name();
         let t = crate::history::record(history, &report, prune).instrument(span).await;
+        let recorded = t.status == Status::Ok;
         report.add_task(ended(t, &log));
+        // The daily run looks ahead over the history it just added to.
+        if let Some(f) = cfg.forecast.as_ref().filter(|_| recorded && name == Flow::Daily.name()) {
+            let span = tracing::error_span!("flow", flow = name);
+            let t = crate::forecast::forecast(f, &cfg.host, started_at).instrument(span).await;
+            report.add_task(ended(t, &log));
+        }
     }
     let span = tracing::error_span!("flow", flow = name);
     if let Some(t) = crate::deliver::alerting_task(cfg, &report).instrument(span).await {

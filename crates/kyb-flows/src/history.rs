@@ -515,6 +515,19 @@ pub async fn runs(cfg: &HistoryConfig, q: &HistoryQuery) -> Result<Vec<RunRow>, 
     Ok(out)
 }
 
+/// The rows of `sql` over the history (task, metric, series name, Unix seconds, value), for
+/// the forecasts.
+pub(crate) async fn series(
+    cfg: &HistoryConfig,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<(String, String, String, f64, f64)>, HistoryError> {
+    let client = connect(cfg).await?;
+    let what = "reading the history";
+    let rows = within(cfg, what, client.query(sql, params)).await?.map_err(query_err(what, cfg))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect())
+}
+
 /// How many runs wait in the spool.
 pub fn spooled(cfg: &HistoryConfig) -> usize {
     std::fs::read_to_string(&cfg.spool).map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count())

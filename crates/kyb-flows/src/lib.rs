@@ -20,6 +20,7 @@
 pub mod config;
 mod deliver;
 mod flow;
+pub mod forecast;
 pub mod history;
 mod report;
 mod runlog;

@@ -7,8 +7,8 @@ use kyb_prom::{Family, MetricKind, Sample, render_textfile};
 const GAUGES: &[(&str, &str)] = &[
     ("kyb_maint_disk_used_ratio", "Used share of each mounted filesystem, 0 to 1."),
     (
-        "kyb_maint_database_disk_days_left",
-        "Days until the database's data disk is full at its fitted growth.",
+        "kyb_maint_database_disk_seconds_left",
+        "Time until the database's data disk is full at its fitted growth.",
     ),
     ("kyb_maint_backup_age_seconds", "Age of the backup the last verification looked at."),
     (
@@ -17,11 +17,15 @@ const GAUGES: &[(&str, &str)] = &[
     ),
     ("kyb_maint_backup_size_bytes", "Size of that backup's dump file."),
     ("kyb_maint_restore_drill_seconds", "Restore time of the last restore drill."),
-    ("kyb_maint_certificate_days_left", "Days until each certificate expires; negative once it has."),
+    ("kyb_maint_certificate_seconds_left", "Time until each certificate expires; negative once it has."),
     ("kyb_maint_model_accuracy", "Accuracy each ML model reports, 0 to 1."),
     ("kyb_maint_model_accuracy_threshold", "The accuracy below which each model is Warn (warn_below)."),
     ("kyb_maint_endpoint_p95_seconds", "95th-percentile response time of the slowest endpoints."),
     ("kyb_maint_sequence_used_ratio_max", "Share of its range the fullest sequence has used, 0 to 1."),
+    (
+        "kyb_maint_forecast_seconds_left",
+        "Time until a resource reaches its limit, fitted over the run history (daily).",
+    ),
 ];
 
 /// The gauge that carries the start of the last run that succeeded.

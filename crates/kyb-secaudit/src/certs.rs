@@ -168,7 +168,11 @@ fn judge(cfg: &CertConfig, name: &str, c: &CertInfo, now: OffsetDateTime) -> Che
             Metric::new("days_left", days_left, Unit::None)
                 .with_floor_thresholds(cfg.warn_days, cfg.crit_days),
         )
-        .with_gauge(Gauge::new("kyb_maint_certificate_days_left", days_left).label("certificate", name))
+        // Seconds in the metric name and value: Prometheus's base unit.
+        .with_gauge(
+            Gauge::new("kyb_maint_certificate_seconds_left", (c.days_left * 86_400.0).round())
+                .label("certificate", name),
+        )
 }
 
 fn describe(source: &str, position: usize, der: &[u8], now: OffsetDateTime) -> Result<CertInfo, String> {

@@ -113,9 +113,9 @@ async fn each_file_gets_its_status_days_and_reason() {
     assert!(c.summary.contains("expires in 10.0 days"), "{}", c.summary);
     // Fewer days is worse: the perfdata thresholds are floors, in range syntax.
     assert_eq!(c.metrics[0].perfdata(), "'days_left'=10;30:;7:");
-    // For the textfile: the days left, labelled with the configured certificate.
+    // For the textfile: the time left in seconds, labelled with the configured certificate.
     let g = &c.gauges[0];
-    let want = ("kyb_maint_certificate_days_left", 10.0, &c.name);
+    let want = ("kyb_maint_certificate_seconds_left", 864_000.0, &c.name);
     assert_eq!((g.name.as_str(), g.value, &g.labels[0].1), want, "{g:?}");
     let c = check(&r, &format!("{} #0", at("expired.pem")));
     assert_eq!(c.status, Status::Crit);
