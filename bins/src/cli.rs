@@ -152,10 +152,7 @@ pub async fn finish(
     format: Format,
     textfile: Textfile,
 ) -> ExitCode {
-    report.host.clone_from(&cfg.host);
-    kyb_flows::deliver(cfg, &mut report).await;
-    let report = &report;
-    let written = emit(bin, report, format, textfile);
+    let written = emit(bin, &mut report, cfg, format, textfile).await;
     match format {
         Format::Nagios => ExitCode::from(report.status.nagios_code()),
         _ => ExitCode::from(report.exit_code().max(u8::from(!written))),
@@ -171,17 +168,18 @@ pub async fn finish_plugin(
     format: Format,
     textfile: Textfile,
 ) -> ExitCode {
-    report.host.clone_from(&cfg.host);
-    kyb_flows::deliver(cfg, &mut report).await;
-    let report = &report;
-    let written = emit(bin, report, format, textfile);
+    let written = emit(bin, &mut report, cfg, format, textfile).await;
     let code = report.status.nagios_code();
     ExitCode::from(if written { code } else { code.max(kyb_core::Status::Unknown.nagios_code()) })
 }
 
-/// Prints the report in `format` and writes the textfile if asked; false when the textfile could
-/// not be written (said on stderr).
-fn emit(bin: &str, report: &FlowReport, format: Format, textfile: Textfile) -> bool {
+/// Names the report's host as the config says, sends it on (`[alerting]`), prints it in
+/// `format` and writes the textfile if asked; false when the textfile could not be written
+/// (said on stderr).
+async fn emit(bin: &str, report: &mut FlowReport, cfg: &Config, format: Format, textfile: Textfile) -> bool {
+    report.host.clone_from(&cfg.host);
+    kyb_flows::deliver(cfg, report).await;
+    let report = &*report;
     let out = match format {
         Format::Text => render_text(report),
         Format::Json => serde_json::to_string_pretty(report).expect("reports serialize") + "\n",

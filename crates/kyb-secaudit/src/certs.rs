@@ -168,9 +168,10 @@ fn judge(cfg: &CertConfig, name: &str, c: &CertInfo, now: OffsetDateTime) -> Che
             Metric::new("days_left", days_left, Unit::None)
                 .with_floor_thresholds(cfg.warn_days, cfg.crit_days),
         )
-        // Seconds in the metric name and value: Prometheus's base unit.
+        // Seconds in the metric name and value (Prometheus's base unit), of the days the
+        // perfdata shows, so the two agree.
         .with_gauge(
-            Gauge::new("kyb_maint_certificate_seconds_left", (c.days_left * 86_400.0).round())
+            Gauge::new("kyb_maint_certificate_seconds_left", (days_left * 86_400.0).round())
                 .label("certificate", name),
         )
 }
